@@ -1,0 +1,43 @@
+"""fp4ref: the reference codec for MXFP4 and NVFP4.
+
+The public API::
+
+    fp4ref.dequantize(blocks, scales, format="mxfp4", ...)
+    fp4ref.encode_e2m1 / decode_e2m1, encode_e4m3 / decode_e4m3, decode_e8m0
+    fp4ref.pack / fp4ref.unpack
+
+Three layers compute the same bits: the plain-Python oracle (:mod:`fp4ref.spec`), numba
+CPU kernels and numba CUDA kernels (:mod:`fp4ref.kernels`).
+"""
+
+from .api import (
+    FORMATS,
+    decode_e2m1,
+    decode_e4m3,
+    decode_e8m0,
+    dequantize,
+    encode_e2m1,
+    encode_e4m3,
+    pack,
+    rounding_rules,
+    unpack,
+)
+from .backends import available as available_backends
+from .spec.nibbles import NIBBLE_ORDERS
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FORMATS",
+    "NIBBLE_ORDERS",
+    "available_backends",
+    "decode_e2m1",
+    "decode_e4m3",
+    "decode_e8m0",
+    "dequantize",
+    "encode_e2m1",
+    "encode_e4m3",
+    "pack",
+    "rounding_rules",
+    "unpack",
+]

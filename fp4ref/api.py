@@ -1,0 +1,271 @@
+"""The public front doors: validate, choose a backend, flatten, call, reshape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from . import _checks, backends
+from .spec import mx, nibbles, nvfp4, rounding
+
+#: Block formats: (elements per scale, scale format, the ml_dtypes type taken as scale bytes).
+FORMATS = {
+    "mxfp4": (mx.BLOCK_SIZE, "e8m0", np.dtype(ml_dtypes.float8_e8m0fnu)),
+    "nvfp4": (nvfp4.BLOCK_SIZE, "e4m3", np.dtype(ml_dtypes.float8_e4m3fn)),
+}
+
+
+def _as_output(bits: np.ndarray, dtype: str) -> np.ndarray:
+    return bits.view(_checks.OUTPUT_DTYPES[dtype])
+
+
+def _block_shapes(blocks: np.ndarray, scales: np.ndarray, block_size: int, fmt: str):
+    """Leading shape and K of a (blocks, scales) pair, or a ValueError saying what is off."""
+    half = block_size // 2
+    if blocks.ndim == 0 or scales.ndim == 0:
+        raise ValueError(
+            f"blocks and scales must have at least one dimension; got blocks.shape="
+            f"{blocks.shape}, scales.shape={scales.shape}"
+        )
+    if blocks.ndim == scales.ndim + 1:  # gpt-oss: blocks [..., K/32, 16]
+        if blocks.shape[:-1] != scales.shape or blocks.shape[-1] != half:
+            raise ValueError(
+                f"blocks with one more dimension than scales must have shape "
+                f"scales.shape + ({half},) = {scales.shape + (half,)} for format {fmt!r}; "
+                f"got blocks.shape={blocks.shape}"
+            )
+        return scales.shape[:-1], scales.shape[-1] * block_size
+    if blocks.ndim != scales.ndim:
+        raise ValueError(
+            f"scales must have the same number of dimensions as blocks (or one fewer, for "
+            f"blocks [..., K/{block_size}, {half}]); got blocks.shape={blocks.shape}, "
+            f"scales.shape={scales.shape}"
+        )
+    if blocks.shape[:-1] != scales.shape[:-1]:
+        raise ValueError(
+            f"scales must have the same leading dimensions as blocks; got blocks.shape="
+            f"{blocks.shape}, scales.shape={scales.shape}"
+        )
+    k = 2 * blocks.shape[-1]
+    if k % block_size:
+        raise ValueError(
+            f"K = 2 * blocks.shape[-1] = {k} must be a multiple of the block size "
+            f"{block_size} of format {fmt!r}"
+        )
+    if scales.shape[-1] != k // block_size:
+        raise ValueError(
+            f"scales.shape[-1] must be K / {block_size} = {k // block_size} for blocks.shape="
+            f"{blocks.shape}; got scales.shape={scales.shape}"
+        )
+    return blocks.shape[:-1], k
+
+
+def dequantize(
+    blocks: Any,
+    scales: Any,
+    *,
+    format: str = "mxfp4",
+    tensor_scale: Any = None,
+    nibble_order: str = "low-first",
+    dtype: Any = "float32",
+    backend: str = "auto",
+) -> np.ndarray:
+    """Decode packed FP4 blocks to floats.
+
+    Parameters
+    ----------
+    blocks : array of uint8, shape ``[..., K/2]`` or ``[..., K/B, B/2]``
+        Two E2M1 codes per byte, in ``nibble_order``. The second form is gpt-oss's
+        ``[E, N, K/32, 16]``.
+    scales : array of uint8, shape ``[..., K/B]``
+        One scale byte per block of ``B`` elements: E8M0 for MXFP4 (B = 32), E4M3 for
+        NVFP4 (B = 16). An ml_dtypes ``float8_e8m0fnu`` (MXFP4) or ``float8_e4m3fn``
+        (NVFP4) array is taken as its bytes.
+    format : {"mxfp4", "nvfp4"}
+        The block format.
+    tensor_scale : float, optional
+        NVFP4 only: the float32 decode multiplier (ModelOpt's ``weight_scale_2``,
+        ``amax / (6 * 448)``); default 1.0. A Python float is rounded to float32.
+    nibble_order : {"low-first", "high-first", "split-half"}
+        Where each element sits in its byte (see :mod:`fp4ref.spec.nibbles`).
+    dtype : {"float32", "bfloat16", "float16"}
+        Output dtype.
+    backend : {"auto", "python", "numba"}
+        ``"auto"`` runs numba on host arrays.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``[..., K]``.
+
+    Notes
+    -----
+    MXFP4 (OCP MX v1.0 section 5): each value is ``X * P_i`` rounded once to float32; E8M0
+    byte 0x00 is 2^-127 and 0xFF makes its whole block NaN. NVFP4: ``P_i * s_block`` (exact
+    in float32) times ``tensor_scale`` in one float32 multiply. bfloat16 and float16 are the
+    nearest-even conversion of that float32 result. Every NaN written is the canonical
+    positive quiet NaN (0x7FC00000 in float32, 0x7FC0 in bfloat16, 0x7E00 in float16).
+    """
+    fmt = _checks.choice("format", format, tuple(FORMATS))
+    block_size, scale_format, scale_view = FORMATS[fmt]
+    order = _checks.choice("nibble_order", nibble_order, nibbles.NIBBLE_ORDERS)
+    out_dtype = _checks.output_dtype(dtype)
+    engine = backends.get(backend)
+    blocks = _checks.byte_array("blocks", blocks)
+    scales = _checks.byte_array("scales", scales, (scale_view,))
+    if fmt == "mxfp4":
+        if tensor_scale is not None:
+            raise ValueError("tensor_scale applies to format='nvfp4' only; got one for 'mxfp4'")
+        scale = np.float32(1.0)
+    else:
+        scale = np.float32(1.0) if tensor_scale is None else _checks.float32_scalar(
+            "tensor_scale", tensor_scale)
+    leading, k = _block_shapes(blocks, scales, block_size, fmt)
+    bits = engine.dequantize(
+        blocks.reshape(-1, block_size // 2), scales.reshape(-1), scale_format, scale, order,
+        out_dtype,
+    )
+    return _as_output(bits.reshape(*leading, k), out_dtype)
+
+
+def decode_e2m1(codes: Any, *, backend: str = "auto") -> np.ndarray:
+    """Values of E2M1 codes (one code 0..15 per uint8) as float32; 0x8 is -0.0."""
+    engine = backends.get(backend)
+    return engine.decode("e2m1", _checks.codes_array("codes", codes)).view(np.float32)
+
+
+def decode_e8m0(b: Any, *, backend: str = "auto") -> np.ndarray:
+    """Values of E8M0 bytes as float32: 2^(b - 127); 0x00 is 2^-127, 0xFF is NaN.
+
+    Takes uint8 or an ml_dtypes ``float8_e8m0fnu`` array.
+    """
+    engine = backends.get(backend)
+    data = _checks.byte_array("b", b, (FORMATS["mxfp4"][2],))
+    return engine.decode("e8m0", data).view(np.float32)
+
+
+def decode_e4m3(b: Any, *, backend: str = "auto") -> np.ndarray:
+    """Values of E4M3 bytes as float32; 0x7F and 0xFF are NaN.
+
+    Takes uint8 or an ml_dtypes ``float8_e4m3fn`` array.
+    """
+    engine = backends.get(backend)
+    data = _checks.byte_array("b", b, (FORMATS["nvfp4"][2],))
+    return engine.decode("e4m3", data).view(np.float32)
+
+
+def encode_e2m1(x: Any, rounding: str = "even", *, backend: str = "auto") -> np.ndarray:
+    """Nearest E2M1 codes (uint8, one per element) to ``x``.
+
+    Parameters
+    ----------
+    x : array_like of float16, bfloat16, float32 or float64
+        Taken exactly (no intermediate rounding).
+    rounding : {"even", "away", "zero"}
+        Tie rule: nearest even (the OCP default), away from zero, or toward zero.
+    backend : {"auto", "python", "numba"}
+
+    Returns
+    -------
+    numpy.ndarray of uint8
+        Same shape as ``x``. Magnitudes above 6 and infinities saturate to +-6; the sign of
+        zero is kept; NaN encodes to a zero with the NaN's sign bit (0x0 or 0x8).
+    """
+    tie = _checks.choice("rounding", rounding, rounding_rules())
+    engine = backends.get(backend)
+    return engine.encode_e2m1(_checks.float_array("x", x), tie)
+
+
+def encode_e4m3(
+    x: Any, rounding: str = "even", saturate: bool = True, *, backend: str = "auto"
+) -> np.ndarray:
+    """Nearest E4M3 bytes to ``x``.
+
+    Parameters
+    ----------
+    x : array_like of float16, bfloat16, float32 or float64
+        Taken exactly.
+    rounding : {"even", "away", "zero"}
+        Tie rule.
+    saturate : bool
+        Overflow rule (OFP8 v1.0 allows both): ``True`` clamps magnitudes that round past
+        448 (and infinities) to +-448; ``False`` gives NaN (0x7F / 0xFF).
+    backend : {"auto", "python", "numba"}
+
+    Returns
+    -------
+    numpy.ndarray of uint8
+        Same shape as ``x``. NaN encodes to 0x7F or 0xFF by its sign bit.
+    """
+    tie = _checks.choice("rounding", rounding, rounding_rules())
+    if not isinstance(saturate, (bool, np.bool_)):
+        raise TypeError(f"saturate must be a bool; got {type(saturate).__name__}")
+    engine = backends.get(backend)
+    return engine.encode_e4m3(_checks.float_array("x", x), tie, bool(saturate))
+
+
+def _rows(k: int, order: str, block_size: int, what: str) -> int:
+    """Row length the pack kernels work on, after checking ``k`` fits ``order``."""
+    if order == "split-half":
+        if block_size < 2 or block_size % 2:
+            raise ValueError(f"block_size must be a positive even number; got {block_size}")
+        if k % block_size:
+            raise ValueError(
+                f"{what} = {k} must be a multiple of block_size = {block_size} for order "
+                f"'split-half'"
+            )
+        return block_size
+    if k % 2:
+        raise ValueError(f"{what} = {k} must be even: two codes per byte")
+    return k
+
+
+def pack(
+    codes: Any, order: str = "low-first", *, block_size: int = 32, backend: str = "auto"
+) -> np.ndarray:
+    """Pack 4-bit codes ``[..., K]`` (one per uint8) into bytes ``[..., K/2]``.
+
+    Parameters
+    ----------
+    codes : array_like of uint8
+        Values 0..15.
+    order : {"low-first", "high-first", "split-half"}
+        Nibble order (see :mod:`fp4ref.spec.nibbles`).
+    block_size : int
+        The block ``"split-half"`` works within (32 for ggml MXFP4, 16 for NVFP4).
+    backend : {"auto", "python", "numba"}
+    """
+    order = _checks.choice("order", order, nibbles.NIBBLE_ORDERS)
+    engine = backends.get(backend)
+    data = _checks.codes_array("codes", codes)
+    if data.ndim == 0:
+        raise ValueError("codes must have at least one dimension; got a scalar")
+    row = _rows(data.shape[-1], order, block_size, "codes.shape[-1]")
+    if data.size == 0:
+        return np.empty((*data.shape[:-1], data.shape[-1] // 2), np.uint8)
+    return engine.pack(data.reshape(-1, row), order).reshape(*data.shape[:-1], -1)
+
+
+def unpack(
+    packed: Any, order: str = "low-first", *, block_size: int = 32, backend: str = "auto"
+) -> np.ndarray:
+    """Unpack bytes ``[..., K/2]`` into 4-bit codes ``[..., K]``, one per uint8.
+
+    Parameters are those of :func:`pack`.
+    """
+    order = _checks.choice("order", order, nibbles.NIBBLE_ORDERS)
+    engine = backends.get(backend)
+    data = _checks.byte_array("packed", packed)
+    if data.ndim == 0:
+        raise ValueError("packed must have at least one dimension; got a scalar")
+    row = _rows(2 * data.shape[-1], order, block_size, "2 * packed.shape[-1]")
+    if data.size == 0:
+        return np.empty((*data.shape[:-1], 2 * data.shape[-1]), np.uint8)
+    return engine.unpack(data.reshape(-1, row // 2), order).reshape(*data.shape[:-1], -1)
+
+
+def rounding_rules() -> tuple[str, ...]:
+    """The names of the tie rules: ``("even", "away", "zero")``."""
+    return rounding.TIE_RULES

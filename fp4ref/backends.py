@@ -1,0 +1,156 @@
+"""The backends and how one is chosen.
+
+A backend implements the same small set of operations on arrays that :mod:`fp4ref.api`
+has already validated and flattened:
+
+* ``decode(which, bytes) -> uint32 bits``: E2M1 (``"e2m1"``), E8M0, E4M3 to float32 bits;
+* ``encode_e2m1(x, rounding) -> uint8`` and ``encode_e4m3(x, rounding, saturate) -> uint8``;
+* ``pack(codes[b, n], order) -> uint8[b, n/2]`` and ``unpack(packed[b, n/2], order)``;
+* ``dequantize(blocks[b, n/2], scales[b], scale_format, tensor_scale, order, dtype)``:
+  output bits (uint32 for float32, uint16 for bfloat16/float16), shape ``[b, n]``.
+
+``"python"`` runs the oracle of :mod:`fp4ref.spec` element by element; ``"numba"`` runs the
+kernels of :mod:`fp4ref.kernels.cpu`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .spec import e2m1, e4m3, e8m0, mx, nibbles, nvfp4, rounding
+
+BACKENDS = ("auto", "python", "numba")
+
+_TIES = rounding.TIE_RULES
+_ORDERS = nibbles.NIBBLE_ORDERS
+_OUT_KINDS = ("float32", "bfloat16", "float16")
+
+
+def _bits_dtype(dtype: str) -> type:
+    return np.uint32 if dtype == "float32" else np.uint16
+
+
+class PythonBackend:
+    """The plain-Python oracle, one element at a time (exact, slow)."""
+
+    name = "python"
+
+    def decode(self, which: str, data: np.ndarray) -> np.ndarray:
+        decode = {"e2m1": e2m1.decode, "e8m0": e8m0.decode, "e4m3": e4m3.decode}[which]
+        return np.array(
+            [rounding.exact_to_float32_bits(decode(int(b))) for b in data.ravel()], np.uint32
+        ).reshape(data.shape)
+
+    def encode_e2m1(self, x: np.ndarray, rounding_: str) -> np.ndarray:
+        return np.array([e2m1.encode(float(v), rounding_) for v in x.ravel()], np.uint8).reshape(
+            x.shape
+        )
+
+    def encode_e4m3(self, x: np.ndarray, rounding_: str, saturate: bool) -> np.ndarray:
+        out = [e4m3.encode(float(v), rounding_, saturate) for v in x.ravel()]
+        return np.array(out, np.uint8).reshape(x.shape)
+
+    def pack(self, codes: np.ndarray, order: str) -> np.ndarray:
+        block = codes.shape[1]
+        rows = [nibbles.pack(row.tolist(), order, block) for row in codes]
+        return np.array(rows, np.uint8).reshape(codes.shape[0], block // 2)
+
+    def unpack(self, packed: np.ndarray, order: str) -> np.ndarray:
+        block = 2 * packed.shape[1]
+        rows = [nibbles.unpack(row.tolist(), order, block) for row in packed]
+        return np.array(rows, np.uint8).reshape(packed.shape[0], block)
+
+    def dequantize(self, blocks, scales, scale_format, tensor_scale, order, dtype):
+        block = 2 * blocks.shape[1]
+        tensor_bits = int(np.float32(tensor_scale).view(np.uint32))
+        out = np.empty((blocks.shape[0], block), _bits_dtype(dtype))
+        for b in range(blocks.shape[0]):
+            codes = nibbles.unpack(blocks[b].tolist(), order, block)
+            if scale_format == "e8m0":
+                out[b] = mx.dequantize_block(codes, int(scales[b]), dtype)
+            else:
+                out[b] = nvfp4.dequantize_block(codes, int(scales[b]), tensor_bits, dtype)
+        return out
+
+
+class NumbaBackend:
+    """``numba.njit(parallel=True)`` kernels on host arrays."""
+
+    name = "numba"
+
+    def __init__(self) -> None:
+        from .kernels import cpu
+
+        self.cpu = cpu
+        self._tables: dict[tuple, np.ndarray] = {}
+
+    def _scalar_table(self, which: str) -> np.ndarray:
+        key = ("scalar", which)
+        if key not in self._tables:
+            table = np.empty(16 if which == "e2m1" else 256, np.uint32)
+            self.cpu.fill_scalar_table(table, ("e2m1", "e8m0", "e4m3").index(which))
+            self._tables[key] = table
+        return self._tables[key]
+
+    def block_table(self, scale_format: str, tensor_scale: np.float32, dtype: str) -> np.ndarray:
+        """The 256 x 16 table of output bits for every (scale byte, element code)."""
+        key = (scale_format, int(np.float32(tensor_scale).view(np.uint32)), dtype)
+        if key not in self._tables:
+            table = np.empty((256, 16), _bits_dtype(dtype))
+            kind = self.cpu.SCALE_E8M0 if scale_format == "e8m0" else self.cpu.SCALE_E4M3
+            self.cpu.fill_block_table(table, kind, np.float32(tensor_scale),
+                                      _OUT_KINDS.index(dtype))
+            if len(self._tables) > 64:
+                self._tables.clear()
+            self._tables[key] = table
+        return self._tables[key]
+
+    def decode(self, which: str, data: np.ndarray) -> np.ndarray:
+        out = np.empty(data.shape, np.uint32)
+        self.cpu.lookup(self._scalar_table(which), data.ravel(), out.ravel())
+        return out
+
+    def encode_e2m1(self, x: np.ndarray, rounding_: str) -> np.ndarray:
+        out = np.empty(x.shape, np.uint8)
+        self.cpu.encode_e2m1(x.ravel(), _TIES.index(rounding_), out.ravel())
+        return out
+
+    def encode_e4m3(self, x: np.ndarray, rounding_: str, saturate: bool) -> np.ndarray:
+        out = np.empty(x.shape, np.uint8)
+        self.cpu.encode_e4m3(x.ravel(), _TIES.index(rounding_), bool(saturate), out.ravel())
+        return out
+
+    def pack(self, codes: np.ndarray, order: str) -> np.ndarray:
+        out = np.empty((codes.shape[0], codes.shape[1] // 2), np.uint8)
+        self.cpu.pack(codes, _ORDERS.index(order), out)
+        return out
+
+    def unpack(self, packed: np.ndarray, order: str) -> np.ndarray:
+        out = np.empty((packed.shape[0], 2 * packed.shape[1]), np.uint8)
+        self.cpu.unpack(packed, _ORDERS.index(order), out)
+        return out
+
+    def dequantize(self, blocks, scales, scale_format, tensor_scale, order, dtype):
+        table = self.block_table(scale_format, tensor_scale, dtype)
+        out = np.empty((blocks.shape[0], 2 * blocks.shape[1]), table.dtype)
+        self.cpu.dequantize_blocks(blocks, scales, table, _ORDERS.index(order), out)
+        return out
+
+
+_INSTANCES: dict[str, object] = {}
+
+
+def get(name: str):
+    """The backend called ``name`` (``"auto"`` resolved to ``"numba"`` for host arrays)."""
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}; got {name!r}")
+    if name == "auto":
+        name = "numba"
+    if name not in _INSTANCES:
+        _INSTANCES[name] = PythonBackend() if name == "python" else NumbaBackend()
+    return _INSTANCES[name]
+
+
+def available() -> list[str]:
+    """Names of the backends that can run here."""
+    return ["python", "numba"]

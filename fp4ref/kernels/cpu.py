@@ -1,0 +1,113 @@
+"""CPU kernels: ``numba.njit(parallel=True)`` loops over the scalar functions of
+:mod:`.scalar`.
+
+Every kernel trusts its arguments: shapes, dtypes and value ranges are checked by
+:mod:`fp4ref.api` before any kernel runs (numba does not check bounds).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .scalar import (
+    OUT_FLOAT32,
+    byte_elements,
+    e2m1_decode,
+    e2m1_encode,
+    e4m3_decode,
+    e4m3_encode,
+    e8m0_decode,
+    output_bits,
+)
+
+#: Scale formats as kernel integers.
+SCALE_E8M0, SCALE_E4M3 = 0, 1
+
+
+@njit(cache=True)
+def fill_block_table(table, scale_format, tensor_scale, out_kind):
+    """``table[s, c]``: output bits of element code ``c`` under scale byte ``s``.
+
+    MXFP4 (E8M0): the exact product rounded once to float32. NVFP4 (E4M3): the exact
+    float32 product ``P * s_block``, then one float32 multiply by ``tensor_scale``.
+    """
+    for s in range(256):
+        for c in range(16):
+            if scale_format == SCALE_E8M0:
+                value = np.float32(e2m1_decode(c) * e8m0_decode(s))
+            else:
+                value = np.float32(e2m1_decode(c) * e4m3_decode(s)) * tensor_scale
+            table[s, c] = output_bits(value, out_kind)
+
+
+@njit(cache=True)
+def fill_scalar_table(table, which):
+    """``table[b]``: float32 bits of byte ``b`` decoded as E2M1 (0), E8M0 (1) or E4M3 (2)."""
+    for b in range(table.shape[0]):
+        if which == 0:
+            value = e2m1_decode(b)
+        elif which == 1:
+            value = e8m0_decode(b)
+        else:
+            value = e4m3_decode(b)
+        table[b] = output_bits(np.float32(value), OUT_FLOAT32)
+
+
+@njit(parallel=True, cache=True)
+def lookup(table, indices, out):
+    """``out[i] = table[indices[i]]`` over flat arrays."""
+    for i in prange(indices.size):
+        out[i] = table[indices[i]]
+
+
+@njit(parallel=True, cache=True)
+def dequantize_blocks(blocks, scales, table, order, out):
+    """Decode ``blocks[b, :]`` (packed codes) with ``table[scales[b]]`` into ``out[b, :]``.
+
+    ``blocks`` is ``[nblocks, block_size / 2]``, ``out`` is ``[nblocks, block_size]``.
+    """
+    block_size = out.shape[1]
+    for b in prange(blocks.shape[0]):
+        row = table[scales[b]]
+        for i in range(blocks.shape[1]):
+            byte = blocks[b, i]
+            low, high = byte_elements(i, order, block_size)
+            out[b, low] = row[byte & 0xF]
+            out[b, high] = row[byte >> 4]
+
+
+@njit(parallel=True, cache=True)
+def encode_e2m1(x, tie, out):
+    """E2M1 codes of the flat float array ``x``."""
+    for i in prange(x.size):
+        out[i] = e2m1_encode(x[i], tie)
+
+
+@njit(parallel=True, cache=True)
+def encode_e4m3(x, tie, saturate, out):
+    """E4M3 bytes of the flat float array ``x``."""
+    for i in prange(x.size):
+        out[i] = e4m3_encode(x[i], tie, saturate)
+
+
+@njit(parallel=True, cache=True)
+def pack(codes, order, out):
+    """Pack ``codes[b, :]`` (one 4-bit code per byte) into ``out[b, :]``, two per byte."""
+    block_size = codes.shape[1]
+    for b in prange(codes.shape[0]):
+        for i in range(out.shape[1]):
+            low, high = byte_elements(i, order, block_size)
+            out[b, i] = codes[b, low] | (codes[b, high] << 4)
+
+
+@njit(parallel=True, cache=True)
+def unpack(packed, order, out):
+    """Unpack ``packed[b, :]`` into ``out[b, :]``, one 4-bit code per byte."""
+    block_size = out.shape[1]
+    for b in prange(packed.shape[0]):
+        for i in range(packed.shape[1]):
+            byte = packed[b, i]
+            low, high = byte_elements(i, order, block_size)
+            out[b, low] = byte & 0xF
+            out[b, high] = byte >> 4

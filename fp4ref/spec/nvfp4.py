@@ -1,0 +1,55 @@
+"""The NVFP4 block: 16 E2M1 elements sharing one E4M3 scale, and a float32 tensor scale.
+
+Decode arithmetic, as fp4ref defines it (NVIDIA's documentation gives value_i =
+P_i * s_block * s_tensor without fixing the order of operations): first P_i * s_block,
+which is always exact in float32 (at most 5 significant bits, magnitudes 2^-10..2688);
+then one IEEE float32 multiply by the tensor scale (the decode multiplier, ModelOpt's
+``weight_scale_2``), rounded to nearest even. Output dtypes other than float32 are the
+nearest-even conversion of that float32. A NaN block scale (0x7F, 0xFF) or a NaN product
+gives NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+
+from . import e2m1, e4m3
+from .rounding import CANONICAL_NAN, binary_value, convert_float32, round_to_binary
+
+BLOCK_SIZE = 16
+
+
+def dequantize_block(
+    codes: Sequence[int], scale: int, tensor_scale_bits: int = 0x3F800000, dtype: str = "float32"
+) -> list[int]:
+    """Bit patterns of ``float32(P_i * s_block) * s_tensor`` for each element code.
+
+    Parameters
+    ----------
+    codes : sequence of int
+        E2M1 codes.
+    scale : int
+        The E4M3 block-scale byte.
+    tensor_scale_bits : int
+        The float32 bit pattern of the tensor scale (decode direction); 1.0 by default.
+    dtype : {"float32", "bfloat16", "float16"}
+        Output dtype.
+    """
+    block_scale = e4m3.decode(scale)
+    tensor_magnitude, tensor_negative = binary_value(tensor_scale_bits, "float32")
+    if block_scale != block_scale or tensor_magnitude is None:
+        return [CANONICAL_NAN[dtype]] * len(codes)
+    scale_negative = bool(scale & 0x80)
+    out = []
+    for code in codes:
+        negative = bool(code & 0x8) != scale_negative
+        product = e2m1.magnitude(code) * abs(Fraction(block_scale))
+        negative = negative != tensor_negative
+        if tensor_magnitude < 0:  # infinite tensor scale: IEEE inf * 0 is NaN
+            bits32 = CANONICAL_NAN["float32"] if product == 0 else (
+                (int(negative) << 31) | 0x7F800000)
+        else:
+            bits32 = round_to_binary(product * tensor_magnitude, negative, 8, 23)
+        out.append(convert_float32(bits32, dtype))
+    return out
