@@ -71,6 +71,7 @@ def dequantize(
     nibble_order: str = "low-first",
     dtype: Any = "float32",
     backend: str = "auto",
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Decode packed FP4 blocks to floats.
 
@@ -94,6 +95,8 @@ def dequantize(
         Output dtype.
     backend : {"auto", "python", "numba"}
         ``"auto"`` runs numba on host arrays.
+    out : numpy.ndarray, optional
+        A C-contiguous array of shape ``[..., K]`` and dtype ``dtype`` to write into.
 
     Returns
     -------
@@ -123,11 +126,32 @@ def dequantize(
         scale = np.float32(1.0) if tensor_scale is None else _checks.float32_scalar(
             "tensor_scale", tensor_scale)
     leading, k = _block_shapes(blocks, scales, block_size, fmt)
-    bits = engine.dequantize(
+    result = _output("out", out, (*leading, k), out_dtype, (blocks, scales))
+    bits = result.view(np.uint32 if out_dtype == "float32" else np.uint16)
+    engine.dequantize(
         blocks.reshape(-1, block_size // 2), scales.reshape(-1), scale_format, scale, order,
-        out_dtype,
+        out_dtype, bits.reshape(-1, block_size),
     )
-    return _as_output(bits.reshape(*leading, k), out_dtype)
+    return result
+
+
+def _output(name: str, out: Any, shape: tuple, dtype: str, inputs: tuple) -> np.ndarray:
+    """A new output array, or ``out`` after checking it can take the result."""
+    wanted = _checks.OUTPUT_DTYPES[dtype]
+    if out is None:
+        return np.empty(shape, wanted)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array; got {type(out).__name__}")
+    if out.shape != shape or out.dtype != wanted:
+        raise ValueError(
+            f"{name} must have shape {shape} and dtype {wanted}; got shape {out.shape} and "
+            f"dtype {out.dtype}"
+        )
+    if not (out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError(f"{name} must be C-contiguous and writeable")
+    if any(np.may_share_memory(out, array) for array in inputs):
+        raise ValueError(f"{name} must not overlap the inputs")
+    return out
 
 
 def decode_e2m1(codes: Any, *, backend: str = "auto") -> np.ndarray:

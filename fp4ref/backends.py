@@ -6,8 +6,8 @@ has already validated and flattened:
 * ``decode(which, bytes) -> uint32 bits``: E2M1 (``"e2m1"``), E8M0, E4M3 to float32 bits;
 * ``encode_e2m1(x, rounding) -> uint8`` and ``encode_e4m3(x, rounding, saturate) -> uint8``;
 * ``pack(codes[b, n], order) -> uint8[b, n/2]`` and ``unpack(packed[b, n/2], order)``;
-* ``dequantize(blocks[b, n/2], scales[b], scale_format, tensor_scale, order, dtype)``:
-  output bits (uint32 for float32, uint16 for bfloat16/float16), shape ``[b, n]``.
+* ``dequantize(blocks[b, n/2], scales[b], scale_format, tensor_scale, order, dtype, out)``:
+  writes output bits (uint32 for float32, uint16 for bfloat16/float16) into ``out[b, n]``.
 
 ``"python"`` runs the oracle of :mod:`fp4ref.spec` element by element; ``"numba"`` runs the
 kernels of :mod:`fp4ref.kernels.cpu`.
@@ -60,17 +60,15 @@ class PythonBackend:
         rows = [nibbles.unpack(row.tolist(), order, block) for row in packed]
         return np.array(rows, np.uint8).reshape(packed.shape[0], block)
 
-    def dequantize(self, blocks, scales, scale_format, tensor_scale, order, dtype):
+    def dequantize(self, blocks, scales, scale_format, tensor_scale, order, dtype, out):
         block = 2 * blocks.shape[1]
         tensor_bits = int(np.float32(tensor_scale).view(np.uint32))
-        out = np.empty((blocks.shape[0], block), _bits_dtype(dtype))
         for b in range(blocks.shape[0]):
             codes = nibbles.unpack(blocks[b].tolist(), order, block)
             if scale_format == "e8m0":
                 out[b] = mx.dequantize_block(codes, int(scales[b]), dtype)
             else:
                 out[b] = nvfp4.dequantize_block(codes, int(scales[b]), tensor_bits, dtype)
-        return out
 
 
 class NumbaBackend:
@@ -79,7 +77,7 @@ class NumbaBackend:
     name = "numba"
 
     def __init__(self) -> None:
-        from .kernels import cpu
+        from .kernels.cpu import codec as cpu
 
         self.cpu = cpu
         self._tables: dict[tuple, np.ndarray] = {}
@@ -130,11 +128,9 @@ class NumbaBackend:
         self.cpu.unpack(packed, _ORDERS.index(order), out)
         return out
 
-    def dequantize(self, blocks, scales, scale_format, tensor_scale, order, dtype):
+    def dequantize(self, blocks, scales, scale_format, tensor_scale, order, dtype, out):
         table = self.block_table(scale_format, tensor_scale, dtype)
-        out = np.empty((blocks.shape[0], 2 * blocks.shape[1]), table.dtype)
         self.cpu.dequantize_blocks(blocks, scales, table, _ORDERS.index(order), out)
-        return out
 
 
 _INSTANCES: dict[str, object] = {}

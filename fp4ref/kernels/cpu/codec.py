@@ -1,5 +1,5 @@
-"""CPU kernels: ``numba.njit(parallel=True)`` loops over the scalar functions of
-:mod:`.scalar`.
+"""CPU codec kernels: ``numba.njit(parallel=True)`` loops over the scalar functions of
+:mod:`..scalar`.
 
 Every kernel trusts its arguments: shapes, dtypes and value ranges are checked by
 :mod:`fp4ref.api` before any kernel runs (numba does not check bounds).
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .scalar import (
+from ..scalar import (
     OUT_FLOAT32,
     byte_elements,
     e2m1_decode,

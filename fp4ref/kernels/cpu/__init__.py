@@ -1,0 +1,1 @@
+"""CPU kernels (``numba.njit(parallel=True)``), one module per spec concept."""
