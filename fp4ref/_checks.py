@@ -39,7 +39,7 @@ def host_array(name: str, value: Any) -> np.ndarray:
         raise TypeError(f"{name} must be an array; got {type(value).__name__}")
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
-    return np.ascontiguousarray(array)
+    return array if array.flags.c_contiguous else np.ascontiguousarray(array)
 
 
 def byte_array(name: str, value: Any, accepted_views: tuple[np.dtype, ...] = ()) -> np.ndarray:

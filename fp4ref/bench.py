@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import api
+from ._checks import OUTPUT_DTYPES
 from ._table import format_table
 
 
@@ -91,8 +92,10 @@ def bench_dequantize(args: argparse.Namespace) -> int:
     blocks, scales = _random_mxfp4(size, size)
     rows = []
     for dtype in ("float32", "bfloat16"):
-        out = np.empty((size, size), api._checks.OUTPUT_DTYPES[dtype])
-        seconds = best_time(lambda: api.dequantize(blocks, scales, dtype=dtype, out=out), repeat)
+        out = np.empty((size, size), OUTPUT_DTYPES[dtype])
+        seconds = best_time(
+            lambda dtype=dtype, out=out: api.dequantize(blocks, scales, dtype=dtype, out=out),
+            repeat)
         traffic = blocks.nbytes + scales.nbytes + out.nbytes
         roof = copy_time(traffic, repeat)
         rows.append([f"fp4ref numba -> {dtype}", f"{seconds * 1e3:.1f}",
