@@ -5,6 +5,7 @@ The public API::
     fp4ref.dequantize(blocks, scales, format="mxfp4", ...)
     fp4ref.encode_e2m1 / decode_e2m1, encode_e4m3 / decode_e4m3, decode_e8m0
     fp4ref.pack / fp4ref.unpack
+    fp4ref.swizzle / fp4ref.unswizzle (scale layouts "linear", "128x4", "8x4")
 
 Three layers compute the same bits: the plain-Python oracle (:mod:`fp4ref.spec`), numba
 CPU kernels and numba CUDA kernels (:mod:`fp4ref.kernels`).
@@ -23,6 +24,7 @@ from .api import (
     unpack,
 )
 from .backends import available as available_backends
+from .layouts import swizzle, unswizzle
 from .spec.nibbles import NIBBLE_ORDERS
 
 __version__ = "0.1.0"
@@ -39,5 +41,7 @@ __all__ = [
     "encode_e4m3",
     "pack",
     "rounding_rules",
+    "swizzle",
     "unpack",
+    "unswizzle",
 ]

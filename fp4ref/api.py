@@ -7,7 +7,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from . import _checks, backends
+from . import _checks, backends, layouts
 from .spec import mx, nibbles, nvfp4, rounding
 
 #: Block formats: (elements per scale, scale format, the ml_dtypes type taken as scale bytes).
@@ -69,6 +69,7 @@ def dequantize(
     format: str = "mxfp4",
     tensor_scale: Any = None,
     nibble_order: str = "low-first",
+    scale_layout: str = "linear",
     dtype: Any = "float32",
     backend: str = "auto",
     out: np.ndarray | None = None,
@@ -91,6 +92,10 @@ def dequantize(
         ``amax / (6 * 448)``); default 1.0. A Python float is rounded to float32.
     nibble_order : {"low-first", "high-first", "split-half"}
         Where each element sits in its byte (see :mod:`fp4ref.spec.nibbles`).
+    scale_layout : {"linear", "128x4", "8x4"}
+        How ``scales`` is stored (see :mod:`fp4ref.spec.layouts`). Other than ``"linear"``,
+        ``blocks`` must be ``[..., N, K/2]`` and ``scales`` what :func:`fp4ref.swizzle`
+        gives for ``[..., N, K/B]`` (``[..., Rpad, Cpad]`` or ``[..., Rpad * Cpad]``).
     dtype : {"float32", "bfloat16", "float16"}
         Output dtype.
     backend : {"auto", "python", "numba"}
@@ -118,6 +123,9 @@ def dequantize(
     engine = backends.get(backend)
     blocks = _checks.byte_array("blocks", blocks)
     scales = _checks.byte_array("scales", scales, (scale_view,))
+    layout = _checks.choice("scale_layout", scale_layout, layouts.LAYOUTS)
+    if layout != "linear":
+        scales = _linear_scales(blocks, scales, block_size, layout, backend)
     if fmt == "mxfp4":
         if tensor_scale is not None:
             raise ValueError("tensor_scale applies to format='nvfp4' only; got one for 'mxfp4'")
@@ -133,6 +141,25 @@ def dequantize(
         out_dtype, bits.reshape(-1, block_size),
     )
     return result
+
+
+def _linear_scales(
+    blocks: np.ndarray, scales: np.ndarray, block_size: int, layout: str, backend: str
+) -> np.ndarray:
+    """Scales stored in ``layout`` as ``[..., N, K/B]`` for ``blocks`` ``[..., N, K/2]``."""
+    if blocks.ndim < 2:
+        raise ValueError(
+            f"blocks must have shape [..., N, K/2] when scale_layout is {layout!r}; got shape "
+            f"{blocks.shape}"
+        )
+    k = 2 * blocks.shape[-1]
+    if k % block_size:
+        raise ValueError(
+            f"K = 2 * blocks.shape[-1] = {k} must be a multiple of the block size {block_size}"
+        )
+    return layouts.unswizzle(
+        scales, rows=blocks.shape[-2], cols=k // block_size, layout=layout, backend=backend
+    )
 
 
 def _output(name: str, out: Any, shape: tuple, dtype: str, inputs: tuple) -> np.ndarray:

@@ -7,7 +7,9 @@ has already validated and flattened:
 * ``encode_e2m1(x, rounding) -> uint8`` and ``encode_e4m3(x, rounding, saturate) -> uint8``;
 * ``pack(codes[b, n], order) -> uint8[b, n/2]`` and ``unpack(packed[b, n/2], order)``;
 * ``dequantize(blocks[b, n/2], scales[b], scale_format, tensor_scale, order, dtype, out)``:
-  writes output bits (uint32 for float32, uint16 for bfloat16/float16) into ``out[b, n]``.
+  writes output bits (uint32 for float32, uint16 for bfloat16/float16) into ``out[b, n]``;
+* ``swizzle(scales[e, r, c], layout) -> uint8[e, rpad * cpad]`` and
+  ``unswizzle(stored[e, rpad * cpad], rows, cols, layout) -> uint8[e, rows, cols]``.
 
 ``"python"`` runs the oracle of :mod:`fp4ref.spec` element by element; ``"numba"`` runs the
 kernels of :mod:`fp4ref.kernels.cpu`.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spec import e2m1, e4m3, e8m0, mx, nibbles, nvfp4, rounding
+from .spec import e2m1, e4m3, e8m0, layouts, mx, nibbles, nvfp4, rounding
 
 BACKENDS = ("auto", "python", "numba")
 
@@ -69,6 +71,16 @@ class PythonBackend:
                 out[b] = mx.dequantize_block(codes, int(scales[b]), dtype)
             else:
                 out[b] = nvfp4.dequantize_block(codes, int(scales[b]), tensor_bits, dtype)
+
+    def swizzle(self, scales: np.ndarray, layout: str) -> np.ndarray:
+        rpad, cpad = layouts.padded_shape(scales.shape[1], scales.shape[2], layout)
+        out = [layouts.swizzle(matrix.tolist(), layout) if matrix.size else [0] * (rpad * cpad)
+               for matrix in scales]
+        return np.array(out, np.uint8).reshape(scales.shape[0], rpad * cpad)
+
+    def unswizzle(self, stored: np.ndarray, rows: int, cols: int, layout: str) -> np.ndarray:
+        out = [layouts.unswizzle(flat.tolist(), rows, cols, layout) for flat in stored]
+        return np.array(out, np.uint8).reshape(stored.shape[0], rows, cols)
 
 
 class NumbaBackend:
@@ -131,6 +143,21 @@ class NumbaBackend:
     def dequantize(self, blocks, scales, scale_format, tensor_scale, order, dtype, out):
         table = self.block_table(scale_format, tensor_scale, dtype)
         self.cpu.dequantize_blocks(blocks, scales, table, _ORDERS.index(order), out)
+
+    def swizzle(self, scales: np.ndarray, layout: str) -> np.ndarray:
+        from .kernels.cpu import layouts as kernels
+
+        rpad, cpad = layouts.padded_shape(scales.shape[1], scales.shape[2], layout)
+        out = np.zeros((scales.shape[0], rpad * cpad), np.uint8)
+        kernels.swizzle(scales, layouts.LAYOUTS.index(layout), out)
+        return out
+
+    def unswizzle(self, stored: np.ndarray, rows: int, cols: int, layout: str) -> np.ndarray:
+        from .kernels.cpu import layouts as kernels
+
+        out = np.empty((stored.shape[0], rows, cols), np.uint8)
+        kernels.unswizzle(stored, layouts.LAYOUTS.index(layout), out)
+        return out
 
 
 _INSTANCES: dict[str, object] = {}

@@ -210,3 +210,19 @@ def output_bits(value, out_kind):
     if out_kind == OUT_FLOAT16:
         return float16_from_float32_bits(bits)
     return bits
+
+
+#: Scale layouts as kernel integers, in the order of :data:`fp4ref.spec.layouts.LAYOUTS`.
+LAYOUT_LINEAR, LAYOUT_128X4, LAYOUT_8X4 = 0, 1, 2
+
+
+@njit(cache=True)
+def scale_offset(r, c, cols, layout):
+    """Offset of scale ``(r, c)`` in one stored matrix of ``cols`` columns (layouts.md)."""
+    col_tiles = (cols + 3) // 4
+    if layout == LAYOUT_128X4:
+        tile = (r // 128) * col_tiles + c // 4
+        return tile * 512 + (r % 32) * 16 + ((r % 128) // 32) * 4 + c % 4
+    if layout == LAYOUT_8X4:
+        return (r // 8) * col_tiles * 32 + (c // 4) * 32 + (r % 8) * 4 + c % 4
+    return r * cols + c
