@@ -24,6 +24,7 @@ from .api import (
     unpack,
 )
 from .backends import available as available_backends
+from .errors import FormatError
 from .layouts import swizzle, unswizzle
 from .spec.nibbles import NIBBLE_ORDERS
 
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FORMATS",
+    "FormatError",
     "NIBBLE_ORDERS",
     "available_backends",
     "decode_e2m1",
