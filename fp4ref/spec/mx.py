@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -15,9 +16,9 @@ def dequantize_block(codes: Sequence[int], scale: int, dtype: str = "float32") -
     """Bit patterns of ``X * P_i`` for each element code, in ``dtype``.
 
     Section 5: value_i = X * P_i, computed exactly, then rounded once to float32 (nearest
-    even; past the float32 range it becomes an infinity: only scale 0xFE with |P| >= 2
-    does that). Other output dtypes are the nearest-even conversion of that float32. A NaN
-    scale (0xFF) makes every element NaN (section 5.4.1).
+    even; past the float32 range it becomes an infinity: only scale 0xFE with P_i of
+    magnitude 2 or more does that). Other output dtypes are the nearest-even conversion of
+    that float32. A NaN scale (0xFF) makes every element NaN (section 5.4.1).
     """
     if scale == e8m0.NAN:
         return [CANONICAL_NAN[dtype]] * len(codes)
@@ -27,3 +28,37 @@ def dequantize_block(codes: Sequence[int], scale: int, dtype: str = "float32") -
         bits32 = round_to_binary(e2m1.magnitude(code) * x, bool(code & 0x8), 8, 23)
         out.append(convert_float32(bits32, dtype))
     return out
+
+
+def quantize_block(
+    values: Sequence[float], rule: str = "floor", rounding: str = "even",
+    zero_sign: str = "keep", min_byte: int = 0, lanes: int = 16,
+) -> tuple[int, list[int]]:
+    """(E8M0 scale byte, element codes) of one block of float32 values.
+
+    Section 6.3: X from the block's amax by ``rule`` (see
+    :func:`fp4ref.spec.scale_rules.mx_scale`; ``"optimal"`` searches the bytes
+    ``min_byte..254`` from the ``"floor"`` start, or from ``"qwantize"``'s when
+    ``min_byte`` is 1, see :mod:`fp4ref.spec.optimal`), then each element is
+    ``float32(|V_i| / X)`` rounded to E2M1 with the tie rule ``rounding``, saturating to 6.
+    A block holding NaN or Inf gets scale 0xFF (NaN) and all-zero codes: fp4ref's policy,
+    as the OCP reference code does for NaN (the spec text leaves it open).
+    """
+    from .elements import element_code
+    from .optimal import search
+    from .scale_rules import e8m0_divisor, mx_scale, quotient
+
+    if any(math.isnan(v) or math.isinf(v) for v in values):
+        return e8m0.NAN, [0] * len(values)
+    amax = max((abs(v) for v in values), default=0.0)
+    if rule == "optimal":
+        start = mx_scale(amax, "qwantize" if min_byte == 1 else "floor")
+        candidates = [(b, e8m0_divisor(b)) for b in range(min_byte, 255)]
+        scale = search(values, start, e8m0_divisor(start), candidates, False, rounding, lanes)
+    else:
+        scale = mx_scale(amax, rule)
+    divisor = e8m0_divisor(scale) if scale != e8m0.NAN else math.nan
+    codes = [element_code(v, quotient(v, divisor, False), rounding, zero_sign) for v in values]
+    if scale == e8m0.NAN:  # ggml's wrapped exponents can land on 0xFF
+        codes = [0] * len(values)
+    return scale, codes
