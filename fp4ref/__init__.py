@@ -25,6 +25,8 @@ from .api import (
 )
 from .backends import available as available_backends
 from .errors import FormatError
+from .io import uqff
+from .io.layer import QuantizedLayer
 from .layouts import swizzle, unswizzle
 from .spec.nibbles import NIBBLE_ORDERS
 
@@ -33,6 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "FORMATS",
     "FormatError",
+    "QuantizedLayer",
     "NIBBLE_ORDERS",
     "available_backends",
     "decode_e2m1",
@@ -46,4 +49,5 @@ __all__ = [
     "swizzle",
     "unpack",
     "unswizzle",
+    "uqff",
 ]

@@ -64,7 +64,7 @@ def _block_shapes(blocks: np.ndarray, scales: np.ndarray, block_size: int, fmt: 
 
 def dequantize(
     blocks: Any,
-    scales: Any,
+    scales: Any = None,
     *,
     format: str = "mxfp4",
     tensor_scale: Any = None,
@@ -78,9 +78,13 @@ def dequantize(
 
     Parameters
     ----------
-    blocks : array of uint8, shape ``[..., K/2]`` or ``[..., K/B, B/2]``
+    blocks : array of uint8, shape ``[..., K/2]`` or ``[..., K/B, B/2]``; or a layer
         Two E2M1 codes per byte, in ``nibble_order``. The second form is gpt-oss's
-        ``[E, N, K/32, 16]``.
+        ``[E, N, K/32, 16]``. A quantized layer (any object with ``.blocks``, ``.scales``
+        and ``.format``, such as :class:`fp4ref.io.layer.QuantizedLayer`) stands for its
+        arrays; its ``format``, and its ``tensor_scale``, ``nibble_order`` and
+        ``scale_layout`` where it has them, replace those arguments. ``scales`` is then
+        left out.
     scales : array of uint8, shape ``[..., K/B]``
         One scale byte per block of ``B`` elements: E8M0 for MXFP4 (B = 32), E4M3 for
         NVFP4 (B = 16). An ml_dtypes ``float8_e8m0fnu`` (MXFP4) or ``float8_e4m3fn``
@@ -116,6 +120,17 @@ def dequantize(
     nearest-even conversion of that float32 result. Every NaN written is the canonical
     positive quiet NaN (0x7FC00000 in float32, 0x7FC0 in bfloat16, 0x7E00 in float16).
     """
+    if scales is None:
+        if not all(hasattr(blocks, a) for a in ("blocks", "scales", "format")):
+            raise TypeError(
+                "dequantize needs scales, or a quantized layer (an object with .blocks, "
+                f".scales and .format) in place of blocks; got {type(blocks).__name__} alone"
+            )
+        layer = blocks
+        blocks, scales, format = layer.blocks, layer.scales, layer.format
+        tensor_scale = getattr(layer, "tensor_scale", None)
+        nibble_order = getattr(layer, "nibble_order", "low-first")
+        scale_layout = getattr(layer, "scale_layout", "linear")
     fmt = _checks.choice("format", format, tuple(FORMATS))
     block_size, scale_format, scale_view = FORMATS[fmt]
     order = _checks.choice("nibble_order", nibble_order, nibbles.NIBBLE_ORDERS)
