@@ -8,6 +8,8 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
+from . import _device
+
 #: Output dtypes by name.
 OUTPUT_DTYPES = {
     "float32": np.dtype(np.float32),
@@ -43,7 +45,13 @@ def host_array(name: str, value: Any) -> np.ndarray:
 
 
 def byte_array(name: str, value: Any, accepted_views: tuple[np.dtype, ...] = ()) -> np.ndarray:
-    """``value`` as a uint8 array; arrays of a dtype in ``accepted_views`` give their bytes."""
+    """``value`` as a uint8 array; arrays of a dtype in ``accepted_views`` give their bytes.
+
+    A device array stays on the device (as a numba device array).
+    """
+    if _device.is_device(value):
+        array = _device.checked(name, value, (np.dtype(np.uint8), *accepted_views))
+        return array.view(np.uint8)
     array = host_array(name, value)
     if array.dtype in accepted_views:
         return array.view(np.uint8)
@@ -56,15 +64,24 @@ def byte_array(name: str, value: Any, accepted_views: tuple[np.dtype, ...] = ())
 def codes_array(name: str, value: Any) -> np.ndarray:
     """``value`` as a uint8 array of 4-bit codes (every entry 0..15)."""
     array = byte_array(name, value)
-    if array.size and int(array.max()) > 0xF:
-        raise ValueError(
-            f"{name} must hold 4-bit codes 0..15 (one per byte); found {int(array.max())}"
-        )
+    if _device.is_device(array):
+        from .kernels.cuda.codec import largest
+
+        top = largest(array.reshape(-1))
+    else:
+        top = int(array.max()) if array.size else 0
+    if top > 0xF:
+        raise ValueError(f"{name} must hold 4-bit codes 0..15 (one per byte); found {top}")
     return array
 
 
 def float_array(name: str, value: Any) -> np.ndarray:
-    """``value`` as float32 or float64 (float16 and bfloat16 are widened exactly)."""
+    """``value`` as float32 or float64 (float16 and bfloat16 are widened exactly).
+
+    A device array stays on the device (a numba device array; float32 or float64).
+    """
+    if _device.is_device(value):
+        return _device.checked(name, value, (np.dtype(np.float32), np.dtype(np.float64)))
     array = host_array(name, value)
     if array.dtype.name not in FLOAT_INPUTS:
         raise TypeError(f"{name} must be a float array of dtype {FLOAT_INPUTS}; got {array.dtype}")

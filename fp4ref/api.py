@@ -7,7 +7,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from . import _checks, backends, layouts
+from . import _checks, _device, backends, layouts
 from .spec import mx, nibbles, nvfp4, rounding
 
 #: Block formats: (elements per scale, scale format, the ml_dtypes type taken as scale bytes).
@@ -62,6 +62,7 @@ def _block_shapes(blocks: np.ndarray, scales: np.ndarray, block_size: int, fmt: 
     return blocks.shape[:-1], k
 
 
+@_device.returns_like_inputs
 def dequantize(
     blocks: Any,
     scales: Any = None,
@@ -102,8 +103,9 @@ def dequantize(
         gives for ``[..., N, K/B]`` (``[..., Rpad, Cpad]`` or ``[..., Rpad * Cpad]``).
     dtype : {"float32", "bfloat16", "float16"}
         Output dtype.
-    backend : {"auto", "python", "numba"}
-        ``"auto"`` runs numba on host arrays.
+    backend : {"auto", "python", "numba", "cuda"}
+        ``"auto"`` runs numba on host arrays and cuda on device arrays (anything with
+        ``__cuda_array_interface__``), returning the kind of device array it was given.
     out : numpy.ndarray, optional
         A C-contiguous array of shape ``[..., K]`` and dtype ``dtype`` to write into.
 
@@ -135,7 +137,7 @@ def dequantize(
     block_size, scale_format, scale_view = FORMATS[fmt]
     order = _checks.choice("nibble_order", nibble_order, nibbles.NIBBLE_ORDERS)
     out_dtype = _checks.output_dtype(dtype)
-    engine = backends.get(backend)
+    engine = backends.get(backend, blocks, scales, out)
     blocks = _checks.byte_array("blocks", blocks)
     scales = _checks.byte_array("scales", scales, (scale_view,))
     layout = _checks.choice("scale_layout", scale_layout, layouts.LAYOUTS)
@@ -180,6 +182,8 @@ def _linear_scales(
 def _output(name: str, out: Any, shape: tuple, dtype: str, inputs: tuple) -> np.ndarray:
     """A new output array, or ``out`` after checking it can take the result."""
     wanted = _checks.OUTPUT_DTYPES[dtype]
+    if _device.is_device(out) or (out is None and any(map(_device.is_device, inputs))):
+        return _device.output(name, out, shape, wanted, inputs)
     if out is None:
         return np.empty(shape, wanted)
     if not isinstance(out, np.ndarray):
@@ -196,32 +200,36 @@ def _output(name: str, out: Any, shape: tuple, dtype: str, inputs: tuple) -> np.
     return out
 
 
+@_device.returns_like_inputs
 def decode_e2m1(codes: Any, *, backend: str = "auto") -> np.ndarray:
     """Values of E2M1 codes (one code 0..15 per uint8) as float32; 0x8 is -0.0."""
-    engine = backends.get(backend)
+    engine = backends.get(backend, codes)
     return engine.decode("e2m1", _checks.codes_array("codes", codes)).view(np.float32)
 
 
+@_device.returns_like_inputs
 def decode_e8m0(b: Any, *, backend: str = "auto") -> np.ndarray:
     """Values of E8M0 bytes as float32: 2^(b - 127); 0x00 is 2^-127, 0xFF is NaN.
 
     Takes uint8 or an ml_dtypes ``float8_e8m0fnu`` array.
     """
-    engine = backends.get(backend)
+    engine = backends.get(backend, b)
     data = _checks.byte_array("b", b, (FORMATS["mxfp4"][2],))
     return engine.decode("e8m0", data).view(np.float32)
 
 
+@_device.returns_like_inputs
 def decode_e4m3(b: Any, *, backend: str = "auto") -> np.ndarray:
     """Values of E4M3 bytes as float32; 0x7F and 0xFF are NaN.
 
     Takes uint8 or an ml_dtypes ``float8_e4m3fn`` array.
     """
-    engine = backends.get(backend)
+    engine = backends.get(backend, b)
     data = _checks.byte_array("b", b, (FORMATS["nvfp4"][2],))
     return engine.decode("e4m3", data).view(np.float32)
 
 
+@_device.returns_like_inputs
 def encode_e2m1(x: Any, rounding: str = "even", *, backend: str = "auto") -> np.ndarray:
     """Nearest E2M1 codes (uint8, one per element) to ``x``.
 
@@ -240,10 +248,11 @@ def encode_e2m1(x: Any, rounding: str = "even", *, backend: str = "auto") -> np.
         zero is kept; NaN encodes to a zero with the NaN's sign bit (0x0 or 0x8).
     """
     tie = _checks.choice("rounding", rounding, rounding_rules())
-    engine = backends.get(backend)
+    engine = backends.get(backend, x)
     return engine.encode_e2m1(_checks.float_array("x", x), tie)
 
 
+@_device.returns_like_inputs
 def encode_e4m3(
     x: Any, rounding: str = "even", saturate: bool = True, *, backend: str = "auto"
 ) -> np.ndarray:
@@ -268,7 +277,7 @@ def encode_e4m3(
     tie = _checks.choice("rounding", rounding, rounding_rules())
     if not isinstance(saturate, (bool, np.bool_)):
         raise TypeError(f"saturate must be a bool; got {type(saturate).__name__}")
-    engine = backends.get(backend)
+    engine = backends.get(backend, x)
     return engine.encode_e4m3(_checks.float_array("x", x), tie, bool(saturate))
 
 
@@ -288,6 +297,7 @@ def _rows(k: int, order: str, block_size: int, what: str) -> int:
     return k
 
 
+@_device.returns_like_inputs
 def pack(
     codes: Any, order: str = "low-first", *, block_size: int = 32, backend: str = "auto"
 ) -> np.ndarray:
@@ -304,7 +314,7 @@ def pack(
     backend : {"auto", "python", "numba"}
     """
     order = _checks.choice("order", order, nibbles.NIBBLE_ORDERS)
-    engine = backends.get(backend)
+    engine = backends.get(backend, codes)
     data = _checks.codes_array("codes", codes)
     if data.ndim == 0:
         raise ValueError("codes must have at least one dimension; got a scalar")
@@ -314,6 +324,7 @@ def pack(
     return engine.pack(data.reshape(-1, row), order).reshape(*data.shape[:-1], -1)
 
 
+@_device.returns_like_inputs
 def unpack(
     packed: Any, order: str = "low-first", *, block_size: int = 32, backend: str = "auto"
 ) -> np.ndarray:
@@ -322,7 +333,7 @@ def unpack(
     Parameters are those of :func:`pack`.
     """
     order = _checks.choice("order", order, nibbles.NIBBLE_ORDERS)
-    engine = backends.get(backend)
+    engine = backends.get(backend, packed)
     data = _checks.byte_array("packed", packed)
     if data.ndim == 0:
         raise ValueError("packed must have at least one dimension; got a scalar")

@@ -12,16 +12,18 @@ has already validated and flattened:
   ``unswizzle(stored[e, rpad * cpad], rows, cols, layout) -> uint8[e, rows, cols]``.
 
 ``"python"`` runs the oracle of :mod:`fp4ref.spec` element by element; ``"numba"`` runs the
-kernels of :mod:`fp4ref.kernels.cpu`.
+kernels of :mod:`fp4ref.kernels.cpu`; ``"cuda"`` the kernels of :mod:`fp4ref.kernels.cuda`
+(on device arrays, or on host arrays copied to the device and back).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import _device
 from .spec import e2m1, e4m3, e8m0, layouts, mx, nibbles, nvfp4, rounding
 
-BACKENDS = ("auto", "python", "numba")
+BACKENDS = ("auto", "python", "numba", "cuda")
 
 _TIES = rounding.TIE_RULES
 _ORDERS = nibbles.NIBBLE_ORDERS
@@ -163,17 +165,130 @@ class NumbaBackend:
 _INSTANCES: dict[str, object] = {}
 
 
-def get(name: str):
-    """The backend called ``name`` (``"auto"`` resolved to ``"numba"`` for host arrays)."""
+def get(name: str, *arrays):
+    """The backend called ``name`` for the arguments ``arrays``.
+
+    ``"auto"`` is ``"cuda"`` when any of ``arrays`` is a device array (see
+    :func:`fp4ref._device.is_device`) and ``"numba"`` otherwise. Device arrays need
+    ``"cuda"`` (or ``"auto"``); ``"cuda"`` also takes host arrays and gives host results.
+    """
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}; got {name!r}")
     if name == "auto":
-        name = "numba"
+        name = "cuda" if on_device else "numba"
+    elif on_device and name != "cuda":
+        raise TypeError(f"backend {name!r} runs on host arrays; got a device array (use "
+                        f"backend='cuda' or 'auto', or copy it to the host)")
     if name not in _INSTANCES:
-        _INSTANCES[name] = PythonBackend() if name == "python" else NumbaBackend()
+        _INSTANCES[name] = {"python": PythonBackend, "numba": NumbaBackend,
+                            "cuda": CudaBackend}[name]()
     return _INSTANCES[name]
 
 
 def available() -> list[str]:
-    """Names of the backends that can run here."""
-    return ["python", "numba"]
+class CudaBackend:
+    """``numba.cuda.jit`` kernels. Device arrays (numba device arrays, as :mod:`fp4ref.api`
+    hands them over) give device arrays; host arrays are copied to the device and their
+    results copied back, so the caller gets numpy arrays."""
+
+    name = "cuda"
+
+    def __init__(self) -> None:
+        try:
+            from numba import cuda
+        except ImportError:
+            raise RuntimeError(
+                "backend 'cuda' needs numba-cuda: pip install 'fp4ref[cuda]'") from None
+        if not cuda.is_available():
+            raise RuntimeError(
+                "backend 'cuda' found no usable CUDA GPU (numba.cuda.is_available() is False); "
+                "set NUMBA_ENABLE_CUDASIM=1 before importing numba.cuda to run the kernels in "
+                "numba's simulator"
+            )
+        from .kernels.cuda import codec as gpu
+
+        self.cuda = cuda
+        self.gpu = gpu
+        self._tables: dict[tuple, object] = {}
+
+    def _in(self, array):
+        """``array`` on the device (host arrays are copied there)."""
+        return array if _device.is_device(array) else self.cuda.to_device(array)
+
+    def _out(self, result, like):
+        """``result`` where ``like`` lives: on the device, or copied to the host."""
+        return result if _device.is_device(like) else result.copy_to_host()
+
+    def _scalar_table(self, which: str):
+        key = ("scalar", which)
+        if key not in self._tables:
+            table = _device.empty(16 if which == "e2m1" else 256, np.uint32)
+            self.gpu.fill_scalar_table(table, ("e2m1", "e8m0", "e4m3").index(which))
+            self._tables[key] = table
+        return self._tables[key]
+
+    def block_table(self, scale_format: str, tensor_scale: np.float32, dtype: str):
+        """The 256 x 16 table of output bits for every (scale byte, element code), built on
+        the device by the kernel twin of :meth:`NumbaBackend.block_table`."""
+        key = (scale_format, int(np.float32(tensor_scale).view(np.uint32)), dtype)
+        if key not in self._tables:
+            table = _device.empty((256, 16), _bits_dtype(dtype))
+            kind = self.gpu.SCALE_E8M0 if scale_format == "e8m0" else self.gpu.SCALE_E4M3
+            self.gpu.fill_block_table(table, kind, np.float32(tensor_scale),
+                                      _OUT_KINDS.index(dtype))
+            if len(self._tables) > 64:
+                self._tables.clear()
+            self._tables[key] = table
+        return self._tables[key]
+
+    def decode(self, which: str, data):
+        source = self._in(data)
+        out = _device.empty(source.shape, np.uint32)
+        self.gpu.lookup(self._scalar_table(which), source.reshape(-1), out.reshape(-1))
+        return self._out(out, data)
+
+    def encode_e2m1(self, x, rounding_: str):
+        source = self._in(x)
+        out = _device.empty(source.shape, np.uint8)
+        self.gpu.encode_e2m1(source.reshape(-1), _TIES.index(rounding_), out.reshape(-1))
+        return self._out(out, x)
+
+    def encode_e4m3(self, x, rounding_: str, saturate: bool):
+        source = self._in(x)
+        out = _device.empty(source.shape, np.uint8)
+        self.gpu.encode_e4m3(source.reshape(-1), _TIES.index(rounding_), bool(saturate),
+                             out.reshape(-1))
+        return self._out(out, x)
+
+    def pack(self, codes, order: str):
+        source = self._in(codes)
+        out = _device.empty((source.shape[0], source.shape[1] // 2), np.uint8)
+        self.gpu.pack(source, _ORDERS.index(order), out)
+        return self._out(out, codes)
+
+    def unpack(self, packed, order: str):
+        source = self._in(packed)
+        out = _device.empty((source.shape[0], 2 * source.shape[1]), np.uint8)
+        self.gpu.unpack(source, _ORDERS.index(order), out)
+        return self._out(out, packed)
+
+    def dequantize(self, blocks, scales, scale_format, tensor_scale, order, dtype, out):
+        if _device.is_device(out) and _device.address(out) % 8:
+            raise ValueError("out must start at an 8-byte aligned device address for "
+                             "backend 'cuda'")
+        table = self.block_table(scale_format, tensor_scale, dtype)
+        target = out if _device.is_device(out) else _device.empty(out.shape, out.dtype)
+        self.gpu.dequantize_blocks(self._in(blocks), self._in(scales), table,
+                                   _ORDERS.index(order), target)
+        if target is not out:
+            target.copy_to_host(out)
+
+
+    """Names of the backends that can run here (``"cuda"`` where ``numba.cuda`` finds a GPU
+    or runs its simulator)."""
+    try:
+        from numba import cuda
+    except ImportError:
+        return ["python", "numba"]
+    return ["python", "numba", "cuda"] if cuda.is_available() else ["python", "numba"]
+    on_device = any(_device.is_device(a) for a in arrays)

@@ -202,6 +202,21 @@ def byte_elements(i, order, block_size):
 
 
 @njit(cache=True)
+def element_nibble(e, order, block_size):
+    """Byte of a row holding element ``e``, and the shift of its nibble (0 or 4).
+
+    The inverse of :func:`byte_elements`, for kernels that work from the output side.
+    """
+    if order == SPLIT_HALF:
+        half = block_size // 2
+        p = e % block_size
+        return (e // block_size) * half + p % half, 4 * (p // half)
+    if order == HIGH_FIRST:
+        return e // 2, 4 - 4 * (e % 2)
+    return e // 2, 4 * (e % 2)
+
+
+@njit(cache=True)
 def output_bits(value, out_kind):
     """Bits of the float32 ``value`` in the output encoding ``out_kind``."""
     bits = float32_bits(value)
