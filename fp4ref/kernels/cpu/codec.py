@@ -11,6 +11,8 @@ import numpy as np
 from numba import njit, prange
 
 from ..scalar import (
+    LOW_FIRST,
+    SPLIT_HALF,
     OUT_FLOAT32,
     byte_elements,
     e2m1_decode,
@@ -18,6 +20,7 @@ from ..scalar import (
     e4m3_decode,
     e4m3_encode,
     e8m0_decode,
+    mx_closed_form_bits,
     output_bits,
 )
 
@@ -61,20 +64,52 @@ def lookup(table, indices, out):
         out[i] = table[indices[i]]
 
 
+@njit(cache=True)
+def follows_closed_form(table, mantissa_bits):
+    """Whether rows 2..252 of a block table equal :func:`mx_closed_form_bits`."""
+    for s in range(2, 253):
+        for c in range(16):
+            if table[s, c] != mx_closed_form_bits(c, s - 127, mantissa_bits):
+                return False
+    return True
+
+
 @njit(parallel=True, cache=True)
-def dequantize_blocks(blocks, scales, table, order, out):
+def dequantize_blocks(blocks, scales, table, order, closed_form, out, pairs):
     """Decode ``blocks[b, :]`` (packed codes) with ``table[scales[b]]`` into ``out[b, :]``.
 
-    ``blocks`` is ``[nblocks, block_size / 2]``, ``out`` is ``[nblocks, block_size]``.
+    ``blocks`` is ``[nblocks, block_size / 2]``; ``out`` is ``[nblocks, block_size]`` and
+    ``pairs`` the same memory viewed with elements twice as wide (two outputs each), so the
+    adjacent-nibble orders store a byte's two outputs at once. ``closed_form`` is 0 (always
+    the table) or the mantissa width (23 float32, 7 bfloat16) of an MXFP4 decode whose
+    blocks with E8M0 bytes 2..252 may use :func:`mx_closed_form_bits` instead.
     """
     block_size = out.shape[1]
+    width = 8 * out.itemsize
     for b in prange(blocks.shape[0]):
-        row = table[scales[b]]
-        for i in range(blocks.shape[1]):
-            byte = blocks[b, i]
-            low, high = byte_elements(i, order, block_size)
-            out[b, low] = row[byte & 0xF]
-            out[b, high] = row[byte >> 4]
+        s = scales[b]
+        row = table[s]
+        if order == SPLIT_HALF:
+            for i in range(blocks.shape[1]):
+                byte = blocks[b, i]
+                low, high = byte_elements(i, order, block_size)
+                out[b, low] = row[byte & 0xF]
+                out[b, high] = row[byte >> 4]
+            continue
+        first, second = (0, 4) if order == LOW_FIRST else (4, 0)
+        if closed_form and 2 <= s <= 252:
+            exponent = np.int64(s) - 127
+            for i in range(blocks.shape[1]):
+                byte = np.int64(blocks[b, i])
+                a = mx_closed_form_bits((byte >> first) & 0xF, exponent, closed_form)
+                c = mx_closed_form_bits((byte >> second) & 0xF, exponent, closed_form)
+                pairs[b, i] = a | (c << width)
+        else:
+            for i in range(blocks.shape[1]):
+                byte = blocks[b, i]
+                a = row[(byte >> first) & 0xF]
+                c = row[(byte >> second) & 0xF]
+                pairs[b, i] = np.uint64(a) | (np.uint64(c) << np.uint64(width))
 
 
 @njit(parallel=True, cache=True)
