@@ -95,6 +95,7 @@ class NumbaBackend:
 
         self.cpu = cpu
         self._tables: dict[tuple, np.ndarray] = {}
+        self._closed_forms: dict[int, tuple[np.ndarray, int]] = {}
 
     def _scalar_table(self, which: str) -> np.ndarray:
         key = ("scalar", which)
@@ -142,9 +143,23 @@ class NumbaBackend:
         self.cpu.unpack(packed, _ORDERS.index(order), out)
         return out
 
+    def closed_form(self, table: np.ndarray, dtype: str) -> int:
+        """The mantissa width for which rows 2..252 of ``table`` follow the MXFP4 closed
+        form (then the kernel may compute instead of looking up), else 0."""
+        width = {"float32": 23, "bfloat16": 7}.get(dtype, 0)  # float16: no 8-bit exponent
+        return width if width and self.cpu.follows_closed_form(table, width) else 0
+
     def dequantize(self, blocks, scales, scale_format, tensor_scale, order, dtype, out):
         table = self.block_table(scale_format, tensor_scale, dtype)
-        self.cpu.dequantize_blocks(blocks, scales, table, _ORDERS.index(order), out)
+        cached = self._closed_forms.get(id(table))
+        if cached is None or cached[0] is not table:  # keyed by the live table itself
+            cached = (table, self.closed_form(table, dtype) if scale_format == "e8m0" else 0)
+            if len(self._closed_forms) > 64:
+                self._closed_forms.clear()
+            self._closed_forms[id(table)] = cached
+        pairs = out.view(np.uint64 if out.itemsize == 4 else np.uint32)
+        self.cpu.dequantize_blocks(blocks, scales, table, _ORDERS.index(order), cached[1],
+                                   out, pairs)
 
     def swizzle(self, scales: np.ndarray, layout: str) -> np.ndarray:
         from .kernels.cpu import layouts as kernels
@@ -162,30 +177,6 @@ class NumbaBackend:
         return out
 
 
-_INSTANCES: dict[str, object] = {}
-
-
-def get(name: str, *arrays):
-    """The backend called ``name`` for the arguments ``arrays``.
-
-    ``"auto"`` is ``"cuda"`` when any of ``arrays`` is a device array (see
-    :func:`fp4ref._device.is_device`) and ``"numba"`` otherwise. Device arrays need
-    ``"cuda"`` (or ``"auto"``); ``"cuda"`` also takes host arrays and gives host results.
-    """
-    if name not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}; got {name!r}")
-    if name == "auto":
-        name = "cuda" if on_device else "numba"
-    elif on_device and name != "cuda":
-        raise TypeError(f"backend {name!r} runs on host arrays; got a device array (use "
-                        f"backend='cuda' or 'auto', or copy it to the host)")
-    if name not in _INSTANCES:
-        _INSTANCES[name] = {"python": PythonBackend, "numba": NumbaBackend,
-                            "cuda": CudaBackend}[name]()
-    return _INSTANCES[name]
-
-
-def available() -> list[str]:
 class CudaBackend:
     """``numba.cuda.jit`` kernels. Device arrays (numba device arrays, as :mod:`fp4ref.api`
     hands them over) give device arrays; host arrays are copied to the device and their
@@ -284,6 +275,31 @@ class CudaBackend:
             target.copy_to_host(out)
 
 
+_INSTANCES: dict[str, object] = {}
+
+
+def get(name: str, *arrays):
+    """The backend called ``name`` for the arguments ``arrays``.
+
+    ``"auto"`` is ``"cuda"`` when any of ``arrays`` is a device array (see
+    :func:`fp4ref._device.is_device`) and ``"numba"`` otherwise. Device arrays need
+    ``"cuda"`` (or ``"auto"``); ``"cuda"`` also takes host arrays and gives host results.
+    """
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}; got {name!r}")
+    on_device = any(_device.is_device(a) for a in arrays)
+    if name == "auto":
+        name = "cuda" if on_device else "numba"
+    elif on_device and name != "cuda":
+        raise TypeError(f"backend {name!r} runs on host arrays; got a device array (use "
+                        f"backend='cuda' or 'auto', or copy it to the host)")
+    if name not in _INSTANCES:
+        _INSTANCES[name] = {"python": PythonBackend, "numba": NumbaBackend,
+                            "cuda": CudaBackend}[name]()
+    return _INSTANCES[name]
+
+
+def available() -> list[str]:
     """Names of the backends that can run here (``"cuda"`` where ``numba.cuda`` finds a GPU
     or runs its simulator)."""
     try:
@@ -291,4 +307,3 @@ class CudaBackend:
     except ImportError:
         return ["python", "numba"]
     return ["python", "numba", "cuda"] if cuda.is_available() else ["python", "numba"]
-    on_device = any(_device.is_device(a) for a in arrays)

@@ -12,8 +12,8 @@ from numba import njit, prange
 
 from ..scalar import (
     LOW_FIRST,
-    SPLIT_HALF,
     OUT_FLOAT32,
+    SPLIT_HALF,
     byte_elements,
     e2m1_decode,
     e2m1_encode,
