@@ -28,6 +28,8 @@ from .errors import FormatError
 from .io import uqff
 from .io.layer import QuantizedLayer
 from .layouts import swizzle, unswizzle
+from .profiles import Profile, profiles
+from .quantize import QuantizedTensor, quantize
 from .spec.nibbles import NIBBLE_ORDERS
 
 __version__ = "0.1.0"
@@ -37,6 +39,8 @@ __all__ = [
     "FormatError",
     "QuantizedLayer",
     "NIBBLE_ORDERS",
+    "Profile",
+    "QuantizedTensor",
     "available_backends",
     "decode_e2m1",
     "decode_e4m3",
@@ -45,6 +49,8 @@ __all__ = [
     "encode_e2m1",
     "encode_e4m3",
     "pack",
+    "profiles",
+    "quantize",
     "rounding_rules",
     "swizzle",
     "unpack",

@@ -32,14 +32,14 @@ def dequantize_block(codes: Sequence[int], scale: int, dtype: str = "float32") -
 
 def quantize_block(
     values: Sequence[float], rule: str = "floor", rounding: str = "even",
-    zero_sign: str = "keep", min_byte: int = 0, lanes: int = 16,
+    zero_sign: str = "keep", start: str = "floor", min_byte: int = 0, lanes: int = 16,
 ) -> tuple[int, list[int]]:
     """(E8M0 scale byte, element codes) of one block of float32 values.
 
     Section 6.3: X from the block's amax by ``rule`` (see
     :func:`fp4ref.spec.scale_rules.mx_scale`; ``"optimal"`` searches the bytes
-    ``min_byte..254`` from the ``"floor"`` start, or from ``"qwantize"``'s when
-    ``min_byte`` is 1, see :mod:`fp4ref.spec.optimal`), then each element is
+    ``min_byte..254`` starting from rule ``start``'s scale, see :mod:`fp4ref.spec.optimal`),
+    then each element is
     ``float32(|V_i| / X)`` rounded to E2M1 with the tie rule ``rounding``, saturating to 6.
     A block holding NaN or Inf gets scale 0xFF (NaN) and all-zero codes: fp4ref's policy,
     as the OCP reference code does for NaN (the spec text leaves it open).
@@ -52,9 +52,9 @@ def quantize_block(
         return e8m0.NAN, [0] * len(values)
     amax = max((abs(v) for v in values), default=0.0)
     if rule == "optimal":
-        start = mx_scale(amax, "qwantize" if min_byte == 1 else "floor")
+        first = mx_scale(amax, start)
         candidates = [(b, e8m0_divisor(b)) for b in range(min_byte, 255)]
-        scale = search(values, start, e8m0_divisor(start), candidates, False, rounding, lanes)
+        scale = search(values, first, e8m0_divisor(first), candidates, False, rounding, lanes)
     else:
         scale = mx_scale(amax, rule)
     divisor = e8m0_divisor(scale) if scale != e8m0.NAN else math.nan

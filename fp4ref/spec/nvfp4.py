@@ -11,6 +11,7 @@ gives NaN.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -53,3 +54,39 @@ def dequantize_block(
             bits32 = round_to_binary(product * tensor_magnitude, negative, 8, 23)
         out.append(convert_float32(bits32, dtype))
     return out
+
+
+def quantize_block(
+    values: Sequence[float], recipe: str = "plain", tensor: float = 1.0,
+    clamp: tuple[float, float] | None = None, zero_scale: float | None = None,
+    optimal: bool = False, rounding: str = "even", zero_sign: str = "keep",
+    nan_scale_for_inf: bool = True, lanes: int = 16,
+) -> tuple[int, list[int]]:
+    """(E4M3 block-scale byte, element codes) of one NVFP4 block of float32 values.
+
+    The block scale follows ``recipe`` (see
+    :func:`fp4ref.spec.scale_rules.nvfp4_block_scale`), or with ``optimal`` the search of
+    :mod:`fp4ref.spec.optimal` over the 126 positive finite E4M3 values starting from it;
+    each element is ``float32(|x| / d)`` (or ``* d``) with ``d`` from
+    :func:`fp4ref.spec.scale_rules.nvfp4_divisor`, rounded to E2M1 with ``rounding``. A
+    block with NaN gets 0x7F (NaN) and zero codes; with Inf the same if
+    ``nan_scale_for_inf``, else the recipe's float32 arithmetic runs on (Inf saturates to 448).
+    """
+    from .elements import element_code
+    from .optimal import search
+    from .scale_rules import nvfp4_block_scale, nvfp4_divisor, quotient
+
+    if any(math.isnan(v) for v in values) or (
+            nan_scale_for_inf and any(math.isinf(v) for v in values)):
+        return e4m3.NAN, [0] * len(values)
+    amax = max((abs(v) for v in values), default=0.0)
+    scale = nvfp4_block_scale(amax, recipe, tensor, clamp, zero_scale)
+    if optimal:
+        candidates = [(b, nvfp4_divisor(b, recipe, tensor)[0]) for b in range(1, 0x7F)]
+        d0, multiply = nvfp4_divisor(scale, recipe, tensor)
+        scale = search(values, scale, d0, candidates, multiply, rounding, lanes)
+    d, multiply = nvfp4_divisor(scale, recipe, tensor)
+    codes = [element_code(v, quotient(v, d, multiply), rounding, zero_sign) for v in values]
+    if e4m3.decode(scale) != e4m3.decode(scale):
+        codes = [0] * len(values)
+    return scale, codes

@@ -1,0 +1,256 @@
+"""Scale rules, element rounding and the optimal search as numba scalar functions.
+
+The same rules as :mod:`fp4ref.spec.scale_rules`, :mod:`fp4ref.spec.elements` and
+:mod:`fp4ref.spec.optimal`, written independently in the numba subset so the CPU kernels
+(and, compiled again, CUDA device code) can call them. Integer codes stand for names:
+:data:`MX_RULES`, :data:`NV_RECIPES`, :data:`ZERO_SIGNS` give the order.
+
+float32 steps: one IEEE float32 operation is computed in float64 and rounded by
+:func:`f32` (innocuous double rounding, as in the oracle).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .scalar import TIE_AWAY, TIE_EVEN, e4m3_decode, e4m3_encode, is_negative
+
+MX_RULES = ("floor", "rceil", "ceil", "even", "nearest", "mistralrs", "qwantize", "ggml")
+RULE_FLOOR, RULE_RCEIL, RULE_CEIL, RULE_EVEN, RULE_NEAREST, RULE_MISTRALRS = 0, 1, 2, 3, 4, 5
+RULE_QWANTIZE, RULE_GGML = 6, 7
+
+NV_RECIPES = ("plain", "modelopt", "torchao", "compressed-tensors")
+RECIPE_PLAIN, RECIPE_MODELOPT, RECIPE_TORCHAO, RECIPE_CT = 0, 1, 2, 3
+
+ZERO_SIGNS = ("keep", "negative", "drop")
+ZERO_KEEP, ZERO_NEGATIVE, ZERO_DROP = 0, 1, 2
+
+_E2M1 = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+
+
+@njit(cache=True, error_model="numpy")
+def f32(value):
+    """``value`` rounded to float32 (nearest even), returned as float64."""
+    return float(np.float32(value))
+
+
+@njit(cache=True, error_model="numpy")
+def log2f(value):
+    """float32 log2 of a float32 value (float64 log2 rounded to float32)."""
+    if value == 0.0:
+        return -math.inf
+    return f32(math.log2(value))
+
+
+@njit(cache=True, error_model="numpy")
+def _clamp_biased(exponent, low, high):
+    return min(max(exponent, low), high) + 127
+
+
+@njit(cache=True, error_model="numpy")
+def _floor_log2(value):
+    return math.frexp(value)[1] - 1
+
+
+@njit(cache=True, error_model="numpy")
+def _is_power_of_two(value):
+    return math.frexp(value)[0] == 0.5
+
+
+@njit(cache=True, error_model="numpy")
+def float32_bits_of(value):
+    """Bits of a finite non-negative float32 value given as float64."""
+    return int(np.array([np.float32(value)]).view(np.uint32)[0])
+
+
+@njit(cache=True, error_model="numpy")
+def mx_scale(amax, rule):
+    """E8M0 byte of ``rule`` for a finite float32 ``amax`` >= 0 (see the oracle's
+    :func:`fp4ref.spec.scale_rules.mx_scale` for each rule's source)."""
+    if rule == RULE_QWANTIZE:
+        t = f32(f32(log2f(max(amax, f32(1e-30))) - 2.0) + 127.0)
+        return min(max(int(math.floor(t)), 1), 254)
+    if rule == RULE_GGML:
+        if amax == 0.0:
+            return 0
+        return (int(math.floor(log2f(amax))) + 125) % 256
+    if rule == RULE_MISTRALRS:
+        if amax == 0.0:
+            return 127
+        quotient = f32(amax / 6.0)
+        if quotient == 0.0:
+            return 0
+        return min(max(int(math.floor(log2f(quotient))) + 127, 0), 254)
+    if rule == RULE_EVEN:
+        bits = (float32_bits_of(amax) + 0x200000) & 0x7F800000
+        return _clamp_biased((bits >> 23) - 129, -127, 128)
+    if amax == 0.0:
+        return 0
+    if rule == RULE_FLOOR:
+        return _clamp_biased(_floor_log2(amax) - 2, -127, 127)
+    if rule == RULE_CEIL:
+        exponent = _floor_log2(amax) + (0 if _is_power_of_two(amax) else 1)
+        return _clamp_biased(exponent - 2, -127, 127)
+    quotient = f32(amax / 6.0)
+    if quotient == 0.0:
+        return 0
+    exponent = _floor_log2(quotient)
+    if rule == RULE_RCEIL:
+        return _clamp_biased(exponent + (0 if _is_power_of_two(quotient) else 1), -127, 127)
+    mantissa = math.ldexp(quotient, -exponent)  # RULE_NEAREST; exact, in [1, 2)
+    return _clamp_biased(exponent + (1 if mantissa * mantissa >= 2.0 else 0), -127, 127)
+
+
+@njit(cache=True, error_model="numpy")
+def magnitude_code(y, tie):
+    """E2M1 magnitude code (0..7) of a scaled magnitude ``y`` >= 0, saturating; NaN -> 0.
+
+    Branch-free: one comparison per midpoint; the tie rule picks ``>`` or ``>=``.
+    """
+    if tie == TIE_EVEN:  # the even code has mantissa bit 0: codes 0, 2, 4, 6 win ties
+        return ((y > 0.25) + (y >= 0.75) + (y > 1.25) + (y >= 1.75) + (y > 2.5)
+                + (y >= 3.5) + (y > 5.0))
+    if tie == TIE_AWAY:
+        return ((y >= 0.25) + (y >= 0.75) + (y >= 1.25) + (y >= 1.75) + (y >= 2.5)
+                + (y >= 3.5) + (y >= 5.0))
+    return ((y > 0.25) + (y > 0.75) + (y > 1.25) + (y > 1.75) + (y > 2.5) + (y > 3.5)
+            + (y > 5.0))
+
+
+@njit(cache=True, error_model="numpy")
+def element_code(x, y, tie, zero_sign):
+    """E2M1 code of element ``x`` whose scaled magnitude is ``y`` (sign of zero by
+    ``zero_sign``)."""
+    code = magnitude_code(y, tie)
+    negative = is_negative(x)
+    if code == 0 and (zero_sign == ZERO_DROP or (zero_sign == ZERO_NEGATIVE and not x < 0)):
+        negative = False
+    return code | (8 if negative else 0)
+
+
+@njit(cache=True, error_model="numpy")
+def divide(a, b):
+    """float32(a / b) with IEEE results for a zero or NaN divisor."""
+    return float(np.float32(a) / np.float32(b))
+
+
+@njit(cache=True, error_model="numpy")
+def nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_scale):
+    """E4M3 byte of an NVFP4 block (see :func:`fp4ref.spec.scale_rules.nvfp4_block_scale`).
+
+    ``clamp_low`` > ``clamp_high`` means no clamp; ``zero_scale`` < 0 means none.
+    """
+    if recipe == RECIPE_PLAIN:
+        y = f32(amax / 6.0)
+    elif recipe == RECIPE_MODELOPT:
+        y = divide(amax, f32(6.0 * tensor))
+        if y == 0.0 and zero_scale >= 0.0:
+            y = zero_scale
+    elif recipe == RECIPE_TORCHAO:
+        y = divide(f32(amax / 6.0), tensor)
+    else:
+        y = f32(tensor * f32(amax / 6.0))
+    if clamp_low <= clamp_high and y == y:
+        y = min(max(y, clamp_low), clamp_high)
+    byte = e4m3_encode(y, TIE_EVEN, True)
+    if recipe == RECIPE_CT and byte == 0 and zero_scale >= 0.0:
+        byte = e4m3_encode(zero_scale, TIE_EVEN, True)
+    return byte
+
+
+@njit(cache=True, error_model="numpy")
+def nvfp4_divisor(byte, recipe, tensor):
+    """(d, multiply) for the elements of a block with scale ``byte``."""
+    scale = e4m3_decode(byte)
+    if recipe == RECIPE_PLAIN:
+        return scale, False
+    if recipe == RECIPE_MODELOPT:
+        return f32(scale * tensor), False
+    if recipe == RECIPE_CT:
+        return divide(scale, tensor), False
+    return divide(divide(1.0, tensor), scale), True
+
+
+@njit(cache=True, error_model="numpy")
+def quotient(x, d, multiply):
+    """float32(|x| / d), or float32(|x| * d)."""
+    if multiply:
+        return f32(abs(x) * d)
+    return divide(abs(x), d)
+
+
+@njit(cache=True, error_model="numpy")
+def lane_sum(terms, n, lanes):
+    """float32 sum of ``terms[:n]`` in torch's CPU reduction order
+    (:func:`fp4ref.spec.optimal.lane_sum`)."""
+    total = 0.0
+    if lanes <= 1 or n < lanes or n % lanes:
+        for i in range(n):
+            total = f32(total + terms[i])
+        return total
+    for lane in range(lanes):
+        partial = terms[lane]
+        for k in range(lane + lanes, n, lanes):
+            partial = f32(partial + terms[k])
+        total = f32(total + partial)
+    return total
+
+
+@njit(cache=True, error_model="numpy")
+def block_error(x, d, multiply, tie, lanes, terms):
+    """qwantize's float32 block SSE at divisor ``d`` (``terms`` is scratch)."""
+    n = x.shape[0]
+    for i in range(n):
+        code = magnitude_code(quotient(x[i], d, multiply), tie)
+        error = f32(abs(x[i]) - f32(_E2M1[code] * d))
+        terms[i] = f32(error * error)
+    return lane_sum(terms, n, lanes)
+
+
+@njit(cache=True, error_model="numpy")
+def search(x, start, start_divisor, divisors, first, last, multiply, tie, lanes, terms, ys):
+    """The byte the optimal search picks (:mod:`fp4ref.spec.optimal`), over candidate
+    bytes ``first..last`` whose float32 divisors ``divisors[byte]`` ascend.
+
+    ``terms`` and ``ys`` are float64 scratch of the block's length.
+    """
+    n = x.shape[0]
+    e0 = block_error(x, start_divisor, multiply, tie, lanes, terms)
+    for i in range(n):
+        terms[i] = f32(x[i] * x[i])
+    if lane_sum(terms, n, lanes) <= e0:
+        return start
+    for i in range(n):
+        ys[i] = abs(x[i])
+    ys.sort()
+    running = 0.0
+    k_star = 0
+    for i in range(n):
+        running += f32(ys[i] * ys[i])
+        if f32(running) <= e0:
+            k_star += 1
+    if k_star >= n:
+        return start
+    s_min = max(f32(f32(ys[n - 1] - f32(math.sqrt(e0))) / 6.0), 0.0)
+    s_max = f32(ys[k_star] / 0.25)
+    best = start
+    best_error = e0
+    for byte in range(first, last + 1):
+        d = divisors[byte]
+        if not (s_min <= d and d <= s_max):
+            continue
+        six_d = f32(6.0 * d)
+        for i in range(n):
+            h = max(f32(abs(x[i]) - six_d), 0.0)
+            terms[i] = f32(h * h)
+        if not lane_sum(terms, n, lanes) < best_error:
+            continue
+        error = block_error(x, d, multiply, tie, lanes, terms)
+        if error < best_error:
+            best = byte
+            best_error = error
+    return best
+

@@ -1,0 +1,171 @@
+"""Conventions as data: one frozen record per implementation fp4ref can emulate.
+
+Every axis on which real MXFP4/NVFP4 implementations disagree (``spec/peers.md``) is a
+field of :class:`Profile`. :func:`fp4ref.quantize` and :func:`fp4ref.dequantize` read
+them; keyword arguments on a call override the profile. ``"ocp"`` is the default and
+follows the OCP MX v1.0 text (and NVIDIA's NVFP4 documentation for NVFP4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+#: E8M0 decode conventions: ``"ocp"`` 0x00 = 2^-127 and 0xFF = NaN (MX v1.0 5.4.1);
+#: ``"bits"`` float32_from_bits(e << 23), so 0x00 = 0.0 and 0xFF = +Inf (mistral.rs);
+#: ``"ggml"`` 0xFF = 2^128 (ggml's half scale 2^127 times doubled integers; finite codes
+#: overflow to Inf) and code 0x8 decodes to +0.0.
+E8M0_DECODES = ("ocp", "bits", "ggml")
+
+#: Non-finite input policies: ``"nan-scale"``: a block holding NaN or Inf gets the NaN
+#: scale (0xFF / 0x7F) and zero codes; ``"ieee"``: NaN does, Inf runs through the recipe's
+#: float32 arithmetic (NVFP4 only: Inf saturates the block scale to 448, its code to 6).
+NONFINITE = ("nan-scale", "ieee")
+
+#: Directions of the NVFP4 tensor scale as stored: ``"decode"`` amax / (6 * 448), a
+#: multiplier (ModelOpt ``weight_scale_2``, torchao); ``"encode"`` 6 * 448 / amax
+#: (compressed-tensors ``weight_global_scale``, flashinfer ``global_scale``).
+TENSOR_SCALE_DIRECTIONS = ("decode", "encode")
+
+SCALE_LAYOUTS = ("linear", "swizzled-128x4")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every convention an MXFP4/NVFP4 producer or consumer chooses.
+
+    Attributes
+    ----------
+    name, description : str
+        The profile's name and where its behaviour comes from (project and version).
+    rounding : {"even", "away", "zero"}
+        E2M1 element tie rule.
+    zero_sign : {"keep", "negative", "drop"}
+        Sign of an element code whose magnitude rounds to 0 (:mod:`fp4ref.spec.elements`).
+    scale_rule : str
+        MXFP4 scale rule (:data:`fp4ref.spec.scale_rules.MX_RULES`); ``"optimal"`` starts
+        from it.
+    e8m0_min : int
+        Smallest E8M0 byte the optimal search may pick (qwantize: 1).
+    nonfinite : {"nan-scale", "ieee"}
+        NaN/Inf policy (see :data:`NONFINITE`).
+    e8m0_decode : {"ocp", "bits", "ggml"}
+        How scale bytes 0x00/0xFF decode (see :data:`E8M0_DECODES`).
+    nvfp4_recipe : str or None
+        NVFP4 block-scale recipe (:data:`fp4ref.spec.scale_rules.NV_RECIPES`); None if the
+        project has no NVFP4 quantizer.
+    tensor_scale : bool
+        NVFP4: whether there is a tensor scale (computed from the tensor amax unless given).
+    tensor_scale_direction : {"decode", "encode"}
+        How the NVFP4 tensor scale is stored and passed in.
+    block_scale_clamp : (float, float) or None
+        NVFP4 clamp of the block scale before the E4M3 cast.
+    zero_block_scale : float or None
+        NVFP4 scale given to a zero block (None: whatever the recipe computes, 0).
+    nibble_order : {"low-first", "high-first", "split-half"}
+        Where element 2j and 2j+1 sit in their byte.
+    scale_layout : {"linear", "swizzled-128x4"}
+        How NVFP4 scales are stored (recorded here; the swizzle is done by fp4ref's layouts).
+    sum_lanes : int
+        float32 summation order of the optimal search's errors (torch CPU: 16 on AVX-512).
+    """
+
+    name: str
+    description: str
+    rounding: str = "even"
+    zero_sign: str = "keep"
+    scale_rule: str = "floor"
+    e8m0_min: int = 0
+    nonfinite: str = "nan-scale"
+    e8m0_decode: str = "ocp"
+    nvfp4_recipe: str | None = "modelopt"
+    tensor_scale: bool = True
+    tensor_scale_direction: str = "decode"
+    block_scale_clamp: tuple[float, float] | None = None
+    zero_block_scale: float | None = None
+    nibble_order: str = "low-first"
+    scale_layout: str = "linear"
+    sum_lanes: int = 16
+
+    def with_options(self, **options) -> Profile:
+        """A copy with the given fields replaced (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in options.items() if v is not None})
+
+
+_PROFILES = (
+    Profile("ocp", "OCP MX v1.0 (sections 5, 6.3): floor scale rule, ties to even, NaN/Inf "
+            "block -> scale 0xFF; NVFP4 per NVIDIA's documentation: tensor scale "
+            "amax/(6*448) as decode multiplier, block scale e4m3(amax_b/(6*s_t)), elements "
+            "x/(s_b*s_t) by float32 division, zero block -> scale 0."),
+    Profile("mistralrs", "mistral.rs 0.8 ISQ MXFP4 (mistralrs-quant mxfp4/mod.rs, seed): "
+            "floor(log2f(amax/6))+127 clamped to [0, 254], zero block 127, ties away from "
+            "zero, -0.0 -> +0; decode LUT from bits: E8M0 0x00 -> 0.0, 0xFF -> +Inf. "
+            "(mistral.rs encodes NaN elements as 6; fp4ref gives such blocks the NaN scale.)",
+            rounding="away", zero_sign="negative", scale_rule="mistralrs", e8m0_decode="bits",
+            nvfp4_recipe=None),
+    Profile("ggml", "ggml / llama.cpp / gguf-py 0.19 MXFP4 (run): floor(log2f(amax))-2+127 "
+            "without clamp (wraps below 2^-125), ties toward zero, zero codes always +0, "
+            "split-half nibbles (17-byte block_mxfp4 records), 0xFF decodes as 2^128 and "
+            "0x8 as +0. gguf-py has no NVFP4 quantizer. (ggml gives NaN/Inf blocks scale 0; "
+            "fp4ref gives them 0xFF.)",
+            rounding="zero", zero_sign="drop", scale_rule="ggml", e8m0_decode="ggml",
+            nibble_order="split-half", nvfp4_recipe=None),
+    Profile("torchao-floor", "torchao 0.18 mx_formats to_mx FLOOR (run) and nvfp4_quantize: "
+            "exponent bits of amax minus 2, RNE, clamp +-6; NVFP4 block scale "
+            "e4m3(clamp((amax/6)/s_t, 2^-6, 448)), elements x*((1/s_t)/s_b). Not emulated: "
+            "Inf blocks get 253 in torchao, and scale-byte-0 blocks are encoded against 2^-126 "
+            "(docs/findings.md).",
+            nonfinite="ieee", nvfp4_recipe="torchao", block_scale_clamp=(2.0 ** -6, 448.0)),
+    Profile("torchao-rceil", "torchao 0.18 to_mx RCEIL: ceil(log2(amax/6)) (the cvt.rp "
+            "semantics; torchao's CPU fallback uses float32 log2, docs/findings.md); NVFP4 as "
+            "torchao-floor.",
+            scale_rule="rceil", nonfinite="ieee", nvfp4_recipe="torchao",
+            block_scale_clamp=(2.0 ** -6, 448.0)),
+    Profile("modelopt", "NVIDIA ModelOpt 0.47 NVFP4QTensor (run on CPU): s_t = amax/(6*448) "
+            "(weight_scale_2, decode), block scale amax_b/(6*s_t) with 0 -> 1.0, clamped to "
+            "[2^-9, 448], e4m3 RNE; elements x/(s_b*s_t), RNE, -0.0 -> +0. MXFP4 scale rule "
+            "rceil (ModelOpt's MXFP4 ties toward zero and writes +0 as 0x8: not emulated).",
+            zero_sign="negative", scale_rule="rceil", nonfinite="ieee",
+            block_scale_clamp=(2.0 ** -9, 448.0), zero_block_scale=1.0),
+    Profile("compressed-tensors", "compressed-tensors 0.20 (llm-compressor) (run): NVFP4 "
+            "weight_global_scale G = 6*448/amax (encode), block scale e4m3(G*(amax_b/6)), a "
+            "zero byte -> 0.125, elements x/(s_b/G), RNE, -0.0 -> +0; MXFP4 uses the EVEN rule.",
+            zero_sign="negative", scale_rule="even", nonfinite="ieee",
+            nvfp4_recipe="compressed-tensors", tensor_scale_direction="encode",
+            zero_block_scale=0.125),
+    Profile("comfy", "ComfyUI / BFL / mold NVFP4 checkpoints (seed): ModelOpt-like recipe, "
+            "tensor scale amax/2688 (decode), high nibble first, scales stored 128x4-swizzled.",
+            nonfinite="ieee", nibble_order="high-first", scale_layout="swizzled-128x4"),
+    Profile("qwantize", "qwantize 0.1.1 reference (run): MXFP4 scale floor(log2f(max(amax, "
+            "1e-30))-2+127) in [1, 254], optimal search over bytes 1..254; NVFP4 without tensor "
+            "scale, block scale e4m3(amax/6); elements |x|/s ties toward zero; -0.0 -> +0; "
+            "float32 errors summed in torch's AVX-512 order.",
+            rounding="zero", zero_sign="negative", scale_rule="qwantize", e8m0_min=1,
+            nonfinite="ieee", nvfp4_recipe="plain", tensor_scale=False),
+    Profile("mlx", "MLX (read from source, not run): MXFP4 scale 2^round(log2(amax/6)), RNE; "
+            "NVFP4 modelled as the OCP recipe.",
+            scale_rule="nearest"),
+    Profile("flashinfer", "flashinfer / TensorRT-LLM fp4_quantize in exact-division mode (read "
+            "from source, not run): MXFP4 rceil; NVFP4 global_scale = 6*448/amax (encode), block "
+            "scale e4m3(G*amax_b/6), elements x/(s_b/G), zero block 0; 128x4 swizzled scales.",
+            scale_rule="rceil", nonfinite="ieee", nvfp4_recipe="compressed-tensors",
+            tensor_scale_direction="encode", scale_layout="swizzled-128x4"),
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in _PROFILES}
+
+#: The names of a profile's fields that keyword options may override.
+FIELDS = tuple(f.name for f in fields(Profile) if f.name not in ("name", "description"))
+
+
+def get(profile: str | Profile) -> Profile:
+    """The profile called ``profile`` (a :class:`Profile` is returned as is)."""
+    if isinstance(profile, Profile):
+        return profile
+    if not isinstance(profile, str) or profile not in PROFILES:
+        raise ValueError(f"profile must be one of {tuple(PROFILES)}; got {profile!r}")
+    return PROFILES[profile]
+
+
+def profiles() -> dict[str, Profile]:
+    """Every named profile, by name."""
+    return dict(PROFILES)

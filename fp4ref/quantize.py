@@ -1,0 +1,228 @@
+"""``fp4ref.quantize``: floats to MXFP4 / NVFP4 blocks under a named profile."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _checks
+from .profiles import Profile
+from .profiles import get as get_profile
+from .spec import elements, mx, nibbles, nvfp4, scale_rules
+from .spec import rounding as ties
+
+_QUANTIZE_BACKENDS = ("auto", "python", "numba")
+_FLOAT_INPUTS = ("float16", "bfloat16", "float32")
+
+
+@dataclass(frozen=True)
+class QuantizedTensor:
+    """The result of :func:`quantize`; :func:`fp4ref.dequantize` takes it directly.
+
+    Attributes
+    ----------
+    blocks : numpy.ndarray of uint8, shape ``[..., K/2]``
+        Packed E2M1 codes in ``nibble_order``.
+    scales : numpy.ndarray of uint8, shape ``[..., K/B]``
+        E8M0 (MXFP4) or E4M3 (NVFP4) scale bytes, linear layout.
+    format : {"mxfp4", "nvfp4"}
+    tensor_scale : numpy.float32 or None
+        NVFP4: the float32 decode multiplier (amax / (6 * 448) for a computed one).
+    stored_tensor_scale : numpy.float32 or None
+        NVFP4: the tensor scale in the profile's stored direction (compressed-tensors'
+        encode scale G = 6 * 448 / amax; the decode multiplier otherwise).
+    scale_rule, rounding, nibble_order : str
+        The resolved options.
+    profile : Profile
+        The profile with the keyword overrides applied.
+    """
+
+    blocks: np.ndarray
+    scales: np.ndarray
+    format: str
+    tensor_scale: np.float32 | None
+    stored_tensor_scale: np.float32 | None
+    scale_rule: str
+    rounding: str
+    nibble_order: str
+    profile: Profile
+
+
+def _input(x: Any, block_size: int) -> np.ndarray:
+    array = _checks.host_array("x", x)
+    if array.dtype.name not in _FLOAT_INPUTS:
+        raise TypeError(f"x must be a float array of dtype {_FLOAT_INPUTS}; got {array.dtype}")
+    if array.ndim == 0:
+        raise ValueError("x must have at least one dimension [..., K]; got a scalar")
+    if array.shape[-1] % block_size:
+        raise ValueError(
+            f"x.shape[-1] = {array.shape[-1]} must be a multiple of the block size {block_size}"
+        )
+    return np.ascontiguousarray(array.astype(np.float32))  # float16/bfloat16 widen exactly
+
+
+def _tensor_scales(x: np.ndarray, profile: Profile, tensor_scale: Any):
+    """(recipe operand, decode multiplier, stored value) for an NVFP4 quantization."""
+    recipe = profile.nvfp4_recipe
+    if not profile.tensor_scale:
+        if tensor_scale is not None:
+            raise ValueError(f"profile {profile.name!r} has no NVFP4 tensor scale; got "
+                             f"tensor_scale={tensor_scale!r}")
+        return 1.0, None, None
+    encode = profile.tensor_scale_direction == "encode"
+    if tensor_scale is not None:
+        stored = float(_checks.float32_scalar("tensor_scale", tensor_scale))
+    else:
+        with np.errstate(invalid="ignore"):
+            amax = float(np.max(np.abs(x))) if x.size else 0.0
+        if encode:  # compressed-tensors generate_gparam: 2688 / amax, non-finite -> 1
+            stored = scale_rules.f32(2688.0 / max(amax, float(np.finfo(np.float32).tiny)))
+            stored = stored if np.isfinite(stored) else 1.0
+        else:  # ModelOpt / torchao: amax / (6 * 448)
+            stored = scale_rules.f32(amax / 2688.0)
+    with np.errstate(divide="ignore"):
+        inverse = float(np.float32(1.0) / np.float32(stored))
+    decode = inverse if encode else stored
+    operand = stored if (recipe == "compressed-tensors") == encode else inverse
+    return operand, np.float32(decode), np.float32(stored)
+
+
+def quantize(
+    x: Any,
+    *,
+    format: str = "mxfp4",
+    profile: str | Profile = "ocp",
+    scale_rule: str | None = None,
+    rounding: str | None = None,
+    tensor_scale: Any = None,
+    hessian: Any = None,
+    backend: str = "auto",
+) -> QuantizedTensor:
+    """Quantize floats ``[..., K]`` to MXFP4 or NVFP4 blocks.
+
+    Parameters
+    ----------
+    x : array_like of float32, float16 or bfloat16, shape ``[..., K]``
+        K a multiple of the block size (32 MXFP4, 16 NVFP4). Taken exactly.
+    format : {"mxfp4", "nvfp4"}
+    profile : str or Profile
+        The conventions (:func:`fp4ref.profiles`); ``"ocp"`` by default.
+    scale_rule : str, optional
+        Overrides the profile. MXFP4: one of :data:`fp4ref.spec.scale_rules.MX_RULES` or
+        ``"optimal"``; NVFP4: ``"optimal"`` (search the 126 positive finite E4M3 values),
+        or None for the profile's recipe.
+    rounding : {"even", "away", "zero"}, optional
+        Element tie rule; overrides the profile.
+    tensor_scale : float, optional
+        NVFP4: the tensor scale in the profile's stored direction (decode multiplier, or
+        compressed-tensors' encode scale); computed from the tensor amax if omitted.
+    hessian : None
+        ``"optimal-hessian"`` is not implemented yet; passing one raises.
+    backend : {"auto", "python", "numba"}
+        ``"python"`` runs the oracle of :mod:`fp4ref.spec` (slow); both give the same bytes.
+
+    Returns
+    -------
+    QuantizedTensor
+
+    Notes
+    -----
+    NaN anywhere in a block gives it the NaN scale (0xFF, or 0x7F for NVFP4) and zero codes;
+    so does Inf under the profile's ``nonfinite="nan-scale"`` (the OCP default). An all-zero
+    block gets the rule's zero-amax scale (0x00 under OCP). Empty inputs give empty outputs.
+    """
+    fmt = _checks.choice("format", format, ("mxfp4", "nvfp4"))
+    prof = get_profile(profile)
+    if rounding is not None:
+        _checks.choice("rounding", rounding, ties.TIE_RULES)
+    prof = prof.with_options(rounding=rounding)
+    if hessian is not None or scale_rule == "optimal-hessian":
+        raise NotImplementedError("scale_rule='optimal-hessian' (hessian=) is not implemented "
+                                  "in this version of fp4ref")
+    _checks.choice("backend", backend, _QUANTIZE_BACKENDS)
+    if fmt == "mxfp4":
+        rule = prof.scale_rule if scale_rule is None else _checks.choice(
+            "scale_rule", scale_rule, (*scale_rules.MX_RULES, "optimal"))
+        block = mx.BLOCK_SIZE
+        if tensor_scale is not None:
+            raise ValueError("tensor_scale applies to format='nvfp4' only; got one for 'mxfp4'")
+    else:
+        if scale_rule is not None:
+            _checks.choice("scale_rule", scale_rule, ("optimal",))
+        rule = scale_rule or prof.nvfp4_recipe
+        block = nvfp4.BLOCK_SIZE
+        if prof.nvfp4_recipe is None:
+            raise ValueError(f"profile {prof.name!r} has no NVFP4 quantizer")
+        if scale_rule == "optimal" and prof.nvfp4_recipe == "torchao":
+            raise ValueError("scale_rule='optimal' needs a division recipe; profile "
+                             f"{prof.name!r} multiplies by reciprocals")
+    data = _input(x, block)
+    flat = data.reshape(-1, block)
+    scales = np.empty(flat.shape[0], np.uint8)
+    packed = np.empty((flat.shape[0], block // 2), np.uint8)
+    decode = stored = None
+    if fmt == "mxfp4":
+        _run_mx(flat, rule, prof, backend, scales, packed)
+    else:
+        operand, decode, stored = _tensor_scales(data, prof, tensor_scale)
+        _run_nv(flat, rule == "optimal", operand, prof, backend, scales, packed)
+    leading = data.shape[:-1]
+    return QuantizedTensor(
+        blocks=packed.reshape(*leading, data.shape[-1] // 2),
+        scales=scales.reshape(*leading, data.shape[-1] // block), format=fmt,
+        tensor_scale=decode, stored_tensor_scale=stored, scale_rule=rule,
+        rounding=prof.rounding, nibble_order=prof.nibble_order, profile=prof)
+
+
+def _start_rule(prof: Profile) -> str:
+    return prof.scale_rule if prof.scale_rule in scale_rules.MX_RULES else "floor"
+
+
+def _run_mx(flat, rule, prof, backend, scales, packed) -> None:
+    if flat.shape[0] == 0:
+        return
+    if backend == "python":
+        for b, row in enumerate(flat):
+            scale, codes = mx.quantize_block(
+                [float(v) for v in row], rule, prof.rounding, prof.zero_sign, _start_rule(prof),
+                prof.e8m0_min, prof.sum_lanes)
+            scales[b] = scale
+            packed[b] = nibbles.pack(codes, prof.nibble_order, mx.BLOCK_SIZE)
+        return
+    from .kernels import scale_rules as k
+    from .kernels.cpu import quantize as kernels
+
+    optimal = rule == "optimal"
+    kernels.quantize_mx(
+        flat, 0 if optimal else k.MX_RULES.index(rule), optimal,
+        k.MX_RULES.index(_start_rule(prof)), prof.e8m0_min,
+        ties.TIE_RULES.index(prof.rounding), elements.ZERO_SIGNS.index(prof.zero_sign),
+        prof.sum_lanes, nibbles.NIBBLE_ORDERS.index(prof.nibble_order), scales, packed)
+
+
+def _run_nv(flat, optimal, operand, prof, backend, scales, packed) -> None:
+    if flat.shape[0] == 0:
+        return
+    clamp = prof.block_scale_clamp
+    inf_nan = prof.nonfinite == "nan-scale"
+    if backend == "python":
+        for b, row in enumerate(flat):
+            scale, codes = nvfp4.quantize_block(
+                [float(v) for v in row], prof.nvfp4_recipe, operand, clamp,
+                prof.zero_block_scale, optimal, prof.rounding, prof.zero_sign, inf_nan,
+                prof.sum_lanes)
+            scales[b] = scale
+            packed[b] = nibbles.pack(codes, prof.nibble_order, nvfp4.BLOCK_SIZE)
+        return
+    from .kernels import scale_rules as k
+    from .kernels.cpu import quantize as kernels
+
+    low, high = clamp if clamp is not None else (1.0, 0.0)
+    zero = -1.0 if prof.zero_block_scale is None else prof.zero_block_scale
+    kernels.quantize_nv(
+        flat, k.NV_RECIPES.index(prof.nvfp4_recipe), operand, low, high, zero, optimal,
+        inf_nan, ties.TIE_RULES.index(prof.rounding),
+        elements.ZERO_SIGNS.index(prof.zero_sign), prof.sum_lanes,
+        nibbles.NIBBLE_ORDERS.index(prof.nibble_order), scales, packed)
