@@ -88,6 +88,10 @@ def _gguf_dequantize(blocks: np.ndarray, scales: np.ndarray) -> Callable[[], obj
 
 def bench_dequantize(args: argparse.Namespace) -> int:
     """MXFP4 dequantization of a size x size matrix against the copy roofline."""
+    if getattr(args, "backend", "numba") == "cuda":
+        from ._bench_cuda import bench_dequantize_cuda
+
+        return bench_dequantize_cuda(args)
     size, repeat = args.size, args.repeat
     blocks, scales = _random_mxfp4(size, size)
     rows = []
@@ -126,4 +130,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("which", choices=sorted(BENCHES), help="what to measure")
     p.add_argument("--size", type=int, default=8192, help="matrix side (default 8192)")
     p.add_argument("--repeat", type=int, default=5, help="timed runs; the best counts")
+    p.add_argument("--backend", choices=("numba", "cuda"), default="numba",
+                   help="numba (CPU, default) or cuda (GPU: --size rows, 1 GiB of output)")
     p.set_defaults(run=lambda args: BENCHES[args.which](args))

@@ -1,0 +1,124 @@
+"""``fp4ref bench dequantize --backend cuda``: MXFP4 and NVFP4 dequantization on the GPU.
+
+Each figure is the best of ``--repeat`` timings (CUDA events) of ten back-to-back calls,
+after a warm-up; the matrix has ``--size`` rows and enough columns for 1 GiB of output. The
+roofline is a device-to-device copy (``cuMemcpyDtoD``) moving the same number of bytes
+(read + written) in the same run; the comparison is the same dequantization written with
+torch tensor ops, where torch is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+import numpy as np
+
+from . import backends
+from ._checks import OUTPUT_DTYPES
+from ._table import format_table
+
+OUTPUT_BYTES = 1 << 30
+CALLS = 10  # calls between two events, so host-side launch costs overlap GPU work
+E2M1 = [0, .5, 1, 1.5, 2, 3, 4, 6, -0., -.5, -1, -1.5, -2, -3, -4, -6]
+
+
+def _gpu_time(function: Callable[[], object], repeat: int) -> float:
+    """Seconds per call of ``function``: best of ``repeat`` event timings of ``CALLS`` calls."""
+    from numba import cuda
+
+    function()
+    cuda.synchronize()
+    best = float("inf")
+    for _ in range(repeat):
+        start, end = cuda.event(), cuda.event()
+        start.record()
+        for _ in range(CALLS):
+            function()
+        end.record()
+        end.synchronize()
+        best = min(best, start.elapsed_time(end) / 1e3 / CALLS)
+    return best
+
+
+def _torch_dequantize(torch, fmt: str, dtype: str, tensor_scale: float):
+    """The dequantization as it is commonly written with torch tensor ops."""
+    lut = torch.tensor(E2M1, dtype=torch.float32, device="cuda")
+    block = 32 if fmt == "mxfp4" else 16
+    out_dtype = getattr(torch, dtype)
+
+    def run(blocks, scales):
+        values = torch.stack((lut[(blocks & 15).long()], lut[(blocks >> 4).long()]), dim=-1)
+        values = values.reshape(blocks.shape[0], -1, block)
+        if fmt == "mxfp4":
+            factor = torch.exp2(scales.float() - 127)
+            result = values * factor[..., None]
+        else:
+            factor = scales.view(torch.float8_e4m3fn).float()
+            result = (values * factor[..., None]) * tensor_scale
+        return result.reshape(blocks.shape[0], -1).to(out_dtype)
+
+    return run
+
+
+def _case(engine, torch, fmt: str, dtype: str, rows: int, repeat: int) -> list[list[str]]:
+    """Table rows for one format and output dtype: the copy, fp4ref, torch ops."""
+    from numba import cuda
+
+    block, scale_format = (32, "e8m0") if fmt == "mxfp4" else (16, "e4m3")
+    tensor_scale = np.float32(1.0 if fmt == "mxfp4" else 2.0**-7)
+    itemsize = OUTPUT_DTYPES[dtype].itemsize
+    cols = OUTPUT_BYTES // (rows * itemsize)
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(0, 256, (rows, cols // 2), dtype=np.uint8)
+    low, high = (118, 136) if fmt == "mxfp4" else (0x30, 0x7E)  # typical, finite scales
+    scales = rng.integers(low, high, (rows, cols // block), dtype=np.uint8)
+    d_blocks, d_scales = cuda.to_device(blocks), cuda.to_device(scales)
+    raw = np.uint32 if itemsize == 4 else np.uint16
+    out = cuda.device_array((rows, cols), raw)
+    traffic = blocks.nbytes + scales.nbytes + out.nbytes
+    source = cuda.device_array(traffic // 2, np.uint8)
+    target = cuda.device_array(traffic // 2, np.uint8)
+    roof = _gpu_time(lambda: target.copy_to_device(source), repeat)
+    flat_blocks, flat_scales = d_blocks.reshape(-1, block // 2), d_scales.reshape(-1)
+    bits = out.reshape(-1, block)
+    seconds = _gpu_time(lambda: engine.dequantize(
+        flat_blocks, flat_scales, scale_format, tensor_scale, "low-first", dtype, bits), repeat)
+    label = f"{fmt} -> {dtype}, {rows} x {cols}"
+    table = [[label, "device copy (roofline)", f"{roof * 1e3:.3f}",
+              f"{traffic / roof / 1e9:.0f}", "1.00"],
+             [label, "fp4ref cuda", f"{seconds * 1e3:.3f}", f"{traffic / seconds / 1e9:.0f}",
+              f"{roof / seconds:.2f}"]]
+    if torch is None:
+        return [*table, [label, "torch ops", "not installed", "", ""]]
+    t_blocks, t_scales = torch.as_tensor(d_blocks), torch.as_tensor(d_scales)
+    run = _torch_dequantize(torch, fmt, dtype, float(tensor_scale))
+    t = _gpu_time(lambda: run(t_blocks, t_scales), max(1, repeat // 2))
+    as_int = torch.int32 if itemsize == 4 else torch.int16
+    same = torch.equal(run(t_blocks, t_scales).view(as_int), torch.as_tensor(out).view(as_int))
+    table.append([label, f"torch ops (bit-identical: {'yes' if same else 'NO'})",
+                  f"{t * 1e3:.3f}", f"{traffic / t / 1e9:.0f}", f"{roof / t:.2f}"])
+    return table
+
+
+def bench_dequantize_cuda(args: argparse.Namespace) -> int:
+    """MXFP4 and NVFP4 dequantization with 1 GiB of output, against the copy roofline."""
+    from numba import cuda
+
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    engine = backends.get("cuda")
+    table = []
+    for fmt in ("mxfp4", "nvfp4"):
+        for dtype in ("float32", "bfloat16"):
+            table += _case(engine, torch, fmt, dtype, args.size, args.repeat)
+            if torch is not None:
+                torch.cuda.empty_cache()
+    device = cuda.get_current_device()
+    name = device.name.decode() if isinstance(device.name, bytes) else device.name
+    print(f"dequantize on {name}, {device.MULTIPROCESSOR_COUNT} SMs; 1 GiB of output each")
+    print(format_table(["case", "implementation", "ms", "GB/s moved", "ratio to copy"],
+                       table))
+    return 0
