@@ -163,11 +163,11 @@ def nvfp4_block_scale(
     if recipe == "plain":
         y = f32(amax / 6)
     elif recipe == "modelopt":
-        y = f32(amax / f32(6 * tensor))
+        y = _f32_divide(amax, f32(6 * tensor))
         if y == 0 and zero_scale is not None:
             y = zero_scale
     elif recipe == "torchao":
-        y = f32(f32(amax / 6) / tensor)
+        y = _f32_divide(f32(amax / 6), tensor)
     elif recipe == "compressed-tensors":
         y = f32(tensor * f32(amax / 6))
     else:

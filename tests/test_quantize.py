@@ -1,0 +1,169 @@
+"""fp4ref.quantize: hand-derived blocks, the oracle against numba, the optimal search
+against exact arithmetic, dequantize(q), and bad input."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fp4ref
+from fp4ref.spec import e2m1, e8m0
+
+TIES = [0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 6.0]
+
+
+def codes_of(q):
+    return fp4ref.unpack(q.blocks, q.nibble_order, block_size=32 if q.format == "mxfp4" else 16)
+
+
+@pytest.mark.parametrize("backend", ["python", "numba"])
+@pytest.mark.parametrize("profile,expected", [
+    ("ocp", [0, 2, 2, 4, 4, 6, 6, 7]),       # RNE (MX 5.3.3)
+    ("qwantize", [0, 1, 2, 3, 4, 5, 6, 7]),  # toward zero
+    ("mistralrs", [1, 2, 3, 4, 5, 6, 7, 7]),  # away from zero
+])
+def test_tie_block(backend, profile, expected):
+    x = np.zeros((1, 32), np.float32)
+    x[0, :8] = TIES
+    q = fp4ref.quantize(x, profile=profile, backend=backend)
+    assert q.scales.tolist() == [[127]]
+    assert codes_of(q)[0, :8].tolist() == expected
+    q = fp4ref.quantize(-x, profile=profile, backend=backend)
+    negative_zero = {"ocp": 8, "qwantize": 8, "mistralrs": 8}[profile]
+    assert codes_of(q)[0, :8].tolist() == [c | 8 if c else negative_zero for c in expected]
+
+
+@pytest.mark.parametrize("backend", ["python", "numba"])
+def test_special_blocks(backend):
+    x = np.ones((5, 32), np.float32)
+    x[0, 3] = np.nan
+    x[1, 4] = np.inf
+    x[2] = 0.0
+    x[2, 1] = -0.0
+    x[3] = 7.0  # (6, 8): the floor rule clips to 6
+    x[4, 0] = 2.0**-130  # subnormal amax
+    x[4, 1:] = 0.0
+    q = fp4ref.quantize(x, backend=backend)
+    assert q.scales[:, 0].tolist() == [0xFF, 0xFF, 0x00, 127, 0x00]
+    codes = codes_of(q)
+    assert codes[0].tolist() == [0] * 32 and codes[1].tolist() == [0] * 32
+    assert codes[2, :2].tolist() == [0, 8]  # -0.0 keeps its sign under OCP
+    assert codes[3].tolist() == [7] * 32
+    assert codes[4, 0] == 0  # 2^-130 / 2^-127 = 1/8 rounds to 0
+
+
+@pytest.mark.parametrize("backend", ["python", "numba"])
+@pytest.mark.parametrize("profile,zero_byte", [
+    ("ocp", 0x00), ("modelopt", 0x38), ("compressed-tensors", 0x20), ("torchao-floor", 0x08),
+    ("qwantize", 0x00)])
+def test_nvfp4_zero_block(backend, profile, zero_byte):
+    x = np.zeros((1, 32), np.float32)
+    x[0, 16:] = 1.0
+    q = fp4ref.quantize(x, format="nvfp4", profile=profile, backend=backend)
+    assert q.scales[0, 0] == zero_byte
+
+
+def test_nvfp4_tensor_scale_directions():
+    x = np.zeros((1, 16), np.float32)
+    x[0, 0] = 2688.0  # tensor amax 6 * 448: decode multiplier 1, encode scale 1
+    q = fp4ref.quantize(x, format="nvfp4")
+    assert q.tensor_scale == np.float32(1.0) and q.scales[0, 0] == 0x7E
+    x[0, 0] = 5376.0
+    q = fp4ref.quantize(x, format="nvfp4", profile="compressed-tensors")
+    assert q.stored_tensor_scale == np.float32(0.5) and q.tensor_scale == np.float32(2.0)
+    assert q.scales[0, 0] == 0x7E  # G * amax / 6 = 448
+    q = fp4ref.quantize(x, format="nvfp4", profile="qwantize")
+    assert q.tensor_scale is None and q.scales[0, 0] == 0x7E  # 896 saturates to 448
+
+
+def finite_blocks(block):
+    value = st.floats(-1e6, 1e6, width=32) | st.sampled_from([0.0, -0.0, 6.0, 3.5, 1e-40])
+    return st.lists(value, min_size=block, max_size=block).map(
+        lambda v: np.ldexp(np.array(v, np.float32), int(abs(v[0])) % 60 - 30).reshape(1, block))
+
+
+@settings(max_examples=40)
+@given(x=finite_blocks(32), profile=st.sampled_from(sorted(fp4ref.profiles())),
+       rule=st.sampled_from([None, "floor", "rceil", "ceil", "even", "nearest", "optimal"]))
+def test_mx_python_equals_numba(x, profile, rule):
+    a = fp4ref.quantize(x, profile=profile, scale_rule=rule, backend="python")
+    b = fp4ref.quantize(x, profile=profile, scale_rule=rule, backend="numba")
+    assert np.array_equal(a.scales, b.scales) and np.array_equal(a.blocks, b.blocks)
+
+
+@settings(max_examples=40)
+@given(x=finite_blocks(16), rule=st.sampled_from([None, "optimal"]),
+       profile=st.sampled_from(["ocp", "modelopt", "compressed-tensors", "qwantize", "comfy"]))
+def test_nv_python_equals_numba(x, rule, profile):
+    a = fp4ref.quantize(x, format="nvfp4", profile=profile, scale_rule=rule, backend="python")
+    b = fp4ref.quantize(x, format="nvfp4", profile=profile, scale_rule=rule, backend="numba")
+    assert np.array_equal(a.scales, b.scales) and np.array_equal(a.blocks, b.blocks)
+
+
+def exact_sse(values, byte, rounding):
+    scale = Fraction(e8m0.decode(byte))
+    total = Fraction(0)
+    for v in values:
+        code = e2m1.encode(float(Fraction(v) / scale), rounding)
+        total += (Fraction(v) - Fraction(e2m1.decode(code)) * scale) ** 2
+    return total
+
+
+@settings(max_examples=25)
+@given(x=finite_blocks(32))
+def test_optimal_is_the_exact_minimum_up_to_float32(x):
+    """The float32 search's choice is within float32 rounding of the exact argmin over
+    every E8M0 scale (exact Fraction errors)."""
+    q = fp4ref.quantize(x, profile="qwantize", scale_rule="optimal")
+    values = [float(v) for v in x[0]]
+    chosen = exact_sse(values, int(q.scales[0, 0]), "zero")
+    naive = int(fp4ref.quantize(x, profile="qwantize").scales[0, 0])
+    best = min(exact_sse(values, b, "zero") for b in range(max(naive - 3, 1), min(naive + 3, 255)))
+    assert chosen <= best * (1 + Fraction(1, 10**5)) + Fraction(1, 10**60)
+    assert chosen <= exact_sse(values, naive, "zero") * (1 + Fraction(1, 10**5))
+
+
+def test_dequantize_accepts_quantized_tensor():
+    x = np.linspace(-6, 6, 64, dtype=np.float32).reshape(2, 32)
+    q = fp4ref.quantize(x)
+    assert np.array_equal(fp4ref.dequantize(q), fp4ref.dequantize(q.blocks, q.scales))
+    q = fp4ref.quantize(x, format="nvfp4", profile="comfy")
+    expected = fp4ref.dequantize(q.blocks, q.scales, format="nvfp4", tensor_scale=q.tensor_scale,
+                                 nibble_order="high-first")
+    assert np.array_equal(fp4ref.dequantize(q), expected)
+
+
+def test_empty_and_shapes():
+    q = fp4ref.quantize(np.zeros((0, 64), np.float32))
+    assert q.blocks.shape == (0, 32) and q.scales.shape == (0, 2)
+    q = fp4ref.quantize(np.zeros((2, 3, 64), np.float16))
+    assert q.blocks.shape == (2, 3, 32) and q.scales.shape == (2, 3, 2)
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"x": np.zeros(31, np.float32)}, ValueError, "multiple of the block size 32"),
+    ({"x": np.zeros(32, np.int32)}, TypeError, "float array"),
+    ({"x": np.float32(1)}, ValueError, "at least one dimension"),
+    ({"x": np.zeros(32, np.float32), "profile": "nope"}, ValueError, "profile must be one of"),
+    ({"x": np.zeros(32, np.float32), "scale_rule": "nope"}, ValueError, "scale_rule must be"),
+    ({"x": np.zeros(32, np.float32), "rounding": "up"}, ValueError, "rounding must be"),
+    ({"x": np.zeros(32, np.float32), "format": "nvfp4", "profile": "ggml"}, ValueError,
+     "no NVFP4 quantizer"),
+    ({"x": np.zeros(32, np.float32), "tensor_scale": 1.0}, ValueError, "nvfp4"),
+    ({"x": np.zeros(32, np.float32), "backend": "gpu"}, ValueError, "backend must be"),
+    ({"x": np.zeros(32, np.float32), "hessian": np.eye(32)}, NotImplementedError, "hessian"),
+])
+def test_bad_input(kwargs, error, match):
+    x = kwargs.pop("x")
+    with pytest.raises(error, match=match):
+        fp4ref.quantize(x, **kwargs)
+
+
+def test_profiles_listed_with_sources():
+    names = set(fp4ref.profiles())
+    assert names == {"ocp", "mistralrs", "ggml", "torchao-floor", "torchao-rceil", "modelopt",
+                     "compressed-tensors", "comfy", "qwantize", "mlx", "flashinfer"}
+    for profile in fp4ref.profiles().values():
+        assert profile.description
