@@ -8,6 +8,7 @@ import sys
 
 from . import __version__, bench, selftest
 from ._table import format_table
+from .io import commands as io_commands
 
 
 def _selftest(args: argparse.Namespace) -> int:
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", action="append", help="only this backend (repeatable)")
     p.set_defaults(run=_selftest)
     bench.add_parser(sub)
+    io_commands.add_parser(sub)
     return parser
 
 

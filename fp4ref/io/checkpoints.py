@@ -191,7 +191,7 @@ class Checkpoint(Mapping):
             raise FormatError(
                 f"{self.path}: the layers fit more than one convention "
                 f"{sorted(common, key=CONVENTIONS.index)} (no comfy_quant marker); refusing "
-                f"to guess: pass convention=")
+                f"to guess: pass convention= (--convention on the command line)")
         return common.pop()
 
     @property
@@ -332,18 +332,24 @@ def write(
     """
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}; got {convention!r}")
-    others = dict(others or {})
+    others = others or {}
     specs = []
     for key in layers:
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"layer keys must be non-empty str; got {key!r}")
         for name, array in _tensors(key, _conform(layers[key], convention), convention).items():
             specs.append((name, array.dtype, array.shape))
-    specs += [(name, np.asarray(a).dtype, np.asarray(a).shape) for name, a in others.items()]
+    for name in others:
+        value = others[name]  # arrays, or lazy tensors that say their dtype and shape
+        if not (hasattr(value, "dtype") and hasattr(value, "shape")):
+            value = np.asarray(value)
+        specs.append((name, value.dtype, value.shape))
     with SafetensorsWriter(path, specs, metadata) as writer:
         for key in layers:
             for array in _tensors(key, _conform(layers[key], convention), convention).values():
                 writer.write(array)
-        for array in others.values():
-            writer.write(np.asarray(array))
+        for name in others:
+            writer.write(np.asarray(others[name]))
 
 
 __all__ = ["CONVENTIONS", "Checkpoint", "DTYPES", "LayerEntry", "read", "write"]

@@ -197,6 +197,19 @@ class SafetensorsReader:
         return out
 
 
+class LazyTensor:
+    """A tensor of a :class:`SafetensorsReader` read only when turned into an array."""
+
+    def __init__(self, reader: SafetensorsReader, name: str) -> None:
+        self.reader, self.name = reader, name
+        info = reader.tensors[name]
+        self.shape, self.dtype = info.shape, DTYPES[info.dtype]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        array = self.reader.read(self.name)
+        return array if dtype is None else array.astype(dtype)
+
+
 class SafetensorsWriter:
     """Write a safetensors file tensor by tensor, atomically.
 
