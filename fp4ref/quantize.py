@@ -77,8 +77,10 @@ def _tensor_scales(x: np.ndarray, profile: Profile, tensor_scale: Any):
     else:
         with np.errstate(invalid="ignore"):
             amax = float(np.max(np.abs(x))) if x.size else 0.0
-        if encode:  # compressed-tensors generate_gparam: 2688 / amax, non-finite -> 1
-            stored = scale_rules.f32(2688.0 / max(amax, float(np.finfo(np.float32).tiny)))
+        if encode:  # compressed-tensors generate_gparam: 2688 / amax, non-finite -> 1;
+            # torch evaluates scalar / tensor as tensor.reciprocal() * scalar
+            amax = max(amax, float(np.finfo(np.float32).tiny))
+            stored = scale_rules.f32(scale_rules.f32(1.0 / amax) * 2688.0)
             stored = stored if np.isfinite(stored) else 1.0
         else:  # ModelOpt / torchao: amax / (6 * 448)
             stored = scale_rules.f32(amax / 2688.0)
