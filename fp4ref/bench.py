@@ -92,7 +92,7 @@ def bench_dequantize(args: argparse.Namespace) -> int:
         from ._bench_cuda import bench_dequantize_cuda
 
         return bench_dequantize_cuda(args)
-    size, repeat = args.size, args.repeat
+    size, repeat = args.size or 8192, args.repeat
     blocks, scales = _random_mxfp4(size, size)
     rows = []
     for dtype in ("float32", "bfloat16"):
@@ -121,15 +121,35 @@ def bench_dequantize(args: argparse.Namespace) -> int:
 
 
 #: The benchmarks by name; other modules add theirs.
-BENCHES: dict[str, Callable[[argparse.Namespace], int]] = {"dequantize": bench_dequantize}
+def bench_io(args: argparse.Namespace) -> int:
+    """Dequantizing a gpt-oss-style file through the CLI path (see :mod:`fp4ref.io.bench`)."""
+    from .io.bench import bench_io as run
+
+    return run(args)
+
+
+BENCHES: dict[str, Callable[[argparse.Namespace], int]] = {
+    "dequantize": bench_dequantize, "io": bench_io}
+
+
+def _bench_quantize(args: argparse.Namespace) -> int:
+    from ._bench_quantize import bench_quantize
+
+    return bench_quantize(args)
+
+
+BENCHES["quantize"] = _bench_quantize
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``fp4ref bench``."""
     p = sub.add_parser("bench", help="measure throughput against a memory-copy roofline")
     p.add_argument("which", choices=sorted(BENCHES), help="what to measure")
-    p.add_argument("--size", type=int, default=8192, help="matrix side (default 8192)")
+    p.add_argument("--size", type=int, default=None,
+                   help="dequantize: matrix side (default 8192); io: file MiB (default 1024)")
     p.add_argument("--repeat", type=int, default=5, help="timed runs; the best counts")
+    p.add_argument("--peer-rows", type=int, default=256,
+                   help="rows timed on slow peers, scaled up (bench quantize)")
     p.add_argument("--backend", choices=("numba", "cuda"), default="numba",
                    help="numba (CPU, default) or cuda (GPU: --size rows, 1 GiB of output)")
     p.set_defaults(run=lambda args: BENCHES[args.which](args))
