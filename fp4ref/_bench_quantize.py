@@ -42,7 +42,7 @@ def _qwantize(x: np.ndarray, fmt: str, rows: int):
 
 def bench_quantize(args: argparse.Namespace) -> int:
     """Quantization of a size x size float32 N(0, 1) matrix."""
-    size, repeat = args.size, args.repeat
+    size, repeat = args.size or 8192, args.repeat
     x = np.random.default_rng(0).standard_normal((size, size), np.float32)
     print(f"quantize, {size} x {size} float32 N(0,1), on {machine()}")
     q = quantize(x)
