@@ -8,12 +8,16 @@ import sys
 
 from . import __version__, bench, selftest
 from ._table import format_table
+from .conformance import cli as conformance_cli
 from .io import commands as io_commands
 
 
 def _selftest(args: argparse.Namespace) -> int:
-    names, rows = selftest.run(args.backend or None)
+    notes: list[str] = []
+    names, rows = selftest.run(args.backend or None, notes)
     print(format_table(["check", *names], [[label, *results] for label, results in rows]))
+    for note in notes:
+        print(note)
     failed = sum(r != "pass" for _, results in rows for r in results)
     print(f"\n{len(rows) * len(names) - failed} passed, {failed} failed")
     return 1 if failed else 0
@@ -31,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_selftest)
     bench.add_parser(sub)
     io_commands.add_parser(sub)
+    conformance_cli.add_parser(sub)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""``fp4ref selftest``: every available backend against the spec's value tables."""
+"""``fp4ref selftest``: every available backend against the spec's value tables and the
+golden conformance vectors (:mod:`fp4ref.conformance`)."""
 
 from __future__ import annotations
 
@@ -82,8 +83,40 @@ CHECKS: list[tuple[str, Callable[[str], bool]]] = [
 ]
 
 
-def run(backend_names: list[str] | None = None) -> tuple[list[str], list[tuple[str, list[str]]]]:
-    """Run every check on every backend; returns (backends, rows of (check, results))."""
+def conformance_rows(
+    names: list[str], notes: list[str] | None = None
+) -> list[tuple[str, list[str]]]:
+    """One row per conformance suite: ``"pass"`` or ``"FAIL"`` for each backend.
+
+    Uses the vectors :func:`fp4ref.conformance.locate` finds; without any, vectors freshly
+    generated in memory (and a note saying so).
+    """
+    from pathlib import Path
+
+    from . import conformance
+    from .conformance import check, generate, impls, manifest
+
+    try:
+        vectors = conformance.load(conformance.locate())
+        note = f"conformance vectors: {vectors.directory}"
+    except FileNotFoundError as error:
+        vectors = manifest.parse(generate.build(), Path("<generated>"))
+        note = f"{error}; checked against freshly generated vectors instead"
+    if notes is not None:
+        notes.append(note)
+    results = {name: check.run(vectors, impls.Backend(name)) for name in names}
+    rows = []
+    for i, suite in enumerate(vectors.suites()):
+        label = f"conformance {suite['name']} ({len(suite['cases'])} cases)"
+        rows.append((label, ["FAIL" if results[name][i].failed else "pass" for name in names]))
+    return rows
+
+
+def run(
+    backend_names: list[str] | None = None, notes: list[str] | None = None
+) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """Run every check and conformance suite on every backend; returns (backends, rows of
+    (check, results)). ``notes`` collects lines to print under the table."""
     names = backend_names or backends.available()
     rows = []
     for label, check in CHECKS:
@@ -94,4 +127,4 @@ def run(backend_names: list[str] | None = None) -> tuple[list[str], list[tuple[s
             except Exception as error:  # a crash is a failure of that backend, reported
                 results.append(f"ERROR {type(error).__name__}")
         rows.append((label, results))
-    return names, rows
+    return names, rows + conformance_rows(names, notes)

@@ -1,0 +1,120 @@
+"""The bytes of the conformance files: deterministic safetensors and the hex text twin.
+
+Safetensors (https://huggingface.co/docs/safetensors): a u64 little-endian header length
+``n``, ``n`` bytes of UTF-8 JSON, then the data buffer. fp4ref writes it so that the same
+tensors always give the same bytes: tensors in sorted name order, laid end to end from
+offset 0 in that order, JSON with sorted keys and no spaces, the header padded with spaces
+to a multiple of 8 bytes, and ``__metadata__`` holding only fixed strings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Mapping
+
+import ml_dtypes
+import numpy as np
+
+from ..errors import FormatError
+
+#: The safetensors dtypes the vectors use, and their numpy dtypes.
+DTYPES: dict[str, np.dtype] = {
+    "U8": np.dtype(np.uint8),
+    "U16": np.dtype("<u2"),
+    "U32": np.dtype("<u4"),
+    "F16": np.dtype("<f2"),
+    "BF16": np.dtype(ml_dtypes.bfloat16),
+    "F32": np.dtype("<f4"),
+}
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    for name, candidate in DTYPES.items():
+        if np.dtype(dtype) == candidate:
+            return name
+    raise ValueError(f"conformance tensors must have one of the dtypes {list(DTYPES)}; got {dtype}")
+
+
+def safetensors_bytes(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> bytes:
+    """The deterministic safetensors encoding of ``tensors`` (see the module docstring)."""
+    header: dict[str, object] = {"__metadata__": dict(metadata)} if metadata else {}
+    chunks, offset = [], 0
+    for name in sorted(tensors):
+        array = np.asarray(tensors[name])
+        data = array.tobytes()
+        header[name] = {
+            "dtype": _dtype_name(array.dtype),
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        chunks.append(data)
+        offset += len(data)
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(chunks)
+
+
+def read_safetensors(data: bytes, where: str) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """(metadata, tensors) of safetensors ``data``; ``FormatError`` naming ``where`` if bad."""
+    if len(data) < 8:
+        raise FormatError(f"{where}: too short for a safetensors header")
+    (length,) = struct.unpack_from("<Q", data)
+    if 8 + length > len(data):
+        raise FormatError(f"{where}: header length {length} is past the end of the file")
+    try:
+        header = json.loads(data[8 : 8 + length].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise FormatError(f"{where}: header is not UTF-8 JSON ({error})") from None
+    metadata = header.pop("__metadata__", {})
+    buffer = memoryview(data)[8 + length :]
+    tensors = {}
+    for name, entry in header.items():
+        try:
+            dtype, shape, (begin, end) = (
+                DTYPES[entry["dtype"]],
+                entry["shape"],
+                entry["data_offsets"],
+            )
+        except (KeyError, TypeError, ValueError):
+            raise FormatError(
+                f"{where}: tensor {name!r} has a bad header entry {entry!r}"
+            ) from None
+        if not 0 <= begin <= end <= len(buffer) or end - begin != math.prod(shape) * dtype.itemsize:
+            raise FormatError(f"{where}: tensor {name!r} has bad data_offsets {[begin, end]}")
+        tensors[name] = np.frombuffer(buffer[begin:end], dtype).reshape(tuple(shape)).copy()
+    return metadata, tensors
+
+
+def hex_cell(array: np.ndarray, index: int) -> str:
+    """Element ``index`` of the flattened ``array`` as upper-case hex of its bits."""
+    item = np.ascontiguousarray(array).reshape(-1)[index : index + 1]
+    width = item.dtype.itemsize
+    bits = item.view({1: np.uint8, 2: np.uint16, 4: np.uint32}[width])[0]
+    return f"{int(bits):0{2 * width}X}"
+
+
+def text_twin(suite: Mapping, tensors: Mapping[str, np.ndarray]) -> str:
+    """The line-oriented hex text of an elementwise suite: one line per element.
+
+    Each line is ``<case> <param>=<value>... <input>=<hex>... <output>=<hex>...``: the
+    parameters in sorted order, then inputs and expected outputs as the hex of their bits
+    (float32 as 8 digits, uint8 as 2), all whitespace-separated.
+    """
+    lines = [
+        f"# fp4ref conformance suite {suite['name']}: {suite['operation']}{suite['signature']}",
+        "# <case> <param>=<value>... <input>=<hex bits>... <expected>=<hex bits>...",
+    ]
+    for case in suite["cases"]:
+        params = [f"{k}={_param_text(v)}" for k, v in sorted(case["params"].items())]
+        columns = [(arg, tensors[name]) for arg, name in case["inputs"]]
+        columns += [(arg, tensors[name]) for arg, name in case["expected"]]
+        for i in range(columns[0][1].size):
+            cells = [f"{arg}={hex_cell(array, i)}" for arg, array in columns]
+            lines.append(" ".join([case["name"], *params, *cells]))
+    return "\n".join(lines) + "\n"
+
+
+def _param_text(value: object) -> str:
+    return json.dumps(value) if not isinstance(value, str) else value

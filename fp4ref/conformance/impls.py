@@ -1,0 +1,132 @@
+"""Implementations the checker runs: fp4ref's own backends, and a user's ``--impl``.
+
+An implementation is any object with methods (or a module with functions) named after
+the suites' operations; each is called as ``operation(*inputs, **params)``:
+
+=================  ==========================================================================
+operation          signature
+=================  ==========================================================================
+decode_e2m1        ``(codes: uint8[n]) -> float32[n]``
+encode_e2m1        ``(x: float32[n], *, rounding) -> uint8[n]``
+decode_e8m0        ``(codes: uint8[n]) -> float32[n]``
+decode_e4m3        ``(codes: uint8[n]) -> float32[n]``
+encode_e4m3        ``(x: float32[n], *, rounding, saturate) -> uint8[n]``
+pack               ``(codes: uint8[r, k], *, order, block_size) -> uint8[r, k/2]``
+unpack             ``(packed: uint8[r, k/2], *, order, block_size) -> uint8[r, k]``
+dequantize_mxfp4   ``(blocks: uint8[N, K/2], scales: uint8[N, K/32], *, nibble_order, dtype)``
+dequantize_nvfp4   ``(blocks, scales: uint8[N, K/16], tensor_scale: float32[], *,
+                   nibble_order, dtype)``
+swizzle            ``(scales: uint8[R, C], *, layout) -> uint8[Rpad * Cpad]``
+unswizzle          ``(stored: uint8[Rpad * Cpad], *, rows, cols, layout) -> uint8[R, C]``
+=================  ==========================================================================
+
+Dequantize results are arrays of ``dtype`` (``"float32"``, ``"bfloat16"`` as
+``ml_dtypes.bfloat16``, ``"float16"``) or their bits as uint32/uint16. An operation that
+cannot honour a parameter raises ``NotImplementedError``: the case is skipped, not failed.
+Missing operations skip their suites. The manifest of the vectors lists every suite's
+operation and signature (``fp4ref conformance check --list``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import numpy as np
+
+from .. import api, layouts
+
+
+class Backend:
+    """An fp4ref backend (``"python"``, ``"numba"``, ...) seen as an implementation."""
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+
+    def decode_e2m1(self, codes):
+        return api.decode_e2m1(codes, backend=self.backend)
+
+    def decode_e8m0(self, codes):
+        return api.decode_e8m0(codes, backend=self.backend)
+
+    def decode_e4m3(self, codes):
+        return api.decode_e4m3(codes, backend=self.backend)
+
+    def encode_e2m1(self, x, *, rounding):
+        return api.encode_e2m1(x, rounding, backend=self.backend)
+
+    def encode_e4m3(self, x, *, rounding, saturate):
+        return api.encode_e4m3(x, rounding, saturate, backend=self.backend)
+
+    def pack(self, codes, *, order, block_size):
+        return api.pack(codes, order, block_size=block_size, backend=self.backend)
+
+    def unpack(self, packed, *, order, block_size):
+        return api.unpack(packed, order, block_size=block_size, backend=self.backend)
+
+    def dequantize_mxfp4(self, blocks, scales, *, nibble_order, dtype):
+        return api.dequantize(
+            blocks,
+            scales,
+            format="mxfp4",
+            nibble_order=nibble_order,
+            dtype=dtype,
+            backend=self.backend,
+        )
+
+    def dequantize_nvfp4(self, blocks, scales, tensor_scale, *, nibble_order, dtype):
+        return api.dequantize(
+            blocks,
+            scales,
+            format="nvfp4",
+            tensor_scale=tensor_scale[()],
+            nibble_order=nibble_order,
+            dtype=dtype,
+            backend=self.backend,
+        )
+
+    def swizzle(self, scales, *, layout):
+        return layouts.swizzle(scales, layout, backend=self.backend)
+
+    def unswizzle(self, stored, *, rows, cols, layout):
+        return layouts.unswizzle(stored, rows=rows, cols=cols, layout=layout, backend=self.backend)
+
+
+class Single:
+    """One function standing for one operation."""
+
+    def __init__(self, operation: str, function) -> None:
+        setattr(self, operation, function)
+
+
+def resolve(target: str, operation: str | None = None):
+    """The implementation named by ``target`` (``package.module`` or ``package.module:name``).
+
+    A module or an instance is used as it is; a class is instantiated without arguments; a
+    function implements ``operation`` (default: the function's own name).
+    """
+    module_name, _, attribute = target.partition(":")
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"--impl {target!r}: cannot import {module_name!r} ({error})") from None
+    for part in filter(None, attribute.split(".")):
+        if not hasattr(obj, part):
+            raise ValueError(f"--impl {target!r}: {module_name!r} has no attribute {part!r}")
+        obj = getattr(obj, part)
+    if inspect.isclass(obj):
+        return obj()
+    if (
+        inspect.isfunction(obj)
+        or inspect.isbuiltin(obj)
+        or (callable(obj) and not inspect.ismodule(obj) and operation)
+    ):
+        return Single(operation or obj.__name__, obj)
+    return obj
+
+
+def as_array(value) -> np.ndarray:
+    """A result as a numpy array (torch tensors through ``.numpy()``)."""
+    if hasattr(value, "detach") and hasattr(value, "numpy"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)

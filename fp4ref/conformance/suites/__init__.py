@@ -1,0 +1,17 @@
+"""The registry of conformance suites, in file order.
+
+Each module contributes a ``SUITES`` list of :class:`~fp4ref.conformance.model.Suite`;
+a new suite (quantize, UQFF, a profile) plugs in by adding its module here.
+"""
+
+from __future__ import annotations
+
+from ..model import Suite
+from . import blocks, layouts, scalars
+
+SUITES: list[Suite] = [*scalars.SUITES, *blocks.SUITES, *layouts.SUITES]
+
+
+def by_name() -> dict[str, Suite]:
+    """The suites by name."""
+    return {suite.name: suite for suite in SUITES}
