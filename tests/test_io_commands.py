@@ -180,3 +180,12 @@ def test_entry_point(gpt_oss):
     done = subprocess.run([sys.executable, "-m", "fp4ref", "inspect", str(path)],
                           capture_output=True, text=True, check=True)
     assert "convention gpt-oss" in done.stdout
+
+
+def test_bench_io_generator(tmp_path):
+    from fp4ref.io import bench
+
+    experts = bench.generate(str(tmp_path / "g.safetensors"), 5 << 20)
+    ckpt = checkpoints.read(tmp_path / "g.safetensors")
+    assert ckpt.convention == "gpt-oss" and experts == 1
+    assert [ckpt.entries[k].shape for k in ckpt] == [(1, 2880, 2880)]
