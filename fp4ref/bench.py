@@ -120,7 +120,6 @@ def bench_dequantize(args: argparse.Namespace) -> int:
     return 0
 
 
-#: The benchmarks by name; other modules add theirs.
 def bench_io(args: argparse.Namespace) -> int:
     """Dequantizing a gpt-oss-style file through the CLI path (see :mod:`fp4ref.io.bench`)."""
     from .io.bench import bench_io as run
@@ -128,6 +127,7 @@ def bench_io(args: argparse.Namespace) -> int:
     return run(args)
 
 
+#: The benchmarks by name; other modules add theirs.
 BENCHES: dict[str, Callable[[argparse.Namespace], int]] = {
     "dequantize": bench_dequantize, "io": bench_io}
 
