@@ -27,3 +27,26 @@ myst_heading_anchors = 3
 html_theme = "alabaster"
 html_static_path = ["_static"]
 nitpicky = False
+
+
+def _write_profiles_table(app):
+    """docs/_generated/profiles.md: the profiles table, from the code itself."""
+    import fp4ref
+    from fp4ref.profiles import Profile
+
+    shown = ["rounding", "scale_rule", "nvfp4_recipe", "e8m0_decode", "nonfinite",
+             "tensor_scale_direction", "nibble_order", "scale_layout"]
+    rows = ["| profile | " + " | ".join(shown) + " | source |",
+            "|" + "---|" * (len(shown) + 2)]
+    for name, profile in fp4ref.profiles().items():
+        assert isinstance(profile, Profile)
+        cells = [str(getattr(profile, field)) for field in shown]
+        rows.append(f"| `{name}` | " + " | ".join(cells) + f" | {profile.description} |")
+    out = os.path.join(app.srcdir, "_generated")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "profiles.md"), "w") as handle:
+        handle.write("\n".join(rows) + "\n")
+
+
+def setup(app):
+    app.connect("builder-inited", _write_profiles_table)

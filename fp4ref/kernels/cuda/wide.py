@@ -1,0 +1,47 @@
+"""Wide stores for the GPU kernels: four array elements written by one vector instruction.
+
+``store4(array, i, a, b, c, d)`` writes ``array[i:i + 4] = a, b, c, d`` (cast to the array's
+dtype) as one 16-byte (uint32) or 8-byte (uint16) store; ``i`` must be a multiple of 4 and
+the array must start at an address aligned to four of its elements. Memory-bound kernels
+need wide stores to reach copy speed, and numba has no vector types for arrays. In the
+simulator ``store4`` is plain Python.
+"""
+
+from __future__ import annotations
+
+from numba.cuda import config
+
+if config.ENABLE_CUDASIM:
+
+    def store4(array, i, a, b, c, d):
+        """``array[i:i + 4] = a, b, c, d``."""
+        array[i], array[i + 1], array[i + 2], array[i + 3] = a, b, c, d
+
+else:
+    from llvmlite import ir
+    from numba import types
+    from numba.cuda import cgutils
+    from numba.cuda.extending import intrinsic
+
+    @intrinsic
+    def store4(typingctx, array, i, a, b, c, d):
+        """``array[i:i + 4] = a, b, c, d`` as one vector store (see the module docstring)."""
+        if not (isinstance(array, types.Array) and array.ndim == 1
+                and isinstance(array.dtype, types.Integer) and isinstance(i, types.Integer)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            array_type = signature.args[0]
+            element = context.get_value_type(array_type.dtype)
+            vector_type = ir.VectorType(element, 4)
+            vector = ir.Constant(vector_type, ir.Undefined)
+            for k in range(4):
+                value = context.cast(builder, args[2 + k], signature.args[2 + k],
+                                     array_type.dtype)
+                vector = builder.insert_element(vector, value, ir.Constant(ir.IntType(32), k))
+            struct = context.make_array(array_type)(context, builder, value=args[0])
+            pointer = cgutils.get_item_pointer(context, builder, array_type, struct, [args[1]])
+            builder.store(vector, builder.bitcast(pointer, vector_type.as_pointer()),
+                          align=array_type.dtype.bitwidth // 2)  # four elements, in bytes
+
+        return types.void(array, i, a, b, c, d), codegen
