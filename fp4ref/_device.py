@@ -84,9 +84,37 @@ def checked(name: str, value: Any, dtypes: tuple[np.dtype, ...]):
         names = " or ".join(str(d) for d in dtypes)
         raise TypeError(f"{name} must be a device array of dtype {names}; got {array.dtype}")
     if array.size and not array.is_c_contiguous():
-        raise ValueError(f"{name} must be C-contiguous on the device; got strides "
-                         f"{array.strides} for shape {tuple(array.shape)}")
+        if not _c_contiguous(array):
+            raise ValueError(f"{name} must be C-contiguous on the device; got strides "
+                             f"{array.strides} for shape {tuple(array.shape)}")
+        array = _with_c_strides(array)
     return array
+
+
+def _c_contiguous(array) -> bool:
+    """C-contiguity as numpy sees it: the strides of length-1 axes do not matter."""
+    expected = array.dtype.itemsize
+    for length, stride in zip(reversed(array.shape), reversed(array.strides), strict=True):
+        if length != 1 and stride != expected:
+            return False
+        expected *= length
+    return True
+
+
+class _Interface:
+    """An array's ``__cuda_array_interface__`` with C strides; keeps the array alive."""
+
+    def __init__(self, array) -> None:
+        self.array = array
+        self.__cuda_array_interface__ = {**array.__cuda_array_interface__, "strides": None}
+
+
+def _with_c_strides(array):
+    """The numba view of ``array`` (contiguous, but with odd strides on length-1 axes) with
+    the C strides numba needs for reshaping."""
+    from numba import cuda
+
+    return cuda.as_cuda_array(_Interface(array))
 
 
 def address(array) -> int:
@@ -112,7 +140,7 @@ def empty(shape: tuple, dtype: np.dtype):
 
 def output(name: str, out: Any, shape: tuple, dtype: np.dtype, inputs: tuple):
     """A new numba device array for a result, or ``out`` (a device array) after checking it
-    from its metadata: shape, dtype, C-contiguity, 8-byte alignment, no overlap."""
+    from its metadata: shape, dtype, C-contiguity, 16-byte alignment, no overlap."""
     if out is None:
         return empty(shape, dtype)
     if not is_device(out):
@@ -121,8 +149,8 @@ def output(name: str, out: Any, shape: tuple, dtype: np.dtype, inputs: tuple):
     array = checked(name, out, (dtype,))
     if tuple(array.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}; got {tuple(array.shape)}")
-    if address(array) % 8:
-        raise ValueError(f"{name} must start at an 8-byte aligned device address")
+    if address(array) % 16:  # the kernels write 16 bytes at a time
+        raise ValueError(f"{name} must start at a 16-byte aligned device address")
     if any(is_device(a) and overlaps(array, a) for a in inputs):
         raise ValueError(f"{name} must not overlap the inputs")
     return array

@@ -264,15 +264,36 @@ class CudaBackend:
         return self._out(out, packed)
 
     def dequantize(self, blocks, scales, scale_format, tensor_scale, order, dtype, out):
-        if _device.is_device(out) and _device.address(out) % 8:
-            raise ValueError("out must start at an 8-byte aligned device address for "
+        if _device.is_device(out) and _device.address(out) % 16:
+            raise ValueError("out must start at a 16-byte aligned device address for "
                              "backend 'cuda'")
         table = self.block_table(scale_format, tensor_scale, dtype)
         target = out if _device.is_device(out) else _device.empty(out.shape, out.dtype)
-        self.gpu.dequantize_blocks(self._in(blocks), self._in(scales), table,
-                                   _ORDERS.index(order), target)
+        packed = self._in(blocks)
+        if _device.address(packed) % 8:  # the kernel loads 64-bit words
+            packed = _device.empty(blocks.shape, np.uint8)
+            packed.copy_to_device(blocks)
+        self.gpu.dequantize_blocks(packed, self._in(scales), table, _ORDERS.index(order),
+                                   target)
         if target is not out:
             target.copy_to_host(out)
+
+    def swizzle(self, scales, layout: str):
+        from .kernels.cuda import layouts as kernels
+
+        source = self._in(scales)
+        rpad, cpad = layouts.padded_shape(source.shape[1], source.shape[2], layout)
+        out = self.cuda.to_device(np.zeros((source.shape[0], rpad * cpad), np.uint8))
+        kernels.swizzle(source, layouts.LAYOUTS.index(layout), out)
+        return self._out(out, scales)
+
+    def unswizzle(self, stored, rows: int, cols: int, layout: str):
+        from .kernels.cuda import layouts as kernels
+
+        source = self._in(stored)
+        out = _device.empty((source.shape[0], rows, cols), np.uint8)
+        kernels.unswizzle(source, layouts.LAYOUTS.index(layout), out)
+        return self._out(out, stored)
 
 
 _INSTANCES: dict[str, object] = {}

@@ -102,6 +102,15 @@ def test_dequantize_gpt_oss_shape_and_out():
     assert np.array_equal(bits(host(out)), bits(expected))
 
 
+def test_dequantize_blocks_at_an_odd_address():
+    rng = np.random.default_rng(8)
+    blocks = rng.integers(0, 256, (3, 32), dtype=np.uint8)
+    scales = rng.integers(100, 150, (3, 2), dtype=np.uint8)
+    memory = cuda.to_device(np.concatenate([[0], blocks.ravel()]).astype(np.uint8))
+    got = fp4ref.dequantize(memory[1:].reshape(3, 32), cuda.to_device(scales))
+    assert np.array_equal(bits(host(got)), bits(fp4ref.dequantize(blocks, scales)))
+
+
 def _encoder_inputs() -> np.ndarray:
     points = [0.0, 0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 6.0, 7.0, 448.0, 464.0, 480.0,
               2.0**-9, 2.0**-10, 3 * 2.0**-11, np.inf, np.nan]

@@ -14,7 +14,12 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32, uint32, uint64
 
-from ..cpu.codec import SCALE_E4M3, SCALE_E8M0  # noqa: F401 (the CPU's numbering, re-exported)
+from ..cpu.codec import (  # noqa: F401 (the CPU's numbering, re-exported)
+    E8M0_OCP,
+    SCALE_E4M3,
+    SCALE_E8M0,
+    mx_element_value,
+)
 from ..scalar import (
     OUT_FLOAT32,
     byte_elements,
@@ -50,24 +55,27 @@ def _grid(n: int) -> tuple[int, int]:
 
 
 @cuda.jit
-def _fill_block_table(table, scale_format, tensor_scale, out_kind):
+def _fill_block_table(table, scale_format, tensor_scale, out_kind, e8m0_mode):
     for i in range(cuda.grid(1), TABLE_SIZE, cuda.gridsize(1)):
         s, c = i // 16, i % 16
         if scale_format == SCALE_E8M0:
-            value = float32(e2m1_decode(c) * e8m0_decode(s))
+            value = float32(mx_element_value(c, s, e8m0_mode))
         else:
             value = float32(e2m1_decode(c) * e4m3_decode(s)) * tensor_scale
         table[s, c] = output_bits(value, out_kind)
 
 
-def fill_block_table(table, scale_format: int, tensor_scale: np.float32, out_kind: int) -> None:
+def fill_block_table(table, scale_format: int, tensor_scale: np.float32, out_kind: int,
+                     e8m0_mode: int = E8M0_OCP) -> None:
     """``table[s, c]``: output bits of element code ``c`` under scale byte ``s``.
 
     The same arithmetic as the CPU twin: MXFP4 (E8M0) rounds the exact product once to
-    float32; NVFP4 (E4M3) multiplies the exact float32 product by ``tensor_scale`` in float32.
+    float32, scale bytes decoded by ``e8m0_mode`` (:func:`..cpu.codec.mx_element_value`);
+    NVFP4 (E4M3) multiplies the exact float32 product by ``tensor_scale`` in float32.
     """
     blocks, threads = _grid(TABLE_SIZE)
-    _fill_block_table[blocks, threads](table, scale_format, np.float32(tensor_scale), out_kind)
+    _fill_block_table[blocks, threads](table, scale_format, np.float32(tensor_scale), out_kind,
+                                       e8m0_mode)
 
 
 @cuda.jit
