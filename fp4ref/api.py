@@ -8,6 +8,8 @@ import ml_dtypes
 import numpy as np
 
 from . import _checks, _device, backends, layouts
+from .profiles import E8M0_DECODES
+from .profiles import get as get_profile
 from .spec import mx, nibbles, nvfp4, rounding
 
 #: Block formats: (elements per scale, scale format, the ml_dtypes type taken as scale bytes).
@@ -68,9 +70,11 @@ def dequantize(
     scales: Any = None,
     *,
     format: str = "mxfp4",
+    profile: Any = None,
     tensor_scale: Any = None,
-    nibble_order: str = "low-first",
-    scale_layout: str = "linear",
+    nibble_order: str | None = None,
+    scale_layout: str | None = None,
+    e8m0_decode: str | None = None,
     dtype: Any = "float32",
     backend: str = "auto",
     out: np.ndarray | None = None,
@@ -92,15 +96,30 @@ def dequantize(
         (NVFP4) array is taken as its bytes.
     format : {"mxfp4", "nvfp4"}
         The block format.
+    profile : str or fp4ref.profiles.Profile, optional
+        Whose conventions to decode by (:func:`fp4ref.profiles`; ``"ocp"`` when omitted, or
+        the profile a :class:`fp4ref.QuantizedTensor` was made under). It supplies the
+        defaults of ``nibble_order``, ``scale_layout`` and ``e8m0_decode`` and the direction
+        of ``tensor_scale``; those keywords, given explicitly, override it.
     tensor_scale : float, optional
-        NVFP4 only: the float32 decode multiplier (ModelOpt's ``weight_scale_2``,
-        ``amax / (6 * 448)``); default 1.0. A Python float is rounded to float32.
-    nibble_order : {"low-first", "high-first", "split-half"}
+        NVFP4 only: the tensor scale in the profile's direction, rounded to float32; default
+        a decode multiplier of 1.0. Usually the float32 decode multiplier (ModelOpt's
+        ``weight_scale_2``, ``amax / (6 * 448)``). Under a profile whose
+        ``tensor_scale_direction`` is ``"encode"`` (``compressed-tensors``, ``flashinfer``)
+        it is the stored encode scale G (``weight_global_scale``, ``6 * 448 / amax``), and
+        the decode multiplier is float32(1 / G), one correctly rounded float32 division, as
+        vLLM's compressed-tensors NVFP4 path computes ``1 / weight_global_scale`` (G = 0
+        gives +Inf). A quantized layer's ``tensor_scale`` is always the decode multiplier.
+    nibble_order : {"low-first", "high-first", "split-half"}, optional
         Where each element sits in its byte (see :mod:`fp4ref.spec.nibbles`).
-    scale_layout : {"linear", "128x4", "8x4"}
+    scale_layout : {"linear", "128x4", "8x4"}, optional
         How ``scales`` is stored (see :mod:`fp4ref.spec.layouts`). Other than ``"linear"``,
         ``blocks`` must be ``[..., N, K/2]`` and ``scales`` what :func:`fp4ref.swizzle`
         gives for ``[..., N, K/B]`` (``[..., Rpad, Cpad]`` or ``[..., Rpad * Cpad]``).
+    e8m0_decode : {"ocp", "bits", "ggml"}, optional
+        MXFP4: how scale bytes decode (:data:`fp4ref.profiles.E8M0_DECODES`): OCP (0x00 =
+        2^-127, 0xFF = NaN), mistral.rs's float32_from_bits(s << 23) (0x00 = 0.0, 0xFF =
+        +Inf), or ggml's (0xFF = 2^128, code 0x8 = +0.0).
     dtype : {"float32", "bfloat16", "float16"}
         Output dtype.
     backend : {"auto", "python", "numba", "cuda"}
@@ -131,8 +150,18 @@ def dequantize(
         layer = blocks
         blocks, scales, format = layer.blocks, layer.scales, layer.format
         tensor_scale = getattr(layer, "tensor_scale", None)
-        nibble_order = getattr(layer, "nibble_order", "low-first")
-        scale_layout = getattr(layer, "scale_layout", "linear")
+        nibble_order = getattr(layer, "nibble_order", None)
+        scale_layout = getattr(layer, "scale_layout", None)
+        profile = getattr(layer, "profile", None) if profile is None else profile
+        direction = "decode"  # a layer holds the decode multiplier
+    else:
+        direction = None
+    prof = get_profile("ocp" if profile is None else profile)
+    nibble_order = prof.nibble_order if nibble_order is None else nibble_order
+    scale_layout = prof.scale_layout if scale_layout is None else scale_layout
+    e8m0 = _checks.choice("e8m0_decode", prof.e8m0_decode if e8m0_decode is None
+                          else e8m0_decode, E8M0_DECODES)
+    direction = direction or prof.tensor_scale_direction
     fmt = _checks.choice("format", format, tuple(FORMATS))
     block_size, scale_format, scale_view = FORMATS[fmt]
     order = _checks.choice("nibble_order", nibble_order, nibbles.NIBBLE_ORDERS)
@@ -150,12 +179,15 @@ def dequantize(
     else:
         scale = np.float32(1.0) if tensor_scale is None else _checks.float32_scalar(
             "tensor_scale", tensor_scale)
+        if tensor_scale is not None and direction == "encode":
+            with np.errstate(divide="ignore"):
+                scale = np.float32(1.0) / scale  # vLLM: 1 / weight_global_scale in float32
     leading, k = _block_shapes(blocks, scales, block_size, fmt)
     result = _output("out", out, (*leading, k), out_dtype, (blocks, scales))
     bits = result.view(np.uint32 if out_dtype == "float32" else np.uint16)
     engine.dequantize(
         blocks.reshape(-1, block_size // 2), scales.reshape(-1), scale_format, scale, order,
-        out_dtype, bits.reshape(-1, block_size),
+        out_dtype, bits.reshape(-1, block_size), e8m0,
     )
     return result
 

@@ -26,7 +26,8 @@ NONFINITE = ("nan-scale", "ieee")
 #: (compressed-tensors ``weight_global_scale``, flashinfer ``global_scale``).
 TENSOR_SCALE_DIRECTIONS = ("decode", "encode")
 
-SCALE_LAYOUTS = ("linear", "swizzled-128x4")
+#: Scale layouts (:data:`fp4ref.spec.layouts.LAYOUTS`).
+SCALE_LAYOUTS = ("linear", "128x4", "8x4")
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,9 @@ class Profile:
         NVFP4 scale given to a zero block (None: whatever the recipe computes, 0).
     nibble_order : {"low-first", "high-first", "split-half"}
         Where element 2j and 2j+1 sit in their byte.
-    scale_layout : {"linear", "swizzled-128x4"}
-        How NVFP4 scales are stored (recorded here; the swizzle is done by fp4ref's layouts).
+    scale_layout : {"linear", "128x4", "8x4"}
+        How scales are stored (:mod:`fp4ref.spec.layouts`): :func:`fp4ref.quantize` emits
+        them so and :func:`fp4ref.dequantize` reads them so unless told otherwise.
     sum_lanes : int
         float32 summation order of the optimal search's errors (torch CPU: 16 on AVX-512).
     """
@@ -134,7 +136,7 @@ _PROFILES = (
             zero_block_scale=0.125),
     Profile("comfy", "ComfyUI / BFL / mold NVFP4 checkpoints (seed): ModelOpt-like recipe, "
             "tensor scale amax/2688 (decode), high nibble first, scales stored 128x4-swizzled.",
-            nonfinite="ieee", nibble_order="high-first", scale_layout="swizzled-128x4"),
+            nonfinite="ieee", nibble_order="high-first", scale_layout="128x4"),
     Profile("qwantize", "qwantize 0.1.1 reference (run): MXFP4 scale floor(log2f(max(amax, "
             "1e-30))-2+127) in [1, 254], optimal search over bytes 1..254; NVFP4 without tensor "
             "scale, block scale e4m3(amax/6); elements |x|/s ties toward zero; -0.0 -> +0; "
@@ -148,7 +150,7 @@ _PROFILES = (
             "from source, not run): MXFP4 rceil; NVFP4 global_scale = 6*448/amax (encode), block "
             "scale e4m3(G*amax_b/6), elements x/(s_b/G), zero block 0; 128x4 swizzled scales.",
             scale_rule="rceil", nonfinite="ieee", nvfp4_recipe="compressed-tensors",
-            tensor_scale_direction="encode", scale_layout="swizzled-128x4"),
+            tensor_scale_direction="encode", scale_layout="128x4"),
 )
 
 PROFILES: dict[str, Profile] = {p.name: p for p in _PROFILES}

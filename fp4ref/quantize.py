@@ -8,10 +8,12 @@ from typing import Any
 import numpy as np
 
 from . import _checks
+from .layouts import swizzle
 from .profiles import Profile
 from .profiles import get as get_profile
 from .spec import elements, mx, nibbles, nvfp4, scale_rules
 from .spec import rounding as ties
+from .spec.layouts import LAYOUTS
 
 _QUANTIZE_BACKENDS = ("auto", "python", "numba")
 _FLOAT_INPUTS = ("float16", "bfloat16", "float32")
@@ -25,15 +27,16 @@ class QuantizedTensor:
     ----------
     blocks : numpy.ndarray of uint8, shape ``[..., K/2]``
         Packed E2M1 codes in ``nibble_order``.
-    scales : numpy.ndarray of uint8, shape ``[..., K/B]``
-        E8M0 (MXFP4) or E4M3 (NVFP4) scale bytes, linear layout.
+    scales : numpy.ndarray of uint8
+        E8M0 (MXFP4) or E4M3 (NVFP4) scale bytes in ``scale_layout``: ``[..., N, K/B]`` when
+        ``"linear"``, else what :func:`fp4ref.swizzle` gives for that (``[..., Rpad, Cpad]``).
     format : {"mxfp4", "nvfp4"}
     tensor_scale : numpy.float32 or None
         NVFP4: the float32 decode multiplier (amax / (6 * 448) for a computed one).
     stored_tensor_scale : numpy.float32 or None
         NVFP4: the tensor scale in the profile's stored direction (compressed-tensors'
         encode scale G = 6 * 448 / amax; the decode multiplier otherwise).
-    scale_rule, rounding, nibble_order : str
+    scale_rule, rounding, nibble_order, scale_layout : str
         The resolved options.
     profile : Profile
         The profile with the keyword overrides applied.
@@ -47,6 +50,7 @@ class QuantizedTensor:
     scale_rule: str
     rounding: str
     nibble_order: str
+    scale_layout: str
     profile: Profile
 
 
@@ -100,6 +104,7 @@ def quantize(
     rounding: str | None = None,
     tensor_scale: Any = None,
     hessian: Any = None,
+    scale_layout: str | None = None,
     backend: str = "auto",
 ) -> QuantizedTensor:
     """Quantize floats ``[..., K]`` to MXFP4 or NVFP4 blocks.
@@ -122,6 +127,11 @@ def quantize(
         compressed-tensors' encode scale); computed from the tensor amax if omitted.
     hessian : None
         ``"optimal-hessian"`` is not implemented yet; passing one raises.
+    scale_layout : {"linear", "128x4", "8x4"}, optional
+        How ``.scales`` is stored (:mod:`fp4ref.spec.layouts`); overrides the profile's
+        (``"128x4"`` for ``comfy`` and ``flashinfer``, else ``"linear"``). A swizzled
+        layout needs ``x`` of shape ``[..., N, K]`` and stores each ``[N, K/B]`` scale
+        matrix as :func:`fp4ref.swizzle` does.
     backend : {"auto", "python", "numba"}
         ``"python"`` runs the oracle of :mod:`fp4ref.spec` (slow); both give the same bytes.
 
@@ -139,7 +149,9 @@ def quantize(
     prof = get_profile(profile)
     if rounding is not None:
         _checks.choice("rounding", rounding, ties.TIE_RULES)
-    prof = prof.with_options(rounding=rounding)
+    if scale_layout is not None:
+        _checks.choice("scale_layout", scale_layout, LAYOUTS)
+    prof = prof.with_options(rounding=rounding, scale_layout=scale_layout)
     if hessian is not None or scale_rule == "optimal-hessian":
         raise NotImplementedError("scale_rule='optimal-hessian' (hessian=) is not implemented "
                                   "in this version of fp4ref")
@@ -161,6 +173,9 @@ def quantize(
             raise ValueError("scale_rule='optimal' needs a division recipe; profile "
                              f"{prof.name!r} multiplies by reciprocals")
     data = _input(x, block)
+    if prof.scale_layout != "linear" and data.ndim < 2:
+        raise ValueError(f"x must have shape [..., N, K] for scale_layout "
+                         f"{prof.scale_layout!r}; got shape {data.shape}")
     flat = data.reshape(-1, block)
     scales = np.empty(flat.shape[0], np.uint8)
     packed = np.empty((flat.shape[0], block // 2), np.uint8)
@@ -171,11 +186,15 @@ def quantize(
         operand, decode, stored = _tensor_scales(data, prof, tensor_scale)
         _run_nv(flat, rule == "optimal", operand, prof, backend, scales, packed)
     leading = data.shape[:-1]
+    scales = scales.reshape(*leading, data.shape[-1] // block)
+    if prof.scale_layout != "linear":
+        scales = swizzle(scales, prof.scale_layout, backend="python" if backend == "python"
+                         else "numba")
     return QuantizedTensor(
-        blocks=packed.reshape(*leading, data.shape[-1] // 2),
-        scales=scales.reshape(*leading, data.shape[-1] // block), format=fmt,
+        blocks=packed.reshape(*leading, data.shape[-1] // 2), scales=scales, format=fmt,
         tensor_scale=decode, stored_tensor_scale=stored, scale_rule=rule,
-        rounding=prof.rounding, nibble_order=prof.nibble_order, profile=prof)
+        rounding=prof.rounding, nibble_order=prof.nibble_order,
+        scale_layout=prof.scale_layout, profile=prof)
 
 
 def _start_rule(prof: Profile) -> str:

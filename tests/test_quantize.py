@@ -131,7 +131,7 @@ def test_dequantize_accepts_quantized_tensor():
     assert np.array_equal(fp4ref.dequantize(q), fp4ref.dequantize(q.blocks, q.scales))
     q = fp4ref.quantize(x, format="nvfp4", profile="comfy")
     expected = fp4ref.dequantize(q.blocks, q.scales, format="nvfp4", tensor_scale=q.tensor_scale,
-                                 nibble_order="high-first")
+                                 nibble_order="high-first", scale_layout="128x4")
     assert np.array_equal(fp4ref.dequantize(q), expected)
 
 
@@ -167,3 +167,29 @@ def test_profiles_listed_with_sources():
                      "compressed-tensors", "comfy", "qwantize", "mlx", "flashinfer"}
     for profile in fp4ref.profiles().values():
         assert profile.description
+
+
+@pytest.mark.parametrize("fmt,profile,layout", [
+    ("nvfp4", "comfy", None), ("nvfp4", "flashinfer", None), ("mxfp4", "ocp", "128x4"),
+    ("mxfp4", "ocp", "8x4"), ("nvfp4", "comfy", "linear")])
+def test_scale_layout_round_trip(fmt, profile, layout):
+    x = np.random.default_rng(2).standard_normal((2, 130, 64)).astype(np.float32)
+    q = fp4ref.quantize(x, format=fmt, profile=profile, scale_layout=layout)
+    linear = fp4ref.quantize(x, format=fmt, profile=profile, scale_layout="linear")
+    expected = layout or "128x4"
+    assert q.scale_layout == expected and linear.scale_layout == "linear"
+    block = 32 if fmt == "mxfp4" else 16
+    cols = 64 // block
+    if expected != "linear":
+        assert q.scales.shape == (2, 256 if expected == "128x4" else 136, 4)
+        unswizzled = fp4ref.unswizzle(q.scales, rows=130, cols=cols, layout=expected)
+        assert np.array_equal(unswizzled, linear.scales)
+    assert np.array_equal(fp4ref.dequantize(q).view(np.uint32),
+                          fp4ref.dequantize(linear).view(np.uint32))
+
+
+def test_scale_layout_needs_rows():
+    with pytest.raises(ValueError, match=r"\[..., N, K\] for scale_layout"):
+        fp4ref.quantize(np.zeros(32, np.float32), scale_layout="128x4")
+    with pytest.raises(ValueError, match="scale_layout must be"):
+        fp4ref.quantize(np.zeros((1, 32), np.float32), scale_layout="swizzled")

@@ -12,20 +12,36 @@ from .rounding import CANONICAL_NAN, convert_float32, round_to_binary
 BLOCK_SIZE = 32
 
 
-def dequantize_block(codes: Sequence[int], scale: int, dtype: str = "float32") -> list[int]:
+def dequantize_block(
+    codes: Sequence[int], scale: int, dtype: str = "float32", e8m0_decode: str = "ocp",
+) -> list[int]:
     """Bit patterns of ``X * P_i`` for each element code, in ``dtype``.
 
     Section 5: value_i = X * P_i, computed exactly, then rounded once to float32 (nearest
     even; past the float32 range it becomes an infinity: only scale 0xFE with P_i of
     magnitude 2 or more does that). Other output dtypes are the nearest-even conversion of
     that float32. A NaN scale (0xFF) makes every element NaN (section 5.4.1).
+
+    ``e8m0_decode`` names how the scale byte is read (:data:`fp4ref.profiles.E8M0_DECODES`):
+    ``"ocp"`` as above; ``"bits"`` float32_from_bits(scale << 23), so 0x00 is 0.0 (products
+    +-0) and 0xFF is +Inf (products +-Inf, and NaN for a zero code: 0 * Inf), as mistral.rs's
+    decode table; ``"ggml"`` 0xFF is 2^128 (ggml's half scale 2^127 times doubled
+    integers: magnitudes >= 1 overflow to Inf) and code 0x8 is +0.0.
     """
-    if scale == e8m0.NAN:
+    if e8m0_decode == "bits" and scale in (0x00, e8m0.NAN):
+        if scale == 0x00:
+            return [convert_float32(round_to_binary(Fraction(0), bool(c & 0x8), 8, 23), dtype)
+                    for c in codes]
+        infinity = [0x7F800000, 0xFF800000]
+        return [convert_float32(CANONICAL_NAN["float32"] if c & 0x7 == 0
+                                else infinity[c >> 3], dtype) for c in codes]
+    if scale == e8m0.NAN and e8m0_decode != "ggml":
         return [CANONICAL_NAN[dtype]] * len(codes)
-    x = Fraction(e8m0.decode(scale))
+    x = Fraction(2) ** 128 if scale == e8m0.NAN else Fraction(e8m0.decode(scale))
     out = []
     for code in codes:
-        bits32 = round_to_binary(e2m1.magnitude(code) * x, bool(code & 0x8), 8, 23)
+        negative = bool(code & 0x8) and not (e8m0_decode == "ggml" and code == 0x8)
+        bits32 = round_to_binary(e2m1.magnitude(code) * x, negative, 8, 23)
         out.append(convert_float32(bits32, dtype))
     return out
 

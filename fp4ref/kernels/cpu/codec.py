@@ -7,6 +7,8 @@ Every kernel trusts its arguments: shapes, dtypes and value ranges are checked b
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -27,18 +29,46 @@ from ..scalar import (
 #: Scale formats as kernel integers.
 SCALE_E8M0, SCALE_E4M3 = 0, 1
 
+#: E8M0 decode conventions as kernel integers, in the order of
+#: :data:`fp4ref.profiles.E8M0_DECODES` ("ocp", "bits", "ggml").
+E8M0_OCP, E8M0_BITS, E8M0_GGML = 0, 1, 2
+
 
 @njit(cache=True)
-def fill_block_table(table, scale_format, tensor_scale, out_kind):
+def mx_element_value(code, byte, e8m0_mode):
+    """Exact value (float64) of E2M1 ``code`` under E8M0 ``byte`` in a decode convention.
+
+    ``E8M0_OCP``: 2^(byte - 127), 0xFF NaN (MX v1.0 5.4.1). ``E8M0_BITS``:
+    float32_from_bits(byte << 23), so 0x00 is 0.0 and 0xFF is +Inf (mistral.rs's LUT).
+    ``E8M0_GGML``: 0xFF is 2^128 (ggml's half scale 2^127 times doubled integers) and code
+    0x8 is +0.0 (its doubled-integer table has no -0).
+    """
+    element = e2m1_decode(code)
+    scale = e8m0_decode(byte)
+    if e8m0_mode == E8M0_BITS and byte == 0:
+        scale = 0.0
+    elif e8m0_mode == E8M0_BITS and byte == 0xFF:
+        scale = math.inf
+    elif e8m0_mode == E8M0_GGML:
+        if byte == 0xFF:
+            scale = math.ldexp(1.0, 128)
+        if code == 0x8:
+            element = 0.0
+    return element * scale
+
+
+@njit(cache=True)
+def fill_block_table(table, scale_format, tensor_scale, out_kind, e8m0_mode=E8M0_OCP):
     """``table[s, c]``: output bits of element code ``c`` under scale byte ``s``.
 
-    MXFP4 (E8M0): the exact product rounded once to float32. NVFP4 (E4M3): the exact
-    float32 product ``P * s_block``, then one float32 multiply by ``tensor_scale``.
+    MXFP4 (E8M0): the exact product rounded once to float32, with the scale bytes decoded
+    by ``e8m0_mode`` (:func:`mx_element_value`). NVFP4 (E4M3): the exact float32 product
+    ``P * s_block``, then one float32 multiply by ``tensor_scale``.
     """
     for s in range(256):
         for c in range(16):
             if scale_format == SCALE_E8M0:
-                value = np.float32(e2m1_decode(c) * e8m0_decode(s))
+                value = np.float32(mx_element_value(c, s, e8m0_mode))
             else:
                 value = np.float32(e2m1_decode(c) * e4m3_decode(s)) * tensor_scale
             table[s, c] = output_bits(value, out_kind)
