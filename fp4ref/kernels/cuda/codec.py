@@ -12,7 +12,7 @@ Every kernel trusts its arguments: shapes, dtypes and value ranges are checked b
 from __future__ import annotations
 
 import numpy as np
-from numba import cuda, float32, uint32, uint64
+from numba import cuda, float32, int64, uint32, uint64
 
 from ..cpu.codec import (  # noqa: F401 (the CPU's numbering, re-exported)
     E8M0_OCP,
@@ -31,13 +31,10 @@ from ..scalar import (
     element_nibble,
     output_bits,
 )
+from .wide import store4
 
 #: Entries of a block table: 256 scale bytes x 16 element codes.
 TABLE_SIZE = 256 * 16
-
-#: Output words each thread of the dequantize kernel loads before it stores any.
-_UNROLL = 4
-
 
 def _simulated() -> bool:
     from numba.cuda import config
@@ -111,56 +108,51 @@ def lookup(table, indices, out) -> None:
 _DEQUANTIZE_KERNELS: dict[tuple[int, int, int], object] = {}
 
 
-def _dequantize_kernel(order: int, block_size: int, per_word: int):
-    """The dequantize kernel for one nibble order, block size and output width, all three
-    compile-time constants so that index arithmetic and the inner loops fold away.
+def _dequantize_kernel(order: int, block_size: int, per_slot: int):
+    """The dequantize kernel for one nibble order, block size and output width
+    (``per_slot`` elements per 32-bit slot: 1 for float32, 2 for 16-bit), all constants.
 
-    Thread ``t`` writes 64-bit output words ``t, t + stride, ...`` (``per_word`` elements
-    each, so a warp stores 256 contiguous bytes); it first loads the packed bytes and scale
-    bytes of ``_UNROLL`` words, then looks each code up in the table, which every thread
-    block copies once into shared memory.
+    Thread ``t`` writes 16-byte chunks ``t, t + stride, ...`` of the output with one wide
+    store each (:func:`.wide.store4`), so a warp's store covers 512 contiguous bytes. The
+    chunk's elements come from one aligned 64-bit word of packed codes (for every order),
+    their values from the block table, which every thread block first copies into shared
+    memory. Indices are unsigned (no negative-index wraparound code).
     """
-    key = (order, block_size, per_word)
+    key = (order, block_size, per_slot)
     if key in _DEQUANTIZE_KERNELS:
         return _DEQUANTIZE_KERNELS[key]
-    bits = 64 // per_word
-    half = block_size // 2
-    first_byte, _ = element_nibble(0, order, block_size)
-    last_byte, _ = element_nibble(per_word - 1, order, block_size)
-    span = last_byte - first_byte + 1  # packed bytes behind one output word
+    count = 4 * per_slot  # elements per chunk
+    # Every chunk lies in one run of consecutive bytes (for every order), so the bit offset
+    # of its j-th code from its first code's byte is the same for all chunks: chunk 0's.
+    first_byte, first_shift = element_nibble(0, order, block_size)
+    deltas = tuple(8 * (byte - first_byte) + shift for byte, shift in
+                   (element_nibble(j, order, block_size) for j in range(count)))
+    half, size, eight = uint64(block_size // 2), uint64(block_size), uint64(8)
+    sixteen, fifteen = uint32(16), uint32(15)
 
     @cuda.jit
-    def kernel(blocks, scales, table, out):
+    def kernel(words, scales, table, out):
         rows = cuda.shared.array(TABLE_SIZE, uint32)
-        for i in range(cuda.threadIdx.x, TABLE_SIZE, cuda.blockDim.x):
-            rows[i] = table[i]
+        for r in range(cuda.threadIdx.x, TABLE_SIZE, cuda.blockDim.x):
+            rows[r] = table[r]
         cuda.syncthreads()
-        stride = cuda.gridsize(1)
-        packed = cuda.local.array(_UNROLL, uint32)
-        scale = cuda.local.array(_UNROLL, uint32)
-        for start in range(cuda.grid(1), out.size, _UNROLL * stride):
-            for u in range(_UNROLL):
-                w = start + u * stride
-                if w < out.size:
-                    block = (w * per_word) // block_size
-                    p = w * per_word - block * block_size
-                    byte, _ = element_nibble(p, order, block_size)
-                    word = uint32(0)
-                    for j in range(span):
-                        word |= uint32(blocks[block * half + byte + j]) << (8 * j)
-                    packed[u] = word
-                    scale[u] = uint32(scales[block]) * 16
-            for u in range(_UNROLL):
-                w = start + u * stride
-                if w < out.size:
-                    p = (w * per_word) % block_size
-                    base, _ = element_nibble(p, order, block_size)
-                    word64 = uint64(0)
-                    for k in range(per_word):
-                        byte, shift = element_nibble(p + k, order, block_size)
-                        code = (packed[u] >> (8 * (byte - base) + shift)) & 15
-                        word64 |= uint64(rows[scale[u] + code]) << (bits * k)
-                    out[w] = word64
+        for chunk in range(uint64(cuda.grid(1)), uint64(out.size // 4),
+                           uint64(cuda.gridsize(1))):
+            first = chunk * uint64(count)
+            block = first // size
+            row = uint32(scales[block]) * sixteen
+            byte, shift = element_nibble(int64(first - block * size), order, block_size)
+            word = words[(block * half + uint64(byte)) // eight]
+            offset = uint32(8 * (byte & 7) + shift - first_shift)  # 0 or more
+            slots = cuda.local.array(4, uint32)
+            for k in range(4):
+                slot = uint32(0)
+                for m in range(per_slot):
+                    at = offset + uint32(deltas[per_slot * k + m])
+                    code = uint32(word >> uint64(at)) & fifteen
+                    slot |= rows[row + code] << uint32(16 * m)
+                slots[k] = slot
+            store4(out, chunk * uint64(4), slots[0], slots[1], slots[2], slots[3])
 
     _DEQUANTIZE_KERNELS[key] = kernel
     return kernel
@@ -169,16 +161,15 @@ def _dequantize_kernel(order: int, block_size: int, per_word: int):
 def dequantize_blocks(blocks, scales, table, order: int, out) -> None:
     """Decode ``blocks[b, :]`` (packed codes) with ``table[scales[b]]`` into ``out[b, :]``.
 
-    ``blocks`` is ``[nblocks, block_size / 2]``, ``out`` is ``[nblocks, block_size]`` of
-    uint32 or uint16 output bits starting at an 8-byte aligned address (every row is a
-    whole number of 64-bit words: block sizes are multiples of 4).
+    ``blocks`` is ``[nblocks, block_size / 2]`` and starts at an 8-byte aligned address;
+    ``out`` is ``[nblocks, block_size]`` of uint32 or uint16 output bits and starts at a
+    16-byte aligned address (both hold for every device allocation).
     """
-    block_size = out.shape[1]
-    per_word = 8 // out.dtype.itemsize
-    words = out.reshape(-1).view(np.uint64)
-    kernel = _dequantize_kernel(order, block_size, per_word)
-    blocks_, threads = _grid((words.size + _UNROLL - 1) // _UNROLL)
-    kernel[blocks_, threads](blocks.reshape(-1), scales, table.reshape(-1), words)
+    kernel = _dequantize_kernel(order, out.shape[1], 4 // out.dtype.itemsize)
+    words = blocks.reshape(-1).view(np.uint64)
+    slots = out.reshape(-1).view(np.uint32)
+    grid, threads = _grid(slots.size // 4)
+    kernel[grid, threads](words, scales, table.reshape(-1), slots)
 
 
 @cuda.jit
