@@ -6,8 +6,9 @@ has already validated and flattened:
 * ``decode(which, bytes) -> uint32 bits``: E2M1 (``"e2m1"``), E8M0, E4M3 to float32 bits;
 * ``encode_e2m1(x, rounding) -> uint8`` and ``encode_e4m3(x, rounding, saturate) -> uint8``;
 * ``pack(codes[b, n], order) -> uint8[b, n/2]`` and ``unpack(packed[b, n/2], order)``;
-* ``dequantize(blocks[b, n/2], scales[b], scale_format, tensor_scale, order, dtype, out)``:
-  writes output bits (uint32 for float32, uint16 for bfloat16/float16) into ``out[b, n]``;
+* ``dequantize(blocks[b, n/2], scales[b], scale_format, tensor_scale, order, dtype, out,
+  e8m0_decode="ocp")``: writes output bits (uint32 for float32, uint16 for bfloat16/float16)
+  into ``out[b, n]``, E8M0 bytes read by the named convention;
 * ``swizzle(scales[e, r, c], layout) -> uint8[e, rpad * cpad]`` and
   ``unswizzle(stored[e, rpad * cpad], rows, cols, layout) -> uint8[e, rows, cols]``.
 
@@ -28,6 +29,8 @@ BACKENDS = ("auto", "python", "numba", "cuda")
 _TIES = rounding.TIE_RULES
 _ORDERS = nibbles.NIBBLE_ORDERS
 _OUT_KINDS = ("float32", "bfloat16", "float16")
+#: E8M0 decode conventions (:data:`fp4ref.profiles.E8M0_DECODES`), kernel integers by index.
+_E8M0_DECODES = ("ocp", "bits", "ggml")
 
 
 def _bits_dtype(dtype: str) -> type:
@@ -64,13 +67,14 @@ class PythonBackend:
         rows = [nibbles.unpack(row.tolist(), order, block) for row in packed]
         return np.array(rows, np.uint8).reshape(packed.shape[0], block)
 
-    def dequantize(self, blocks, scales, scale_format, tensor_scale, order, dtype, out):
+    def dequantize(self, blocks, scales, scale_format, tensor_scale, order, dtype, out,
+                   e8m0_decode="ocp"):
         block = 2 * blocks.shape[1]
         tensor_bits = int(np.float32(tensor_scale).view(np.uint32))
         for b in range(blocks.shape[0]):
             codes = nibbles.unpack(blocks[b].tolist(), order, block)
             if scale_format == "e8m0":
-                out[b] = mx.dequantize_block(codes, int(scales[b]), dtype)
+                out[b] = mx.dequantize_block(codes, int(scales[b]), dtype, e8m0_decode)
             else:
                 out[b] = nvfp4.dequantize_block(codes, int(scales[b]), tensor_bits, dtype)
 
@@ -105,14 +109,16 @@ class NumbaBackend:
             self._tables[key] = table
         return self._tables[key]
 
-    def block_table(self, scale_format: str, tensor_scale: np.float32, dtype: str) -> np.ndarray:
-        """The 256 x 16 table of output bits for every (scale byte, element code)."""
-        key = (scale_format, int(np.float32(tensor_scale).view(np.uint32)), dtype)
+    def block_table(self, scale_format: str, tensor_scale: np.float32, dtype: str,
+                    e8m0_decode: str = "ocp") -> np.ndarray:
+        """The 256 x 16 table of output bits for every (scale byte, element code), E8M0
+        bytes read by the convention ``e8m0_decode`` (:data:`_E8M0_DECODES`)."""
+        key = (scale_format, int(np.float32(tensor_scale).view(np.uint32)), dtype, e8m0_decode)
         if key not in self._tables:
             table = np.empty((256, 16), _bits_dtype(dtype))
             kind = self.cpu.SCALE_E8M0 if scale_format == "e8m0" else self.cpu.SCALE_E4M3
             self.cpu.fill_block_table(table, kind, np.float32(tensor_scale),
-                                      _OUT_KINDS.index(dtype))
+                                      _OUT_KINDS.index(dtype), _E8M0_DECODES.index(e8m0_decode))
             if len(self._tables) > 64:
                 self._tables.clear()
             self._tables[key] = table
@@ -149,8 +155,9 @@ class NumbaBackend:
         width = {"float32": 23, "bfloat16": 7}.get(dtype, 0)  # float16: no 8-bit exponent
         return width if width and self.cpu.follows_closed_form(table, width) else 0
 
-    def dequantize(self, blocks, scales, scale_format, tensor_scale, order, dtype, out):
-        table = self.block_table(scale_format, tensor_scale, dtype)
+    def dequantize(self, blocks, scales, scale_format, tensor_scale, order, dtype, out,
+                   e8m0_decode="ocp"):
+        table = self.block_table(scale_format, tensor_scale, dtype, e8m0_decode)
         cached = self._closed_forms.get(id(table))
         if cached is None or cached[0] is not table:  # keyed by the live table itself
             cached = (table, self.closed_form(table, dtype) if scale_format == "e8m0" else 0)
@@ -218,15 +225,16 @@ class CudaBackend:
             self._tables[key] = table
         return self._tables[key]
 
-    def block_table(self, scale_format: str, tensor_scale: np.float32, dtype: str):
+    def block_table(self, scale_format: str, tensor_scale: np.float32, dtype: str,
+                    e8m0_decode: str = "ocp"):
         """The 256 x 16 table of output bits for every (scale byte, element code), built on
         the device by the kernel twin of :meth:`NumbaBackend.block_table`."""
-        key = (scale_format, int(np.float32(tensor_scale).view(np.uint32)), dtype)
+        key = (scale_format, int(np.float32(tensor_scale).view(np.uint32)), dtype, e8m0_decode)
         if key not in self._tables:
             table = _device.empty((256, 16), _bits_dtype(dtype))
             kind = self.gpu.SCALE_E8M0 if scale_format == "e8m0" else self.gpu.SCALE_E4M3
             self.gpu.fill_block_table(table, kind, np.float32(tensor_scale),
-                                      _OUT_KINDS.index(dtype))
+                                      _OUT_KINDS.index(dtype), _E8M0_DECODES.index(e8m0_decode))
             if len(self._tables) > 64:
                 self._tables.clear()
             self._tables[key] = table
@@ -263,11 +271,12 @@ class CudaBackend:
         self.gpu.unpack(source, _ORDERS.index(order), out)
         return self._out(out, packed)
 
-    def dequantize(self, blocks, scales, scale_format, tensor_scale, order, dtype, out):
+    def dequantize(self, blocks, scales, scale_format, tensor_scale, order, dtype, out,
+                   e8m0_decode="ocp"):
         if _device.is_device(out) and _device.address(out) % 16:
             raise ValueError("out must start at a 16-byte aligned device address for "
                              "backend 'cuda'")
-        table = self.block_table(scale_format, tensor_scale, dtype)
+        table = self.block_table(scale_format, tensor_scale, dtype, e8m0_decode)
         target = out if _device.is_device(out) else _device.empty(out.shape, out.dtype)
         packed = self._in(blocks)
         if _device.address(packed) % 8:  # the kernel loads 64-bit words
