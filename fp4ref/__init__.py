@@ -6,11 +6,13 @@ The public API::
     fp4ref.encode_e2m1 / decode_e2m1, encode_e4m3 / decode_e4m3, decode_e8m0
     fp4ref.pack / fp4ref.unpack
     fp4ref.swizzle / fp4ref.unswizzle (scale layouts "linear", "128x4", "8x4")
+    fp4ref.ops.linear / fp4ref.ops.moe_linear (operators on quantized weights)
 
 Three layers compute the same bits: the plain-Python oracle (:mod:`fp4ref.spec`), numba
 CPU kernels and numba CUDA kernels (:mod:`fp4ref.kernels`).
 """
 
+from . import ops
 from .api import (
     FORMATS,
     decode_e2m1,
@@ -54,6 +56,7 @@ __all__ = [
     "rounding_rules",
     "swizzle",
     "unpack",
+    "ops",
     "unswizzle",
     "uqff",
 ]

@@ -1,0 +1,90 @@
+"""CPU kernels for linear and MoE gather-linear on packed weights.
+
+One kernel per accumulation mode serves both operations: a linear layer is a gather over
+one expert that every token uses. The work is grouped by expert on the host: ``pairs``
+lists the output rows ``p`` (token-slot pairs) sorted by expert, ``starts[u]:starts[u+1]``
+the ones using ``experts[u]``. ``prange`` runs over (used expert, weight row) items; each
+decodes its weight row once into a buffer of ``K`` values (never the whole weight) and
+takes the dot product with every input row routed to it.
+
+Arguments are trusted: :mod:`fp4ref.ops` checks shapes, dtypes and index ranges first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ..ops_scalar import ACC_SIZE, ONE_BITS, acc_add_product, acc_clear, acc_round
+from ..scalar import byte_elements
+
+
+@njit(cache=True)
+def decode_row(blocks, scales, table, e, n, order, block_size, row):
+    """``row[k]``: the table entry of element ``k`` of weight row ``n`` of expert ``e``."""
+    half = block_size // 2
+    for j in range(scales.shape[2]):
+        entries = table[scales[e, n, j]]
+        for i in range(j * half, (j + 1) * half):
+            byte = blocks[e, n, i]
+            low, high = byte_elements(i, order, block_size)
+            row[low] = entries[byte & 0xF]
+            row[high] = entries[byte >> 4]
+
+
+@njit(parallel=True, cache=True)
+def gather_linear_exact(x, blocks, scales, table, order, block_size, experts, starts, pairs,
+                        topk, x_per_slot, bias, has_bias, out):
+    """``out[p, n]``: float32 bits of the correctly rounded ``bias + x' . w[e, n]``.
+
+    ``x`` holds float32 bits ``[rows, K]``, ``table`` the uint32 block table; ``x'`` is
+    ``x[p]`` if ``x_per_slot`` else ``x[p // topk]``.
+    """
+    n_rows = blocks.shape[1]
+    k = x.shape[1]
+    for item in prange(experts.size * n_rows):
+        u, n = item // n_rows, item % n_rows
+        e = experts[u]
+        row = np.empty(k, np.uint32)
+        acc = np.empty(ACC_SIZE, np.int64)
+        decode_row(blocks, scales, table, e, n, order, block_size, row)
+        for s in range(starts[u], starts[u + 1]):
+            p = pairs[s]
+            r = p if x_per_slot else p // topk
+            acc_clear(acc)
+            for i in range(k):
+                acc_add_product(acc, x[r, i], row[i])
+            if has_bias:
+                acc_add_product(acc, bias[e, n], ONE_BITS)
+            out[p, n] = acc_round(acc)
+
+
+@njit(parallel=True, cache=True)
+def gather_linear_blocked(x, blocks, scales, table, order, block_size, experts, starts, pairs,
+                          topk, x_per_slot, bias, has_bias, out):
+    """``out[p, n]``: ``bias + x' . w[e, n]`` in float32, block by block.
+
+    Per block of ``block_size``: ``s = 0; s += x_k * w_k`` in ``k`` order; ``y += s`` over
+    the blocks in order; then ``y += bias``. Every operation is one float32 multiply or add
+    (numba does not reassociate or contract without ``fastmath``). ``x``, ``table`` and
+    ``bias`` are float32.
+    """
+    n_rows = blocks.shape[1]
+    k = x.shape[1]
+    for item in prange(experts.size * n_rows):
+        u, n = item // n_rows, item % n_rows
+        e = experts[u]
+        row = np.empty(k, np.float32)
+        decode_row(blocks, scales, table, e, n, order, block_size, row)
+        for s in range(starts[u], starts[u + 1]):
+            p = pairs[s]
+            r = p if x_per_slot else p // topk
+            y = np.float32(0.0)
+            for start in range(0, k, block_size):
+                partial = np.float32(0.0)
+                for i in range(start, start + block_size):
+                    partial += x[r, i] * row[i]
+                y += partial
+            if has_bias:
+                y += bias[e, n]
+            out[p, n] = y
