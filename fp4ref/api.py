@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import ml_dtypes
 import numpy as np
@@ -62,6 +62,79 @@ def _block_shapes(blocks: np.ndarray, scales: np.ndarray, block_size: int, fmt: 
             f"{blocks.shape}; got scales.shape={scales.shape}"
         )
     return blocks.shape[:-1], k
+
+
+class Packed(NamedTuple):
+    """Packed blocks and their decoding options after :func:`dequantize`'s checks."""
+
+    blocks: Any  #: uint8, ``[..., K/2]`` or ``[..., K/B, B/2]``
+    scales: Any  #: uint8, ``[..., K/B]``, linear layout
+    format: str
+    block_size: int
+    scale_format: str  #: ``"e8m0"`` or ``"e4m3"``
+    tensor_scale: np.float32  #: the decode multiplier (1.0 for MXFP4)
+    nibble_order: str
+    e8m0_decode: str
+    leading: tuple  #: the shape of the decoded array but its last axis
+    k: int
+
+
+def packed(
+    blocks: Any,
+    scales: Any = None,
+    *,
+    format: str = "mxfp4",
+    profile: Any = None,
+    tensor_scale: Any = None,
+    nibble_order: str | None = None,
+    scale_layout: str | None = None,
+    e8m0_decode: str | None = None,
+    backend: str = "auto",
+) -> Packed:
+    """Check packed blocks and resolve their options exactly as :func:`dequantize` does
+    (arguments as there; scales in another layout are unswizzled). For the operators that
+    decode weights themselves (:mod:`fp4ref.ops`)."""
+    if scales is None:
+        if not all(hasattr(blocks, a) for a in ("blocks", "scales", "format")):
+            raise TypeError(
+                "dequantize needs scales, or a quantized layer (an object with .blocks, "
+                f".scales and .format) in place of blocks; got {type(blocks).__name__} alone"
+            )
+        layer = blocks
+        blocks, scales, format = layer.blocks, layer.scales, layer.format
+        tensor_scale = getattr(layer, "tensor_scale", None)
+        nibble_order = getattr(layer, "nibble_order", None)
+        scale_layout = getattr(layer, "scale_layout", None)
+        profile = getattr(layer, "profile", None) if profile is None else profile
+        direction = "decode"  # a layer holds the decode multiplier
+    else:
+        direction = None
+    prof = get_profile("ocp" if profile is None else profile)
+    nibble_order = prof.nibble_order if nibble_order is None else nibble_order
+    scale_layout = prof.scale_layout if scale_layout is None else scale_layout
+    e8m0 = _checks.choice("e8m0_decode", prof.e8m0_decode if e8m0_decode is None
+                          else e8m0_decode, E8M0_DECODES)
+    direction = direction or prof.tensor_scale_direction
+    fmt = _checks.choice("format", format, tuple(FORMATS))
+    block_size, scale_format, scale_view = FORMATS[fmt]
+    order = _checks.choice("nibble_order", nibble_order, nibbles.NIBBLE_ORDERS)
+    blocks = _checks.byte_array("blocks", blocks)
+    scales = _checks.byte_array("scales", scales, (scale_view,))
+    layout = _checks.choice("scale_layout", scale_layout, layouts.LAYOUTS)
+    if layout != "linear":
+        scales = _linear_scales(blocks, scales, block_size, layout, backend)
+    if fmt == "mxfp4":
+        if tensor_scale is not None:
+            raise ValueError("tensor_scale applies to format='nvfp4' only; got one for 'mxfp4'")
+        scale = np.float32(1.0)
+    else:
+        scale = np.float32(1.0) if tensor_scale is None else _checks.float32_scalar(
+            "tensor_scale", tensor_scale)
+        if tensor_scale is not None and direction == "encode":
+            with np.errstate(divide="ignore"):
+                scale = np.float32(1.0) / scale  # vLLM: 1 / weight_global_scale in float32
+    leading, k = _block_shapes(blocks, scales, block_size, fmt)
+    return Packed(blocks, scales, fmt, block_size, scale_format, scale, order, e8m0, leading, k)
 
 
 @_device.returns_like_inputs
@@ -141,53 +214,17 @@ def dequantize(
     nearest-even conversion of that float32 result. Every NaN written is the canonical
     positive quiet NaN (0x7FC00000 in float32, 0x7FC0 in bfloat16, 0x7E00 in float16).
     """
-    if scales is None:
-        if not all(hasattr(blocks, a) for a in ("blocks", "scales", "format")):
-            raise TypeError(
-                "dequantize needs scales, or a quantized layer (an object with .blocks, "
-                f".scales and .format) in place of blocks; got {type(blocks).__name__} alone"
-            )
-        layer = blocks
-        blocks, scales, format = layer.blocks, layer.scales, layer.format
-        tensor_scale = getattr(layer, "tensor_scale", None)
-        nibble_order = getattr(layer, "nibble_order", None)
-        scale_layout = getattr(layer, "scale_layout", None)
-        profile = getattr(layer, "profile", None) if profile is None else profile
-        direction = "decode"  # a layer holds the decode multiplier
-    else:
-        direction = None
-    prof = get_profile("ocp" if profile is None else profile)
-    nibble_order = prof.nibble_order if nibble_order is None else nibble_order
-    scale_layout = prof.scale_layout if scale_layout is None else scale_layout
-    e8m0 = _checks.choice("e8m0_decode", prof.e8m0_decode if e8m0_decode is None
-                          else e8m0_decode, E8M0_DECODES)
-    direction = direction or prof.tensor_scale_direction
-    fmt = _checks.choice("format", format, tuple(FORMATS))
-    block_size, scale_format, scale_view = FORMATS[fmt]
-    order = _checks.choice("nibble_order", nibble_order, nibbles.NIBBLE_ORDERS)
+    w = packed(blocks, scales, format=format, profile=profile, tensor_scale=tensor_scale,
+               nibble_order=nibble_order, scale_layout=scale_layout, e8m0_decode=e8m0_decode,
+               backend=backend)
+    blocks, scales, leading, k = w.blocks, w.scales, w.leading, w.k
     out_dtype = _checks.output_dtype(dtype)
     engine = backends.get(backend, blocks, scales, out)
-    blocks = _checks.byte_array("blocks", blocks)
-    scales = _checks.byte_array("scales", scales, (scale_view,))
-    layout = _checks.choice("scale_layout", scale_layout, layouts.LAYOUTS)
-    if layout != "linear":
-        scales = _linear_scales(blocks, scales, block_size, layout, backend)
-    if fmt == "mxfp4":
-        if tensor_scale is not None:
-            raise ValueError("tensor_scale applies to format='nvfp4' only; got one for 'mxfp4'")
-        scale = np.float32(1.0)
-    else:
-        scale = np.float32(1.0) if tensor_scale is None else _checks.float32_scalar(
-            "tensor_scale", tensor_scale)
-        if tensor_scale is not None and direction == "encode":
-            with np.errstate(divide="ignore"):
-                scale = np.float32(1.0) / scale  # vLLM: 1 / weight_global_scale in float32
-    leading, k = _block_shapes(blocks, scales, block_size, fmt)
     result = _output("out", out, (*leading, k), out_dtype, (blocks, scales))
     bits = result.view(np.uint32 if out_dtype == "float32" else np.uint16)
     engine.dequantize(
-        blocks.reshape(-1, block_size // 2), scales.reshape(-1), scale_format, scale, order,
-        out_dtype, bits.reshape(-1, block_size), e8m0,
+        blocks.reshape(-1, w.block_size // 2), scales.reshape(-1), w.scale_format,
+        w.tensor_scale, w.nibble_order, out_dtype, bits.reshape(-1, w.block_size), w.e8m0_decode,
     )
     return result
 
