@@ -134,13 +134,27 @@ def run_case(vectors: Vectors, suite: dict, case: dict, impl, nan: str = "exact"
         return CaseResult(suite["name"], case["name"], "skip", ["operation not provided"])
     inputs = vectors.arrays(suite, case, "inputs")
     expected = vectors.arrays(suite, case, "expected")
+    refuse = case.get("error")
     try:
         result = operation(*[array.copy() for _, array in inputs], **case["params"])
     except NotImplementedError as error:
         return CaseResult(suite["name"], case["name"], "skip", [str(error)])
+    except ValueError as error:
+        if refuse:
+            return CaseResult(suite["name"], case["name"], "pass")
+        return CaseResult(
+            suite["name"], case["name"], "error", [f"{type(error).__name__}: {error}"]
+        )
     except Exception as error:  # an implementation crashing is a failure, reported
         return CaseResult(
             suite["name"], case["name"], "error", [f"{type(error).__name__}: {error}"]
+        )
+    if refuse:
+        return CaseResult(
+            suite["name"],
+            case["name"],
+            "fail",
+            [f"returned instead of refusing the input ({refuse})"],
         )
     results = result if len(expected) > 1 else (result,)
     if len(expected) > 1 and (

@@ -26,6 +26,7 @@ def _suite_files(suite: Suite) -> tuple[dict, dict[str, bytes]]:
             "tests": case.tests,
             "pins": case.pins,
             "profile": case.profile,
+            "error": case.error,
             "params": dict(case.params),
             "inputs": [],
             "expected": [],

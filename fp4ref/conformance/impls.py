@@ -18,8 +18,16 @@ dequantize_nvfp4   ``(blocks, scales: uint8[N, K/16], tensor_scale: float32[], *
                    nibble_order, dtype)``
 swizzle            ``(scales: uint8[R, C], *, layout) -> uint8[Rpad * Cpad]``
 unswizzle          ``(stored: uint8[Rpad * Cpad], *, rows, cols, layout) -> uint8[R, C]``
+quantize_mxfp4     ``(x: float32[N, K], *, scale_rule, rounding) -> (blocks, scales)``
+quantize_nvfp4     ``(x, tensor_scale: float32[], *, tensor_scale_direction) -> (blocks, scales)``
+quantize_profile   ``(x, tensor_scale: float32[], *, format, profile[, scale_rule])
+                   -> (blocks, scales)``
+decode_uqff_blob   ``(blob: uint8[n]) -> (blocks, scales[, bias])``
+encode_uqff_blob   ``(blocks, scales[, bias]) -> uint8[n]``
+read_uqff_layer    ``(file: uint8[n], *, layer) -> (blocks, scales[, bias])``
 =================  ==========================================================================
 
+Operations given malformed bytes (UQFF cases with an ``error``) must raise ``ValueError``.
 Dequantize results are arrays of ``dtype`` (``"float32"``, ``"bfloat16"`` as
 ``ml_dtypes.bfloat16``, ``"float16"``) or their bits as uint32/uint16. An operation that
 cannot honour a parameter raises ``NotImplementedError``: the case is skipped, not failed.
@@ -35,6 +43,8 @@ import inspect
 import numpy as np
 
 from .. import api, layouts
+from ..profiles import profiles
+from ..quantize import quantize
 
 
 class Backend:
@@ -90,6 +100,60 @@ class Backend:
 
     def unswizzle(self, stored, *, rows, cols, layout):
         return layouts.unswizzle(stored, rows=rows, cols=cols, layout=layout, backend=self.backend)
+
+    def _quantize(self, x, **options):
+        if self.backend not in ("python", "numba"):
+            raise NotImplementedError(f"fp4ref.quantize has no {self.backend!r} backend")
+        q = quantize(x, backend=self.backend, **options)
+        return q.blocks, q.scales
+
+    def quantize_mxfp4(self, x, *, scale_rule, rounding):
+        return self._quantize(x, format="mxfp4", scale_rule=scale_rule, rounding=rounding)
+
+    def quantize_nvfp4(self, x, tensor_scale, *, tensor_scale_direction):
+        profile = profiles()["ocp"].with_options(tensor_scale_direction=tensor_scale_direction)
+        return self._quantize(x, format="nvfp4", profile=profile, tensor_scale=tensor_scale[()])
+
+    def quantize_profile(self, x, tensor_scale, *, format, profile, scale_rule=None):
+        has_tensor_scale = format == "nvfp4" and profiles()[profile].tensor_scale
+        return self._quantize(
+            x,
+            format=format,
+            profile=profile,
+            scale_rule=scale_rule,
+            tensor_scale=tensor_scale[()] if has_tensor_scale else None,
+        )
+
+    def decode_uqff_blob(self, blob):
+        from ..io import uqff
+
+        layer = uqff.decode_mxfp4_blob(blob.tobytes())
+        return _layer(layer.blocks, layer.scales, layer.bias)
+
+    def encode_uqff_blob(self, blocks, scales, bias=None):
+        from ..io import uqff
+
+        return np.frombuffer(uqff.encode_mxfp4_blob(blocks, scales, bias), np.uint8)
+
+    def read_uqff_layer(self, file, *, layer):
+        import tempfile
+
+        from ..io import uqff
+
+        with tempfile.TemporaryDirectory() as directory:
+            path = f"{directory}/model.uqff"
+            with open(path, "wb") as f:
+                f.write(file.tobytes())
+            shard = uqff.read(path)
+            key = int(layer) if shard.generation == 0 else layer
+            if key not in shard:
+                raise ValueError(f"no layer {layer!r} in the file")
+            found = shard[key]
+            return _layer(found.blocks, found.scales, getattr(found, "bias", None))
+
+
+def _layer(blocks, scales, bias):
+    return (blocks, scales) if bias is None else (blocks, scales, bias)
 
 
 class Single:

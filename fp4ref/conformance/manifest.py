@@ -12,7 +12,7 @@ Schema (format version 1; every object's keys are sorted on disk)::
          "file": "<suite>.safetensors", "text": "<suite>.txt" or null,
          "ocp": {"<param>": [allowed values]},
          "cases": [
-           {"name", "tests", "pins", "profile", "params": {...},
+           {"name", "tests", "pins", "profile", "params": {...}, "error": null or str,
             "inputs": [["<argument>", "<tensor name>"], ...],
             "expected": [["<result>", "<tensor name>"], ...]}]}]
     }

@@ -35,6 +35,9 @@ class Case:
     profile : str
         The named convention the expected values follow (``"ocp"`` unless a suite pins a
         peer's profile).
+    error : str, optional
+        For inputs that must be refused: what the operation must do instead of returning
+        (``expected`` is then empty). In Python: raise a ``ValueError``.
     """
 
     name: str
@@ -44,6 +47,7 @@ class Case:
     expected: dict[str, np.ndarray]
     params: dict[str, object] = field(default_factory=dict)
     profile: str = "ocp"
+    error: str | None = None
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ Dtypes used: `U8` (uint8), `U16`, `U32`, `F32` (IEEE binary32), `BF16` (bfloat16
  "files": {"<file>": {"bytes": n, "sha256": "<hex>"}},
  "suites": [{"name", "operation", "signature", "description", "file", "text",
              "ocp": {"<param>": [values the OCP specs allow]},
-             "cases": [{"name", "tests", "pins", "profile", "params": {...},
+             "cases": [{"name", "tests", "pins", "profile", "params": {...}, "error",
                         "inputs": [["<argument>", "<tensor>"], ...],
                         "expected": [["<result>", "<tensor>"], ...]}]}]}
 ```
@@ -64,6 +64,9 @@ same position:
   exactly unless told `--nan any`);
 - element by element in row-major order (the shape may differ if the element count is the
   same; `swizzle` results are compared flat).
+
+A case with an `error` (malformed UQFF bytes) has no expected tensors: the operation must
+refuse the input (in Python, raise a `ValueError`); returning anything fails the case.
 
 A case passes when every element matches. A case is an *OCP case* when each of its
 `params` lies in the suite's `ocp` set; an implementation of the OCP specs must pass every
@@ -93,6 +96,14 @@ Parameter values:
   - padding is zero when written and ignored when read.
 - NVFP4 `tensor_scale` is the float32 decode multiplier: value = float32(P * s_block) * s_tensor,
   one float32 multiply (round to nearest even).
+
+Quantization suites (`mxfp4_quantize`, `nvfp4_quantize`, `profile_<name>`) take float32
+`x` [N, K] and return packed `blocks` and `scales`; each `profile_<name>` suite pins one of
+fp4ref's named profiles (the conventions of one real implementation: tie rule, sign of
+zero codes, scale rule, NVFP4 recipe and tensor-scale direction, nibble order, scale
+layout); its cases' `pins` field describes that profile. A profile suite's `tensor_scale`
+input is the NVFP4 tensor scale in the profile's stored direction (ignored for MXFP4 and
+for profiles without one).
 
 ## The hex text twin
 

@@ -7,9 +7,15 @@ a new suite (quantize, UQFF, a profile) plugs in by adding its module here.
 from __future__ import annotations
 
 from ..model import Suite
-from . import blocks, layouts, scalars
+from . import blocks, layouts, quantize, scalars, uqff
 
-SUITES: list[Suite] = [*scalars.SUITES, *blocks.SUITES, *layouts.SUITES]
+SUITES: list[Suite] = [
+    *scalars.SUITES,
+    *blocks.SUITES,
+    *layouts.SUITES,
+    *quantize.SUITES,
+    *uqff.SUITES,
+]
 
 
 def by_name() -> dict[str, Suite]:
