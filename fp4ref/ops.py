@@ -44,12 +44,12 @@ part is about ``7.3e-6``. Every NaN written is the canonical 0x7FC00000.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from . import _checks, api, backends
-from .spec import layouts, nibbles
+from .spec import nibbles
 from .spec import ops as spec
 
 #: The accumulation modes (see the module docstring).
@@ -58,77 +58,41 @@ ACCUMULATE = spec.ACCUMULATE
 #: Input dtypes that widen exactly to float32.
 _FLOAT32_INPUTS = ("float16", "bfloat16", "float32")
 
-#: The weight options a ``(blocks, scales)`` pair takes as keywords.
-_OPTIONS = ("format", "tensor_scale", "nibble_order", "scale_layout")
+#: The options a quantized layer carries itself (a keyword for one would be ignored).
+_LAYER_OWNS = ("format", "tensor_scale", "nibble_order", "scale_layout")
 
 
-class _Weight(NamedTuple):
-    """A validated packed weight, as ``[E, N, K/2]`` blocks and ``[E, N, K/B]`` scales."""
-
-    blocks: np.ndarray
-    scales: np.ndarray
-    format: str
-    block_size: int
-    scale_format: str
-    tensor_scale: np.float32
-    nibble_order: str
-
-    @property
-    def k(self) -> int:
-        return 2 * self.blocks.shape[2]
-
-
-def _weight(w: Any, stacked: bool, options: dict, backend: str) -> _Weight:
-    """Check ``w`` (a quantized layer or a ``(blocks, scales)`` pair) as :func:`dequantize`
-    does, and reshape it to ``[E, N, ...]`` (``E = 1`` unless ``stacked``)."""
+def _weight(w: Any, stacked: bool, options: dict, backend: str) -> api.Packed:
+    """Check ``w`` (a quantized layer or a ``(blocks, scales)`` pair) with
+    :func:`fp4ref.api.packed`, as :func:`fp4ref.dequantize` would, and reshape it to blocks
+    ``[E, N, K/2]`` and scales ``[E, N, K/B]`` (``E = 1`` unless ``stacked``)."""
     given = {name: value for name, value in options.items() if value is not None}
     if all(hasattr(w, a) for a in ("blocks", "scales", "format")):
-        if given:
+        owned = sorted(set(given) & set(_LAYER_OWNS))
+        if owned:
             raise TypeError(
-                f"w is a quantized layer and carries its own {', '.join(_OPTIONS)}; got also "
-                f"{', '.join(sorted(given))}= (those keywords go with a (blocks, scales) pair)"
+                f"w is a quantized layer and carries its own {', '.join(_LAYER_OWNS)}; got "
+                f"also {', '.join(owned)}= (those keywords go with a (blocks, scales) pair)"
             )
-        blocks, scales, fmt = w.blocks, w.scales, w.format
-        tensor_scale = getattr(w, "tensor_scale", None)
-        order = getattr(w, "nibble_order", "low-first")
-        layout = getattr(w, "scale_layout", "linear")
+        weight = api.packed(w, backend=backend, **given)
     elif isinstance(w, tuple) and len(w) == 2:
-        blocks, scales = w
-        fmt = given.get("format", "mxfp4")
-        tensor_scale = given.get("tensor_scale")
-        order = given.get("nibble_order", "low-first")
-        layout = given.get("scale_layout", "linear")
+        weight = api.packed(*w, backend=backend, **given)
     else:
         raise TypeError(
             "w must be a quantized weight (an object with .blocks, .scales and .format, such "
             f"as fp4ref.quantize's result) or a (blocks, scales) tuple; got {type(w).__name__}"
         )
-    fmt = _checks.choice("format", fmt, tuple(api.FORMATS))
-    block_size, scale_format, scale_view = api.FORMATS[fmt]
-    order = _checks.choice("nibble_order", order, nibbles.NIBBLE_ORDERS)
-    blocks = _checks.byte_array("blocks", blocks)
-    scales = _checks.byte_array("scales", scales, (scale_view,))
-    layout = _checks.choice("scale_layout", layout, layouts.LAYOUTS)
-    if layout != "linear":
-        scales = api._linear_scales(blocks, scales, block_size, layout, backend)
-    if fmt == "mxfp4":
-        if tensor_scale is not None:
-            raise ValueError("tensor_scale applies to format='nvfp4' only; got one for 'mxfp4'")
-        scale = np.float32(1.0)
-    else:
-        scale = np.float32(1.0) if tensor_scale is None else _checks.float32_scalar(
-            "tensor_scale", tensor_scale)
-    leading, k = api._block_shapes(blocks, scales, block_size, fmt)
-    wanted = 2 if not stacked else 3
-    if len(leading) + 1 != wanted:
+    if len(weight.leading) != (2 if stacked else 1):
         shape = "[E, N, K]" if stacked else "[N, K]"
         raise ValueError(
-            f"w must be a weight of shape {shape}; got one of shape {(*leading, k)} (blocks "
-            f"{blocks.shape}, scales {scales.shape})"
+            f"w must be a weight of shape {shape}; got one of shape "
+            f"{(*weight.leading, weight.k)} (blocks {weight.blocks.shape}, scales "
+            f"{weight.scales.shape})"
         )
-    e, n = (1, *leading) if not stacked else leading
-    return _Weight(blocks.reshape(e, n, k // 2), scales.reshape(e, n, k // block_size), fmt,
-                   block_size, scale_format, scale, order)
+    e, n = weight.leading if stacked else (1, *weight.leading)
+    k, block = weight.k, weight.block_size
+    return weight._replace(blocks=weight.blocks.reshape(e, n, k // 2),
+                           scales=weight.scales.reshape(e, n, k // block), leading=(e, n))
 
 
 def _floats(name: str, value: Any) -> np.ndarray:
@@ -182,9 +146,11 @@ def linear(
     accumulate: str = "exact",
     backend: str = "auto",
     format: str | None = None,
+    profile: Any = None,
     tensor_scale: Any = None,
     nibble_order: str | None = None,
     scale_layout: str | None = None,
+    e8m0_decode: str | None = None,
 ) -> np.ndarray:
     """``y = x @ dequantize(w)^T + bias`` without decoding the whole weight.
 
@@ -193,20 +159,21 @@ def linear(
     x : array_like of float32, float16 or bfloat16, shape ``[..., K]``
     w : quantized weight ``[N, K]``
         An object with ``.blocks``, ``.scales`` and ``.format`` (:func:`fp4ref.quantize`'s
-        result, :class:`fp4ref.io.layer.QuantizedLayer`; its ``tensor_scale``,
-        ``nibble_order`` and ``scale_layout`` are used where it has them; its ``bias``, if
-        any, is not: pass it as ``bias``), or a ``(blocks, scales)`` tuple whose options
-        come from the keywords below, as in :func:`fp4ref.dequantize`. Blocks may be
-        ``[N, K/2]`` or ``[N, K/B, B/2]``.
+        result, :class:`fp4ref.io.layer.QuantizedLayer`: decoded as
+        ``fp4ref.dequantize(w)`` decodes it; its ``bias``, if any, is not applied: pass it
+        as ``bias``), or a ``(blocks, scales)`` tuple decoded as
+        ``fp4ref.dequantize(blocks, scales, **options)`` with the keywords below. Blocks
+        may be ``[N, K/2]`` or ``[N, K/B, B/2]``.
     bias : array_like of float32, float16 or bfloat16, shape ``[N]``, optional
     accumulate : {"exact", "float32-blocked"}
         The numerics (see :mod:`fp4ref.ops`).
     backend : {"auto", "python", "numba", "cuda"}
         ``"python"`` runs the plain-Python definition (:mod:`fp4ref.spec.ops`; slow);
         ``"cuda"`` copies host arrays to the GPU and back.
-    format, tensor_scale, nibble_order, scale_layout
-        The options of a ``(blocks, scales)`` weight (defaults as in
-        :func:`fp4ref.dequantize`).
+    format, profile, tensor_scale, nibble_order, scale_layout, e8m0_decode
+        The decoding options of :func:`fp4ref.dequantize`. A quantized layer carries its own
+        ``format``, ``tensor_scale``, ``nibble_order`` and ``scale_layout``: giving one of
+        those with a layer is a ``TypeError``.
 
     Returns
     -------
@@ -214,8 +181,8 @@ def linear(
     """
     mode = _checks.choice("accumulate", accumulate, ACCUMULATE)
     engine = backends.get(backend)
-    options = dict(format=format, tensor_scale=tensor_scale, nibble_order=nibble_order,
-                   scale_layout=scale_layout)
+    options = dict(format=format, profile=profile, tensor_scale=tensor_scale,
+                   nibble_order=nibble_order, scale_layout=scale_layout, e8m0_decode=e8m0_decode)
     weight = _weight(w, False, options, engine.name)
     array = _floats("x", x)
     if array.ndim == 0 or array.shape[-1] != weight.k:
@@ -241,9 +208,11 @@ def moe_linear(
     accumulate: str = "exact",
     backend: str = "auto",
     format: str | None = None,
+    profile: Any = None,
     tensor_scale: Any = None,
     nibble_order: str | None = None,
     scale_layout: str | None = None,
+    e8m0_decode: str | None = None,
 ) -> np.ndarray:
     """``y[t, s] = x[t] @ dequantize(w[indices[t, s]])^T + bias[indices[t, s]]``.
 
@@ -263,7 +232,7 @@ def moe_linear(
         Expert numbers, each in ``[0, E)``; any other value, a non-integer dtype or another
         shape is an error raised before any kernel runs.
     bias : array_like, shape ``[E, N]``, optional
-    accumulate, backend, format, tensor_scale, nibble_order, scale_layout
+    accumulate, backend, format, profile, tensor_scale, nibble_order, scale_layout, e8m0_decode
         As for :func:`linear`.
 
     Returns
@@ -272,8 +241,8 @@ def moe_linear(
     """
     mode = _checks.choice("accumulate", accumulate, ACCUMULATE)
     engine = backends.get(backend)
-    options = dict(format=format, tensor_scale=tensor_scale, nibble_order=nibble_order,
-                   scale_layout=scale_layout)
+    options = dict(format=format, profile=profile, tensor_scale=tensor_scale,
+                   nibble_order=nibble_order, scale_layout=scale_layout, e8m0_decode=e8m0_decode)
     weight = _weight(w, True, options, engine.name)
     array = _floats("x", x)
     if array.ndim not in (2, 3) or array.shape[-1] != weight.k:
@@ -291,7 +260,7 @@ def moe_linear(
     return out.reshape(t, topk, n)
 
 
-def _gather(engine, mode: str, x: np.ndarray, weight: _Weight, experts: np.ndarray,
+def _gather(engine, mode: str, x: np.ndarray, weight: api.Packed, experts: np.ndarray,
             topk: int, per_slot: bool, bias: np.ndarray | None) -> np.ndarray:
     """``out[p, n] = bias[e, n] + x'[p] . w[e, n]`` with ``e = experts[p]``, for validated
     arguments; ``x'[p]`` is ``x[p]`` if ``per_slot`` else ``x[p // topk]``."""
@@ -301,7 +270,8 @@ def _gather(engine, mode: str, x: np.ndarray, weight: _Weight, experts: np.ndarr
     if engine.name == "python":
         return _python(mode, x, weight, experts, topk, per_slot, bias)
     exact = mode == "exact"
-    table = engine.block_table(weight.scale_format, weight.tensor_scale, "float32")
+    table = engine.block_table(weight.scale_format, weight.tensor_scale, "float32",
+                               weight.e8m0_decode)
     has_bias = bias is not None
     if bias is None:
         bias = np.zeros((1, 1), np.float32)
@@ -333,13 +303,14 @@ def _gather(engine, mode: str, x: np.ndarray, weight: _Weight, experts: np.ndarr
     return result
 
 
-def _python(mode: str, x: np.ndarray, weight: _Weight, experts: np.ndarray, topk: int,
+def _python(mode: str, x: np.ndarray, weight: api.Packed, experts: np.ndarray, topk: int,
             per_slot: bool, bias: np.ndarray | None) -> np.ndarray:
     """The plain-Python definition of :func:`fp4ref.spec.ops.moe_linear` on validated
     arrays (only the experts in use are decoded)."""
     tensor_bits = int(weight.tensor_scale.view(np.uint32))
     rows = {e: spec.weight_rows(weight.blocks[e].tolist(), weight.scales[e].tolist(),
-                                weight.format, tensor_bits, weight.nibble_order)
+                                weight.format, tensor_bits, weight.nibble_order,
+                                weight.e8m0_decode)
             for e in set(experts.tolist())}
     x_bits = x.view(np.uint32)
     if per_slot:

@@ -207,24 +207,30 @@ def test_bias_is_inside_the_one_rounding():
     assert bits(ops.linear(x, _ones(), bias, accumulate="float32-blocked"))[0, 0] == 0x3F800000
 
 
-@pytest.mark.parametrize("fmt,tensor_scale", [("mxfp4", None), ("nvfp4", None),
-                                              ("nvfp4", 0.37), ("nvfp4", 1 / 2688)])
+@pytest.mark.parametrize("fmt,tensor_scale,e8m0", [
+    ("mxfp4", None, "ocp"), ("mxfp4", None, "bits"), ("mxfp4", None, "ggml"),
+    ("nvfp4", None, None), ("nvfp4", 0.37, None), ("nvfp4", 1 / 2688, None)])
 @pytest.mark.parametrize("order", fp4ref.NIBBLE_ORDERS)
-def test_identity_input_gives_the_dequantized_weight(fmt, tensor_scale, order):
+def test_identity_input_gives_the_dequantized_weight(fmt, tensor_scale, e8m0, order):
     # y = I @ W^T = W^T: each output is one weight plus signed zeros, so exactly the value
-    # fp4ref.dequantize gives (a -0 weight comes back +0: other terms are +0).
+    # fp4ref.dequantize gives (a -0 weight comes back +0: other terms are +0). Scale bytes
+    # avoid values that decode to infinities (0 * inf would make whole rows NaN).
     rng = np.random.default_rng(3)
     k = 2 * BLOCK[fmt]
-    blocks = rng.integers(0, 256, (5, k // 2), dtype=np.uint8)
-    scales = rng.integers(110, 140, (5, 2), dtype=np.uint8) if fmt == "mxfp4" else \
-        rng.integers(0, 0x7F, (5, 2), dtype=np.uint8)
-    kwargs = dict(format=fmt, tensor_scale=tensor_scale, nibble_order=order)
+    blocks = rng.integers(0, 256, (6, k // 2), dtype=np.uint8)
+    mx_scales = np.array([0, 1, 2, 110, 127, 140, 252], np.uint8)
+    scales = rng.choice(mx_scales, (6, 2)).astype(np.uint8) if fmt == "mxfp4" else \
+        rng.integers(0, 0x7F, (6, 2), dtype=np.uint8)
+    kwargs = dict(format=fmt, tensor_scale=tensor_scale, nibble_order=order, e8m0_decode=e8m0)
     expected = bits(fp4ref.dequantize(blocks, scales, **kwargs)).T.copy()
     expected[expected == 0x80000000] = 0
     for mode in MODES:
         got = ops.linear(np.eye(k, dtype=np.float32), (blocks, scales), accumulate=mode,
                          **kwargs)
         assert np.array_equal(bits(got), expected)
+    python = ops.linear(np.eye(k, dtype=np.float32)[:3], (blocks, scales), backend="python",
+                        **kwargs)
+    assert np.array_equal(bits(python), expected[:3])
 
 
 def test_layers_and_layouts_give_the_same_result():

@@ -110,12 +110,12 @@ def dot_blocked(
 
 def weight_rows(
     blocks: Sequence[Sequence[int]], scales: Sequence[Sequence[int]], format: str,
-    tensor_scale_bits: int = ONE, order: str = "low-first",
+    tensor_scale_bits: int = ONE, order: str = "low-first", e8m0_decode: str = "ocp",
 ) -> list[list[int]]:
     """float32 bits of each decoded row of a weight ``[N, K]`` from its packed rows.
 
     ``blocks[n]`` is the row's ``K/2`` bytes in nibble ``order``; ``scales[n]`` its ``K/B``
-    scale bytes.
+    scale bytes, E8M0 ones read by ``e8m0_decode`` (see :func:`.mx.dequantize_block`).
     """
     block_size = mx.BLOCK_SIZE if format == "mxfp4" else nvfp4.BLOCK_SIZE
     rows = []
@@ -125,7 +125,7 @@ def weight_rows(
         for j, scale in enumerate(row_scales):
             block = codes[j * block_size:(j + 1) * block_size]
             if format == "mxfp4":
-                row += mx.dequantize_block(block, int(scale))
+                row += mx.dequantize_block(block, int(scale), "float32", e8m0_decode)
             else:
                 row += nvfp4.dequantize_block(block, int(scale), tensor_scale_bits)
         rows.append(row)
