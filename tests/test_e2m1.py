@@ -31,7 +31,7 @@ def test_decode_every_code(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("column,rule", enumerate(("even", "away", "zero")))
+@pytest.mark.parametrize("column,rule", list(enumerate(("even", "away", "zero"))))
 def test_each_tie_rule_on_the_seven_ties(backend, column, rule):
     ties = np.array(list(tables.E2M1_TIES), np.float32)
     expected = np.array([codes[column] for codes in tables.E2M1_TIES.values()], np.uint8)
