@@ -199,6 +199,19 @@ def test_subnormal_sums_round_once(count, expected):
     assert bits(ops.linear(x, (blocks, scales), accumulate="float32-blocked"))[0, 0] == 0
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_no_fused_multiply_add(mode):
+    # Weights t = 1 + 2^-12 (NVFP4 code 1.0, block scale 1.0, tensor scale t); x = (-t, t).
+    # fl(-t * t) = -(1 + 2^-11) (a tie, to even), then fl(t * t) - (1 + 2^-11) = 0; an FMA
+    # would give t * t - (1 + 2^-11) = 2^-24. The exact sum is 0 too.
+    t = np.float32(1 + 2.0**-12)
+    blocks, scales = np.full((1, 8), 0x22, np.uint8), np.array([[0x38]], np.uint8)
+    x = np.zeros((1, 16), np.float32)
+    x[0, :2] = -t, t
+    got = ops.linear(x, (blocks, scales), format="nvfp4", tensor_scale=t, accumulate=mode)
+    assert bits(got)[0, 0] == 0
+
+
 def test_bias_is_inside_the_one_rounding():
     # Weights 1.0, x = (1, 2^-24), bias 2^-24: exactly 1 + 2^-23, a float32 (0x3F800001).
     # Blocked: fl(1 + 2^-24) = 1 (a tie, to even), then fl(1 + 2^-24) = 1 again.
