@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .scalar import TIE_AWAY, TIE_EVEN, e4m3_decode, e4m3_encode, is_negative
+from .scalar import TIE_AWAY, TIE_EVEN, e4m3_decode, e4m3_encode, float32_bits, is_negative
 
 MX_RULES = ("floor", "rceil", "ceil", "even", "nearest", "mistralrs", "qwantize", "ggml")
 RULE_FLOOR, RULE_RCEIL, RULE_CEIL, RULE_EVEN, RULE_NEAREST, RULE_MISTRALRS = 0, 1, 2, 3, 4, 5
@@ -62,8 +62,9 @@ def _is_power_of_two(value):
 
 @njit(cache=True, error_model="numpy")
 def float32_bits_of(value):
-    """Bits of a finite non-negative float32 value given as float64."""
-    return int(np.array([np.float32(value)]).view(np.uint32)[0])
+    """Bits of a finite non-negative float32 value given as float64 (no array: it compiles
+    for the GPU too)."""
+    return float32_bits(value)
 
 
 @njit(cache=True, error_model="numpy")
@@ -211,6 +212,19 @@ def block_error(x, d, multiply, tie, lanes, terms):
 
 
 @njit(cache=True, error_model="numpy")
+def sort_ascending(values, n):
+    """Sort ``values[:n]`` (no NaN) ascending in place: an insertion sort, which compiles for
+    the GPU too (``ndarray.sort`` does not) and is quick for one block."""
+    for i in range(1, n):
+        value = values[i]
+        j = i - 1
+        while j >= 0 and values[j] > value:
+            values[j + 1] = values[j]
+            j -= 1
+        values[j + 1] = value
+
+
+@njit(cache=True, error_model="numpy")
 def search(x, start, start_divisor, divisors, first, last, multiply, tie, lanes, terms, ys):
     """The byte the optimal search picks (:mod:`fp4ref.spec.optimal`), over candidate
     bytes ``first..last`` whose float32 divisors ``divisors[byte]`` ascend.
@@ -225,7 +239,7 @@ def search(x, start, start_divisor, divisors, first, last, multiply, tie, lanes,
         return start
     for i in range(n):
         ys[i] = abs(x[i])
-    ys.sort()
+    sort_ascending(ys, n)
     running = 0.0
     k_star = 0
     for i in range(n):
