@@ -53,7 +53,7 @@ def _matrix(args: argparse.Namespace) -> int:
     from .manifest import load
 
     vectors = load(locate(args.dir))
-    table = matrix.build(vectors, args.peer)
+    table = matrix.build(vectors, args.peer, args.nan)
     text = matrix.markdown(table) if args.markdown else matrix.plain(table)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
@@ -104,5 +104,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dir", help="vectors directory (default: found automatically)")
     p.add_argument("--peer", action="append", help="only this peer (repeatable)")
     p.add_argument("--markdown", action="store_true", help="markdown, for docs/")
+    p.add_argument("--nan", choices=("exact", "any"), default="any",
+                   help="let any NaN match (default) or compare NaN bits")
     p.add_argument("--output", "-o", help="write to this file instead of stdout")
     p.set_defaults(run=_matrix)
