@@ -229,3 +229,16 @@ def test_deterministic_safetensors_round_trip():
     assert metadata == {"k": "v"} and back["a"].shape == () and back["b"].tolist() == [0, 1, 2]
     with pytest.raises(FormatError):
         files.read_safetensors(data[:20], "test")
+
+
+def test_the_matrix_skips_missing_peers(vectors, monkeypatch):
+    from fp4ref.conformance import peers
+
+    class Missing(peers.Peer):
+        name, module = "not-a-peer", "fp4ref_no_such_module"
+
+    monkeypatch.setattr(peers, "PEERS", (Missing,))
+    from fp4ref.conformance import matrix
+
+    results = matrix.build(vectors)
+    assert results[0].missing and "Not installed" in matrix.markdown(results)
