@@ -141,12 +141,22 @@ def _bench_quantize(args: argparse.Namespace) -> int:
 BENCHES["quantize"] = _bench_quantize
 
 
+def _bench_ops(args: argparse.Namespace) -> int:
+    from ._bench_ops import bench_ops
+
+    return bench_ops(args)
+
+
+BENCHES["ops"] = _bench_ops
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``fp4ref bench``."""
     p = sub.add_parser("bench", help="measure throughput against a memory-copy roofline")
     p.add_argument("which", choices=sorted(BENCHES), help="what to measure")
     p.add_argument("--size", type=int, default=None,
-                   help="dequantize: matrix side (default 8192); io: file MiB (default 1024)")
+                   help="dequantize: matrix side (default 8192); io: file MiB (default 1024); "
+                        "ops: hidden size (default 2880)")
     p.add_argument("--repeat", type=int, default=5, help="timed runs; the best counts")
     p.add_argument("--peer-rows", type=int, default=256,
                    help="rows timed on slow peers, scaled up (bench quantize)")

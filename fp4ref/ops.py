@@ -290,9 +290,14 @@ def _gather(engine, mode: str, x: np.ndarray, weight: api.Packed, experts: np.nd
         starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         if exact:
             out = np.empty((pairs, n), np.uint32)
-            cpu.gather_linear_exact(x.view(np.uint32), weight.blocks, weight.scales, table,
-                                    order, weight.block_size, used, starts, sorted_pairs,
-                                    topk, per_slot, bias.view(np.uint32), has_bias, out)
+            x_bits = x.view(np.uint32)
+            xm, xe = np.empty(x.shape, np.int64), np.empty(x.shape, np.int64)
+            x_special = np.empty(x.shape[0], np.bool_)
+            cpu.split_rows(x_bits, xm, xe, x_special)
+            cpu.gather_linear_exact(x_bits, xm, xe, x_special, weight.blocks, weight.scales,
+                                    table, order, weight.block_size, used, starts,
+                                    sorted_pairs, topk, per_slot, bias.view(np.uint32),
+                                    has_bias, out)
         else:
             out = np.empty((pairs, n), np.float32)
             cpu.gather_linear_blocked(x, weight.blocks, weight.scales, table.view(np.float32),

@@ -347,3 +347,11 @@ def test_non_integer_indices_are_refused(indices):
 def test_bad_arguments_are_refused(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_bench_ops_runs_on_a_small_layer(capsys):
+    from fp4ref import cli
+
+    assert cli.main(["bench", "ops", "--size", "64", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "moe_linear" in out and "dequantize + numpy matmul" in out

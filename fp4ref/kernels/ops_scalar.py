@@ -96,6 +96,40 @@ def acc_add_product(acc, x_bits, w_bits):
 
 
 @njit(cache=True)
+def split_f32(bits):
+    """(signed significand, exponent, special) of float32 ``bits``: the value is
+    ``m * 2^e`` with ``|m| < 2^24`` and ``e >= -149`` when ``special`` (NaN or infinity) is
+    false. Zeros give ``m = 0`` (their sign is lost: see :func:`acc_add_split`)."""
+    b = int64(bits)
+    field = (b >> 23) & 0xFF
+    m = b & 0x7FFFFF
+    if field:
+        m |= 0x800000
+    if b >> 31:
+        m = -m
+    return m, (field - 150 if field else int64(-149)), field == 0xFF
+
+
+@njit(cache=True)
+def acc_add_split(acc, m, e):
+    """Add ``m * 2^e`` (``|m| < 2^48``, ``e >= BASE``) exactly, without a branch on its sign.
+
+    The fast path for finite products, from :func:`split_f32` parts (``m`` the product of
+    two significands, ``e`` the sum of two exponents). It sets no flags: zeros add nothing
+    and their signs are not tracked, so a caller seeing an exact zero must find its sign
+    with :func:`acc_add_product`.
+    """
+    shift = e - BASE
+    i = shift >> 5
+    off = shift & 31
+    low = (m & _DIGIT) << off  # < 2^63
+    high = (m >> 32) << off  # arithmetic shift: m = (m & _DIGIT) + (m >> 32) * 2^32
+    acc[i] += low & _DIGIT
+    acc[i + 1] += (low >> 32) + (high & _DIGIT)
+    acc[i + 2] += high >> 32
+
+
+@njit(cache=True)
 def _normalize(acc):
     """Propagate carries: digits 0..LIMBS-2 into [0, 2^32), the top digit keeps the sign."""
     for i in range(LIMBS - 1):

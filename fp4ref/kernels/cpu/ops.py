@@ -15,7 +15,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..ops_scalar import ACC_SIZE, ONE_BITS, acc_add_product, acc_clear, acc_round
+from ..ops_scalar import (
+    ACC_SIZE,
+    ONE_BITS,
+    acc_add_product,
+    acc_add_split,
+    acc_clear,
+    acc_round,
+    split_f32,
+)
 from ..scalar import byte_elements
 
 
@@ -33,12 +41,27 @@ def decode_row(blocks, scales, table, e, n, order, block_size, row):
 
 
 @njit(parallel=True, cache=True)
-def gather_linear_exact(x, blocks, scales, table, order, block_size, experts, starts, pairs,
-                        topk, x_per_slot, bias, has_bias, out):
+def split_rows(x, m, e, special):
+    """:func:`..ops_scalar.split_f32` of every float32 bit pattern of ``x`` ``[rows, K]``;
+    ``special[r]``: row ``r`` holds a NaN or an infinity."""
+    for r in prange(x.shape[0]):
+        special[r] = False
+        for i in range(x.shape[1]):
+            m[r, i], e[r, i], s = split_f32(x[r, i])
+            if s:
+                special[r] = True
+
+
+@njit(parallel=True, cache=True)
+def gather_linear_exact(x, xm, xe, x_special, blocks, scales, table, order, block_size,
+                        experts, starts, pairs, topk, x_per_slot, bias, has_bias, out):
     """``out[p, n]``: float32 bits of the correctly rounded ``bias + x' . w[e, n]``.
 
-    ``x`` holds float32 bits ``[rows, K]``, ``table`` the uint32 block table; ``x'`` is
-    ``x[p]`` if ``x_per_slot`` else ``x[p // topk]``.
+    ``x`` holds float32 bits ``[rows, K]`` and ``xm, xe, x_special`` their
+    :func:`split_rows`; ``table`` is the uint32 block table; ``x'`` is ``x[p]`` if
+    ``x_per_slot`` else ``x[p // topk]``. Finite terms take the branch-free
+    :func:`..ops_scalar.acc_add_split`; a NaN or infinity, or an exact zero (whose sign
+    depends on the signs of zero terms), takes :func:`..ops_scalar.acc_add_product`.
     """
     n_rows = blocks.shape[1]
     k = x.shape[1]
@@ -46,17 +69,36 @@ def gather_linear_exact(x, blocks, scales, table, order, block_size, experts, st
         u, n = item // n_rows, item % n_rows
         e = experts[u]
         row = np.empty(k, np.uint32)
+        wm = np.empty(k, np.int64)
+        we = np.empty(k, np.int64)
         acc = np.empty(ACC_SIZE, np.int64)
         decode_row(blocks, scales, table, e, n, order, block_size, row)
+        special = False
+        for i in range(k):
+            wm[i], we[i], s = split_f32(row[i])
+            special |= s
+        bm, be, s = split_f32(bias[e, n] if has_bias else 0)
+        special |= s
         for s in range(starts[u], starts[u + 1]):
             p = pairs[s]
             r = p if x_per_slot else p // topk
-            acc_clear(acc)
-            for i in range(k):
-                acc_add_product(acc, x[r, i], row[i])
-            if has_bias:
-                acc_add_product(acc, bias[e, n], ONE_BITS)
-            out[p, n] = acc_round(acc)
+            bits = -1
+            if not (special or x_special[r]):
+                acc_clear(acc)
+                for i in range(k):
+                    acc_add_split(acc, xm[r, i] * wm[i], xe[r, i] + we[i])
+                acc_add_split(acc, bm, be)
+                bits = acc_round(acc)
+                if bits & 0x7FFFFFFF == 0:
+                    bits = -1
+            if bits < 0:
+                acc_clear(acc)
+                for i in range(k):
+                    acc_add_product(acc, x[r, i], row[i])
+                if has_bias:
+                    acc_add_product(acc, bias[e, n], ONE_BITS)
+                bits = acc_round(acc)
+            out[p, n] = bits
 
 
 @njit(parallel=True, cache=True)
