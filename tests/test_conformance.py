@@ -242,3 +242,26 @@ def test_the_matrix_skips_missing_peers(vectors, monkeypatch):
 
     results = matrix.build(vectors)
     assert results[0].missing and "Not installed" in matrix.markdown(results)
+
+
+def test_accepting_malformed_bytes_fails_the_refusal_cases(vectors):
+    class Lax(impls.Backend):
+        def __init__(self):
+            super().__init__("numba")
+
+        def decode_uqff_blob(self, blob):
+            return np.zeros((4, 32), np.uint8), np.zeros((4, 2), np.uint8)
+
+    result = check.run(vectors, Lax(), suites=["uqff_blob_decode"])[0]
+    failed = {c.case for c in result.cases if c.status == "fail"}
+    suite = next(s for s in vectors.suites() if s["name"] == "uqff_blob_decode")
+    assert {c["name"] for c in suite["cases"] if c["error"]} <= failed
+    assert "instead of refusing" in result.cases[-1].detail[0]
+
+
+def test_the_command_lists_suites_and_signatures(capsys):
+    from fp4ref import cli
+
+    assert cli.main(["conformance", "check", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "mxfp4_dequantize" in out and "dequantize_mxfp4(blocks: uint8[N, K/2]" in out
