@@ -101,6 +101,11 @@ def gather_linear_exact(x, xm, xe, x_special, blocks, scales, table, order, bloc
             out[p, n] = bits
 
 
+#: Input rows the blocked kernel carries through a weight row at once (independent sums,
+#: so their float32 additions overlap; each row's own order is unchanged).
+TILE = 4
+
+
 @njit(parallel=True, cache=True)
 def gather_linear_blocked(x, blocks, scales, table, order, block_size, experts, starts, pairs,
                           topk, x_per_slot, bias, has_bias, out):
@@ -117,16 +122,25 @@ def gather_linear_blocked(x, blocks, scales, table, order, block_size, experts, 
         u, n = item // n_rows, item % n_rows
         e = experts[u]
         row = np.empty(k, np.float32)
+        rows = np.empty(TILE, np.int64)
+        y = np.empty(TILE, np.float32)
+        partial = np.empty(TILE, np.float32)
         decode_row(blocks, scales, table, e, n, order, block_size, row)
-        for s in range(starts[u], starts[u + 1]):
-            p = pairs[s]
-            r = p if x_per_slot else p // topk
-            y = np.float32(0.0)
+        for first in range(starts[u], starts[u + 1], TILE):
+            count = min(TILE, starts[u + 1] - first)
+            for g in range(TILE):  # a short last tile repeats its first row, then drops it
+                p = pairs[first + min(g, count - 1)]
+                rows[g] = p if x_per_slot else p // topk
+                y[g] = 0.0
             for start in range(0, k, block_size):
-                partial = np.float32(0.0)
+                for g in range(TILE):
+                    partial[g] = 0.0
                 for i in range(start, start + block_size):
-                    partial += x[r, i] * row[i]
-                y += partial
-            if has_bias:
-                y += bias[e, n]
-            out[p, n] = y
+                    w = row[i]
+                    for g in range(TILE):
+                        partial[g] += x[rows[g], i] * w
+                for g in range(TILE):
+                    y[g] += partial[g]
+            for g in range(count):
+                p = pairs[first + g]
+                out[p, n] = y[g] + bias[e, n] if has_bias else y[g]
