@@ -287,6 +287,59 @@ class CudaBackend:
         if target is not out:
             target.copy_to_host(out)
 
+    def quantize(self, x, fmt: str, rule: str, start_rule: str, operand: float, profile):
+        """(scales ``[b]``, packed ``[b, B/2]``) device arrays of the flat float32 device
+        array ``x`` (16-byte aligned) as ``fmt`` blocks: MXFP4 by ``rule`` (a scale rule or
+        ``"optimal"``, searching from ``start_rule``), NVFP4 by the profile's recipe with
+        tensor operand ``operand`` (``rule`` ``"optimal"`` searches); the element options
+        from ``profile``, as the numba kernels of :mod:`.kernels.cpu.quantize`."""
+        from .kernels import scale_rules as rules
+        from .kernels.cuda import quantize as kernels
+
+        block = 32 if fmt == "mxfp4" else 16
+        count = x.size // block
+        scales = _device.empty(count, np.uint8)
+        packed = _device.empty((count, block // 2), np.uint8)
+        if count == 0:
+            return scales, packed
+        optimal = rule == "optimal"
+        options = (_TIES.index(profile.rounding), rules.ZERO_SIGNS.index(profile.zero_sign),
+                   profile.sum_lanes, _ORDERS.index(profile.nibble_order))
+        if fmt == "mxfp4":
+            divisors = np.ldexp(1.0, np.arange(256) - 127)  # E8M0 values, MX v1.0 5.4.1
+            divisors[255] = np.nan
+            kernels.quantize_mx(
+                x, self.cuda.to_device(divisors), 0 if optimal else rules.MX_RULES.index(rule),
+                optimal, rules.MX_RULES.index(start_rule), profile.e8m0_min, *options, scales,
+                packed)
+            return scales, packed
+        recipe = rules.NV_RECIPES.index(profile.nvfp4_recipe)
+        divisors = _device.empty(256, np.float64)
+        kernels.nv_divisors(recipe, float(operand), divisors)
+        low, high = profile.block_scale_clamp or (1.0, 0.0)  # low > high: no clamp
+        zero = -1.0 if profile.zero_block_scale is None else profile.zero_block_scale
+        kernels.quantize_nv(
+            x, divisors, recipe, float(operand), low, high, zero, optimal,
+            recipe == rules.RECIPE_TORCHAO, profile.nonfinite == "nan-scale", *options,
+            scales, packed)
+        return scales, packed
+
+    def largest_magnitude(self, x) -> float:
+        """max |x| over the flat float32 device array ``x`` (NaN if it holds one; 0 if
+        empty), reduced on the device."""
+        from .kernels.cuda import quantize as kernels
+
+        top = kernels.largest_magnitude(x.view(np.uint32))
+        return float(np.uint32(top).view(np.float32))
+
+    def widen(self, x, dtype: str):
+        """The float32 device copy of the flat float16/bfloat16 device array ``x``."""
+        from .kernels.cuda import quantize as kernels
+
+        out = _device.empty(x.size, np.float32)
+        kernels.widen(x.view(np.uint16), dtype == "bfloat16", out)
+        return out
+
     def swizzle(self, scales, layout: str):
         from .kernels.cuda import layouts as kernels
 

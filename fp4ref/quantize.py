@@ -7,15 +7,15 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks
+from . import _checks, _device, backends
 from .layouts import swizzle
 from .profiles import Profile
 from .profiles import get as get_profile
 from .spec import elements, mx, nibbles, nvfp4, scale_rules
 from .spec import rounding as ties
-from .spec.layouts import LAYOUTS
+from .spec.layouts import LAYOUTS, padded_shape
 
-_QUANTIZE_BACKENDS = ("auto", "python", "numba")
+_QUANTIZE_BACKENDS = ("auto", "python", "numba", "cuda")
 _FLOAT_INPUTS = ("float16", "bfloat16", "float32")
 
 
@@ -67,8 +67,9 @@ def _input(x: Any, block_size: int) -> np.ndarray:
     return np.ascontiguousarray(array.astype(np.float32))  # float16/bfloat16 widen exactly
 
 
-def _tensor_scales(x: np.ndarray, profile: Profile, tensor_scale: Any):
-    """(recipe operand, decode multiplier, stored value) for an NVFP4 quantization."""
+def _tensor_scales(x: np.ndarray, profile: Profile, tensor_scale: Any, amax: Any = None):
+    """(recipe operand, decode multiplier, stored value) for an NVFP4 quantization
+    (``amax()`` gives the tensor's max |x| where it is not ``x``'s on the host)."""
     recipe = profile.nvfp4_recipe
     if not profile.tensor_scale:
         if tensor_scale is not None:
@@ -79,8 +80,11 @@ def _tensor_scales(x: np.ndarray, profile: Profile, tensor_scale: Any):
     if tensor_scale is not None:
         stored = float(_checks.float32_scalar("tensor_scale", tensor_scale))
     else:
-        with np.errstate(invalid="ignore"):
-            amax = float(np.max(np.abs(x))) if x.size else 0.0
+        if amax is not None:
+            amax = amax()
+        else:
+            with np.errstate(invalid="ignore"):
+                amax = float(np.max(np.abs(x))) if x.size else 0.0
         if encode:  # compressed-tensors generate_gparam: 2688 / amax, non-finite -> 1;
             # torch evaluates scalar / tensor as tensor.reciprocal() * scalar
             amax = max(amax, float(np.finfo(np.float32).tiny))
@@ -132,8 +136,11 @@ def quantize(
         (``"128x4"`` for ``comfy`` and ``flashinfer``, else ``"linear"``). A swizzled
         layout needs ``x`` of shape ``[..., N, K]`` and stores each ``[N, K/B]`` scale
         matrix as :func:`fp4ref.swizzle` does.
-    backend : {"auto", "python", "numba"}
-        ``"python"`` runs the oracle of :mod:`fp4ref.spec` (slow); both give the same bytes.
+    backend : {"auto", "python", "numba", "cuda"}
+        ``"python"`` runs the oracle of :mod:`fp4ref.spec` (slow); all give the same bytes.
+        ``"auto"`` runs cuda when ``x`` is a device array (``__cuda_array_interface__``),
+        whose ``.blocks`` and ``.scales`` come back as that kind of device array; cuda on a
+        host ``x`` gives numpy arrays.
 
     Returns
     -------
@@ -156,6 +163,7 @@ def quantize(
         raise NotImplementedError("scale_rule='optimal-hessian' (hessian=) is not implemented "
                                   "in this version of fp4ref")
     _checks.choice("backend", backend, _QUANTIZE_BACKENDS)
+    engine = backends.get(backend, x)
     if fmt == "mxfp4":
         rule = prof.scale_rule if scale_rule is None else _checks.choice(
             "scale_rule", scale_rule, (*scale_rules.MX_RULES, "optimal"))
@@ -172,6 +180,8 @@ def quantize(
         if scale_rule == "optimal" and prof.nvfp4_recipe == "torchao":
             raise ValueError("scale_rule='optimal' needs a division recipe; profile "
                              f"{prof.name!r} multiplies by reciprocals")
+    if engine.name == "cuda":
+        return _quantize_cuda(engine, x, fmt, rule, prof, tensor_scale, block)
     data = _input(x, block)
     if prof.scale_layout != "linear" and data.ndim < 2:
         raise ValueError(f"x must have shape [..., N, K] for scale_layout "
@@ -195,6 +205,60 @@ def quantize(
         tensor_scale=decode, stored_tensor_scale=stored, scale_rule=rule,
         rounding=prof.rounding, nibble_order=prof.nibble_order,
         scale_layout=prof.scale_layout, profile=prof)
+
+
+def _device_input(engine: Any, x: Any, block_size: int) -> tuple[Any, tuple]:
+    """(flat float32 device array, 16-byte aligned, and the shape) of ``x``: a device array
+    checked from its metadata and widened on the device, or a host array copied there."""
+    if not _device.is_device(x):
+        data = _input(x, block_size)
+        return engine.cuda.to_device(data.reshape(-1)), data.shape
+    dtypes = tuple(np.dtype(d) for d in ("float32", "float16")) + (_checks.OUTPUT_DTYPES[
+        "bfloat16"],)
+    array = _device.checked("x", x, dtypes)
+    shape = tuple(array.shape)
+    if not shape:
+        raise ValueError("x must have at least one dimension [..., K]; got a scalar")
+    if shape[-1] % block_size:
+        raise ValueError(
+            f"x.shape[-1] = {shape[-1]} must be a multiple of the block size {block_size}")
+    flat = array.reshape(-1)
+    if array.dtype != np.float32:
+        return engine.widen(flat, array.dtype.name), shape
+    if _device.address(flat) % 16:  # the kernels read 16 bytes at a time
+        aligned = _device.empty(flat.size, np.float32)
+        aligned.copy_to_device(flat)
+        return aligned, shape
+    return flat, shape
+
+
+def _quantize_cuda(engine, x, fmt, rule, prof, tensor_scale, block) -> QuantizedTensor:
+    """:func:`quantize` on the GPU (:meth:`fp4ref.backends.CudaBackend.quantize`)."""
+    flat, shape = _device_input(engine, x, block)
+    if prof.scale_layout != "linear" and len(shape) < 2:
+        raise ValueError(f"x must have shape [..., N, K] for scale_layout "
+                         f"{prof.scale_layout!r}; got shape {shape}")
+    operand, decode, stored = 1.0, None, None
+    if fmt == "nvfp4":
+        operand, decode, stored = _tensor_scales(
+            None, prof, tensor_scale, amax=lambda: engine.largest_magnitude(flat))
+    scales, packed = engine.quantize(flat, fmt, rule, _start_rule(prof), operand, prof)
+    leading = shape[:-1]
+    scales = scales.reshape(*leading, shape[-1] // block)
+    if prof.scale_layout != "linear":
+        *batch, rows, cols = scales.shape
+        count = int(np.prod(batch, dtype=np.int64))
+        stored_scales = engine.swizzle(scales.reshape(count, rows, cols), prof.scale_layout)
+        scales = stored_scales.reshape(*batch, *padded_shape(rows, cols, prof.scale_layout))
+    packed = packed.reshape(*leading, shape[-1] // 2)
+    if _device.is_device(x):
+        packed, scales = _device._to_kind(packed, x), _device._to_kind(scales, x)
+    else:
+        packed, scales = packed.copy_to_host(), scales.copy_to_host()
+    return QuantizedTensor(
+        blocks=packed, scales=scales, format=fmt, tensor_scale=decode,
+        stored_tensor_scale=stored, scale_rule=rule, rounding=prof.rounding,
+        nibble_order=prof.nibble_order, scale_layout=prof.scale_layout, profile=prof)
 
 
 def _start_rule(prof: Profile) -> str:

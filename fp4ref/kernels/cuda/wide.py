@@ -1,9 +1,10 @@
 """Wide stores for the GPU kernels: four array elements written by one vector instruction.
 
 ``store4(array, i, a, b, c, d)`` writes ``array[i:i + 4] = a, b, c, d`` (cast to the array's
-dtype) as one 16-byte (uint32) or 8-byte (uint16) store; ``i`` must be a multiple of 4 and
-the array must start at an address aligned to four of its elements. Memory-bound kernels
-need wide stores to reach copy speed, and numba has no vector types for arrays. In the
+dtype) as one 16-byte (uint32) or 8-byte (uint16) store, and ``load4(array, i)`` reads
+``array[i:i + 4]`` as a tuple with one vector load; ``i`` must be a multiple of 4 and the
+array must start at an address aligned to four of its elements. Memory-bound kernels need
+wide loads and stores to reach copy speed, and numba has no vector types for arrays. In the
 simulator ``store4`` is plain Python.
 """
 
@@ -16,6 +17,10 @@ if config.ENABLE_CUDASIM:
     def store4(array, i, a, b, c, d):
         """``array[i:i + 4] = a, b, c, d``."""
         array[i], array[i + 1], array[i + 2], array[i + 3] = a, b, c, d
+
+    def load4(array, i):
+        """``array[i:i + 4]`` as a tuple."""
+        return array[i], array[i + 1], array[i + 2], array[i + 3]
 
 else:
     from llvmlite import ir
@@ -45,3 +50,25 @@ else:
                           align=array_type.dtype.bitwidth // 2)  # four elements, in bytes
 
         return types.void(array, i, a, b, c, d), codegen
+
+    @intrinsic
+    def load4(typingctx, array, i):
+        """``array[i:i + 4]`` as a tuple, by one vector load (see the module docstring)."""
+        if not (isinstance(array, types.Array) and array.ndim == 1
+                and isinstance(array.dtype, (types.Integer, types.Float))
+                and isinstance(i, types.Integer)):
+            return None
+        result = types.UniTuple(array.dtype, 4)
+
+        def codegen(context, builder, signature, args):
+            array_type = signature.args[0]
+            vector_type = ir.VectorType(context.get_value_type(array_type.dtype), 4)
+            struct = context.make_array(array_type)(context, builder, value=args[0])
+            pointer = cgutils.get_item_pointer(context, builder, array_type, struct, [args[1]])
+            vector = builder.load(builder.bitcast(pointer, vector_type.as_pointer()),
+                                  align=array_type.dtype.bitwidth // 2)
+            values = [builder.extract_element(vector, ir.Constant(ir.IntType(32), k))
+                      for k in range(4)]
+            return context.make_tuple(builder, signature.return_type, values)
+
+        return result(array, i), codegen
