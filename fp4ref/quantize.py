@@ -64,7 +64,8 @@ def _input(x: Any, block_size: int) -> np.ndarray:
         raise ValueError(
             f"x.shape[-1] = {array.shape[-1]} must be a multiple of the block size {block_size}"
         )
-    return np.ascontiguousarray(array.astype(np.float32))  # float16/bfloat16 widen exactly
+    # float16/bfloat16 widen exactly; float32 input is used in place
+    return np.ascontiguousarray(array.astype(np.float32, copy=False))
 
 
 def _tensor_scales(x: np.ndarray, profile: Profile, tensor_scale: Any, amax: Any = None):
@@ -280,6 +281,13 @@ def _run_mx(flat, rule, prof, backend, scales, packed) -> None:
     from .kernels.cpu import quantize as kernels
 
     optimal = rule == "optimal"
+    if not optimal:
+        kernels.quantize_mx_rule(
+            flat, flat.view(np.uint32), k.MX_RULES.index(rule),
+            kernels.thresholds(ties.TIE_RULES.index(prof.rounding)),
+            elements.ZERO_SIGNS.index(prof.zero_sign),
+            nibbles.NIBBLE_ORDERS.index(prof.nibble_order), scales, packed)
+        return
     kernels.quantize_mx(
         flat, 0 if optimal else k.MX_RULES.index(rule), optimal,
         k.MX_RULES.index(_start_rule(prof)), prof.e8m0_min,

@@ -12,11 +12,105 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ..scalar import byte_elements
-from ..scale_rules import element_code, mx_scale, nvfp4_block_scale, nvfp4_divisor, quotient, search
+from ..scalar import HIGH_FIRST, LOW_FIRST, byte_elements
+from ..scale_rules import (
+    RULE_FLOOR,
+    ZERO_KEEP,
+    ZERO_NEGATIVE,
+    element_code,
+    mx_scale,
+    nvfp4_block_scale,
+    nvfp4_divisor,
+    quotient,
+    search,
+)
 
 #: Blocks per parallel work item (scratch arrays are allocated once per item).
 _CHUNK = 1024
+
+#: Blocks per parallel work item of :func:`quantize_mx_rule` (large: little scheduling).
+_RULE_CHUNK = 8192
+
+#: E2M1 decision midpoints between magnitudes 0, 0.5, 1, 1.5, 2, 3, 4, 6 (exact in float32).
+_MIDPOINTS = (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)
+
+
+def thresholds(tie: int) -> np.ndarray:
+    """float32 ``t[k]`` with magnitude code = #{k : y > t[k]} for float32 y >= 0 under ``tie``.
+
+    A midpoint m that a tie sends up is replaced by the float32 just below it, since for
+    float32 y, ``y >= m`` is ``y > nextafter(m, 0)``; even sends up the ties whose upper
+    code is even (0.75, 1.75, 3.5), away all, toward zero none.
+    """
+    up = {0: (False, True, False, True, False, True, False), 1: (True,) * 7,
+          2: (False,) * 7}[tie]
+    out = np.array(_MIDPOINTS, np.float32)
+    for k in range(7):
+        if up[k]:
+            out[k] = np.nextafter(out[k], np.float32(0))
+    return out
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def quantize_mx_rule(x, bits, rule, tie_thresholds, zero_sign, order, scales, packed):
+    """MXFP4 by a scale rule, in float32 and integer arithmetic only.
+
+    ``bits`` is ``x`` viewed as uint32. Per block: the largest magnitude as an integer max
+    of the sign-cleared bits (a NaN/Inf anywhere makes it >= 0x7F800000: scale 0xFF, zero
+    codes); the scale byte s (the floor rule, OCP 6.3, straight from the exponent field:
+    max(e - 2, 0)); then y = |x| * 2^(127 - s), one float32 multiply by a power of two,
+    which equals float32(|x| / X) (exact unless y is subnormal, and then y < 0.25 either
+    way); the code is the number of ``tie_thresholds`` below y (:func:`thresholds`).
+    """
+    multipliers = np.empty(255, np.float32)
+    for b in range(255):
+        multipliers[b] = np.float32(math.ldexp(1.0, 127 - b))  # all exact in float32
+    t0, t1, t2, t3 = tie_thresholds[0], tie_thresholds[1], tie_thresholds[2], tie_thresholds[3]
+    t4, t5, t6 = tie_thresholds[4], tie_thresholds[5], tie_thresholds[6]
+    nblocks, n = x.shape
+    half = n // 2
+    keep_zero_sign = zero_sign == ZERO_KEEP
+    negative_only = zero_sign == ZERO_NEGATIVE
+    for chunk in prange((nblocks + _RULE_CHUNK - 1) // _RULE_CHUNK):
+        codes = np.empty(n, np.uint8)
+        for blk in range(chunk * _RULE_CHUNK, min(nblocks, (chunk + 1) * _RULE_CHUNK)):
+            top = np.uint32(0)
+            for i in range(n):
+                top = max(top, bits[blk, i] & np.uint32(0x7FFFFFFF))
+            if top >= 0x7F800000:  # NaN or Inf in the block
+                scales[blk] = 255
+                packed[blk, :] = 0
+                continue
+            if rule == RULE_FLOOR:
+                exponent = np.int64(top >> np.uint32(23))
+                scale = exponent - 2 if exponent > 2 else 0
+            else:
+                amax = np.float32(0.0)
+                for i in range(n):
+                    amax = max(amax, abs(x[blk, i]))
+                scale = mx_scale(float(amax), rule)
+            scales[blk] = scale
+            if scale == 255:  # ggml's wrapped exponents can land on 0xFF
+                packed[blk, :] = 0
+                continue
+            m = multipliers[scale]
+            for i in range(n):
+                y = abs(x[blk, i]) * m
+                code = ((y > t0) + (y > t1) + (y > t2) + (y > t3) + (y > t4) + (y > t5)
+                        + (y > t6))
+                magnitude = bits[blk, i] & np.uint32(0x7FFFFFFF)
+                sign_kept = keep_zero_sign or (negative_only and magnitude != 0)
+                sign = (bits[blk, i] >> np.uint32(31)) != 0
+                codes[i] = code | (8 if sign and (code != 0 or sign_kept) else 0)
+            if order == LOW_FIRST:
+                for i in range(half):
+                    packed[blk, i] = codes[2 * i] | (codes[2 * i + 1] << 4)
+            elif order == HIGH_FIRST:
+                for i in range(half):
+                    packed[blk, i] = codes[2 * i + 1] | (codes[2 * i] << 4)
+            else:
+                for i in range(half):
+                    packed[blk, i] = codes[i] | (codes[i + half] << 4)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
