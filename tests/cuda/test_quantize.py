@@ -1,0 +1,174 @@
+"""``fp4ref.quantize`` on the GPU bit for bit against the numba CPU backend and the oracle.
+
+Every profile, every MXFP4 scale rule, the optimal searches, each tie rule / sign of zero /
+nibble order, on small matrices holding zero blocks, subnormals, element ties, NaN and Inf
+(the simulator runs every GPU thread as a Python thread).
+"""
+
+import warnings
+
+import ml_dtypes
+import numpy as np
+import pytest
+from numba import cuda
+
+import fp4ref
+from fp4ref import _device
+from fp4ref.profiles import get as get_profile
+from fp4ref.spec.scale_rules import MX_RULES
+
+PROFILES = tuple(fp4ref.profiles())
+NV_PROFILES = tuple(p for p in PROFILES if get_profile(p).nvfp4_recipe is not None)
+#: Element options not all profiles cover: (rounding, zero sign, nibble order).
+ELEMENT_OPTIONS = (("away", "drop", "split-half"), ("zero", "keep", "high-first"),
+                   ("even", "negative", "split-half"))
+
+
+@pytest.fixture(autouse=True)
+def _quiet_overflow():
+    with warnings.catch_warnings():  # the simulator computes float32 overflow in numpy
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def _special(nan: bool) -> np.ndarray:
+    """6 x 64 float32: a zero block (signed zeros), subnormals, E2M1 ties at scale 1
+    (amax 6), a block with Inf (and with NaN if ``nan``), huge and random values."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, 64)).astype(np.float32)
+    x[0, :32] = 0.0
+    x[0, 1::3] = -0.0
+    x[1, :32] = np.float32(1e-40) * np.arange(-16, 16, dtype=np.float32)
+    x[1, 32:48] = np.float32(2.0**-126) * rng.standard_normal(16).astype(np.float32)
+    ties = np.array([6, .25, .75, 1.25, 1.75, 2.5, 3.5, 5, 0.5, 1, 1.5, 2, 3, 4, .1, 0],
+                    np.float32)
+    x[2, :16], x[2, 16:32] = ties, -ties
+    x[2, 32:48], x[2, 48:] = ties * 2.0**-8, ties * 2.0**20
+    x[3, 3] = np.inf
+    x[3, 40] = np.nan if nan else -np.inf
+    x[4] *= np.float32(1e37)
+    x[5] *= np.float32(2.0) ** rng.integers(-30, 30, 64).astype(np.float32)
+    return x
+
+
+def _same(got, expected, label: str) -> None:
+    blocks = got.blocks if isinstance(got.blocks, np.ndarray) else got.blocks.copy_to_host()
+    scales = got.scales if isinstance(got.scales, np.ndarray) else got.scales.copy_to_host()
+    assert np.array_equal(blocks, expected.blocks), label
+    assert np.array_equal(scales, expected.scales), label
+    for name in ("tensor_scale", "stored_tensor_scale"):
+        a, b = getattr(got, name), getattr(expected, name)
+        assert (a is None) == (b is None), (label, name)
+        if a is not None:
+            assert np.float32(a).view(np.uint32) == np.float32(b).view(np.uint32) or (
+                np.isnan(a) and np.isnan(b)), (label, name, a, b)
+
+
+def _check(x: np.ndarray, oracle: bool = True, **options) -> None:
+    """GPU (device in, device out) against numba and, if ``oracle``, the python backend."""
+    label = repr(options)
+    expected = fp4ref.quantize(x, backend="numba", **options)
+    got = fp4ref.quantize(cuda.to_device(x), **options)
+    assert _device.is_device(got.blocks) and _device.is_device(got.scales), label
+    _same(got, expected, label)
+    if oracle:
+        _same(expected, fp4ref.quantize(x, backend="python", **options), label)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_mxfp4_every_profile(profile):
+    _check(_special(nan=True), profile=profile)
+
+
+@pytest.mark.parametrize("profile", NV_PROFILES)
+def test_nvfp4_every_profile_with_a_given_tensor_scale(profile):
+    prof = get_profile(profile)
+    tensor_scale = (0.01 if prof.tensor_scale_direction == "decode" else 100.0) \
+        if prof.tensor_scale else None
+    _check(_special(nan=True), format="nvfp4", profile=profile, tensor_scale=tensor_scale)
+
+
+@pytest.mark.parametrize("profile", NV_PROFILES)
+def test_nvfp4_tensor_scale_reduced_on_the_device(profile):
+    _check(_special(nan=False), oracle=False, format="nvfp4", profile=profile)
+
+
+@pytest.mark.parametrize("profile", ["ocp", "compressed-tensors"])
+def test_nvfp4_tensor_amax_with_nan(profile):
+    x = _special(nan=True)
+    _check(x[3:4], oracle=False, format="nvfp4", profile=profile)
+
+
+@pytest.mark.parametrize("rule", [*MX_RULES, "optimal"])
+def test_mxfp4_every_scale_rule(rule):
+    _check(_special(nan=True), scale_rule=rule)
+
+
+@pytest.mark.parametrize("profile", ["qwantize", "ocp", "ggml", "mistralrs"])
+def test_mxfp4_optimal_from_each_start(profile):
+    _check(_special(nan=True)[1:], oracle=profile == "qwantize", profile=profile,
+           scale_rule="optimal")
+
+
+@pytest.mark.parametrize("profile", ["qwantize", "ocp", "compressed-tensors"])
+def test_nvfp4_optimal(profile):
+    _check(_special(nan=False)[1:], oracle=profile == "qwantize", format="nvfp4",
+           profile=profile, scale_rule="optimal")
+
+
+@pytest.mark.parametrize("fmt", ["mxfp4", "nvfp4"])
+@pytest.mark.parametrize("options", ELEMENT_OPTIONS)
+def test_element_options(fmt, options):
+    rounding, zero_sign, order = options
+    profile = get_profile("ocp").with_options(zero_sign=zero_sign, nibble_order=order)
+    _check(_special(nan=True), format=fmt, profile=profile, rounding=rounding,
+           tensor_scale=0.02 if fmt == "nvfp4" else None)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_16_bit_device_input_widens_exactly(dtype):
+    x = _special(nan=True)
+    x[4] = np.float32(1e-6) * x[5]  # float16 subnormals
+    narrow = x.astype(ml_dtypes.bfloat16 if dtype == "bfloat16" else np.float16)
+    for fmt in ("mxfp4", "nvfp4"):
+        expected = fp4ref.quantize(narrow, format=fmt, tensor_scale=None if fmt == "mxfp4"
+                                   else 0.5, backend="numba")
+        device = cuda.to_device(narrow.view(np.uint16)).view(narrow.dtype)
+        got = fp4ref.quantize(device, format=fmt, tensor_scale=None if fmt == "mxfp4" else 0.5)
+        _same(got, expected, f"{dtype} {fmt}")
+
+
+def test_host_input_with_backend_cuda_gives_numpy():
+    x = _special(nan=True)
+    got = fp4ref.quantize(x, backend="cuda", profile="mistralrs")
+    assert isinstance(got.blocks, np.ndarray) and isinstance(got.scales, np.ndarray)
+    _same(got, fp4ref.quantize(x, backend="numba", profile="mistralrs"), "host")
+
+
+def test_unaligned_device_input():
+    x = _special(nan=True).reshape(-1)
+    base = cuda.to_device(np.concatenate([np.zeros(1, np.float32), x]))
+    got = fp4ref.quantize(base[1:].reshape(6, 64))
+    _same(got, fp4ref.quantize(x.reshape(6, 64), backend="numba"), "unaligned")
+
+
+@pytest.mark.parametrize("profile", ["comfy", "flashinfer"])
+def test_swizzled_scales_on_the_device(profile):
+    x = np.random.default_rng(2).standard_normal((2, 130, 32)).astype(np.float32)
+    _check(x, oracle=False, format="nvfp4", profile=profile)
+
+
+def test_empty_and_leading_shapes():
+    for shape in [(0, 32), (3, 0), (2, 1, 32)]:
+        x = np.ones(shape, np.float32)
+        _check(x, oracle=False)
+        _check(x, oracle=False, format="nvfp4")
+
+
+def test_device_input_errors():
+    with pytest.raises(ValueError, match="multiple of the block size 32"):
+        fp4ref.quantize(cuda.to_device(np.zeros((2, 48), np.float32)))
+    with pytest.raises(TypeError, match="x must be a device array of dtype"):
+        fp4ref.quantize(cuda.to_device(np.zeros((2, 32), np.float64)))
+    with pytest.raises(TypeError, match="backend 'numba' runs on host arrays"):
+        fp4ref.quantize(cuda.to_device(np.zeros((2, 32), np.float32)), backend="numba")
