@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from fp4ref import api, conformance
 from fp4ref.conformance import check, files, generate, impls, manifest
 from fp4ref.errors import FormatError
 
-COMMITTED = conformance.CHECKOUT
+COMMITTED = Path(__file__).resolve().parents[1] / "conformance"  # the repository's
 
 
 @pytest.fixture(scope="module")
