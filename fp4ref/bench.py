@@ -133,6 +133,10 @@ BENCHES: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def _bench_quantize(args: argparse.Namespace) -> int:
+    if getattr(args, "backend", "numba") == "cuda":
+        from ._bench_cuda_quantize import bench_quantize_cuda
+
+        return bench_quantize_cuda(args)
     from ._bench_quantize import bench_quantize
 
     return bench_quantize(args)
@@ -161,5 +165,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--peer-rows", type=int, default=256,
                    help="rows timed on slow peers, scaled up (bench quantize)")
     p.add_argument("--backend", choices=("numba", "cuda"), default="numba",
-                   help="numba (CPU, default) or cuda (GPU: --size rows, 1 GiB of output)")
+                   help="numba (CPU, default) or cuda (GPU: --size rows, 1 GiB of output or input)")
     p.set_defaults(run=lambda args: BENCHES[args.which](args))
