@@ -59,18 +59,58 @@ def both_signs(values: np.ndarray) -> np.ndarray:
     return np.concatenate([values, -values])
 
 
+class Stream:
+    """A seeded stream of pseudo-random numbers that is the same on every platform and
+    numpy version (SplitMix64; numpy's generators may change their streams).
+
+    Only exact operations turn its integers into floats, so the vectors built from it are
+    byte-identical wherever they are generated.
+    """
+
+    _MASK = (1 << 64) - 1
+
+    def __init__(self, seed: int) -> None:
+        self.state = seed & self._MASK
+
+    def next(self) -> int:
+        """The next 64-bit unsigned integer."""
+        self.state = (self.state + 0x9E3779B97F4A7C15) & self._MASK
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & self._MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & self._MASK
+        return z ^ (z >> 31)
+
+    def integers(self, low: int, high: int, count: int) -> list[int]:
+        """``count`` integers in ``[low, high)`` (modulo reduction; the bias is irrelevant)."""
+        return [low + self.next() % (high - low) for _ in range(count)]
+
+    def uniform(self, low: float, high: float, count: int) -> np.ndarray:
+        """``count`` float64 values in ``[low, high)`` from 53 random bits each."""
+        unit = np.array([self.next() >> 11 for _ in range(count)], np.float64) * 2.0**-53
+        return low + (high - low) * unit
+
+    def log_uniform(self, low: int, high: int, count: int) -> np.ndarray:
+        """``count`` float64 values ``+-m * 2^e``, m uniform in [1, 2), e in [low, high)."""
+        mantissa = 1 + self.uniform(0, 1, count)
+        exponents = self.integers(low, high, count)
+        signs = [1.0 if b % 2 else -1.0 for b in self.integers(0, 2, count)]
+        return np.array(
+            [s * np.ldexp(m, e) for s, m, e in zip(signs, mantissa, exponents, strict=True)]
+        )
+
+
 def random_bits(count: int, seed: int) -> np.ndarray:
     """``count`` float32 values with uniformly random bit patterns (all binades, NaN, Inf)."""
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 2**32, count, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    stream = Stream(seed)
+    return np.array([stream.next() >> 32 for _ in range(count)], np.uint32).view(np.float32)
 
 
 def random_uniform(count: int, bound: float, seed: int) -> np.ndarray:
     """``count`` float32 values uniform in ``[-bound, bound]``."""
-    rng = np.random.default_rng(seed)
-    return rng.uniform(-bound, bound, count).astype(np.float32)
+    return Stream(seed).uniform(-bound, bound, count).astype(np.float32)
 
 
 def random_bytes(shape: tuple[int, ...], seed: int, low: int = 0, high: int = 256) -> np.ndarray:
     """uint8 values uniform in ``[low, high)``."""
-    return np.random.default_rng(seed).integers(low, high, shape, dtype=np.uint8)
+    count = int(np.prod(shape))
+    return np.array(Stream(seed).integers(low, high, count), np.uint8).reshape(shape)

@@ -17,6 +17,7 @@ import numpy as np
 from ...profiles import Profile, profiles
 from ...spec import layouts, mx, nibbles, nvfp4, scale_rules
 from ..model import Case, Suite
+from . import _inputs
 
 #: E2M1 ties as fractions of the element scale: every one, so each rule meets its own ties.
 _TIES = (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)
@@ -30,8 +31,7 @@ def _block(amax: float, size: int, seed: int, units: tuple[float, ...]) -> np.nd
     for unit in units:
         values += [s * t * unit for t in _TIES for s in (1, -1) if t * unit <= amax]
     values = values[:size]
-    rng = np.random.default_rng(seed)
-    fill = rng.uniform(-1, 1, size - len(values)) * amax
+    fill = _inputs.Stream(seed).uniform(-1, 1, size - len(values)) * amax
     block = np.concatenate([np.array(values, np.float64), fill]).astype(np.float32)
     block[np.abs(block) > np.float32(amax)] = np.float32(amax)  # float32 rounding of fill
     return block
@@ -41,8 +41,10 @@ def _units(amax: float) -> tuple[float, ...]:
     """Element scales the MX rules pick for ``amax``: the floor rule's and rceil's."""
     if not 0 < amax < math.inf:
         return ()
-    floor = 2.0 ** (math.floor(math.log2(amax)) - 2)
-    rceil = 2.0 ** math.ceil(math.log2(amax / 6))
+    mantissa, exponent = math.frexp(amax)  # amax = mantissa * 2^exponent, mantissa in [0.5, 1)
+    floor = math.ldexp(1.0, exponent - 1 - 2)
+    mantissa, exponent = math.frexp(amax / 6)
+    rceil = math.ldexp(1.0, exponent - 1 if mantissa == 0.5 else exponent)
     return floor, rceil
 
 
@@ -84,10 +86,7 @@ def mx_blocks() -> np.ndarray:
     specials[2, 7] = np.nan
     specials[3, 0] = np.inf
     specials[4, 31] = -np.inf
-    rng = np.random.default_rng(99)
-    randoms = (rng.standard_normal((8, 32)) * np.exp2(rng.integers(-8, 8, (8, 1)))).astype(
-        np.float32
-    )
+    randoms = _inputs.Stream(99).log_uniform(-8, 8, 8 * 32).astype(np.float32).reshape(8, 32)
     return np.concatenate([np.stack(blocks), specials, randoms])
 
 
@@ -124,8 +123,8 @@ def nv_blocks(decode: float) -> np.ndarray:
     specials[1, 3] = np.nan
     specials[2, 0] = np.inf
     specials[3, 15] = -np.inf
-    rng = np.random.default_rng(98)
-    randoms = (rng.standard_normal((6, 16)) * decode * 100).astype(np.float32)
+    randoms = (_inputs.Stream(98).uniform(-100, 100, 6 * 16) * decode).astype(np.float32)
+    randoms = randoms.reshape(6, 16)
     return np.concatenate([np.stack(blocks), specials, randoms])
 
 

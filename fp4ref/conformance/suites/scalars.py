@@ -200,9 +200,7 @@ def _e4m3_groups() -> dict[str, tuple[str, np.ndarray]]:
 
 
 def _random_log(count: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    magnitude = np.exp2(rng.uniform(-12, 10, count))
-    return (magnitude * rng.choice([-1.0, 1.0], count)).astype(np.float32)
+    return _inputs.Stream(seed).log_uniform(-12, 10, count).astype(np.float32)
 
 
 def _e4m3_encode() -> list[Case]:

@@ -57,15 +57,15 @@ def _layers() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     3-D expert stack with a bfloat16 bias."""
     blocks2, scales2 = _inputs.random_bytes((4, 32), 40), _inputs.random_bytes((4, 2), 41, 110, 140)
     blocks3, scales3 = _inputs.random_bytes((2, 3, 16), 42), _inputs.random_bytes((2, 3, 1), 43)
-    rng = np.random.default_rng(44)
+    bias = _inputs.Stream(44).uniform(-4, 4, 10)
     return {
         "plain": (blocks2, scales2, None),
-        "bias_f32": (blocks2, scales2, rng.standard_normal(4).astype(np.float32)),
-        "bias_f16": (blocks2, scales2, rng.standard_normal(4).astype(np.float16)),
+        "bias_f32": (blocks2, scales2, bias[:4].astype(np.float32)),
+        "bias_f16": (blocks2, scales2, bias[4:8].astype(np.float16)),
         "experts_bias_bf16": (
             blocks3,
             scales3,
-            rng.standard_normal((2, 3)).astype(ml_dtypes.bfloat16),
+            bias[4:10].reshape(2, 3).astype(ml_dtypes.bfloat16),
         ),
     }
 
