@@ -176,7 +176,7 @@ def run_case(vectors: Vectors, suite: dict, case: dict, impl, nan: str = "exact"
             context = ", ".join(_describe(arg, a, index, want.shape) for arg, a in inputs)
             detail.append(
                 f"{name}{list(map(int, where))}: expected 0x{hex_cell(want, index)}"
-                f"{_value(want, index)}, got 0x{hex_cell(got.astype(got.dtype), index)}"
+                f"{_value(want, index)}, got 0x{hex_cell(got, index)}"
                 f"{_value(got, index) if got.dtype == want.dtype else ''}; inputs: {context}"
             )
         if (~same).sum() > SHOWN:

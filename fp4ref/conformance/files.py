@@ -91,7 +91,7 @@ def hex_cell(array: np.ndarray, index: int) -> str:
     """Element ``index`` of the flattened ``array`` as upper-case hex of its bits."""
     item = np.ascontiguousarray(array).reshape(-1)[index : index + 1]
     width = item.dtype.itemsize
-    bits = item.view({1: np.uint8, 2: np.uint16, 4: np.uint32}[width])[0]
+    bits = item.view({1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[width])[0]
     return f"{int(bits):0{2 * width}X}"
 
 
