@@ -11,6 +11,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 from numba import cuda
+from numba.cuda import config
 
 import fp4ref
 from fp4ref import _device
@@ -172,3 +173,19 @@ def test_device_input_errors():
         fp4ref.quantize(cuda.to_device(np.zeros((2, 32), np.float64)))
     with pytest.raises(TypeError, match="backend 'numba' runs on host arrays"):
         fp4ref.quantize(cuda.to_device(np.zeros((2, 32), np.float32)), backend="numba")
+
+
+@pytest.mark.skipif(bool(config.ENABLE_CUDASIM), reason="torch tensors need a real GPU")
+def test_torch_in_torch_out():
+    torch = pytest.importorskip("torch")
+    x = _special(nan=True)
+    for dtype in ("float32", "bfloat16"):
+        host = x.astype(ml_dtypes.bfloat16) if dtype == "bfloat16" else x
+        tensor = torch.from_numpy(x).cuda().to(getattr(torch, dtype))
+        for fmt in ("mxfp4", "nvfp4"):
+            got = fp4ref.quantize(tensor, format=fmt, profile="qwantize")
+            expected = fp4ref.quantize(host, format=fmt, profile="qwantize", backend="numba")
+            for name in ("blocks", "scales"):
+                array = getattr(got, name)
+                assert isinstance(array, torch.Tensor) and array.is_cuda, (dtype, fmt, name)
+                assert np.array_equal(array.cpu().numpy(), getattr(expected, name)), (dtype, fmt)
