@@ -122,16 +122,23 @@ def quantize(
     profile : str or Profile
         The conventions (:func:`fp4ref.profiles`); ``"ocp"`` by default.
     scale_rule : str, optional
-        Overrides the profile. MXFP4: one of :data:`fp4ref.spec.scale_rules.MX_RULES` or
-        ``"optimal"``; NVFP4: ``"optimal"`` (search the 126 positive finite E4M3 values),
-        or None for the profile's recipe.
+        Overrides the profile. MXFP4: one of :data:`fp4ref.spec.scale_rules.MX_RULES`,
+        ``"optimal"`` or ``"optimal-hessian"``; NVFP4: ``"optimal"`` or
+        ``"optimal-hessian"`` (search the 126 positive finite E4M3 values), or None for the
+        profile's recipe.
     rounding : {"even", "away", "zero"}, optional
         Element tie rule; overrides the profile.
     tensor_scale : float, optional
         NVFP4: the tensor scale in the profile's stored direction (decode multiplier, or
         compressed-tensors' encode scale); computed from the tensor amax if omitted.
-    hessian : None
-        ``"optimal-hessian"`` is not implemented yet; passing one raises.
+    hessian : array_like, optional
+        For ``scale_rule="optimal-hessian"`` (and only then): either the per-column-block
+        Hessians, float ``[K/B, B, B]`` (``H_j`` for columns ``j*B .. j*B + B - 1``), or
+        activations ``X``, float ``[T, K]``, from which ``H_j = X_j^T X_j`` is computed
+        (:func:`hessian_blocks`). Block ``j`` of every row uses ``H_j``. The search
+        (:func:`fp4ref.spec.optimal.search_hessian`) minimises ``r^T H_j r`` over the same
+        candidates and SSE bounds as ``"optimal"`` (qwantize 0.1.1 ``*_optimal_hessian``).
+        Host backends only.
     scale_layout : {"linear", "128x4", "8x4"}, optional
         How ``.scales`` is stored (:mod:`fp4ref.spec.layouts`); overrides the profile's
         (``"128x4"`` for ``comfy`` and ``flashinfer``, else ``"linear"``). A swizzled
@@ -160,30 +167,31 @@ def quantize(
     if scale_layout is not None:
         _checks.choice("scale_layout", scale_layout, LAYOUTS)
     prof = prof.with_options(rounding=rounding, scale_layout=scale_layout)
-    if hessian is not None or scale_rule == "optimal-hessian":
-        raise NotImplementedError("scale_rule='optimal-hessian' (hessian=) is not implemented "
-                                  "in this version of fp4ref")
     _checks.choice("backend", backend, _QUANTIZE_BACKENDS)
     engine = backends.get(backend, x)
     if fmt == "mxfp4":
         rule = prof.scale_rule if scale_rule is None else _checks.choice(
-            "scale_rule", scale_rule, (*scale_rules.MX_RULES, "optimal"))
+            "scale_rule", scale_rule, (*scale_rules.MX_RULES, *scale_rules.SEARCH_RULES))
         block = mx.BLOCK_SIZE
         if tensor_scale is not None:
             raise ValueError("tensor_scale applies to format='nvfp4' only; got one for 'mxfp4'")
     else:
         if scale_rule is not None:
-            _checks.choice("scale_rule", scale_rule, ("optimal",))
+            _checks.choice("scale_rule", scale_rule, scale_rules.SEARCH_RULES)
         rule = scale_rule or prof.nvfp4_recipe
         block = nvfp4.BLOCK_SIZE
         if prof.nvfp4_recipe is None:
             raise ValueError(f"profile {prof.name!r} has no NVFP4 quantizer")
-        if scale_rule == "optimal" and prof.nvfp4_recipe == "torchao":
-            raise ValueError("scale_rule='optimal' needs a division recipe; profile "
+        if scale_rule is not None and prof.nvfp4_recipe == "torchao":
+            raise ValueError(f"scale_rule={scale_rule!r} needs a division recipe; profile "
                              f"{prof.name!r} multiplies by reciprocals")
     if engine.name == "cuda":
+        if rule == "optimal-hessian":
+            raise NotImplementedError("scale_rule='optimal-hessian' runs on the host backends "
+                                      "('python', 'numba') only")
         return _quantize_cuda(engine, x, fmt, rule, prof, tensor_scale, block)
     data = _input(x, block)
+    blocks_h = _hessian(hessian, rule, data.shape[-1], block)
     if prof.scale_layout != "linear" and data.ndim < 2:
         raise ValueError(f"x must have shape [..., N, K] for scale_layout "
                          f"{prof.scale_layout!r}; got shape {data.shape}")
@@ -192,10 +200,11 @@ def quantize(
     packed = np.empty((flat.shape[0], block // 2), np.uint8)
     decode = stored = None
     if fmt == "mxfp4":
-        _run_mx(flat, rule, prof, backend, scales, packed)
+        _run_mx(flat, rule, prof, backend, scales, packed, blocks_h)
     else:
         operand, decode, stored = _tensor_scales(data, prof, tensor_scale)
-        _run_nv(flat, rule == "optimal", operand, prof, backend, scales, packed)
+        _run_nv(flat, rule in scale_rules.SEARCH_RULES, operand, prof, backend, scales, packed,
+                blocks_h)
     leading = data.shape[:-1]
     scales = scales.reshape(*leading, data.shape[-1] // block)
     if prof.scale_layout != "linear":
@@ -262,25 +271,69 @@ def _quantize_cuda(engine, x, fmt, rule, prof, tensor_scale, block) -> Quantized
         nibble_order=prof.nibble_order, scale_layout=prof.scale_layout, profile=prof)
 
 
+def hessian_blocks(activations: Any, block_size: int) -> np.ndarray:
+    """Per-column-block Hessians ``H_j = X_j^T X_j`` of activations ``X`` ``[T, K]``.
+
+    Returns float64 ``[K / block_size, block_size, block_size]``; ``X_j`` is columns
+    ``j * block_size .. (j + 1) * block_size - 1``. Each product of two float32 (or
+    float16/bfloat16) activations is exact in float64; the sums over T are float64 (numpy's
+    matmul order), so H is within float64 rounding of the exact X_j^T X_j.
+    """
+    array = _checks.host_array("activations", activations)
+    if array.ndim != 2 or array.shape[1] % block_size or array.dtype.kind != "f":
+        raise ValueError(f"activations must be a float array [T, K] with K a multiple of "
+                         f"{block_size}; got dtype {array.dtype} and shape {array.shape}")
+    x = array.astype(np.float64).reshape(array.shape[0], -1, block_size).transpose(1, 0, 2)
+    return np.ascontiguousarray(np.matmul(x.transpose(0, 2, 1), x))
+
+
+def _hessian(hessian: Any, rule: str, k: int, block: int) -> np.ndarray:
+    """float64 ``[K/B, B, B]`` Hessian blocks for ``"optimal-hessian"``, else ``[0, B, B]``."""
+    if rule != "optimal-hessian":
+        if hessian is not None:
+            raise ValueError(f"hessian applies to scale_rule='optimal-hessian' only; got one "
+                             f"with scale_rule={rule!r}")
+        return np.zeros((0, block, block))
+    if hessian is None:
+        raise ValueError("scale_rule='optimal-hessian' needs hessian= (Hessian blocks "
+                         f"[K/{block}, {block}, {block}] or activations [T, K])")
+    array = _checks.host_array("hessian", hessian)
+    if array.ndim == 2:
+        if array.shape[1] != k:
+            raise ValueError(f"hessian as activations must have shape [T, {k}] for x.shape[-1]"
+                             f" = {k}; got shape {array.shape}")
+        return hessian_blocks(array, block)
+    if array.shape != (k // block, block, block) or array.dtype.kind not in "fiu":
+        raise ValueError(f"hessian must have shape [K/{block}, {block}, {block}] = "
+                         f"{(k // block, block, block)} (or be activations [T, {k}]); got "
+                         f"shape {array.shape} and dtype {array.dtype}")
+    blocks_h = np.ascontiguousarray(array, dtype=np.float64)
+    if not np.isfinite(blocks_h).all():
+        raise ValueError("hessian must be finite")
+    return blocks_h
+
+
 def _start_rule(prof: Profile) -> str:
     return prof.scale_rule if prof.scale_rule in scale_rules.MX_RULES else "floor"
 
 
-def _run_mx(flat, rule, prof, backend, scales, packed) -> None:
+def _run_mx(flat, rule, prof, backend, scales, packed, hessian) -> None:
     if flat.shape[0] == 0:
         return
+    columns = hessian.shape[0]
     if backend == "python":
         for b, row in enumerate(flat):
             scale, codes = mx.quantize_block(
                 [float(v) for v in row], rule, prof.rounding, prof.zero_sign, _start_rule(prof),
-                prof.e8m0_min, prof.sum_lanes)
+                prof.e8m0_min, prof.sum_lanes,
+                hessian[b % columns].tolist() if columns else None)
             scales[b] = scale
             packed[b] = nibbles.pack(codes, prof.nibble_order, mx.BLOCK_SIZE)
         return
     from .kernels import scale_rules as k
     from .kernels.cpu import quantize as kernels
 
-    optimal = rule == "optimal"
+    optimal = rule in scale_rules.SEARCH_RULES
     if not optimal:
         kernels.quantize_mx_rule(
             flat, flat.view(np.uint32), k.MX_RULES.index(rule),
@@ -292,12 +345,13 @@ def _run_mx(flat, rule, prof, backend, scales, packed) -> None:
         flat, 0 if optimal else k.MX_RULES.index(rule), optimal,
         k.MX_RULES.index(_start_rule(prof)), prof.e8m0_min,
         ties.TIE_RULES.index(prof.rounding), elements.ZERO_SIGNS.index(prof.zero_sign),
-        prof.sum_lanes, nibbles.NIBBLE_ORDERS.index(prof.nibble_order), scales, packed)
+        prof.sum_lanes, nibbles.NIBBLE_ORDERS.index(prof.nibble_order), scales, packed, hessian)
 
 
-def _run_nv(flat, optimal, operand, prof, backend, scales, packed) -> None:
+def _run_nv(flat, optimal, operand, prof, backend, scales, packed, hessian) -> None:
     if flat.shape[0] == 0:
         return
+    columns = hessian.shape[0]
     clamp = prof.block_scale_clamp
     inf_nan = prof.nonfinite == "nan-scale"
     if backend == "python":
@@ -305,7 +359,7 @@ def _run_nv(flat, optimal, operand, prof, backend, scales, packed) -> None:
             scale, codes = nvfp4.quantize_block(
                 [float(v) for v in row], prof.nvfp4_recipe, operand, clamp,
                 prof.zero_block_scale, optimal, prof.rounding, prof.zero_sign, inf_nan,
-                prof.sum_lanes)
+                prof.sum_lanes, hessian[b % columns].tolist() if columns else None)
             scales[b] = scale
             packed[b] = nibbles.pack(codes, prof.nibble_order, nvfp4.BLOCK_SIZE)
         return
@@ -318,4 +372,4 @@ def _run_nv(flat, optimal, operand, prof, backend, scales, packed) -> None:
         flat, k.NV_RECIPES.index(prof.nvfp4_recipe), operand, low, high, zero, optimal,
         inf_nan, ties.TIE_RULES.index(prof.rounding),
         elements.ZERO_SIGNS.index(prof.zero_sign), prof.sum_lanes,
-        nibbles.NIBBLE_ORDERS.index(prof.nibble_order), scales, packed)
+        nibbles.NIBBLE_ORDERS.index(prof.nibble_order), scales, packed, hessian)

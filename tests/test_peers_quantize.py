@@ -107,3 +107,26 @@ def test_modelopt_nvfp4():
     assert ours.tensor_scale == np.float32(s2.item())
     assert np.array_equal(ours.scales, s.view(torch.uint8).numpy())
     assert np.array_equal(ours.blocks, q._quantized_data.numpy())
+
+
+@pytest.mark.parametrize("fmt", ["mxfp4", "nvfp4"])
+def test_qwantize_hessian(fmt):
+    """qwantize's *_optimal_hessian with activations X: the same scales and codes (fp4ref
+    computes r^T H r in float64, qwantize in float32; no decision here is that close)."""
+    qw = pytest.importorskip("qwantize")
+    x = data()
+    block = 32 if fmt == "mxfp4" else 16
+    rng = np.random.default_rng(1)
+    activations = (rng.standard_normal((100, x.shape[1]))
+                   * rng.uniform(0.1, 3, x.shape[1])).astype(np.float32)
+    function = getattr(qw, f"{fmt}_optimal_hessian")
+    s, q = function(torch.from_numpy(x).reshape(x.shape[0], -1, block),
+                    X=torch.from_numpy(activations))
+    if fmt == "mxfp4":
+        expected_scales = (torch.log2(s) + 127).round().to(torch.uint8).numpy()
+    else:
+        expected_scales = s.to(torch.float8_e4m3fn).view(torch.uint8).numpy()
+    ours = fp4ref.quantize(x, format=fmt, profile="qwantize", scale_rule="optimal-hessian",
+                           hessian=activations)
+    assert np.array_equal(ours.scales, expected_scales)
+    assert np.array_equal(fp4ref.unpack(ours.blocks), codes_from_values(q.reshape(x.shape).numpy()))

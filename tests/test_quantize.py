@@ -153,7 +153,16 @@ def test_empty_and_shapes():
      "no NVFP4 quantizer"),
     ({"x": np.zeros(32, np.float32), "tensor_scale": 1.0}, ValueError, "nvfp4"),
     ({"x": np.zeros(32, np.float32), "backend": "gpu"}, ValueError, "backend must be"),
-    ({"x": np.zeros(32, np.float32), "hessian": np.eye(32)}, NotImplementedError, "hessian"),
+    ({"x": np.zeros(32, np.float32), "hessian": np.eye(32)}, ValueError,
+     "hessian applies to scale_rule='optimal-hessian' only"),
+    ({"x": np.zeros(32, np.float32), "scale_rule": "optimal-hessian"}, ValueError,
+     "needs hessian="),
+    ({"x": np.zeros(64, np.float32), "scale_rule": "optimal-hessian",
+      "hessian": np.zeros((1, 32, 32))}, ValueError, r"shape \[K/32, 32, 32\] = \(2, 32, 32\)"),
+    ({"x": np.zeros(64, np.float32), "scale_rule": "optimal-hessian",
+      "hessian": np.zeros((5, 32), np.float32)}, ValueError, r"shape \[T, 64\]"),
+    ({"x": np.zeros(32, np.float32), "scale_rule": "optimal-hessian",
+      "hessian": np.full((1, 32, 32), np.nan)}, ValueError, "finite"),
 ])
 def test_bad_input(kwargs, error, match):
     x = kwargs.pop("x")
@@ -193,3 +202,78 @@ def test_scale_layout_needs_rows():
         fp4ref.quantize(np.zeros(32, np.float32), scale_layout="128x4")
     with pytest.raises(ValueError, match="scale_layout must be"):
         fp4ref.quantize(np.zeros((1, 32), np.float32), scale_layout="swizzled")
+
+
+def hessian_case(seed, block, rows=2, columns=2):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((rows, columns * block)) * 10.0 ** rng.integers(-3, 3, (rows, 1)))
+    activations = rng.standard_normal((40, columns * block)) * rng.uniform(0.1, 3, columns * block)
+    return x.astype(np.float32), activations.astype(np.float32)
+
+
+@settings(max_examples=15)
+@given(seed=st.integers(0, 2**32 - 1), fmt=st.sampled_from(["mxfp4", "nvfp4"]),
+       profile=st.sampled_from(["qwantize", "ocp", "modelopt"]))
+def test_hessian_python_equals_numba(seed, fmt, profile):
+    x, activations = hessian_case(seed, 32 if fmt == "mxfp4" else 16)
+    options = dict(format=fmt, profile=profile, scale_rule="optimal-hessian", hessian=activations)
+    a = fp4ref.quantize(x, backend="python", **options)
+    b = fp4ref.quantize(x, backend="numba", **options)
+    assert np.array_equal(a.scales, b.scales) and np.array_equal(a.blocks, b.blocks)
+
+
+def test_hessian_blocks_given_or_from_activations():
+    x, activations = hessian_case(3, 16)
+    blocks = np.stack([a.T.astype(np.float64) @ a.astype(np.float64)
+                       for a in np.split(activations, 2, axis=1)])
+    from_x = fp4ref.quantize(x, format="nvfp4", scale_rule="optimal-hessian", hessian=activations)
+    given_h = fp4ref.quantize(x, format="nvfp4", scale_rule="optimal-hessian", hessian=blocks)
+    assert np.array_equal(from_x.scales, given_h.scales)
+
+
+def test_hessian_identity_is_the_sse_search():
+    """With H = I the Hessian error is the SSE (in float64 instead of float32): on these
+    blocks no two candidates' errors are within float32 rounding, so the picks agree."""
+    x = hessian_case(7, 32, rows=64, columns=4)[0]
+    identity = np.broadcast_to(np.eye(32), (4, 32, 32))
+    a = fp4ref.quantize(x, profile="qwantize", scale_rule="optimal-hessian", hessian=identity)
+    b = fp4ref.quantize(x, profile="qwantize", scale_rule="optimal")
+    assert np.array_equal(a.scales, b.scales)
+
+
+def exact_hessian_error(values, divisor, h):
+    """r^T H r exactly, r = x - q * d with q the toward-zero E2M1 rounding of x / d."""
+    scale = Fraction(divisor)
+    r = []
+    for v in values:
+        code = e2m1.encode(float(Fraction(v) / scale), "zero")
+        r.append(Fraction(v) - Fraction(e2m1.decode(code)) * scale)
+    return sum(r[a] * sum(Fraction(h[a][b]) * r[b] for b in range(len(r)))
+               for a in range(len(r)))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_hessian_choice_is_the_exact_minimum_of_the_candidates(seed):
+    """The numba pick's exact r^T H r is the smallest (up to float32 residual rounding) among
+    the start scale and every candidate the search may evaluate: inside the SSE bounds and
+    passing the clip test (qwantize's MXFP4 rules, from the plain-Python oracle)."""
+    from fp4ref.spec import optimal, scale_rules
+
+    x, activations = hessian_case(seed, 32, rows=4)
+    h = np.stack([a.T.astype(np.float64) @ a.astype(np.float64)
+                  for a in np.split(activations, 2, axis=1)])
+    q = fp4ref.quantize(x, profile="qwantize", scale_rule="optimal-hessian", hessian=h)
+    for b, values in enumerate(x.reshape(-1, 32).tolist()):
+        hb = h[b % 2].tolist()
+        start = scale_rules.mx_scale(max(abs(v) for v in values), "qwantize")
+        e0 = optimal.block_error(values, 2.0 ** (start - 127), False, "zero", 16)
+        bounds = optimal._bounds(values, e0, 16)
+        candidates = [start]
+        if bounds is not None:
+            candidates += [c for c in range(1, 255)
+                           if bounds[0] <= 2.0 ** (c - 127) <= bounds[1]
+                           and optimal._clip_error(values, 2.0 ** (c - 127), 16) < e0]
+        errors = {c: exact_hessian_error(values, 2.0 ** (c - 127), hb) for c in candidates}
+        chosen = int(q.scales.reshape(-1)[b])
+        assert chosen in errors
+        assert errors[chosen] <= min(errors.values()) * (1 + Fraction(1, 10**5))

@@ -225,6 +225,84 @@ def sort_ascending(values, n):
 
 
 @njit(cache=True, error_model="numpy")
+def search_bounds(x, e0, lanes, terms, ys):
+    """(keeps start, s_min, s_max): steps 2 and 3 of the search (noise blocks, SSE bounds)."""
+    n = x.shape[0]
+    for i in range(n):
+        terms[i] = f32(x[i] * x[i])
+    if lane_sum(terms, n, lanes) <= e0:
+        return True, 0.0, 0.0
+    for i in range(n):
+        ys[i] = abs(x[i])
+    ys.sort()
+    running = 0.0
+    k_star = 0
+    for i in range(n):
+        running += f32(ys[i] * ys[i])
+        if f32(running) <= e0:
+            k_star += 1
+    if k_star >= n:
+        return True, 0.0, 0.0
+    s_min = max(f32(f32(ys[n - 1] - f32(math.sqrt(e0))) / 6.0), 0.0)
+    return False, s_min, f32(ys[k_star] / 0.25)
+
+
+@njit(cache=True, error_model="numpy")
+def clip_error(x, d, lanes, terms):
+    """float32 ``sum(max(|x| - 6 d, 0)^2)`` in torch's order."""
+    n = x.shape[0]
+    six_d = f32(6.0 * d)
+    for i in range(n):
+        h = max(f32(abs(x[i]) - six_d), 0.0)
+        terms[i] = f32(h * h)
+    return lane_sum(terms, n, lanes)
+
+
+@njit(cache=True, error_model="numpy")
+def hessian_error(x, d, multiply, tie, h, r):
+    """``r^T H r`` in float64 with r = sign(x) * float32(|x| - float32(q d))
+    (:func:`fp4ref.spec.optimal.hessian_error`; ``r`` is scratch)."""
+    n = x.shape[0]
+    for i in range(n):
+        code = magnitude_code(quotient(x[i], d, multiply), tie)
+        residual = f32(abs(x[i]) - f32(_E2M1[code] * d))
+        r[i] = -residual if x[i] < 0 else residual
+    total = 0.0
+    for a in range(n):
+        inner = 0.0
+        for b in range(n):
+            inner += h[a, b] * r[b]
+        total += r[a] * inner
+    return total
+
+
+@njit(cache=True, error_model="numpy")
+def search_hessian(x, start, start_divisor, divisors, first, last, multiply, tie, lanes, terms,
+                   ys, h, fast_fail_e0, r):
+    """The byte minimising ``r^T H r`` (:func:`fp4ref.spec.optimal.search_hessian`);
+    ``fast_fail_e0``: skip unless the clip error is below E0 (MXFP4), else below
+    10 * best (NVFP4)."""
+    e0 = block_error(x, start_divisor, multiply, tie, lanes, terms)
+    keep, s_min, s_max = search_bounds(x, e0, lanes, terms, ys)
+    if keep:
+        return start
+    best = start
+    best_error = hessian_error(x, start_divisor, multiply, tie, h, r)
+    for byte in range(first, last + 1):
+        d = divisors[byte]
+        if not (s_min <= d and d <= s_max):
+            continue
+        limit = e0 if fast_fail_e0 else 10.0 * best_error
+        if not clip_error(x, d, lanes, terms) < limit:
+            continue
+        error = hessian_error(x, d, multiply, tie, h, r)
+        if error < best_error:
+            best = byte
+            best_error = error
+    return best
+
+
+@njit(cache=True, error_model="numpy")
 def search(x, start, start_divisor, divisors, first, last, multiply, tie, lanes, terms, ys):
     """The byte the optimal search picks (:mod:`fp4ref.spec.optimal`), over candidate
     bytes ``first..last`` whose float32 divisors ``divisors[byte]`` ascend.

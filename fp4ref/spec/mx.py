@@ -49,28 +49,35 @@ def dequantize_block(
 def quantize_block(
     values: Sequence[float], rule: str = "floor", rounding: str = "even",
     zero_sign: str = "keep", start: str = "floor", min_byte: int = 0, lanes: int = 16,
+    hessian: Sequence[Sequence[float]] | None = None,
 ) -> tuple[int, list[int]]:
     """(E8M0 scale byte, element codes) of one block of float32 values.
 
     Section 6.3: X from the block's amax by ``rule`` (see
     :func:`fp4ref.spec.scale_rules.mx_scale`; ``"optimal"`` searches the bytes
-    ``min_byte..254`` starting from rule ``start``'s scale, see :mod:`fp4ref.spec.optimal`),
+    ``min_byte..254`` starting from rule ``start``'s scale, see :mod:`fp4ref.spec.optimal`;
+    ``"optimal-hessian"`` the same by ``r^T H r`` with ``hessian`` the block's H),
     then each element is
     ``float32(|V_i| / X)`` rounded to E2M1 with the tie rule ``rounding``, saturating to 6.
     A block holding NaN or Inf gets scale 0xFF (NaN) and all-zero codes: fp4ref's policy,
     as the OCP reference code does for NaN (the spec text leaves it open).
     """
     from .elements import element_code
-    from .optimal import search
+    from .optimal import search, search_hessian
     from .scale_rules import e8m0_divisor, mx_scale, quotient
 
     if any(math.isnan(v) or math.isinf(v) for v in values):
         return e8m0.NAN, [0] * len(values)
     amax = max((abs(v) for v in values), default=0.0)
-    if rule == "optimal":
+    if rule in ("optimal", "optimal-hessian"):
         first = mx_scale(amax, start)
         candidates = [(b, e8m0_divisor(b)) for b in range(min_byte, 255)]
-        scale = search(values, first, e8m0_divisor(first), candidates, False, rounding, lanes)
+        if rule == "optimal":
+            scale = search(values, first, e8m0_divisor(first), candidates, False, rounding,
+                           lanes)
+        else:
+            scale = search_hessian(values, first, e8m0_divisor(first), candidates, False,
+                                   rounding, lanes, hessian, "e0")
     else:
         scale = mx_scale(amax, rule)
     divisor = e8m0_divisor(scale) if scale != e8m0.NAN else math.nan

@@ -61,19 +61,21 @@ def quantize_block(
     clamp: tuple[float, float] | None = None, zero_scale: float | None = None,
     optimal: bool = False, rounding: str = "even", zero_sign: str = "keep",
     nan_scale_for_inf: bool = True, lanes: int = 16,
+    hessian: Sequence[Sequence[float]] | None = None,
 ) -> tuple[int, list[int]]:
     """(E4M3 block-scale byte, element codes) of one NVFP4 block of float32 values.
 
     The block scale follows ``recipe`` (see
     :func:`fp4ref.spec.scale_rules.nvfp4_block_scale`), or with ``optimal`` the search of
-    :mod:`fp4ref.spec.optimal` over the 126 positive finite E4M3 values starting from it;
+    :mod:`fp4ref.spec.optimal` over the 126 positive finite E4M3 values starting from it
+    (by ``r^T H r`` when ``hessian``, the block's H, is given);
     each element is ``float32(|x| / d)`` (or ``* d``) with ``d`` from
     :func:`fp4ref.spec.scale_rules.nvfp4_divisor`, rounded to E2M1 with ``rounding``. A
     block with NaN gets 0x7F (NaN) and zero codes; with Inf the same if
     ``nan_scale_for_inf``, else the recipe's float32 arithmetic runs on (Inf saturates to 448).
     """
     from .elements import element_code
-    from .optimal import search
+    from .optimal import search, search_hessian
     from .scale_rules import nvfp4_block_scale, nvfp4_divisor, quotient
 
     if any(math.isnan(v) for v in values) or (
@@ -84,7 +86,11 @@ def quantize_block(
     if optimal:
         candidates = [(b, nvfp4_divisor(b, recipe, tensor)[0]) for b in range(1, 0x7F)]
         d0, multiply = nvfp4_divisor(scale, recipe, tensor)
-        scale = search(values, scale, d0, candidates, multiply, rounding, lanes)
+        if hessian is None:
+            scale = search(values, scale, d0, candidates, multiply, rounding, lanes)
+        else:
+            scale = search_hessian(values, scale, d0, candidates, multiply, rounding, lanes,
+                                   hessian, "best10")
     d, multiply = nvfp4_divisor(scale, recipe, tensor)
     codes = [element_code(v, quotient(v, d, multiply), rounding, zero_sign) for v in values]
     if e4m3.decode(scale) != e4m3.decode(scale):

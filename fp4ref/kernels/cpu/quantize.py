@@ -23,6 +23,7 @@ from ..scale_rules import (
     nvfp4_divisor,
     quotient,
     search,
+    search_hessian,
 )
 
 #: Blocks per parallel work item (scratch arrays are allocated once per item).
@@ -114,18 +115,24 @@ def quantize_mx_rule(x, bits, rule, tie_thresholds, zero_sign, order, scales, pa
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def quantize_mx(x, rule, optimal, start_rule, first, tie, zero_sign, lanes, order, scales, packed):
+def quantize_mx(x, rule, optimal, start_rule, first, tie, zero_sign, lanes, order, scales, packed,
+                hessian):
     """MXFP4: scale by ``rule`` (or the optimal search over bytes ``first..254`` from
-    ``start_rule``), elements by ``tie``; NaN/Inf blocks get 0xFF and zero codes."""
+    ``start_rule``), elements by ``tie``; NaN/Inf blocks get 0xFF and zero codes.
+
+    ``hessian`` is float64 ``[J, n, n]``: with J > 0 the search minimises ``r^T H r`` with
+    ``H = hessian[b % J]`` for block b (rows of J column blocks)."""
     divisors = np.empty(256)
     for b in range(255):
         divisors[b] = math.ldexp(1.0, b - 127)
     divisors[255] = math.nan
     nblocks, n = x.shape
+    columns = hessian.shape[0]
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
         row64 = np.empty(n)
         terms = np.empty(n)
         ys = np.empty(n)
+        r = np.empty(n)
         for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
             amax = 0.0
             for i in range(n):
@@ -139,8 +146,13 @@ def quantize_mx(x, rule, optimal, start_rule, first, tie, zero_sign, lanes, orde
                 for i in range(n):
                     row64[i] = x[blk, i]
                 start = mx_scale(amax, start_rule)
-                scale = search(row64, start, divisors[start], divisors, first, 254, False, tie,
-                               lanes, terms, ys)
+                if columns:
+                    scale = search_hessian(row64, start, divisors[start], divisors, first, 254,
+                                           False, tie, lanes, terms, ys, hessian[blk % columns],
+                                           True, r)
+                else:
+                    scale = search(row64, start, divisors[start], divisors, first, 254, False,
+                                   tie, lanes, terms, ys)
             else:
                 scale = mx_scale(amax, rule)
             scales[blk] = scale
@@ -158,8 +170,9 @@ def quantize_mx(x, rule, optimal, start_rule, first, tie, zero_sign, lanes, orde
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, inf_nan, tie,
-                zero_sign, lanes, order, scales, packed):
-    """NVFP4: block scale by ``recipe`` (or the optimal search over E4M3 bytes 1..126),
+                zero_sign, lanes, order, scales, packed, hessian):
+    """NVFP4: block scale by ``recipe`` (or the optimal search over E4M3 bytes 1..126; by
+    ``r^T H r`` with ``hessian[b % J]`` when ``hessian`` ``[J, n, n]`` has J > 0),
     elements ``float32(|x| / d)`` by ``tie``; NaN blocks (and Inf blocks if ``inf_nan``)
     get 0x7F and zero codes."""
     divisors = np.empty(256)
@@ -167,10 +180,12 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
     for b in range(256):
         divisors[b] = nvfp4_divisor(b, recipe, tensor)[0]
     nblocks, n = x.shape
+    columns = hessian.shape[0]
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
         row = np.empty(n)
         terms = np.empty(n)
         ys = np.empty(n)
+        r = np.empty(n)
         for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
             amax = 0.0
             bad = False
@@ -186,7 +201,10 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
                 packed[blk, :] = 0
                 continue
             scale = nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_scale)
-            if optimal:
+            if optimal and columns:
+                scale = search_hessian(row, scale, divisors[scale], divisors, 1, 126, multiply,
+                                       tie, lanes, terms, ys, hessian[blk % columns], False, r)
+            elif optimal:
                 scale = search(row, scale, divisors[scale], divisors, 1, 126, multiply, tie, lanes,
                                terms, ys)
             scales[blk] = scale
