@@ -78,6 +78,8 @@ def test_gguf_decodes_code_8_as_positive_zero(vectors):
     result = run(vectors, peers.Gguf(), "mxfp4_dequantize", lenient=True)
     assert result.failed
     assert "expected 0x80000000 (-0.0), got 0x00000000" in result.first_failure().detail[0]
+    own = run(vectors, peers.Gguf(), "profile_dequantize")  # fp4ref's ggml decode profile
+    assert own.ran == 1 and not own.failed
 
 
 def test_compressed_tensors_nvfp4_matches_its_profile(vectors):

@@ -22,6 +22,8 @@ quantize_mxfp4     ``(x: float32[N, K], *, scale_rule, rounding) -> (blocks, sca
 quantize_nvfp4     ``(x, tensor_scale: float32[], *, tensor_scale_direction) -> (blocks, scales)``
 quantize_profile   ``(x, tensor_scale: float32[], *, format, profile[, scale_rule])
                    -> (blocks, scales)``
+dequantize_profile ``(blocks, scales, tensor_scale: float32[], *, format, profile)
+                   -> float32[N, K]`` (bytes stored as the profile stores them)
 decode_uqff_blob   ``(blob: uint8[n]) -> (blocks, scales[, bias])``
 encode_uqff_blob   ``(blocks, scales[, bias]) -> uint8[n]``
 read_uqff_layer    ``(file: uint8[n], *, layer) -> (blocks, scales[, bias])``
@@ -121,6 +123,12 @@ class Backend:
             scale_rule=scale_rule,
             tensor_scale=tensor_scale[()] if has_tensor_scale else None,
         )
+
+    def dequantize_profile(self, blocks, scales, tensor_scale, *, format, profile):
+        nvfp4 = format == "nvfp4"
+        return api.dequantize(blocks, scales, format=format, profile=profile,
+                              tensor_scale=tensor_scale[()] if nvfp4 else None,
+                              backend=self.backend)
 
     def decode_uqff_blob(self, blob):
         from ..io import uqff

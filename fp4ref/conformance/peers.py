@@ -21,6 +21,8 @@ import warnings
 
 import numpy as np
 
+from ..profiles import profiles
+
 #: E2M1 values of codes 0..15.
 E2M1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6], np.float32)
 #: Marks an element the peer refused or could not produce (never equal to a valid code).
@@ -305,6 +307,12 @@ class Torchao(Peer):
         )
         return _to_numpy(out)
 
+    def dequantize_profile(self, blocks, scales, tensor_scale, *, format, profile):
+        self.choose(profile=profile)
+        if format != "mxfp4":
+            raise NotImplementedError("torchao NVFP4 decode is not adapted")
+        return self.dequantize_mxfp4(blocks, scales, nibble_order="low-first", dtype="float32")
+
     def _mx(self, x, rule):
         scale, data = self.lib.to_mx(
             self.torch.from_numpy(x.copy()), self.torch.float4_e2m1fn_x2, 32, self.modes(rule)
@@ -352,6 +360,16 @@ class Gguf(Peer):
         with np.errstate(all="ignore"):
             return self.lib.dequantize(
                 self._records(blocks, scales, nibble_order), GGMLQuantizationType.MXFP4
+            )
+
+    def dequantize_profile(self, blocks, scales, tensor_scale, *, format, profile):
+        from gguf import GGMLQuantizationType
+
+        order = profiles()[profile].nibble_order  # how the case stores its bytes (glue)
+        self.choose(format=format, profile=profile)
+        with np.errstate(all="ignore"):
+            return self.lib.dequantize(
+                self._records(blocks, scales, order), GGMLQuantizationType.MXFP4
             )
 
     def _quantize(self, x, order):

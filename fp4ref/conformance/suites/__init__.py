@@ -7,13 +7,14 @@ a new suite (quantize, UQFF, a profile) plugs in by adding its module here.
 from __future__ import annotations
 
 from ..model import Suite
-from . import blocks, layouts, quantize, scalars, uqff
+from . import blocks, layouts, profile_decode, quantize, scalars, uqff
 
 SUITES: list[Suite] = [
     *scalars.SUITES,
     *blocks.SUITES,
     *layouts.SUITES,
     *quantize.SUITES,
+    *profile_decode.SUITES,
     *uqff.SUITES,
 ]
 
