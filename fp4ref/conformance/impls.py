@@ -20,7 +20,8 @@ swizzle            ``(scales: uint8[R, C], *, layout) -> uint8[Rpad * Cpad]``
 unswizzle          ``(stored: uint8[Rpad * Cpad], *, rows, cols, layout) -> uint8[R, C]``
 quantize_mxfp4     ``(x: float32[N, K], *, scale_rule, rounding) -> (blocks, scales)``
 quantize_nvfp4     ``(x, tensor_scale: float32[], *, tensor_scale_direction) -> (blocks, scales)``
-quantize_profile   ``(x, tensor_scale: float32[], *, format, profile[, scale_rule])
+quantize_profile   ``(x, tensor_scale: float32[][, activations], *, format, profile
+                   [, scale_rule])
                    -> (blocks, scales)``
 dequantize_profile ``(blocks, scales, tensor_scale: float32[], *, format, profile)
                    -> float32[N, K]`` (bytes stored as the profile stores them)
@@ -114,7 +115,9 @@ class Backend:
         profile = profiles()["ocp"].with_options(tensor_scale_direction=tensor_scale_direction)
         return self._quantize(x, format="nvfp4", profile=profile, tensor_scale=tensor_scale[()])
 
-    def quantize_profile(self, x, tensor_scale, *, format, profile, scale_rule=None):
+    def quantize_profile(
+        self, x, tensor_scale, activations=None, *, format, profile, scale_rule=None
+    ):
         has_tensor_scale = format == "nvfp4" and profiles()[profile].tensor_scale
         return self._quantize(
             x,
@@ -122,6 +125,7 @@ class Backend:
             profile=profile,
             scale_rule=scale_rule,
             tensor_scale=tensor_scale[()] if has_tensor_scale else None,
+            hessian=activations,
         )
 
     def dequantize_profile(self, blocks, scales, tensor_scale, *, format, profile):

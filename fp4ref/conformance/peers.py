@@ -333,7 +333,9 @@ class Torchao(Peer):
         self.choose(tensor_scale_direction=tensor_scale_direction)
         return self._nv(x, tensor_scale[()])
 
-    def quantize_profile(self, x, tensor_scale, *, format, profile, scale_rule=None):
+    def quantize_profile(
+        self, x, tensor_scale, activations=None, *, format, profile, scale_rule=None
+    ):
         profile = self.choose(profile=profile)
         if scale_rule is not None:
             raise NotImplementedError("torchao has no optimal scale search")
@@ -388,7 +390,9 @@ class Gguf(Peer):
         self.choose(scale_rule=scale_rule, rounding=rounding)
         return self._quantize(x, "low-first")
 
-    def quantize_profile(self, x, tensor_scale, *, format, profile, scale_rule=None):
+    def quantize_profile(
+        self, x, tensor_scale, activations=None, *, format, profile, scale_rule=None
+    ):
         self.choose(format=format, profile=profile)
         if scale_rule is not None:
             raise NotImplementedError("gguf has no optimal scale search")
@@ -400,39 +404,42 @@ class Qwantize(Peer):
     own = "qwantize 0.1 reference: naive and optimal MXFP4, NVFP4 without tensor scale"
     native = {"scale_rule": ("qwantize",), "rounding": ("zero",), "profile": ("qwantize",)}
 
-    def _mx(self, x, optimal):
+    def _run(self, x, format, scale_rule, activations):
+        """qwantize's ``<format>_<naive|optimal|optimal_hessian>`` on blocks [rows, K/B, B]."""
         torch = _torch()
+        block = 32 if format == "mxfp4" else 16
         rows = x.shape[0]
-        w = torch.from_numpy(x.copy()).reshape(rows, -1, 32)
-        function = self.lib.mxfp4_optimal if optimal else self.lib.mxfp4_naive
-        s, q = function(w)
-        with np.errstate(all="ignore"):
-            exponent = np.log2(s.numpy()) + 127
-        scales = np.where(np.isfinite(exponent), np.round(exponent), SENTINEL).astype(np.int16)
-        return _pack(_codes(q.reshape(rows, -1).numpy())), scales
-
-    def _nv(self, x):
-        torch = _torch()
-        rows = x.shape[0]
-        s, q = self.lib.nvfp4_naive(torch.from_numpy(x.copy()).reshape(rows, -1, 16))
-        scales = s.to(torch.float8_e4m3fn).view(torch.uint8).numpy().astype(np.int16)
-        scales[np.isnan(s.numpy())] = SENTINEL
-        return _pack(_codes(q.reshape(rows, -1).numpy())), scales
+        kind = {None: "naive", "optimal": "optimal", "optimal-hessian": "optimal_hessian"}
+        function = getattr(self.lib, f"{format}_{kind[scale_rule]}")
+        w = torch.from_numpy(x.copy()).reshape(rows, -1, block)
+        if scale_rule == "optimal-hessian":
+            s, q = function(w, X=torch.from_numpy(activations.copy()))
+        else:
+            s, q = function(w)
+        s = s.numpy()
+        if format == "mxfp4":
+            with np.errstate(all="ignore"):
+                exponent = np.log2(s) + 127
+            scales = np.where(np.isfinite(exponent), np.round(exponent), SENTINEL)
+        else:
+            scales = torch.from_numpy(s).to(torch.float8_e4m3fn).view(torch.uint8).numpy()
+            scales = np.where(np.isnan(s), SENTINEL, scales)
+        return _pack(_codes(q.reshape(rows, -1).numpy())), scales.astype(np.int16)
 
     def quantize_mxfp4(self, x, *, scale_rule, rounding):
         self.choose(scale_rule=scale_rule, rounding=rounding)
-        return self._mx(x, False)
+        return self._run(x, "mxfp4", None, None)
 
     def quantize_nvfp4(self, x, tensor_scale, *, tensor_scale_direction):
         if float(tensor_scale) != 1.0:
             raise NotImplementedError("qwantize's NVFP4 has no tensor scale")
-        return self._nv(x)
+        return self._run(x, "nvfp4", None, None)
 
-    def quantize_profile(self, x, tensor_scale, *, format, profile, scale_rule=None):
+    def quantize_profile(
+        self, x, tensor_scale, activations=None, *, format, profile, scale_rule=None
+    ):
         self.choose(profile=profile)
-        if format == "nvfp4":
-            return self._nv(x)
-        return self._mx(x, scale_rule == "optimal")
+        return self._run(x, format, scale_rule, activations)
 
 
 class CompressedTensors(Peer):
@@ -500,7 +507,9 @@ class CompressedTensors(Peer):
         encode = stored if tensor_scale_direction == "encode" else np.float32(1) / stored
         return self._nv(x, encode)
 
-    def quantize_profile(self, x, tensor_scale, *, format, profile, scale_rule=None):
+    def quantize_profile(
+        self, x, tensor_scale, activations=None, *, format, profile, scale_rule=None
+    ):
         self.choose(profile=profile)
         if scale_rule is not None:
             raise NotImplementedError("compressed-tensors has no optimal scale search")
@@ -540,7 +549,9 @@ class ModelOpt(Peer):
         decode = stored if tensor_scale_direction == "decode" else np.float32(1) / stored
         return self._nv(x, decode)
 
-    def quantize_profile(self, x, tensor_scale, *, format, profile, scale_rule=None):
+    def quantize_profile(
+        self, x, tensor_scale, activations=None, *, format, profile, scale_rule=None
+    ):
         self.choose(profile=profile)
         if scale_rule is not None:
             raise NotImplementedError("ModelOpt has no optimal scale search")

@@ -137,11 +137,12 @@ def _mx_expected(
     min_byte: int = 0,
     lanes: int = 16,
     order: str = "low-first",
+    hessian: list | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     scales, packed = [], []
     for row in x.reshape(-1, mx.BLOCK_SIZE):
         scale, codes = mx.quantize_block(
-            [float(v) for v in row], rule, rounding, zero_sign, start, min_byte, lanes
+            [float(v) for v in row], rule, rounding, zero_sign, start, min_byte, lanes, hessian
         )
         scales.append(scale)
         packed.append(nibbles.pack(codes, order, mx.BLOCK_SIZE))
@@ -163,7 +164,13 @@ def _nv_operand(profile: Profile, stored: float) -> float:
     return float(np.float32(1.0) / np.float32(stored))
 
 
-def _nv_expected(x: np.ndarray, profile: Profile, stored: float, optimal: bool = False):
+def _nv_expected(
+    x: np.ndarray,
+    profile: Profile,
+    stored: float,
+    optimal: bool = False,
+    hessian: list | None = None,
+):
     operand = _nv_operand(profile, stored)
     scales, packed = [], []
     for row in x.reshape(-1, nvfp4.BLOCK_SIZE):
@@ -178,6 +185,7 @@ def _nv_expected(x: np.ndarray, profile: Profile, stored: float, optimal: bool =
             profile.zero_sign,
             profile.nonfinite == "nan-scale",
             profile.sum_lanes,
+            hessian,
         )
         scales.append(scale)
         packed.append(nibbles.pack(codes, profile.nibble_order, nvfp4.BLOCK_SIZE))
@@ -285,6 +293,58 @@ def _stored(scales: np.ndarray, profile: Profile) -> np.ndarray:
     return np.array(layouts.swizzle(scales.tolist(), profile.scale_layout), np.uint8)
 
 
+def activations(block: int) -> tuple[np.ndarray, list[list[float]]]:
+    """Activations X [8, block] of small integers, and H = X^T X: exact in any summation
+    order, so every implementation sees the same Hessian."""
+    x = np.array(_inputs.Stream(7).integers(-3, 4, 8 * block), np.float32).reshape(8, block)
+    rows = x.astype(int).tolist()
+    hessian = [[float(sum(r[i] * r[j] for r in rows)) for j in range(block)] for i in range(block)]
+    return x, hessian
+
+
+def _qwantize_search_cases(name: str, profile: Profile) -> list[Case]:
+    """qwantize's optimal and Hessian-weighted searches, MXFP4 and NVFP4."""
+    cases = []
+    start = profile.scale_rule
+    for fmt, block in (("mxfp4", 32), ("nvfp4", 16)):
+        x = mx_blocks() if fmt == "mxfp4" else nv_blocks(1.0)
+        acts, hessian = activations(block)
+        for rule in ("optimal", "optimal-hessian"):
+            weights = hessian if rule == "optimal-hessian" else None
+            if fmt == "mxfp4":
+                if rule == "optimal":
+                    continue  # the mxfp4_optimal case of the profile suite
+                blocks, scales = _mx_expected(
+                    x,
+                    rule,
+                    profile.rounding,
+                    profile.zero_sign,
+                    start,
+                    profile.e8m0_min,
+                    profile.sum_lanes,
+                    profile.nibble_order,
+                    weights,
+                )
+            else:
+                blocks, scales = _nv_expected(x, profile, 1.0, True, weights)
+            inputs = {"x": x, "tensor_scale": np.array(1.0, np.float32)}
+            if weights is not None:
+                inputs["activations"] = acts
+            cases.append(
+                Case(
+                    f"{fmt}_{rule.replace('-', '_')}",
+                    f"{fmt} blocks under profile {name} with the {rule} scale search"
+                    + (" (H = X^T X of small-integer activations X [8, B])" if weights else ""),
+                    profile.description,
+                    inputs,
+                    {"blocks": blocks, "scales": scales},
+                    {"format": fmt, "profile": name, "scale_rule": rule},
+                    profile=name,
+                )
+            )
+    return cases
+
+
 def _profile_suite(name: str, profile: Profile) -> Suite:
     def build() -> list[Case]:
         cases = []
@@ -335,13 +395,16 @@ def _profile_suite(name: str, profile: Profile) -> Suite:
                     profile=name,
                 )
             )
+        if name == "qwantize":
+            cases += _qwantize_search_cases(name, profile)
         return cases
 
     return Suite(
         f"profile_{name.replace('-', '_')}",
         "quantize_profile",
-        "(x: float32[N, K], tensor_scale: float32[], *, format: str, profile: str"
-        "[, scale_rule: str]) -> (blocks: uint8[N, K/2] in the profile's nibble order, "
+        "(x: float32[N, K], tensor_scale: float32[][, activations: float32[T, K]], *, "
+        "format: str, profile: str[, scale_rule: str]) -> (blocks: uint8[N, K/2] in the "
+        "profile's nibble order, "
         "scales: uint8 in the profile's scale layout, compared flat)",
         f"quantize under the {name} profile",
         build,
