@@ -156,6 +156,8 @@ def nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_scale):
         y = f32(tensor * f32(amax / 6.0))
     if clamp_low <= clamp_high and y == y:
         y = min(max(y, clamp_low), clamp_high)
+    if y != y:  # a NaN made by the arithmetic (Inf / Inf) has the hardware's sign (x86
+        return 0x7F  # negative, CUDA positive); fp4ref writes the positive NaN byte
     byte = e4m3_encode(y, TIE_EVEN, True)
     if recipe == RECIPE_CT and byte == 0 and zero_scale >= 0.0:
         byte = e4m3_encode(zero_scale, TIE_EVEN, True)

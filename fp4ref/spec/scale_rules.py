@@ -174,6 +174,8 @@ def nvfp4_block_scale(
         raise ValueError(f"recipe must be one of {NV_RECIPES}; got {recipe!r}")
     if clamp is not None and y == y:
         y = min(max(y, clamp[0]), clamp[1])
+    if y != y:  # a NaN made by the arithmetic (Inf / Inf) has the hardware's sign (x86
+        return 0x7F  # negative, CUDA positive); fp4ref writes the positive NaN byte
     byte = e4m3.encode(y, "even", saturate=True)
     if recipe == "compressed-tensors" and byte == 0 and zero_scale is not None:
         byte = e4m3.encode(zero_scale)
