@@ -187,29 +187,63 @@ def quotient(x, d, multiply):
 
 @njit(cache=True, error_model="numpy")
 def lane_sum(terms, n, lanes):
-    """float32 sum of ``terms[:n]`` in torch's CPU reduction order
-    (:func:`fp4ref.spec.optimal.lane_sum`)."""
-    total = 0.0
+    """float32 sum of ``terms[:n]`` (float32 values) in torch's CPU reduction order
+    (:func:`fp4ref.spec.optimal.lane_sum`), in native float32 additions; returned as float64."""
+    total = np.float32(0.0)
     if lanes <= 1 or n < lanes or n % lanes:
         for i in range(n):
-            total = f32(total + terms[i])
-        return total
+            total = total + np.float32(terms[i])
+        return float(total)
+    if n == lanes:  # one term per lane (an NVFP4 block on AVX-512)
+        for lane in range(lanes):
+            total = total + np.float32(terms[lane])
+        return float(total)
+    if n == 2 * lanes:  # two terms per lane (an MXFP4 block on AVX-512)
+        for lane in range(lanes):
+            total = total + (np.float32(terms[lane]) + np.float32(terms[lane + lanes]))
+        return float(total)
     for lane in range(lanes):
-        partial = terms[lane]
+        partial = np.float32(terms[lane])
         for k in range(lane + lanes, n, lanes):
-            partial = f32(partial + terms[k])
-        total = f32(total + partial)
-    return total
+            partial = partial + np.float32(terms[k])
+        total = total + partial
+    return float(total)
+
+
+def _thresholds() -> np.ndarray:
+    """``[tie, k]``: float32 t with E2M1 magnitude code = #{k : y > t[k]} for float32 y >= 0
+    (a midpoint a tie sends up becomes the float32 just below it: y >= m is y > prev(m))."""
+    up = ((False, True, False, True, False, True, False), (True,) * 7, (False,) * 7)
+    table = np.empty((3, 7), np.float32)
+    for tie in range(3):
+        for k in range(7):
+            m = np.float32((0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)[k])
+            table[tie, k] = np.nextafter(m, np.float32(0)) if up[tie][k] else m
+    return table
+
+
+#: :func:`_thresholds`, a compile-time constant of the kernels.
+THRESHOLDS = _thresholds()
 
 
 @njit(cache=True, error_model="numpy")
 def block_error(x, d, multiply, tie, lanes, terms):
-    """qwantize's float32 block SSE at divisor ``d`` (``terms`` is scratch)."""
+    """qwantize's float32 block SSE at divisor ``d`` (``terms`` is scratch), in native
+    float32 operations (each the IEEE float32 operation the oracle rounds to): the element's
+    magnitude code by threshold counts, its value as 0.5 (c0 + c1 + c2 + c3) + (c4 + c5) +
+    2 c6 (exact), then float32(q d), |x| - that, and its square."""
     n = x.shape[0]
+    d32 = np.float32(d)
+    t0, t1, t2, t3 = THRESHOLDS[tie, 0], THRESHOLDS[tie, 1], THRESHOLDS[tie, 2], THRESHOLDS[tie, 3]
+    t4, t5, t6 = THRESHOLDS[tie, 4], THRESHOLDS[tie, 5], THRESHOLDS[tie, 6]
+    half, two = np.float32(0.5), np.float32(2.0)
     for i in range(n):
-        code = magnitude_code(quotient(x[i], d, multiply), tie)
-        error = f32(abs(x[i]) - f32(_E2M1[code] * d))
-        terms[i] = f32(error * error)
+        a = np.float32(abs(x[i]))
+        y = a * d32 if multiply else a / d32
+        value = (half * np.float32((y > t0) + (y > t1) + (y > t2) + (y > t3))
+                 + np.float32((y > t4) + (y > t5)) + two * np.float32(y > t6))
+        error = a - value * d32
+        terms[i] = error * error
     return lane_sum(terms, n, lanes)
 
 
@@ -228,35 +262,69 @@ def sort_ascending(values, n):
 
 @njit(cache=True, error_model="numpy")
 def search_bounds(x, e0, lanes, terms, ys):
-    """(keeps start, s_min, s_max): steps 2 and 3 of the search (noise blocks, SSE bounds)."""
+    """(keeps start, s_min, s_max): steps 2 and 3 of the search (noise blocks, SSE bounds).
+
+    k* counts the prefixes of the ascending squares whose float32-rounded float64 sum is
+    <= E0. An element with float32(x^2) > E0 ends every prefix it is in (the sum is at
+    least that square), and float32(x^2) grows with |x|, so only the elements with
+    float32(x^2) <= E0 (a prefix of the sorted order) are sorted; y_(k*) is the next of
+    them, or the smallest of the others.
+    """
     n = x.shape[0]
     for i in range(n):
-        terms[i] = f32(x[i] * x[i])
+        a = np.float32(x[i])
+        terms[i] = a * a
     if lane_sum(terms, n, lanes) <= e0:
         return True, 0.0, 0.0
+    m = 0
+    amax = 0.0
+    rest = math.inf
     for i in range(n):
-        ys[i] = abs(x[i])
-    ys.sort()
+        a = abs(x[i])
+        amax = max(amax, a)
+        if terms[i] <= e0:
+            ys[m] = a
+            m += 1
+        else:
+            rest = min(rest, a)
+    sort_ascending(ys, m)
     running = 0.0
     k_star = 0
-    for i in range(n):
-        running += f32(ys[i] * ys[i])
-        if f32(running) <= e0:
-            k_star += 1
+    while k_star < m:
+        running += f32(ys[k_star] * ys[k_star])
+        if not f32(running) <= e0:
+            break
+        k_star += 1
     if k_star >= n:
         return True, 0.0, 0.0
-    s_min = max(f32(f32(ys[n - 1] - f32(math.sqrt(e0))) / 6.0), 0.0)
-    return False, s_min, f32(ys[k_star] / 0.25)
+    following = ys[k_star] if k_star < m else rest
+    s_min = max(f32(f32(amax - f32(math.sqrt(e0))) / 6.0), 0.0)
+    return False, s_min, f32(following / 0.25)
+
+
+@njit(cache=True, error_model="numpy")
+def first_at_least(divisors, first, last, value):
+    """The smallest byte in ``first..last`` whose (ascending) divisor is >= ``value``
+    (``last + 1`` if none): a bisection."""
+    low, high = first, last + 1
+    while low < high:
+        middle = (low + high) // 2
+        if divisors[middle] >= value:
+            high = middle
+        else:
+            low = middle + 1
+    return low
 
 
 @njit(cache=True, error_model="numpy")
 def clip_error(x, d, lanes, terms):
-    """float32 ``sum(max(|x| - 6 d, 0)^2)`` in torch's order."""
+    """float32 ``sum(max(|x| - float32(6 d), 0)^2)`` in torch's order (native float32)."""
     n = x.shape[0]
-    six_d = f32(6.0 * d)
+    six_d = np.float32(6.0) * np.float32(d)
+    zero = np.float32(0.0)
     for i in range(n):
-        h = max(f32(abs(x[i]) - six_d), 0.0)
-        terms[i] = f32(h * h)
+        h = max(np.float32(abs(x[i])) - six_d, zero)
+        terms[i] = h * h
     return lane_sum(terms, n, lanes)
 
 
@@ -290,10 +358,10 @@ def search_hessian(x, start, start_divisor, divisors, first, last, multiply, tie
         return start
     best = start
     best_error = hessian_error(x, start_divisor, multiply, tie, h, r)
-    for byte in range(first, last + 1):
+    for byte in range(first_at_least(divisors, first, last, s_min), last + 1):
         d = divisors[byte]
-        if not (s_min <= d and d <= s_max):
-            continue
+        if not d <= s_max:
+            break
         limit = e0 if fast_fail_e0 else 10.0 * best_error
         if not clip_error(x, d, lanes, terms) < limit:
             continue
@@ -311,36 +379,18 @@ def search(x, start, start_divisor, divisors, first, last, multiply, tie, lanes,
 
     ``terms`` and ``ys`` are float64 scratch of the block's length.
     """
-    n = x.shape[0]
     e0 = block_error(x, start_divisor, multiply, tie, lanes, terms)
-    for i in range(n):
-        terms[i] = f32(x[i] * x[i])
-    if lane_sum(terms, n, lanes) <= e0:
+    keep, s_min, s_max = search_bounds(x, e0, lanes, terms, ys)
+    if keep:
         return start
-    for i in range(n):
-        ys[i] = abs(x[i])
-    sort_ascending(ys, n)
-    running = 0.0
-    k_star = 0
-    for i in range(n):
-        running += f32(ys[i] * ys[i])
-        if f32(running) <= e0:
-            k_star += 1
-    if k_star >= n:
-        return start
-    s_min = max(f32(f32(ys[n - 1] - f32(math.sqrt(e0))) / 6.0), 0.0)
-    s_max = f32(ys[k_star] / 0.25)
     best = start
     best_error = e0
-    for byte in range(first, last + 1):
+    # candidates inside [s_min, s_max] only: the divisors ascend, so from a bisection on
+    for byte in range(first_at_least(divisors, first, last, s_min), last + 1):
         d = divisors[byte]
-        if not (s_min <= d and d <= s_max):
-            continue
-        six_d = f32(6.0 * d)
-        for i in range(n):
-            h = max(f32(abs(x[i]) - six_d), 0.0)
-            terms[i] = f32(h * h)
-        if not lane_sum(terms, n, lanes) < best_error:
+        if not d <= s_max:
+            break
+        if not clip_error(x, d, lanes, terms) < best_error:
             continue
         error = block_error(x, d, multiply, tie, lanes, terms)
         if error < best_error:

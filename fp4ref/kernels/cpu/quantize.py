@@ -12,16 +12,16 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ..scalar import HIGH_FIRST, LOW_FIRST, byte_elements
+from ..scalar import HIGH_FIRST, LOW_FIRST, byte_elements, is_negative
 from ..scale_rules import (
     RULE_FLOOR,
+    THRESHOLDS,
+    ZERO_DROP,
     ZERO_KEEP,
     ZERO_NEGATIVE,
-    element_code,
     mx_scale,
     nvfp4_block_scale,
     nvfp4_divisor,
-    quotient,
     search,
     search_hessian,
 )
@@ -114,6 +114,35 @@ def quantize_mx_rule(x, bits, rule, tie_thresholds, zero_sign, order, scales, pa
                     packed[blk, i] = codes[i] | (codes[i + half] << 4)
 
 
+@njit(cache=True, error_model="numpy")
+def encode_block(row, d, multiply, tie, zero_sign, order, out):
+    """Pack the codes of the float32 block ``row`` at divisor ``d`` into ``out``.
+
+    Each magnitude is float32(|x| / d) (or float32(|x| * d)), one float32 operation, its
+    E2M1 code the count of :data:`..scale_rules.THRESHOLDS` below it (NaN: 0, Inf: 7), the
+    sign by ``zero_sign``: the codes of :func:`..scale_rules.element_code`.
+    """
+    n = row.shape[0]
+    d32 = np.float32(d)
+    t0, t1, t2, t3 = THRESHOLDS[tie, 0], THRESHOLDS[tie, 1], THRESHOLDS[tie, 2], THRESHOLDS[tie, 3]
+    t4, t5, t6 = THRESHOLDS[tie, 4], THRESHOLDS[tie, 5], THRESHOLDS[tie, 6]
+    for i in range(n // 2):
+        pair = 0
+        low, high = byte_elements(i, order, n)
+        for shift, e in ((0, low), (4, high)):
+            v = row[e]
+            a = np.float32(abs(v))
+            y = a * d32 if multiply else a / d32
+            code = ((y > t0) + (y > t1) + (y > t2) + (y > t3) + (y > t4) + (y > t5)
+                    + (y > t6))
+            negative = is_negative(v)
+            if code == 0 and (zero_sign == ZERO_DROP or (zero_sign == ZERO_NEGATIVE
+                                                         and not v < 0)):
+                negative = False
+            pair |= (code | (8 if negative else 0)) << shift
+        out[i] = pair
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def quantize_mx(x, rule, optimal, start_rule, first, tie, zero_sign, lanes, order, scales, packed,
                 hessian):
@@ -129,43 +158,37 @@ def quantize_mx(x, rule, optimal, start_rule, first, tie, zero_sign, lanes, orde
     nblocks, n = x.shape
     columns = hessian.shape[0]
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
-        row64 = np.empty(n)
         terms = np.empty(n)
         ys = np.empty(n)
         r = np.empty(n)
         for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
-            amax = 0.0
+            row = x[blk]
+            amax = np.float32(0.0)
             for i in range(n):
-                a = abs(np.float64(x[blk, i]))
-                amax = max(amax, a) if a < math.inf else math.inf
-            if not amax < math.inf:
+                amax = max(amax, abs(row[i]))  # NaN and Inf are caught below
+            finite = True
+            for i in range(n):
+                finite &= abs(row[i]) < np.float32(math.inf)
+            if not finite:
                 scales[blk] = 255
                 packed[blk, :] = 0
                 continue
             if optimal:
-                for i in range(n):
-                    row64[i] = x[blk, i]
-                start = mx_scale(amax, start_rule)
+                start = mx_scale(float(amax), start_rule)
                 if columns:
-                    scale = search_hessian(row64, start, divisors[start], divisors, first, 254,
+                    scale = search_hessian(row, start, divisors[start], divisors, first, 254,
                                            False, tie, lanes, terms, ys, hessian[blk % columns],
                                            True, r)
                 else:
-                    scale = search(row64, start, divisors[start], divisors, first, 254, False,
+                    scale = search(row, start, divisors[start], divisors, first, 254, False,
                                    tie, lanes, terms, ys)
             else:
-                scale = mx_scale(amax, rule)
+                scale = mx_scale(float(amax), rule)
             scales[blk] = scale
             if scale == 255:
                 packed[blk, :] = 0
                 continue
-            inverse = math.ldexp(1.0, 127 - scale)  # |x| / X, exact as a float64 multiply
-            for i in range(n // 2):
-                low, high = byte_elements(i, order, n)
-                a = np.float64(x[blk, low])
-                b = np.float64(x[blk, high])
-                packed[blk, i] = (element_code(a, abs(a) * inverse, tie, zero_sign)
-                                  | (element_code(b, abs(b) * inverse, tie, zero_sign) << 4))
+            encode_block(row, divisors[scale], False, tie, zero_sign, order, packed[blk])
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -182,16 +205,15 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
     nblocks, n = x.shape
     columns = hessian.shape[0]
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
-        row = np.empty(n)
         terms = np.empty(n)
         ys = np.empty(n)
         r = np.empty(n)
         for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
+            row = x[blk]
             amax = 0.0
             bad = False
             for i in range(n):
-                row[i] = x[blk, i]
-                a = abs(row[i])
+                a = abs(np.float64(row[i]))
                 if a != a or (inf_nan and a == math.inf):
                     bad = True
                 elif a > amax:
@@ -212,9 +234,4 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
             if d != d:
                 packed[blk, :] = 0
                 continue
-            for i in range(n // 2):
-                low, high = byte_elements(i, order, n)
-                packed[blk, i] = (
-                    element_code(row[low], quotient(row[low], d, multiply), tie, zero_sign)
-                    | (element_code(row[high], quotient(row[high], d, multiply), tie,
-                                    zero_sign) << 4))
+            encode_block(row, d, multiply, tie, zero_sign, order, packed[blk])
