@@ -19,10 +19,13 @@ from ..scale_rules import (
     ZERO_DROP,
     ZERO_KEEP,
     ZERO_NEGATIVE,
+    block_error,
+    first_at_least,
     mx_scale,
     nvfp4_block_scale,
     nvfp4_divisor,
     search,
+    search_bounds,
     search_hessian,
 )
 
@@ -114,6 +117,71 @@ def quantize_mx_rule(x, bits, rule, tie_thresholds, zero_sign, order, scales, pa
                     packed[blk, i] = codes[i] | (codes[i + half] << 4)
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _terms(a, d, multiply, t0, t1, t2, t3, t4, t5, t6):
+    """float32 (squared error, squared clip) of magnitude ``a`` at divisor ``d``."""
+    y = a * d if multiply else a / d
+    value = (np.float32(0.5) * np.float32((y > t0) + (y > t1) + (y > t2) + (y > t3))
+             + np.float32((y > t4) + (y > t5)) + np.float32(2.0) * np.float32(y > t6))
+    error = a - value * d
+    h = max(a - np.float32(6.0) * d, np.float32(0.0))
+    return error * error, h * h
+
+
+@njit(cache=True, error_model="numpy")
+def candidate_errors(x, divisors32, low, high, multiply, tie, lanes, sse, clip):
+    """Float32 SSE and clip error of the block ``x`` at every candidate byte ``low..high-1``
+    (``sse[c]``, ``clip[c]`` for byte ``low + c``): the values of
+    :func:`..scale_rules.block_error` and :func:`..scale_rules.clip_error`, for all
+    candidates at once. The inner loop runs across candidates (vectorised), the outer one
+    over the lanes in torch's order, so each sum adds its terms in that order. Needs
+    ``n == lanes`` or ``n == 2 * lanes``.
+    """
+    t0, t1, t2, t3 = THRESHOLDS[tie, 0], THRESHOLDS[tie, 1], THRESHOLDS[tie, 2], THRESHOLDS[tie, 3]
+    t4, t5, t6 = THRESHOLDS[tie, 4], THRESHOLDS[tie, 5], THRESHOLDS[tie, 6]
+    count = high - low
+    for c in range(count):
+        sse[c] = 0.0
+        clip[c] = 0.0
+    two_per_lane = x.shape[0] == 2 * lanes
+    for lane in range(lanes):
+        first = np.float32(abs(x[lane]))
+        second = np.float32(abs(x[lane + lanes])) if two_per_lane else np.float32(0.0)
+        for c in range(count):
+            d = divisors32[low + c]
+            error, h = _terms(first, d, multiply, t0, t1, t2, t3, t4, t5, t6)
+            if two_per_lane:
+                error2, h2 = _terms(second, d, multiply, t0, t1, t2, t3, t4, t5, t6)
+                error = error + error2
+                h = h + h2
+            sse[c] = sse[c] + error
+            clip[c] = clip[c] + h
+
+
+@njit(cache=True, error_model="numpy")
+def search_all(x, start, divisors, divisors32, first, last, multiply, tie, lanes, terms, ys,
+               sse, clip):
+    """:func:`..scale_rules.search` (the same byte) with every in-range candidate's errors
+    from :func:`candidate_errors`; then qwantize's scan over them (clip test against the
+    best so far, strict improvement), ascending."""
+    e0 = block_error(x, divisors[start], multiply, tie, lanes, terms)
+    keep, s_min, s_max = search_bounds(x, e0, lanes, terms, ys)
+    if keep:
+        return start
+    low = first_at_least(divisors, first, last, s_min)
+    high = low
+    while high <= last and divisors[high] <= s_max:
+        high += 1
+    candidate_errors(x, divisors32, low, high, multiply, tie, lanes, sse, clip)
+    best = start
+    best_error = e0
+    for c in range(high - low):
+        if clip[c] < best_error and sse[c] < best_error:
+            best = low + c
+            best_error = float(sse[c])
+    return best
+
+
 @njit(cache=True, error_model="numpy")
 def encode_block(row, d, multiply, tie, zero_sign, order, out):
     """Pack the codes of the float32 block ``row`` at divisor ``d`` into ``out``.
@@ -179,7 +247,7 @@ def quantize_mx(x, rule, optimal, start_rule, first, tie, zero_sign, lanes, orde
                     scale = search_hessian(row, start, divisors[start], divisors, first, 254,
                                            False, tie, lanes, terms, ys, hessian[blk % columns],
                                            True, r)
-                else:
+                else:  # few powers of two lie inside the bounds: no batching needed
                     scale = search(row, start, divisors[start], divisors, first, 254, False,
                                    tie, lanes, terms, ys)
             else:
@@ -202,12 +270,16 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
     multiply = nvfp4_divisor(0x38, recipe, tensor)[1]
     for b in range(256):
         divisors[b] = nvfp4_divisor(b, recipe, tensor)[0]
+    divisors32 = divisors.astype(np.float32)
     nblocks, n = x.shape
     columns = hessian.shape[0]
+    batched = n == lanes or n == 2 * lanes
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
         terms = np.empty(n)
         ys = np.empty(n)
         r = np.empty(n)
+        sse = np.empty(256, np.float32)
+        clip = np.empty(256, np.float32)
         for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
             row = x[blk]
             amax = 0.0
@@ -226,6 +298,9 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
             if optimal and columns:
                 scale = search_hessian(row, scale, divisors[scale], divisors, 1, 126, multiply,
                                        tie, lanes, terms, ys, hessian[blk % columns], False, r)
+            elif optimal and batched:
+                scale = search_all(row, scale, divisors, divisors32, 1, 126, multiply, tie, lanes,
+                                   terms, ys, sse, clip)
             elif optimal:
                 scale = search(row, scale, divisors[scale], divisors, 1, 126, multiply, tie, lanes,
                                terms, ys)
