@@ -248,27 +248,14 @@ def block_error(x, d, multiply, tie, lanes, terms):
 
 
 @njit(cache=True, error_model="numpy")
-def sort_ascending(values, n):
-    """Sort ``values[:n]`` (no NaN) ascending in place: an insertion sort, which compiles for
-    the GPU too (``ndarray.sort`` does not) and is quick for one block."""
-    for i in range(1, n):
-        value = values[i]
-        j = i - 1
-        while j >= 0 and values[j] > value:
-            values[j + 1] = values[j]
-            j -= 1
-        values[j + 1] = value
-
-
-@njit(cache=True, error_model="numpy")
 def search_bounds(x, e0, lanes, terms, ys):
     """(keeps start, s_min, s_max): steps 2 and 3 of the search (noise blocks, SSE bounds).
 
     k* counts the prefixes of the ascending squares whose float32-rounded float64 sum is
     <= E0. An element with float32(x^2) > E0 ends every prefix it is in (the sum is at
     least that square), and float32(x^2) grows with |x|, so only the elements with
-    float32(x^2) <= E0 (a prefix of the sorted order) are sorted; y_(k*) is the next of
-    them, or the smallest of the others.
+    float32(x^2) <= E0 (a prefix of the sorted order) are sorted, by rank (branch-free;
+    ``terms`` holds them sorted); y_(k*) is the next of them, or the smallest of the others.
     """
     n = x.shape[0]
     for i in range(n):
@@ -279,25 +266,29 @@ def search_bounds(x, e0, lanes, terms, ys):
     m = 0
     amax = 0.0
     rest = math.inf
-    for i in range(n):
-        a = abs(x[i])
+    for i in range(n):  # branch-free: every value is written, the kept ones advance m
+        a = float(abs(x[i]))
+        kept = terms[i] <= e0
         amax = max(amax, a)
-        if terms[i] <= e0:
-            ys[m] = a
-            m += 1
-        else:
-            rest = min(rest, a)
-    sort_ascending(ys, m)
+        ys[m] = a
+        m += kept
+        rest = min(rest, math.inf if kept else a)
+    # sort ys[:m] into terms[:m] by rank (ties by position): branch-free counts
+    for i in range(m):
+        rank = 0
+        for j in range(m):
+            rank += (ys[j] < ys[i]) | ((ys[j] == ys[i]) & (j < i))
+        terms[rank] = ys[i]
     running = 0.0
     k_star = 0
     while k_star < m:
-        running += f32(ys[k_star] * ys[k_star])
+        running += f32(terms[k_star] * terms[k_star])
         if not f32(running) <= e0:
             break
         k_star += 1
     if k_star >= n:
         return True, 0.0, 0.0
-    following = ys[k_star] if k_star < m else rest
+    following = terms[k_star] if k_star < m else rest
     s_min = max(f32(f32(amax - f32(math.sqrt(e0))) / 6.0), 0.0)
     return False, s_min, f32(following / 0.25)
 
