@@ -16,7 +16,6 @@ from ..scalar import HIGH_FIRST, LOW_FIRST, byte_elements, is_negative
 from ..scale_rules import (
     RULE_FLOOR,
     THRESHOLDS,
-    ZERO_DROP,
     ZERO_KEEP,
     ZERO_NEGATIVE,
     block_error,
@@ -182,6 +181,17 @@ def search_all(x, start, divisors, divisors32, first, last, multiply, tie, lanes
     return best
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _code(v, d32, multiply, t0, t1, t2, t3, t4, t5, t6, keep_all, keep_below):
+    """E2M1 code of ``v`` at float32 divisor ``d32``, branch-free (see :func:`encode_block`):
+    a zero magnitude keeps the sign bit if ``keep_all``, or if ``keep_below`` and v < 0."""
+    a = np.float32(abs(v))
+    y = a * d32 if multiply else a / d32
+    code = (y > t0) + (y > t1) + (y > t2) + (y > t3) + (y > t4) + (y > t5) + (y > t6)
+    signed = is_negative(v) & ((code != 0) | keep_all | (keep_below & (v < 0)))
+    return code | (8 * signed)
+
+
 @njit(cache=True, error_model="numpy")
 def encode_block(row, d, multiply, tie, zero_sign, order, out):
     """Pack the codes of the float32 block ``row`` at divisor ``d`` into ``out``.
@@ -194,21 +204,14 @@ def encode_block(row, d, multiply, tie, zero_sign, order, out):
     d32 = np.float32(d)
     t0, t1, t2, t3 = THRESHOLDS[tie, 0], THRESHOLDS[tie, 1], THRESHOLDS[tie, 2], THRESHOLDS[tie, 3]
     t4, t5, t6 = THRESHOLDS[tie, 4], THRESHOLDS[tie, 5], THRESHOLDS[tie, 6]
+    keep_all = zero_sign == ZERO_KEEP
+    keep_below = zero_sign == ZERO_NEGATIVE
     for i in range(n // 2):
-        pair = 0
         low, high = byte_elements(i, order, n)
-        for shift, e in ((0, low), (4, high)):
-            v = row[e]
-            a = np.float32(abs(v))
-            y = a * d32 if multiply else a / d32
-            code = ((y > t0) + (y > t1) + (y > t2) + (y > t3) + (y > t4) + (y > t5)
-                    + (y > t6))
-            negative = is_negative(v)
-            if code == 0 and (zero_sign == ZERO_DROP or (zero_sign == ZERO_NEGATIVE
-                                                         and not v < 0)):
-                negative = False
-            pair |= (code | (8 if negative else 0)) << shift
-        out[i] = pair
+        out[i] = (_code(row[low], d32, multiply, t0, t1, t2, t3, t4, t5, t6, keep_all,
+                        keep_below)
+                  | (_code(row[high], d32, multiply, t0, t1, t2, t3, t4, t5, t6, keep_all,
+                           keep_below) << 4))
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
