@@ -1,20 +1,16 @@
 """Quantized safetensors checkpoints in the conventions of the tools that write them.
 
-=====================  ==========================================================  ======
-convention             tensors of one layer ``<key>``                              format
-=====================  ==========================================================  ======
-``gpt-oss``            ``<key>_blocks`` U8 ``[..., N, K/32, 16]``, ``<key>_scales`` MXFP4
-                       U8 E8M0 ``[..., N, K/32]``, ``<key>_bias`` (optional)
-``modelopt``           ``<key>.weight`` U8 ``[..., N, K/2]``, ``<key>.weight_scale``  NVFP4
-                       F8_E4M3 ``[..., N, K/16]``, ``<key>.weight_scale_2`` F32 (the
-                       decode multiplier), ``<key>.input_scale``, ``<key>.bias``
-``compressed-tensors``  ``<key>.weight_packed`` U8, ``<key>.weight_scale`` F8_E4M3,  NVFP4
-                       ``<key>.weight_global_scale`` F32 (the *encode* scale: the
-                       decode multiplier is its reciprocal), ``<key>.input_global_scale``
-``comfyui``            as ``modelopt``, but nibbles high-first and ``weight_scale``    NVFP4
-                       stored 128x4-swizzled ``[Rpad, Cpad]``; ``<key>.comfy_quant``
-                       (UTF-8 JSON ``{"format": "nvfp4"}`` as U8) marks the layer
-=====================  ==========================================================  ======
+- ``gpt-oss`` (MXFP4): ``<key>_blocks`` U8 ``[..., N, K/32, 16]``, ``<key>_scales`` U8
+  E8M0 ``[..., N, K/32]``, ``<key>_bias`` (optional).
+- ``modelopt`` (NVFP4): ``<key>.weight`` U8 ``[..., N, K/2]``, ``<key>.weight_scale``
+  F8_E4M3 ``[..., N, K/16]``, ``<key>.weight_scale_2`` F32 (the decode multiplier),
+  ``<key>.input_scale``, ``<key>.bias``.
+- ``compressed-tensors`` (NVFP4): ``<key>.weight_packed`` U8, ``<key>.weight_scale``
+  F8_E4M3, ``<key>.weight_global_scale`` F32 (the *encode* scale: the decode multiplier is
+  its reciprocal), ``<key>.input_global_scale``.
+- ``comfyui`` (NVFP4): as ``modelopt``, but nibbles high-first and ``weight_scale`` stored
+  128x4-swizzled ``[Rpad, Cpad]``; ``<key>.comfy_quant`` (UTF-8 JSON
+  ``{"format": "nvfp4"}`` as U8) marks the layer.
 
 All but ComfyUI/BFL store nibbles low-first and scales linear (``spec/layouts.md``).
 Detection reads only names, dtypes and shapes. When more than one convention fits a file

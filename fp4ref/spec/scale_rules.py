@@ -183,7 +183,7 @@ def nvfp4_block_scale(
 
 
 def nvfp4_divisor(byte: int, recipe: str, tensor: float) -> tuple[float, bool]:
-    """(d, multiply): elements become float32(|x| / d), or float32(|x| * d) if ``multiply``.
+    """(d, multiply): elements become float32(abs(x) / d), or float32(abs(x) * d) if ``multiply``.
 
     ``"plain"``: d = s_b; ``"modelopt"``: d = float32(s_b * s_t) (a true division);
     ``"compressed-tensors"``: d = float32(s_b / G); ``"torchao"``: multiply by
@@ -208,7 +208,7 @@ def _f32_divide(a: float, b: float) -> float:
 
 
 def quotient(x: float, d: float, multiply: bool) -> float:
-    """float32(|x| / d) (or float32(|x| * d)): the magnitude an element is rounded from."""
+    """float32(abs(x) / d) (or float32(abs(x) * d)): the magnitude an element is rounded from."""
     if multiply:
         return f32(abs(x) * d)
     return _f32_divide(abs(x), d)
