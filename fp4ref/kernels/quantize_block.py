@@ -1,37 +1,101 @@
 """One block of quantization as numba scalar functions, for the CPU and the GPU alike.
 
 The per-block steps of :func:`fp4ref.spec.mx.quantize_block` and
-:func:`fp4ref.spec.nvfp4.quantize_block` over a block ``row`` of float64 values (each one a
-float32 value), built from the scale rules and the search of :mod:`.scale_rules`. Only
-what compiles for both targets is used (no allocation, no ``ndarray`` methods), so the GPU
-kernels of :mod:`.cuda.quantize` call these very dispatchers, compiled again as device
-functions; scratch arrays are the caller's.
+:func:`fp4ref.spec.nvfp4.quantize_block` over a block ``row`` of float32 values, built from
+the scale rules and the search of :mod:`.scale_rules`. The largest magnitude and the element
+codes are float32 and integer operations only (GPUs run float64 at a fraction of the float32
+rate, and the rule paths are otherwise memory-bound); each float32 step is the IEEE float32
+operation the oracle rounds to. Only what compiles for both targets is used (no allocation,
+no ``ndarray`` methods), so the GPU kernels of :mod:`.cuda.quantize` call these very
+dispatchers, compiled again as device functions; scratch arrays are the caller's.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit
 
-from .scalar import byte_elements
-from .scale_rules import element_code, mx_scale, nvfp4_block_scale, quotient, search
+from .scalar import TIE_AWAY, TIE_EVEN, byte_elements
+from .scale_rules import (
+    ZERO_DROP,
+    ZERO_NEGATIVE,
+    mx_scale,
+    nvfp4_block_scale,
+    search,
+)
+
+#: The E2M1 midpoints 0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5 (MX v1.0 5.3.3), exact in float32.
+_M0, _M1, _M2, _M3 = np.float32(0.25), np.float32(0.75), np.float32(1.25), np.float32(1.75)
+_M4, _M5, _M6 = np.float32(2.5), np.float32(3.5), np.float32(5.0)
+_INF32 = np.float32(math.inf)
 
 
 @njit(cache=True, error_model="numpy")
 def block_amax(row, inf_is_bad):
-    """(amax, bad) of a block: the largest magnitude of its usable values, and whether it
+    """(amax, bad) of a block: the largest magnitude (float32) of its values, and whether it
     holds a NaN (or an Inf, if ``inf_is_bad``), which gives the block the NaN scale
-    (MX v1.0 6.3 leaves NaN/Inf open; fp4ref's policy, :mod:`fp4ref.spec.mx`)."""
-    amax = 0.0
+    (MX v1.0 6.3 leaves NaN/Inf open; fp4ref's policy, :mod:`fp4ref.spec.mx`).
+
+    ``max`` of float32 magnitudes is exact; in a bad block amax is unused, so what ``max``
+    does with a NaN does not matter. With ``inf_is_bad`` one comparison ``not a < Inf``
+    catches both."""
+    amax = np.float32(0.0)
     bad = False
     for i in range(row.shape[0]):
-        a = abs(row[i])
-        if a != a or (inf_is_bad and a == math.inf):
-            bad = True
-        elif a > amax:
-            amax = a
+        a = abs(np.float32(row[i]))
+        bad = bad | (not a < _INF32 if inf_is_bad else a != a)
+        amax = max(amax, a)
     return amax, bad
+
+
+@njit(cache=True, error_model="numpy")
+def magnitude_code32(y, tie):
+    """E2M1 magnitude code (0..7) of a float32 scaled magnitude ``y`` >= 0 (saturating; NaN
+    gives 0): :func:`.scale_rules.magnitude_code` compared in float32. The midpoints are
+    exact float32 values, so each float32 comparison decides as the float64 one does."""
+    if tie == TIE_EVEN:  # the even code has mantissa bit 0: codes 0, 2, 4, 6 win ties
+        return ((y > _M0) + (y >= _M1) + (y > _M2) + (y >= _M3) + (y > _M4) + (y >= _M5)
+                + (y > _M6))
+    if tie == TIE_AWAY:
+        return ((y >= _M0) + (y >= _M1) + (y >= _M2) + (y >= _M3) + (y >= _M4) + (y >= _M5)
+                + (y >= _M6))
+    return ((y > _M0) + (y > _M1) + (y > _M2) + (y > _M3) + (y > _M4) + (y > _M5)
+            + (y > _M6))
+
+
+@njit(cache=True, error_model="numpy")
+def element_code32(x, d, multiply, tie, zero_sign):
+    """E2M1 code of element ``x`` (a float32 value) at float32 divisor ``d``, in float32
+    operations: y = float32(|x| / d), or float32(|x| * d) when ``multiply``, one IEEE
+    float32 operation, the very value :func:`.scale_rules.quotient` rounds to; then the
+    codes of :func:`.scale_rules.element_code`, branch-free.
+
+    MXFP4 passes d = 2^(127 - s) with ``multiply``: a product by a power of two is exact in
+    float32 when it is normal or infinite (the float64 product is then that value, or past
+    6 like Inf); when the exact product is below 2^-126 < 0.25, float32 rounds it to at most
+    2^-126, and both give code 0 (:func:`magnitude_code32`)."""
+    v = np.float32(x)
+    a = abs(v)
+    y = a * d if multiply else a / d
+    code = magnitude_code32(y, tie)
+    signed = math.copysign(np.float32(1.0), v) < np.float32(0.0)
+    if zero_sign == ZERO_DROP:  # a zero code drops the sign
+        signed = signed & (code != 0)
+    elif zero_sign == ZERO_NEGATIVE:  # a zero code keeps it only for x < 0 (not -0)
+        signed = signed & ((code != 0) | (v < np.float32(0.0)))
+    return code | (8 * signed)
+
+
+@njit(cache=True, error_model="numpy")
+def packed_byte(row, i, order, d, multiply, tie, zero_sign):
+    """Packed byte ``i`` of a block at float32 divisor ``d`` (:func:`element_code32`; an
+    MXFP4 block with scale 2^(s - 127) has d = 2^(127 - s) and ``multiply``), its element
+    ``byte_elements(i, order)[0]`` in the low nibble."""
+    low, high = byte_elements(i, order, row.shape[0])
+    return (element_code32(row[low], d, multiply, tie, zero_sign)
+            | (element_code32(row[high], d, multiply, tie, zero_sign) << 4))
 
 
 @njit(cache=True, error_model="numpy")
@@ -59,28 +123,6 @@ def nv_block_scale(row, amax, recipe, tensor, clamp_low, clamp_high, zero_scale,
         scale = search(row, scale, divisors[scale], divisors, 1, 126, multiply, tie, lanes,
                        terms, ys)
     return scale
-
-
-@njit(cache=True, error_model="numpy")
-def mx_packed_byte(row, i, order, inverse, tie, zero_sign):
-    """Packed byte ``i`` of an MXFP4 block whose scale is 1 / ``inverse``: each element
-    ``|x| * inverse`` (exact in float64, a power of two) rounded to E2M1 (MX v1.0 6.3)."""
-    low, high = byte_elements(i, order, row.shape[0])
-    a = row[low]
-    b = row[high]
-    return (element_code(a, abs(a) * inverse, tie, zero_sign)
-            | (element_code(b, abs(b) * inverse, tie, zero_sign) << 4))
-
-
-@njit(cache=True, error_model="numpy")
-def nv_packed_byte(row, i, order, d, multiply, tie, zero_sign):
-    """Packed byte ``i`` of an NVFP4 block with divisor ``d``: each element
-    float32(|x| / d) (or ``* d`` when ``multiply``) rounded to E2M1."""
-    low, high = byte_elements(i, order, row.shape[0])
-    a = row[low]
-    b = row[high]
-    return (element_code(a, quotient(a, d, multiply), tie, zero_sign)
-            | (element_code(b, quotient(b, d, multiply), tie, zero_sign) << 4))
 
 
 @njit(cache=True, error_model="numpy")

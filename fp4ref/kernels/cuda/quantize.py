@@ -2,11 +2,12 @@
 
 One thread quantizes one block: it reads the block's float32 values with 16-byte loads
 (:func:`.wide.load4`), and computes its scale and codes with the njit functions of
-:mod:`..quantize_block` and :mod:`..scale_rules` that the CPU runs, compiled again as
-device functions. The element options (nibble order, tie rule, sign of zero) and the path
-(rules or search) are compile-time constants (one kernel for each combination, built on
-first use), so the loops unroll and the block's values stay in registers on the rule paths;
-the scale rule, recipe and the rest are run-time arguments.
+:mod:`..quantize_block` and :mod:`..scale_rules`, compiled as device functions; amax and
+the element codes in float32 and integer operations only. The element options (nibble
+order, tie rule, sign of zero), the path (rules or search) and, on the rule paths, the MXFP4
+rule or NVFP4 recipe are compile-time constants (one kernel for each combination, built on
+first use), so branches fold, the loops unroll and the block's values stay in registers;
+the tensor scale, clamps and the rest are run-time arguments.
 
 Arguments are trusted: :mod:`fp4ref.quantize` checks shapes and dtypes first, and hands
 over C-contiguous float32 ``x`` starting at a 16-byte aligned address.
@@ -17,15 +18,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import cuda, float64, int32, uint32, uint64
+from numba import cuda, float32, float64, int32, uint32, uint64
 
 from ..quantize_block import (
     block_amax,
     half_value,
     mx_block_scale,
-    mx_packed_byte,
     nv_block_scale,
-    nv_packed_byte,
+    packed_byte,
 )
 from ..scale_rules import mx_scale, nvfp4_divisor
 from .codec import _grid
@@ -37,21 +37,22 @@ MX_NAN, NV_NAN = 0xFF, 0x7F
 _KERNELS: dict[tuple, object] = {}
 
 
-def _mx_kernel(optimal: bool, order: int, tie: int, zero_sign: int):
-    """The MXFP4 kernel for the rules or the optimal search and one set of element options."""
-    key = ("mx", optimal, order, tie, zero_sign)
+def _mx_kernel(optimal: bool, rule: int, order: int, tie: int, zero_sign: int):
+    """The MXFP4 kernel for the optimal search or scale rule ``rule`` (ignored with
+    ``optimal``) and one set of element options."""
+    key = ("mx", optimal, -1 if optimal else rule, order, tie, zero_sign)
     if key in _KERNELS:
         return _KERNELS[key]
     n = 32
 
     @cuda.jit
-    def kernel(x, divisors, rule, start_rule, first, lanes, scales, words):
+    def kernel(x, divisors, search_rule, start_rule, first, lanes, scales, words):
         table = cuda.shared.array(256, float64)
         if optimal:
             for r in range(cuda.threadIdx.x, 256, cuda.blockDim.x):
                 table[r] = divisors[r]
             cuda.syncthreads()
-        row = cuda.local.array(n, float64)
+        row = cuda.local.array(n, float32)
         terms = cuda.local.array(n, float64)
         ys = cuda.local.array(n, float64)
         for blk in range(uint64(cuda.grid(1)), uint64(scales.size), uint64(cuda.gridsize(1))):
@@ -63,18 +64,20 @@ def _mx_kernel(optimal: bool, order: int, tie: int, zero_sign: int):
             if bad:
                 scale = MX_NAN
             elif optimal:
-                scale = mx_block_scale(row, amax, rule, optimal, start_rule, first, tie, lanes,
-                                       table, terms, ys)
+                scale = mx_block_scale(row, float(amax), search_rule, optimal, start_rule, first,
+                                       tie, lanes, table, terms, ys)
             else:
-                scale = mx_scale(amax, rule)
+                scale = mx_scale(float(amax), rule)  # a constant rule: its branch alone
             scales[blk] = scale
-            inverse = math.ldexp(1.0, 127 - scale)  # |x| / X, exact as a float64 multiply
+            # |x| / X = |x| * 2^(127 - s): a float32 power of two (2^-127 is subnormal, exact)
+            inverse = float32(math.ldexp(1.0, 127 - min(scale, 254)))
             out = cuda.local.array(4, uint32)
             for k in range(4):
                 word = uint32(0)
                 if scale != MX_NAN:  # ggml's wrapped exponents can land on 0xFF too
                     for j in range(4):
-                        byte = mx_packed_byte(row, 4 * k + j, order, inverse, tie, zero_sign)
+                        byte = packed_byte(row, 4 * k + j, order, inverse, True, tie,
+                                           zero_sign)
                         word |= uint32(byte) << uint32(8 * j)
                 out[k] = word
             store4(words, blk * uint64(4), out[0], out[1], out[2], out[3])
@@ -83,22 +86,22 @@ def _mx_kernel(optimal: bool, order: int, tie: int, zero_sign: int):
     return kernel
 
 
-def _nv_kernel(optimal: bool, order: int, tie: int, zero_sign: int):
-    """The NVFP4 kernel for the recipes or the optimal search and one set of element
-    options."""
-    key = ("nv", optimal, order, tie, zero_sign)
+def _nv_kernel(optimal: bool, recipe: int, order: int, tie: int, zero_sign: int):
+    """The NVFP4 kernel for the optimal search or for recipe ``recipe`` (with ``optimal``
+    the recipe is a run-time argument) and one set of element options."""
+    key = ("nv", optimal, -1 if optimal else recipe, order, tie, zero_sign)
     if key in _KERNELS:
         return _KERNELS[key]
     n = 16
 
     @cuda.jit
-    def kernel(x, divisors, recipe, tensor, clamp_low, clamp_high, zero_scale, multiply,
+    def kernel(x, divisors, search_recipe, tensor, clamp_low, clamp_high, zero_scale, multiply,
                inf_nan, lanes, scales, words):
         table = cuda.shared.array(256, float64)
         for r in range(cuda.threadIdx.x, 256, cuda.blockDim.x):
             table[r] = divisors[r]
         cuda.syncthreads()
-        row = cuda.local.array(n, float64)
+        row = cuda.local.array(n, float32)
         terms = cuda.local.array(n, float64)
         ys = cuda.local.array(n, float64)
         for blk in range(uint64(cuda.grid(1)), uint64(scales.size), uint64(cuda.gridsize(1))):
@@ -109,17 +112,17 @@ def _nv_kernel(optimal: bool, order: int, tie: int, zero_sign: int):
             amax, bad = block_amax(row, inf_nan)
             scale = NV_NAN
             if not bad:
-                scale = nv_block_scale(row, amax, recipe, tensor, clamp_low, clamp_high,
-                                       zero_scale, optimal, multiply, tie, lanes, table, terms,
-                                       ys)
+                scale = nv_block_scale(row, float(amax), search_recipe if optimal else recipe,
+                                       tensor, clamp_low, clamp_high, zero_scale, optimal,
+                                       multiply, tie, lanes, table, terms, ys)
             scales[blk] = scale
-            divisor = table[scale]
+            divisor = float32(table[scale])  # a float32 value: exact
             for k in range(2):
                 word = uint32(0)
                 if divisor == divisor:  # a NaN scale gets zero codes
                     for j in range(4):
-                        byte = nv_packed_byte(row, 4 * k + j, order, divisor, multiply, tie,
-                                              zero_sign)
+                        byte = packed_byte(row, 4 * k + j, order, divisor, multiply, tie,
+                                           zero_sign)
                         word |= uint32(byte) << uint32(8 * j)
                 words[blk * uint64(2) + uint64(k)] = word
 
@@ -135,7 +138,7 @@ def quantize_mx(x, divisors, rule: int, optimal: bool, start_rule: int, first: i
     ``divisors`` is the device table of 2^(b - 127) (NaN at 255), read by the search.
     """
     blocks, threads = _grid(scales.size)
-    _mx_kernel(optimal, order, tie, zero_sign)[blocks, threads](
+    _mx_kernel(optimal, rule, order, tie, zero_sign)[blocks, threads](
         x, divisors, rule, start_rule, first, lanes, scales,
         packed.reshape(-1).view(np.uint32))
 
@@ -146,7 +149,7 @@ def quantize_nv(x, divisors, recipe: int, tensor: float, clamp_low: float, clamp
     """NVFP4 blocks of the flat float32 device array ``x``, as
     :func:`..cpu.quantize.quantize_nv` (``divisors`` from :func:`nv_divisors`)."""
     blocks, threads = _grid(scales.size)
-    _nv_kernel(optimal, order, tie, zero_sign)[blocks, threads](
+    _nv_kernel(optimal, recipe, order, tie, zero_sign)[blocks, threads](
         x, divisors, recipe, tensor, clamp_low, clamp_high, zero_scale, multiply, inf_nan,
         lanes, scales, packed.reshape(-1).view(np.uint32))
 
