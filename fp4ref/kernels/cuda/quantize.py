@@ -1,8 +1,7 @@
 """GPU quantization kernels: ``numba.cuda.jit`` twins of :mod:`fp4ref.kernels.cpu.quantize`.
 
-One thread quantizes one block: its thread block reads a tile of blocks with coalesced
-16-byte loads (:func:`.wide.load4`) into shared memory, each thread takes its block from
-there (:func:`_stage_rows`) and computes its scale and codes with the njit functions of
+One thread quantizes one block: it reads the block's float32 values with 16-byte loads
+(:func:`.wide.load4`), and computes its scale and codes with the njit functions of
 :mod:`..quantize_block` and :mod:`..scale_rules`, compiled as device functions; amax and
 the element codes in float32 and integer operations only. The element options (nibble
 order, tie rule, sign of zero), the path (rules or search) and, on the rule paths, the MXFP4
@@ -38,42 +37,6 @@ MX_NAN, NV_NAN = 0xFF, 0x7F
 _KERNELS: dict[tuple, object] = {}
 
 
-#: Threads per thread block of the quantize kernels (:func:`.codec._grid`), the most blocks
-#: one thread block stages at once.
-_THREADS = 256
-
-
-@cuda.jit(device=True)
-def _stage_rows(x, stage, row, tile, nblocks, n):
-    """Thread t's block of ``tile`` (blockDim.x blocks of ``n`` float32 values of ``x``) into
-    ``row``, through shared ``stage``; every thread of the thread block calls it.
-
-    A thread reading its own block with 16-byte loads has a warp touch 32 cache lines an
-    instruction; here the thread block first reads the tile's 16-byte pieces in order
-    (consecutive threads, consecutive addresses: full lines), stores piece p of block b at
-    slot p ^ w(b), w(b) = (b * pieces / 8) % pieces, then each thread reads its block's
-    slots: any eight threads of one store or load hit eight distinct 16-byte slots of a
-    128-byte bank row (no bank conflict). Blocks past ``nblocks`` are not read."""
-    pieces = n // 4
-    threads = cuda.blockDim.x
-    t = cuda.threadIdx.x
-    first = uint64(tile) * uint64(threads * pieces)  # the tile's first piece
-    end = uint64(nblocks) * uint64(pieces)
-    for k in range(pieces):
-        local = k * threads + t
-        if first + uint64(local) < end:
-            a, b, c, d = load4(x, (first + uint64(local)) * uint64(4))
-            blk = local // pieces
-            slot = blk * pieces + ((local % pieces) ^ ((blk * pieces // 8) % pieces))
-            store4(stage, 4 * slot, a, b, c, d)
-    cuda.syncthreads()
-    swizzle = (t * pieces // 8) % pieces
-    for p in range(pieces):
-        a, b, c, d = load4(stage, 4 * (t * pieces + (p ^ swizzle)))
-        row[4 * p], row[4 * p + 1], row[4 * p + 2], row[4 * p + 3] = a, b, c, d
-    cuda.syncthreads()  # the stage is free for the next tile
-
-
 def _mx_kernel(optimal: bool, rule: int, order: int, tie: int, zero_sign: int):
     """The MXFP4 kernel for the optimal search or scale rule ``rule`` (ignored with
     ``optimal``) and one set of element options."""
@@ -81,7 +44,6 @@ def _mx_kernel(optimal: bool, rule: int, order: int, tie: int, zero_sign: int):
     if key in _KERNELS:
         return _KERNELS[key]
     n = 32
-    staged = _THREADS * n
 
     @cuda.jit
     def kernel(x, divisors, search_rule, start_rule, first, lanes, scales, words):
@@ -93,14 +55,11 @@ def _mx_kernel(optimal: bool, rule: int, order: int, tie: int, zero_sign: int):
         row = cuda.local.array(n, float32)
         terms = cuda.local.array(n, float64)
         ys = cuda.local.array(n, float64)
-        stage = cuda.shared.array(staged, float32)
-        nblocks = scales.size
-        tiles = (nblocks + cuda.blockDim.x - 1) // cuda.blockDim.x
-        for tile in range(cuda.blockIdx.x, tiles, cuda.gridDim.x):  # the same in a thread block
-            _stage_rows(x, stage, row, tile, nblocks, n)
-            blk = uint64(tile) * uint64(cuda.blockDim.x) + uint64(cuda.threadIdx.x)
-            if blk >= uint64(nblocks):
-                continue
+        for blk in range(uint64(cuda.grid(1)), uint64(scales.size), uint64(cuda.gridsize(1))):
+            base = blk * uint64(n)
+            for k in range(n // 4):
+                a, b, c, d = load4(x, base + uint64(4 * k))
+                row[4 * k], row[4 * k + 1], row[4 * k + 2], row[4 * k + 3] = a, b, c, d
             amax, bad = block_amax(row, True)
             if bad:
                 scale = MX_NAN
@@ -134,7 +93,6 @@ def _nv_kernel(optimal: bool, recipe: int, order: int, tie: int, zero_sign: int)
     if key in _KERNELS:
         return _KERNELS[key]
     n = 16
-    staged = _THREADS * n
 
     @cuda.jit
     def kernel(x, divisors, search_recipe, tensor, clamp_low, clamp_high, zero_scale, multiply,
@@ -146,14 +104,11 @@ def _nv_kernel(optimal: bool, recipe: int, order: int, tie: int, zero_sign: int)
         row = cuda.local.array(n, float32)
         terms = cuda.local.array(n, float64)
         ys = cuda.local.array(n, float64)
-        stage = cuda.shared.array(staged, float32)
-        nblocks = scales.size
-        tiles = (nblocks + cuda.blockDim.x - 1) // cuda.blockDim.x
-        for tile in range(cuda.blockIdx.x, tiles, cuda.gridDim.x):  # the same in a thread block
-            _stage_rows(x, stage, row, tile, nblocks, n)
-            blk = uint64(tile) * uint64(cuda.blockDim.x) + uint64(cuda.threadIdx.x)
-            if blk >= uint64(nblocks):
-                continue
+        for blk in range(uint64(cuda.grid(1)), uint64(scales.size), uint64(cuda.gridsize(1))):
+            base = blk * uint64(n)
+            for k in range(n // 4):
+                a, b, c, d = load4(x, base + uint64(4 * k))
+                row[4 * k], row[4 * k + 1], row[4 * k + 2], row[4 * k + 3] = a, b, c, d
             amax, bad = block_amax(row, inf_nan)
             scale = NV_NAN
             if not bad:

@@ -1,7 +1,7 @@
 """Wide stores for the GPU kernels: four array elements written by one vector instruction.
 
 ``store4(array, i, a, b, c, d)`` writes ``array[i:i + 4] = a, b, c, d`` (cast to the array's
-dtype) as one 16-byte (uint32, float32) or 8-byte (uint16) store, and ``load4(array, i)`` reads
+dtype) as one 16-byte (uint32) or 8-byte (uint16) store, and ``load4(array, i)`` reads
 ``array[i:i + 4]`` as a tuple with one vector load; ``i`` must be a multiple of 4 and the
 array must start at an address aligned to four of its elements. Memory-bound kernels need
 wide loads and stores to reach copy speed, and numba has no vector types for arrays. In the
@@ -32,8 +32,7 @@ else:
     def store4(typingctx, array, i, a, b, c, d):
         """``array[i:i + 4] = a, b, c, d`` as one vector store (see the module docstring)."""
         if not (isinstance(array, types.Array) and array.ndim == 1
-                and isinstance(array.dtype, (types.Integer, types.Float))
-                and isinstance(i, types.Integer)):
+                and isinstance(array.dtype, types.Integer) and isinstance(i, types.Integer)):
             return None
 
         def codegen(context, builder, signature, args):
