@@ -28,13 +28,24 @@ from ..quantize_block import (
     packed_byte,
 )
 from ..scale_rules import mx_scale, nvfp4_divisor
-from .codec import _grid
+from .codec import _grid, _simulated
 from .wide import load4, store4
 
 #: NaN scale bytes: E8M0 0xFF (MX v1.0 5.4.1), E4M3 0x7F.
 MX_NAN, NV_NAN = 0xFF, 0x7F
 
 _KERNELS: dict[tuple, object] = {}
+
+
+def _block_grid(nblocks: int) -> tuple[int, int]:
+    """(blocks, threads) for the quantize kernels: on a GPU a thread for every block, so the
+    hardware keeps its SMs full to the end (:func:`.codec._grid` caps the grid at 8 thread
+    blocks an SM, more than fit at once with these kernels' registers, and the last wave then
+    runs part-empty); in the simulator :func:`.codec._grid`."""
+    if _simulated():
+        return _grid(nblocks)
+    threads = 256
+    return max(1, (nblocks + threads - 1) // threads), threads
 
 
 def _mx_kernel(optimal: bool, rule: int, order: int, tie: int, zero_sign: int):
@@ -98,9 +109,10 @@ def _nv_kernel(optimal: bool, recipe: int, order: int, tie: int, zero_sign: int)
     def kernel(x, divisors, search_recipe, tensor, clamp_low, clamp_high, zero_scale, multiply,
                inf_nan, lanes, scales, words):
         table = cuda.shared.array(256, float64)
-        for r in range(cuda.threadIdx.x, 256, cuda.blockDim.x):
-            table[r] = divisors[r]
-        cuda.syncthreads()
+        if optimal:  # the search reads the table often; the recipes once a block
+            for r in range(cuda.threadIdx.x, 256, cuda.blockDim.x):
+                table[r] = divisors[r]
+            cuda.syncthreads()
         row = cuda.local.array(n, float32)
         terms = cuda.local.array(n, float64)
         ys = cuda.local.array(n, float64)
@@ -116,7 +128,7 @@ def _nv_kernel(optimal: bool, recipe: int, order: int, tie: int, zero_sign: int)
                                        tensor, clamp_low, clamp_high, zero_scale, optimal,
                                        multiply, tie, lanes, table, terms, ys)
             scales[blk] = scale
-            divisor = float32(table[scale])  # a float32 value: exact
+            divisor = float32(table[scale] if optimal else divisors[scale])  # exact
             for k in range(2):
                 word = uint32(0)
                 if divisor == divisor:  # a NaN scale gets zero codes
@@ -137,7 +149,7 @@ def quantize_mx(x, divisors, rule: int, optimal: bool, start_rule: int, first: i
 
     ``divisors`` is the device table of 2^(b - 127) (NaN at 255), read by the search.
     """
-    blocks, threads = _grid(scales.size)
+    blocks, threads = _block_grid(scales.size)
     _mx_kernel(optimal, rule, order, tie, zero_sign)[blocks, threads](
         x, divisors, rule, start_rule, first, lanes, scales,
         packed.reshape(-1).view(np.uint32))
@@ -148,7 +160,7 @@ def quantize_nv(x, divisors, recipe: int, tensor: float, clamp_low: float, clamp
                 zero_sign: int, lanes: int, order: int, scales, packed) -> None:
     """NVFP4 blocks of the flat float32 device array ``x``, as
     :func:`..cpu.quantize.quantize_nv` (``divisors`` from :func:`nv_divisors`)."""
-    blocks, threads = _grid(scales.size)
+    blocks, threads = _block_grid(scales.size)
     _nv_kernel(optimal, recipe, order, tie, zero_sign)[blocks, threads](
         x, divisors, recipe, tensor, clamp_low, clamp_high, zero_scale, multiply, inf_nan,
         lanes, scales, packed.reshape(-1).view(np.uint32))
