@@ -113,7 +113,7 @@ def bench_dequantize_cuda(args: argparse.Namespace) -> int:
     table = []
     for fmt in ("mxfp4", "nvfp4"):
         for dtype in ("float32", "bfloat16"):
-            table += _case(engine, torch, fmt, dtype, args.size, args.repeat)
+            table += _case(engine, torch, fmt, dtype, args.size or 8192, args.repeat)
             if torch is not None:
                 torch.cuda.empty_cache()
     device = cuda.get_current_device()
