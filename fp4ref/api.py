@@ -19,10 +19,6 @@ FORMATS = {
 }
 
 
-def _as_output(bits: np.ndarray, dtype: str) -> np.ndarray:
-    return bits.view(_checks.OUTPUT_DTYPES[dtype])
-
-
 def _block_shapes(blocks: np.ndarray, scales: np.ndarray, block_size: int, fmt: str):
     """Leading shape and K of a (blocks, scales) pair, or a ValueError saying what is off."""
     half = block_size // 2

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from .files import DTYPES, hex_cell
-from .manifest import Vectors, load
+from .manifest import Vectors
 from .model import is_ocp
 
 FLOAT_DTYPES = {DTYPES["F32"], DTYPES["BF16"], DTYPES["F16"]}
@@ -226,10 +225,3 @@ def report(results: dict[str, list[SuiteResult]], stream=None) -> bool:
                 for line in case.detail:
                     print(f"  {line}", file=stream)
     return ok
-
-
-def check_directory(directory: str | Path, impls: dict, **options) -> tuple[bool, dict]:
-    """Load the vectors in ``directory`` and run every implementation of ``impls``."""
-    vectors = load(directory)
-    results = {name: run(vectors, impl, **options) for name, impl in impls.items()}
-    return not any(s.failed for r in results.values() for s in r), results

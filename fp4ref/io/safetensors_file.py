@@ -296,14 +296,3 @@ class SafetensorsWriter:
             self.close()
         else:
             self.abort()
-
-
-def write_file(
-    path: str | os.PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None
-) -> None:
-    """Write ``tensors`` (name -> array) to ``path`` atomically, in the mapping's order."""
-    arrays = {name: np.asarray(a) for name, a in tensors.items()}
-    specs = [(name, a.dtype, a.shape) for name, a in arrays.items()]
-    with SafetensorsWriter(path, specs, metadata) as writer:
-        for array in arrays.values():
-            writer.write(array)

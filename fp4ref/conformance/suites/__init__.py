@@ -17,8 +17,3 @@ SUITES: list[Suite] = [
     *profile_decode.SUITES,
     *uqff.SUITES,
 ]
-
-
-def by_name() -> dict[str, Suite]:
-    """The suites by name."""
-    return {suite.name: suite for suite in SUITES}
