@@ -99,7 +99,7 @@ class NumbaBackend:
 
         self.cpu = cpu
         self._tables: dict[tuple, np.ndarray] = {}
-        self._closed_forms: dict[int, tuple[np.ndarray, int]] = {}
+        self._blocks: dict[tuple, tuple[np.ndarray, int]] = {}
 
     def _scalar_table(self, which: str) -> np.ndarray:
         key = ("scalar", which)
@@ -109,20 +109,26 @@ class NumbaBackend:
             self._tables[key] = table
         return self._tables[key]
 
-    def block_table(self, scale_format: str, tensor_scale: np.float32, dtype: str,
-                    e8m0_decode: str = "ocp") -> np.ndarray:
-        """The 256 x 16 table of output bits for every (scale byte, element code), E8M0
-        bytes read by the convention ``e8m0_decode`` (:data:`_E8M0_DECODES`)."""
+    def _block_entry(self, scale_format: str, tensor_scale: np.float32, dtype: str,
+                     e8m0_decode: str) -> tuple[np.ndarray, int]:
+        """(block table, its closed-form mantissa width or 0), built once per key."""
         key = (scale_format, int(np.float32(tensor_scale).view(np.uint32)), dtype, e8m0_decode)
-        if key not in self._tables:
+        if key not in self._blocks:
             table = np.empty((256, 16), _bits_dtype(dtype))
             kind = self.cpu.SCALE_E8M0 if scale_format == "e8m0" else self.cpu.SCALE_E4M3
             self.cpu.fill_block_table(table, kind, np.float32(tensor_scale),
                                       _OUT_KINDS.index(dtype), _E8M0_DECODES.index(e8m0_decode))
-            if len(self._tables) > 64:
-                self._tables.clear()
-            self._tables[key] = table
-        return self._tables[key]
+            if len(self._blocks) > 64:
+                self._blocks.clear()
+            closed = self.closed_form(table, dtype) if scale_format == "e8m0" else 0
+            self._blocks[key] = (table, closed)
+        return self._blocks[key]
+
+    def block_table(self, scale_format: str, tensor_scale: np.float32, dtype: str,
+                    e8m0_decode: str = "ocp") -> np.ndarray:
+        """The 256 x 16 table of output bits for every (scale byte, element code), E8M0
+        bytes read by the convention ``e8m0_decode`` (:data:`_E8M0_DECODES`)."""
+        return self._block_entry(scale_format, tensor_scale, dtype, e8m0_decode)[0]
 
     def decode(self, which: str, data: np.ndarray) -> np.ndarray:
         out = np.empty(data.shape, np.uint32)
@@ -157,16 +163,10 @@ class NumbaBackend:
 
     def dequantize(self, blocks, scales, scale_format, tensor_scale, order, dtype, out,
                    e8m0_decode="ocp"):
-        table = self.block_table(scale_format, tensor_scale, dtype, e8m0_decode)
-        cached = self._closed_forms.get(id(table))
-        if cached is None or cached[0] is not table:  # keyed by the live table itself
-            cached = (table, self.closed_form(table, dtype) if scale_format == "e8m0" else 0)
-            if len(self._closed_forms) > 64:
-                self._closed_forms.clear()
-            self._closed_forms[id(table)] = cached
+        table, closed = self._block_entry(scale_format, tensor_scale, dtype, e8m0_decode)
         pairs = out.view(np.uint64 if out.itemsize == 4 else np.uint32)
-        self.cpu.dequantize_blocks(blocks, scales, table, _ORDERS.index(order), cached[1],
-                                   out, pairs)
+        self.cpu.dequantize_blocks(blocks, scales, table, _ORDERS.index(order), closed, out,
+                                   pairs)
 
     def swizzle(self, scales: np.ndarray, layout: str) -> np.ndarray:
         from .kernels.cpu import layouts as kernels
