@@ -113,3 +113,16 @@ def float32_scalar(name: str, value: Any) -> np.float32:
             f"{array.shape}"
         )
     return np.float32(array.reshape(()))
+
+
+def empty_on_lines(shape: tuple[int, ...], dtype: Any, line: int = 64) -> np.ndarray:
+    """``numpy.empty(shape, dtype)`` whose data starts on a ``line``-byte boundary.
+
+    numpy aligns large arrays to 16 bytes; a cache-line start lets the CPU kernels write
+    whole lines with streaming stores.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + line, np.uint8)
+    start = -raw.ctypes.data % line
+    return raw[start:start + nbytes].view(dtype).reshape(shape)

@@ -29,6 +29,10 @@ BACKENDS = ("auto", "python", "numba", "cuda")
 _TIES = rounding.TIE_RULES
 _ORDERS = nibbles.NIBBLE_ORDERS
 _OUT_KINDS = ("float32", "bfloat16", "float16")
+
+#: Outputs at least this large are written with streaming stores where the kernel can: they
+#: would not stay in the caches anyway (a last-level cache is a few tens of MiB).
+_STREAM_BYTES = 16 << 20
 #: E8M0 decode conventions (:data:`fp4ref.profiles.E8M0_DECODES`), kernel integers by index.
 _E8M0_DECODES = ("ocp", "bits", "ggml")
 
@@ -96,10 +100,11 @@ class NumbaBackend:
 
     def __init__(self) -> None:
         from .kernels.cpu import codec as cpu
+        from .kernels.cpu import mx_closed_form as closed
 
         self.cpu = cpu
+        self.closed = closed
         self._tables: dict[tuple, np.ndarray] = {}
-        self._blocks: dict[tuple, tuple[np.ndarray, int]] = {}
 
     def _scalar_table(self, which: str) -> np.ndarray:
         key = ("scalar", which)
@@ -109,26 +114,36 @@ class NumbaBackend:
             self._tables[key] = table
         return self._tables[key]
 
-    def _block_entry(self, scale_format: str, tensor_scale: np.float32, dtype: str,
-                     e8m0_decode: str) -> tuple[np.ndarray, int]:
-        """(block table, its closed-form mantissa width or 0), built once per key."""
-        key = (scale_format, int(np.float32(tensor_scale).view(np.uint32)), dtype, e8m0_decode)
-        if key not in self._blocks:
-            table = np.empty((256, 16), _bits_dtype(dtype))
-            kind = self.cpu.SCALE_E8M0 if scale_format == "e8m0" else self.cpu.SCALE_E4M3
-            self.cpu.fill_block_table(table, kind, np.float32(tensor_scale),
-                                      _OUT_KINDS.index(dtype), _E8M0_DECODES.index(e8m0_decode))
-            if len(self._blocks) > 64:
-                self._blocks.clear()
-            closed = self.closed_form(table, dtype) if scale_format == "e8m0" else 0
-            self._blocks[key] = (table, closed)
-        return self._blocks[key]
-
     def block_table(self, scale_format: str, tensor_scale: np.float32, dtype: str,
                     e8m0_decode: str = "ocp") -> np.ndarray:
         """The 256 x 16 table of output bits for every (scale byte, element code), E8M0
         bytes read by the convention ``e8m0_decode`` (:data:`_E8M0_DECODES`)."""
-        return self._block_entry(scale_format, tensor_scale, dtype, e8m0_decode)[0]
+        key = (scale_format, int(np.float32(tensor_scale).view(np.uint32)), dtype, e8m0_decode)
+        if key not in self._tables:
+            table = np.empty((256, 16), _bits_dtype(dtype))
+            kind = self.cpu.SCALE_E8M0 if scale_format == "e8m0" else self.cpu.SCALE_E4M3
+            self.cpu.fill_block_table(table, kind, np.float32(tensor_scale),
+                                      _OUT_KINDS.index(dtype), _E8M0_DECODES.index(e8m0_decode))
+            self._remember(key, table)
+        return self._tables[key]
+
+    def pair_table(self, scale_format: str, tensor_scale: np.float32, dtype: str,
+                   e8m0_decode: str, order: str) -> np.ndarray:
+        """The 256 x 256 table of both outputs of every (scale byte, packed byte), as
+        :func:`~fp4ref.kernels.cpu.codec.fill_pair_table` lays them out."""
+        key = ("pairs", scale_format, int(np.float32(tensor_scale).view(np.uint32)), dtype,
+               e8m0_decode, order == "high-first")
+        if key not in self._tables:
+            table = self.block_table(scale_format, tensor_scale, dtype, e8m0_decode)
+            pairs = np.empty((256, 256), np.uint64 if table.itemsize == 4 else np.uint32)
+            self.cpu.fill_pair_table(table, _ORDERS.index(order), pairs)
+            self._remember(key, pairs)
+        return self._tables[key]
+
+    def _remember(self, key: tuple, table: np.ndarray) -> None:
+        if len(self._tables) > 32:  # NVFP4 tables depend on the tensor scale: keep a few
+            self._tables.clear()
+        self._tables[key] = table
 
     def decode(self, which: str, data: np.ndarray) -> np.ndarray:
         out = np.empty(data.shape, np.uint32)
@@ -155,18 +170,20 @@ class NumbaBackend:
         self.cpu.unpack(packed, _ORDERS.index(order), out)
         return out
 
-    def closed_form(self, table: np.ndarray, dtype: str) -> int:
-        """The mantissa width for which rows 2..252 of ``table`` follow the MXFP4 closed
-        form (then the kernel may compute instead of looking up), else 0."""
-        width = {"float32": 23, "bfloat16": 7}.get(dtype, 0)  # float16: no 8-bit exponent
-        return width if width and self.cpu.follows_closed_form(table, width) else 0
-
     def dequantize(self, blocks, scales, scale_format, tensor_scale, order, dtype, out,
                    e8m0_decode="ocp"):
-        table, closed = self._block_entry(scale_format, tensor_scale, dtype, e8m0_decode)
+        import numba
+
+        table = self.pair_table(scale_format, tensor_scale, dtype, e8m0_decode, order)
         pairs = out.view(np.uint64 if out.itemsize == 4 else np.uint32)
-        self.cpu.dequantize_blocks(blocks, scales, table, _ORDERS.index(order), closed, out,
-                                   pairs)
+        # E8M0 bytes 2..252 decode alike in these conventions; ggml's has no -0 (mx_closed_form)
+        closed_form = (scale_format == "e8m0" and blocks.shape[1] == 16
+                       and dtype in ("float32", "bfloat16") and e8m0_decode in ("ocp", "bits"))
+        stream = (out.nbytes >= _STREAM_BYTES
+                  and out.ctypes.data % self.closed.LINE_BYTES == 0)
+        chunks = min(blocks.shape[0], 16 * numba.get_num_threads())
+        self.cpu.dequantize_blocks(blocks, scales, table, _ORDERS.index(order), closed_form,
+                                   stream, chunks, out, pairs)
 
     def swizzle(self, scales: np.ndarray, layout: str) -> np.ndarray:
         from .kernels.cpu import layouts as kernels

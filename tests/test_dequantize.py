@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import fp4ref
+from fp4ref import backends
 
 from .helpers import BACKENDS, bits
 
@@ -73,6 +74,27 @@ def test_mxfp4_every_scale_byte_and_code(backend, dtype):
     got = fp4ref.dequantize(blocks, scales, dtype=dtype, backend=backend)
     assert got.dtype == np.dtype(ml_dtypes.bfloat16 if dtype == "bfloat16" else dtype)
     assert np.array_equal(bits(got), expected)
+
+
+@pytest.mark.parametrize("order", fp4ref.NIBBLE_ORDERS)
+@pytest.mark.parametrize("dtype", ("float32", "bfloat16"))
+@pytest.mark.parametrize("stream", (False, True))
+def test_mxfp4_closed_form_and_streaming_stores(monkeypatch, order, dtype, stream):
+    """The numba kernel computes E8M0 bytes 2..252 in closed form, with streaming stores
+    into large outputs on a cache line: every store path gives the oracle's bits."""
+    monkeypatch.setattr(backends, "_STREAM_BYTES", 0 if stream else 1 << 62)
+    blocks, scales = ALL_SCALES_MX
+    expected = _expected_mxfp4(blocks, scales)
+    if dtype != "float32":
+        expected = _to_16(expected, dtype)
+    repacked = fp4ref.pack(_codes_low_first(blocks), order)
+    got = fp4ref.dequantize(repacked, scales, nibble_order=order, dtype=dtype, backend="numba")
+    assert got.ctypes.data % 64 == 0  # so the streamed path ran
+    assert np.array_equal(bits(got), expected)
+    # an output off the cache-line grid takes ordinary stores
+    shifted = np.empty(got.size + 1, got.dtype)[1:].reshape(got.shape)
+    fp4ref.dequantize(repacked, scales, nibble_order=order, dtype=dtype, out=shifted)
+    assert np.array_equal(bits(shifted), expected)
 
 
 def test_mxfp4_scale_bytes_0x00_and_0xff():

@@ -241,22 +241,3 @@ def scale_offset(r, c, cols, layout):
     if layout == LAYOUT_8X4:
         return (r // 8) * col_tiles * 32 + (c // 4) * 32 + (r % 8) * 4 + c % 4
     return r * cols + c
-
-
-@njit(cache=True)
-def mx_closed_form_bits(code, exponent, mantissa_bits):
-    """Bits of E2M1 ``code`` x 2^``exponent`` in a binary format with an 8-bit exponent
-    field and ``mantissa_bits`` mantissa bits (23: float32, 7: bfloat16).
-
-    The closed form of the MXFP4 product (OCP MX v1.0 section 5) for scales whose products
-    are all normal and finite (E8M0 bytes 2..252): the magnitude codes 1..7 are
-    0.5, 1, 1.5, 2, 3, 4, 6 = (1 + f/2) x 2^(q - 1), exponent field 126 + q + ``exponent``
-    with q = code >> 1 (0 for code 1) and f the mantissa bit (0 for code 1). Branch-free so
-    the compiler vectorises it; identical bits to the table path.
-    """
-    magnitude = code & 7
-    field = 126 + (magnitude >> 1) + exponent
-    half = (magnitude & 1) & (magnitude > 1)
-    value = (field << mantissa_bits) | (half << (mantissa_bits - 1))
-    value = value if magnitude != 0 else 0
-    return value | ((code & 8) << (mantissa_bits + 5))

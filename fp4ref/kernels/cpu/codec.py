@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..scalar import (
-    LOW_FIRST,
+    HIGH_FIRST,
     OUT_FLOAT32,
     SPLIT_HALF,
     byte_elements,
@@ -22,9 +22,9 @@ from ..scalar import (
     e4m3_decode,
     e4m3_encode,
     e8m0_decode,
-    mx_closed_form_bits,
     output_bits,
 )
+from .mx_closed_form import FIRST_SCALE, LAST_SCALE, store_fence, store_mx_block
 
 #: Scale formats as kernel integers.
 SCALE_E8M0, SCALE_E4M3 = 0, 1
@@ -95,51 +95,56 @@ def lookup(table, indices, out):
 
 
 @njit(cache=True)
-def follows_closed_form(table, mantissa_bits):
-    """Whether rows 2..252 of a block table equal :func:`mx_closed_form_bits`."""
-    for s in range(2, 253):
-        for c in range(16):
-            if table[s, c] != mx_closed_form_bits(c, s - 127, mantissa_bits):
-                return False
-    return True
+def fill_pair_table(table, order, pairs):
+    """``pairs[s, byte]``: the two outputs of a packed ``byte`` under scale byte ``s``.
+
+    The output that comes first in memory sits in the low half of the (twice as wide)
+    entry: the low nibble for ``LOW_FIRST`` and ``SPLIT_HALF`` (whose two elements are 16
+    apart), the high nibble for ``HIGH_FIRST``.
+    """
+    width = 8 * table.itemsize
+    first, second = (4, 0) if order == HIGH_FIRST else (0, 4)
+    for s in range(256):
+        for byte in range(256):
+            low = pairs.dtype.type(table[s, (byte >> first) & 0xF])
+            high = pairs.dtype.type(table[s, (byte >> second) & 0xF])
+            pairs[s, byte] = low | (high << width)
 
 
 @njit(parallel=True, cache=True)
-def dequantize_blocks(blocks, scales, table, order, closed_form, out, pairs):
-    """Decode ``blocks[b, :]`` (packed codes) with ``table[scales[b]]`` into ``out[b, :]``.
+def dequantize_blocks(blocks, scales, pair_table, order, closed_form, stream, chunks, out,
+                      pairs):
+    """Decode ``blocks[b, :]`` (packed codes) under ``scales[b]`` into ``out[b, :]``.
 
     ``blocks`` is ``[nblocks, block_size / 2]``; ``out`` is ``[nblocks, block_size]`` and
-    ``pairs`` the same memory viewed with elements twice as wide (two outputs each), so the
-    adjacent-nibble orders store a byte's two outputs at once. ``closed_form`` is 0 (always
-    the table) or the mantissa width (23 float32, 7 bfloat16) of an MXFP4 decode whose
-    blocks with E8M0 bytes 2..252 may use :func:`mx_closed_form_bits` instead.
+    ``pairs`` the same memory viewed with elements twice as wide, so the adjacent-nibble
+    orders store a byte's two outputs with one look-up in ``pair_table``
+    (:func:`fill_pair_table`) and one store. With ``closed_form`` (an MXFP4 decode to
+    float32 or bfloat16 whose E8M0 bytes 2..252 follow :mod:`.mx_closed_form`) those blocks
+    are computed instead, and with ``stream`` (``out`` on a cache-line boundary) written
+    with streaming stores. The blocks are split into ``chunks`` runs, one thread each, that
+    end with :func:`~.mx_closed_form.store_fence`.
     """
-    block_size = out.shape[1]
+    half = blocks.shape[1]
     width = 8 * out.itemsize
-    for b in prange(blocks.shape[0]):
-        s = scales[b]
-        row = table[s]
-        if order == SPLIT_HALF:
-            for i in range(blocks.shape[1]):
-                byte = blocks[b, i]
-                low, high = byte_elements(i, order, block_size)
-                out[b, low] = row[byte & 0xF]
-                out[b, high] = row[byte >> 4]
-            continue
-        first, second = (0, 4) if order == LOW_FIRST else (4, 0)
-        if closed_form and 2 <= s <= 252:
-            exponent = np.int64(s) - 127
-            for i in range(blocks.shape[1]):
-                byte = np.int64(blocks[b, i])
-                a = mx_closed_form_bits((byte >> first) & 0xF, exponent, closed_form)
-                c = mx_closed_form_bits((byte >> second) & 0xF, exponent, closed_form)
-                pairs[b, i] = a | (c << width)
-        else:
-            for i in range(blocks.shape[1]):
-                byte = blocks[b, i]
-                a = row[(byte >> first) & 0xF]
-                c = row[(byte >> second) & 0xF]
-                pairs[b, i] = np.uint64(a) | (np.uint64(c) << np.uint64(width))
+    mask = (1 << width) - 1
+    for chunk in prange(chunks):
+        for b in range(chunk * blocks.shape[0] // chunks, (chunk + 1) * blocks.shape[0] // chunks):
+            s = scales[b]
+            if closed_form and FIRST_SCALE <= s <= LAST_SCALE:
+                store_mx_block(out, b * 2 * half, blocks, b * half, s, order, stream)
+                continue
+            row = pair_table[s]
+            if order == SPLIT_HALF:  # byte i holds elements i and i + 16 (ggml block_mxfp4)
+                for i in range(half):
+                    pair = row[blocks[b, i]]
+                    out[b, i] = pair & mask
+                    out[b, i + half] = pair >> width
+            else:
+                for i in range(half):
+                    pairs[b, i] = row[blocks[b, i]]
+        if stream:
+            store_fence()
 
 
 @njit(parallel=True, cache=True)
