@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -204,12 +205,34 @@ def dequantize_file(path: str, out: str, dtype: str = "bfloat16", convention: st
     for name, lazy in source.others.items():
         specs.append((name, lazy.dtype, lazy.shape))
     progress = Progress(total, "dequantize", quiet)
+    with _core_left_for_writes():
+        _decode_into(source, shapes, dtype, width, SafetensorsWriter(out, specs), progress)
+    progress.finish()
+
+
+@contextmanager
+def _core_left_for_writes() -> Iterator[None]:
+    """numba runs one thread fewer (at least one) meanwhile: file writes keep a core busy,
+    and a parallel kernel waits for its slowest thread."""
+    import numba
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(max(1, threads - 1))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(threads)
+
+
+def _decode_into(source: Source, shapes: dict, dtype: str, width: int,
+                 writer: SafetensorsWriter, progress: Progress) -> None:
+    """Decode ``source``'s layers slice by slice into ``writer``; copy its other tensors."""
     # Two reused output buffers: one is decoded into while a writer thread writes the other
     # (file writes release the GIL), and reuse spares the page faults of fresh memory.
     buffers = [np.empty(0, np.uint8), np.empty(0, np.uint8)]
     pending: list[Future | None] = [None, None]
     writes: list[Future] = []
-    with SafetensorsWriter(out, specs) as writer, ThreadPoolExecutor(1) as pool:
+    with writer, ThreadPoolExecutor(1) as pool:
         turn = 0
         for key, (shape, bias) in shapes.items():
             for part in source.slices(key, shape[-1] * width):
@@ -232,7 +255,6 @@ def dequantize_file(path: str, out: str, dtype: str = "bfloat16", convention: st
             writes.append(pool.submit(writer.write, np.asarray(source.others[name])))
         for done in writes:
             done.result()
-    progress.finish()
 
 
 def _dequantize(args: argparse.Namespace) -> int:
