@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ..scalar import HIGH_FIRST, LOW_FIRST, byte_elements, is_negative
+from ..scalar import byte_elements, is_negative
 from ..scale_rules import (
     RULE_FLOOR,
     THRESHOLDS,
@@ -27,6 +27,7 @@ from ..scale_rules import (
     search_bounds,
     search_hessian,
 )
+from .mx_block import block_max_magnitude, store_mx_codes
 
 #: Blocks per parallel work item (scratch arrays are allocated once per item).
 _CHUNK = 1024
@@ -63,23 +64,16 @@ def quantize_mx_rule(x, bits, rule, tie_thresholds, zero_sign, order, scales, pa
     codes); the scale byte s (the floor rule, OCP 6.3, straight from the exponent field:
     max(e - 2, 0)); then y = |x| * 2^(127 - s), one float32 multiply by a power of two,
     which equals float32(|x| / X) (exact unless y is subnormal, and then y < 0.25 either
-    way); the code is the number of ``tie_thresholds`` below y (:func:`thresholds`).
+    way); the code is the number of ``tie_thresholds`` below y (:func:`thresholds`). Both
+    steps run as vector code on the whole block (:mod:`.mx_block`).
     """
     multipliers = np.empty(255, np.float32)
     for b in range(255):
         multipliers[b] = np.float32(math.ldexp(1.0, 127 - b))  # all exact in float32
-    t0, t1, t2, t3 = tie_thresholds[0], tie_thresholds[1], tie_thresholds[2], tie_thresholds[3]
-    t4, t5, t6 = tie_thresholds[4], tie_thresholds[5], tie_thresholds[6]
     nblocks, n = x.shape
-    half = n // 2
-    keep_zero_sign = zero_sign == ZERO_KEEP
-    negative_only = zero_sign == ZERO_NEGATIVE
     for chunk in prange((nblocks + _RULE_CHUNK - 1) // _RULE_CHUNK):
-        codes = np.empty(n, np.uint8)
         for blk in range(chunk * _RULE_CHUNK, min(nblocks, (chunk + 1) * _RULE_CHUNK)):
-            top = np.uint32(0)
-            for i in range(n):
-                top = max(top, bits[blk, i] & np.uint32(0x7FFFFFFF))
+            top = block_max_magnitude(bits, blk * n)
             if top >= 0x7F800000:  # NaN or Inf in the block
                 scales[blk] = 255
                 packed[blk, :] = 0
@@ -96,24 +90,8 @@ def quantize_mx_rule(x, bits, rule, tie_thresholds, zero_sign, order, scales, pa
             if scale == 255:  # ggml's wrapped exponents can land on 0xFF
                 packed[blk, :] = 0
                 continue
-            m = multipliers[scale]
-            for i in range(n):
-                y = abs(x[blk, i]) * m
-                code = ((y > t0) + (y > t1) + (y > t2) + (y > t3) + (y > t4) + (y > t5)
-                        + (y > t6))
-                magnitude = bits[blk, i] & np.uint32(0x7FFFFFFF)
-                sign_kept = keep_zero_sign or (negative_only and magnitude != 0)
-                sign = (bits[blk, i] >> np.uint32(31)) != 0
-                codes[i] = code | (8 if sign and (code != 0 or sign_kept) else 0)
-            if order == LOW_FIRST:
-                for i in range(half):
-                    packed[blk, i] = codes[2 * i] | (codes[2 * i + 1] << 4)
-            elif order == HIGH_FIRST:
-                for i in range(half):
-                    packed[blk, i] = codes[2 * i + 1] | (codes[2 * i] << 4)
-            else:
-                for i in range(half):
-                    packed[blk, i] = codes[i] | (codes[i + half] << 4)
+            store_mx_codes(bits, blk * n, multipliers[scale], tie_thresholds, zero_sign, order,
+                           packed, blk * (n // 2))
 
 
 @njit(cache=True, error_model="numpy", inline="always")
