@@ -3,9 +3,11 @@
 A ``--size`` x (1 GiB / 4 / size) float32 N(0, 1) matrix on the device (1 GiB of input).
 Each figure is the best of ``--repeat`` CUDA-event timings of ten back-to-back calls after
 a warm-up (:func:`._bench_cuda._gpu_time`); the roofline is a device-to-device copy
-moving the same bytes (read + written) in the same run. The optimal searches are compared
-with the numba CPU backend on ``--peer-rows`` rows of the same matrix (scaled up), whose
-output bytes must equal the GPU's; qwantize's Triton kernels are timed where importable.
+moving the same bytes (read + written) in the same run. The kernel rows write into
+preallocated outputs, as the copy does; the ``fp4ref.quantize`` rows allocate theirs. The
+optimal searches are compared with the numba CPU backend on ``--peer-rows`` rows of the
+same matrix (scaled up), whose output bytes must equal the GPU's; qwantize's Triton
+kernels are timed where importable.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def _qwantize_triton() -> str:
 def bench_quantize_cuda(args: argparse.Namespace) -> int:
     """OCP MXFP4 / NVFP4 quantization of 1 GiB float32 against the copy roofline, and the
     optimal searches against the numba CPU backend."""
+    from numba import cuda
 
     engine = backends.get("cuda")
     rows = args.size or 8192
@@ -71,8 +74,12 @@ def bench_quantize_cuda(args: argparse.Namespace) -> int:
         ocp = get_profile("ocp")
         label = f"{fmt} OCP, {rows} x {cols} float32"
         table.append([label, "device copy (roofline)", f"{roof * 1e3:.3f}", "1.00"])
-        cases = [("kernel", lambda fmt=fmt, ocp=ocp: engine.quantize(
-            flat, fmt, "floor" if fmt == "mxfp4" else "modelopt", "floor", 1.0 / 2688, ocp))]
+        count = x.size // block
+        out = (cuda.device_array(count, np.uint8), cuda.device_array((count, block // 2),
+                                                                      np.uint8))
+        cases = [("kernel", lambda fmt=fmt, ocp=ocp, out=out: engine.quantize(
+            flat, fmt, "floor" if fmt == "mxfp4" else "modelopt", "floor", 1.0 / 2688, ocp,
+            out=out))]
         cases.append(("fp4ref.quantize(device x)" + (" incl. tensor amax pass"
                                                      if fmt == "nvfp4" else ""),
                       lambda fmt=fmt: quantize(x, format=fmt)))

@@ -304,31 +304,41 @@ class CudaBackend:
         if target is not out:
             target.copy_to_host(out)
 
-    def quantize(self, x, fmt: str, rule: str, start_rule: str, operand: float, profile):
+    def quantize(self, x, fmt: str, rule: str, start_rule: str, operand: float, profile,
+                 hessian: np.ndarray | None = None, out: tuple | None = None):
         """(scales ``[b]``, packed ``[b, B/2]``) device arrays of the flat float32 device
-        array ``x`` (16-byte aligned) as ``fmt`` blocks: MXFP4 by ``rule`` (a scale rule or
-        ``"optimal"``, searching from ``start_rule``), NVFP4 by the profile's recipe with
-        tensor operand ``operand`` (``rule`` ``"optimal"`` searches); the element options
-        from ``profile``, as the numba kernels of :mod:`.kernels.cpu.quantize`."""
+        array ``x`` (16-byte aligned) as ``fmt`` blocks: MXFP4 by ``rule`` (a scale rule,
+        ``"optimal"`` or ``"optimal-hessian"``, searching from ``start_rule``), NVFP4 by the
+        profile's recipe with tensor operand ``operand`` (``rule`` ``"optimal"`` or
+        ``"optimal-hessian"`` searches); the element options from ``profile``, as the numba
+        kernels of :mod:`.kernels.cpu.quantize`. ``hessian``: the host float64
+        ``[J, B, B]`` Hessian blocks of ``"optimal-hessian"`` (block b uses
+        ``hessian[b % J]``); ``out``: those two device arrays, to write into."""
         from .kernels import scale_rules as rules
         from .kernels.cuda import quantize as kernels
 
         block = 32 if fmt == "mxfp4" else 16
         count = x.size // block
-        scales = _device.empty(count, np.uint8)
-        packed = _device.empty((count, block // 2), np.uint8)
+        scales, packed = out or (_device.empty(count, np.uint8),
+                                 _device.empty((count, block // 2), np.uint8))
         if count == 0:
             return scales, packed
-        optimal = rule == "optimal"
+        optimal = rule in ("optimal", "optimal-hessian")
         options = (_TIES.index(profile.rounding), rules.ZERO_SIGNS.index(profile.zero_sign),
                    profile.sum_lanes, _ORDERS.index(profile.nibble_order))
+        if rule == "optimal-hessian":
+            hessian = self.cuda.to_device(np.ascontiguousarray(hessian, np.float64))
+        else:
+            hessian = None
         if fmt == "mxfp4":
-            divisors = np.ldexp(1.0, np.arange(256) - 127)  # E8M0 values, MX v1.0 5.4.1
-            divisors[255] = np.nan
+            if "e8m0 divisors" not in self._tables:
+                divisors = np.ldexp(1.0, np.arange(256) - 127)  # E8M0 values, MX v1.0 5.4.1
+                divisors[255] = np.nan
+                self._tables["e8m0 divisors"] = self.cuda.to_device(divisors)
             kernels.quantize_mx(
-                x, self.cuda.to_device(divisors), 0 if optimal else rules.MX_RULES.index(rule),
+                x, self._tables["e8m0 divisors"], 0 if optimal else rules.MX_RULES.index(rule),
                 optimal, rules.MX_RULES.index(start_rule), profile.e8m0_min, *options, scales,
-                packed)
+                packed, hessian)
             return scales, packed
         recipe = rules.NV_RECIPES.index(profile.nvfp4_recipe)
         divisors = _device.empty(256, np.float64)
@@ -338,7 +348,7 @@ class CudaBackend:
         kernels.quantize_nv(
             x, divisors, recipe, float(operand), low, high, zero, optimal,
             recipe == rules.RECIPE_TORCHAO, profile.nonfinite == "nan-scale", *options,
-            scales, packed)
+            scales, packed, hessian)
         return scales, packed
 
     def largest_magnitude(self, x) -> float:

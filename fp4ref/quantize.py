@@ -138,7 +138,8 @@ def quantize(
         (:func:`hessian_blocks`). Block ``j`` of every row uses ``H_j``. The search
         (:func:`fp4ref.spec.optimal.search_hessian`) minimises ``r^T H_j r`` over the same
         candidates and SSE bounds as ``"optimal"`` (qwantize 0.1.1 ``*_optimal_hessian``).
-        Host backends only.
+        A host or device array: either is checked, and ``X_j^T X_j`` computed, on the host
+        in float64 (the GPU search reads the blocks from a device copy).
     scale_layout : {"linear", "128x4", "8x4"}, optional
         How ``.scales`` is stored (:mod:`fp4ref.spec.layouts`); overrides the profile's
         (``"128x4"`` for ``comfy`` and ``flashinfer``, else ``"linear"``). A swizzled
@@ -186,10 +187,7 @@ def quantize(
             raise ValueError(f"scale_rule={scale_rule!r} needs a division recipe; profile "
                              f"{prof.name!r} multiplies by reciprocals")
     if engine.name == "cuda":
-        if rule == "optimal-hessian":
-            raise NotImplementedError("scale_rule='optimal-hessian' runs on the host backends "
-                                      "('python', 'numba') only")
-        return _quantize_cuda(engine, x, fmt, rule, prof, tensor_scale, block)
+        return _quantize_cuda(engine, x, fmt, rule, prof, tensor_scale, hessian, block)
     data = _input(x, block)
     blocks_h = _hessian(hessian, rule, data.shape[-1], block)
     if prof.scale_layout != "linear" and data.ndim < 2:
@@ -242,9 +240,10 @@ def _device_input(engine: Any, x: Any, block_size: int) -> tuple[Any, tuple]:
     return flat, shape
 
 
-def _quantize_cuda(engine, x, fmt, rule, prof, tensor_scale, block) -> QuantizedTensor:
+def _quantize_cuda(engine, x, fmt, rule, prof, tensor_scale, hessian, block) -> QuantizedTensor:
     """:func:`quantize` on the GPU (:meth:`fp4ref.backends.CudaBackend.quantize`)."""
     flat, shape = _device_input(engine, x, block)
+    blocks_h = _hessian(hessian, rule, shape[-1], block)
     if prof.scale_layout != "linear" and len(shape) < 2:
         raise ValueError(f"x must have shape [..., N, K] for scale_layout "
                          f"{prof.scale_layout!r}; got shape {shape}")
@@ -252,7 +251,7 @@ def _quantize_cuda(engine, x, fmt, rule, prof, tensor_scale, block) -> Quantized
     if fmt == "nvfp4":
         operand, decode, stored = _tensor_scales(
             None, prof, tensor_scale, amax=lambda: engine.largest_magnitude(flat))
-    scales, packed = engine.quantize(flat, fmt, rule, _start_rule(prof), operand, prof)
+    scales, packed = engine.quantize(flat, fmt, rule, _start_rule(prof), operand, prof, blocks_h)
     leading = shape[:-1]
     scales = scales.reshape(*leading, shape[-1] // block)
     if prof.scale_layout != "linear":
@@ -297,6 +296,8 @@ def _hessian(hessian: Any, rule: str, k: int, block: int) -> np.ndarray:
     if hessian is None:
         raise ValueError("scale_rule='optimal-hessian' needs hessian= (Hessian blocks "
                          f"[K/{block}, {block}, {block}] or activations [T, K])")
+    if _device.is_device(hessian):  # checked (and X_j^T X_j formed) on the host
+        hessian = _device.as_numba("hessian", hessian).copy_to_host()
     array = _checks.host_array("hessian", hessian)
     if array.ndim == 2:
         if array.shape[1] != k:

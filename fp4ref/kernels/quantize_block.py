@@ -17,8 +17,9 @@ import math
 import numpy as np
 from numba import njit
 
-from .scalar import TIE_AWAY, TIE_EVEN, byte_elements
+from .scalar import byte_elements
 from .scale_rules import (
+    THRESHOLDS,
     ZERO_DROP,
     ZERO_NEGATIVE,
     mx_scale,
@@ -26,9 +27,6 @@ from .scale_rules import (
     search,
 )
 
-#: The E2M1 midpoints 0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5 (MX v1.0 5.3.3), exact in float32.
-_M0, _M1, _M2, _M3 = np.float32(0.25), np.float32(0.75), np.float32(1.25), np.float32(1.75)
-_M4, _M5, _M6 = np.float32(2.5), np.float32(3.5), np.float32(5.0)
 _INF32 = np.float32(math.inf)
 
 
@@ -53,16 +51,25 @@ def block_amax(row, inf_is_bad):
 @njit(cache=True, error_model="numpy")
 def magnitude_code32(y, tie):
     """E2M1 magnitude code (0..7) of a float32 scaled magnitude ``y`` >= 0 (saturating; NaN
-    gives 0): :func:`.scale_rules.magnitude_code` compared in float32. The midpoints are
-    exact float32 values, so each float32 comparison decides as the float64 one does."""
-    if tie == TIE_EVEN:  # the even code has mantissa bit 0: codes 0, 2, 4, 6 win ties
-        return ((y > _M0) + (y >= _M1) + (y > _M2) + (y >= _M3) + (y > _M4) + (y >= _M5)
-                + (y > _M6))
-    if tie == TIE_AWAY:
-        return ((y >= _M0) + (y >= _M1) + (y >= _M2) + (y >= _M3) + (y >= _M4) + (y >= _M5)
-                + (y >= _M6))
-    return ((y > _M0) + (y > _M1) + (y > _M2) + (y > _M3) + (y > _M4) + (y > _M5)
-            + (y > _M6))
+    gives 0): :func:`.scale_rules.magnitude_code` compared in float32, as the number of
+    :data:`.scale_rules.THRESHOLDS` below ``y``, found by a binary search over the sorted
+    thresholds (three comparisons, so on the GPU three compares and selects instead of
+    seven). The thresholds are the exact float32 midpoints (or the float32 just below one
+    that the tie sends up), so each float32 comparison decides as the float64 one does."""
+    t = THRESHOLDS[tie]
+    high = y > t[3]  # code >= 4
+    middle = y > (t[5] if high else t[1])  # code >= 6 (or >= 2)
+    low = y > ((t[6] if middle else t[4]) if high else (t[2] if middle else t[0]))
+    return 4 * high + 2 * middle + low
+
+
+@njit(cache=True, error_model="numpy")
+def e8m0_reciprocal32(scale):
+    """float32 2^(127 - s), the reciprocal of E8M0 byte ``scale`` = s in 0..254 (MX v1.0
+    5.4.1), built from its bits: biased exponent 254 - s, normal for s <= 253; s = 254 gives
+    the subnormal 2^-127, bits 0x00400000 (exact either way)."""
+    bits = (254 - scale) << 23 if scale < 254 else 0x00400000
+    return np.uint32(bits).view(np.float32)
 
 
 @njit(cache=True, error_model="numpy")

@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit
 
 from .scalar import TIE_AWAY, TIE_EVEN, e4m3_decode, e4m3_encode, float32_bits, is_negative
+from .unfused import mul
 
 MX_RULES = ("floor", "rceil", "ceil", "even", "nearest", "mistralrs", "qwantize", "ggml")
 RULE_FLOOR, RULE_RCEIL, RULE_CEIL, RULE_EVEN, RULE_NEAREST, RULE_MISTRALRS = 0, 1, 2, 3, 4, 5
@@ -242,8 +243,8 @@ def block_error(x, d, multiply, tie, lanes, terms):
         y = a * d32 if multiply else a / d32
         value = (half * np.float32((y > t0) + (y > t1) + (y > t2) + (y > t3))
                  + np.float32((y > t4) + (y > t5)) + two * np.float32(y > t6))
-        error = a - value * d32
-        terms[i] = error * error
+        error = a - mul(value, d32)
+        terms[i] = mul(error, error)
     return lane_sum(terms, n, lanes)
 
 
@@ -260,7 +261,7 @@ def search_bounds(x, e0, lanes, terms, ys):
     n = x.shape[0]
     for i in range(n):
         a = np.float32(x[i])
-        terms[i] = a * a
+        terms[i] = mul(a, a)
     if lane_sum(terms, n, lanes) <= e0:
         return True, 0.0, 0.0
     m = 0
@@ -315,7 +316,7 @@ def clip_error(x, d, lanes, terms):
     zero = np.float32(0.0)
     for i in range(n):
         h = max(np.float32(abs(x[i])) - six_d, zero)
-        terms[i] = h * h
+        terms[i] = mul(h, h)
     return lane_sum(terms, n, lanes)
 
 
@@ -332,8 +333,8 @@ def hessian_error(x, d, multiply, tie, h, r):
     for a in range(n):
         inner = 0.0
         for b in range(n):
-            inner += h[a, b] * r[b]
-        total += r[a] * inner
+            inner += mul(h[a, b], r[b])
+        total += mul(r[a], inner)
     return total
 
 

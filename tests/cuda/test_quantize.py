@@ -126,6 +126,36 @@ def test_element_options(fmt, options):
            tensor_scale=0.02 if fmt == "nvfp4" else None)
 
 
+@pytest.mark.parametrize(("fmt", "order"), [
+    ("mxfp4", "low-first"), ("mxfp4", "high-first"), ("mxfp4", "split-half"),
+    ("nvfp4", "split-half")])
+def test_rule_kernels_over_several_warp_steps(fmt, order):
+    """75 blocks: 3 steps of a warp's 32 blocks, the last part-full, over more steps than
+    the simulator launches warps (grid-stride); NaN, Inf and scales over a wide range."""
+    block = 32 if fmt == "mxfp4" else 16
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 25 * block)).astype(np.float32)
+    x *= np.float32(2.0) ** rng.integers(-40, 40, (3, 25, 1)).repeat(block, 2).reshape(x.shape)
+    x[1, 5], x[2, 100] = np.nan, np.inf
+    profile = get_profile("ocp").with_options(nibble_order=order)
+    _check(x, oracle=False, format=fmt, profile=profile,
+           tensor_scale=0.02 if fmt == "nvfp4" else None)
+
+
+def test_largest_magnitude_in_quads_and_the_tail():
+    from fp4ref.kernels.cuda.quantize import largest_magnitude
+
+    rng = np.random.default_rng(6)
+    bits = rng.integers(0, 2**30, 4 * 37 + 3, dtype=np.uint32)
+    bits[::3] |= np.uint32(0x80000000)  # signs are ignored
+    for where in (5, 4 * 37 + 1):  # read by a 16-byte load, or in the last 3
+        data = bits.copy()
+        data[where] = 0xFF000000  # -2^127: the largest magnitude once the sign is cleared
+        expected = int((data & np.uint32(0x7FFFFFFF)).max())
+        assert expected == 0x7F000000
+        assert largest_magnitude(cuda.to_device(data)) == expected
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_16_bit_device_input_widens_exactly(dtype):
     x = _special(nan=True)

@@ -1,13 +1,30 @@
 """GPU quantization kernels: ``numba.cuda.jit`` twins of :mod:`fp4ref.kernels.cpu.quantize`.
 
-One thread quantizes one block: it reads the block's float32 values with 16-byte loads
-(:func:`.wide.load4`), and computes its scale and codes with the njit functions of
-:mod:`..quantize_block` and :mod:`..scale_rules`, compiled as device functions; amax and
-the element codes in float32 and integer operations only. The element options (nibble
-order, tie rule, sign of zero), the path (rules or search) and, on the rule paths, the MXFP4
-rule or NVFP4 recipe are compile-time constants (one kernel for each combination, built on
-first use), so branches fold, the loops unroll and the block's values stay in registers;
-the tensor scale, clamps and the rest are run-time arguments.
+Two shapes of kernel, both built from the njit functions of :mod:`..quantize_block` and
+:mod:`..scale_rules`, compiled as device functions, so the bytes are the CPU's:
+
+* The scale rules and NVFP4 recipes (memory-bound) spread a block over the lanes of a warp,
+  four elements a lane (8 lanes an MXFP4 block, 4 an NVFP4 one), and give a warp 32 blocks
+  a step. A lane issues its B/4 16-byte loads (:func:`.wide.load4`) before using the first;
+  each load instruction of the warp reads 512 consecutive bytes. The block's largest
+  magnitude is the integer max of the sign-cleared bits (above 0x7F800000 for a NaN, equal
+  to it for an Inf); a reduce-scatter over the block's lanes by butterfly shuffles
+  (:func:`.warp.xor_shuffle`) leaves each of the 32 lanes with one block's, so each lane
+  computes one scale byte (:func:`..scale_rules.mx_scale`,
+  :func:`..scale_rules.nvfp4_block_scale`) and stores it, and hands the block's divisor
+  back to the block's lanes (:func:`.warp.index_shuffle`). Each lane then computes the
+  codes of its elements (:func:`..quantize_block.element_code32`) and stores its packed
+  bytes (SPLIT_HALF pairs element j with j + B/2, so there the lanes of the block's first
+  half take their partner's codes by a shuffle).
+* The optimal searches (compute-bound, and needing the whole block) give a thread a block:
+  it reads the block with 16-byte loads, searches (:func:`..scale_rules.search`, or
+  :func:`..scale_rules.search_hessian` with the Hessian of the block's column block) and
+  packs the codes (:func:`..quantize_block.packed_byte`).
+
+The element options (nibble order, tie rule, sign of zero), the MXFP4 rule or NVFP4 recipe
+of the rule kernels, and the search kind are compile-time constants (one kernel for each
+combination, built on first use), so branches fold and loops unroll; the tensor scale,
+clamps and the rest are run-time arguments.
 
 Arguments are trusted: :mod:`fp4ref.quantize` checks shapes and dtypes first, and hands
 over C-contiguous float32 ``x`` starting at a 16-byte aligned address.
@@ -22,148 +39,300 @@ from numba import cuda, float32, float64, int32, uint32, uint64
 
 from ..quantize_block import (
     block_amax,
+    e8m0_reciprocal32,
+    element_code32,
     half_value,
     mx_block_scale,
     nv_block_scale,
     packed_byte,
 )
-from ..scale_rules import mx_scale, nvfp4_divisor
+from ..scalar import HIGH_FIRST, SPLIT_HALF
+from ..scale_rules import (
+    RECIPE_TORCHAO,
+    RULE_FLOOR,
+    mx_scale,
+    nvfp4_block_scale,
+    nvfp4_divisor,
+    search_hessian,
+)
+from . import unfused  # noqa: F401 (the GPU's mul for the shared search functions)
 from .codec import _grid, _simulated
+from .warp import index_shuffle, xor_shuffle
 from .wide import load4, store4
 
 #: NaN scale bytes: E8M0 0xFF (MX v1.0 5.4.1), E4M3 0x7F.
 MX_NAN, NV_NAN = 0xFF, 0x7F
 
+#: float32 bits of +Inf: a sign-cleared value above it is a NaN (IEEE 754 3.4).
+_INF_BITS = 0x7F800000
+
+#: Threads of a thread block of the rule kernels: small thread blocks pack the SMs closer
+#: (the MXFP4 kernel's 96 registers a thread fit 5 blocks of 128 threads on an SM, 640
+#: threads, against 2 of 256). On an H100 (2026-11-22) MXFP4 OCP ran at 1.00 of the copy
+#: with 64 or 128, 0.89-0.92 with 192 or 256, 0.79 with 512; NVFP4 OCP at 0.75 with 128 or
+#: 256, 0.65 with 64 or 512.
+_RULE_THREADS = 128
+
 _KERNELS: dict[tuple, object] = {}
+
+if _simulated():
+
+    def _njit_view(array):
+        """The numpy array under a simulator kernel's array (the CPU-compiled njit
+        functions the simulator calls take numpy arrays only)."""
+        return array._ary
+
+else:
+
+    @cuda.jit(device=True, inline=True)
+    def _njit_view(array):
+        """``array`` itself (on a GPU njit device functions take device arrays)."""
+        return array
 
 
 def _block_grid(nblocks: int) -> tuple[int, int]:
-    """(blocks, threads) for the quantize kernels: on a GPU a thread for every block, so the
-    hardware keeps its SMs full to the end (:func:`.codec._grid` caps the grid at 8 thread
-    blocks an SM, more than fit at once with these kernels' registers, and the last wave then
-    runs part-empty); in the simulator :func:`.codec._grid`."""
+    """(blocks, threads) for the search kernels: on a GPU a thread for every block, so the
+    hardware keeps its SMs full to the end; in the simulator :func:`.codec._grid`."""
     if _simulated():
         return _grid(nblocks)
     threads = 256
     return max(1, (nblocks + threads - 1) // threads), threads
 
 
-def _mx_kernel(optimal: bool, rule: int, order: int, tie: int, zero_sign: int):
-    """The MXFP4 kernel for the optimal search or scale rule ``rule`` (ignored with
-    ``optimal``) and one set of element options."""
-    key = ("mx", optimal, -1 if optimal else rule, order, tie, zero_sign)
+def _warp_grid(steps: int) -> tuple[int, int]:
+    """(blocks, threads) for the rule kernels: a warp for each of ``steps`` spans, in thread
+    blocks of :data:`_RULE_THREADS`; in the simulator one warp a thread block
+    (:func:`.warp.xor_shuffle`), two thread blocks."""
+    if _simulated():
+        return max(1, min(2, steps)), 32
+    return max(1, (32 * steps + _RULE_THREADS - 1) // _RULE_THREADS), _RULE_THREADS
+
+
+def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int):
+    """The kernel for MXFP4 rule ``rule`` (or, with ``nv``, NVFP4 recipe ``rule``) and one
+    set of element options; see the module docstring."""
+    key = ("rule", nv, rule, order, tie, zero_sign)
     if key in _KERNELS:
         return _KERNELS[key]
-    n = 32
+    n = 16 if nv else 32
+    group = n // 4  # lanes of a block, and loads of a lane in a step
+    per_load = 32 // group  # blocks a load instruction of the warp covers
+    span = 32 * n  # floats of a step: 32 blocks, a block's scale for each lane
+    multiply = nv and rule == RECIPE_TORCHAO  # torchao multiplies by the reciprocal
 
     @cuda.jit
-    def kernel(x, divisors, search_rule, start_rule, first, lanes, scales, words):
-        table = cuda.shared.array(256, float64)
-        if optimal:
-            for r in range(cuda.threadIdx.x, 256, cuda.blockDim.x):
-                table[r] = divisors[r]
-            cuda.syncthreads()
-        row = cuda.local.array(n, float32)
-        terms = cuda.local.array(n, float64)
-        ys = cuda.local.array(n, float64)
-        for blk in range(uint64(cuda.grid(1)), uint64(scales.size), uint64(cuda.gridsize(1))):
-            base = blk * uint64(n)
-            for k in range(n // 4):
-                a, b, c, d = load4(x, base + uint64(4 * k))
-                row[4 * k], row[4 * k + 1], row[4 * k + 2], row[4 * k + 3] = a, b, c, d
-            amax, bad = block_amax(row, True)
-            if bad:
-                scale = MX_NAN
-            elif optimal:
-                scale = mx_block_scale(row, float(amax), search_rule, optimal, start_rule, first,
-                                       tie, lanes, table, terms, ys)
+    def kernel(bits, divisors, tensor, clamp_low, clamp_high, zero_scale, inf_nan, scales,
+               out):
+        lane = uint32(cuda.threadIdx.x % 32)
+        part = lane % uint32(group)  # elements 4 part .. 4 part + 3 of a block
+        first_lane = lane - part  # of the block's lanes
+        size = uint64(bits.size)
+        nblocks = uint64(scales.size)
+        steps = (size + uint64(span - 1)) // uint64(span)
+        # the bits of a bad block's amax: NaN, or Inf too (MXFP4, nan-scale NVFP4)
+        bad_from = int32(_INF_BITS + (0 if inf_nan or not nv else 1))
+        values = cuda.local.array(n, uint32)
+        tops = cuda.local.array(group, int32)
+        for step in range(uint64(cuda.grid(1)) // uint64(32), steps,
+                          uint64(cuda.gridsize(1)) // uint64(32)):
+            first = step * uint64(span) + uint64(4 * lane)
+            for j in range(group):  # every load in flight before the first use
+                at = first + uint64(128 * j)
+                a = b = c = d = uint32(0)
+                if at < size:
+                    a, b, c, d = load4(bits, at)
+                values[4 * j], values[4 * j + 1], values[4 * j + 2] = a, b, c
+                values[4 * j + 3] = d
+            for j in range(group):  # magnitudes fit in int32
+                top = int32(0)
+                for k in range(4):
+                    top = max(top, int32(values[4 * j + k] & uint32(0x7FFFFFFF)))
+                tops[j] = top
+            # reduce-scatter over the block's lanes: lane `part` ends with the largest
+            # magnitude of its block in load j = part (halving: at mask m a lane keeps the
+            # loads whose bit m matches its own and takes its partner's maxima of them)
+            m = group // 2
+            while m > 0:
+                upper = (part & uint32(m)) != 0
+                for r in range(m):
+                    low, high = tops[r], tops[r + m]
+                    tops[r] = max(high if upper else low, xor_shuffle(low if upper else high, m))
+                m //= 2
+            top = tops[0]
+            amax = float(np.uint32(top).view(np.float32))  # exact
+            if nv:
+                scale = NV_NAN
+                if top < bad_from:
+                    scale = nvfp4_block_scale(amax, rule, tensor, clamp_low, clamp_high,
+                                              zero_scale)
+                d = float32(divisors[scale])  # exact; NaN for the NaN bytes: zero codes
             else:
-                scale = mx_scale(float(amax), rule)  # a constant rule: its branch alone
-            scales[blk] = scale
-            # |x| / X = |x| * 2^(127 - s): a float32 power of two (2^-127 is subnormal, exact)
-            inverse = float32(math.ldexp(1.0, 127 - min(scale, 254)))
-            out = cuda.local.array(4, uint32)
-            for k in range(4):
-                word = uint32(0)
-                if scale != MX_NAN:  # ggml's wrapped exponents can land on 0xFF too
-                    for j in range(4):
-                        byte = packed_byte(row, 4 * k + j, order, inverse, True, tie,
-                                           zero_sign)
-                        word |= uint32(byte) << uint32(8 * j)
-                out[k] = word
-            store4(words, blk * uint64(4), out[0], out[1], out[2], out[3])
+                if top >= bad_from:
+                    scale = MX_NAN
+                elif rule == RULE_FLOOR:  # OCP 6.3, off the exponent field (as on the CPU)
+                    scale = max((top >> 23) - 2, 0)
+                else:
+                    scale = mx_scale(amax, rule)
+                d = e8m0_reciprocal32(min(scale, 254))  # |x| / X = |x| * 2^(127 - s)
+                if scale == MX_NAN:  # ggml's wrapped exponents can land on 0xFF too
+                    d = float32(math.nan)  # zero codes
+            block = step * uint64(32) + uint64(part * per_load + lane // uint32(group))
+            if block < nblocks:  # this lane's block: load `part`, group lane // group
+                scales[block] = scale
+            shared_d = int32(np.float32(d).view(np.uint32))  # bits of d >= 0 or of NaN
+            for j in range(group):
+                at = first + uint64(128 * j)
+                d = np.uint32(index_shuffle(shared_d, first_lane + j)).view(np.float32)
+                codes = uint32(0)  # element 4 part + k in nibble k
+                if d == d:
+                    for k in range(4):
+                        v = np.uint32(values[4 * j + k]).view(np.float32)
+                        code = element_code32(v, d, multiply or not nv, tie, zero_sign)
+                        codes |= uint32(code) << uint32(4 * k)
+                if order == SPLIT_HALF:  # byte i: elements i, i + n/2 (a lane n/8 along)
+                    other = uint32(xor_shuffle(int32(codes), group // 2))
+                    if part < group // 2 and at < size:
+                        word = uint32(0)
+                        for k in range(4):
+                            word |= (((codes >> uint32(4 * k)) & uint32(15))
+                                     | (((other >> uint32(4 * k)) & uint32(15)) << uint32(4))
+                                     ) << uint32(8 * k)
+                        out[(at // uint64(n)) * uint64(n // 8) + uint64(part)] = word
+                elif at < size:  # bytes 2 part, 2 part + 1 of the block: one 16-bit store
+                    if order == HIGH_FIRST:  # swap the nibbles of each byte
+                        codes = (((codes & uint32(0x0F0F)) << uint32(4))
+                                 | ((codes >> uint32(4)) & uint32(0x0F0F)))
+                    out[at // uint64(4)] = codes
 
     _KERNELS[key] = kernel
     return kernel
 
 
-def _nv_kernel(optimal: bool, recipe: int, order: int, tie: int, zero_sign: int):
-    """The NVFP4 kernel for the optimal search or for recipe ``recipe`` (with ``optimal``
-    the recipe is a run-time argument) and one set of element options."""
-    key = ("nv", optimal, -1 if optimal else recipe, order, tie, zero_sign)
+def _search_kernel(nv: bool, hessian: bool, order: int, tie: int, zero_sign: int):
+    """The optimal-search kernel for MXFP4 (or NVFP4, ``nv``), by SSE or, with ``hessian``,
+    by ``r^T H r``, and one set of element options."""
+    key = ("search", nv, hessian, order, tie, zero_sign)
     if key in _KERNELS:
         return _KERNELS[key]
-    n = 16
+    n = 16 if nv else 32
 
     @cuda.jit
-    def kernel(x, divisors, search_recipe, tensor, clamp_low, clamp_high, zero_scale, multiply,
-               inf_nan, lanes, scales, words):
-        table = cuda.shared.array(256, float64)
-        if optimal:  # the search reads the table often; the recipes once a block
-            for r in range(cuda.threadIdx.x, 256, cuda.blockDim.x):
-                table[r] = divisors[r]
-            cuda.syncthreads()
+    def kernel(x, divisors, rule, tensor, clamp_low, clamp_high, zero_scale, multiply,
+               inf_nan, first, lanes, hessians, scales, words):
+        table = cuda.shared.array(256, float64)  # the search reads the divisors often
+        for r in range(cuda.threadIdx.x, 256, cuda.blockDim.x):
+            table[r] = divisors[r]
+        cuda.syncthreads()
         row = cuda.local.array(n, float32)
         terms = cuda.local.array(n, float64)
         ys = cuda.local.array(n, float64)
+        residuals = cuda.local.array(n, float64)
+        columns = uint64(hessians.shape[0])
         for blk in range(uint64(cuda.grid(1)), uint64(scales.size), uint64(cuda.gridsize(1))):
             base = blk * uint64(n)
             for k in range(n // 4):
                 a, b, c, d = load4(x, base + uint64(4 * k))
                 row[4 * k], row[4 * k + 1], row[4 * k + 2], row[4 * k + 3] = a, b, c, d
             amax, bad = block_amax(row, inf_nan)
-            scale = NV_NAN
-            if not bad:
-                scale = nv_block_scale(row, float(amax), search_recipe if optimal else recipe,
-                                       tensor, clamp_low, clamp_high, zero_scale, optimal,
-                                       multiply, tie, lanes, table, terms, ys)
+            scale = NV_NAN if nv else MX_NAN
+            if bad:
+                pass
+            elif hessian:  # as the CPU's quantize_mx / quantize_nv
+                h = _njit_view(hessians[blk % columns])
+                if nv:
+                    start = nvfp4_block_scale(float(amax), rule, tensor, clamp_low,
+                                              clamp_high, zero_scale)
+                    scale = search_hessian(row, start, table[start], table, 1, 126, multiply,
+                                           tie, lanes, terms, ys, h, False, residuals)
+                else:
+                    start = mx_scale(float(amax), rule)
+                    scale = search_hessian(row, start, table[start], table, first, 254, False,
+                                           tie, lanes, terms, ys, h, True, residuals)
+            elif nv:
+                scale = nv_block_scale(row, float(amax), rule, tensor, clamp_low, clamp_high,
+                                       zero_scale, True, multiply, tie, lanes, table, terms, ys)
+            else:
+                scale = mx_block_scale(row, float(amax), 0, True, rule, first, tie, lanes, table,
+                                       terms, ys)
             scales[blk] = scale
-            divisor = float32(table[scale] if optimal else divisors[scale])  # exact
-            for k in range(2):
+            if nv:
+                d = float32(table[scale])  # exact
+                zero = d != d  # a NaN scale gets zero codes
+            else:
+                d = e8m0_reciprocal32(min(scale, 254))  # |x| / X = |x| * 2^(127 - s)
+                zero = scale == MX_NAN
+            out = cuda.local.array(4, uint32)
+            for k in range(n // 8):
                 word = uint32(0)
-                if divisor == divisor:  # a NaN scale gets zero codes
+                if not zero:
                     for j in range(4):
-                        byte = packed_byte(row, 4 * k + j, order, divisor, multiply, tie,
+                        byte = packed_byte(row, 4 * k + j, order, d, multiply or not nv, tie,
                                            zero_sign)
                         word |= uint32(byte) << uint32(8 * j)
-                words[blk * uint64(2) + uint64(k)] = word
+                out[k] = word
+            if nv:
+                words[blk * uint64(2)] = out[0]
+                words[blk * uint64(2) + uint64(1)] = out[1]
+            else:
+                store4(words, blk * uint64(4), out[0], out[1], out[2], out[3])
 
     _KERNELS[key] = kernel
     return kernel
 
 
+def _rule_out(packed, order: int):
+    """``packed`` viewed as the words the rule kernels store: uint32 for SPLIT_HALF (4 bytes
+    a lane of the block's first half), else uint16 (2 bytes a lane)."""
+    return packed.reshape(-1).view(np.uint32 if order == SPLIT_HALF else np.uint16)
+
+
+def _search(nv: bool, x, divisors, rule: int, tensor: float, clamp_low: float,
+            clamp_high: float, zero_scale: float, multiply: bool, inf_nan: bool, first: int,
+            tie: int, zero_sign: int, lanes: int, order: int, scales, packed, hessian) -> None:
+    """Launch the search kernel; ``hessian`` is a float64 ``[J, n, n]`` device array, or
+    None to search by SSE."""
+    n = 16 if nv else 32
+    kernel = _search_kernel(nv, hessian is not None, order, tie, zero_sign)
+    if hessian is None:  # not read: a float64 [1, n, n] array types the argument
+        hessian = cuda.device_array((1, n, n), np.float64)
+    blocks, threads = _block_grid(scales.size)
+    kernel[blocks, threads](x, divisors, rule, tensor, clamp_low, clamp_high, zero_scale,
+                            multiply, inf_nan, first, lanes, hessian, scales,
+                            packed.reshape(-1).view(np.uint32))
+
+
 def quantize_mx(x, divisors, rule: int, optimal: bool, start_rule: int, first: int, tie: int,
-                zero_sign: int, lanes: int, order: int, scales, packed) -> None:
+                zero_sign: int, lanes: int, order: int, scales, packed, hessian=None) -> None:
     """MXFP4 blocks of the flat float32 device array ``x`` into ``scales`` (one byte per
     block) and ``packed`` (16 bytes per block), as :func:`..cpu.quantize.quantize_mx`.
 
-    ``divisors`` is the device table of 2^(b - 127) (NaN at 255), read by the search.
+    ``divisors`` is the device table of 2^(b - 127) (NaN at 255), read by the search;
+    ``hessian`` (float64 ``[J, 32, 32]`` on the device, with ``optimal``) makes the search
+    minimise ``r^T H r`` with ``H = hessian[b % J]`` for block b.
     """
-    blocks, threads = _block_grid(scales.size)
-    _mx_kernel(optimal, rule, order, tie, zero_sign)[blocks, threads](
-        x, divisors, rule, start_rule, first, lanes, scales,
-        packed.reshape(-1).view(np.uint32))
+    if optimal:
+        _search(False, x, divisors, start_rule, 1.0, 1.0, 0.0, -1.0, False, True, first, tie,
+                zero_sign, lanes, order, scales, packed, hessian)
+        return
+    blocks, threads = _warp_grid((scales.size + 31) // 32)
+    _rule_kernel(False, rule, order, tie, zero_sign)[blocks, threads](
+        x.view(np.uint32), divisors, 1.0, 1.0, 0.0, -1.0, True, scales, _rule_out(packed, order))
 
 
 def quantize_nv(x, divisors, recipe: int, tensor: float, clamp_low: float, clamp_high: float,
                 zero_scale: float, optimal: bool, multiply: bool, inf_nan: bool, tie: int,
-                zero_sign: int, lanes: int, order: int, scales, packed) -> None:
+                zero_sign: int, lanes: int, order: int, scales, packed, hessian=None) -> None:
     """NVFP4 blocks of the flat float32 device array ``x``, as
-    :func:`..cpu.quantize.quantize_nv` (``divisors`` from :func:`nv_divisors`)."""
-    blocks, threads = _block_grid(scales.size)
-    _nv_kernel(optimal, recipe, order, tie, zero_sign)[blocks, threads](
-        x, divisors, recipe, tensor, clamp_low, clamp_high, zero_scale, multiply, inf_nan,
-        lanes, scales, packed.reshape(-1).view(np.uint32))
+    :func:`..cpu.quantize.quantize_nv` (``divisors`` from :func:`nv_divisors`; ``hessian``
+    float64 ``[J, 16, 16]`` on the device, with ``optimal``, as in :func:`quantize_mx`)."""
+    if optimal:
+        _search(True, x, divisors, recipe, tensor, clamp_low, clamp_high, zero_scale, multiply,
+                inf_nan, 1, tie, zero_sign, lanes, order, scales, packed, hessian)
+        return
+    blocks, threads = _warp_grid((scales.size + 31) // 32)
+    _rule_kernel(True, recipe, order, tie, zero_sign)[blocks, threads](
+        x.view(np.uint32), divisors, tensor, clamp_low, clamp_high, zero_scale, inf_nan, scales,
+        _rule_out(packed, order))
 
 
 @cuda.jit
@@ -181,8 +350,14 @@ def nv_divisors(recipe: int, tensor: float, out) -> None:
 @cuda.jit
 def _largest_magnitude(bits, result):
     top = int32(0)  # magnitudes fit in int32
-    for i in range(uint64(cuda.grid(1)), uint64(bits.size), uint64(cuda.gridsize(1))):
-        top = max(top, int32(bits[i] & uint32(0x7FFFFFFF)))
+    quads = uint64(bits.size // 4)
+    sign = uint32(0x7FFFFFFF)
+    for i in range(uint64(cuda.grid(1)), quads, uint64(cuda.gridsize(1))):
+        a, b, c, d = load4(bits, i * uint64(4))  # one 16-byte load
+        top = max(top, int32(a & sign), int32(b & sign), int32(c & sign), int32(d & sign))
+    for i in range(quads * uint64(4) + uint64(cuda.grid(1)), uint64(bits.size),
+                   uint64(cuda.gridsize(1))):
+        top = max(top, int32(bits[i] & sign))
     tops = cuda.shared.array(256, int32)  # a tree reduction over the thread block
     t = cuda.threadIdx.x
     tops[t] = top
@@ -199,7 +374,8 @@ def _largest_magnitude(bits, result):
 
 def largest_magnitude(bits) -> int:
     """The largest of ``bits & 0x7FFFFFFF`` over the flat uint32 device array ``bits``
-    (float32 bits): the bits of the amax, above 0x7F800000 when there is a NaN."""
+    (float32 bits, starting at a 16-byte aligned address): the bits of the amax, above
+    0x7F800000 when there is a NaN."""
     result = cuda.to_device(np.zeros(1, np.int32))
     if bits.size:
         blocks, threads = _grid(bits.size)
