@@ -100,10 +100,8 @@ class NumbaBackend:
 
     def __init__(self) -> None:
         from .kernels.cpu import codec as cpu
-        from .kernels.cpu import mx_block
 
         self.cpu = cpu
-        self.mx_block = mx_block
         self._tables: dict[tuple, np.ndarray] = {}
 
     def _scalar_table(self, which: str) -> np.ndarray:
@@ -174,13 +172,15 @@ class NumbaBackend:
                    e8m0_decode="ocp"):
         import numba
 
+        from .kernels.cpu.mx_block import LINE_BYTES
+
         table = self.pair_table(scale_format, tensor_scale, dtype, e8m0_decode, order)
         pairs = out.view(np.uint64 if out.itemsize == 4 else np.uint32)
         # E8M0 bytes 2..252 decode alike in these conventions; ggml's has no -0 (mx_block)
         closed_form = (scale_format == "e8m0" and blocks.shape[1] == 16
                        and dtype in ("float32", "bfloat16") and e8m0_decode in ("ocp", "bits"))
         stream = (out.nbytes >= _STREAM_BYTES
-                  and out.ctypes.data % self.mx_block.LINE_BYTES == 0)
+                  and out.ctypes.data % LINE_BYTES == 0)
         chunks = min(blocks.shape[0], 16 * numba.get_num_threads())
         self.cpu.dequantize_blocks(blocks, scales, table, _ORDERS.index(order), closed_form,
                                    stream, chunks, out, pairs)

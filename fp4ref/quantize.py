@@ -338,7 +338,7 @@ def _run_mx(flat, rule, prof, backend, scales, packed, hessian) -> None:
     if not optimal:
         kernels.quantize_mx_rule(
             flat, flat.view(np.uint32), k.MX_RULES.index(rule),
-            kernels.thresholds(ties.TIE_RULES.index(prof.rounding)),
+            k.THRESHOLDS[ties.TIE_RULES.index(prof.rounding)],
             elements.ZERO_SIGNS.index(prof.zero_sign),
             nibbles.NIBBLE_ORDERS.index(prof.nibble_order), scales, packed)
         return

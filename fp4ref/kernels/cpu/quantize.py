@@ -12,6 +12,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ..quantize_block import e8m0_reciprocal32
 from ..scalar import byte_elements, is_negative
 from ..scale_rules import (
     RULE_FLOOR,
@@ -35,26 +36,6 @@ _CHUNK = 1024
 #: Blocks per parallel work item of :func:`quantize_mx_rule` (large: little scheduling).
 _RULE_CHUNK = 8192
 
-#: E2M1 decision midpoints between magnitudes 0, 0.5, 1, 1.5, 2, 3, 4, 6 (exact in float32).
-_MIDPOINTS = (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)
-
-
-def thresholds(tie: int) -> np.ndarray:
-    """float32 ``t[k]`` with magnitude code = #{k : y > t[k]} for float32 y >= 0 under ``tie``.
-
-    A midpoint m that a tie sends up is replaced by the float32 just below it, since for
-    float32 y, ``y >= m`` is ``y > nextafter(m, 0)``; even sends up the ties whose upper
-    code is even (0.75, 1.75, 3.5), away all, toward zero none.
-    """
-    up = {0: (False, True, False, True, False, True, False), 1: (True,) * 7,
-          2: (False,) * 7}[tie]
-    out = np.array(_MIDPOINTS, np.float32)
-    for k in range(7):
-        if up[k]:
-            out[k] = np.nextafter(out[k], np.float32(0))
-    return out
-
-
 @njit(parallel=True, cache=True, error_model="numpy")
 def quantize_mx_rule(x, bits, rule, tie_thresholds, zero_sign, order, scales, packed):
     """MXFP4 by a scale rule, in float32 and integer arithmetic only.
@@ -64,12 +45,10 @@ def quantize_mx_rule(x, bits, rule, tie_thresholds, zero_sign, order, scales, pa
     codes); the scale byte s (the floor rule, OCP 6.3, straight from the exponent field:
     max(e - 2, 0)); then y = |x| * 2^(127 - s), one float32 multiply by a power of two,
     which equals float32(|x| / X) (exact unless y is subnormal, and then y < 0.25 either
-    way); the code is the number of ``tie_thresholds`` below y (:func:`thresholds`). Both
+    way); the code is the number of ``tie_thresholds`` (a row of
+    :data:`..scale_rules.THRESHOLDS`) below y. Both
     steps run as vector code on the whole block (:mod:`.mx_block`).
     """
-    multipliers = np.empty(255, np.float32)
-    for b in range(255):
-        multipliers[b] = np.float32(math.ldexp(1.0, 127 - b))  # all exact in float32
     nblocks, n = x.shape
     for chunk in prange((nblocks + _RULE_CHUNK - 1) // _RULE_CHUNK):
         for blk in range(chunk * _RULE_CHUNK, min(nblocks, (chunk + 1) * _RULE_CHUNK)):
@@ -90,8 +69,8 @@ def quantize_mx_rule(x, bits, rule, tie_thresholds, zero_sign, order, scales, pa
             if scale == 255:  # ggml's wrapped exponents can land on 0xFF
                 packed[blk, :] = 0
                 continue
-            store_mx_codes(bits, blk * n, multipliers[scale], tie_thresholds, zero_sign, order,
-                           packed, blk * (n // 2))
+            store_mx_codes(bits, blk * n, e8m0_reciprocal32(scale), tie_thresholds, zero_sign,
+                           order, packed, blk * (n // 2))
 
 
 @njit(cache=True, error_model="numpy", inline="always")
