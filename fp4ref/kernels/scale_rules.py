@@ -249,6 +249,12 @@ def block_error(x, d, multiply, tie, lanes, terms):
 
 
 @njit(cache=True, error_model="numpy")
+def lower_bound(amax, e0):
+    """s_min = max((amax - sqrt(E0)) / 6, 0) in float32 steps (step 3 of the search)."""
+    return max(f32(f32(amax - f32(math.sqrt(e0))) / 6.0), 0.0)
+
+
+@njit(cache=True, error_model="numpy")
 def search_bounds(x, e0, lanes, terms, ys):
     """(keeps start, s_min, s_max): steps 2 and 3 of the search (noise blocks, SSE bounds).
 
@@ -290,8 +296,7 @@ def search_bounds(x, e0, lanes, terms, ys):
     if k_star >= n:
         return True, 0.0, 0.0
     following = terms[k_star] if k_star < m else rest
-    s_min = max(f32(f32(amax - f32(math.sqrt(e0))) / 6.0), 0.0)
-    return False, s_min, f32(following / 0.25)
+    return False, lower_bound(amax, e0), f32(following / 0.25)
 
 
 @njit(cache=True, error_model="numpy")

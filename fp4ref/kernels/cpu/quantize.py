@@ -29,6 +29,7 @@ from ..scale_rules import (
     search_hessian,
 )
 from .mx_block import block_max_magnitude, store_mx_codes
+from .optimal import search_mx
 
 #: Blocks per parallel work item (scratch arrays are allocated once per item).
 _CHUNK = 1024
@@ -65,6 +66,39 @@ def quantize_mx_rule(x, bits, rule, tie_thresholds, zero_sign, order, scales, pa
                 for i in range(n):
                     amax = max(amax, abs(x[blk, i]))
                 scale = mx_scale(float(amax), rule)
+            scales[blk] = scale
+            if scale == 255:  # ggml's wrapped exponents can land on 0xFF
+                packed[blk, :] = 0
+                continue
+            store_mx_codes(bits, blk * n, e8m0_reciprocal32(scale), tie_thresholds, zero_sign,
+                           order, packed, blk * (n // 2))
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def quantize_mx_optimal(x, bits, start_rule, first, tie, tie_thresholds, zero_sign, order, scales,
+                        packed):
+    """MXFP4 by the optimal search over bytes ``first..254`` from ``start_rule``'s byte,
+    errors summed in 16 lanes: :func:`quantize_mx` with ``optimal``, no Hessian and
+    ``lanes`` = 16, the search in vector code (:func:`.optimal.search_mx`) and the codes
+    stored as in :func:`quantize_mx_rule` (``bits``: ``x`` viewed as uint32;
+    ``tie_thresholds``: row ``tie`` of :data:`..scale_rules.THRESHOLDS`)."""
+    divisors = np.empty(256)
+    for b in range(255):
+        divisors[b] = math.ldexp(1.0, b - 127)
+    divisors[255] = math.nan
+    nblocks, n = x.shape
+    for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
+        terms = np.empty(n)
+        ys = np.empty(n)
+        for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
+            top = block_max_magnitude(bits, blk * n)
+            if top >= 0x7F800000:  # NaN or Inf in the block
+                scales[blk] = 255
+                packed[blk, :] = 0
+                continue
+            amax = float(np.uint32(top).view(np.float32))
+            scale = search_mx(bits, blk * n, x[blk], amax, mx_scale(amax, start_rule), first,
+                              tie_thresholds, tie, divisors, terms, ys)
             scales[blk] = scale
             if scale == 255:  # ggml's wrapped exponents can land on 0xFF
                 packed[blk, :] = 0
