@@ -47,8 +47,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
-from ..quantize_block import e8m0_reciprocal32
-from ..scale_rules import first_at_least, lower_bound, search
+from ..scale_rules import RULE_QWANTIZE, lower_bound, mx_scale, search
 from .mx_block import _array_vector, _contiguous, _splat
 
 #: Lanes of torch's float32 sum that :func:`search_mx` reproduces (AVX-512).
@@ -76,55 +75,110 @@ def _magnitudes(context, builder, array_type, array, index) -> ir.Value:
                            ir.VectorType(_F32, _BLOCK))
 
 
-def _lane_sum(builder: ir.IRBuilder, terms: ir.Value) -> ir.Value:
-    """torch's float32 sum of 32 terms in 16 lanes: ``terms[l] + terms[l + 16]`` per lane,
-    then the lanes in order from 0, one float32 addition at a time."""
-    halves = [builder.shuffle_vector(terms, terms, ir.Constant(ir.VectorType(_I32, LANES),
-                                                               list(range(k, k + LANES))))
-              for k in (0, LANES)]
-    lanes = builder.fadd(*halves)
-    total = ir.Constant(_F32, 0.0)
+def _float(builder: ir.IRBuilder, bits: ir.Value) -> ir.Value:
+    return builder.bitcast(bits, _F32)
+
+
+def _scale_pair(builder: ir.IRBuilder, byte: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """float32 (d, 1/d) of E8M0 byte ``byte`` (an i32 in 1..254) from their bits: d has
+    exponent field ``byte``, 1/d field 254 - byte (byte 254: the subnormal 2^-127)."""
+    d = builder.shl(byte, ir.Constant(_I32, 23))
+    normal = builder.shl(builder.sub(ir.Constant(_I32, 254), byte), ir.Constant(_I32, 23))
+    r = builder.select(builder.icmp_signed("<", byte, ir.Constant(_I32, 254)), normal,
+                       ir.Constant(_I32, 0x00400000))
+    return _float(builder, d), _float(builder, r)
+
+
+def _sse_lanes(builder, a, d, r, table) -> ir.Value:
+    """The 16 lane sums of the float32 SSE terms at divisor ``d`` (``r`` = 1/d)."""
+    y = builder.fmul(a, _splat(builder, r, _BLOCK))
+    value = _constant(_F32, 0.0)
+    for k in range(7):  # thresholds ascend: the value above the last one y exceeds
+        threshold = builder.load(builder.gep(table, [ir.Constant(_I32, k)]))
+        above = builder.fcmp_ordered(">", y, _splat(builder, threshold, _BLOCK))
+        value = builder.select(above, _constant(_F32, _E2M1[k + 1]), value)
+    error = builder.fsub(a, builder.fmul(value, _splat(builder, d, _BLOCK)))
+    return _halves(builder, builder.fmul(error, error))
+
+
+def _halves(builder, terms) -> ir.Value:
+    """``terms[l] + terms[l + 16]``: what lane l of torch's sum holds after 32 terms."""
+    low, high = (builder.shuffle_vector(terms, terms, ir.Constant(
+        ir.VectorType(_I32, LANES), list(range(k, k + LANES)))) for k in (0, LANES))
+    return builder.fadd(low, high)
+
+
+def _shuffle(builder, first, second, mask) -> ir.Value:
+    return builder.shuffle_vector(first, second, ir.Constant(ir.VectorType(_I32, len(mask)),
+                                                             mask))
+
+
+def _ordered_sums(builder, vectors) -> list[ir.Value]:
+    """Each of up to four 16-lane float32 vectors' lanes added in lane order from 0, one
+    float32 addition at a time, the four side by side: lane l of each is gathered into one
+    4-wide vector (a 4 x 4 transpose within each group of four lanes), and 16 additions of
+    4-wide vectors make the four sums."""
+    zero = _constant(_F32, 0.0, LANES)
+    a, b, c, d = [*vectors, *[zero] * (4 - len(vectors))]
+    groups = range(0, LANES, 4)
+    pairs = [_shuffle(builder, first, second, [g + i + k for g in groups for i in offsets
+                                               for k in (0, LANES)])
+             for first, second in ((a, b), (c, d)) for offsets in ((0, 1), (2, 3))]
+    ab_low, ab_high, cd_low, cd_high = pairs  # [a_l, b_l, a_l+1, b_l+1] per group
+    columns = [_shuffle(builder, ab, cd, [g + i + k for g in groups for k in (0, LANES)
+                                          for i in offsets])
+               for ab, cd in ((ab_low, cd_low), (ab_high, cd_high))
+               for offsets in ((0, 1), (2, 3))]  # columns[j]: [a_l, b_l, c_l, d_l], l = g + j
+    total = _constant(_F32, 0.0, 4)
     for lane in range(LANES):
-        total = builder.fadd(total, builder.extract_element(lanes, ir.Constant(_I32, lane)))
-    return total
+        group, j = lane - lane % 4, lane % 4
+        total = builder.fadd(total, _shuffle(builder, columns[j], columns[j],
+                                             list(range(group, group + 4))))
+    return [builder.extract_element(total, ir.Constant(_I32, i)) for i in range(len(vectors))]
 
 
 @intrinsic
-def block_sse(typingctx, bits, index, d, r, thresholds):
-    """float32 SSE of the block at ``bits[index:index + 32]`` (float32 bits) at divisor
-    ``d`` = 2^(b - 127) with ``r`` = 1/d (float32): :func:`..scale_rules.block_error` for
-    n = 32, 16 lanes, ``thresholds`` a row of :data:`..scale_rules.THRESHOLDS`."""
+def window_errors(typingctx, bits, index, start, thresholds):
+    """(energy, E(start), E(start + 1), E(start + 2)) of the block at ``bits[index:index +
+    32]`` (float32 bits), ``start`` in 1..252: the float32 ``sum(x^2)`` and SSEs at E8M0
+    bytes ``start``.. (:func:`..scale_rules.block_error`, n = 32, 16 lanes,
+    ``thresholds`` a row of :data:`..scale_rules.THRESHOLDS`), summed side by side."""
     if not (_contiguous(bits, types.uint32) and _contiguous(thresholds, types.float32)):
         return None
-    sig = types.float32(bits, types.intp, types.float32, types.float32, thresholds)
+    sig = types.UniTuple(types.float32, 4)(bits, types.intp, types.intp, thresholds)
 
     def codegen(context, builder, signature, args):
-        bits_arg, index_arg, d_arg, r_arg, thresholds_arg = args
+        bits_arg, index_arg, start_arg, thresholds_arg = args
         a = _magnitudes(context, builder, signature.args[0], bits_arg, index_arg)
-        y = builder.fmul(a, _splat(builder, r_arg, _BLOCK))
-        table = context.make_array(signature.args[4])(context, builder, thresholds_arg).data
-        value = _constant(_F32, 0.0)
-        for k in range(7):  # thresholds ascend: the value above the last one y exceeds
-            threshold = builder.load(builder.gep(table, [ir.Constant(_I32, k)]))
-            above = builder.fcmp_ordered(">", y, _splat(builder, threshold, _BLOCK))
-            value = builder.select(above, _constant(_F32, _E2M1[k + 1]), value)
-        error = builder.fsub(a, builder.fmul(value, _splat(builder, d_arg, _BLOCK)))
-        return _lane_sum(builder, builder.fmul(error, error))
+        table = context.make_array(signature.args[3])(context, builder, thresholds_arg).data
+        start = builder.trunc(start_arg, _I32)
+        lanes = [_halves(builder, builder.fmul(a, a))]
+        for step in range(3):
+            byte = builder.add(start, ir.Constant(_I32, step))
+            lanes.append(_sse_lanes(builder, a, *_scale_pair(builder, byte), table))
+        return context.make_tuple(builder, signature.return_type,
+                                  _ordered_sums(builder, lanes))
 
     return sig, codegen
 
 
 @intrinsic
-def block_energy(typingctx, bits, index):
-    """float32 ``sum(x^2)`` of the block at ``bits[index:index + 32]`` in torch's order."""
-    if not _contiguous(bits, types.uint32):
+def block_sse(typingctx, bits, index, byte, thresholds):
+    """float32 SSE of the block at ``bits[index:index + 32]`` at E8M0 byte ``byte`` (1..254)
+    (:func:`..scale_rules.block_error`, n = 32, 16 lanes)."""
+    if not (_contiguous(bits, types.uint32) and _contiguous(thresholds, types.float32)):
         return None
+    sig = types.float32(bits, types.intp, types.intp, thresholds)
 
     def codegen(context, builder, signature, args):
-        a = _magnitudes(context, builder, signature.args[0], *args)
-        return _lane_sum(builder, builder.fmul(a, a))
+        bits_arg, index_arg, byte_arg, thresholds_arg = args
+        a = _magnitudes(context, builder, signature.args[0], bits_arg, index_arg)
+        table = context.make_array(signature.args[3])(context, builder, thresholds_arg).data
+        lanes = _sse_lanes(builder, a, *_scale_pair(builder, builder.trunc(byte_arg, _I32)),
+                           table)
+        return _ordered_sums(builder, [lanes])[0]
 
-    return types.float32(bits, types.intp), codegen
+    return sig, codegen
 
 
 @intrinsic
@@ -158,28 +212,94 @@ def squares_sum_exactly(typingctx, bits, index, e0):
     return types.boolean(bits, types.intp, types.float32), codegen
 
 
+def _exact_sum(builder, vector) -> ir.Value:
+    """Sum of a float64 vector by halving (a tree: any order gives an exact sum)."""
+    width = vector.type.count
+    while width > 1:
+        width //= 2
+        low, high = (builder.shuffle_vector(vector, vector, ir.Constant(
+            ir.VectorType(_I32, width), list(range(k, k + width)))) for k in (0, width))
+        vector = builder.fadd(low, high)
+    return builder.extract_element(vector, ir.Constant(_I32, 0))
+
+
+def _fits(builder, a, bound, e0) -> ir.Value:
+    """Whether float32(sum of float32 squares of the elements with |x| < ``bound``) <= e0
+    (an i1); the sum in float64, exact when :func:`squares_sum_exactly`."""
+    below = builder.fcmp_ordered("<", a, _splat(builder, bound, _BLOCK))
+    square = builder.fpext(builder.fmul(a, a), ir.VectorType(_F64, _BLOCK))
+    total = _exact_sum(builder, builder.select(below, square, _constant(_F64, 0.0)))
+    return builder.fcmp_ordered("<=", builder.fptrunc(total, _F32), e0)
+
+
 @intrinsic
-def square_sum_below(typingctx, bits, index, bound):
-    """float64 sum (halving tree) of the float32 squares of the block's elements with
-    |x| < ``bound``: the ascending-order prefix sum when :func:`squares_sum_exactly`."""
+def window_fits(typingctx, bits, index, bound, e0):
+    """How many of ``bound`` and ``2 bound`` (float32) pass :func:`fits_below`: the
+    number of E8M0 bytes b, b + 1 at most s_max, for ``bound`` = 2^(b - 129). Prefix sums
+    only grow, so the bytes that pass form a prefix of every ascending run of bytes."""
     if not _contiguous(bits, types.uint32):
         return None
 
     def codegen(context, builder, signature, args):
-        bits_arg, index_arg, bound_arg = args
+        bits_arg, index_arg, bound_arg, e0_arg = args
         a = _magnitudes(context, builder, signature.args[0], bits_arg, index_arg)
-        below = builder.fcmp_ordered("<", a, _splat(builder, bound_arg, _BLOCK))
-        square = builder.fpext(builder.fmul(a, a), ir.VectorType(_F64, _BLOCK))
-        total = builder.select(below, square, _constant(_F64, 0.0))
-        width = _BLOCK
-        while width > 1:
-            width //= 2
-            halves = [builder.shuffle_vector(total, total, ir.Constant(
-                ir.VectorType(_I32, width), list(range(k, k + width)))) for k in (0, width)]
-            total = builder.fadd(*halves)
-        return builder.extract_element(total, ir.Constant(_I32, 0))
+        count = ir.Constant(ir.IntType(types.intp.bitwidth), 0)
+        for bound in (bound_arg, builder.fmul(bound_arg, ir.Constant(_F32, 2.0))):  # exact
+            count = builder.add(count, builder.zext(_fits(builder, a, bound, e0_arg),
+                                                    count.type))
+        return count
 
-    return types.float64(bits, types.intp, types.float32), codegen
+    return types.intp(bits, types.intp, types.float32, types.float32), codegen
+
+
+@intrinsic
+def fits_below(typingctx, bits, index, bound, e0):
+    """Whether E8M0 byte b is at most s_max, for ``bound`` = 2^(b - 129) (float32): the
+    float32 sum of the squares below ``bound`` is <= ``e0``; ``bound`` = Inf asks whether
+    k* = n."""
+    if not _contiguous(bits, types.uint32):
+        return None
+
+    def codegen(context, builder, signature, args):
+        bits_arg, index_arg, bound_arg, e0_arg = args
+        a = _magnitudes(context, builder, signature.args[0], bits_arg, index_arg)
+        return _fits(builder, a, bound_arg, e0_arg)
+
+    return types.boolean(bits, types.intp, types.float32, types.float32), codegen
+
+
+@njit(cache=True, error_model="numpy")
+def start_byte(top, rule):
+    """:func:`..scale_rules.mx_scale` of the float32 amax with bits ``top``.
+
+    qwantize's floor(log2f(amax) - 2 + 127) is the exponent field E minus 2 when 28 <= E
+    (amax > 1e-30) and the mantissa field is below 0x7F0000 (amax / 2^(E - 127) < 2 -
+    2^-7): log2 amax then lies in [E - 127, E - 127 + 0.9944], and the three float32
+    roundings (each below 2^-16 for values under 256) cannot reach E - 126. The rule is
+    monotone in amax, so checking both ends of that mantissa range at every exponent (as
+    the tests do) proves it. Other rules and amaxes ask :func:`..scale_rules.mx_scale`."""
+    exponent = top >> 23
+    if rule == RULE_QWANTIZE and exponent >= 28 and (top & 0x7FFFFF) < 0x7F0000:
+        return np.int64(exponent) - 2
+    return mx_scale(float(np.uint32(top).view(np.float32)), rule)
+
+
+@njit(cache=True, error_model="numpy")
+def first_byte(value, first):
+    """The smallest E8M0 byte >= ``first`` whose value 2^(b - 127) is >= ``value`` (a
+    float32 >= 0), 255 if none: from ``value``'s exponent field, one up unless a power of
+    two; a subnormal value is at most 2^-127 (byte 0) or else below 2^-126 (byte 1)."""
+    word = int(np.float32(value).view(np.uint32))
+    exponent = word >> 23
+    if exponent == 0:
+        return max(int(word > 0x00400000), first)
+    return max(exponent + ((word & 0x7FFFFF) != 0), first)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _quarter(divisors, byte):
+    """float32 d / 4 of E8M0 byte ``byte``: 2^(byte - 129), exact (2^-129 is a float32)."""
+    return np.float32(divisors[byte] / 4.0)
 
 
 @njit(cache=True, error_model="numpy")
@@ -187,29 +307,47 @@ def search_mx(bits, index, row, amax, start, first, thresholds, tie, divisors, t
     """The byte of :func:`..scale_rules.search` (16 lanes, divisors ``divisors[b]`` =
     2^(b - 127)) for the finite float32 block ``row`` = ``bits[index:index + 32]`` with
     largest magnitude ``amax`` and start byte ``start``; ``terms``, ``ys`` scratch for
-    the scalar search, which takes a start of 255 (NaN divisor) and the blocks whose
-    prefix sums :func:`squares_sum_exactly` cannot vouch for."""
-    if start == 255:
+    the scalar search, which takes starts outside 1..252 and the blocks whose prefix sums
+    :func:`squares_sum_exactly` cannot vouch for.
+
+    The SSEs of the bytes next above ``start`` are computed with E0 (most blocks' in-range
+    candidates are start .. start + 2), the others when the scan reaches them; the scan
+    skips ``start`` itself (its SSE is E0: never a strict improvement)."""
+    if not 1 <= start <= 252:
         return search(row, start, divisors[start], divisors, first, 254, False, tie, LANES,
                       terms, ys)
-    e0 = block_sse(bits, index, np.float32(divisors[start]), e8m0_reciprocal32(start),
-                   thresholds)
-    if block_energy(bits, index) <= e0:  # a noise block (spec step 2)
+    energy, e0, e1, e2 = window_errors(bits, index, start, thresholds)
+    if energy <= e0:  # a noise block (spec step 2)
         return start
     if not squares_sum_exactly(bits, index, e0):
         return search(row, start, divisors[start], divisors, first, 254, False, tie, LANES,
                       terms, ys)
-    if np.float32(square_sum_below(bits, index, np.float32(math.inf))) <= e0:  # k* = n
-        return start
+    if np.float32(amax * amax) <= e0 and fits_below(bits, index, np.float32(math.inf), e0):
+        return start  # k* = n: every square fits (so the largest does)
+    fits = window_fits(bits, index, _quarter(divisors, start + 1), e0)  # start + 1, + 2
+    low = first_byte(lower_bound(amax, e0), first)
     best = start
     best_error = e0
-    for byte in range(first_at_least(divisors, first, 254, lower_bound(amax, e0)), 255):
-        quarter = np.float32(divisors[byte] / 4.0)  # exact: 2^-129 and up
-        if not np.float32(square_sum_below(bits, index, quarter)) <= e0:  # d > s_max
-            break
-        error = block_sse(bits, index, np.float32(divisors[byte]), e8m0_reciprocal32(byte),
-                          thresholds)
+    for byte in range(low, start):  # below the start: rare, ascending
+        if not (fits > 0 or fits_below(bits, index, _quarter(divisors, byte), e0)):
+            break  # d > s_max
+        error = block_sse(bits, index, byte, thresholds)
         if error < best_error:
             best = byte
             best_error = error
+    # start itself is skipped (its SSE is E0); start + 1, + 2 branch-free, SSEs at hand
+    take = (low <= start + 1) & (fits >= 1) & (e1 < best_error)
+    best = start + 1 if take else best
+    best_error = e1 if take else best_error
+    take = (low <= start + 2) & (fits >= 2) & (e2 < best_error)
+    best = start + 2 if take else best
+    best_error = e2 if take else best_error
+    if fits == 2:  # above the window: rare for N(0, 1) data
+        for byte in range(max(low, start + 3), 255):
+            if not fits_below(bits, index, _quarter(divisors, byte), e0):
+                break
+            error = block_sse(bits, index, byte, thresholds)
+            if error < best_error:
+                best = byte
+                best_error = error
     return best

@@ -29,7 +29,7 @@ from ..scale_rules import (
     search_hessian,
 )
 from .mx_block import block_max_magnitude, store_mx_codes
-from .optimal import search_mx
+from .optimal import search_mx, start_byte
 
 #: Blocks per parallel work item (scratch arrays are allocated once per item).
 _CHUNK = 1024
@@ -96,9 +96,9 @@ def quantize_mx_optimal(x, bits, start_rule, first, tie, tie_thresholds, zero_si
                 scales[blk] = 255
                 packed[blk, :] = 0
                 continue
-            amax = float(np.uint32(top).view(np.float32))
-            scale = search_mx(bits, blk * n, x[blk], amax, mx_scale(amax, start_rule), first,
-                              tie_thresholds, tie, divisors, terms, ys)
+            scale = search_mx(bits, blk * n, x[blk], float(np.uint32(top).view(np.float32)),
+                              start_byte(top, start_rule), first, tie_thresholds, tie, divisors,
+                              terms, ys)
             scales[blk] = scale
             if scale == 255:  # ggml's wrapped exponents can land on 0xFF
                 packed[blk, :] = 0
