@@ -1,12 +1,12 @@
 """The optimal search (:mod:`fp4ref.spec.optimal`) over one MXFP4 block, as LLVM vector code.
 
 :func:`search_mx` picks the byte of :func:`..scale_rules.search` for a finite 32-element
-block summed in 16 lanes (torch's AVX-512 order, the qwantize profile), candidates E8M0
-bytes ``first..254``, elements ``float32(|x| / d)``. It is the same decision made from the
-same float32 numbers, computed in fewer and wider steps; each step below says why its
-numbers are bit-identical to the scalar ones.
+block summed in 16 lanes (torch's AVX-512 order, every profile's), candidates E8M0 bytes
+``first..254``, elements ``float32(|x| / d)``, no Hessian. It makes the same decisions from
+the same float32 numbers in fewer and wider steps; each step below says why its numbers are
+bit-identical to the scalar ones, and the tests compare both on adversarial blocks.
 
-Block errors (:func:`block_sse`, :func:`block_energy`). For an E8M0 byte b in 0..254 both
+Block errors (:func:`window_errors`, :func:`block_sse`). For an E8M0 byte b in 0..254 both
 d = 2^(b - 127) and 1/d are float32 numbers, so ``|x| * (1/d)`` and ``|x| / d`` are the
 IEEE float32 roundings of one real number: equal. The E2M1 value is picked from the sorted
 thresholds :data:`..scale_rules.THRESHOLDS` (the value above the last one ``y`` exceeds,
@@ -14,27 +14,28 @@ the same code as counting them), then ``float32(q d)``, ``|x| -`` that and its s
 float32 operation each as in :func:`..scale_rules.block_error`. The 32 terms are summed as
 :func:`..scale_rules.lane_sum` does for n = 2 x 16 lanes: lane l adds terms l and l + 16
 (a vector add), then the 16 lane sums are added in lane order from 0, one float32 addition
-after the other (never a tree: the order is part of the result).
+after the other (never a tree: the order is part of the result); four such sums (the
+energy and three SSEs) run side by side in the lanes of one 4-wide vector.
 
-Upper bound without sorting (:func:`square_sum_below`). The scalar search sorts the
-magnitudes y to find k*, the number of prefixes whose float64 sum of float32 squares,
-rounded to float32, is <= E0 (prefix sums only grow, so they are the first k*), and keeps
-candidates d <= s_max = float32(y_(k*) / 0.25) = 4 y_(k*) (exact, or Inf beyond float32).
-So d is kept iff y_(k*) >= d / 4, iff at most k* magnitudes are below d / 4, iff the
-prefix of the c = #{|x| < d / 4} smallest magnitudes has a float32 sum <= E0 (c = 0: the
-empty sum). That prefix is the set {|x| < d / 4}; its float64 sum in ascending order equals
-its sum in any order when every float64 addition is exact, which
-:func:`squares_sum_exactly` checks from the exponents of the squares that can be in a
-prefix (those <= E0; a prefix holding a larger one exceeds E0 whatever the rounding, since
-rounding is monotone). Blocks that fail it (a tiny element beside large ones: about one
-N(0, 1) block in 500) take the scalar search. The same sum over the whole block decides
-k* = n (keep the start).
+Upper bound without sorting (:func:`window_sums`, :func:`fits_below`). The scalar search
+sorts the magnitudes y to find k*, the number of prefixes whose float64 sum of float32
+squares, rounded to float32, is <= E0 (prefix sums only grow, so they are the first k*),
+and keeps candidates d <= s_max = float32(y_(k*) / 0.25) = 4 y_(k*) (exact, or Inf beyond
+float32). So d is kept iff y_(k*) >= d / 4, iff at most k* magnitudes are below d / 4,
+iff the prefix of the c = #{|x| < d / 4} smallest magnitudes has a float32 sum <= E0
+(c = 0: the empty sum). That prefix is the set {|x| < d / 4}; its float64 sum in ascending
+order equals its sum in any order when every float64 addition is exact, which
+:func:`_exact_span` checks from the exponents of the squares that can be in the prefix (a
+prefix holding a square > E0 exceeds E0 whatever the rounding, since rounding is
+monotone). Blocks that fail it (a tiny element beside large ones: about one N(0, 1) block
+in 300) take the scalar search. k* = n needs every square <= E0, the largest first.
 
 Clip test. The scalar scan skips a candidate whose clip error is not below the best error.
 Term by term the clip error is at most the SSE: an element above float32(6 d) codes to 6
 (|x| / d >= 6 > the last threshold) and has the same term, any other has clip term 0; and
 the ordered float32 sum is monotone in each term. So a candidate that fails the clip test
-also fails the strict-improvement test, and the clip error need not be computed.
+also fails the strict-improvement test, and the clip error need not be computed. Nor is
+the start's SSE computed twice: as a candidate it equals E0, never a strict improvement.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
-from ..scale_rules import RULE_QWANTIZE, lower_bound, mx_scale, search
+from ..scale_rules import _E2M1, RULE_QWANTIZE, lower_bound, mx_scale, search
 from .mx_block import _array_vector, _contiguous, _splat
 
 #: Lanes of torch's float32 sum that :func:`search_mx` reproduces (AVX-512).
@@ -55,7 +56,6 @@ LANES = 16
 
 _BLOCK = 2 * LANES  # elements of an MXFP4 block (OCP MX v1.0 section 5)
 _I32, _F32, _F64 = ir.IntType(32), ir.FloatType(), ir.DoubleType()
-_E2M1 = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # OCP MX v1.0 section 5.3.3
 
 #: Largest exponent span (biased exponent fields) of the squares in a prefix for which a
 #: float64 sum of up to 32 of them is exact: each is a multiple of u = 2^(max(E_min, 1) -
@@ -181,11 +181,28 @@ def block_sse(typingctx, bits, index, byte, thresholds):
     return sig, codegen
 
 
+def _exact_span(builder, square, included) -> ir.Value:
+    """Whether the nonzero float32 squares where ``included`` (an i1 vector) have exponent
+    fields E with E_max - max(E_min, 1) <= :data:`_EXACT_SPAN` (an i1)."""
+    words = ir.VectorType(_I32, _BLOCK)
+    exponent = builder.lshr(builder.bitcast(square, words), _constant(_I32, 23))
+    nonzero = builder.and_(included, builder.icmp_unsigned("!=", exponent, _constant(_I32, 0)))
+    fn = ir.FunctionType(_I32, [words])
+    high = builder.call(cgutils.get_or_insert_function(
+        builder.module, fn, "llvm.vector.reduce.umax.v32i32"),
+        [builder.select(nonzero, exponent, _constant(_I32, 0))])
+    low = builder.call(cgutils.get_or_insert_function(
+        builder.module, fn, "llvm.vector.reduce.umin.v32i32"),
+        [builder.select(nonzero, exponent, _constant(_I32, 255))])
+    one = ir.Constant(_I32, 1)
+    low = builder.select(builder.icmp_unsigned(">", low, one), low, one)
+    return builder.icmp_signed("<=", builder.sub(high, low), ir.Constant(_I32, _EXACT_SPAN))
+
+
 @intrinsic
 def squares_sum_exactly(typingctx, bits, index, e0):
     """Whether float64 sums of the block's float32 squares that are <= ``e0`` are exact
-    in any order: their nonzero ones' exponent fields E satisfy E_max - max(E_min, 1) <=
-    :data:`_EXACT_SPAN`."""
+    in any order (:func:`_exact_span`): then so is every prefix sum that can be <= E0."""
     if not _contiguous(bits, types.uint32):
         return None
 
@@ -194,20 +211,7 @@ def squares_sum_exactly(typingctx, bits, index, e0):
         a = _magnitudes(context, builder, signature.args[0], bits_arg, index_arg)
         square = builder.fmul(a, a)
         kept = builder.fcmp_ordered("<=", square, _splat(builder, e0_arg, _BLOCK))
-        words = ir.VectorType(_I32, _BLOCK)
-        exponent = builder.lshr(builder.bitcast(square, words), _constant(_I32, 23))
-        nonzero = builder.and_(kept, builder.icmp_unsigned("!=", exponent, _constant(_I32, 0)))
-        fn = ir.FunctionType(_I32, [words])
-        high = builder.call(cgutils.get_or_insert_function(
-            builder.module, fn, "llvm.vector.reduce.umax.v32i32"),
-            [builder.select(kept, exponent, _constant(_I32, 0))])
-        low = builder.call(cgutils.get_or_insert_function(
-            builder.module, fn, "llvm.vector.reduce.umin.v32i32"),
-            [builder.select(nonzero, exponent, _constant(_I32, 255))])
-        one = ir.Constant(_I32, 1)
-        low = builder.select(builder.icmp_unsigned(">", low, one), low, one)
-        span = builder.sub(high, low)
-        return builder.icmp_signed("<=", span, ir.Constant(_I32, _EXACT_SPAN))
+        return _exact_span(builder, square, kept)
 
     return types.boolean(bits, types.intp, types.float32), codegen
 
@@ -223,33 +227,35 @@ def _exact_sum(builder, vector) -> ir.Value:
     return builder.extract_element(vector, ir.Constant(_I32, 0))
 
 
-def _fits(builder, a, bound, e0) -> ir.Value:
-    """Whether float32(sum of float32 squares of the elements with |x| < ``bound``) <= e0
-    (an i1); the sum in float64, exact when :func:`squares_sum_exactly`."""
+def _sum_below(builder, a, bound) -> ir.Value:
+    """float64 sum of the float32 squares of the elements with |x| < ``bound``."""
     below = builder.fcmp_ordered("<", a, _splat(builder, bound, _BLOCK))
     square = builder.fpext(builder.fmul(a, a), ir.VectorType(_F64, _BLOCK))
-    total = _exact_sum(builder, builder.select(below, square, _constant(_F64, 0.0)))
-    return builder.fcmp_ordered("<=", builder.fptrunc(total, _F32), e0)
+    return _exact_sum(builder, builder.select(below, square, _constant(_F64, 0.0)))
 
 
 @intrinsic
-def window_fits(typingctx, bits, index, bound, e0):
-    """How many of ``bound`` and ``2 bound`` (float32) pass :func:`fits_below`: the
-    number of E8M0 bytes b, b + 1 at most s_max, for ``bound`` = 2^(b - 129). Prefix sums
-    only grow, so the bytes that pass form a prefix of every ascending run of bytes."""
+def window_sums(typingctx, bits, index, bound):
+    """(exact, P(bound), P(2 bound), P(4 bound)): P(v) the float64 sum of the block's
+    float32 squares with |x| < v (float32 ``bound``), the prefix sum of E8M0 byte b's test
+    for ``bound`` = 2^(b - 129); ``exact`` when the nonzero squares below ``4 bound`` pass
+    :func:`_exact_span`, so each P is the ascending-order sum. Independent of E0, so they
+    are computed beside its sum."""
     if not _contiguous(bits, types.uint32):
         return None
+    sig = types.Tuple((types.boolean, types.float64, types.float64, types.float64))(
+        bits, types.intp, types.float32)
 
     def codegen(context, builder, signature, args):
-        bits_arg, index_arg, bound_arg, e0_arg = args
+        bits_arg, index_arg, bound_arg = args
         a = _magnitudes(context, builder, signature.args[0], bits_arg, index_arg)
-        count = ir.Constant(ir.IntType(types.intp.bitwidth), 0)
-        for bound in (bound_arg, builder.fmul(bound_arg, ir.Constant(_F32, 2.0))):  # exact
-            count = builder.add(count, builder.zext(_fits(builder, a, bound, e0_arg),
-                                                    count.type))
-        return count
+        bounds = [builder.fmul(bound_arg, ir.Constant(_F32, 2.0**k)) for k in range(3)]  # exact
+        below = builder.fcmp_ordered("<", a, _splat(builder, bounds[2], _BLOCK))
+        exact = _exact_span(builder, builder.fmul(a, a), below)
+        return context.make_tuple(builder, signature.return_type,
+                                  [exact, *(_sum_below(builder, a, v) for v in bounds)])
 
-    return types.intp(bits, types.intp, types.float32, types.float32), codegen
+    return sig, codegen
 
 
 @intrinsic
@@ -263,7 +269,8 @@ def fits_below(typingctx, bits, index, bound, e0):
     def codegen(context, builder, signature, args):
         bits_arg, index_arg, bound_arg, e0_arg = args
         a = _magnitudes(context, builder, signature.args[0], bits_arg, index_arg)
-        return _fits(builder, a, bound_arg, e0_arg)
+        return builder.fcmp_ordered("<=", builder.fptrunc(_sum_below(builder, a, bound_arg),
+                                                          _F32), e0_arg)
 
     return types.boolean(bits, types.intp, types.float32, types.float32), codegen
 
@@ -303,51 +310,68 @@ def _quarter(divisors, byte):
 
 
 @njit(cache=True, error_model="numpy")
-def search_mx(bits, index, row, amax, start, first, thresholds, tie, divisors, terms, ys):
-    """The byte of :func:`..scale_rules.search` (16 lanes, divisors ``divisors[b]`` =
-    2^(b - 127)) for the finite float32 block ``row`` = ``bits[index:index + 32]`` with
-    largest magnitude ``amax`` and start byte ``start``; ``terms``, ``ys`` scratch for
-    the scalar search, which takes starts outside 1..252 and the blocks whose prefix sums
-    :func:`squares_sum_exactly` cannot vouch for.
-
-    The SSEs of the bytes next above ``start`` are computed with E0 (most blocks' in-range
-    candidates are start .. start + 2), the others when the scan reaches them; the scan
-    skips ``start`` itself (its SSE is E0: never a strict improvement)."""
-    if not 1 <= start <= 252:
-        return search(row, start, divisors[start], divisors, first, 254, False, tie, LANES,
-                      terms, ys)
-    energy, e0, e1, e2 = window_errors(bits, index, start, thresholds)
-    if energy <= e0:  # a noise block (spec step 2)
-        return start
+def _scan(bits, index, row, amax, start, low, e0, e1, e2, first, thresholds, tie, divisors,
+          terms, ys):
+    """Steps 2 (k* = n) and 4 of the search for any block, with E0 and the SSEs ``e1``,
+    ``e2`` of bytes ``start + 1``, ``start + 2`` at hand, candidates from byte ``low``:
+    each byte tested against s_max (:func:`fits_below`) as the scan reaches it."""
     if not squares_sum_exactly(bits, index, e0):
         return search(row, start, divisors[start], divisors, first, 254, False, tie, LANES,
                       terms, ys)
     if np.float32(amax * amax) <= e0 and fits_below(bits, index, np.float32(math.inf), e0):
         return start  # k* = n: every square fits (so the largest does)
-    fits = window_fits(bits, index, _quarter(divisors, start + 1), e0)  # start + 1, + 2
-    low = first_byte(lower_bound(amax, e0), first)
     best = start
     best_error = e0
-    for byte in range(low, start):  # below the start: rare, ascending
-        if not (fits > 0 or fits_below(bits, index, _quarter(divisors, byte), e0)):
-            break  # d > s_max
-        error = block_sse(bits, index, byte, thresholds)
+    for byte in range(low, 255):
+        if not fits_below(bits, index, _quarter(divisors, byte), e0):  # d > s_max
+            break
+        if byte == start:  # its SSE is E0: never a strict improvement
+            continue
+        if byte == start + 1:
+            error = e1
+        elif byte == start + 2:
+            error = e2
+        else:
+            error = block_sse(bits, index, byte, thresholds)
         if error < best_error:
             best = byte
             best_error = error
-    # start itself is skipped (its SSE is E0); start + 1, + 2 branch-free, SSEs at hand
-    take = (low <= start + 1) & (fits >= 1) & (e1 < best_error)
-    best = start + 1 if take else best
-    best_error = e1 if take else best_error
-    take = (low <= start + 2) & (fits >= 2) & (e2 < best_error)
-    best = start + 2 if take else best
-    best_error = e2 if take else best_error
-    if fits == 2:  # above the window: rare for N(0, 1) data
-        for byte in range(max(low, start + 3), 255):
-            if not fits_below(bits, index, _quarter(divisors, byte), e0):
-                break
-            error = block_sse(bits, index, byte, thresholds)
-            if error < best_error:
-                best = byte
-                best_error = error
     return best
+
+
+@njit(cache=True, error_model="numpy")
+def search_mx(bits, index, row, amax, start, first, thresholds, tie, divisors, terms, ys):
+    """The byte of :func:`..scale_rules.search` (16 lanes, divisors ``divisors[b]`` =
+    2^(b - 127)) for the finite float32 block ``row`` = ``bits[index:index + 32]`` with
+    largest magnitude ``amax`` and start byte ``start``; ``terms``, ``ys`` scratch for
+    the scalar search, which takes starts outside 1..252 and the blocks whose prefix sums
+    cannot be vouched for (:func:`window_sums`, :func:`squares_sum_exactly`).
+
+    Most blocks' candidates in [s_min, s_max] are the start and the next one or two
+    bytes. So the SSEs of ``start .. start + 2`` are summed side by side, the window's
+    prefix sums beside them, and when no candidate lies outside ``start .. start + 2``
+    (nor k* = n) the choice is made without branches; other blocks go to :func:`_scan`.
+    """
+    if not 1 <= start <= 252:
+        return search(row, start, divisors[start], divisors, first, 254, False, tie, LANES,
+                      terms, ys)
+    energy, e0, e1, e2 = window_errors(bits, index, start, thresholds)
+    exact, below1, below2, below3 = window_sums(bits, index, _quarter(divisors, start + 1))
+    if energy <= e0:  # a noise block (spec step 2)
+        return start
+    if not exact:
+        return search(row, start, divisors[start], divisors, first, 254, False, tie, LANES,
+                      terms, ys)
+    # how many of bytes start + 1 .. start + 3 are at most s_max (a prefix of them)
+    fits = ((np.float32(below1) <= e0) + (np.float32(below2) <= e0)
+            + (np.float32(below3) <= e0))
+    low = first_byte(lower_bound(amax, e0), first)
+    if low < start or fits == 3 or np.float32(amax * amax) <= e0:
+        return _scan(bits, index, row, amax, start, low, e0, e1, e2, first, thresholds, tie,
+                     divisors, terms, ys)
+    # candidates: start + 1, start + 2 where in range; start itself is E0 (never taken)
+    take = (low <= start + 1) & (fits >= 1) & (e1 < e0)
+    best = start + 1 if take else start
+    best_error = e1 if take else e0
+    take = (low <= start + 2) & (fits >= 2) & (e2 < best_error)
+    return start + 2 if take else best
