@@ -2,6 +2,8 @@
 (hypothesis and hand-made adversarial blocks) and against the scalar numba search
 (:func:`fp4ref.kernels.scale_rules.search`) on many random blocks of several families."""
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -106,6 +108,54 @@ def test_families_reach_every_path():
     assert np.bincount(paths, minlength=7).min() >= 10, np.bincount(paths)
 
 
+@njit
+def _search_both(x, bits, starts, first, tie, divisors, out):
+    """out[b] = (vector search, scalar search) of block b from start byte ``starts[b]``."""
+    terms, ys = np.empty(32), np.empty(32)
+    thresholds = k.THRESHOLDS[tie]
+    for b in range(x.shape[0]):
+        amax = float(np.abs(x[b]).max())
+        start = starts[b]
+        out[b, 0] = optimal.search_mx(bits, b * 32, x[b], amax, start, first, thresholds, tie,
+                                      divisors, terms, ys)
+        out[b, 1] = k.search(x[b], start, divisors[start], divisors, first, 254, False, tie, 16,
+                             terms, ys)
+
+
+def near_grid(rng, count):
+    """Blocks of E2M1 values and midpoints (half the blocks all 0.25) times d, each moved by a few
+    float32 ulps, with start byte d's: SSEs, energies and prefix sums a few ulps apart
+    (noise blocks, k* = n, exact ties)."""
+    byte = rng.integers(20, 230, count)
+    values = rng.choice(np.concatenate([E2M1, MIDPOINTS]), (count, 32))
+    values[: count // 2] = 0.25  # SSE at d within ulps of the energy: noise, k* = n
+    x = np.array(values * np.ldexp(1.0, byte - 127)[:, None], np.float32)
+    ulps = rng.integers(-3, 4, x.shape).astype(np.int32) * (x != 0)
+    signs = rng.choice(np.float32([-1, 1]), x.shape)
+    return (x.view(np.int32) + ulps).view(np.float32) * signs, byte
+
+
+@pytest.mark.parametrize("tie", range(3))
+def test_vector_search_equals_scalar_search_from_any_start(tie):
+    """The vector and scalar searches from starts around each block's own (and from
+    0 and 253..255), so that every window position, the scan below and above it, noise
+    blocks and k* = n occur."""
+    rng = np.random.default_rng(10 + tie)
+    x = np.concatenate(list(families(rng, 400).values()))
+    natural = np.array([optimal.start_byte(int(t), k.RULE_QWANTIZE)
+                        for t in (x.view(np.uint32) & 0x7FFFFFFF).max(axis=1)])
+    grid, grid_start = near_grid(rng, 20000)
+    x = np.concatenate([np.repeat(x, 12, axis=0), grid, grid])
+    offsets = np.tile(np.r_[-4:5, -200, 200, 300], natural.size)
+    starts = np.concatenate([np.clip(np.repeat(natural, 12) + offsets, 0, 255), grid_start,
+                             np.clip(grid_start + rng.integers(-3, 4, grid_start.size), 1, 254)])
+    assert x.dtype == np.float32
+    out = np.empty((x.shape[0], 2), np.int64)
+    _search_both(x, x.view(np.uint32), starts, tie % 2, tie,
+                 np.r_[np.ldexp(1.0, np.arange(255) - 127), np.nan], out)
+    assert np.array_equal(out[:, 0], out[:, 1])
+
+
 def blocks():
     """Adversarial float32 blocks: a mix of wide-range floats, small integers and E2M1
     values, midpoints and their neighbours (exact ties), zeros and subnormals, at one
@@ -206,3 +256,42 @@ def test_first_byte():
         for first in (0, 1, 2, 130):
             assert optimal.first_byte(value, first) == k.first_at_least(divisors, first, 254,
                                                                         value), (value, first)
+
+
+@njit
+def _exactness(x, e0, bound):
+    bits = x.view(np.uint32)
+    return (optimal.squares_sum_exactly(bits, 0, np.float32(e0)),
+            optimal.window_sums(bits, 0, np.float32(bound))[0])
+
+
+@pytest.mark.parametrize("elements,exact", [
+    ((1.0, 2.0**-12), True),  # squares 1 and 2^-24: exponent fields 127 and 103
+    ((1.0, 0.75 * 2.0**-12), False),  # 1.125 * 2^-25: field 102, one too far
+    ((1.0, 0.0, -0.0), True),  # zeros do not count
+    ((1.0, 2.0**-80), True),  # a square below 2^-149 is 0
+    ((1.0, 2.0**-70), False),  # 2^-140 is not: a subnormal, counted as field 1
+    ((2.0**-51, 2.0**-70), True),  # 2^-102 (field 25) and a subnormal
+    ((2.0**-50, 2.0**-70), False),
+])
+def test_exact_span(elements, exact):
+    x = np.zeros(32, np.float32)
+    x[3 : 3 + len(elements)] = elements
+    assert _exactness(x, 1.0, 0.5) == (exact, exact)
+    assert _exactness(x, x[4] ** 2, 0.5)[0]  # only the squares <= E0 matter
+    assert _exactness(x, 1.0, x[4] / 4)[1]  # only those below 4 bound
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(st.integers(-80, 0), st.integers(0, 2**23 - 1)), min_size=32,
+                max_size=32))
+def test_exact_span_is_sufficient(parts):
+    """Whenever the check passes, the float64 sum of the squares in ascending order
+    (the scalar search's prefix sums) is exact, so any other order gives it too."""
+    x = np.array([np.ldexp(1 + m / 2.0**23, e) for e, m in parts], np.float32)
+    squares = np.sort((x * x).astype(np.float64))
+    if _exactness(x, np.inf, np.inf)[0]:
+        running = 0.0
+        for i, square in enumerate(squares):
+            running += square
+            assert running == math.fsum(squares[: i + 1])

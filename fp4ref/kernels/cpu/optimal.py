@@ -185,8 +185,10 @@ def _exact_span(builder, square, included) -> ir.Value:
     """Whether the nonzero float32 squares where ``included`` (an i1 vector) have exponent
     fields E with E_max - max(E_min, 1) <= :data:`_EXACT_SPAN` (an i1)."""
     words = ir.VectorType(_I32, _BLOCK)
-    exponent = builder.lshr(builder.bitcast(square, words), _constant(_I32, 23))
-    nonzero = builder.and_(included, builder.icmp_unsigned("!=", exponent, _constant(_I32, 0)))
+    square_bits = builder.bitcast(square, words)
+    exponent = builder.lshr(square_bits, _constant(_I32, 23))  # 0 for subnormals: ulp as 1
+    nonzero = builder.and_(included, builder.icmp_unsigned("!=", square_bits,
+                                                           _constant(_I32, 0)))
     fn = ir.FunctionType(_I32, [words])
     high = builder.call(cgutils.get_or_insert_function(
         builder.module, fn, "llvm.vector.reduce.umax.v32i32"),
