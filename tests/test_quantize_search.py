@@ -175,7 +175,6 @@ def _block(args):
     return (bits.view(np.float32) * 2.0**exponent).astype(np.float32).reshape(1, 32)
 
 
-@settings(max_examples=60)
 @given(x=blocks(), profile=st.sampled_from(sorted(PROFILES)), tie=st.sampled_from(TIES))
 def test_vector_search_equals_oracle(x, profile, tie):
     """numba (the vector search: every profile sums in 16 lanes) = the plain-Python oracle,
