@@ -277,7 +277,7 @@ def fits_below(typingctx, bits, index, bound, e0):
     return types.boolean(bits, types.intp, types.float32, types.float32), codegen
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def start_byte(top, rule):
     """:func:`..scale_rules.mx_scale` of the float32 amax with bits ``top``.
 
@@ -293,7 +293,7 @@ def start_byte(top, rule):
     return mx_scale(float(np.uint32(top).view(np.float32)), rule)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def first_byte(value, first):
     """The smallest E8M0 byte >= ``first`` whose value 2^(b - 127) is >= ``value`` (a
     float32 >= 0), 255 if none: from ``value``'s exponent field, one up unless a power of
@@ -341,13 +341,27 @@ def _scan(bits, index, row, amax, start, low, e0, e1, e2, first, thresholds, tie
     return best
 
 
-@njit(cache=True, error_model="numpy")
-def search_mx(bits, index, row, amax, start, first, thresholds, tie, divisors, terms, ys):
+@njit(cache=True, error_model="numpy", inline="always")
+def measure(bits, index, start, thresholds, divisors):
+    """The numbers :func:`choose` decides from, for the block at ``bits[index:index + 32]``
+    and start byte ``start``: (energy, E(start), E(start + 1), E(start + 2), exact,
+    P(d_(start + 1) / 4), P(d_(start + 2) / 4), P(d_(start + 3) / 4)) of
+    :func:`window_errors` and :func:`window_sums`. Starts outside 1..252 (which
+    :func:`choose` leaves to the scalar search) are measured at the nearest of those."""
+    start = min(max(start, 1), 252)
+    return (*window_errors(bits, index, start, thresholds),
+            *window_sums(bits, index, _quarter(divisors, start + 1)))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def choose(bits, index, row, amax, start, first, thresholds, tie, divisors, terms, ys,
+           measured):
     """The byte of :func:`..scale_rules.search` (16 lanes, divisors ``divisors[b]`` =
     2^(b - 127)) for the finite float32 block ``row`` = ``bits[index:index + 32]`` with
-    largest magnitude ``amax`` and start byte ``start``; ``terms``, ``ys`` scratch for
-    the scalar search, which takes starts outside 1..252 and the blocks whose prefix sums
-    cannot be vouched for (:func:`window_sums`, :func:`squares_sum_exactly`).
+    largest magnitude ``amax``, start byte ``start`` and :func:`measure`'s numbers;
+    ``terms``, ``ys`` scratch for the scalar search, which takes starts outside 1..252
+    and the blocks whose prefix sums cannot be vouched for (:func:`window_sums`,
+    :func:`squares_sum_exactly`).
 
     Most blocks' candidates in [s_min, s_max] are the start and the next one or two
     bytes. So the SSEs of ``start .. start + 2`` are summed side by side, the window's
@@ -357,8 +371,7 @@ def search_mx(bits, index, row, amax, start, first, thresholds, tie, divisors, t
     if not 1 <= start <= 252:
         return search(row, start, divisors[start], divisors, first, 254, False, tie, LANES,
                       terms, ys)
-    energy, e0, e1, e2 = window_errors(bits, index, start, thresholds)
-    exact, below1, below2, below3 = window_sums(bits, index, _quarter(divisors, start + 1))
+    energy, e0, e1, e2, exact, below1, below2, below3 = measured
     if energy <= e0:  # a noise block (spec step 2)
         return start
     if not exact:
@@ -377,3 +390,10 @@ def search_mx(bits, index, row, amax, start, first, thresholds, tie, divisors, t
     best_error = e1 if take else e0
     take = (low <= start + 2) & (fits >= 2) & (e2 < best_error)
     return start + 2 if take else best
+
+
+@njit(cache=True, error_model="numpy")
+def search_mx(bits, index, row, amax, start, first, thresholds, tie, divisors, terms, ys):
+    """:func:`choose` from :func:`measure`: the search for one block."""
+    return choose(bits, index, row, amax, start, first, thresholds, tie, divisors, terms, ys,
+                  measure(bits, index, start, thresholds, divisors))

@@ -29,7 +29,7 @@ from ..scale_rules import (
     search_hessian,
 )
 from .mx_block import block_max_magnitude, store_mx_codes
-from .optimal import search_mx, start_byte
+from .optimal import choose, measure, start_byte
 
 #: Blocks per parallel work item (scratch arrays are allocated once per item).
 _CHUNK = 1024
@@ -74,14 +74,25 @@ def quantize_mx_rule(x, bits, rule, tie_thresholds, zero_sign, order, scales, pa
                            order, packed, blk * (n // 2))
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _measure_mx(bits, index, start_rule, tie_thresholds, divisors):
+    """(amax bits, start byte, :func:`.optimal.measure`) of the block at ``bits[index:]``."""
+    top = block_max_magnitude(bits, index)
+    start = start_byte(top, start_rule)
+    return top, start, measure(bits, index, start, tie_thresholds, divisors)
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def quantize_mx_optimal(x, bits, start_rule, first, tie, tie_thresholds, zero_sign, order, scales,
                         packed):
     """MXFP4 by the optimal search over bytes ``first..254`` from ``start_rule``'s byte,
     errors summed in 16 lanes: :func:`quantize_mx` with ``optimal``, no Hessian and
-    ``lanes`` = 16, the search in vector code (:func:`.optimal.search_mx`) and the codes
-    stored as in :func:`quantize_mx_rule` (``bits``: ``x`` viewed as uint32;
-    ``tie_thresholds``: row ``tie`` of :data:`..scale_rules.THRESHOLDS`)."""
+    ``lanes`` = 16, the search in vector code (:mod:`.optimal`) and the codes stored as in
+    :func:`quantize_mx_rule` (``bits``: ``x`` viewed as uint32; ``tie_thresholds``: row
+    ``tie`` of :data:`..scale_rules.THRESHOLDS`).
+
+    Each block's numbers are measured one block ahead of its choice, so that the CPU
+    overlaps one block's long float32 sums with the next one's decisions."""
     divisors = np.empty(256)
     for b in range(255):
         divisors[b] = math.ldexp(1.0, b - 127)
@@ -90,15 +101,18 @@ def quantize_mx_optimal(x, bits, start_rule, first, tie, tie_thresholds, zero_si
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
         terms = np.empty(n)
         ys = np.empty(n)
-        for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
-            top = block_max_magnitude(bits, blk * n)
+        low, high = chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)
+        ahead = _measure_mx(bits, low * n, start_rule, tie_thresholds, divisors)
+        for blk in range(low, high):
+            top, start, measured = ahead
+            if blk + 1 < high:
+                ahead = _measure_mx(bits, (blk + 1) * n, start_rule, tie_thresholds, divisors)
             if top >= 0x7F800000:  # NaN or Inf in the block
                 scales[blk] = 255
                 packed[blk, :] = 0
                 continue
-            scale = search_mx(bits, blk * n, x[blk], float(np.uint32(top).view(np.float32)),
-                              start_byte(top, start_rule), first, tie_thresholds, tie, divisors,
-                              terms, ys)
+            scale = choose(bits, blk * n, x[blk], float(np.uint32(top).view(np.float32)), start,
+                           first, tie_thresholds, tie, divisors, terms, ys, measured)
             scales[blk] = scale
             if scale == 255:  # ggml's wrapped exponents can land on 0xFF
                 packed[blk, :] = 0
