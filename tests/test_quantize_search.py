@@ -122,11 +122,11 @@ def _search_both(x, bits, starts, first, tie, divisors, out):
                              terms, ys)
 
 
-def near_grid(rng, count):
+def near_grid(rng, count, bytes_=(20, 230)):
     """Blocks of E2M1 values and midpoints (half the blocks all 0.25) times d, each moved by a few
     float32 ulps, with start byte d's: SSEs, energies and prefix sums a few ulps apart
     (noise blocks, k* = n, exact ties)."""
-    byte = rng.integers(20, 230, count)
+    byte = rng.integers(*bytes_, count)
     values = rng.choice(np.concatenate([E2M1, MIDPOINTS]), (count, 32))
     values[: count // 2] = 0.25  # SSE at d within ulps of the energy: noise, k* = n
     x = np.array(values * np.ldexp(1.0, byte - 127)[:, None], np.float32)
@@ -145,10 +145,12 @@ def test_vector_search_equals_scalar_search_from_any_start(tie):
     natural = np.array([optimal.start_byte(int(t), k.RULE_QWANTIZE)
                         for t in (x.view(np.uint32) & 0x7FFFFFFF).max(axis=1)])
     grid, grid_start = near_grid(rng, 20000)
-    x = np.concatenate([np.repeat(x, 12, axis=0), grid, grid])
+    tiny, tiny_start = near_grid(rng, 5000, (0, 8))  # the smallest starts
+    x = np.concatenate([np.repeat(x, 12, axis=0), grid, grid, tiny])
     offsets = np.tile(np.r_[-4:5, -200, 200, 300], natural.size)
     starts = np.concatenate([np.clip(np.repeat(natural, 12) + offsets, 0, 255), grid_start,
-                             np.clip(grid_start + rng.integers(-3, 4, grid_start.size), 1, 254)])
+                             np.clip(grid_start + rng.integers(-3, 4, grid_start.size), 1, 254),
+                             np.clip(tiny_start + rng.integers(-2, 4, tiny_start.size), 1, 254)])
     assert x.dtype == np.float32
     out = np.empty((x.shape[0], 2), np.int64)
     _search_both(x, x.view(np.uint32), starts, tie % 2, tie,

@@ -79,14 +79,19 @@ def _float(builder: ir.IRBuilder, bits: ir.Value) -> ir.Value:
     return builder.bitcast(bits, _F32)
 
 
+def _power_of_two(builder: ir.IRBuilder, field: ir.Value) -> ir.Value:
+    """float32 2^(field - 127) for an i32 ``field`` in 0..254 (field 0: the subnormal
+    2^-127)."""
+    normal = builder.shl(field, ir.Constant(_I32, 23))
+    return _float(builder, builder.select(builder.icmp_signed(">", field, ir.Constant(_I32, 0)),
+                                          normal, ir.Constant(_I32, 0x00400000)))
+
+
 def _scale_pair(builder: ir.IRBuilder, byte: ir.Value) -> tuple[ir.Value, ir.Value]:
-    """float32 (d, 1/d) of E8M0 byte ``byte`` (an i32 in 1..254) from their bits: d has
-    exponent field ``byte``, 1/d field 254 - byte (byte 254: the subnormal 2^-127)."""
-    d = builder.shl(byte, ir.Constant(_I32, 23))
-    normal = builder.shl(builder.sub(ir.Constant(_I32, 254), byte), ir.Constant(_I32, 23))
-    r = builder.select(builder.icmp_signed("<", byte, ir.Constant(_I32, 254)), normal,
-                       ir.Constant(_I32, 0x00400000))
-    return _float(builder, d), _float(builder, r)
+    """float32 (d, 1/d) of E8M0 byte ``byte`` (an i32 in 0..254): 2^(byte - 127) and
+    2^(127 - byte), both float32 numbers."""
+    return (_power_of_two(builder, byte),
+            _power_of_two(builder, builder.sub(ir.Constant(_I32, 254), byte)))
 
 
 def _sse_lanes(builder, a, d, r, table) -> ir.Value:
@@ -164,7 +169,7 @@ def window_errors(typingctx, bits, index, start, thresholds):
 
 @intrinsic
 def block_sse(typingctx, bits, index, byte, thresholds):
-    """float32 SSE of the block at ``bits[index:index + 32]`` at E8M0 byte ``byte`` (1..254)
+    """float32 SSE of the block at ``bits[index:index + 32]`` at E8M0 byte ``byte`` (0..254)
     (:func:`..scale_rules.block_error`, n = 32, 16 lanes)."""
     if not (_contiguous(bits, types.uint32) and _contiguous(thresholds, types.float32)):
         return None
