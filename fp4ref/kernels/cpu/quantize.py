@@ -29,6 +29,7 @@ from ..scale_rules import (
     search_hessian,
 )
 from .mx_block import block_max_magnitude, store_mx_codes
+from .nvfp4_search import WIDTH, decision_table, search_nv
 
 #: Blocks per parallel work item (scratch arrays are allocated once per item).
 _CHUNK = 1024
@@ -234,12 +235,19 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
     nblocks, n = x.shape
     columns = hessian.shape[0]
     batched = n == lanes or n == 2 * lanes
+    # the division-free search needs one term a lane and finite divisors (.nvfp4_search)
+    windowed = n == lanes == 16 and not multiply and not columns
+    for b in range(127):
+        windowed &= 0.0 <= divisors[b] < math.inf
+    table = decision_table(divisors, 126 if windowed else -1, tie)
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
         terms = np.empty(n)
         ys = np.empty(n)
         r = np.empty(n)
-        sse = np.empty(256, np.float32)
+        sse = np.empty(WIDTH, np.float32)
         clip = np.empty(256, np.float32)
+        magnitudes = np.empty(n, np.float32)
+        ordered = np.empty(n, np.float32)
         for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
             row = x[blk]
             amax = 0.0
@@ -258,6 +266,8 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
             if optimal and columns:
                 scale = search_hessian(row, scale, divisors[scale], divisors, 1, 126, multiply,
                                        tie, lanes, terms, ys, hessian[blk % columns], False, r)
+            elif optimal and windowed and scale <= 126:
+                scale = search_nv(row, scale, divisors, table, 1, 126, magnitudes, ordered, sse)
             elif optimal and batched:
                 scale = search_all(row, scale, divisors, divisors32, 1, 126, multiply, tie, lanes,
                                    terms, ys, sse, clip)
