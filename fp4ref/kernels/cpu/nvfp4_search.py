@@ -29,7 +29,8 @@ qwantize's scan (skip unless clip < best, take if SSE < best) takes a candidate 
 when its SSE is below the best so far.
 
 Each SSE is added in lane order (element 0 first) in its own vector lane, so sixteen
-candidates cost sixteen vector steps; the start scale's E0 comes from the same windows.
+candidates cost sixteen vector steps; the start scale's E0 comes from the same windows,
+and the start byte from per-call breakpoints of the recipe (:func:`start_breakpoints`).
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
-from ..scalar import float32_bits
-from ..scale_rules import _E2M1, THRESHOLDS, f32
+from ..scalar import HIGH_FIRST, SPLIT_HALF, float32_bits
+from ..scale_rules import _E2M1, THRESHOLDS, ZERO_KEEP, ZERO_NEGATIVE, f32, nvfp4_block_scale
 
 #: Candidates evaluated together (one vector of float32 SSEs).
 WINDOW = 16
@@ -62,6 +63,10 @@ _BELOW_START = 4
 _F32 = ir.FloatType()
 
 
+def _lane(i: int) -> ir.Constant:
+    return ir.Constant(ir.IntType(32), i)
+
+
 def _splat(builder: ir.IRBuilder, value: ir.Value, lanes: int) -> ir.Value:
     """``value`` in every lane of a vector."""
     vector = ir.VectorType(value.type, lanes)
@@ -77,7 +82,9 @@ def decision_threshold(t, d):
     returned as float64 (see the module docstring)."""
     if d == 0.0:
         return 0.0
-    halfway = 0.5 * (t + float(np.nextafter(np.float32(t), np.float32(math.inf))))  # exact
+    # t + ulp(t) / 2 (exact; t in [2^(e-1), 2^e) has ulp 2^(e-24)), from the exponent:
+    # LLVM narrows t + next(t), both widened from float32, to a float32 sum
+    halfway = t + math.ldexp(1.0, math.frexp(t)[1] - 25)
     bound = halfway * d  # exact: 25 by 24 significant bits
     below = float(np.float32(bound))
     if below > bound:  # round down (never from Inf: the bound stays below 2^130)
@@ -104,67 +111,103 @@ def decision_table(divisors, last, tie):
     return table
 
 
+def _address(context, builder, array_type, array, index, element_type):
+    """Pointer to ``element_type`` at flat element ``index`` of a C-contiguous numba array."""
+    data = context.make_array(array_type)(context, builder, array).data
+    return builder.bitcast(builder.gep(data, [index]), element_type.as_pointer())
+
+
+def _reduce(builder: ir.IRBuilder, name: str, vector: ir.Value) -> ir.Value:
+    """``llvm.vector.reduce.<name>`` of an integer vector."""
+    function = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vector.type.element, [vector.type]),
+        f"llvm.vector.reduce.{name}.v{vector.type.count}i{vector.type.element.width}")
+    return builder.call(function, [vector])
+
+
+def _contiguous(*arrays: types.Type) -> bool:
+    return all(isinstance(a, types.Array) and a.layout == "C" for a in arrays)
+
+
 @intrinsic
-def window_errors(typingctx, magnitudes, table, column, sse):
-    """Write the float32 SSE of the block with ``magnitudes`` (16 float32 |x|) at the
-    sixteen divisors of ``table`` columns ``column..column + 15`` to ``sse[column:]``.
+def window_errors(typingctx, magnitudes, offset, table, column, sse, sse_offset, pick):
+    """Write the float32 SSE of the block whose 16 float32 |x| are at
+    ``magnitudes[offset:]`` at the sixteen divisors of ``table`` columns
+    ``column..column + 15`` to ``sse[sse_offset + column:]``, and return the one of column
+    ``pick`` (+0 if outside), taken from the register (a vector store read back in pieces
+    waits until it commits).
 
     Lane ``c`` holds candidate ``column + c``: for element i = 0..15 in turn its value
     ``float32(q d)`` is picked by the thresholds below ``|x_i|`` and
     ``(|x_i| - value)^2`` is added, each step one IEEE float32 operation (no fusion).
     """
-    float_array = types.Array(types.float32, 1, "C")
-    if not (magnitudes == float_array and table == types.Array(types.float32, 2, "C")
-            and sse == float_array):
+    if not (_contiguous(magnitudes, table, sse) and magnitudes.dtype == table.dtype
+            == sse.dtype == types.float32 and table.ndim == 2):
         return None
-    sig = types.void(magnitudes, table, types.intp, sse)
+    sig = types.float32(magnitudes, types.intp, table, types.intp, sse, types.intp, types.intp)
 
     def codegen(context, builder, signature, args):
-        magnitudes_arg, table_arg, column_arg, sse_arg = args
+        magnitudes_arg, offset_arg, table_arg, column_arg, sse_arg, sse_offset_arg, pick_arg = args
         vector = ir.VectorType(_F32, WINDOW)
-        data = context.make_array(signature.args[1])(context, builder, table_arg).data
 
         def row(k):
-            start = builder.add(column_arg, ir.Constant(column_arg.type, k * WIDTH))
-            pointer = builder.bitcast(builder.gep(data, [start]), vector.as_pointer())
-            return builder.load(pointer, align=4)
+            index = builder.add(column_arg, ir.Constant(column_arg.type, k * WIDTH))
+            return builder.load(_address(context, builder, signature.args[2], table_arg, index,
+                                         vector), align=4)
 
         thresholds = [row(k) for k in range(7)]
         values = [row(7 + q) for q in range(8)]
-        elements = context.make_array(signature.args[0])(context, builder, magnitudes_arg).data
         total = ir.Constant(vector, [0.0] * WINDOW)
         for i in range(WINDOW):
-            element = builder.gep(elements, [ir.Constant(ir.IntType(64), i)])
-            a = _splat(builder, builder.load(element), WINDOW)
+            index = builder.add(offset_arg, ir.Constant(offset_arg.type, i))
+            a = _splat(builder, builder.load(_address(context, builder, signature.args[0],
+                                                      magnitudes_arg, index, _F32)), WINDOW)
             value = values[0]
             for k in range(7):  # thresholds ascend: the last one below |x_i| picks the value
                 value = builder.select(builder.fcmp_ordered(">", a, thresholds[k]),
                                        values[k + 1], value)
             error = builder.fsub(a, value)
             total = builder.fadd(total, builder.fmul(error, error))
-        out = context.make_array(signature.args[3])(context, builder, sse_arg).data
-        builder.store(total, builder.bitcast(builder.gep(out, [column_arg]), vector.as_pointer()),
-                      align=4)
-        return context.get_dummy_value()
+        builder.store(total, _address(context, builder, signature.args[4], sse_arg,
+                                      builder.add(sse_offset_arg, column_arg), vector), align=4)
+        words = ir.VectorType(ir.IntType(32), WINDOW)
+        lanes = ir.Constant(ir.VectorType(ir.IntType(64), WINDOW), list(range(WINDOW)))
+        picked = builder.select(  # SSEs are >= +0: the largest of +0 and it is it
+            builder.icmp_signed("==", lanes, _splat(builder, builder.sub(pick_arg, column_arg),
+                                                    WINDOW)),
+            builder.bitcast(total, words), ir.Constant(words, [0] * WINDOW))
+        return builder.bitcast(_reduce(builder, "umax", picked), _F32)
 
     return sig, codegen
 
 
 @intrinsic
-def sort_magnitudes(typingctx, values, ordered):
-    """Write the magnitudes of the 16 float32 ``values`` (no NaN) to ``ordered`` in
-    ascending order: a bitonic sorting network (Batcher) on their sign-cleared bits, whose
-    integer order is the order of the magnitudes."""
-    float_array = types.Array(types.float32, 1, "C")
-    if not (values == float_array and ordered == float_array):
+def sorted_prefixes(typingctx, x, offset, ordered, prefixes, out_offset):
+    """The float32 energy of the 16 values at ``x[offset:]`` (no NaN): their float32
+    squares summed in lane order (torch's). ``ordered[out_offset:]`` gets their magnitudes
+    ascending and ``prefixes[out_offset:]`` the float32-rounded float64 running sums of the
+    squares of those (torch's cumsum): what :func:`bounds16` compares with E0.
+
+    The sort is a bitonic network (Batcher) on the sign-cleared bits, whose integer order
+    is the magnitudes' order. All of it stays in registers; it does not depend on E0, so
+    this latency-bound work runs beside the candidate windows.
+    """
+    if not (_contiguous(x, ordered, prefixes)
+            and x.dtype == ordered.dtype == prefixes.dtype == types.float32):
         return None
+    sig = types.float32(x, types.intp, ordered, prefixes, types.intp)
 
     def codegen(context, builder, signature, args):
+        x_arg, offset_arg, ordered_arg, prefixes_arg, out_offset_arg = args
         words = ir.VectorType(ir.IntType(32), WINDOW)
-        source, target = (builder.bitcast(context.make_array(kind)(context, builder, arg).data,
-                                          words.as_pointer())
-                          for kind, arg in zip(signature.args, args, strict=True))
-        v = builder.and_(builder.load(source, align=4),
+        floats = ir.VectorType(_F32, WINDOW)
+        values = builder.load(_address(context, builder, signature.args[0], x_arg, offset_arg,
+                                       floats), align=4)
+        squares = builder.fmul(values, values)
+        energy = ir.Constant(_F32, 0.0)
+        for i in range(WINDOW):
+            energy = builder.fadd(energy, builder.extract_element(squares, _lane(i)))
+        v = builder.and_(builder.bitcast(values, words),
                          ir.Constant(words, [0x7FFFFFFF] * WINDOW))
         size = 2
         while size <= WINDOW:  # merge sorted runs of size / 2 into runs of size
@@ -181,62 +224,66 @@ def sort_magnitudes(typingctx, values, ordered):
                                    low, high)
                 stride //= 2
             size *= 2
-        builder.store(v, target, align=4)
-        return context.get_dummy_value()
+        builder.store(v, _address(context, builder, signature.args[2], ordered_arg,
+                                  out_offset_arg, words), align=4)
+        magnitudes = builder.bitcast(v, floats)
+        squares = builder.fmul(magnitudes, magnitudes)
+        running = ir.Constant(ir.DoubleType(), 0.0)
+        sums = ir.Constant(floats, None)
+        for k in range(WINDOW):
+            running = builder.fadd(running, builder.fpext(
+                builder.extract_element(squares, _lane(k)), ir.DoubleType()))
+            sums = builder.insert_element(sums, builder.fptrunc(running, _F32), _lane(k))
+        builder.store(sums, _address(context, builder, signature.args[3], prefixes_arg,
+                                     out_offset_arg, floats), align=4)
+        return energy
 
-    return types.void(values, ordered), codegen
+    return sig, codegen
 
 
-@njit(cache=True, error_model="numpy")
-def bounds16(row, energy, e0, ordered):
-    """(keeps start, s_min, s_max) of :func:`..scale_rules.search_bounds` for the 16
-    values ``row`` whose float32 lane-order sum of squares is ``energy`` (``ordered``:
-    float32 scratch of 16).
+@njit(cache=True, error_model="numpy", inline="always")
+def bounds16(ordered, prefixes, offset, energy, e0):
+    """(keeps start, s_min, s_max) of :func:`..scale_rules.search_bounds` for a 16-value
+    block from :func:`sorted_prefixes` (at ``offset`` of its outputs).
 
-    All magnitudes are sorted (:func:`sort_magnitudes`), not only those whose square is at
-    most E0: the prefix sums stop at the first square above E0 either way (a float32 square
-    above E0 keeps every longer prefix above it), and the next magnitude is then the
-    smallest of the others. The prefix sums ascend, so k* is the number of them at most E0.
+    All magnitudes are sorted, not only those whose square is at most E0: the prefix sums
+    stop at the first square above E0 either way (a float32 square above E0 keeps every
+    longer prefix above it), and the next magnitude is then the smallest of the others.
+    The prefix sums ascend, so k* is the number of them at most E0.
     """
     if energy <= e0:
         return True, 0.0, 0.0
-    sort_magnitudes(row, ordered)
-    running = 0.0
     k_star = 0
-    for k in range(WINDOW):  # float64 running sum, float32 prefixes (torch cumsum)
-        running += float(ordered[k] * ordered[k])
-        k_star += float(np.float32(running)) <= e0
+    for k in range(WINDOW):
+        k_star += prefixes[offset + k] <= e0
     if k_star >= WINDOW:
         return True, 0.0, 0.0
-    amax = float(ordered[WINDOW - 1])
+    amax = float(ordered[offset + WINDOW - 1])
     s_min = max(f32(f32(amax - f32(math.sqrt(e0))) / 6.0), 0.0)
-    return False, s_min, f32(float(ordered[k_star]) / 0.25)
+    return False, s_min, f32(float(ordered[offset + k_star]) / 0.25)
 
 
 @intrinsic
-def first_minimum(typingctx, sse, column, low, high):
-    """(bits of the smallest, its first column) of ``sse[c]`` (float32 >= 0, no NaN) over
-    the columns c in ``column..column + 31`` with ``low <= c < high``; bits 0x7FFFFFFF
-    (above every non-NaN) when there are none. Bits order as the values do."""
-    if sse != types.Array(types.float32, 1, "C"):
+def first_minimum(typingctx, sse, offset, column, low, high):
+    """(bits of the smallest, its first column) of ``sse[offset + c]`` (float32 >= 0, no
+    NaN) over the columns c in ``column..column + 31`` with ``low <= c < high``; bits
+    0x7FFFFFFF (above every non-NaN) when there are none. Bits order as the values do."""
+    if not (_contiguous(sse) and sse.dtype == types.float32):
         return None
     lanes = 2 * WINDOW
+    sig = types.UniTuple(types.int64, 2)(sse, types.intp, types.intp, types.intp, types.intp)
 
     def codegen(context, builder, signature, args):
-        sse_arg, column_arg, low_arg, high_arg = args
+        sse_arg, offset_arg, column_arg, low_arg, high_arg = args
         words = ir.VectorType(ir.IntType(32), lanes)
-        data = context.make_array(signature.args[0])(context, builder, sse_arg).data
-        pointer = builder.bitcast(builder.gep(data, [column_arg]), words.as_pointer())
-        bits = builder.load(pointer, align=4)
-        offsets = ir.Constant(ir.VectorType(ir.IntType(64), lanes), list(range(lanes)))
-        columns = builder.add(_splat(builder, column_arg, lanes), offsets)
+        bits = builder.load(_address(context, builder, signature.args[0], sse_arg,
+                                     builder.add(offset_arg, column_arg), words), align=4)
+        columns = builder.add(_splat(builder, column_arg, lanes), ir.Constant(
+            ir.VectorType(ir.IntType(64), lanes), list(range(lanes))))
         inside = builder.and_(builder.icmp_signed(">=", columns, _splat(builder, low_arg, lanes)),
                               builder.icmp_signed("<", columns, _splat(builder, high_arg, lanes)))
         bits = builder.select(inside, bits, ir.Constant(words, [0x7FFFFFFF] * lanes))
-        umin = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.IntType(32), [words]),
-            f"llvm.vector.reduce.umin.v{lanes}i32")
-        smallest = builder.call(umin, [bits])
+        smallest = _reduce(builder, "umin", bits)
         hits = builder.bitcast(builder.icmp_unsigned("==", bits, _splat(builder, smallest, lanes)),
                                ir.IntType(lanes))
         cttz = cgutils.get_or_insert_function(
@@ -248,10 +295,10 @@ def first_minimum(typingctx, sse, column, low, high):
                                   [builder.zext(smallest, ir.IntType(64)),
                                    builder.add(column_arg, first)])
 
-    return types.UniTuple(types.int64, 2)(sse, types.intp, types.intp, types.intp), codegen
+    return sig, codegen
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def count_below(divisors, first, last, value, inclusive):
     """The number of bytes in ``first..last`` whose divisor is below ``value`` (at most
     ``value`` if ``inclusive``): where the ascending divisors cross ``value``, without
@@ -262,51 +309,221 @@ def count_below(divisors, first, last, value, inclusive):
     return count
 
 
-@njit(cache=True, error_model="numpy")
-def scan(sse, low, high, best, best_error):
-    """qwantize's scan of the columns ``low..high - 1`` of ``sse`` after ``best``:
+@njit(cache=True, error_model="numpy", inline="always")
+def scan(sse, offset, low, high, best, best_error):
+    """qwantize's scan of the columns ``low..high - 1`` of ``sse[offset:]`` after ``best``:
     (column, error) of the first strict improvement on the running best."""
     for c in range(low, high):
-        if sse[c] < best_error:
+        if sse[offset + c] < best_error:
             best = c
-            best_error = float(sse[c])
+            best_error = float(sse[offset + c])
     return best, best_error
 
 
-@njit(cache=True, error_model="numpy")
-def search_nv(row, start, divisors, table, first, last, magnitudes, ordered, sse):
-    """:func:`..scale_rules.search` (the same byte) for a 16-element block with one term a
-    lane, divisors ``float32(|x| / d)``, ``table`` from :func:`decision_table` over bytes
-    ``0..last`` (``start <= last``); ``magnitudes``, ``ordered`` float32 scratch of 16,
-    ``sse`` float32 scratch of ``WIDTH``.
+@njit(cache=True, error_model="numpy", inline="always")
+def window_base(start, last):
+    """The first column of the two windows evaluated with the start byte ``start``."""
+    return min(max(start - _BELOW_START, 0), last + 1 - WINDOW) + WINDOW
 
-    Two windows from a few bytes below the start give E0 and, on typical data, every
-    candidate inside the bounds (others get windows of their own); the candidates' SSEs
-    are scanned in column order (sse column = byte + WINDOW).
-    """
-    energy = np.float32(0.0)
+
+@njit(cache=True, error_model="numpy", inline="always")
+def open_search(x, offset, start, table, last, magnitudes, ordered, prefixes, sse, sse_offset,
+                block):
+    """Steps 1 and part of 2 of the search for the 16 values at ``x[offset:]`` (start byte
+    ``start <= last``): the sorted prefixes (:func:`sorted_prefixes`) and the two windows
+    from :func:`window_base` into the scratch slot ``block`` (16 entries of ``magnitudes``,
+    ``ordered``, ``prefixes``; ``WIDTH`` of ``sse`` from ``sse_offset``). Returns
+    (energy, E0)."""
+    energy = sorted_prefixes(x, offset, ordered, prefixes, block * WINDOW)
     for i in range(WINDOW):
-        magnitudes[i] = abs(row[i])
-        energy = energy + magnitudes[i] * magnitudes[i]  # torch's order: one term a lane
-    base = min(max(start - _BELOW_START, 0), last + 1 - WINDOW) + WINDOW
-    window_errors(magnitudes, table, base, sse)
-    window_errors(magnitudes, table, base + WINDOW, sse)
-    e0 = float(sse[start + WINDOW])
-    keep, s_min, s_max = bounds16(row, energy, e0, ordered)
+        magnitudes[block * WINDOW + i] = abs(x.flat[offset + i])
+    base = window_base(start, last)
+    e0 = (window_errors(magnitudes, block * WINDOW, table, base, sse, sse_offset, start + WINDOW)
+          + window_errors(magnitudes, block * WINDOW, table, base + WINDOW, sse, sse_offset,
+                          start + WINDOW))
+    return energy, float(e0)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def close_search(start, energy, e0, divisors, table, first, last, magnitudes, ordered, prefixes,
+                 sse, sse_offset, block):
+    """The byte of :func:`..scale_rules.search` over candidates ``first..last``, after
+    :func:`open_search` filled scratch slot ``block``: the bounds, windows for candidates
+    outside the first two (rare), and qwantize's scan (sse column = byte + WINDOW)."""
+    keep, s_min, s_max = bounds16(ordered, prefixes, block * WINDOW, energy, e0)
     if keep:
         return start
     low = first + count_below(divisors, first, last, s_min, False) + WINDOW
     high = first + count_below(divisors, first, last, s_max, True) + WINDOW
+    base = window_base(start, last)
     column = base
-    while column > low:  # candidates below the windows (rare)
+    while column > low:  # candidates below the windows
         column -= WINDOW
-        window_errors(magnitudes, table, column, sse)
-    best, best_error = scan(sse, low, min(base, high), start + WINDOW, e0)
-    bits, at = first_minimum(sse, base, low, high)
-    if bits < 0x7FFFFFFF and sse[at] < best_error:  # a clip error never exceeds the SSE
+        window_errors(magnitudes, block * WINDOW, table, column, sse, sse_offset, 0)
+    best, best_error = scan(sse, sse_offset, low, min(base, high), start + WINDOW, e0)
+    bits, at = first_minimum(sse, sse_offset, base, low, high)
+    if bits < 0x7FFFFFFF and sse[sse_offset + at] < best_error:  # clip <= SSE: no clip test
         best = at
-        best_error = float(sse[at])
-    for column in range(base + 2 * WINDOW, high, WINDOW):  # candidates above them (rare)
-        window_errors(magnitudes, table, column, sse)
-    best = scan(sse, max(low, base + 2 * WINDOW), high, best, best_error)[0]
+        best_error = float(sse[sse_offset + at])
+    for column in range(base + 2 * WINDOW, high, WINDOW):  # candidates above the windows
+        window_errors(magnitudes, block * WINDOW, table, column, sse, sse_offset, 0)
+    best = scan(sse, sse_offset, max(low, base + 2 * WINDOW), high, best, best_error)[0]
     return best - WINDOW
+
+
+@njit(cache=True, error_model="numpy")
+def start_breakpoints(recipe, tensor, clamp_low, clamp_high):
+    """float32 ``[127]``: entry ``b`` (1..126) is the smallest float32 ``amax >= 0`` whose
+    :func:`..scale_rules.nvfp4_block_scale` is at least ``b`` (NaN if none), so that the
+    start byte of ``amax`` is the number of entries at most ``amax``.
+
+    For a recipe without a zero-block scale that byte does not decrease as ``amax`` grows
+    (its quotient, ``amax`` divided or multiplied by positive constants, its clamp and its
+    E4M3 rounding are all monotone), so a bisection over the ordered float32 bit patterns
+    of ``0..Inf`` finds each entry.
+    """
+    points = np.full(127, np.nan, np.float32)
+    bits = np.empty(1, np.uint32)
+    value = bits.view(np.float32)
+    for b in range(1, 127):
+        low, high = 0, 0x7F800001  # the entry's bits lie in low..high - 1, or it is NaN
+        while low < high:
+            middle = (low + high) // 2
+            bits[0] = middle
+            if nvfp4_block_scale(float(value[0]), recipe, tensor, clamp_low, clamp_high,
+                                 -1.0) >= b:
+                high = middle
+            else:
+                low = middle + 1
+        if low <= 0x7F800000:
+            bits[0] = low
+            points[b] = value[0]
+    return points
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def start_byte(amax, breakpoints):
+    """The start byte of a block with largest magnitude ``amax`` (float32): the number of
+    :func:`start_breakpoints` at most ``amax``, counted without branches."""
+    byte = 0
+    for b in range(1, 127):
+        byte += breakpoints[b] <= amax
+    return byte
+
+
+@intrinsic
+def store_codes(typingctx, x, offset, table, column, zero_sign, order, packed, packed_offset):
+    """Encode the 16 float32 values at ``x[offset:]`` (no NaN) at the divisor of ``table``
+    column ``column`` and store their 8 packed bytes to ``packed[packed_offset:]`` in
+    nibble ``order``.
+
+    Each code is the number of the column's thresholds below ``|x|``
+    (:func:`decision_threshold`), the codes of :func:`..quantize.encode_block`; the sign
+    bit is kept for nonzero codes, and for zero codes with ``zero_sign`` ``ZERO_KEEP``, or
+    ``ZERO_NEGATIVE`` and ``x < 0`` (a nonzero magnitude).
+    """
+    if not (_contiguous(x, table, packed) and x.dtype == table.dtype == types.float32
+            and packed.dtype == types.uint8):
+        return None
+    sig = types.void(x, types.intp, table, types.intp, types.intp, types.intp, packed,
+                     types.intp)
+
+    def codegen(context, builder, signature, args):
+        (x_arg, offset_arg, table_arg, column_arg, zero_sign_arg, order_arg, packed_arg,
+         packed_offset_arg) = args
+        words = ir.VectorType(ir.IntType(32), WINDOW)
+        nibbles = ir.VectorType(ir.IntType(8), WINDOW)
+        bits = builder.load(_address(context, builder, signature.args[0], x_arg, offset_arg,
+                                     words), align=4)
+        magnitude = builder.and_(bits, ir.Constant(words, [0x7FFFFFFF] * WINDOW))
+        a = builder.bitcast(magnitude, ir.VectorType(_F32, WINDOW))
+        code = ir.Constant(nibbles, [0] * WINDOW)
+        for k in range(7):
+            index = builder.add(column_arg, ir.Constant(column_arg.type, k * WIDTH))
+            threshold = builder.load(_address(context, builder, signature.args[2], table_arg,
+                                              index, _F32))
+            above = builder.fcmp_ordered(">", a, _splat(builder, threshold, WINDOW))
+            code = builder.add(code, builder.zext(above, nibbles))
+        negative = builder.icmp_signed("<", bits, ir.Constant(words, [0] * WINDOW))
+        keep_all = builder.icmp_signed("==", zero_sign_arg,
+                                       ir.Constant(zero_sign_arg.type, ZERO_KEEP))
+        keep_nonzero = builder.icmp_signed("==", zero_sign_arg,
+                                           ir.Constant(zero_sign_arg.type, ZERO_NEGATIVE))
+        kept = builder.or_(
+            builder.icmp_unsigned("!=", code, ir.Constant(nibbles, [0] * WINDOW)),
+            builder.or_(_splat(builder, keep_all, WINDOW), builder.and_(
+                _splat(builder, keep_nonzero, WINDOW),
+                builder.icmp_unsigned("!=", magnitude, ir.Constant(words, [0] * WINDOW)))))
+        signs = builder.zext(builder.and_(negative, kept), nibbles)
+        code = builder.or_(code, builder.shl(signs, ir.Constant(nibbles, [3] * WINDOW)))
+        half = WINDOW // 2
+        pairs = ir.VectorType(ir.IntType(32), half)
+
+        def pack(low, high):  # byte i = element low[i] | element high[i] << 4
+            first = builder.shuffle_vector(code, code, ir.Constant(pairs, low))
+            second = builder.shuffle_vector(code, code, ir.Constant(pairs, high))
+            return builder.or_(first, builder.shl(second, ir.Constant(first.type, [4] * half)))
+
+        evens, odds = list(range(0, WINDOW, 2)), list(range(1, WINDOW, 2))
+        out = builder.select(
+            builder.icmp_signed("==", order_arg, ir.Constant(order_arg.type, HIGH_FIRST)),
+            pack(odds, evens), pack(evens, odds))
+        out = builder.select(  # byte j holds elements j and j + 8 (scalar.byte_elements)
+            builder.icmp_signed("==", order_arg, ir.Constant(order_arg.type, SPLIT_HALF)),
+            pack(list(range(half)), list(range(half, WINDOW))), out)
+        builder.store(out, _address(context, builder, signature.args[6], packed_arg,
+                                    packed_offset_arg, out.type), align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+#: Blocks whose searches are opened before any is closed (see :func:`quantize_blocks`).
+GROUP = 64
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_blocks(x, bits, first_block, stop_block, breakpoints, divisors, table, search,
+                    inf_nan, zero_sign, order, starts, energies, e0s, magnitudes, ordered,
+                    prefixes, sse, scales, packed):
+    """Blocks ``first_block..stop_block - 1`` (at most :data:`GROUP`) of ``x`` (float32
+    ``[nblocks, 16]``; ``bits``: the same as uint32): the steps of
+    :func:`..quantize.quantize_nv` for a recipe whose start byte is :func:`start_byte` of
+    ``breakpoints`` (no zero-block scale), with divisors ``float32(|x| / d)`` finite in
+    ``table``, and, if ``search``, the optimal byte (one term a lane).
+
+    Every block's search is opened (its windows: vector throughput) before any is closed
+    (bounds, scan: chains of dependent steps), so the processor overlaps the chains of
+    one block with the others' work. Scratch: ``starts``, ``energies``, ``e0s`` of
+    ``GROUP``, ``magnitudes``, ``ordered``, ``prefixes`` of ``16 GROUP``, ``sse`` of
+    ``WIDTH GROUP``.
+    """
+    for j in range(stop_block - first_block):
+        blk = first_block + j
+        top = np.uint32(0)
+        amax = np.float32(0.0)
+        for i in range(WINDOW):
+            top = max(top, bits[blk, i] & np.uint32(0x7FFFFFFF))  # integer order = magnitudes'
+            amax = max(amax, abs(x[blk, i]))
+        if top > np.uint32(0x7F800000) or (inf_nan and top == np.uint32(0x7F800000)):
+            starts[j] = -1  # NaN (or Inf) block
+            continue
+        start = start_byte(amax, breakpoints)
+        starts[j] = start
+        if search:
+            energies[j], e0s[j] = open_search(x, blk * WINDOW, start, table, 126, magnitudes,
+                                              ordered, prefixes, sse, j * WIDTH, j)
+    for j in range(stop_block - first_block):
+        blk = first_block + j
+        scale = starts[j]
+        if scale < 0:
+            scales[blk] = 0x7F
+            for i in range(WINDOW // 2):
+                packed[blk, i] = 0
+            continue
+        if search:
+            scale = close_search(scale, energies[j], e0s[j], divisors, table, 1, 126, magnitudes,
+                                 ordered, prefixes, sse, j * WIDTH, j)
+        store_codes(x, blk * WINDOW, table, scale + WINDOW, zero_sign, order, packed,
+                    blk * (WINDOW // 2))
+        scales[blk] = scale

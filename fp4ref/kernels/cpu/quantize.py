@@ -15,6 +15,7 @@ from numba import njit, prange
 from ..quantize_block import e8m0_reciprocal32
 from ..scalar import byte_elements, is_negative
 from ..scale_rules import (
+    RECIPE_PLAIN,
     RULE_FLOOR,
     THRESHOLDS,
     ZERO_KEEP,
@@ -29,7 +30,7 @@ from ..scale_rules import (
     search_hessian,
 )
 from .mx_block import block_max_magnitude, store_mx_codes
-from .nvfp4_search import WIDTH, decision_table, search_nv
+from .nvfp4_search import GROUP, WIDTH, decision_table, quantize_blocks, start_breakpoints
 
 #: Blocks per parallel work item (scratch arrays are allocated once per item).
 _CHUNK = 1024
@@ -235,19 +236,34 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
     nblocks, n = x.shape
     columns = hessian.shape[0]
     batched = n == lanes or n == 2 * lanes
-    # the division-free search needs one term a lane and finite divisors (.nvfp4_search)
-    windowed = n == lanes == 16 and not multiply and not columns
+    # division-free blocks (.nvfp4_search): finite divisors, a start byte monotone in amax,
+    # and for the search one term a lane
+    fast = (n == 16 and not multiply and not columns and (recipe == RECIPE_PLAIN or zero_scale < 0)
+            and (lanes == 16 or not optimal))
     for b in range(127):
-        windowed &= 0.0 <= divisors[b] < math.inf
-    table = decision_table(divisors, 126 if windowed else -1, tie)
+        fast &= 0.0 <= divisors[b] < math.inf
+    table = decision_table(divisors, 126 if fast else -1, tie)
+    breakpoints = start_breakpoints(recipe, tensor, clamp_low, clamp_high) if fast else divisors32
+    bits = x.view(np.uint32)
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
         terms = np.empty(n)
         ys = np.empty(n)
         r = np.empty(n)
-        sse = np.empty(WIDTH, np.float32)
+        sse = np.empty(WIDTH * GROUP, np.float32)
         clip = np.empty(256, np.float32)
-        magnitudes = np.empty(n, np.float32)
-        ordered = np.empty(n, np.float32)
+        if fast:
+            starts = np.empty(GROUP, np.int64)
+            energies = np.empty(GROUP, np.float32)
+            e0s = np.empty(GROUP)
+            magnitudes = np.empty(n * GROUP, np.float32)
+            ordered = np.empty(n * GROUP, np.float32)
+            prefixes = np.empty(n * GROUP, np.float32)
+            stop = min(nblocks, (chunk + 1) * _CHUNK)
+            for group in range(chunk * _CHUNK, stop, GROUP):
+                quantize_blocks(x, bits, group, min(group + GROUP, stop), breakpoints, divisors,
+                                table, optimal, inf_nan, zero_sign, order, starts, energies, e0s,
+                                magnitudes, ordered, prefixes, sse, scales, packed)
+            continue
         for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
             row = x[blk]
             amax = 0.0
@@ -266,8 +282,6 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
             if optimal and columns:
                 scale = search_hessian(row, scale, divisors[scale], divisors, 1, 126, multiply,
                                        tie, lanes, terms, ys, hessian[blk % columns], False, r)
-            elif optimal and windowed and scale <= 126:
-                scale = search_nv(row, scale, divisors, table, 1, 126, magnitudes, ordered, sse)
             elif optimal and batched:
                 scale = search_all(row, scale, divisors, divisors32, 1, 126, multiply, tie, lanes,
                                    terms, ys, sse, clip)
