@@ -211,3 +211,14 @@ def test_random_blocks_equal_the_oracle(values, exponent, profile, rule):
     a = fp4ref.quantize(x, format="nvfp4", profile=profile, scale_rule=rule, backend="python")
     b = fp4ref.quantize(x, format="nvfp4", profile=profile, scale_rule=rule)
     assert np.array_equal(a.scales, b.scales) and np.array_equal(a.blocks, b.blocks)
+
+
+@pytest.mark.parametrize("profile", FAST_PROFILES)
+@pytest.mark.parametrize("rule", [None, "optimal"])
+def test_zero_and_infinite_tensors_equal_the_oracle(profile, rule):
+    """A zero tensor scale makes the start quotient 0 / 0 (NaN scale): not a monotone start."""
+    for x in (np.zeros((2, 16), np.float32), np.full((2, 16), np.inf, np.float32)):
+        a = fp4ref.quantize(x, format="nvfp4", profile=profile, scale_rule=rule,
+                            backend="python")
+        b = fp4ref.quantize(x, format="nvfp4", profile=profile, scale_rule=rule)
+        assert np.array_equal(a.scales, b.scales) and np.array_equal(a.blocks, b.blocks)

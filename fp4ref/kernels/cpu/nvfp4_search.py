@@ -44,7 +44,15 @@ from numba.core import cgutils
 from numba.core.extending import intrinsic
 
 from ..scalar import HIGH_FIRST, SPLIT_HALF, float32_bits
-from ..scale_rules import _E2M1, THRESHOLDS, ZERO_KEEP, ZERO_NEGATIVE, f32, nvfp4_block_scale
+from ..scale_rules import (
+    _E2M1,
+    RECIPE_PLAIN,
+    THRESHOLDS,
+    ZERO_KEEP,
+    ZERO_NEGATIVE,
+    f32,
+    nvfp4_block_scale,
+)
 
 #: Candidates evaluated together (one vector of float32 SSEs).
 WINDOW = 16
@@ -372,15 +380,26 @@ def close_search(start, energy, e0, divisors, table, first, last, magnitudes, or
 
 
 @njit(cache=True, error_model="numpy")
+def monotone_start(recipe, tensor, clamp_low, clamp_high, zero_scale):
+    """Whether :func:`start_breakpoints` gives the start bytes of the recipe: no zero-block
+    scale (which lifts the smallest amax), and no NaN quotient, which only 0 / 0, Inf / Inf,
+    0 x Inf at amax = 0 or Inf can make."""
+    if recipe != RECIPE_PLAIN and zero_scale >= 0.0:
+        return False
+    return max(nvfp4_block_scale(0.0, recipe, tensor, clamp_low, clamp_high, -1.0),
+               nvfp4_block_scale(math.inf, recipe, tensor, clamp_low, clamp_high, -1.0)) <= 126
+
+
+@njit(cache=True, error_model="numpy")
 def start_breakpoints(recipe, tensor, clamp_low, clamp_high):
     """float32 ``[127]``: entry ``b`` (1..126) is the smallest float32 ``amax >= 0`` whose
     :func:`..scale_rules.nvfp4_block_scale` is at least ``b`` (NaN if none), so that the
     start byte of ``amax`` is the number of entries at most ``amax``.
 
-    For a recipe without a zero-block scale that byte does not decrease as ``amax`` grows
-    (its quotient, ``amax`` divided or multiplied by positive constants, its clamp and its
-    E4M3 rounding are all monotone), so a bisection over the ordered float32 bit patterns
-    of ``0..Inf`` finds each entry.
+    Where :func:`monotone_start` holds that byte does not decrease as ``amax`` grows (its
+    quotient, ``amax`` divided or multiplied by positive constants, its clamp and its E4M3
+    rounding are all monotone), so a bisection over the ordered float32 bit patterns of
+    ``0..Inf`` finds each entry.
     """
     points = np.full(127, np.nan, np.float32)
     bits = np.empty(1, np.uint32)

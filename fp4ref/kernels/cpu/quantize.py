@@ -15,7 +15,6 @@ from numba import njit, prange
 from ..quantize_block import e8m0_reciprocal32
 from ..scalar import byte_elements, is_negative
 from ..scale_rules import (
-    RECIPE_PLAIN,
     RULE_FLOOR,
     THRESHOLDS,
     ZERO_KEEP,
@@ -30,7 +29,14 @@ from ..scale_rules import (
     search_hessian,
 )
 from .mx_block import block_max_magnitude, store_mx_codes
-from .nvfp4_search import GROUP, WIDTH, decision_table, quantize_blocks, start_breakpoints
+from .nvfp4_search import (
+    GROUP,
+    WIDTH,
+    decision_table,
+    monotone_start,
+    quantize_blocks,
+    start_breakpoints,
+)
 
 #: Blocks per parallel work item (scratch arrays are allocated once per item).
 _CHUNK = 1024
@@ -238,8 +244,8 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
     batched = n == lanes or n == 2 * lanes
     # division-free blocks (.nvfp4_search): finite divisors, a start byte monotone in amax,
     # and for the search one term a lane
-    fast = (n == 16 and not multiply and not columns and (recipe == RECIPE_PLAIN or zero_scale < 0)
-            and (lanes == 16 or not optimal))
+    fast = (n == 16 and not multiply and not columns and (lanes == 16 or not optimal)
+            and monotone_start(recipe, tensor, clamp_low, clamp_high, zero_scale))
     for b in range(127):
         fast &= 0.0 <= divisors[b] < math.inf
     table = decision_table(divisors, 126 if fast else -1, tie)
