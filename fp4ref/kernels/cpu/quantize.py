@@ -29,6 +29,14 @@ from ..scale_rules import (
     search_hessian,
 )
 from .mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor_group
+from .nvfp4_search import GROUP as NV_GROUP
+from .nvfp4_search import (
+    WIDTH,
+    decision_table,
+    monotone_start,
+    quantize_blocks,
+    start_breakpoints,
+)
 
 #: Blocks per parallel work item (scratch arrays are allocated once per item).
 _CHUNK = 1024
@@ -246,12 +254,34 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
     nblocks, n = x.shape
     columns = hessian.shape[0]
     batched = n == lanes or n == 2 * lanes
+    # division-free blocks (.nvfp4_search): finite divisors, a start byte monotone in amax,
+    # and for the search one term a lane
+    fast = (n == 16 and not multiply and not columns and (lanes == 16 or not optimal)
+            and monotone_start(recipe, tensor, clamp_low, clamp_high, zero_scale))
+    for b in range(127):
+        fast &= 0.0 <= divisors[b] < math.inf
+    table = decision_table(divisors, 126 if fast else -1, tie)
+    breakpoints = start_breakpoints(recipe, tensor, clamp_low, clamp_high) if fast else divisors32
+    bits = x.view(np.uint32)
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
         terms = np.empty(n)
         ys = np.empty(n)
         r = np.empty(n)
-        sse = np.empty(256, np.float32)
+        sse = np.empty(WIDTH * NV_GROUP, np.float32)
         clip = np.empty(256, np.float32)
+        if fast:
+            starts = np.empty(NV_GROUP, np.int64)
+            energies = np.empty(NV_GROUP, np.float32)
+            e0s = np.empty(NV_GROUP)
+            magnitudes = np.empty(n * NV_GROUP, np.float32)
+            ordered = np.empty(n * NV_GROUP, np.float32)
+            prefixes = np.empty(n * NV_GROUP, np.float32)
+            stop = min(nblocks, (chunk + 1) * _CHUNK)
+            for group in range(chunk * _CHUNK, stop, NV_GROUP):
+                quantize_blocks(x, bits, group, min(group + NV_GROUP, stop), breakpoints, divisors,
+                                table, optimal, inf_nan, zero_sign, order, starts, energies, e0s,
+                                magnitudes, ordered, prefixes, sse, scales, packed)
+            continue
         for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
             row = x[blk]
             amax = 0.0
