@@ -332,7 +332,7 @@ def _run_mx(flat, rule, prof, backend, scales, packed, hessian) -> None:
             packed[b] = nibbles.pack(codes, prof.nibble_order, mx.BLOCK_SIZE)
         return
     from .kernels import scale_rules as k
-    from .kernels.cpu import optimal as optimal_search
+    from .kernels.cpu import mx_search
     from .kernels.cpu import quantize as kernels
 
     optimal = rule in scale_rules.SEARCH_RULES
@@ -344,7 +344,7 @@ def _run_mx(flat, rule, prof, backend, scales, packed, hessian) -> None:
             nibbles.NIBBLE_ORDERS.index(prof.nibble_order), scales, packed)
         return
     tie = ties.TIE_RULES.index(prof.rounding)
-    if rule == "optimal" and prof.sum_lanes == optimal_search.LANES:
+    if rule == "optimal" and prof.sum_lanes == mx_search.LANES:
         kernels.quantize_mx_optimal(
             flat, flat.view(np.uint32), k.MX_RULES.index(_start_rule(prof)), prof.e8m0_min, tie,
             k.THRESHOLDS[tie], elements.ZERO_SIGNS.index(prof.zero_sign),

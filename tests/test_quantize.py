@@ -102,6 +102,41 @@ def test_nv_python_equals_numba(x, rule, profile):
     assert np.array_equal(a.scales, b.scales) and np.array_equal(a.blocks, b.blocks)
 
 
+def many_blocks(seed: int) -> np.ndarray:
+    """53 blocks (three whole groups of 16 for the vector kernel, and a tail) of the values
+    where encoders go wrong: every tie and its float32 neighbours at the block's scale,
+    signed zeros, subnormals, the float32 extremes, and NaN/Inf in some blocks."""
+    rng = np.random.default_rng(seed)
+    ties = np.array(TIES, np.float32)
+    near = np.concatenate([ties, np.nextafter(ties, np.float32(0)),
+                           np.nextafter(ties, np.float32(9))])
+    x = np.empty((53, 32), np.float32)
+    for b in range(53):
+        exponent = int(rng.integers(-140, 126))
+        row = np.ldexp(rng.choice(near, 32), exponent).astype(np.float32)
+        row *= rng.choice(np.array([-1, 1], np.float32), 32)
+        specials = np.array([0.0, -0.0, 1e-45, -1e-45], np.float32)
+        row[rng.integers(0, 32, 3)] = rng.choice(specials, 3)
+        x[b] = row
+    x[5, 7], x[20, 0], x[21, 31], x[47, 3] = np.nan, np.inf, -np.inf, -np.nan
+    x[30] = np.float32(3.4028235e38) * rng.choice(np.array([-1, 1], np.float32), 32)
+    x[31] = 0.0
+    x[32] = -0.0
+    return x
+
+
+@pytest.mark.parametrize("profile", sorted(fp4ref.profiles()))
+@pytest.mark.parametrize("rule", [None, "floor"])
+def test_mx_rule_kernel_on_many_blocks(profile, rule):
+    """The numba rule kernel encodes whole groups of blocks at once (the floor rule) and
+    single blocks otherwise; both against the oracle, in every profile's nibble order,
+    tie rule and zero-sign policy."""
+    x = many_blocks(len(profile))
+    a = fp4ref.quantize(x, profile=profile, scale_rule=rule, backend="python")
+    b = fp4ref.quantize(x, profile=profile, scale_rule=rule, backend="numba")
+    assert np.array_equal(a.scales, b.scales) and np.array_equal(a.blocks, b.blocks)
+
+
 def exact_sse(values, byte, rounding):
     scale = Fraction(e8m0.decode(byte))
     total = Fraction(0)

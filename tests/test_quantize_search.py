@@ -1,4 +1,4 @@
-"""The vector MXFP4 optimal search (:mod:`fp4ref.kernels.cpu.optimal`) against the oracle
+"""The vector MXFP4 optimal search (:mod:`fp4ref.kernels.cpu.mx_search`) against the oracle
 (hypothesis and hand-made adversarial blocks) and against the scalar numba search
 (:func:`fp4ref.kernels.scale_rules.search`) on many random blocks of several families."""
 
@@ -12,7 +12,7 @@ from numba import njit
 
 import fp4ref
 from fp4ref.kernels import scale_rules as k
-from fp4ref.kernels.cpu import optimal
+from fp4ref.kernels.cpu import mx_search
 from fp4ref.kernels.cpu import quantize as kernels
 from fp4ref.profiles import PROFILES
 
@@ -81,25 +81,25 @@ def test_vector_search_equals_scalar_search(tie):
 
 @njit
 def _paths(bits, amaxes, starts, divisors, thresholds, out):
-    """Which way :func:`optimal.search_mx` goes for each block (see its body)."""
+    """Which way :func:`mx_search.search_mx` goes for each block (see its body)."""
     for b in range(starts.shape[0]):
         start, index = starts[b], b * 32
-        energy, e0, _, _ = optimal.window_errors(bits, index, start, thresholds)
-        exact, below1, below2, below3 = optimal.window_sums(
+        energy, e0, _, _ = mx_search.window_errors(bits, index, start, thresholds)
+        exact, below1, below2, below3 = mx_search.window_sums(
             bits, index, np.float32(divisors[start + 1] / 4))
         fits = ((np.float32(below1) <= e0) + (np.float32(below2) <= e0)
                 + (np.float32(below3) <= e0))
-        low = optimal.first_byte(k.lower_bound(amaxes[b], e0), 1)
+        low = mx_search.first_byte(k.lower_bound(amaxes[b], e0), 1)
         out[b] = (0 if energy <= e0 else 1 if not exact else 2 if low < start
                   else 3 if fits == 3 else 4 + fits)
 
 
 def test_families_reach_every_path():
-    """The random families take each path of :func:`optimal.search_mx`: kept starts, the
+    """The random families take each path of :func:`mx_search.search_mx`: kept starts, the
     scalar fallback, the scan below and above the window, the window with 0, 1, 2 fits."""
     x = np.concatenate(list(families(np.random.default_rng(0), 1500).values()))
     top = (x.view(np.uint32) & 0x7FFFFFFF).max(axis=1)
-    start = np.array([optimal.start_byte(int(t), k.RULE_QWANTIZE) for t in top])
+    start = np.array([mx_search.start_byte(int(t), k.RULE_QWANTIZE) for t in top])
     inside = (start >= 1) & (start <= 252)
     assert not inside.all()
     paths = np.empty(inside.sum(), np.int64)
@@ -116,7 +116,7 @@ def _search_both(x, bits, starts, first, tie, divisors, out):
     for b in range(x.shape[0]):
         amax = float(np.abs(x[b]).max())
         start = starts[b]
-        out[b, 0] = optimal.search_mx(bits, b * 32, x[b], amax, start, first, thresholds, tie,
+        out[b, 0] = mx_search.search_mx(bits, b * 32, x[b], amax, start, first, thresholds, tie,
                                       divisors, terms, ys)
         out[b, 1] = k.search(x[b], start, divisors[start], divisors, first, 254, False, tie, 16,
                              terms, ys)
@@ -142,7 +142,7 @@ def test_vector_search_equals_scalar_search_from_any_start(tie):
     blocks and k* = n occur."""
     rng = np.random.default_rng(10 + tie)
     x = np.concatenate(list(families(rng, 400).values()))
-    natural = np.array([optimal.start_byte(int(t), k.RULE_QWANTIZE)
+    natural = np.array([mx_search.start_byte(int(t), k.RULE_QWANTIZE)
                         for t in (x.view(np.uint32) & 0x7FFFFFFF).max(axis=1)])
     grid, grid_start = near_grid(rng, 20000)
     tiny, tiny_start = near_grid(rng, 5000, (0, 8))  # the smallest starts
@@ -237,15 +237,15 @@ def test_dispatch_to_vector_search(monkeypatch):
 
 
 def test_start_byte_qwantize():
-    """The closed form of :func:`optimal.start_byte` at both ends of its mantissa range
+    """The closed form of :func:`mx_search.start_byte` at both ends of its mantissa range
     for every exponent (the rule is monotone in amax, so this covers all between) and
     around its edges."""
     for exponent in range(255):
         for mantissa in (0, 1, 0x7EFFFF, 0x7F0000, 0x7FFFFF):
             top = exponent << 23 | mantissa
             amax = float(np.uint32(top).view(np.float32))
-            assert optimal.start_byte(top, k.RULE_QWANTIZE) == k.mx_scale(amax, k.RULE_QWANTIZE)
-            assert optimal.start_byte(top, k.RULE_FLOOR) == k.mx_scale(amax, k.RULE_FLOOR)
+            assert mx_search.start_byte(top, k.RULE_QWANTIZE) == k.mx_scale(amax, k.RULE_QWANTIZE)
+            assert mx_search.start_byte(top, k.RULE_FLOOR) == k.mx_scale(amax, k.RULE_FLOOR)
 
 
 def test_first_byte():
@@ -255,15 +255,15 @@ def test_first_byte():
                for v in values[1:-1] for s in (0, np.inf)]
     for value in values:
         for first in (0, 1, 2, 130):
-            assert optimal.first_byte(value, first) == k.first_at_least(divisors, first, 254,
+            assert mx_search.first_byte(value, first) == k.first_at_least(divisors, first, 254,
                                                                         value), (value, first)
 
 
 @njit
 def _exactness(x, e0, bound):
     bits = x.view(np.uint32)
-    return (optimal.squares_sum_exactly(bits, 0, np.float32(e0)),
-            optimal.window_sums(bits, 0, np.float32(bound))[0])
+    return (mx_search.squares_sum_exactly(bits, 0, np.float32(e0)),
+            mx_search.window_sums(bits, 0, np.float32(bound))[0])
 
 
 @pytest.mark.parametrize("elements,exact", [

@@ -22,10 +22,12 @@ subnormal) and byte 253 would put 6 at field 255 (Inf), hence the range.
 which writes large outputs without first reading each cache line from memory;
 :func:`store_fence` orders those stores before the kernel returns.
 
-Encoding (:func:`block_max_magnitude`, :func:`store_mx_codes`): the largest magnitude as an
-unsigned maximum of the sign-cleared float32 bits, then each element's code from
-``y = |x| * 2^(127 - s)`` counted against the seven E2M1 decision thresholds, as
-:func:`fp4ref.kernels.cpu.quantize.quantize_mx_rule` describes.
+Encoding (:func:`block_max_magnitude`, :func:`store_mx_codes`, and
+:func:`store_mx_floor_group` for 16 blocks at once under the floor rule): the largest
+magnitude as an unsigned maximum of the sign-cleared float32 bits, then each element's code
+from ``y = |x| * 2^(127 - s)`` counted against the seven E2M1 decision thresholds, as
+:func:`fp4ref.kernels.cpu.quantize.quantize_mx_rule` describes. The zero-sign policy and the
+nibble order are branched on once per call, so the vector code has no per-block tests.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ from numba import types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
-from ..scalar import HIGH_FIRST, SPLIT_HALF
-from ..scale_rules import ZERO_KEEP, ZERO_NEGATIVE
+from ..scalar import HIGH_FIRST, LOW_FIRST, SPLIT_HALF
+from ..scale_rules import ZERO_DROP, ZERO_KEEP, ZERO_NEGATIVE
 
 #: Bytes of a cache line: streamed stores need an output aligned to this.
 LINE_BYTES = 64
@@ -170,15 +172,79 @@ def block_max_magnitude(typingctx, bits, index):
     return types.uint32(bits, types.intp), codegen
 
 
+def _load_thresholds(context, builder, array_type, array):
+    """The seven float32 decision thresholds of a :data:`..scale_rules.THRESHOLDS` row, each
+    splat over a block."""
+    table = context.make_array(array_type)(context, builder, array).data
+    return [_splat(builder, builder.load(builder.gep(table, [ir.Constant(_I32, k)])), _LANES)
+            for k in range(7)]
+
+
+def _packed_codes(builder, x, multiplier, thresholds, zero_sign, order):
+    """The 16 packed bytes (``<16 x i8>``) of the float32 block whose bits are the
+    ``<32 x i32>`` ``x``, encoded with the splat float32 ``multiplier`` (2^(127 - s)).
+
+    A code is the number of ``thresholds`` below ``y = |x| * multiplier``, found by
+    bisection (its bits 4, 2 and 1 by three comparisons). ``zero_sign`` (``ZERO_KEEP``,
+    ``ZERO_NEGATIVE``, ``ZERO_DROP``; a Python int, as is the nibble ``order``) says which
+    elements coding to zero keep their sign: all, those below zero (not -0), none.
+    """
+    floats = ir.VectorType(_F32, _LANES)
+    nibbles = ir.VectorType(_I8, _LANES)
+    y = builder.fmul(builder.bitcast(builder.and_(x, _vector(_I32, 0x7FFFFFFF)), floats),
+                     multiplier)
+    t = thresholds  # ascending
+    high = builder.fcmp_ordered(">", y, t[3])
+    middle = builder.fcmp_ordered(">", y, builder.select(high, t[5], t[1]))
+    low = builder.fcmp_ordered(">", y, builder.select(
+        middle, builder.select(high, t[6], t[2]), builder.select(high, t[4], t[0])))
+    code = builder.or_(builder.or_(
+        builder.shl(builder.zext(high, nibbles), _vector(_I8, 2)),
+        builder.shl(builder.zext(middle, nibbles), _vector(_I8, 1))), builder.zext(low, nibbles))
+    if zero_sign == ZERO_KEEP:  # the sign bit, whatever the code
+        signed = builder.icmp_signed("<", x, _vector(_I32, 0))
+    elif zero_sign == ZERO_NEGATIVE:  # x < 0 (a finite block: no NaN)
+        signed = builder.fcmp_ordered("<", builder.bitcast(x, floats),
+                                      ir.Constant(floats, [0.0] * _LANES))
+    else:  # ZERO_DROP: a nonzero code only
+        signed = builder.and_(builder.icmp_signed("<", x, _vector(_I32, 0)),
+                              builder.icmp_unsigned("!=", code, _vector(_I8, 0)))
+    code = builder.or_(code, builder.shl(builder.zext(signed, nibbles), _vector(_I8, 3)))
+    halves = ir.VectorType(_I32, 16)
+    firsts, seconds = {  # the elements of the low and of the high nibbles
+        LOW_FIRST: (range(0, 32, 2), range(1, 32, 2)),
+        HIGH_FIRST: (range(1, 32, 2), range(0, 32, 2)),
+        SPLIT_HALF: (range(16), range(16, 32)),  # ggml: j and j + 16
+    }[order]
+    return builder.or_(
+        builder.shuffle_vector(code, code, ir.Constant(halves, list(firsts))),
+        builder.shl(builder.shuffle_vector(code, code, ir.Constant(halves, list(seconds))),
+                    ir.Constant(ir.VectorType(_I8, 16), [4] * 16)))
+
+
+def _specialised(builder, zero_sign, order, emit):
+    """Call ``emit(zero_sign, order)`` with Python ints, once for each of the nine
+    combinations, behind a branch on the runtime values (the encoding is then straight
+    vector code with no per-block tests)."""
+    done = builder.append_basic_block("specialised.done")
+    for sign_case in (ZERO_KEEP, ZERO_NEGATIVE, ZERO_DROP):
+        for order_case in (LOW_FIRST, HIGH_FIRST, SPLIT_HALF):
+            match = builder.and_(
+                builder.icmp_signed("==", zero_sign, ir.Constant(zero_sign.type, sign_case)),
+                builder.icmp_signed("==", order, ir.Constant(order.type, order_case)))
+            with builder.if_then(match):
+                emit(sign_case, order_case)
+                builder.branch(done)
+    builder.branch(done)
+    builder.position_at_end(done)
+
+
 @intrinsic
 def store_mx_codes(typingctx, bits, index, multiplier, thresholds, zero_sign, order, packed,
                    packed_index):
     """Encode the float32 block at ``bits[index:index + 32]`` with ``multiplier``
-    (2^(127 - s)) and store its 16 packed bytes at ``packed[packed_index:]`` in ``order``.
-
-    ``thresholds`` holds the seven float32 decision thresholds of the tie rule; a code is
-    the number below ``y``. ``zero_sign`` (``ZERO_KEEP``, ``ZERO_NEGATIVE``, ``ZERO_DROP``)
-    says which elements coding to zero keep their sign: all, the nonzero ones, none.
+    (2^(127 - s)) and store its 16 packed bytes at ``packed[packed_index:]`` in ``order``
+    (:func:`_packed_codes`; ``thresholds`` is a row of :data:`..scale_rules.THRESHOLDS`).
     """
     if not (_contiguous(bits, types.uint32) and _contiguous(packed, types.uint8)):
         return None
@@ -189,50 +255,116 @@ def store_mx_codes(typingctx, bits, index, multiplier, thresholds, zero_sign, or
         (bits_arg, index_arg, multiplier_arg, thresholds_arg, zero_sign_arg, order_arg,
          packed_arg, packed_index_arg) = args
         words = ir.VectorType(_I32, _LANES)
-        floats = ir.VectorType(_F32, _LANES)
-        nibbles = ir.VectorType(_I8, _LANES)
         source = _array_vector(context, builder, signature.args[0], bits_arg, index_arg, words)
         x = builder.load(source, align=4)
-        magnitude = builder.and_(x, _vector(_I32, 0x7FFFFFFF))
-        y = builder.fmul(builder.bitcast(magnitude, floats),
-                         _splat(builder, multiplier_arg, _LANES))
-        table = context.make_array(signature.args[3])(context, builder, thresholds_arg).data
-        code = ir.Constant(nibbles, [0] * _LANES)
-        for k in range(7):
-            threshold = builder.load(builder.gep(table, [ir.Constant(_I32, k)]))
-            above = builder.fcmp_ordered(">", y, _splat(builder, threshold, _LANES))
-            code = builder.add(code, builder.zext(above, nibbles))
-        negative = builder.icmp_unsigned("!=", builder.lshr(x, _vector(_I32, 31)),
-                                         _vector(_I32, 0))
-        keep = builder.icmp_signed("==", zero_sign_arg,
-                                   ir.Constant(zero_sign_arg.type, ZERO_KEEP))
-        nonzero_kept = builder.and_(
-            _splat(builder, builder.icmp_signed("==", zero_sign_arg,
-                                                ir.Constant(zero_sign_arg.type, ZERO_NEGATIVE)),
-                   _LANES),
-            builder.icmp_unsigned("!=", magnitude, _vector(_I32, 0)))
-        signed = builder.and_(negative, builder.or_(
-            builder.or_(builder.icmp_unsigned("!=", code, _vector(_I8, 0)),
-                        _splat(builder, keep, _LANES)), nonzero_kept))
-        code = builder.or_(code, builder.shl(builder.zext(signed, nibbles), _vector(_I8, 3)))
-        halves = ir.VectorType(_I32, 16)
-        evens = builder.shuffle_vector(code, code, ir.Constant(halves, list(range(0, 32, 2))))
-        odds = builder.shuffle_vector(code, code, ir.Constant(halves, list(range(1, 32, 2))))
-        heads = builder.shuffle_vector(code, code, ir.Constant(halves, list(range(16))))
-        tails = builder.shuffle_vector(code, code, ir.Constant(halves, list(range(16, 32))))
-        four = ir.Constant(evens.type, [4] * 16)
-        low_first = builder.or_(evens, builder.shl(odds, four))
-        high_first = builder.or_(odds, builder.shl(evens, four))
-        split_half = builder.or_(heads, builder.shl(tails, four))  # ggml: j and j + 16
-        out = builder.select(
-            builder.icmp_signed("==", order_arg, ir.Constant(order_arg.type, HIGH_FIRST)),
-            high_first, low_first)
-        out = builder.select(
-            builder.icmp_signed("==", order_arg, ir.Constant(order_arg.type, SPLIT_HALF)),
-            split_half, out)
+        multiplier = _splat(builder, multiplier_arg, _LANES)
+        thresholds = _load_thresholds(context, builder, signature.args[3], thresholds_arg)
         target = _array_vector(context, builder, signature.args[6], packed_arg,
-                               packed_index_arg, out.type)
-        builder.store(out, target, align=1)
+                               packed_index_arg, ir.VectorType(_I8, 16))
+
+        def emit(zero_sign, order):
+            builder.store(_packed_codes(builder, x, multiplier, thresholds, zero_sign, order),
+                          target, align=1)
+
+        _specialised(builder, zero_sign_arg, order_arg, emit)
         return context.get_dummy_value()
+
+    return sig, codegen
+
+
+#: Blocks :func:`store_mx_floor_group` encodes at once.
+GROUP = 16
+
+
+def _umax(builder, a, b):
+    return builder.select(builder.icmp_unsigned(">", a, b), a, b)
+
+
+def _group_maxima(builder, maxima):
+    """One ``<16 x i32>`` whose lane b is the largest lane of ``maxima[b]`` (16 vectors of
+    16 lanes): a transposing tree of unsigned maxima. At each level a pair of vectors
+    holding runs of ``run`` partial maxima per block becomes one holding runs of
+    ``run / 2``: the first half of every run against its second half."""
+    run = 16
+    while len(maxima) > 1:
+        low = [start + j for start in range(0, 32, run) for j in range(run // 2)]
+        high = [i + run // 2 for i in low]
+        mask = ir.VectorType(_I32, 16)
+        maxima = [_umax(builder, builder.shuffle_vector(a, b, ir.Constant(mask, low)),
+                        builder.shuffle_vector(a, b, ir.Constant(mask, high)))
+                  for a, b in zip(maxima[0::2], maxima[1::2], strict=True)]
+        run //= 2
+    return maxima[0]
+
+
+@intrinsic
+def store_mx_floor_group(typingctx, bits, index, thresholds, zero_sign, order, scales,
+                         scale_index, packed, packed_index):
+    """Quantize the :data:`GROUP` float32 blocks at ``bits[index:index + 512]`` by the OCP
+    floor rule: their scale bytes to ``scales[scale_index:scale_index + 16]``, their packed
+    codes to ``packed[packed_index:packed_index + 256]``. Returns the blocks holding an Inf
+    or a NaN as bits of an integer (bit b for block b): their scale byte is 0xFF, their
+    codes are the caller's to zero.
+
+    Per block, as :func:`fp4ref.kernels.cpu.quantize.quantize_mx_rule` describes: the
+    largest sign-cleared float32 bits (a transposing tree, :func:`_group_maxima`, so the 16
+    maxima cost a few shuffles each); its exponent field e gives s = max(e - 2, 0) (OCP MX
+    v1.0 section 6.3), and bits >= 0x7F800000 an Inf or a NaN; the codes are
+    :func:`_packed_codes` with multiplier 2^(127 - s), whose bits are (254 - s) << 23 (a
+    normal float32: s <= 253).
+    """
+    if not (_contiguous(bits, types.uint32) and _contiguous(scales, types.uint8)
+            and _contiguous(packed, types.uint8)):
+        return None
+    sig = types.uint32(bits, types.intp, thresholds, types.intp, types.intp, scales,
+                       types.intp, packed, types.intp)
+
+    def codegen(context, builder, signature, args):
+        (bits_arg, index_arg, thresholds_arg, zero_sign_arg, order_arg, scales_arg,
+         scale_index_arg, packed_arg, packed_index_arg) = args
+        words = ir.VectorType(_I32, _LANES)
+        half = ir.VectorType(_I32, 16)
+
+        def block(b):
+            at = builder.add(index_arg, ir.Constant(index_arg.type, b * _LANES))
+            return builder.load(
+                _array_vector(context, builder, signature.args[0], bits_arg, at, words), align=4)
+
+        maxima = []
+        for b in range(GROUP):
+            magnitude = builder.and_(block(b), _vector(_I32, 0x7FFFFFFF))
+            maxima.append(_umax(
+                builder,
+                builder.shuffle_vector(magnitude, magnitude, ir.Constant(half, list(range(16)))),
+                builder.shuffle_vector(magnitude, magnitude,
+                                       ir.Constant(half, list(range(16, 32))))))
+        top = _group_maxima(builder, maxima)
+        exponent = builder.lshr(top, ir.Constant(half, [23] * 16))
+        two = ir.Constant(half, [2] * 16)
+        scale = builder.select(builder.icmp_unsigned(">", exponent, two),
+                               builder.sub(exponent, two), ir.Constant(half, [0] * 16))
+        bad = builder.icmp_unsigned(">=", top, ir.Constant(half, [0x7F800000] * 16))
+        scale_bytes = builder.trunc(builder.select(bad, ir.Constant(half, [255] * 16), scale),
+                                    ir.VectorType(_I8, 16))
+        builder.store(scale_bytes, _array_vector(context, builder, signature.args[5],
+                                                 scales_arg, scale_index_arg,
+                                                 scale_bytes.type), align=1)
+        multipliers = builder.bitcast(
+            builder.shl(builder.sub(ir.Constant(half, [254] * 16), scale),
+                        ir.Constant(half, [23] * 16)), ir.VectorType(_F32, 16))
+        thresholds = _load_thresholds(context, builder, signature.args[2], thresholds_arg)
+        lanes = ir.VectorType(_I32, _LANES)
+
+        def emit(zero_sign, order):
+            for b in range(GROUP):  # loaded again: holding 16 blocks would spill registers
+                multiplier = builder.shuffle_vector(multipliers, multipliers,
+                                                    ir.Constant(lanes, [b] * _LANES))
+                out = _packed_codes(builder, block(b), multiplier, thresholds, zero_sign, order)
+                at = builder.add(packed_index_arg, ir.Constant(packed_index_arg.type, b * 16))
+                builder.store(out, _array_vector(context, builder, signature.args[7],
+                                                 packed_arg, at, out.type), align=1)
+
+        _specialised(builder, zero_sign_arg, order_arg, emit)
+        return builder.zext(builder.bitcast(bad, ir.IntType(16)), _I32)
 
     return sig, codegen

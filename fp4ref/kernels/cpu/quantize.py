@@ -28,8 +28,16 @@ from ..scale_rules import (
     search_bounds,
     search_hessian,
 )
-from .mx_block import block_max_magnitude, store_mx_codes
-from .optimal import choose, measure, start_byte
+from .mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor_group
+from .mx_search import choose, measure, start_byte
+from .nvfp4_search import GROUP as NV_GROUP
+from .nvfp4_search import (
+    WIDTH,
+    decision_table,
+    monotone_start,
+    quantize_blocks,
+    start_breakpoints,
+)
 
 #: Blocks per parallel work item (scratch arrays are allocated once per item).
 _CHUNK = 1024
@@ -47,12 +55,24 @@ def quantize_mx_rule(x, bits, rule, tie_thresholds, zero_sign, order, scales, pa
     max(e - 2, 0)); then y = |x| * 2^(127 - s), one float32 multiply by a power of two,
     which equals float32(|x| / X) (exact unless y is subnormal, and then y < 0.25 either
     way); the code is the number of ``tie_thresholds`` (a row of
-    :data:`..scale_rules.THRESHOLDS`) below y. Both
-    steps run as vector code on the whole block (:mod:`.mx_block`).
+    :data:`..scale_rules.THRESHOLDS`) below y. Both steps run as vector code on the whole
+    block (:mod:`.mx_block`); under the floor rule on 16 blocks at a time.
     """
     nblocks, n = x.shape
     for chunk in prange((nblocks + _RULE_CHUNK - 1) // _RULE_CHUNK):
-        for blk in range(chunk * _RULE_CHUNK, min(nblocks, (chunk + 1) * _RULE_CHUNK)):
+        first, last = chunk * _RULE_CHUNK, min(nblocks, (chunk + 1) * _RULE_CHUNK)
+        if rule == RULE_FLOOR:  # whole groups of blocks at once, the rest one by one below
+            while last - first >= GROUP:
+                bad = store_mx_floor_group(bits, first * n, tie_thresholds, zero_sign, order,
+                                           scales, first, packed, first * (n // 2))
+                while bad:  # NaN/Inf blocks: zero codes
+                    b = 0
+                    while not bad >> b & 1:
+                        b += 1
+                    packed[first + b, :] = 0
+                    bad ^= np.uint32(1) << np.uint32(b)
+                first += GROUP
+        for blk in range(first, last):
             top = block_max_magnitude(bits, blk * n)
             if top >= 0x7F800000:  # NaN or Inf in the block
                 scales[blk] = 255
@@ -76,7 +96,7 @@ def quantize_mx_rule(x, bits, rule, tie_thresholds, zero_sign, order, scales, pa
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _measure_mx(bits, index, start_rule, tie_thresholds, divisors):
-    """(amax bits, start byte, :func:`.optimal.measure`) of the block at ``bits[index:]``."""
+    """(amax bits, start byte, :func:`.mx_search.measure`) of the block at ``bits[index:]``."""
     top = block_max_magnitude(bits, index)
     start = start_byte(top, start_rule)
     return top, start, measure(bits, index, start, tie_thresholds, divisors)
@@ -87,7 +107,7 @@ def quantize_mx_optimal(x, bits, start_rule, first, tie, tie_thresholds, zero_si
                         packed):
     """MXFP4 by the optimal search over bytes ``first..254`` from ``start_rule``'s byte,
     errors summed in 16 lanes: :func:`quantize_mx` with ``optimal``, no Hessian and
-    ``lanes`` = 16, the search in vector code (:mod:`.optimal`) and the codes stored as in
+    ``lanes`` = 16, the search in vector code (:mod:`.mx_search`) and the codes stored as in
     :func:`quantize_mx_rule` (``bits``: ``x`` viewed as uint32; ``tie_thresholds``: row
     ``tie`` of :data:`..scale_rules.THRESHOLDS`).
 
@@ -282,12 +302,34 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
     nblocks, n = x.shape
     columns = hessian.shape[0]
     batched = n == lanes or n == 2 * lanes
+    # division-free blocks (.nvfp4_search): finite divisors, a start byte monotone in amax,
+    # and for the search one term a lane
+    fast = (n == 16 and not multiply and not columns and (lanes == 16 or not optimal)
+            and monotone_start(recipe, tensor, clamp_low, clamp_high, zero_scale))
+    for b in range(127):
+        fast &= 0.0 <= divisors[b] < math.inf
+    table = decision_table(divisors, 126 if fast else -1, tie)
+    breakpoints = start_breakpoints(recipe, tensor, clamp_low, clamp_high) if fast else divisors32
+    bits = x.view(np.uint32)
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
         terms = np.empty(n)
         ys = np.empty(n)
         r = np.empty(n)
-        sse = np.empty(256, np.float32)
+        sse = np.empty(WIDTH * NV_GROUP, np.float32)
         clip = np.empty(256, np.float32)
+        if fast:
+            starts = np.empty(NV_GROUP, np.int64)
+            energies = np.empty(NV_GROUP, np.float32)
+            e0s = np.empty(NV_GROUP)
+            magnitudes = np.empty(n * NV_GROUP, np.float32)
+            ordered = np.empty(n * NV_GROUP, np.float32)
+            prefixes = np.empty(n * NV_GROUP, np.float32)
+            stop = min(nblocks, (chunk + 1) * _CHUNK)
+            for group in range(chunk * _CHUNK, stop, NV_GROUP):
+                quantize_blocks(x, bits, group, min(group + NV_GROUP, stop), breakpoints, divisors,
+                                table, optimal, inf_nan, zero_sign, order, starts, energies, e0s,
+                                magnitudes, ordered, prefixes, sse, scales, packed)
+            continue
         for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
             row = x[blk]
             amax = 0.0

@@ -1,0 +1,548 @@
+"""The NVFP4 optimal search (:mod:`fp4ref.spec.optimal`) without divisions, sixteen
+candidate scales at a time in LLVM vector code (CPU only).
+
+It picks the byte of :func:`..scale_rules.search` for a 16-element block whose float32 SSE
+sums one term per lane (``n == lanes == 16``) at divisors ``y = float32(|x| / d)``
+(``multiply`` false), with finite divisors ``d >= 0``. Three facts make it cheap.
+
+Codes by decision thresholds (:func:`decision_threshold`). The E2M1 code of ``y`` is the
+number of tie-rule thresholds ``t`` (a row of :data:`..scale_rules.THRESHOLDS`) with
+``y > t``. Rounding to float32 is monotone, so ``float32(a / d) > t`` holds exactly when
+the real ``a / d`` lies above the point ``m = t + ulp(t) / 2`` halfway to the next float32,
+or on it when the tie there goes up (round-to-nearest-even picks ``next(t)`` when ``t``'s
+last significand bit is 1). With ``d > 0`` that is ``a > m d`` (or ``a >= m d``), and
+``m d`` (a 25-bit times a 24-bit significand) is exact in float64. For float32 ``a``,
+``a > B`` holds exactly when ``a > RD(B)`` (``B`` rounded down to float32), and
+``a >= B`` when ``a > prev(B)`` if ``B`` is a float32, else when ``a > RD(B)``. So each
+divisor has seven float32 thresholds ``T_k(d)`` with ``code = #{k : a > T_k(d)}`` for every
+float32 ``a >= 0``, Inf included. ``d = 0`` gives ``a / 0`` = Inf (code 7) for ``a > 0`` and
+NaN (code 0) for ``a = 0``: thresholds 0.
+
+Values by table. The dequantized magnitude ``float32(q d)`` of code ``q`` is a table entry
+per divisor, and the rest of each term is ``float32(a - float32(q d))`` squared, as in
+:func:`..scale_rules.block_error`.
+
+No clip error. Where ``|x| > float32(6 d)``, ``float32(|x| / d) > 5`` and the code is 7, so
+the clip term ``max(|x| - float32(6 d), 0)^2`` equals the SSE term; elsewhere it is 0.
+Float32 addition is monotone, so a candidate's clip error never exceeds its SSE, and
+qwantize's scan (skip unless clip < best, take if SSE < best) takes a candidate exactly
+when its SSE is below the best so far.
+
+Each SSE is added in lane order (element 0 first) in its own vector lane, so sixteen
+candidates cost sixteen vector steps; the start scale's E0 comes from the same windows,
+and the start byte from per-call breakpoints of the recipe (:func:`start_breakpoints`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.core.extending import intrinsic
+
+from ..scalar import HIGH_FIRST, SPLIT_HALF, float32_bits
+from ..scale_rules import (
+    _E2M1,
+    RECIPE_PLAIN,
+    THRESHOLDS,
+    ZERO_KEEP,
+    ZERO_NEGATIVE,
+    f32,
+    nvfp4_block_scale,
+)
+
+#: Candidates evaluated together (one vector of float32 SSEs).
+WINDOW = 16
+
+#: Columns of a decision table: byte ``b`` is column ``b + WINDOW``, so that windows may
+#: start up to a window below byte 0 and end a window above byte 255.
+WIDTH = 256 + 2 * WINDOW
+
+#: Rows of a decision table: seven thresholds, then the eight values float32(q d).
+_ROWS = 15
+
+#: Bytes below the start scale in its first window (the search's lower bound lies at most
+#: a few E4M3 steps below the start on typical data).
+_BELOW_START = 4
+
+_F32 = ir.FloatType()
+
+
+def _lane(i: int) -> ir.Constant:
+    return ir.Constant(ir.IntType(32), i)
+
+
+def _splat(builder: ir.IRBuilder, value: ir.Value, lanes: int) -> ir.Value:
+    """``value`` in every lane of a vector."""
+    vector = ir.VectorType(value.type, lanes)
+    first = builder.insert_element(ir.Constant(vector, None), value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(first, ir.Constant(vector, None),
+                                  ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+
+
+@njit(cache=True, error_model="numpy")
+def decision_threshold(t, d):
+    """The float32 ``T`` with ``float32(a / d) > t`` exactly when ``a > T``, for every
+    float32 ``a >= 0`` (``t`` a positive normal float32, ``d`` a finite float32 >= 0),
+    returned as float64 (see the module docstring)."""
+    if d == 0.0:
+        return 0.0
+    # t + ulp(t) / 2 (exact; t in [2^(e-1), 2^e) has ulp 2^(e-24)), from the exponent:
+    # LLVM narrows t + next(t), both widened from float32, to a float32 sum
+    halfway = t + math.ldexp(1.0, math.frexp(t)[1] - 25)
+    bound = halfway * d  # exact: 25 by 24 significant bits
+    below = float(np.float32(bound))
+    if below > bound:  # round down (never from Inf: the bound stays below 2^130)
+        below = float(np.nextafter(np.float32(below), np.float32(0.0)))
+    if float32_bits(t) & 1 and below == bound:  # the tie rounds up: a >= B is a > prev(B)
+        below = float(np.nextafter(np.float32(below), np.float32(0.0)))
+    return below
+
+
+@njit(cache=True, error_model="numpy")
+def decision_table(divisors, last, tie):
+    """float32 ``[15, WIDTH]``: for byte ``b`` in ``0..last`` (column ``b + WINDOW``),
+    the thresholds ``T_k(d)`` (rows 0..6) of ``tie`` and the values ``float32(q d)`` of the
+    eight E2M1 magnitudes (rows 7..14), ``d = divisors[b]``; other columns hold Inf
+    thresholds and zero values."""
+    table = np.zeros((_ROWS, WIDTH), np.float32)
+    table[:7, :] = np.inf
+    for b in range(last + 1):
+        d = divisors[b]
+        for k in range(7):
+            table[k, b + WINDOW] = decision_threshold(float(THRESHOLDS[tie, k]), d)
+        for q in range(8):
+            table[7 + q, b + WINDOW] = np.float32(_E2M1[q] * d)  # exact product, one rounding
+    return table
+
+
+def _address(context, builder, array_type, array, index, element_type):
+    """Pointer to ``element_type`` at flat element ``index`` of a C-contiguous numba array."""
+    data = context.make_array(array_type)(context, builder, array).data
+    return builder.bitcast(builder.gep(data, [index]), element_type.as_pointer())
+
+
+def _reduce(builder: ir.IRBuilder, name: str, vector: ir.Value) -> ir.Value:
+    """``llvm.vector.reduce.<name>`` of an integer vector."""
+    function = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vector.type.element, [vector.type]),
+        f"llvm.vector.reduce.{name}.v{vector.type.count}i{vector.type.element.width}")
+    return builder.call(function, [vector])
+
+
+def _contiguous(*arrays: types.Type) -> bool:
+    return all(isinstance(a, types.Array) and a.layout == "C" for a in arrays)
+
+
+@intrinsic
+def window_errors(typingctx, magnitudes, offset, table, column, sse, sse_offset, pick):
+    """Write the float32 SSE of the block whose 16 float32 |x| are at
+    ``magnitudes[offset:]`` at the sixteen divisors of ``table`` columns
+    ``column..column + 15`` to ``sse[sse_offset + column:]``, and return the one of column
+    ``pick`` (+0 if outside), taken from the register (a vector store read back in pieces
+    waits until it commits).
+
+    Lane ``c`` holds candidate ``column + c``: for element i = 0..15 in turn its value
+    ``float32(q d)`` is picked by the thresholds below ``|x_i|`` and
+    ``(|x_i| - value)^2`` is added, each step one IEEE float32 operation (no fusion).
+    """
+    if not (_contiguous(magnitudes, table, sse) and magnitudes.dtype == table.dtype
+            == sse.dtype == types.float32 and table.ndim == 2):
+        return None
+    sig = types.float32(magnitudes, types.intp, table, types.intp, sse, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        magnitudes_arg, offset_arg, table_arg, column_arg, sse_arg, sse_offset_arg, pick_arg = args
+        vector = ir.VectorType(_F32, WINDOW)
+
+        def row(k):
+            index = builder.add(column_arg, ir.Constant(column_arg.type, k * WIDTH))
+            return builder.load(_address(context, builder, signature.args[2], table_arg, index,
+                                         vector), align=4)
+
+        thresholds = [row(k) for k in range(7)]
+        values = [row(7 + q) for q in range(8)]
+        total = ir.Constant(vector, [0.0] * WINDOW)
+        for i in range(WINDOW):
+            index = builder.add(offset_arg, ir.Constant(offset_arg.type, i))
+            a = _splat(builder, builder.load(_address(context, builder, signature.args[0],
+                                                      magnitudes_arg, index, _F32)), WINDOW)
+            value = values[0]
+            for k in range(7):  # thresholds ascend: the last one below |x_i| picks the value
+                value = builder.select(builder.fcmp_ordered(">", a, thresholds[k]),
+                                       values[k + 1], value)
+            error = builder.fsub(a, value)
+            total = builder.fadd(total, builder.fmul(error, error))
+        builder.store(total, _address(context, builder, signature.args[4], sse_arg,
+                                      builder.add(sse_offset_arg, column_arg), vector), align=4)
+        words = ir.VectorType(ir.IntType(32), WINDOW)
+        lanes = ir.Constant(ir.VectorType(ir.IntType(64), WINDOW), list(range(WINDOW)))
+        picked = builder.select(  # SSEs are >= +0: the largest of +0 and it is it
+            builder.icmp_signed("==", lanes, _splat(builder, builder.sub(pick_arg, column_arg),
+                                                    WINDOW)),
+            builder.bitcast(total, words), ir.Constant(words, [0] * WINDOW))
+        return builder.bitcast(_reduce(builder, "umax", picked), _F32)
+
+    return sig, codegen
+
+
+@intrinsic
+def sorted_prefixes(typingctx, x, offset, ordered, prefixes, out_offset):
+    """The float32 energy of the 16 values at ``x[offset:]`` (no NaN): their float32
+    squares summed in lane order (torch's). ``ordered[out_offset:]`` gets their magnitudes
+    ascending and ``prefixes[out_offset:]`` the float32-rounded float64 running sums of the
+    squares of those (torch's cumsum): what :func:`bounds16` compares with E0.
+
+    The sort is a bitonic network (Batcher) on the sign-cleared bits, whose integer order
+    is the magnitudes' order. All of it stays in registers; it does not depend on E0, so
+    this latency-bound work runs beside the candidate windows.
+    """
+    if not (_contiguous(x, ordered, prefixes)
+            and x.dtype == ordered.dtype == prefixes.dtype == types.float32):
+        return None
+    sig = types.float32(x, types.intp, ordered, prefixes, types.intp)
+
+    def codegen(context, builder, signature, args):
+        x_arg, offset_arg, ordered_arg, prefixes_arg, out_offset_arg = args
+        words = ir.VectorType(ir.IntType(32), WINDOW)
+        floats = ir.VectorType(_F32, WINDOW)
+        values = builder.load(_address(context, builder, signature.args[0], x_arg, offset_arg,
+                                       floats), align=4)
+        squares = builder.fmul(values, values)
+        energy = ir.Constant(_F32, 0.0)
+        for i in range(WINDOW):
+            energy = builder.fadd(energy, builder.extract_element(squares, _lane(i)))
+        v = builder.and_(builder.bitcast(values, words),
+                         ir.Constant(words, [0x7FFFFFFF] * WINDOW))
+        size = 2
+        while size <= WINDOW:  # merge sorted runs of size / 2 into runs of size
+            stride = size // 2
+            while stride:
+                partner = builder.shuffle_vector(v, v, ir.Constant(
+                    ir.VectorType(ir.IntType(32), WINDOW), [i ^ stride for i in range(WINDOW)]))
+                low = builder.select(builder.icmp_unsigned("<", v, partner), v, partner)
+                high = builder.select(builder.icmp_unsigned("<", v, partner), partner, v)
+                # lane i keeps the smaller value when it is the first of its pair in an
+                # ascending run, or the second in a descending one
+                keeps_low = [((i & stride) == 0) == ((i & size) == 0) for i in range(WINDOW)]
+                v = builder.select(ir.Constant(ir.VectorType(ir.IntType(1), WINDOW), keeps_low),
+                                   low, high)
+                stride //= 2
+            size *= 2
+        builder.store(v, _address(context, builder, signature.args[2], ordered_arg,
+                                  out_offset_arg, words), align=4)
+        magnitudes = builder.bitcast(v, floats)
+        squares = builder.fmul(magnitudes, magnitudes)
+        running = ir.Constant(ir.DoubleType(), 0.0)
+        sums = ir.Constant(floats, None)
+        for k in range(WINDOW):
+            running = builder.fadd(running, builder.fpext(
+                builder.extract_element(squares, _lane(k)), ir.DoubleType()))
+            sums = builder.insert_element(sums, builder.fptrunc(running, _F32), _lane(k))
+        builder.store(sums, _address(context, builder, signature.args[3], prefixes_arg,
+                                     out_offset_arg, floats), align=4)
+        return energy
+
+    return sig, codegen
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def bounds16(ordered, prefixes, offset, energy, e0):
+    """(keeps start, s_min, s_max) of :func:`..scale_rules.search_bounds` for a 16-value
+    block from :func:`sorted_prefixes` (at ``offset`` of its outputs).
+
+    All magnitudes are sorted, not only those whose square is at most E0: the prefix sums
+    stop at the first square above E0 either way (a float32 square above E0 keeps every
+    longer prefix above it), and the next magnitude is then the smallest of the others.
+    The prefix sums ascend, so k* is the number of them at most E0.
+    """
+    if energy <= e0:
+        return True, 0.0, 0.0
+    k_star = 0
+    for k in range(WINDOW):
+        k_star += prefixes[offset + k] <= e0
+    if k_star >= WINDOW:
+        return True, 0.0, 0.0
+    amax = float(ordered[offset + WINDOW - 1])
+    s_min = max(f32(f32(amax - f32(math.sqrt(e0))) / 6.0), 0.0)
+    return False, s_min, f32(float(ordered[offset + k_star]) / 0.25)
+
+
+@intrinsic
+def first_minimum(typingctx, sse, offset, column, low, high):
+    """(bits of the smallest, its first column) of ``sse[offset + c]`` (float32 >= 0, no
+    NaN) over the columns c in ``column..column + 31`` with ``low <= c < high``; bits
+    0x7FFFFFFF (above every non-NaN) when there are none. Bits order as the values do."""
+    if not (_contiguous(sse) and sse.dtype == types.float32):
+        return None
+    lanes = 2 * WINDOW
+    sig = types.UniTuple(types.int64, 2)(sse, types.intp, types.intp, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        sse_arg, offset_arg, column_arg, low_arg, high_arg = args
+        words = ir.VectorType(ir.IntType(32), lanes)
+        bits = builder.load(_address(context, builder, signature.args[0], sse_arg,
+                                     builder.add(offset_arg, column_arg), words), align=4)
+        columns = builder.add(_splat(builder, column_arg, lanes), ir.Constant(
+            ir.VectorType(ir.IntType(64), lanes), list(range(lanes))))
+        inside = builder.and_(builder.icmp_signed(">=", columns, _splat(builder, low_arg, lanes)),
+                              builder.icmp_signed("<", columns, _splat(builder, high_arg, lanes)))
+        bits = builder.select(inside, bits, ir.Constant(words, [0x7FFFFFFF] * lanes))
+        smallest = _reduce(builder, "umin", bits)
+        hits = builder.bitcast(builder.icmp_unsigned("==", bits, _splat(builder, smallest, lanes)),
+                               ir.IntType(lanes))
+        cttz = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(lanes), [ir.IntType(lanes), ir.IntType(1)]),
+            f"llvm.cttz.i{lanes}")
+        first = builder.zext(builder.call(cttz, [hits, ir.Constant(ir.IntType(1), 1)]),
+                             ir.IntType(64))
+        return context.make_tuple(builder, signature.return_type,
+                                  [builder.zext(smallest, ir.IntType(64)),
+                                   builder.add(column_arg, first)])
+
+    return sig, codegen
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def count_below(divisors, first, last, value, inclusive):
+    """The number of bytes in ``first..last`` whose divisor is below ``value`` (at most
+    ``value`` if ``inclusive``): where the ascending divisors cross ``value``, without
+    branches."""
+    count = 0
+    for b in range(first, last + 1):
+        count += (divisors[b] <= value) if inclusive else (divisors[b] < value)
+    return count
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def scan(sse, offset, low, high, best, best_error):
+    """qwantize's scan of the columns ``low..high - 1`` of ``sse[offset:]`` after ``best``:
+    (column, error) of the first strict improvement on the running best."""
+    for c in range(low, high):
+        if sse[offset + c] < best_error:
+            best = c
+            best_error = float(sse[offset + c])
+    return best, best_error
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def window_base(start, last):
+    """The first column of the two windows evaluated with the start byte ``start``."""
+    return min(max(start - _BELOW_START, 0), last + 1 - WINDOW) + WINDOW
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def open_search(x, offset, start, table, last, magnitudes, ordered, prefixes, sse, sse_offset,
+                block):
+    """Steps 1 and part of 2 of the search for the 16 values at ``x[offset:]`` (start byte
+    ``start <= last``): the sorted prefixes (:func:`sorted_prefixes`) and the two windows
+    from :func:`window_base` into the scratch slot ``block`` (16 entries of ``magnitudes``,
+    ``ordered``, ``prefixes``; ``WIDTH`` of ``sse`` from ``sse_offset``). Returns
+    (energy, E0)."""
+    energy = sorted_prefixes(x, offset, ordered, prefixes, block * WINDOW)
+    for i in range(WINDOW):
+        magnitudes[block * WINDOW + i] = abs(x.flat[offset + i])
+    base = window_base(start, last)
+    e0 = (window_errors(magnitudes, block * WINDOW, table, base, sse, sse_offset, start + WINDOW)
+          + window_errors(magnitudes, block * WINDOW, table, base + WINDOW, sse, sse_offset,
+                          start + WINDOW))
+    return energy, float(e0)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def close_search(start, energy, e0, divisors, table, first, last, magnitudes, ordered, prefixes,
+                 sse, sse_offset, block):
+    """The byte of :func:`..scale_rules.search` over candidates ``first..last``, after
+    :func:`open_search` filled scratch slot ``block``: the bounds, windows for candidates
+    outside the first two (rare), and qwantize's scan (sse column = byte + WINDOW)."""
+    keep, s_min, s_max = bounds16(ordered, prefixes, block * WINDOW, energy, e0)
+    if keep:
+        return start
+    low = first + count_below(divisors, first, last, s_min, False) + WINDOW
+    high = first + count_below(divisors, first, last, s_max, True) + WINDOW
+    base = window_base(start, last)
+    column = base
+    while column > low:  # candidates below the windows
+        column -= WINDOW
+        window_errors(magnitudes, block * WINDOW, table, column, sse, sse_offset, 0)
+    best, best_error = scan(sse, sse_offset, low, min(base, high), start + WINDOW, e0)
+    bits, at = first_minimum(sse, sse_offset, base, low, high)
+    if bits < 0x7FFFFFFF and sse[sse_offset + at] < best_error:  # clip <= SSE: no clip test
+        best = at
+        best_error = float(sse[sse_offset + at])
+    for column in range(base + 2 * WINDOW, high, WINDOW):  # candidates above the windows
+        window_errors(magnitudes, block * WINDOW, table, column, sse, sse_offset, 0)
+    best = scan(sse, sse_offset, max(low, base + 2 * WINDOW), high, best, best_error)[0]
+    return best - WINDOW
+
+
+@njit(cache=True, error_model="numpy")
+def monotone_start(recipe, tensor, clamp_low, clamp_high, zero_scale):
+    """Whether :func:`start_breakpoints` gives the start bytes of the recipe: no zero-block
+    scale (which lifts the smallest amax), and no NaN quotient, which only 0 / 0, Inf / Inf,
+    0 x Inf at amax = 0 or Inf can make."""
+    if recipe != RECIPE_PLAIN and zero_scale >= 0.0:
+        return False
+    return max(nvfp4_block_scale(0.0, recipe, tensor, clamp_low, clamp_high, -1.0),
+               nvfp4_block_scale(math.inf, recipe, tensor, clamp_low, clamp_high, -1.0)) <= 126
+
+
+@njit(cache=True, error_model="numpy")
+def start_breakpoints(recipe, tensor, clamp_low, clamp_high):
+    """float32 ``[127]``: entry ``b`` (1..126) is the smallest float32 ``amax >= 0`` whose
+    :func:`..scale_rules.nvfp4_block_scale` is at least ``b`` (NaN if none), so that the
+    start byte of ``amax`` is the number of entries at most ``amax``.
+
+    Where :func:`monotone_start` holds that byte does not decrease as ``amax`` grows (its
+    quotient, ``amax`` divided or multiplied by positive constants, its clamp and its E4M3
+    rounding are all monotone), so a bisection over the ordered float32 bit patterns of
+    ``0..Inf`` finds each entry.
+    """
+    points = np.full(127, np.nan, np.float32)
+    bits = np.empty(1, np.uint32)
+    value = bits.view(np.float32)
+    for b in range(1, 127):
+        low, high = 0, 0x7F800001  # the entry's bits lie in low..high - 1, or it is NaN
+        while low < high:
+            middle = (low + high) // 2
+            bits[0] = middle
+            if nvfp4_block_scale(float(value[0]), recipe, tensor, clamp_low, clamp_high,
+                                 -1.0) >= b:
+                high = middle
+            else:
+                low = middle + 1
+        if low <= 0x7F800000:
+            bits[0] = low
+            points[b] = value[0]
+    return points
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def start_byte(amax, breakpoints):
+    """The start byte of a block with largest magnitude ``amax`` (float32): the number of
+    :func:`start_breakpoints` at most ``amax``, counted without branches."""
+    byte = 0
+    for b in range(1, 127):
+        byte += breakpoints[b] <= amax
+    return byte
+
+
+@intrinsic
+def store_codes(typingctx, x, offset, table, column, zero_sign, order, packed, packed_offset):
+    """Encode the 16 float32 values at ``x[offset:]`` (no NaN) at the divisor of ``table``
+    column ``column`` and store their 8 packed bytes to ``packed[packed_offset:]`` in
+    nibble ``order``.
+
+    Each code is the number of the column's thresholds below ``|x|``
+    (:func:`decision_threshold`), the codes of :func:`..quantize.encode_block`; the sign
+    bit is kept for nonzero codes, and for zero codes with ``zero_sign`` ``ZERO_KEEP``, or
+    ``ZERO_NEGATIVE`` and ``x < 0`` (a nonzero magnitude).
+    """
+    if not (_contiguous(x, table, packed) and x.dtype == table.dtype == types.float32
+            and packed.dtype == types.uint8):
+        return None
+    sig = types.void(x, types.intp, table, types.intp, types.intp, types.intp, packed,
+                     types.intp)
+
+    def codegen(context, builder, signature, args):
+        (x_arg, offset_arg, table_arg, column_arg, zero_sign_arg, order_arg, packed_arg,
+         packed_offset_arg) = args
+        words = ir.VectorType(ir.IntType(32), WINDOW)
+        nibbles = ir.VectorType(ir.IntType(8), WINDOW)
+        bits = builder.load(_address(context, builder, signature.args[0], x_arg, offset_arg,
+                                     words), align=4)
+        magnitude = builder.and_(bits, ir.Constant(words, [0x7FFFFFFF] * WINDOW))
+        a = builder.bitcast(magnitude, ir.VectorType(_F32, WINDOW))
+        code = ir.Constant(nibbles, [0] * WINDOW)
+        for k in range(7):
+            index = builder.add(column_arg, ir.Constant(column_arg.type, k * WIDTH))
+            threshold = builder.load(_address(context, builder, signature.args[2], table_arg,
+                                              index, _F32))
+            above = builder.fcmp_ordered(">", a, _splat(builder, threshold, WINDOW))
+            code = builder.add(code, builder.zext(above, nibbles))
+        negative = builder.icmp_signed("<", bits, ir.Constant(words, [0] * WINDOW))
+        keep_all = builder.icmp_signed("==", zero_sign_arg,
+                                       ir.Constant(zero_sign_arg.type, ZERO_KEEP))
+        keep_nonzero = builder.icmp_signed("==", zero_sign_arg,
+                                           ir.Constant(zero_sign_arg.type, ZERO_NEGATIVE))
+        kept = builder.or_(
+            builder.icmp_unsigned("!=", code, ir.Constant(nibbles, [0] * WINDOW)),
+            builder.or_(_splat(builder, keep_all, WINDOW), builder.and_(
+                _splat(builder, keep_nonzero, WINDOW),
+                builder.icmp_unsigned("!=", magnitude, ir.Constant(words, [0] * WINDOW)))))
+        signs = builder.zext(builder.and_(negative, kept), nibbles)
+        code = builder.or_(code, builder.shl(signs, ir.Constant(nibbles, [3] * WINDOW)))
+        half = WINDOW // 2
+        pairs = ir.VectorType(ir.IntType(32), half)
+
+        def pack(low, high):  # byte i = element low[i] | element high[i] << 4
+            first = builder.shuffle_vector(code, code, ir.Constant(pairs, low))
+            second = builder.shuffle_vector(code, code, ir.Constant(pairs, high))
+            return builder.or_(first, builder.shl(second, ir.Constant(first.type, [4] * half)))
+
+        evens, odds = list(range(0, WINDOW, 2)), list(range(1, WINDOW, 2))
+        out = builder.select(
+            builder.icmp_signed("==", order_arg, ir.Constant(order_arg.type, HIGH_FIRST)),
+            pack(odds, evens), pack(evens, odds))
+        out = builder.select(  # byte j holds elements j and j + 8 (scalar.byte_elements)
+            builder.icmp_signed("==", order_arg, ir.Constant(order_arg.type, SPLIT_HALF)),
+            pack(list(range(half)), list(range(half, WINDOW))), out)
+        builder.store(out, _address(context, builder, signature.args[6], packed_arg,
+                                    packed_offset_arg, out.type), align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+#: Blocks whose searches are opened before any is closed (see :func:`quantize_blocks`).
+GROUP = 64
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_blocks(x, bits, first_block, stop_block, breakpoints, divisors, table, search,
+                    inf_nan, zero_sign, order, starts, energies, e0s, magnitudes, ordered,
+                    prefixes, sse, scales, packed):
+    """Blocks ``first_block..stop_block - 1`` (at most :data:`GROUP`) of ``x`` (float32
+    ``[nblocks, 16]``; ``bits``: the same as uint32): the steps of
+    :func:`..quantize.quantize_nv` for a recipe whose start byte is :func:`start_byte` of
+    ``breakpoints`` (no zero-block scale), with divisors ``float32(|x| / d)`` finite in
+    ``table``, and, if ``search``, the optimal byte (one term a lane).
+
+    Every block's search is opened (its windows: vector throughput) before any is closed
+    (bounds, scan: chains of dependent steps), so the processor overlaps the chains of
+    one block with the others' work. Scratch: ``starts``, ``energies``, ``e0s`` of
+    ``GROUP``, ``magnitudes``, ``ordered``, ``prefixes`` of ``16 GROUP``, ``sse`` of
+    ``WIDTH GROUP``.
+    """
+    for j in range(stop_block - first_block):
+        blk = first_block + j
+        top = np.uint32(0)
+        amax = np.float32(0.0)
+        for i in range(WINDOW):
+            top = max(top, bits[blk, i] & np.uint32(0x7FFFFFFF))  # integer order = magnitudes'
+            amax = max(amax, abs(x[blk, i]))
+        if top > np.uint32(0x7F800000) or (inf_nan and top == np.uint32(0x7F800000)):
+            starts[j] = -1  # NaN (or Inf) block
+            continue
+        start = start_byte(amax, breakpoints)
+        starts[j] = start
+        if search:
+            energies[j], e0s[j] = open_search(x, blk * WINDOW, start, table, 126, magnitudes,
+                                              ordered, prefixes, sse, j * WIDTH, j)
+    for j in range(stop_block - first_block):
+        blk = first_block + j
+        scale = starts[j]
+        if scale < 0:
+            scales[blk] = 0x7F
+            for i in range(WINDOW // 2):
+                packed[blk, i] = 0
+            continue
+        if search:
+            scale = close_search(scale, energies[j], e0s[j], divisors, table, 1, 126, magnitudes,
+                                 ordered, prefixes, sse, j * WIDTH, j)
+        store_codes(x, blk * WINDOW, table, scale + WINDOW, zero_sign, order, packed,
+                    blk * (WINDOW // 2))
+        scales[blk] = scale

@@ -1,0 +1,224 @@
+"""The division-free NVFP4 blocks (fp4ref.kernels.cpu.nvfp4_search) against the oracle and
+against the scalar numba search they replace, on blocks built to hit every decision edge:
+exact E2M1 ties at each divisor, their float32 neighbours, zeros, subnormals, huge values,
+blocks that keep the start scale, and many random blocks with small-integer values."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numba import njit
+
+import fp4ref
+from fp4ref.kernels import scale_rules as k
+from fp4ref.kernels.cpu.nvfp4_search import (
+    WIDTH,
+    WINDOW,
+    decision_table,
+    decision_threshold,
+    start_breakpoints,
+    window_errors,
+)
+from fp4ref.kernels.cpu.quantize import encode_block
+from fp4ref.kernels.scalar import e4m3_decode
+
+# NVFP4 profiles whose blocks take the division-free path (no zero-block scale, division).
+FAST_PROFILES = ("qwantize", "ocp", "comfy", "mlx", "flashinfer")
+MIDPOINTS = (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)
+E4M3 = np.array([e4m3_decode(b) for b in range(127)], np.float32)
+
+
+def divisor_sample():
+    """float32 divisors: every E4M3 value, E4M3 values times awkward tensor scales,
+    subnormal and huge ones, and zero."""
+    rng = np.random.default_rng(5)
+    odd = E4M3[1:, None] * np.array([1 / 3, 0.7, 1e-30, 3e30], np.float32)
+    return np.concatenate([E4M3, odd.ravel(), rng.uniform(1e-3, 1e3, 200).astype(np.float32),
+                           np.float32([1e-45, 1e-40, 3e38, 0.0])]).astype(np.float32)
+
+
+@pytest.mark.parametrize("tie", [0, 1, 2])
+def test_decision_thresholds_are_the_division(tie):
+    """float32(a / d) > t exactly when a > T(d), for a at and around each tie a = m d, with
+    the thresholds as the kernels get them (decision_table, compiled as they are)."""
+    sample = divisor_sample()
+    for first in range(0, len(sample), 256):
+        divisors = sample[first:first + 256].astype(np.float64)
+        table = decision_table(divisors, len(divisors) - 1, tie)
+        for b, d in enumerate(divisors.astype(np.float32)):
+            for k_ in range(7):
+                t = k.THRESHOLDS[tie, k_]
+                threshold = table[k_, b + WINDOW]
+                assert threshold == decision_threshold(float(t), float(d))
+                middle = (np.float64(t) + np.float64(np.nextafter(t, np.float32(np.inf)))) / 2
+                with np.errstate(all="ignore"):
+                    points = np.float32([threshold, middle * np.float64(d), t * d,
+                                         MIDPOINTS[k_] * d])
+                    a = [points]
+                    for direction in (np.inf, 0.0):
+                        step = points
+                        for _ in range(3):
+                            step = np.nextafter(step, np.float32(direction))
+                            a.append(step)
+                    a = np.abs(np.concatenate(a + [np.float32([0.0, np.inf])]))
+                    expected = np.float32(a) / d > t
+                assert np.array_equal(a > threshold, expected), (d, t)
+
+
+@njit(cache=True)
+def windows_and_block_errors(x, divisors, table, tie, columns, sse, expected):
+    """Every block's window SSEs at ``columns[b]..+15`` and block_error at those bytes."""
+    magnitudes = np.empty(16, np.float32)
+    terms = np.empty(16)
+    for b in range(x.shape[0]):
+        for i in range(16):
+            magnitudes[i] = abs(x[b, i])
+        window_errors(magnitudes, 0, table, columns[b], sse[b], 0, 0)
+        for c in range(columns[b], columns[b] + WINDOW):
+            expected[b, c] = k.block_error(x[b], divisors[c - WINDOW], False, tie, 16, terms)
+
+
+@pytest.mark.parametrize("tie", [0, 1, 2])
+def test_window_errors_are_block_errors_at_the_decision_points(tie):
+    """Elements exactly at (and next to) the candidates' decision thresholds."""
+    rng = np.random.default_rng(tie)
+    divisors = np.array([k.nvfp4_divisor(b, 1, 0.37)[0] for b in range(256)])
+    table = decision_table(divisors, 126, tie)
+    count = 4000
+    columns = rng.integers(WINDOW, 127 + WINDOW - 15, count)
+    byte = columns[:, None] + rng.integers(0, 16, (count, 16))
+    x = table[rng.integers(0, 7, (count, 16)), byte]
+    shift = rng.integers(-1, 2, (count, 16))
+    x = np.where(shift > 0, np.nextafter(x, np.float32(np.inf)),
+                 np.where(shift < 0, np.nextafter(x, np.float32(0)), x))
+    x = (x * np.where(rng.random((count, 16)) < 0.5, -1, 1)).astype(np.float32)
+    sse = np.zeros((count, WIDTH), np.float32)
+    expected = np.zeros((count, WIDTH), np.float32)
+    windows_and_block_errors(x, divisors, table, tie, columns, sse, expected)
+    assert np.array_equal(sse, expected)
+
+
+@pytest.mark.parametrize("recipe, tensor", [(0, 1.0), (1, 0.37), (3, 2.9), (1, 1e-20)])
+def test_start_breakpoints_give_the_block_scale(recipe, tensor):
+    points = start_breakpoints(recipe, tensor, 1.0, 0.0)
+    finite = points[1:][np.isfinite(points[1:])]
+    amax = np.concatenate([finite, np.nextafter(finite, np.float32(0)),
+                           np.nextafter(finite, np.float32(np.inf)),
+                           np.float32([0.0, 1e-45, 3e38, np.inf])])
+    for a in amax:
+        assert (points[1:] <= a).sum() == k.nvfp4_block_scale(float(a), recipe, tensor, 1.0,
+                                                               0.0, -1.0)
+
+
+def tie_blocks(rng, count):
+    """Blocks whose values are exact E2M1 ties (m d for a midpoint m and an E4M3 d) and
+    their float32 neighbours, mixed with zeros, so that candidate errors tie too."""
+    d = E4M3[rng.integers(1, 127, (count, 16))].astype(np.float64)
+    ties = np.float32(np.float64(MIDPOINTS)[rng.integers(0, 7, (count, 16))] * d)
+    shift = rng.integers(-1, 2, (count, 16))
+    ties = np.where(shift > 0, np.nextafter(ties, np.float32(np.inf)),
+                    np.where(shift < 0, np.nextafter(ties, np.float32(0)), ties))
+    ties[rng.random((count, 16)) < 0.15] = 0.0
+    return (ties * np.where(rng.random((count, 16)) < 0.5, -1, 1)).astype(np.float32)
+
+
+def sample_blocks(count, seed=0):
+    """Blocks from several distributions: normal, heavy-tailed, small integers times powers
+    of two (exact ties), exact E2M1 ties, subnormal and huge scales, constant blocks."""
+    rng = np.random.default_rng(seed)
+    part = count // 6
+    normal = rng.standard_normal((part, 16)).astype(np.float32)
+    heavy = rng.standard_t(2, (part, 16)).astype(np.float32)
+    integers = np.ldexp(rng.integers(-12, 13, (part, 16)),
+                        rng.integers(-8, 6, (part, 1))).astype(np.float32)
+    scaled = (rng.standard_normal((part, 16))
+              * np.float32(10.0) ** rng.integers(-44, 38, (part, 1))).astype(np.float32)
+    constant = np.repeat(rng.choice(np.float32([0.0, -0.0, 1.0, 6.0, 1e-40, 448.0]),
+                                    (part, 1)), 16, axis=1)
+    blocks = [normal, heavy, integers, scaled, constant, tie_blocks(rng, count - 5 * part)]
+    return np.concatenate(blocks).astype(np.float32)
+
+
+@njit(cache=True)
+def scalar_reference(x, recipe, tensor, tie, zero_sign, order, scales, packed):
+    """The scalar numba steps (division per element, clip test, one candidate at a time)."""
+    divisors = np.empty(256)
+    for b in range(256):
+        divisors[b] = k.nvfp4_divisor(b, recipe, tensor)[0]
+    terms = np.empty(16)
+    ys = np.empty(16)
+    for blk in range(x.shape[0]):
+        amax = 0.0
+        for i in range(16):
+            amax = max(amax, abs(float(x[blk, i])))
+        start = k.nvfp4_block_scale(amax, recipe, tensor, 1.0, 0.0, -1.0)
+        scale = k.search(x[blk], start, divisors[start], divisors, 1, 126, False, tie, 16,
+                         terms, ys)
+        scales[blk] = scale
+        encode_block(x[blk], divisors[scale], False, tie, zero_sign, order, packed[blk])
+
+
+@pytest.mark.parametrize("profile", FAST_PROFILES)
+def test_fast_search_equals_the_scalar_search(profile):
+    x = sample_blocks(40_000, seed=FAST_PROFILES.index(profile))
+    q = fp4ref.quantize(x, format="nvfp4", profile=profile, scale_rule="optimal",
+                        scale_layout="linear")
+    prof = fp4ref.profiles()[profile]
+    recipe = k.NV_RECIPES.index(prof.nvfp4_recipe)
+    tensor = 1.0 if q.tensor_scale is None else float(q.tensor_scale)
+    if prof.tensor_scale_direction == "encode" and q.tensor_scale is not None:
+        tensor = float(q.stored_tensor_scale)
+    scales = np.empty(len(x), np.uint8)
+    packed = np.empty((len(x), 8), np.uint8)
+    tie = ("even", "away", "zero").index(prof.rounding)
+    zero_sign = k.ZERO_SIGNS.index(prof.zero_sign)
+    order = ("low-first", "high-first", "split-half").index(prof.nibble_order)
+    scalar_reference(x, recipe, tensor, tie, zero_sign, order, scales, packed)
+    assert np.array_equal(np.asarray(q.scales).ravel(), scales)
+    assert np.array_equal(np.asarray(q.blocks).reshape(len(x), 8), packed)
+
+
+def edge_blocks():
+    """Hand-made blocks: ties at every midpoint for several divisors, zeros, subnormals,
+    huge values, a block keeping its start scale, equal candidate errors."""
+    blocks = []
+    for d in (E4M3[40], E4M3[56], E4M3[57], E4M3[100], E4M3[126], E4M3[3]):
+        ties = np.float32(np.float64(MIDPOINTS) * np.float64(d))
+        row = np.concatenate([ties, np.nextafter(ties, np.float32(0)), [6 * d, 0.0]])
+        blocks += [row, -row[::-1]]
+    blocks += [np.zeros(16), np.full(16, -0.0), np.full(16, 1e-45), np.full(16, 3e38),
+               np.r_[np.full(15, 1e-40), 1.0], np.r_[np.zeros(15), 6.0], np.full(16, 2.0),
+               np.r_[np.full(8, 1.0), np.full(8, 3.0)], np.r_[1e30, np.full(15, 1.0)]]
+    return np.array(blocks, np.float32)
+
+
+@pytest.mark.parametrize("profile", FAST_PROFILES)
+def test_edge_blocks_equal_the_oracle(profile):
+    x = np.concatenate([edge_blocks(), sample_blocks(240, seed=9)])
+    a = fp4ref.quantize(x, format="nvfp4", profile=profile, scale_rule="optimal",
+                        backend="python")
+    b = fp4ref.quantize(x, format="nvfp4", profile=profile, scale_rule="optimal")
+    assert np.array_equal(a.scales, b.scales) and np.array_equal(a.blocks, b.blocks)
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.floats(-1e4, 1e4, width=32) | st.sampled_from(
+           [0.0, -0.0, 0.25, 0.75, 2.5, 5.0, 6.0, 1e-45, 1e-40]), min_size=32, max_size=32),
+       exponent=st.integers(-40, 30), profile=st.sampled_from(FAST_PROFILES),
+       rule=st.sampled_from([None, "optimal"]))
+def test_random_blocks_equal_the_oracle(values, exponent, profile, rule):
+    x = np.ldexp(np.array(values, np.float32), exponent).astype(np.float32).reshape(2, 16)
+    a = fp4ref.quantize(x, format="nvfp4", profile=profile, scale_rule=rule, backend="python")
+    b = fp4ref.quantize(x, format="nvfp4", profile=profile, scale_rule=rule)
+    assert np.array_equal(a.scales, b.scales) and np.array_equal(a.blocks, b.blocks)
+
+
+@pytest.mark.parametrize("profile", FAST_PROFILES)
+@pytest.mark.parametrize("rule", [None, "optimal"])
+def test_zero_and_infinite_tensors_equal_the_oracle(profile, rule):
+    """A zero tensor scale makes the start quotient 0 / 0 (NaN scale): not a monotone start."""
+    for x in (np.zeros((2, 16), np.float32), np.full((2, 16), np.inf, np.float32)):
+        a = fp4ref.quantize(x, format="nvfp4", profile=profile, scale_rule=rule,
+                            backend="python")
+        b = fp4ref.quantize(x, format="nvfp4", profile=profile, scale_rule=rule)
+        assert np.array_equal(a.scales, b.scales) and np.array_equal(a.blocks, b.blocks)
