@@ -45,6 +45,18 @@ _CHUNK = 1024
 #: Blocks per parallel work item of :func:`quantize_mx_rule` (large: little scheduling).
 _RULE_CHUNK = 8192
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _store_mx(bits, blk, n, scale, tie_thresholds, zero_sign, order, scales, packed):
+    """Write block ``blk``'s scale byte and its codes (zero codes under 0xFF, where ggml's
+    wrapped exponents can land)."""
+    scales[blk] = scale
+    if scale == 255:
+        packed[blk, :] = 0
+    else:
+        store_mx_codes(bits, blk * n, e8m0_reciprocal32(scale), tie_thresholds, zero_sign,
+                       order, packed, blk * (n // 2))
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def quantize_mx_rule(x, bits, rule, tie_thresholds, zero_sign, order, scales, packed):
     """MXFP4 by a scale rule, in float32 and integer arithmetic only.
@@ -86,12 +98,7 @@ def quantize_mx_rule(x, bits, rule, tie_thresholds, zero_sign, order, scales, pa
                 for i in range(n):
                     amax = max(amax, abs(x[blk, i]))
                 scale = mx_scale(float(amax), rule)
-            scales[blk] = scale
-            if scale == 255:  # ggml's wrapped exponents can land on 0xFF
-                packed[blk, :] = 0
-                continue
-            store_mx_codes(bits, blk * n, e8m0_reciprocal32(scale), tie_thresholds, zero_sign,
-                           order, packed, blk * (n // 2))
+            _store_mx(bits, blk, n, scale, tie_thresholds, zero_sign, order, scales, packed)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -133,12 +140,7 @@ def quantize_mx_optimal(x, bits, start_rule, first, tie, tie_thresholds, zero_si
                 continue
             scale = choose(bits, blk * n, x[blk], float(np.uint32(top).view(np.float32)), start,
                            first, tie_thresholds, tie, divisors, terms, ys, measured)
-            scales[blk] = scale
-            if scale == 255:  # ggml's wrapped exponents can land on 0xFF
-                packed[blk, :] = 0
-                continue
-            store_mx_codes(bits, blk * n, e8m0_reciprocal32(scale), tie_thresholds, zero_sign,
-                           order, packed, blk * (n // 2))
+            _store_mx(bits, blk, n, scale, tie_thresholds, zero_sign, order, scales, packed)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
