@@ -16,8 +16,9 @@ from fp4ref.kernels.cpu.nvfp4_search import (
     WINDOW,
     decision_table,
     decision_threshold,
+    range_minimum,
     start_breakpoints,
-    window_errors,
+    start_error,
 )
 from fp4ref.kernels.cpu.quantize import encode_block
 from fp4ref.kernels.scalar import e4m3_decode
@@ -67,19 +68,22 @@ def test_decision_thresholds_are_the_division(tie):
 
 @njit(cache=True)
 def windows_and_block_errors(x, divisors, table, tie, columns, sse, expected):
-    """Every block's window SSEs at ``columns[b]..+15`` and block_error at those bytes."""
+    """Every block's SSE at each column ``columns[b]..+15`` (a one-column range of
+    range_minimum) and at its first column by start_error, and block_error at those bytes."""
     magnitudes = np.empty(16, np.float32)
     terms = np.empty(16)
     for b in range(x.shape[0]):
-        for i in range(16):
-            magnitudes[i] = abs(x[b, i])
-        window_errors(magnitudes, 0, table, columns[b], sse[b], 0, 0)
+        e0 = start_error(x[b], 0, table, columns[b], magnitudes, 0)
+        expected[b, 0] = k.block_error(x[b], divisors[columns[b] - WINDOW], False, tie, 16, terms)
+        sse[b, 0] = e0
         for c in range(columns[b], columns[b] + WINDOW):
+            error, at = range_minimum(magnitudes, 0, table, c - c % 4, c, c + 1)
+            sse[b, c] = error if at == c else np.nan
             expected[b, c] = k.block_error(x[b], divisors[c - WINDOW], False, tie, 16, terms)
 
 
 @pytest.mark.parametrize("tie", [0, 1, 2])
-def test_window_errors_are_block_errors_at_the_decision_points(tie):
+def test_candidate_errors_are_block_errors_at_the_decision_points(tie):
     """Elements exactly at (and next to) the candidates' decision thresholds."""
     rng = np.random.default_rng(tie)
     divisors = np.array([k.nvfp4_divisor(b, 1, 0.37)[0] for b in range(256)])

@@ -28,9 +28,11 @@ Float32 addition is monotone, so a candidate's clip error never exceeds its SSE,
 qwantize's scan (skip unless clip < best, take if SSE < best) takes a candidate exactly
 when its SSE is below the best so far.
 
-Each SSE is added in lane order (element 0 first) in its own vector lane, so sixteen
-candidates cost sixteen vector steps; the start scale's E0 comes from the same windows,
-and the start byte from per-call breakpoints of the recipe (:func:`start_breakpoints`).
+Each SSE is added in lane order (element 0 first) in its own vector lane, so a chunk of
+candidates costs sixteen vector steps. E0 comes first, one element a lane
+(:func:`start_error`), then the bounds, and only the candidates inside them are evaluated
+(:func:`close_search`); the start byte comes from per-call breakpoints of the recipe
+(:func:`start_breakpoints`).
 """
 
 from __future__ import annotations
@@ -57,16 +59,15 @@ from ..scale_rules import (
 #: Candidates evaluated together (one vector of float32 SSEs).
 WINDOW = 16
 
-#: Columns of a decision table: byte ``b`` is column ``b + WINDOW``, so that windows may
-#: start up to a window below byte 0 and end a window above byte 255.
+#: Columns of a decision table: byte ``b`` is column ``b + WINDOW``, so that a chunk of
+#: candidates (:data:`CHUNK` <= WINDOW) may end a window above byte 255.
 WIDTH = 256 + 2 * WINDOW
 
 #: Rows of a decision table: seven thresholds, then the eight values float32(q d).
 _ROWS = 15
 
-#: Bytes below the start scale in its first window (the search's lower bound lies at most
-#: a few E4M3 steps below the start on typical data).
-_BELOW_START = 4
+#: Candidates evaluated together inside the search bounds (about 18 on normal data).
+CHUNK = 16
 
 _F32 = ir.FloatType()
 
@@ -137,54 +138,119 @@ def _contiguous(*arrays: types.Type) -> bool:
     return all(isinstance(a, types.Array) and a.layout == "C" for a in arrays)
 
 
-@intrinsic
-def window_errors(typingctx, magnitudes, offset, table, column, sse, sse_offset, pick):
-    """Write the float32 SSE of the block whose 16 float32 |x| are at
-    ``magnitudes[offset:]`` at the sixteen divisors of ``table`` columns
-    ``column..column + 15`` to ``sse[sse_offset + column:]``, and return the one of column
-    ``pick`` (+0 if outside), taken from the register (a vector store read back in pieces
-    waits until it commits).
+def _candidate_errors(context, builder, signature, magnitudes, offset, table, column, lanes):
+    """The float32 SSEs of the block whose 16 float32 |x| are at ``magnitudes[offset:]``
+    (``signature.args[0]``) at the divisors of ``table`` (``signature.args[2]``) columns
+    ``column..column + lanes - 1``, one candidate a lane.
 
-    Lane ``c`` holds candidate ``column + c``: for element i = 0..15 in turn its value
-    ``float32(q d)`` is picked by the thresholds below ``|x_i|`` and
-    ``(|x_i| - value)^2`` is added, each step one IEEE float32 operation (no fusion).
+    For element i = 0..15 in turn its value ``float32(q d)`` is picked by the thresholds
+    below ``|x_i|`` and ``(|x_i| - value)^2`` is added, each step one IEEE float32
+    operation (no fusion): the lane sums in torch's order for ``n == lanes == 16``.
     """
-    if not (_contiguous(magnitudes, table, sse) and magnitudes.dtype == table.dtype
-            == sse.dtype == types.float32 and table.ndim == 2):
+    vector = ir.VectorType(_F32, lanes)
+
+    def row(k):
+        index = builder.add(column, ir.Constant(column.type, k * WIDTH))
+        return builder.load(_address(context, builder, signature.args[2], table, index, vector),
+                            align=4)
+
+    thresholds = [row(k) for k in range(7)]
+    values = [row(7 + q) for q in range(8)]
+    total = ir.Constant(vector, [0.0] * lanes)
+    for i in range(WINDOW):
+        index = builder.add(offset, ir.Constant(offset.type, i))
+        a = _splat(builder, builder.load(_address(context, builder, signature.args[0],
+                                                  magnitudes, index, _F32)), lanes)
+        value = values[0]
+        for k in range(7):  # thresholds ascend: the last one below |x_i| picks the value
+            value = builder.select(builder.fcmp_ordered(">", a, thresholds[k]), values[k + 1],
+                                   value)
+        error = builder.fsub(a, value)
+        total = builder.fadd(total, builder.fmul(error, error))
+    return total
+
+
+@intrinsic
+def start_error(typingctx, x, offset, table, column, magnitudes, out_offset):
+    """The float32 SSE (E0) of the 16 float32 values at ``x[offset:]`` (no NaN) at the
+    divisor of ``table`` column ``column``; their magnitudes go to
+    ``magnitudes[out_offset:]`` for :func:`range_minimum`.
+
+    One element a lane: the steps of :func:`_candidate_errors` on the column's thresholds
+    and values, then the sixteen terms added in lane order from +0 (torch's order), the
+    same float32 operations in the same order as a candidate's lane there.
+    """
+    if not (_contiguous(x, table, magnitudes) and x.dtype == table.dtype
+            == magnitudes.dtype == types.float32 and table.ndim == 2):
         return None
-    sig = types.float32(magnitudes, types.intp, table, types.intp, sse, types.intp, types.intp)
+    sig = types.float32(x, types.intp, table, types.intp, magnitudes, types.intp)
 
     def codegen(context, builder, signature, args):
-        magnitudes_arg, offset_arg, table_arg, column_arg, sse_arg, sse_offset_arg, pick_arg = args
-        vector = ir.VectorType(_F32, WINDOW)
-
-        def row(k):
-            index = builder.add(column_arg, ir.Constant(column_arg.type, k * WIDTH))
-            return builder.load(_address(context, builder, signature.args[2], table_arg, index,
-                                         vector), align=4)
-
-        thresholds = [row(k) for k in range(7)]
-        values = [row(7 + q) for q in range(8)]
-        total = ir.Constant(vector, [0.0] * WINDOW)
-        for i in range(WINDOW):
-            index = builder.add(offset_arg, ir.Constant(offset_arg.type, i))
-            a = _splat(builder, builder.load(_address(context, builder, signature.args[0],
-                                                      magnitudes_arg, index, _F32)), WINDOW)
-            value = values[0]
-            for k in range(7):  # thresholds ascend: the last one below |x_i| picks the value
-                value = builder.select(builder.fcmp_ordered(">", a, thresholds[k]),
-                                       values[k + 1], value)
-            error = builder.fsub(a, value)
-            total = builder.fadd(total, builder.fmul(error, error))
-        builder.store(total, _address(context, builder, signature.args[4], sse_arg,
-                                      builder.add(sse_offset_arg, column_arg), vector), align=4)
+        x_arg, offset_arg, table_arg, column_arg, magnitudes_arg, out_offset_arg = args
         words = ir.VectorType(ir.IntType(32), WINDOW)
-        lanes = ir.Constant(ir.VectorType(ir.IntType(64), WINDOW), list(range(WINDOW)))
-        picked = builder.select(  # SSEs are >= +0: the largest of +0 and it is it
-            builder.icmp_signed("==", lanes, _splat(builder, builder.sub(pick_arg, column_arg),
-                                                    WINDOW)),
-            builder.bitcast(total, words), ir.Constant(words, [0] * WINDOW))
-        return builder.bitcast(_reduce(builder, "umax", picked), _F32)
+        vector = ir.VectorType(_F32, WINDOW)
+        bits = builder.load(_address(context, builder, signature.args[0], x_arg, offset_arg,
+                                     words), align=4)
+        a = builder.bitcast(builder.and_(bits, ir.Constant(words, [0x7FFFFFFF] * WINDOW)),
+                            vector)
+        builder.store(a, _address(context, builder, signature.args[4], magnitudes_arg,
+                                  out_offset_arg, vector), align=4)
+
+        def entry(k):
+            index = builder.add(column_arg, ir.Constant(column_arg.type, k * WIDTH))
+            return _splat(builder, builder.load(_address(context, builder, signature.args[2],
+                                                         table_arg, index, _F32)), WINDOW)
+
+        value = entry(7)
+        for k in range(7):
+            value = builder.select(builder.fcmp_ordered(">", a, entry(k)), entry(8 + k), value)
+        error = builder.fsub(a, value)
+        squares = builder.fmul(error, error)
+        total = ir.Constant(_F32, 0.0)
+        for i in range(WINDOW):
+            total = builder.fadd(total, builder.extract_element(squares, _lane(i)))
+        return total
+
+    return sig, codegen
+
+
+@intrinsic
+def range_minimum(typingctx, magnitudes, offset, table, column, low, high):
+    """(smallest float32 SSE, its first column) over the columns c in
+    ``column..column + CHUNK - 1`` with ``low <= c < high``, for the block whose |x| are
+    at ``magnitudes[offset:]`` (:func:`_candidate_errors`); NaN if there are none.
+
+    Non-NaN float32 values >= +0 order as their bits do (unsigned), and NaN bits (columns
+    outside the range get 0x7FFFFFFF) lie above all of them, so the unsigned minimum is the
+    smallest non-NaN SSE, as a scan that takes strict improvements finds it.
+    """
+    if not (_contiguous(magnitudes, table) and magnitudes.dtype == table.dtype
+            == types.float32 and table.ndim == 2):
+        return None
+    sig = types.Tuple([types.float32, types.int64])(magnitudes, types.intp, table, types.intp,
+                                                   types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        magnitudes_arg, offset_arg, table_arg, column_arg, low_arg, high_arg = args
+        total = _candidate_errors(context, builder, signature, magnitudes_arg, offset_arg,
+                                  table_arg, column_arg, CHUNK)
+        words = ir.VectorType(ir.IntType(32), CHUNK)
+        columns = builder.add(_splat(builder, column_arg, CHUNK), ir.Constant(
+            ir.VectorType(ir.IntType(64), CHUNK), list(range(CHUNK))))
+        inside = builder.and_(builder.icmp_signed(">=", columns, _splat(builder, low_arg, CHUNK)),
+                              builder.icmp_signed("<", columns, _splat(builder, high_arg, CHUNK)))
+        bits = builder.select(inside, builder.bitcast(total, words),
+                              ir.Constant(words, [0x7FFFFFFF] * CHUNK))
+        smallest = _reduce(builder, "umin", bits)
+        hits = builder.bitcast(builder.icmp_unsigned("==", bits, _splat(builder, smallest, CHUNK)),
+                               ir.IntType(CHUNK))
+        cttz = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(CHUNK), [ir.IntType(CHUNK), ir.IntType(1)]),
+            f"llvm.cttz.i{CHUNK}")
+        first = builder.zext(builder.call(cttz, [hits, ir.Constant(ir.IntType(1), 1)]),
+                             ir.IntType(64))
+        return context.make_tuple(builder, signature.return_type,
+                                  [builder.bitcast(smallest, _F32), builder.add(column_arg, first)])
 
     return sig, codegen
 
@@ -198,7 +264,7 @@ def sorted_prefixes(typingctx, x, offset, ordered, prefixes, out_offset):
 
     The sort is a bitonic network (Batcher) on the sign-cleared bits, whose integer order
     is the magnitudes' order. All of it stays in registers; it does not depend on E0, so
-    this latency-bound work runs beside the candidate windows.
+    this latency-bound work runs beside E0's.
     """
     if not (_contiguous(x, ordered, prefixes)
             and x.dtype == ordered.dtype == prefixes.dtype == types.float32):
@@ -271,41 +337,6 @@ def bounds16(ordered, prefixes, offset, energy, e0):
     return False, s_min, f32(float(ordered[offset + k_star]) / 0.25)
 
 
-@intrinsic
-def first_minimum(typingctx, sse, offset, column, low, high):
-    """(bits of the smallest, its first column) of ``sse[offset + c]`` (float32 >= 0, no
-    NaN) over the columns c in ``column..column + 31`` with ``low <= c < high``; bits
-    0x7FFFFFFF (above every non-NaN) when there are none. Bits order as the values do."""
-    if not (_contiguous(sse) and sse.dtype == types.float32):
-        return None
-    lanes = 2 * WINDOW
-    sig = types.UniTuple(types.int64, 2)(sse, types.intp, types.intp, types.intp, types.intp)
-
-    def codegen(context, builder, signature, args):
-        sse_arg, offset_arg, column_arg, low_arg, high_arg = args
-        words = ir.VectorType(ir.IntType(32), lanes)
-        bits = builder.load(_address(context, builder, signature.args[0], sse_arg,
-                                     builder.add(offset_arg, column_arg), words), align=4)
-        columns = builder.add(_splat(builder, column_arg, lanes), ir.Constant(
-            ir.VectorType(ir.IntType(64), lanes), list(range(lanes))))
-        inside = builder.and_(builder.icmp_signed(">=", columns, _splat(builder, low_arg, lanes)),
-                              builder.icmp_signed("<", columns, _splat(builder, high_arg, lanes)))
-        bits = builder.select(inside, bits, ir.Constant(words, [0x7FFFFFFF] * lanes))
-        smallest = _reduce(builder, "umin", bits)
-        hits = builder.bitcast(builder.icmp_unsigned("==", bits, _splat(builder, smallest, lanes)),
-                               ir.IntType(lanes))
-        cttz = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.IntType(lanes), [ir.IntType(lanes), ir.IntType(1)]),
-            f"llvm.cttz.i{lanes}")
-        first = builder.zext(builder.call(cttz, [hits, ir.Constant(ir.IntType(1), 1)]),
-                             ir.IntType(64))
-        return context.make_tuple(builder, signature.return_type,
-                                  [builder.zext(smallest, ir.IntType(64)),
-                                   builder.add(column_arg, first)])
-
-    return sig, codegen
-
-
 @njit(cache=True, error_model="numpy", inline="always")
 def count_below(divisors, first, last, value, inclusive):
     """The number of bytes in ``first..last`` whose divisor is below ``value`` (at most
@@ -318,64 +349,39 @@ def count_below(divisors, first, last, value, inclusive):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def scan(sse, offset, low, high, best, best_error):
-    """qwantize's scan of the columns ``low..high - 1`` of ``sse[offset:]`` after ``best``:
-    (column, error) of the first strict improvement on the running best."""
-    for c in range(low, high):
-        if sse[offset + c] < best_error:
-            best = c
-            best_error = float(sse[offset + c])
-    return best, best_error
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def window_base(start, last):
-    """The first column of the two windows evaluated with the start byte ``start``."""
-    return min(max(start - _BELOW_START, 0), last + 1 - WINDOW) + WINDOW
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def open_search(x, offset, start, table, last, magnitudes, ordered, prefixes, sse, sse_offset,
-                block):
-    """Steps 1 and part of 2 of the search for the 16 values at ``x[offset:]`` (start byte
-    ``start <= last``): the sorted prefixes (:func:`sorted_prefixes`) and the two windows
-    from :func:`window_base` into the scratch slot ``block`` (16 entries of ``magnitudes``,
-    ``ordered``, ``prefixes``; ``WIDTH`` of ``sse`` from ``sse_offset``). Returns
-    (energy, E0)."""
+def open_search(x, offset, start, table, magnitudes, ordered, prefixes, block):
+    """Steps 1 and 2 of the search for the 16 values at ``x[offset:]`` (start byte
+    ``start``) into the scratch slot ``block`` (16 entries of ``magnitudes``, ``ordered``,
+    ``prefixes``): the sorted prefixes (:func:`sorted_prefixes`) and E0
+    (:func:`start_error`). Returns (energy, E0)."""
     energy = sorted_prefixes(x, offset, ordered, prefixes, block * WINDOW)
-    for i in range(WINDOW):
-        magnitudes[block * WINDOW + i] = abs(x.flat[offset + i])
-    base = window_base(start, last)
-    e0 = (window_errors(magnitudes, block * WINDOW, table, base, sse, sse_offset, start + WINDOW)
-          + window_errors(magnitudes, block * WINDOW, table, base + WINDOW, sse, sse_offset,
-                          start + WINDOW))
+    e0 = start_error(x, offset, table, start + WINDOW, magnitudes, block * WINDOW)
     return energy, float(e0)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def close_search(start, energy, e0, divisors, table, first, last, magnitudes, ordered, prefixes,
-                 sse, sse_offset, block):
+                 block):
     """The byte of :func:`..scale_rules.search` over candidates ``first..last``, after
-    :func:`open_search` filled scratch slot ``block``: the bounds, windows for candidates
-    outside the first two (rare), and qwantize's scan (sse column = byte + WINDOW)."""
+    :func:`open_search` filled scratch slot ``block``.
+
+    Only the candidates inside the bounds are evaluated, :data:`CHUNK` at a time in
+    ascending order (table column = byte + WINDOW). qwantize's scan from (start, E0)
+    takes a candidate when its SSE is below the best so far (clip <= SSE: no clip test),
+    so it ends on the first candidate of the smallest SSE if that is below E0, else on the
+    start: each chunk's first minimum (:func:`range_minimum`) replaces the best only when
+    strictly below it, and NaN SSEs never do.
+    """
     keep, s_min, s_max = bounds16(ordered, prefixes, block * WINDOW, energy, e0)
     if keep:
         return start
     low = first + count_below(divisors, first, last, s_min, False) + WINDOW
     high = first + count_below(divisors, first, last, s_max, True) + WINDOW
-    base = window_base(start, last)
-    column = base
-    while column > low:  # candidates below the windows
-        column -= WINDOW
-        window_errors(magnitudes, block * WINDOW, table, column, sse, sse_offset, 0)
-    best, best_error = scan(sse, sse_offset, low, min(base, high), start + WINDOW, e0)
-    bits, at = first_minimum(sse, sse_offset, base, low, high)
-    if bits < 0x7FFFFFFF and sse[sse_offset + at] < best_error:  # clip <= SSE: no clip test
-        best = at
-        best_error = float(sse[sse_offset + at])
-    for column in range(base + 2 * WINDOW, high, WINDOW):  # candidates above the windows
-        window_errors(magnitudes, block * WINDOW, table, column, sse, sse_offset, 0)
-    best = scan(sse, sse_offset, max(low, base + 2 * WINDOW), high, best, best_error)[0]
+    best, best_error = start + WINDOW, e0
+    for column in range(low, high, CHUNK):
+        error, at = range_minimum(magnitudes, block * WINDOW, table, column, low, high)
+        if error < best_error:
+            best, best_error = at, float(error)
     return best - WINDOW
 
 
@@ -504,18 +510,18 @@ GROUP = 64
 @njit(cache=True, error_model="numpy")
 def quantize_blocks(x, bits, first_block, stop_block, breakpoints, divisors, table, search,
                     inf_nan, zero_sign, order, starts, energies, e0s, magnitudes, ordered,
-                    prefixes, sse, scales, packed):
+                    prefixes, scales, packed):
     """Blocks ``first_block..stop_block - 1`` (at most :data:`GROUP`) of ``x`` (float32
     ``[nblocks, 16]``; ``bits``: the same as uint32): the steps of
     :func:`..quantize.quantize_nv` for a recipe whose start byte is :func:`start_byte` of
     ``breakpoints`` (no zero-block scale), with divisors ``float32(|x| / d)`` finite in
     ``table``, and, if ``search``, the optimal byte (one term a lane).
 
-    Every block's search is opened (its windows: vector throughput) before any is closed
-    (bounds, scan: chains of dependent steps), so the processor overlaps the chains of
-    one block with the others' work. Scratch: ``starts``, ``energies``, ``e0s`` of
-    ``GROUP``, ``magnitudes``, ``ordered``, ``prefixes`` of ``16 GROUP``, ``sse`` of
-    ``WIDTH GROUP``.
+    Every block's search is opened (sort, E0: chains of dependent steps) before any is
+    closed (bounds, candidates), so the results of the chains are ready when read back
+    and the processor overlaps them with other blocks' work. Scratch: ``starts``,
+    ``energies``, ``e0s`` of ``GROUP``, ``magnitudes``, ``ordered``, ``prefixes`` of
+    ``16 GROUP``.
     """
     for j in range(stop_block - first_block):
         blk = first_block + j
@@ -530,8 +536,8 @@ def quantize_blocks(x, bits, first_block, stop_block, breakpoints, divisors, tab
         start = start_byte(amax, breakpoints)
         starts[j] = start
         if search:
-            energies[j], e0s[j] = open_search(x, blk * WINDOW, start, table, 126, magnitudes,
-                                              ordered, prefixes, sse, j * WIDTH, j)
+            energies[j], e0s[j] = open_search(x, blk * WINDOW, start, table, magnitudes,
+                                              ordered, prefixes, j)
     for j in range(stop_block - first_block):
         blk = first_block + j
         scale = starts[j]
@@ -542,7 +548,7 @@ def quantize_blocks(x, bits, first_block, stop_block, breakpoints, divisors, tab
             continue
         if search:
             scale = close_search(scale, energies[j], e0s[j], divisors, table, 1, 126, magnitudes,
-                                 ordered, prefixes, sse, j * WIDTH, j)
+                                 ordered, prefixes, j)
         store_codes(x, blk * WINDOW, table, scale + WINDOW, zero_sign, order, packed,
                     blk * (WINDOW // 2))
         scales[blk] = scale

@@ -280,7 +280,7 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
             for group in range(chunk * _CHUNK, stop, NV_GROUP):
                 quantize_blocks(x, bits, group, min(group + NV_GROUP, stop), breakpoints, divisors,
                                 table, optimal, inf_nan, zero_sign, order, starts, energies, e0s,
-                                magnitudes, ordered, prefixes, sse, scales, packed)
+                                magnitudes, ordered, prefixes, scales, packed)
             continue
         for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
             row = x[blk]
