@@ -340,12 +340,21 @@ def bounds16(ordered, prefixes, offset, energy, e0):
 @njit(cache=True, error_model="numpy", inline="always")
 def count_below(divisors, first, last, value, inclusive):
     """The number of bytes in ``first..last`` whose divisor is below ``value`` (at most
-    ``value`` if ``inclusive``): where the ascending divisors cross ``value``, without
-    branches."""
-    count = 0
-    for b in range(first, last + 1):
-        count += (divisors[b] <= value) if inclusive else (divisors[b] < value)
-    return count
+    ``value`` if ``inclusive``; ``last >= first``).
+
+    The divisors do not decrease with the byte, so those bytes are a prefix of
+    ``first..last``, found by a bisection of a fixed number of steps (Khuong and Morin's
+    branch-free lower bound: each step keeps the half where the prefix ends).
+    """
+    base = first
+    size = last + 1 - first
+    while size > 1:
+        half = size // 2
+        d = divisors[base + half]
+        base += half * ((d <= value) if inclusive else (d < value))
+        size -= half
+    d = divisors[base]
+    return base - first + ((d <= value) if inclusive else (d < value))
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -360,23 +369,28 @@ def open_search(x, offset, start, table, magnitudes, ordered, prefixes, block):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def close_search(start, energy, e0, divisors, table, first, last, magnitudes, ordered, prefixes,
-                 block):
-    """The byte of :func:`..scale_rules.search` over candidates ``first..last``, after
-    :func:`open_search` filled scratch slot ``block``.
-
-    Only the candidates inside the bounds are evaluated, :data:`CHUNK` at a time in
-    ascending order (table column = byte + WINDOW). qwantize's scan from (start, E0)
-    takes a candidate when its SSE is below the best so far (clip <= SSE: no clip test),
-    so it ends on the first candidate of the smallest SSE if that is below E0, else on the
-    start: each chunk's first minimum (:func:`range_minimum`) replaces the best only when
-    strictly below it, and NaN SSEs never do.
-    """
+def search_range(energy, e0, divisors, first, last, ordered, prefixes, block):
+    """Steps 2 and 3 after :func:`open_search` filled scratch slot ``block``: the table
+    columns ``low..high - 1`` (byte + WINDOW) of the candidates ``first..last`` inside the
+    bounds, none for a block that keeps its start byte."""
     keep, s_min, s_max = bounds16(ordered, prefixes, block * WINDOW, energy, e0)
     if keep:
-        return start
-    low = first + count_below(divisors, first, last, s_min, False) + WINDOW
-    high = first + count_below(divisors, first, last, s_max, True) + WINDOW
+        return 0, 0
+    return (first + count_below(divisors, first, last, s_min, False) + WINDOW,
+            first + count_below(divisors, first, last, s_max, True) + WINDOW)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def close_search(start, e0, low, high, table, magnitudes, block):
+    """Step 4, the byte of :func:`..scale_rules.search`, over the table columns
+    ``low..high - 1`` of :func:`search_range` (block magnitudes in scratch slot ``block``).
+
+    The candidates are evaluated :data:`CHUNK` at a time in ascending order. qwantize's
+    scan from (start, E0) takes a candidate when its SSE is below the best so far
+    (clip <= SSE: no clip test), so it ends on the first candidate of the smallest SSE if
+    that is below E0, else on the start: each chunk's first minimum (:func:`range_minimum`)
+    replaces the best only when strictly below it, and NaN SSEs never do.
+    """
     best, best_error = start + WINDOW, e0
     for column in range(low, high, CHUNK):
         error, at = range_minimum(magnitudes, block * WINDOW, table, column, low, high)
@@ -509,19 +523,19 @@ GROUP = 64
 
 @njit(cache=True, error_model="numpy")
 def quantize_blocks(x, bits, first_block, stop_block, breakpoints, divisors, table, search,
-                    inf_nan, zero_sign, order, starts, energies, e0s, magnitudes, ordered,
-                    prefixes, scales, packed):
+                    inf_nan, zero_sign, order, starts, energies, e0s, lows, highs, magnitudes,
+                    ordered, prefixes, scales, packed):
     """Blocks ``first_block..stop_block - 1`` (at most :data:`GROUP`) of ``x`` (float32
     ``[nblocks, 16]``; ``bits``: the same as uint32): the steps of
     :func:`..quantize.quantize_nv` for a recipe whose start byte is :func:`start_byte` of
     ``breakpoints`` (no zero-block scale), with divisors ``float32(|x| / d)`` finite in
     ``table``, and, if ``search``, the optimal byte (one term a lane).
 
-    Every block's search is opened (sort, E0: chains of dependent steps) before any is
-    closed (bounds, candidates), so the results of the chains are ready when read back
-    and the processor overlaps them with other blocks' work. Scratch: ``starts``,
-    ``energies``, ``e0s`` of ``GROUP``, ``magnitudes``, ``ordered``, ``prefixes`` of
-    ``16 GROUP``.
+    The steps of a search form chains of dependent operations (sort and E0, then the
+    bounds, then the candidates), so each step is taken for all blocks before the next
+    one: its inputs are ready when read back, and the processor overlaps one block's
+    chain with the others'. Scratch: ``starts``, ``energies``, ``e0s``, ``lows``, ``highs``
+    of ``GROUP``, ``magnitudes``, ``ordered``, ``prefixes`` of ``16 GROUP``.
     """
     for j in range(stop_block - first_block):
         blk = first_block + j
@@ -538,6 +552,11 @@ def quantize_blocks(x, bits, first_block, stop_block, breakpoints, divisors, tab
         if search:
             energies[j], e0s[j] = open_search(x, blk * WINDOW, start, table, magnitudes,
                                               ordered, prefixes, j)
+    if search:
+        for j in range(stop_block - first_block):
+            if starts[j] >= 0:
+                lows[j], highs[j] = search_range(energies[j], e0s[j], divisors, 1, 126, ordered,
+                                                 prefixes, j)
     for j in range(stop_block - first_block):
         blk = first_block + j
         scale = starts[j]
@@ -547,8 +566,7 @@ def quantize_blocks(x, bits, first_block, stop_block, breakpoints, divisors, tab
                 packed[blk, i] = 0
             continue
         if search:
-            scale = close_search(scale, energies[j], e0s[j], divisors, table, 1, 126, magnitudes,
-                                 ordered, prefixes, j)
+            scale = close_search(scale, e0s[j], lows[j], highs[j], table, magnitudes, j)
         store_codes(x, blk * WINDOW, table, scale + WINDOW, zero_sign, order, packed,
                     blk * (WINDOW // 2))
         scales[blk] = scale

@@ -273,6 +273,8 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
             starts = np.empty(NV_GROUP, np.int64)
             energies = np.empty(NV_GROUP, np.float32)
             e0s = np.empty(NV_GROUP)
+            lows = np.empty(NV_GROUP, np.int64)
+            highs = np.empty(NV_GROUP, np.int64)
             magnitudes = np.empty(n * NV_GROUP, np.float32)
             ordered = np.empty(n * NV_GROUP, np.float32)
             prefixes = np.empty(n * NV_GROUP, np.float32)
@@ -280,7 +282,7 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
             for group in range(chunk * _CHUNK, stop, NV_GROUP):
                 quantize_blocks(x, bits, group, min(group + NV_GROUP, stop), breakpoints, divisors,
                                 table, optimal, inf_nan, zero_sign, order, starts, energies, e0s,
-                                magnitudes, ordered, prefixes, scales, packed)
+                                lows, highs, magnitudes, ordered, prefixes, scales, packed)
             continue
         for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
             row = x[blk]
