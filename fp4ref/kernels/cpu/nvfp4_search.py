@@ -29,8 +29,8 @@ qwantize's scan (skip unless clip < best, take if SSE < best) takes a candidate 
 when its SSE is below the best so far.
 
 Each SSE is added in lane order (element 0 first) in its own vector lane, so a chunk of
-candidates costs sixteen vector steps. E0 comes first, one element a lane
-(:func:`start_error`), then the bounds, and only the candidates inside them are evaluated
+candidates costs sixteen vector steps. E0 and the bounds come first, one block a lane
+(:func:`open_searches`), and only the candidates inside the bounds are evaluated
 (:func:`close_search`); the start byte comes from per-call breakpoints of the recipe
 (:func:`start_breakpoints`).
 """
@@ -52,7 +52,6 @@ from ..scale_rules import (
     THRESHOLDS,
     ZERO_KEEP,
     ZERO_NEGATIVE,
-    f32,
     nvfp4_block_scale,
 )
 
@@ -170,46 +169,169 @@ def _candidate_errors(context, builder, signature, magnitudes, offset, table, co
     return total
 
 
-@intrinsic
-def start_error(typingctx, x, offset, table, column, magnitudes, out_offset):
-    """The float32 SSE (E0) of the 16 float32 values at ``x[offset:]`` (no NaN) at the
-    divisor of ``table`` column ``column``; their magnitudes go to
-    ``magnitudes[out_offset:]`` for :func:`range_minimum`.
+def _sorting_network(n):
+    """Batcher's odd-even merge sort: the comparators (i, j), i < j, sorting ``n`` (a power
+    of two) values."""
+    pairs = []
+    p = 1
+    while p < n:
+        k = p
+        while k >= 1:
+            for j in range(k % p, n - k, 2 * k):
+                for i in range(min(k, n - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return pairs
 
-    One element a lane: the steps of :func:`_candidate_errors` on the column's thresholds
-    and values, then the sixteen terms added in lane order from +0 (torch's order), the
-    same float32 operations in the same order as a candidate's lane there.
+
+def _gather(builder, table_base, indices):
+    """float32 ``table[indices]`` (a vector of flat indices) by ``llvm.masked.gather``."""
+    lanes = indices.type.count
+    pointers = builder.inttoptr(
+        builder.add(_splat(builder, builder.ptrtoint(table_base, ir.IntType(64)), lanes),
+                    builder.mul(indices, ir.Constant(indices.type, [4] * lanes))),
+        ir.VectorType(ir.PointerType(_F32), lanes))
+    vector = ir.VectorType(_F32, lanes)
+    function = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vector, [pointers.type, ir.IntType(32),
+                                                 ir.VectorType(ir.IntType(1), lanes), vector]),
+        f"llvm.masked.gather.v{lanes}f32.v{lanes}p0")
+    return builder.call(function, [pointers, ir.Constant(ir.IntType(32), 4),
+                                   ir.Constant(ir.VectorType(ir.IntType(1), lanes), [1] * lanes),
+                                   ir.Constant(vector, None)])
+
+
+@intrinsic
+def open_searches(typingctx, x, row, starts, table, magnitudes, e0s, s_mins, s_maxs, slot):
+    """Steps 1 to 3 of the search for the 16 blocks ``x[row:row + 16]`` (float32
+    ``[*, 16]``, no NaN where used) with start bytes ``starts[slot:slot + 16]``, one block
+    a lane: E0, then the bounds, to ``e0s``, ``s_mins``, ``s_maxs`` at ``slot`` (a block
+    that keeps its start gets ``s_min = Inf``, ``s_max = -Inf``: no candidate); the
+    blocks' |x| to ``magnitudes[16 slot:]`` for :func:`range_minimum`.
+
+    The rows are transposed so that vector ``i`` holds element ``i`` of every block; each
+    lane then takes the float32 and float64 steps of :func:`..scale_rules.block_error`
+    and :func:`..scale_rules.search_bounds` for ``n == lanes == 16`` in their order:
+
+    * energy and E0: the float32 terms added in element order from +0 (torch's order);
+      E0's terms as :func:`_candidate_errors` forms them, on the start column's thresholds
+      and values (gathered);
+    * the magnitudes sorted by a sorting network on their bits (integer order is the
+      magnitudes' order, and any network yields the same sorted values); the
+      float32-rounded float64 running sums of their float32 squares (torch's cumsum);
+    * ``k*`` is the number of those prefixes at most E0 (they ascend, so all of them may be
+      compared: the first above E0 ends the count), ``y_(k*)`` the first sorted magnitude
+      whose prefix is not at most E0; ``s_min = max(f32(f32(amax - f32(sqrt(E0))) / 6),
+      0)`` and ``s_max = f32(y_(k*) / 0.25)``, each step in float64 and rounded as there
+      (a NaN ``s_min`` becomes 0: no divisor lies below either).
     """
-    if not (_contiguous(x, table, magnitudes) and x.dtype == table.dtype
-            == magnitudes.dtype == types.float32 and table.ndim == 2):
+    if not (_contiguous(x, starts, table, magnitudes, e0s, s_mins, s_maxs)
+            and x.dtype == table.dtype == magnitudes.dtype == e0s.dtype == s_mins.dtype
+            == s_maxs.dtype == types.float32 and starts.dtype == types.int64
+            and x.ndim == 2 and table.ndim == 2):
         return None
-    sig = types.float32(x, types.intp, table, types.intp, magnitudes, types.intp)
+    sig = types.void(x, types.intp, starts, table, magnitudes, e0s, s_mins, s_maxs,
+                     types.intp)
 
     def codegen(context, builder, signature, args):
-        x_arg, offset_arg, table_arg, column_arg, magnitudes_arg, out_offset_arg = args
-        words = ir.VectorType(ir.IntType(32), WINDOW)
-        vector = ir.VectorType(_F32, WINDOW)
-        bits = builder.load(_address(context, builder, signature.args[0], x_arg, offset_arg,
-                                     words), align=4)
-        a = builder.bitcast(builder.and_(bits, ir.Constant(words, [0x7FFFFFFF] * WINDOW)),
-                            vector)
-        builder.store(a, _address(context, builder, signature.args[4], magnitudes_arg,
-                                  out_offset_arg, vector), align=4)
+        (x_arg, row_arg, starts_arg, table_arg, magnitudes_arg, e0s_arg, s_mins_arg,
+         s_maxs_arg, slot_arg) = args
+        n = WINDOW
+        floats = ir.VectorType(_F32, n)
+        words = ir.VectorType(ir.IntType(32), n)
+        doubles = ir.VectorType(ir.DoubleType(), n)
+        longs = ir.VectorType(ir.IntType(64), n)
 
-        def entry(k):
-            index = builder.add(column_arg, ir.Constant(column_arg.type, k * WIDTH))
-            return _splat(builder, builder.load(_address(context, builder, signature.args[2],
-                                                         table_arg, index, _F32)), WINDOW)
+        def at(k):
+            return ir.Constant(ir.IntType(64), k)
 
-        value = entry(7)
-        for k in range(7):
-            value = builder.select(builder.fcmp_ordered(">", a, entry(k)), entry(8 + k), value)
-        error = builder.fsub(a, value)
-        squares = builder.fmul(error, error)
-        total = ir.Constant(_F32, 0.0)
-        for i in range(WINDOW):
-            total = builder.fadd(total, builder.extract_element(squares, _lane(i)))
-        return total
+        # rows of |x| (bits), stored for the candidates, then transposed
+        rows = []
+        for r in range(n):
+            index = builder.mul(builder.add(row_arg, at(r)), at(n))
+            bits = builder.load(_address(context, builder, signature.args[0], x_arg, index,
+                                         words), align=4)
+            bits = builder.and_(bits, ir.Constant(words, [0x7FFFFFFF] * n))
+            builder.store(bits, _address(context, builder, signature.args[4], magnitudes_arg,
+                                         builder.mul(builder.add(slot_arg, at(r)), at(n)),
+                                         words), align=4)
+            rows.append(bits)
+        stride = n // 2
+        while stride:  # butterfly transpose: swap blocks of `stride` across row pairs
+            out = list(rows)
+            for r in range(n):
+                if r & stride:
+                    continue
+                a, b = rows[r], rows[r + stride]
+                low = [c if not c & stride else c - stride + n for c in range(n)]
+                high = [c + stride if not c & stride else c + n for c in range(n)]
+                out[r] = builder.shuffle_vector(a, b, ir.Constant(words, low))
+                out[r + stride] = builder.shuffle_vector(a, b, ir.Constant(words, high))
+            rows = out
+            stride //= 2
+        columns = rows  # columns[i]: element i of every block
+        values = [builder.bitcast(c, floats) for c in columns]
+
+        zero = ir.Constant(floats, [0.0] * n)
+        energy = zero
+        for v in values:
+            energy = builder.fadd(energy, builder.fmul(v, v))
+
+        starts = builder.load(_address(context, builder, signature.args[2], starts_arg,
+                                       slot_arg, longs), align=8)
+        starts = builder.select(builder.icmp_signed("<", starts, ir.Constant(longs, [0] * n)),
+                                ir.Constant(longs, [0] * n), starts)
+        starts = builder.select(builder.icmp_signed(">", starts, ir.Constant(longs, [255] * n)),
+                                ir.Constant(longs, [255] * n), starts)
+        column = builder.add(starts, ir.Constant(longs, [WINDOW] * n))
+        base = builder.bitcast(context.make_array(signature.args[3])(
+            context, builder, table_arg).data, ir.PointerType(_F32))
+        entry = [_gather(builder, base, builder.add(column, ir.Constant(longs, [k * WIDTH] * n)))
+                 for k in range(_ROWS)]
+        e0 = zero
+        for a in values:
+            value = entry[7]
+            for k in range(7):
+                value = builder.select(builder.fcmp_ordered(">", a, entry[k]), entry[8 + k],
+                                       value)
+            error = builder.fsub(a, value)
+            e0 = builder.fadd(e0, builder.fmul(error, error))
+
+        ordered = list(columns)
+        for i, j in _sorting_network(n):
+            smaller = builder.icmp_unsigned("<", ordered[i], ordered[j])
+            ordered[i], ordered[j] = (builder.select(smaller, ordered[i], ordered[j]),
+                                      builder.select(smaller, ordered[j], ordered[i]))
+        ordered = [builder.bitcast(v, floats) for v in ordered]
+        running = ir.Constant(doubles, [0.0] * n)
+        within = []
+        for v in ordered:
+            running = builder.fadd(running, builder.fpext(builder.fmul(v, v), doubles))
+            within.append(builder.fcmp_ordered("<=", builder.fptrunc(running, floats), e0))
+        following = ordered[n - 1]
+        for k in reversed(range(n)):
+            following = builder.select(within[k], following, ordered[k])
+        keep = builder.or_(builder.fcmp_ordered("<=", energy, e0), within[n - 1])
+
+        e0_wide = builder.fpext(e0, doubles)
+        sqrt = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(doubles, [doubles]), f"llvm.sqrt.v{n}f64")
+        root = builder.fpext(builder.fptrunc(builder.call(sqrt, [e0_wide]), floats), doubles)
+        gap = builder.fptrunc(builder.fsub(builder.fpext(ordered[n - 1], doubles), root), floats)
+        s_min = builder.fptrunc(builder.fdiv(builder.fpext(gap, doubles),
+                                             ir.Constant(doubles, [6.0] * n)), floats)
+        s_min = builder.select(builder.fcmp_ordered(">", s_min, zero), s_min, zero)
+        s_max = builder.fptrunc(builder.fdiv(builder.fpext(following, doubles),
+                                             ir.Constant(doubles, [0.25] * n)), floats)
+        s_min = builder.select(keep, ir.Constant(floats, [math.inf] * n), s_min)
+        s_max = builder.select(keep, ir.Constant(floats, [-math.inf] * n), s_max)
+        for array, arg, value in ((5, e0s_arg, e0), (6, s_mins_arg, s_min),
+                                  (7, s_maxs_arg, s_max)):
+            builder.store(value, _address(context, builder, signature.args[array], arg,
+                                          slot_arg, floats), align=4)
+        return context.get_dummy_value()
 
     return sig, codegen
 
@@ -255,88 +377,6 @@ def range_minimum(typingctx, magnitudes, offset, table, column, low, high):
     return sig, codegen
 
 
-@intrinsic
-def sorted_prefixes(typingctx, x, offset, ordered, prefixes, out_offset):
-    """The float32 energy of the 16 values at ``x[offset:]`` (no NaN): their float32
-    squares summed in lane order (torch's). ``ordered[out_offset:]`` gets their magnitudes
-    ascending and ``prefixes[out_offset:]`` the float32-rounded float64 running sums of the
-    squares of those (torch's cumsum): what :func:`bounds16` compares with E0.
-
-    The sort is a bitonic network (Batcher) on the sign-cleared bits, whose integer order
-    is the magnitudes' order. All of it stays in registers; it does not depend on E0, so
-    this latency-bound work runs beside E0's.
-    """
-    if not (_contiguous(x, ordered, prefixes)
-            and x.dtype == ordered.dtype == prefixes.dtype == types.float32):
-        return None
-    sig = types.float32(x, types.intp, ordered, prefixes, types.intp)
-
-    def codegen(context, builder, signature, args):
-        x_arg, offset_arg, ordered_arg, prefixes_arg, out_offset_arg = args
-        words = ir.VectorType(ir.IntType(32), WINDOW)
-        floats = ir.VectorType(_F32, WINDOW)
-        values = builder.load(_address(context, builder, signature.args[0], x_arg, offset_arg,
-                                       floats), align=4)
-        squares = builder.fmul(values, values)
-        energy = ir.Constant(_F32, 0.0)
-        for i in range(WINDOW):
-            energy = builder.fadd(energy, builder.extract_element(squares, _lane(i)))
-        v = builder.and_(builder.bitcast(values, words),
-                         ir.Constant(words, [0x7FFFFFFF] * WINDOW))
-        size = 2
-        while size <= WINDOW:  # merge sorted runs of size / 2 into runs of size
-            stride = size // 2
-            while stride:
-                partner = builder.shuffle_vector(v, v, ir.Constant(
-                    ir.VectorType(ir.IntType(32), WINDOW), [i ^ stride for i in range(WINDOW)]))
-                low = builder.select(builder.icmp_unsigned("<", v, partner), v, partner)
-                high = builder.select(builder.icmp_unsigned("<", v, partner), partner, v)
-                # lane i keeps the smaller value when it is the first of its pair in an
-                # ascending run, or the second in a descending one
-                keeps_low = [((i & stride) == 0) == ((i & size) == 0) for i in range(WINDOW)]
-                v = builder.select(ir.Constant(ir.VectorType(ir.IntType(1), WINDOW), keeps_low),
-                                   low, high)
-                stride //= 2
-            size *= 2
-        builder.store(v, _address(context, builder, signature.args[2], ordered_arg,
-                                  out_offset_arg, words), align=4)
-        magnitudes = builder.bitcast(v, floats)
-        squares = builder.fmul(magnitudes, magnitudes)
-        running = ir.Constant(ir.DoubleType(), 0.0)
-        sums = ir.Constant(floats, None)
-        for k in range(WINDOW):
-            running = builder.fadd(running, builder.fpext(
-                builder.extract_element(squares, _lane(k)), ir.DoubleType()))
-            sums = builder.insert_element(sums, builder.fptrunc(running, _F32), _lane(k))
-        builder.store(sums, _address(context, builder, signature.args[3], prefixes_arg,
-                                     out_offset_arg, floats), align=4)
-        return energy
-
-    return sig, codegen
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def bounds16(ordered, prefixes, offset, energy, e0):
-    """(keeps start, s_min, s_max) of :func:`..scale_rules.search_bounds` for a 16-value
-    block from :func:`sorted_prefixes` (at ``offset`` of its outputs).
-
-    All magnitudes are sorted, not only those whose square is at most E0: the prefix sums
-    stop at the first square above E0 either way (a float32 square above E0 keeps every
-    longer prefix above it), and the next magnitude is then the smallest of the others.
-    The prefix sums ascend, so k* is the number of them at most E0.
-    """
-    if energy <= e0:
-        return True, 0.0, 0.0
-    k_star = 0
-    for k in range(WINDOW):
-        k_star += prefixes[offset + k] <= e0
-    if k_star >= WINDOW:
-        return True, 0.0, 0.0
-    amax = float(ordered[offset + WINDOW - 1])
-    s_min = max(f32(f32(amax - f32(math.sqrt(e0))) / 6.0), 0.0)
-    return False, s_min, f32(float(ordered[offset + k_star]) / 0.25)
-
-
 @njit(cache=True, error_model="numpy", inline="always")
 def count_below(divisors, first, last, value, inclusive):
     """The number of bytes in ``first..last`` whose divisor is below ``value`` (at most
@@ -358,32 +398,10 @@ def count_below(divisors, first, last, value, inclusive):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def open_search(x, offset, start, table, magnitudes, ordered, prefixes, block):
-    """Steps 1 and 2 of the search for the 16 values at ``x[offset:]`` (start byte
-    ``start``) into the scratch slot ``block`` (16 entries of ``magnitudes``, ``ordered``,
-    ``prefixes``): the sorted prefixes (:func:`sorted_prefixes`) and E0
-    (:func:`start_error`). Returns (energy, E0)."""
-    energy = sorted_prefixes(x, offset, ordered, prefixes, block * WINDOW)
-    e0 = start_error(x, offset, table, start + WINDOW, magnitudes, block * WINDOW)
-    return energy, float(e0)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def search_range(energy, e0, divisors, first, last, ordered, prefixes, block):
-    """Steps 2 and 3 after :func:`open_search` filled scratch slot ``block``: the table
-    columns ``low..high - 1`` (byte + WINDOW) of the candidates ``first..last`` inside the
-    bounds, none for a block that keeps its start byte."""
-    keep, s_min, s_max = bounds16(ordered, prefixes, block * WINDOW, energy, e0)
-    if keep:
-        return 0, 0
-    return (first + count_below(divisors, first, last, s_min, False) + WINDOW,
-            first + count_below(divisors, first, last, s_max, True) + WINDOW)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
 def close_search(start, e0, low, high, table, magnitudes, block):
     """Step 4, the byte of :func:`..scale_rules.search`, over the table columns
-    ``low..high - 1`` of :func:`search_range` (block magnitudes in scratch slot ``block``).
+    ``low..high - 1`` (byte + WINDOW) of the candidates inside the bounds of
+    :func:`open_searches`, which wrote the block's magnitudes to scratch slot ``block``.
 
     The candidates are evaluated :data:`CHUNK` at a time in ascending order. qwantize's
     scan from (start, E0) takes a candidate when its SSE is below the best so far
@@ -523,21 +541,23 @@ GROUP = 64
 
 @njit(cache=True, error_model="numpy")
 def quantize_blocks(x, bits, first_block, stop_block, breakpoints, divisors, table, search,
-                    inf_nan, zero_sign, order, starts, energies, e0s, lows, highs, magnitudes,
-                    ordered, prefixes, scales, packed):
+                    inf_nan, zero_sign, order, starts, e0s, s_mins, s_maxs, lows, highs,
+                    magnitudes, tail, scales, packed):
     """Blocks ``first_block..stop_block - 1`` (at most :data:`GROUP`) of ``x`` (float32
     ``[nblocks, 16]``; ``bits``: the same as uint32): the steps of
     :func:`..quantize.quantize_nv` for a recipe whose start byte is :func:`start_byte` of
     ``breakpoints`` (no zero-block scale), with divisors ``float32(|x| / d)`` finite in
     ``table``, and, if ``search``, the optimal byte (one term a lane).
 
-    The steps of a search form chains of dependent operations (sort and E0, then the
-    bounds, then the candidates), so each step is taken for all blocks before the next
-    one: its inputs are ready when read back, and the processor overlaps one block's
-    chain with the others'. Scratch: ``starts``, ``energies``, ``e0s``, ``lows``, ``highs``
-    of ``GROUP``, ``magnitudes``, ``ordered``, ``prefixes`` of ``16 GROUP``.
+    Each step is taken for all blocks before the next (start bytes; E0 and the bounds,
+    16 blocks a call of :func:`open_searches`, the last 16 copied to ``tail`` when fewer;
+    candidate ranges; candidates), so its inputs are ready when read back and the
+    processor overlaps one block's chain of dependent operations with the others'.
+    Scratch: ``starts``, ``e0s``, ``s_mins``, ``s_maxs``, ``lows``, ``highs`` of
+    ``GROUP``, ``magnitudes`` of ``16 GROUP``, ``tail`` float32 ``[16, 16]``.
     """
-    for j in range(stop_block - first_block):
+    count = stop_block - first_block
+    for j in range(count):
         blk = first_block + j
         top = np.uint32(0)
         amax = np.float32(0.0)
@@ -546,18 +566,21 @@ def quantize_blocks(x, bits, first_block, stop_block, breakpoints, divisors, tab
             amax = max(amax, abs(x[blk, i]))
         if top > np.uint32(0x7F800000) or (inf_nan and top == np.uint32(0x7F800000)):
             starts[j] = -1  # NaN (or Inf) block
-            continue
-        start = start_byte(amax, breakpoints)
-        starts[j] = start
-        if search:
-            energies[j], e0s[j] = open_search(x, blk * WINDOW, start, table, magnitudes,
-                                              ordered, prefixes, j)
+        else:
+            starts[j] = start_byte(amax, breakpoints)
     if search:
-        for j in range(stop_block - first_block):
-            if starts[j] >= 0:
-                lows[j], highs[j] = search_range(energies[j], e0s[j], divisors, 1, 126, ordered,
-                                                 prefixes, j)
-    for j in range(stop_block - first_block):
+        for j in range(0, count, WINDOW):
+            if j + WINDOW <= count:
+                open_searches(x, first_block + j, starts, table, magnitudes, e0s, s_mins, s_maxs,
+                              j)
+            else:
+                tail[:] = 0.0
+                tail[:count - j] = x[first_block + j:stop_block]
+                open_searches(tail, 0, starts, table, magnitudes, e0s, s_mins, s_maxs, j)
+        for j in range(count):
+            lows[j] = 1 + count_below(divisors, 1, 126, s_mins[j], False) + WINDOW
+            highs[j] = 1 + count_below(divisors, 1, 126, s_maxs[j], True) + WINDOW
+    for j in range(count):
         blk = first_block + j
         scale = starts[j]
         if scale < 0:
