@@ -65,8 +65,11 @@ WIDTH = 256 + 2 * WINDOW
 #: Rows of a decision table: seven thresholds, then the eight values float32(q d).
 _ROWS = 15
 
-#: Candidates evaluated together inside the search bounds (about 18 on normal data).
+#: Candidates evaluated together inside the search bounds (about 18 on normal data):
+#: CHUNK in a vector when more than TAIL_LIMIT remain, else TAIL a call.
 CHUNK = 16
+TAIL = 4
+TAIL_LIMIT = 8
 
 _F32 = ir.FloatType()
 
@@ -356,23 +359,75 @@ def range_minimum(typingctx, magnitudes, offset, table, column, low, high):
         magnitudes_arg, offset_arg, table_arg, column_arg, low_arg, high_arg = args
         total = _candidate_errors(context, builder, signature, magnitudes_arg, offset_arg,
                                   table_arg, column_arg, CHUNK)
-        words = ir.VectorType(ir.IntType(32), CHUNK)
-        columns = builder.add(_splat(builder, column_arg, CHUNK), ir.Constant(
-            ir.VectorType(ir.IntType(64), CHUNK), list(range(CHUNK))))
-        inside = builder.and_(builder.icmp_signed(">=", columns, _splat(builder, low_arg, CHUNK)),
-                              builder.icmp_signed("<", columns, _splat(builder, high_arg, CHUNK)))
-        bits = builder.select(inside, builder.bitcast(total, words),
-                              ir.Constant(words, [0x7FFFFFFF] * CHUNK))
-        smallest = _reduce(builder, "umin", bits)
-        hits = builder.bitcast(builder.icmp_unsigned("==", bits, _splat(builder, smallest, CHUNK)),
-                               ir.IntType(CHUNK))
-        cttz = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.IntType(CHUNK), [ir.IntType(CHUNK), ir.IntType(1)]),
-            f"llvm.cttz.i{CHUNK}")
-        first = builder.zext(builder.call(cttz, [hits, ir.Constant(ir.IntType(1), 1)]),
-                             ir.IntType(64))
-        return context.make_tuple(builder, signature.return_type,
-                                  [builder.bitcast(smallest, _F32), builder.add(column_arg, first)])
+        return _first_minimum(context, builder, signature, total, column_arg, low_arg, high_arg)
+
+    return sig, codegen
+
+
+def _first_minimum(context, builder, signature, total, column, low, high):
+    """(smallest, first column) of the SSE vector ``total`` (lane c: column ``column + c``)
+    over the lanes with ``low <= column + c < high``, as :func:`range_minimum` returns it."""
+    lanes = total.type.count
+    words = ir.VectorType(ir.IntType(32), lanes)
+    columns = builder.add(_splat(builder, column, lanes), ir.Constant(
+        ir.VectorType(ir.IntType(64), lanes), list(range(lanes))))
+    inside = builder.and_(builder.icmp_signed(">=", columns, _splat(builder, low, lanes)),
+                          builder.icmp_signed("<", columns, _splat(builder, high, lanes)))
+    bits = builder.select(inside, builder.bitcast(total, words),
+                          ir.Constant(words, [0x7FFFFFFF] * lanes))
+    smallest = _reduce(builder, "umin", bits)
+    hits = builder.bitcast(builder.icmp_unsigned("==", bits, _splat(builder, smallest, lanes)),
+                           ir.IntType(lanes))
+    cttz = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.IntType(lanes), [ir.IntType(lanes), ir.IntType(1)]),
+        f"llvm.cttz.i{lanes}")
+    first = builder.zext(builder.call(cttz, [hits, ir.Constant(ir.IntType(1), 1)]),
+                         ir.IntType(64))
+    return context.make_tuple(builder, signature.return_type,
+                              [builder.bitcast(smallest, _F32), builder.add(column, first)])
+
+
+@intrinsic
+def tail_minimum(typingctx, magnitudes, offset, table, column, low, high):
+    """:func:`range_minimum` over the :data:`TAIL` columns ``column..column + TAIL - 1``
+    only, at fewer operations than a chunk: one candidate at a time with one element a
+    lane, each term formed as in :func:`_candidate_errors`, the candidates' term vectors
+    then transposed so that the terms are added in element order, one candidate a lane."""
+    if not (_contiguous(magnitudes, table) and magnitudes.dtype == table.dtype
+            == types.float32 and table.ndim == 2):
+        return None
+    sig = types.Tuple([types.float32, types.int64])(magnitudes, types.intp, table, types.intp,
+                                                   types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        magnitudes_arg, offset_arg, table_arg, column_arg, low_arg, high_arg = args
+        floats = ir.VectorType(_F32, WINDOW)
+        a = builder.load(_address(context, builder, signature.args[0], magnitudes_arg,
+                                  offset_arg, floats), align=4)
+        terms = []
+        for c in range(TAIL):
+            def entry(k):
+                index = builder.add(column_arg, ir.Constant(column_arg.type, k * WIDTH + c))
+                return _splat(builder, builder.load(_address(
+                    context, builder, signature.args[2], table_arg, index, _F32)), WINDOW)
+
+            value = entry(7)
+            for k in range(7):
+                value = builder.select(builder.fcmp_ordered(">", a, entry(k)), entry(8 + k),
+                                       value)
+            error = builder.fsub(a, value)
+            terms.append(builder.fmul(error, error))
+        while len(terms) > 1:  # concatenate: lane c * 16 + i holds candidate c's term i
+            terms = [builder.shuffle_vector(terms[i], terms[i + 1], ir.Constant(
+                ir.VectorType(ir.IntType(32), 2 * terms[i].type.count),
+                list(range(2 * terms[i].type.count)))) for i in range(0, len(terms), 2)]
+        everything = terms[0]
+        total = ir.Constant(ir.VectorType(_F32, TAIL), [0.0] * TAIL)
+        for i in range(WINDOW):
+            total = builder.fadd(total, builder.shuffle_vector(
+                everything, everything, ir.Constant(ir.VectorType(ir.IntType(32), TAIL),
+                                                    [c * WINDOW + i for c in range(TAIL)])))
+        return _first_minimum(context, builder, signature, total, column_arg, low_arg, high_arg)
 
     return sig, codegen
 
@@ -410,8 +465,14 @@ def close_search(start, e0, low, high, table, magnitudes, block):
     replaces the best only when strictly below it, and NaN SSEs never do.
     """
     best, best_error = start + WINDOW, e0
-    for column in range(low, high, CHUNK):
-        error, at = range_minimum(magnitudes, block * WINDOW, table, column, low, high)
+    column = low
+    while column < high:
+        if high - column > TAIL_LIMIT:
+            error, at = range_minimum(magnitudes, block * WINDOW, table, column, low, high)
+            column += CHUNK
+        else:
+            error, at = tail_minimum(magnitudes, block * WINDOW, table, column, low, high)
+            column += TAIL
         if error < best_error:
             best, best_error = at, float(error)
     return best - WINDOW
