@@ -12,6 +12,7 @@ from numba import njit
 import fp4ref
 from fp4ref.kernels import scale_rules as k
 from fp4ref.kernels.cpu.nvfp4_search import (
+    TAIL,
     WIDTH,
     WINDOW,
     decision_table,
@@ -19,6 +20,7 @@ from fp4ref.kernels.cpu.nvfp4_search import (
     open_searches,
     range_minimum,
     start_breakpoints,
+    tail_minimum,
 )
 from fp4ref.kernels.cpu.quantize import encode_block
 from fp4ref.kernels.scalar import e4m3_decode
@@ -69,14 +71,17 @@ def test_decision_thresholds_are_the_division(tie):
 @njit(cache=True)
 def candidate_and_block_errors(x, divisors, table, tie, columns, sse, expected):
     """Every block's SSE at each column ``columns[b]..+15`` (a one-column range of
-    range_minimum) and block_error at those bytes."""
+    range_minimum, or of tail_minimum for odd blocks) and block_error at those bytes."""
     magnitudes = np.empty(16, np.float32)
     terms = np.empty(16)
     for b in range(x.shape[0]):
         for i in range(16):
             magnitudes[i] = abs(x[b, i])
         for c in range(columns[b], columns[b] + WINDOW):
-            error, at = range_minimum(magnitudes, 0, table, c - c % 4, c, c + 1)
+            if b % 2:
+                error, at = tail_minimum(magnitudes, 0, table, c - c % TAIL, c, c + 1)
+            else:
+                error, at = range_minimum(magnitudes, 0, table, c - c % 4, c, c + 1)
             sse[b, c] = error if at == c else np.nan
             expected[b, c] = k.block_error(x[b], divisors[c - WINDOW], False, tie, 16, terms)
 

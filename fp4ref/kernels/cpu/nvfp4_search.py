@@ -406,7 +406,7 @@ def tail_minimum(typingctx, magnitudes, offset, table, column, low, high):
                                   offset_arg, floats), align=4)
         terms = []
         for c in range(TAIL):
-            def entry(k):
+            def entry(k, c=c):
                 index = builder.add(column_arg, ir.Constant(column_arg.type, k * WIDTH + c))
                 return _splat(builder, builder.load(_address(
                     context, builder, signature.args[2], table_arg, index, _F32)), WINDOW)
