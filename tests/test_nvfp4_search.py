@@ -283,3 +283,17 @@ def test_zero_and_infinite_tensors_equal_the_oracle(profile, rule):
                             backend="python")
         b = fp4ref.quantize(x, format="nvfp4", profile=profile, scale_rule=rule)
         assert np.array_equal(a.scales, b.scales) and np.array_equal(a.blocks, b.blocks)
+
+
+@pytest.mark.parametrize("profile", FAST_PROFILES)
+def test_nan_and_inf_blocks_among_searched_ones(profile):
+    """NaN and Inf blocks inside groups of 16 searched blocks, and a last group of fewer
+    than 16 (copied to the scratch tail), against the oracle (profiles whose tensor scale
+    comes from the data get a NaN one and leave the division-free path)."""
+    x = sample_blocks(307, seed=20 + FAST_PROFILES.index(profile))
+    x[[3, 17, 300], [0, 15, 7]] = np.nan, np.inf, -np.inf
+    x[18] = np.inf
+    a = fp4ref.quantize(x, format="nvfp4", profile=profile, scale_rule="optimal",
+                        backend="python")
+    b = fp4ref.quantize(x, format="nvfp4", profile=profile, scale_rule="optimal")
+    assert np.array_equal(a.scales, b.scales) and np.array_equal(a.blocks, b.blocks)
