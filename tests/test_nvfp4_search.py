@@ -12,12 +12,15 @@ from numba import njit
 import fp4ref
 from fp4ref.kernels import scale_rules as k
 from fp4ref.kernels.cpu.nvfp4_search import (
+    TAIL,
     WIDTH,
     WINDOW,
     decision_table,
     decision_threshold,
+    open_searches,
+    range_minimum,
     start_breakpoints,
-    window_errors,
+    tail_minimum,
 )
 from fp4ref.kernels.cpu.quantize import encode_block
 from fp4ref.kernels.scalar import e4m3_decode
@@ -66,20 +69,25 @@ def test_decision_thresholds_are_the_division(tie):
 
 
 @njit(cache=True)
-def windows_and_block_errors(x, divisors, table, tie, columns, sse, expected):
-    """Every block's window SSEs at ``columns[b]..+15`` and block_error at those bytes."""
+def candidate_and_block_errors(x, divisors, table, tie, columns, sse, expected):
+    """Every block's SSE at each column ``columns[b]..+15`` (a one-column range of
+    range_minimum, or of tail_minimum for odd blocks) and block_error at those bytes."""
     magnitudes = np.empty(16, np.float32)
     terms = np.empty(16)
     for b in range(x.shape[0]):
         for i in range(16):
             magnitudes[i] = abs(x[b, i])
-        window_errors(magnitudes, 0, table, columns[b], sse[b], 0, 0)
         for c in range(columns[b], columns[b] + WINDOW):
+            if b % 2:
+                error, at = tail_minimum(magnitudes, 0, table, c - c % TAIL, c, c + 1)
+            else:
+                error, at = range_minimum(magnitudes, 0, table, c - c % 4, c, c + 1)
+            sse[b, c] = error if at == c else np.nan
             expected[b, c] = k.block_error(x[b], divisors[c - WINDOW], False, tie, 16, terms)
 
 
 @pytest.mark.parametrize("tie", [0, 1, 2])
-def test_window_errors_are_block_errors_at_the_decision_points(tie):
+def test_candidate_errors_are_block_errors_at_the_decision_points(tie):
     """Elements exactly at (and next to) the candidates' decision thresholds."""
     rng = np.random.default_rng(tie)
     divisors = np.array([k.nvfp4_divisor(b, 1, 0.37)[0] for b in range(256)])
@@ -94,8 +102,61 @@ def test_window_errors_are_block_errors_at_the_decision_points(tie):
     x = (x * np.where(rng.random((count, 16)) < 0.5, -1, 1)).astype(np.float32)
     sse = np.zeros((count, WIDTH), np.float32)
     expected = np.zeros((count, WIDTH), np.float32)
-    windows_and_block_errors(x, divisors, table, tie, columns, sse, expected)
+    candidate_and_block_errors(x, divisors, table, tie, columns, sse, expected)
     assert np.array_equal(sse, expected)
+    e0, s_min, s_max, expected = searches_and_bounds(x, columns - WINDOW, divisors, table, tie)
+    assert np.array_equal(e0, expected[:, 0])
+    assert np.array_equal(s_min, expected[:, 1]) and np.array_equal(s_max, expected[:, 2])
+
+
+@njit(cache=True)
+def searches_opened(x, starts, table, e0s, s_mins, s_maxs, magnitudes):
+    for row in range(0, x.shape[0], 16):
+        open_searches(x, row, starts, table, magnitudes, e0s, s_mins, s_maxs, row)
+
+
+@njit(cache=True)
+def bounds_expected(x, starts, divisors, tie, expected):
+    """E0, s_min, s_max of the scalar steps; Inf, -Inf for a block keeping its start."""
+    terms = np.empty(16)
+    ys = np.empty(16)
+    for b in range(x.shape[0]):
+        e0 = k.block_error(x[b], divisors[starts[b]], False, tie, 16, terms)
+        keep, s_min, s_max = k.search_bounds(x[b], e0, 16, terms, ys)
+        expected[b, 0] = e0
+        expected[b, 1] = np.inf if keep else s_min
+        expected[b, 2] = -np.inf if keep else s_max
+
+
+def searches_and_bounds(x, starts, divisors, table, tie):
+    """open_searches (16 blocks a call, x padded with zero blocks) and the scalar steps."""
+    count = -(-len(x) // 16) * 16
+    padded = np.zeros((count, 16), np.float32)
+    padded[:len(x)] = x
+    starts = np.resize(starts, count).astype(np.int64)
+    e0s, s_mins, s_maxs = (np.empty(count, np.float32) for _ in range(3))
+    magnitudes = np.empty(16 * count, np.float32)
+    searches_opened(padded, starts, table, e0s, s_mins, s_maxs, magnitudes)
+    assert np.array_equal(magnitudes.reshape(count, 16), np.abs(padded))
+    expected = np.empty((count, 3), np.float32)
+    bounds_expected(padded, starts, divisors, tie, expected)
+    return e0s[:len(x)], s_mins[:len(x)], s_maxs[:len(x)], expected[:len(x)]
+
+
+@pytest.mark.parametrize("tie", [0, 1, 2])
+def test_open_searches_equal_the_scalar_bounds(tie):
+    """E0, s_min and s_max of 16 blocks a call (transposed, sorted by a network) against
+    block_error and search_bounds, at the recipe's start byte and at bytes around it."""
+    rng = np.random.default_rng(10 + tie)
+    x = np.concatenate([edge_blocks(), sample_blocks(12_000, seed=tie)])
+    divisors = np.array([k.nvfp4_divisor(b, 0, 1.0)[0] for b in range(256)])
+    table = decision_table(divisors, 126, tie)
+    amax = np.abs(x).max(axis=1)
+    starts = np.array([k.nvfp4_block_scale(float(a), 0, 1.0, 1.0, 0.0, -1.0) for a in amax])
+    starts = np.clip(starts + rng.integers(-3, 4, len(x)) * (rng.random(len(x)) < 0.3), 1, 126)
+    e0, s_min, s_max, expected = searches_and_bounds(x, starts, divisors, table, tie)
+    assert np.array_equal(e0, expected[:, 0])
+    assert np.array_equal(s_min, expected[:, 1]) and np.array_equal(s_max, expected[:, 2])
 
 
 @pytest.mark.parametrize("recipe, tensor", [(0, 1.0), (1, 0.37), (3, 2.9), (1, 1e-20)])
@@ -222,3 +283,17 @@ def test_zero_and_infinite_tensors_equal_the_oracle(profile, rule):
                             backend="python")
         b = fp4ref.quantize(x, format="nvfp4", profile=profile, scale_rule=rule)
         assert np.array_equal(a.scales, b.scales) and np.array_equal(a.blocks, b.blocks)
+
+
+@pytest.mark.parametrize("profile", FAST_PROFILES)
+def test_nan_and_inf_blocks_among_searched_ones(profile):
+    """NaN and Inf blocks inside groups of 16 searched blocks, and a last group of fewer
+    than 16 (copied to the scratch tail), against the oracle (profiles whose tensor scale
+    comes from the data get a NaN one and leave the division-free path)."""
+    x = sample_blocks(307, seed=20 + FAST_PROFILES.index(profile))
+    x[[3, 17, 300], [0, 15, 7]] = np.nan, np.inf, -np.inf
+    x[18] = np.inf
+    a = fp4ref.quantize(x, format="nvfp4", profile=profile, scale_rule="optimal",
+                        backend="python")
+    b = fp4ref.quantize(x, format="nvfp4", profile=profile, scale_rule="optimal")
+    assert np.array_equal(a.scales, b.scales) and np.array_equal(a.blocks, b.blocks)

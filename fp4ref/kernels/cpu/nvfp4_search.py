@@ -28,9 +28,11 @@ Float32 addition is monotone, so a candidate's clip error never exceeds its SSE,
 qwantize's scan (skip unless clip < best, take if SSE < best) takes a candidate exactly
 when its SSE is below the best so far.
 
-Each SSE is added in lane order (element 0 first) in its own vector lane, so sixteen
-candidates cost sixteen vector steps; the start scale's E0 comes from the same windows,
-and the start byte from per-call breakpoints of the recipe (:func:`start_breakpoints`).
+Each SSE is added in lane order (element 0 first) in its own vector lane, so a chunk of
+candidates costs sixteen vector steps. E0 and the bounds come first, one block a lane
+(:func:`open_searches`), and only the candidates inside the bounds are evaluated
+(:func:`close_search`); the start byte comes from per-call breakpoints of the recipe
+(:func:`start_breakpoints`).
 """
 
 from __future__ import annotations
@@ -50,23 +52,24 @@ from ..scale_rules import (
     THRESHOLDS,
     ZERO_KEEP,
     ZERO_NEGATIVE,
-    f32,
     nvfp4_block_scale,
 )
 
 #: Candidates evaluated together (one vector of float32 SSEs).
 WINDOW = 16
 
-#: Columns of a decision table: byte ``b`` is column ``b + WINDOW``, so that windows may
-#: start up to a window below byte 0 and end a window above byte 255.
+#: Columns of a decision table: byte ``b`` is column ``b + WINDOW``, so that a chunk of
+#: candidates (:data:`CHUNK` <= WINDOW) may end a window above byte 255.
 WIDTH = 256 + 2 * WINDOW
 
 #: Rows of a decision table: seven thresholds, then the eight values float32(q d).
 _ROWS = 15
 
-#: Bytes below the start scale in its first window (the search's lower bound lies at most
-#: a few E4M3 steps below the start on typical data).
-_BELOW_START = 4
+#: Candidates evaluated together inside the search bounds (about 18 on normal data):
+#: CHUNK in a vector when more than TAIL_LIMIT remain, else TAIL a call.
+CHUNK = 16
+TAIL = 4
+TAIL_LIMIT = 8
 
 _F32 = ir.FloatType()
 
@@ -137,171 +140,294 @@ def _contiguous(*arrays: types.Type) -> bool:
     return all(isinstance(a, types.Array) and a.layout == "C" for a in arrays)
 
 
-@intrinsic
-def window_errors(typingctx, magnitudes, offset, table, column, sse, sse_offset, pick):
-    """Write the float32 SSE of the block whose 16 float32 |x| are at
-    ``magnitudes[offset:]`` at the sixteen divisors of ``table`` columns
-    ``column..column + 15`` to ``sse[sse_offset + column:]``, and return the one of column
-    ``pick`` (+0 if outside), taken from the register (a vector store read back in pieces
-    waits until it commits).
+def _candidate_errors(context, builder, signature, magnitudes, offset, table, column, lanes):
+    """The float32 SSEs of the block whose 16 float32 |x| are at ``magnitudes[offset:]``
+    (``signature.args[0]``) at the divisors of ``table`` (``signature.args[2]``) columns
+    ``column..column + lanes - 1``, one candidate a lane.
 
-    Lane ``c`` holds candidate ``column + c``: for element i = 0..15 in turn its value
-    ``float32(q d)`` is picked by the thresholds below ``|x_i|`` and
-    ``(|x_i| - value)^2`` is added, each step one IEEE float32 operation (no fusion).
+    For element i = 0..15 in turn its value ``float32(q d)`` is picked by the thresholds
+    below ``|x_i|`` and ``(|x_i| - value)^2`` is added, each step one IEEE float32
+    operation (no fusion): the lane sums in torch's order for ``n == lanes == 16``.
     """
-    if not (_contiguous(magnitudes, table, sse) and magnitudes.dtype == table.dtype
-            == sse.dtype == types.float32 and table.ndim == 2):
+    vector = ir.VectorType(_F32, lanes)
+
+    def row(k):
+        index = builder.add(column, ir.Constant(column.type, k * WIDTH))
+        return builder.load(_address(context, builder, signature.args[2], table, index, vector),
+                            align=4)
+
+    thresholds = [row(k) for k in range(7)]
+    values = [row(7 + q) for q in range(8)]
+    total = ir.Constant(vector, [0.0] * lanes)
+    for i in range(WINDOW):
+        index = builder.add(offset, ir.Constant(offset.type, i))
+        a = _splat(builder, builder.load(_address(context, builder, signature.args[0],
+                                                  magnitudes, index, _F32)), lanes)
+        value = values[0]
+        for k in range(7):  # thresholds ascend: the last one below |x_i| picks the value
+            value = builder.select(builder.fcmp_ordered(">", a, thresholds[k]), values[k + 1],
+                                   value)
+        error = builder.fsub(a, value)
+        total = builder.fadd(total, builder.fmul(error, error))
+    return total
+
+
+def _sorting_network(n):
+    """Batcher's odd-even merge sort: the comparators (i, j), i < j, sorting ``n`` (a power
+    of two) values."""
+    pairs = []
+    p = 1
+    while p < n:
+        k = p
+        while k >= 1:
+            for j in range(k % p, n - k, 2 * k):
+                for i in range(min(k, n - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return pairs
+
+
+def _gather(builder, table_base, indices):
+    """float32 ``table[indices]`` (a vector of flat indices) by ``llvm.masked.gather``."""
+    lanes = indices.type.count
+    pointers = builder.inttoptr(
+        builder.add(_splat(builder, builder.ptrtoint(table_base, ir.IntType(64)), lanes),
+                    builder.mul(indices, ir.Constant(indices.type, [4] * lanes))),
+        ir.VectorType(ir.PointerType(_F32), lanes))
+    vector = ir.VectorType(_F32, lanes)
+    function = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vector, [pointers.type, ir.IntType(32),
+                                                 ir.VectorType(ir.IntType(1), lanes), vector]),
+        f"llvm.masked.gather.v{lanes}f32.v{lanes}p0")
+    return builder.call(function, [pointers, ir.Constant(ir.IntType(32), 4),
+                                   ir.Constant(ir.VectorType(ir.IntType(1), lanes), [1] * lanes),
+                                   ir.Constant(vector, None)])
+
+
+@intrinsic
+def open_searches(typingctx, x, row, starts, table, magnitudes, e0s, s_mins, s_maxs, slot):
+    """Steps 1 to 3 of the search for the 16 blocks ``x[row:row + 16]`` (float32
+    ``[*, 16]``, no NaN where used) with start bytes ``starts[slot:slot + 16]``, one block
+    a lane: E0, then the bounds, to ``e0s``, ``s_mins``, ``s_maxs`` at ``slot`` (a block
+    that keeps its start gets ``s_min = Inf``, ``s_max = -Inf``: no candidate); the
+    blocks' |x| to ``magnitudes[16 slot:]`` for :func:`range_minimum`.
+
+    The rows are transposed so that vector ``i`` holds element ``i`` of every block; each
+    lane then takes the float32 and float64 steps of :func:`..scale_rules.block_error`
+    and :func:`..scale_rules.search_bounds` for ``n == lanes == 16`` in their order:
+
+    * energy and E0: the float32 terms added in element order from +0 (torch's order);
+      E0's terms as :func:`_candidate_errors` forms them, on the start column's thresholds
+      and values (gathered);
+    * the magnitudes sorted by a sorting network on their bits (integer order is the
+      magnitudes' order, and any network yields the same sorted values); the
+      float32-rounded float64 running sums of their float32 squares (torch's cumsum);
+    * ``k*`` is the number of those prefixes at most E0 (they ascend, so all of them may be
+      compared: the first above E0 ends the count), ``y_(k*)`` the first sorted magnitude
+      whose prefix is not at most E0; ``s_min = max(f32(f32(amax - f32(sqrt(E0))) / 6),
+      0)`` and ``s_max = f32(y_(k*) / 0.25)``, each step in float64 and rounded as there
+      (a NaN ``s_min`` becomes 0: no divisor lies below either).
+    """
+    if not (_contiguous(x, starts, table, magnitudes, e0s, s_mins, s_maxs)
+            and x.dtype == table.dtype == magnitudes.dtype == e0s.dtype == s_mins.dtype
+            == s_maxs.dtype == types.float32 and starts.dtype == types.int64
+            and x.ndim == 2 and table.ndim == 2):
         return None
-    sig = types.float32(magnitudes, types.intp, table, types.intp, sse, types.intp, types.intp)
+    sig = types.void(x, types.intp, starts, table, magnitudes, e0s, s_mins, s_maxs,
+                     types.intp)
 
     def codegen(context, builder, signature, args):
-        magnitudes_arg, offset_arg, table_arg, column_arg, sse_arg, sse_offset_arg, pick_arg = args
-        vector = ir.VectorType(_F32, WINDOW)
+        (x_arg, row_arg, starts_arg, table_arg, magnitudes_arg, e0s_arg, s_mins_arg,
+         s_maxs_arg, slot_arg) = args
+        n = WINDOW
+        floats = ir.VectorType(_F32, n)
+        words = ir.VectorType(ir.IntType(32), n)
+        doubles = ir.VectorType(ir.DoubleType(), n)
+        longs = ir.VectorType(ir.IntType(64), n)
 
-        def row(k):
-            index = builder.add(column_arg, ir.Constant(column_arg.type, k * WIDTH))
-            return builder.load(_address(context, builder, signature.args[2], table_arg, index,
-                                         vector), align=4)
+        def at(k):
+            return ir.Constant(ir.IntType(64), k)
 
-        thresholds = [row(k) for k in range(7)]
-        values = [row(7 + q) for q in range(8)]
-        total = ir.Constant(vector, [0.0] * WINDOW)
-        for i in range(WINDOW):
-            index = builder.add(offset_arg, ir.Constant(offset_arg.type, i))
-            a = _splat(builder, builder.load(_address(context, builder, signature.args[0],
-                                                      magnitudes_arg, index, _F32)), WINDOW)
-            value = values[0]
-            for k in range(7):  # thresholds ascend: the last one below |x_i| picks the value
-                value = builder.select(builder.fcmp_ordered(">", a, thresholds[k]),
-                                       values[k + 1], value)
+        # rows of |x| (bits), stored for the candidates, then transposed
+        rows = []
+        for r in range(n):
+            index = builder.mul(builder.add(row_arg, at(r)), at(n))
+            bits = builder.load(_address(context, builder, signature.args[0], x_arg, index,
+                                         words), align=4)
+            bits = builder.and_(bits, ir.Constant(words, [0x7FFFFFFF] * n))
+            builder.store(bits, _address(context, builder, signature.args[4], magnitudes_arg,
+                                         builder.mul(builder.add(slot_arg, at(r)), at(n)),
+                                         words), align=4)
+            rows.append(bits)
+        stride = n // 2
+        while stride:  # butterfly transpose: swap blocks of `stride` across row pairs
+            out = list(rows)
+            for r in range(n):
+                if r & stride:
+                    continue
+                a, b = rows[r], rows[r + stride]
+                low = [c if not c & stride else c - stride + n for c in range(n)]
+                high = [c + stride if not c & stride else c + n for c in range(n)]
+                out[r] = builder.shuffle_vector(a, b, ir.Constant(words, low))
+                out[r + stride] = builder.shuffle_vector(a, b, ir.Constant(words, high))
+            rows = out
+            stride //= 2
+        columns = rows  # columns[i]: element i of every block
+        values = [builder.bitcast(c, floats) for c in columns]
+
+        zero = ir.Constant(floats, [0.0] * n)
+        energy = zero
+        for v in values:
+            energy = builder.fadd(energy, builder.fmul(v, v))
+
+        starts = builder.load(_address(context, builder, signature.args[2], starts_arg,
+                                       slot_arg, longs), align=8)
+        starts = builder.select(builder.icmp_signed("<", starts, ir.Constant(longs, [0] * n)),
+                                ir.Constant(longs, [0] * n), starts)
+        starts = builder.select(builder.icmp_signed(">", starts, ir.Constant(longs, [255] * n)),
+                                ir.Constant(longs, [255] * n), starts)
+        column = builder.add(starts, ir.Constant(longs, [WINDOW] * n))
+        base = builder.bitcast(context.make_array(signature.args[3])(
+            context, builder, table_arg).data, ir.PointerType(_F32))
+        entry = [_gather(builder, base, builder.add(column, ir.Constant(longs, [k * WIDTH] * n)))
+                 for k in range(_ROWS)]
+        e0 = zero
+        for a in values:
+            value = entry[7]
+            for k in range(7):
+                value = builder.select(builder.fcmp_ordered(">", a, entry[k]), entry[8 + k],
+                                       value)
             error = builder.fsub(a, value)
-            total = builder.fadd(total, builder.fmul(error, error))
-        builder.store(total, _address(context, builder, signature.args[4], sse_arg,
-                                      builder.add(sse_offset_arg, column_arg), vector), align=4)
-        words = ir.VectorType(ir.IntType(32), WINDOW)
-        lanes = ir.Constant(ir.VectorType(ir.IntType(64), WINDOW), list(range(WINDOW)))
-        picked = builder.select(  # SSEs are >= +0: the largest of +0 and it is it
-            builder.icmp_signed("==", lanes, _splat(builder, builder.sub(pick_arg, column_arg),
-                                                    WINDOW)),
-            builder.bitcast(total, words), ir.Constant(words, [0] * WINDOW))
-        return builder.bitcast(_reduce(builder, "umax", picked), _F32)
+            e0 = builder.fadd(e0, builder.fmul(error, error))
+
+        ordered = list(columns)
+        for i, j in _sorting_network(n):
+            smaller = builder.icmp_unsigned("<", ordered[i], ordered[j])
+            ordered[i], ordered[j] = (builder.select(smaller, ordered[i], ordered[j]),
+                                      builder.select(smaller, ordered[j], ordered[i]))
+        ordered = [builder.bitcast(v, floats) for v in ordered]
+        running = ir.Constant(doubles, [0.0] * n)
+        within = []
+        for v in ordered:
+            running = builder.fadd(running, builder.fpext(builder.fmul(v, v), doubles))
+            within.append(builder.fcmp_ordered("<=", builder.fptrunc(running, floats), e0))
+        following = ordered[n - 1]
+        for k in reversed(range(n)):
+            following = builder.select(within[k], following, ordered[k])
+        keep = builder.or_(builder.fcmp_ordered("<=", energy, e0), within[n - 1])
+
+        e0_wide = builder.fpext(e0, doubles)
+        sqrt = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(doubles, [doubles]), f"llvm.sqrt.v{n}f64")
+        root = builder.fpext(builder.fptrunc(builder.call(sqrt, [e0_wide]), floats), doubles)
+        gap = builder.fptrunc(builder.fsub(builder.fpext(ordered[n - 1], doubles), root), floats)
+        s_min = builder.fptrunc(builder.fdiv(builder.fpext(gap, doubles),
+                                             ir.Constant(doubles, [6.0] * n)), floats)
+        s_min = builder.select(builder.fcmp_ordered(">", s_min, zero), s_min, zero)
+        s_max = builder.fptrunc(builder.fdiv(builder.fpext(following, doubles),
+                                             ir.Constant(doubles, [0.25] * n)), floats)
+        s_min = builder.select(keep, ir.Constant(floats, [math.inf] * n), s_min)
+        s_max = builder.select(keep, ir.Constant(floats, [-math.inf] * n), s_max)
+        for array, arg, value in ((5, e0s_arg, e0), (6, s_mins_arg, s_min),
+                                  (7, s_maxs_arg, s_max)):
+            builder.store(value, _address(context, builder, signature.args[array], arg,
+                                          slot_arg, floats), align=4)
+        return context.get_dummy_value()
 
     return sig, codegen
 
 
 @intrinsic
-def sorted_prefixes(typingctx, x, offset, ordered, prefixes, out_offset):
-    """The float32 energy of the 16 values at ``x[offset:]`` (no NaN): their float32
-    squares summed in lane order (torch's). ``ordered[out_offset:]`` gets their magnitudes
-    ascending and ``prefixes[out_offset:]`` the float32-rounded float64 running sums of the
-    squares of those (torch's cumsum): what :func:`bounds16` compares with E0.
+def range_minimum(typingctx, magnitudes, offset, table, column, low, high):
+    """(smallest float32 SSE, its first column) over the columns c in
+    ``column..column + CHUNK - 1`` with ``low <= c < high``, for the block whose |x| are
+    at ``magnitudes[offset:]`` (:func:`_candidate_errors`); NaN if there are none.
 
-    The sort is a bitonic network (Batcher) on the sign-cleared bits, whose integer order
-    is the magnitudes' order. All of it stays in registers; it does not depend on E0, so
-    this latency-bound work runs beside the candidate windows.
+    Non-NaN float32 values >= +0 order as their bits do (unsigned), and NaN bits (columns
+    outside the range get 0x7FFFFFFF) lie above all of them, so the unsigned minimum is the
+    smallest non-NaN SSE, as a scan that takes strict improvements finds it.
     """
-    if not (_contiguous(x, ordered, prefixes)
-            and x.dtype == ordered.dtype == prefixes.dtype == types.float32):
+    if not (_contiguous(magnitudes, table) and magnitudes.dtype == table.dtype
+            == types.float32 and table.ndim == 2):
         return None
-    sig = types.float32(x, types.intp, ordered, prefixes, types.intp)
+    sig = types.Tuple([types.float32, types.int64])(magnitudes, types.intp, table, types.intp,
+                                                   types.intp, types.intp)
 
     def codegen(context, builder, signature, args):
-        x_arg, offset_arg, ordered_arg, prefixes_arg, out_offset_arg = args
-        words = ir.VectorType(ir.IntType(32), WINDOW)
+        magnitudes_arg, offset_arg, table_arg, column_arg, low_arg, high_arg = args
+        total = _candidate_errors(context, builder, signature, magnitudes_arg, offset_arg,
+                                  table_arg, column_arg, CHUNK)
+        return _first_minimum(context, builder, signature, total, column_arg, low_arg, high_arg)
+
+    return sig, codegen
+
+
+def _first_minimum(context, builder, signature, total, column, low, high):
+    """(smallest, first column) of the SSE vector ``total`` (lane c: column ``column + c``)
+    over the lanes with ``low <= column + c < high``, as :func:`range_minimum` returns it."""
+    lanes = total.type.count
+    words = ir.VectorType(ir.IntType(32), lanes)
+    columns = builder.add(_splat(builder, column, lanes), ir.Constant(
+        ir.VectorType(ir.IntType(64), lanes), list(range(lanes))))
+    inside = builder.and_(builder.icmp_signed(">=", columns, _splat(builder, low, lanes)),
+                          builder.icmp_signed("<", columns, _splat(builder, high, lanes)))
+    bits = builder.select(inside, builder.bitcast(total, words),
+                          ir.Constant(words, [0x7FFFFFFF] * lanes))
+    smallest = _reduce(builder, "umin", bits)
+    hits = builder.bitcast(builder.icmp_unsigned("==", bits, _splat(builder, smallest, lanes)),
+                           ir.IntType(lanes))
+    cttz = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.IntType(lanes), [ir.IntType(lanes), ir.IntType(1)]),
+        f"llvm.cttz.i{lanes}")
+    first = builder.zext(builder.call(cttz, [hits, ir.Constant(ir.IntType(1), 1)]),
+                         ir.IntType(64))
+    return context.make_tuple(builder, signature.return_type,
+                              [builder.bitcast(smallest, _F32), builder.add(column, first)])
+
+
+@intrinsic
+def tail_minimum(typingctx, magnitudes, offset, table, column, low, high):
+    """:func:`range_minimum` over the :data:`TAIL` columns ``column..column + TAIL - 1``
+    only, at fewer operations than a chunk: one candidate at a time with one element a
+    lane, each term formed as in :func:`_candidate_errors`, the candidates' term vectors
+    then transposed so that the terms are added in element order, one candidate a lane."""
+    if not (_contiguous(magnitudes, table) and magnitudes.dtype == table.dtype
+            == types.float32 and table.ndim == 2):
+        return None
+    sig = types.Tuple([types.float32, types.int64])(magnitudes, types.intp, table, types.intp,
+                                                   types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        magnitudes_arg, offset_arg, table_arg, column_arg, low_arg, high_arg = args
         floats = ir.VectorType(_F32, WINDOW)
-        values = builder.load(_address(context, builder, signature.args[0], x_arg, offset_arg,
-                                       floats), align=4)
-        squares = builder.fmul(values, values)
-        energy = ir.Constant(_F32, 0.0)
+        a = builder.load(_address(context, builder, signature.args[0], magnitudes_arg,
+                                  offset_arg, floats), align=4)
+        terms = []
+        for c in range(TAIL):
+            def entry(k, c=c):
+                index = builder.add(column_arg, ir.Constant(column_arg.type, k * WIDTH + c))
+                return _splat(builder, builder.load(_address(
+                    context, builder, signature.args[2], table_arg, index, _F32)), WINDOW)
+
+            value = entry(7)
+            for k in range(7):
+                value = builder.select(builder.fcmp_ordered(">", a, entry(k)), entry(8 + k),
+                                       value)
+            error = builder.fsub(a, value)
+            terms.append(builder.fmul(error, error))
+        while len(terms) > 1:  # concatenate: lane c * 16 + i holds candidate c's term i
+            terms = [builder.shuffle_vector(terms[i], terms[i + 1], ir.Constant(
+                ir.VectorType(ir.IntType(32), 2 * terms[i].type.count),
+                list(range(2 * terms[i].type.count)))) for i in range(0, len(terms), 2)]
+        everything = terms[0]
+        total = ir.Constant(ir.VectorType(_F32, TAIL), [0.0] * TAIL)
         for i in range(WINDOW):
-            energy = builder.fadd(energy, builder.extract_element(squares, _lane(i)))
-        v = builder.and_(builder.bitcast(values, words),
-                         ir.Constant(words, [0x7FFFFFFF] * WINDOW))
-        size = 2
-        while size <= WINDOW:  # merge sorted runs of size / 2 into runs of size
-            stride = size // 2
-            while stride:
-                partner = builder.shuffle_vector(v, v, ir.Constant(
-                    ir.VectorType(ir.IntType(32), WINDOW), [i ^ stride for i in range(WINDOW)]))
-                low = builder.select(builder.icmp_unsigned("<", v, partner), v, partner)
-                high = builder.select(builder.icmp_unsigned("<", v, partner), partner, v)
-                # lane i keeps the smaller value when it is the first of its pair in an
-                # ascending run, or the second in a descending one
-                keeps_low = [((i & stride) == 0) == ((i & size) == 0) for i in range(WINDOW)]
-                v = builder.select(ir.Constant(ir.VectorType(ir.IntType(1), WINDOW), keeps_low),
-                                   low, high)
-                stride //= 2
-            size *= 2
-        builder.store(v, _address(context, builder, signature.args[2], ordered_arg,
-                                  out_offset_arg, words), align=4)
-        magnitudes = builder.bitcast(v, floats)
-        squares = builder.fmul(magnitudes, magnitudes)
-        running = ir.Constant(ir.DoubleType(), 0.0)
-        sums = ir.Constant(floats, None)
-        for k in range(WINDOW):
-            running = builder.fadd(running, builder.fpext(
-                builder.extract_element(squares, _lane(k)), ir.DoubleType()))
-            sums = builder.insert_element(sums, builder.fptrunc(running, _F32), _lane(k))
-        builder.store(sums, _address(context, builder, signature.args[3], prefixes_arg,
-                                     out_offset_arg, floats), align=4)
-        return energy
-
-    return sig, codegen
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def bounds16(ordered, prefixes, offset, energy, e0):
-    """(keeps start, s_min, s_max) of :func:`..scale_rules.search_bounds` for a 16-value
-    block from :func:`sorted_prefixes` (at ``offset`` of its outputs).
-
-    All magnitudes are sorted, not only those whose square is at most E0: the prefix sums
-    stop at the first square above E0 either way (a float32 square above E0 keeps every
-    longer prefix above it), and the next magnitude is then the smallest of the others.
-    The prefix sums ascend, so k* is the number of them at most E0.
-    """
-    if energy <= e0:
-        return True, 0.0, 0.0
-    k_star = 0
-    for k in range(WINDOW):
-        k_star += prefixes[offset + k] <= e0
-    if k_star >= WINDOW:
-        return True, 0.0, 0.0
-    amax = float(ordered[offset + WINDOW - 1])
-    s_min = max(f32(f32(amax - f32(math.sqrt(e0))) / 6.0), 0.0)
-    return False, s_min, f32(float(ordered[offset + k_star]) / 0.25)
-
-
-@intrinsic
-def first_minimum(typingctx, sse, offset, column, low, high):
-    """(bits of the smallest, its first column) of ``sse[offset + c]`` (float32 >= 0, no
-    NaN) over the columns c in ``column..column + 31`` with ``low <= c < high``; bits
-    0x7FFFFFFF (above every non-NaN) when there are none. Bits order as the values do."""
-    if not (_contiguous(sse) and sse.dtype == types.float32):
-        return None
-    lanes = 2 * WINDOW
-    sig = types.UniTuple(types.int64, 2)(sse, types.intp, types.intp, types.intp, types.intp)
-
-    def codegen(context, builder, signature, args):
-        sse_arg, offset_arg, column_arg, low_arg, high_arg = args
-        words = ir.VectorType(ir.IntType(32), lanes)
-        bits = builder.load(_address(context, builder, signature.args[0], sse_arg,
-                                     builder.add(offset_arg, column_arg), words), align=4)
-        columns = builder.add(_splat(builder, column_arg, lanes), ir.Constant(
-            ir.VectorType(ir.IntType(64), lanes), list(range(lanes))))
-        inside = builder.and_(builder.icmp_signed(">=", columns, _splat(builder, low_arg, lanes)),
-                              builder.icmp_signed("<", columns, _splat(builder, high_arg, lanes)))
-        bits = builder.select(inside, bits, ir.Constant(words, [0x7FFFFFFF] * lanes))
-        smallest = _reduce(builder, "umin", bits)
-        hits = builder.bitcast(builder.icmp_unsigned("==", bits, _splat(builder, smallest, lanes)),
-                               ir.IntType(lanes))
-        cttz = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.IntType(lanes), [ir.IntType(lanes), ir.IntType(1)]),
-            f"llvm.cttz.i{lanes}")
-        first = builder.zext(builder.call(cttz, [hits, ir.Constant(ir.IntType(1), 1)]),
-                             ir.IntType(64))
-        return context.make_tuple(builder, signature.return_type,
-                                  [builder.zext(smallest, ir.IntType(64)),
-                                   builder.add(column_arg, first)])
+            total = builder.fadd(total, builder.shuffle_vector(
+                everything, everything, ir.Constant(ir.VectorType(ir.IntType(32), TAIL),
+                                                    [c * WINDOW + i for c in range(TAIL)])))
+        return _first_minimum(context, builder, signature, total, column_arg, low_arg, high_arg)
 
     return sig, codegen
 
@@ -309,73 +435,46 @@ def first_minimum(typingctx, sse, offset, column, low, high):
 @njit(cache=True, error_model="numpy", inline="always")
 def count_below(divisors, first, last, value, inclusive):
     """The number of bytes in ``first..last`` whose divisor is below ``value`` (at most
-    ``value`` if ``inclusive``): where the ascending divisors cross ``value``, without
-    branches."""
-    count = 0
-    for b in range(first, last + 1):
-        count += (divisors[b] <= value) if inclusive else (divisors[b] < value)
-    return count
+    ``value`` if ``inclusive``; ``last >= first``).
+
+    The divisors do not decrease with the byte, so those bytes are a prefix of
+    ``first..last``, found by a bisection of a fixed number of steps (Khuong and Morin's
+    branch-free lower bound: each step keeps the half where the prefix ends).
+    """
+    base = first
+    size = last + 1 - first
+    while size > 1:
+        half = size // 2
+        d = divisors[base + half]
+        base += half * ((d <= value) if inclusive else (d < value))
+        size -= half
+    d = divisors[base]
+    return base - first + ((d <= value) if inclusive else (d < value))
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def scan(sse, offset, low, high, best, best_error):
-    """qwantize's scan of the columns ``low..high - 1`` of ``sse[offset:]`` after ``best``:
-    (column, error) of the first strict improvement on the running best."""
-    for c in range(low, high):
-        if sse[offset + c] < best_error:
-            best = c
-            best_error = float(sse[offset + c])
-    return best, best_error
+def close_search(start, e0, low, high, table, magnitudes, block):
+    """Step 4, the byte of :func:`..scale_rules.search`, over the table columns
+    ``low..high - 1`` (byte + WINDOW) of the candidates inside the bounds of
+    :func:`open_searches`, which wrote the block's magnitudes to scratch slot ``block``.
 
-
-@njit(cache=True, error_model="numpy", inline="always")
-def window_base(start, last):
-    """The first column of the two windows evaluated with the start byte ``start``."""
-    return min(max(start - _BELOW_START, 0), last + 1 - WINDOW) + WINDOW
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def open_search(x, offset, start, table, last, magnitudes, ordered, prefixes, sse, sse_offset,
-                block):
-    """Steps 1 and part of 2 of the search for the 16 values at ``x[offset:]`` (start byte
-    ``start <= last``): the sorted prefixes (:func:`sorted_prefixes`) and the two windows
-    from :func:`window_base` into the scratch slot ``block`` (16 entries of ``magnitudes``,
-    ``ordered``, ``prefixes``; ``WIDTH`` of ``sse`` from ``sse_offset``). Returns
-    (energy, E0)."""
-    energy = sorted_prefixes(x, offset, ordered, prefixes, block * WINDOW)
-    for i in range(WINDOW):
-        magnitudes[block * WINDOW + i] = abs(x.flat[offset + i])
-    base = window_base(start, last)
-    e0 = (window_errors(magnitudes, block * WINDOW, table, base, sse, sse_offset, start + WINDOW)
-          + window_errors(magnitudes, block * WINDOW, table, base + WINDOW, sse, sse_offset,
-                          start + WINDOW))
-    return energy, float(e0)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def close_search(start, energy, e0, divisors, table, first, last, magnitudes, ordered, prefixes,
-                 sse, sse_offset, block):
-    """The byte of :func:`..scale_rules.search` over candidates ``first..last``, after
-    :func:`open_search` filled scratch slot ``block``: the bounds, windows for candidates
-    outside the first two (rare), and qwantize's scan (sse column = byte + WINDOW)."""
-    keep, s_min, s_max = bounds16(ordered, prefixes, block * WINDOW, energy, e0)
-    if keep:
-        return start
-    low = first + count_below(divisors, first, last, s_min, False) + WINDOW
-    high = first + count_below(divisors, first, last, s_max, True) + WINDOW
-    base = window_base(start, last)
-    column = base
-    while column > low:  # candidates below the windows
-        column -= WINDOW
-        window_errors(magnitudes, block * WINDOW, table, column, sse, sse_offset, 0)
-    best, best_error = scan(sse, sse_offset, low, min(base, high), start + WINDOW, e0)
-    bits, at = first_minimum(sse, sse_offset, base, low, high)
-    if bits < 0x7FFFFFFF and sse[sse_offset + at] < best_error:  # clip <= SSE: no clip test
-        best = at
-        best_error = float(sse[sse_offset + at])
-    for column in range(base + 2 * WINDOW, high, WINDOW):  # candidates above the windows
-        window_errors(magnitudes, block * WINDOW, table, column, sse, sse_offset, 0)
-    best = scan(sse, sse_offset, max(low, base + 2 * WINDOW), high, best, best_error)[0]
+    The candidates are evaluated :data:`CHUNK` at a time in ascending order. qwantize's
+    scan from (start, E0) takes a candidate when its SSE is below the best so far
+    (clip <= SSE: no clip test), so it ends on the first candidate of the smallest SSE if
+    that is below E0, else on the start: each chunk's first minimum (:func:`range_minimum`)
+    replaces the best only when strictly below it, and NaN SSEs never do.
+    """
+    best, best_error = start + WINDOW, e0
+    column = low
+    while column < high:
+        if high - column > TAIL_LIMIT:
+            error, at = range_minimum(magnitudes, block * WINDOW, table, column, low, high)
+            column += CHUNK
+        else:
+            error, at = tail_minimum(magnitudes, block * WINDOW, table, column, low, high)
+            column += TAIL
+        if error < best_error:
+            best, best_error = at, float(error)
     return best - WINDOW
 
 
@@ -503,21 +602,23 @@ GROUP = 64
 
 @njit(cache=True, error_model="numpy")
 def quantize_blocks(x, bits, first_block, stop_block, breakpoints, divisors, table, search,
-                    inf_nan, zero_sign, order, starts, energies, e0s, magnitudes, ordered,
-                    prefixes, sse, scales, packed):
+                    inf_nan, zero_sign, order, starts, e0s, s_mins, s_maxs, lows, highs,
+                    magnitudes, tail, scales, packed):
     """Blocks ``first_block..stop_block - 1`` (at most :data:`GROUP`) of ``x`` (float32
     ``[nblocks, 16]``; ``bits``: the same as uint32): the steps of
     :func:`..quantize.quantize_nv` for a recipe whose start byte is :func:`start_byte` of
     ``breakpoints`` (no zero-block scale), with divisors ``float32(|x| / d)`` finite in
     ``table``, and, if ``search``, the optimal byte (one term a lane).
 
-    Every block's search is opened (its windows: vector throughput) before any is closed
-    (bounds, scan: chains of dependent steps), so the processor overlaps the chains of
-    one block with the others' work. Scratch: ``starts``, ``energies``, ``e0s`` of
-    ``GROUP``, ``magnitudes``, ``ordered``, ``prefixes`` of ``16 GROUP``, ``sse`` of
-    ``WIDTH GROUP``.
+    Each step is taken for all blocks before the next (start bytes; E0 and the bounds,
+    16 blocks a call of :func:`open_searches`, the last 16 copied to ``tail`` when fewer;
+    candidate ranges; candidates), so its inputs are ready when read back and the
+    processor overlaps one block's chain of dependent operations with the others'.
+    Scratch: ``starts``, ``e0s``, ``s_mins``, ``s_maxs``, ``lows``, ``highs`` of
+    ``GROUP``, ``magnitudes`` of ``16 GROUP``, ``tail`` float32 ``[16, 16]``.
     """
-    for j in range(stop_block - first_block):
+    count = stop_block - first_block
+    for j in range(count):
         blk = first_block + j
         top = np.uint32(0)
         amax = np.float32(0.0)
@@ -526,13 +627,21 @@ def quantize_blocks(x, bits, first_block, stop_block, breakpoints, divisors, tab
             amax = max(amax, abs(x[blk, i]))
         if top > np.uint32(0x7F800000) or (inf_nan and top == np.uint32(0x7F800000)):
             starts[j] = -1  # NaN (or Inf) block
-            continue
-        start = start_byte(amax, breakpoints)
-        starts[j] = start
-        if search:
-            energies[j], e0s[j] = open_search(x, blk * WINDOW, start, table, 126, magnitudes,
-                                              ordered, prefixes, sse, j * WIDTH, j)
-    for j in range(stop_block - first_block):
+        else:
+            starts[j] = start_byte(amax, breakpoints)
+    if search:
+        for j in range(0, count, WINDOW):
+            if j + WINDOW <= count:
+                open_searches(x, first_block + j, starts, table, magnitudes, e0s, s_mins, s_maxs,
+                              j)
+            else:
+                tail[:] = 0.0
+                tail[:count - j] = x[first_block + j:stop_block]
+                open_searches(tail, 0, starts, table, magnitudes, e0s, s_mins, s_maxs, j)
+        for j in range(count):
+            lows[j] = 1 + count_below(divisors, 1, 126, s_mins[j], False) + WINDOW
+            highs[j] = 1 + count_below(divisors, 1, 126, s_maxs[j], True) + WINDOW
+    for j in range(count):
         blk = first_block + j
         scale = starts[j]
         if scale < 0:
@@ -541,8 +650,7 @@ def quantize_blocks(x, bits, first_block, stop_block, breakpoints, divisors, tab
                 packed[blk, i] = 0
             continue
         if search:
-            scale = close_search(scale, energies[j], e0s[j], divisors, table, 1, 126, magnitudes,
-                                 ordered, prefixes, sse, j * WIDTH, j)
+            scale = close_search(scale, e0s[j], lows[j], highs[j], table, magnitudes, j)
         store_codes(x, blk * WINDOW, table, scale + WINDOW, zero_sign, order, packed,
                     blk * (WINDOW // 2))
         scales[blk] = scale

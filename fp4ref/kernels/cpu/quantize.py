@@ -321,16 +321,18 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
         clip = np.empty(256, np.float32)
         if fast:
             starts = np.empty(NV_GROUP, np.int64)
-            energies = np.empty(NV_GROUP, np.float32)
-            e0s = np.empty(NV_GROUP)
+            e0s = np.empty(NV_GROUP, np.float32)
+            s_mins = np.empty(NV_GROUP, np.float32)
+            s_maxs = np.empty(NV_GROUP, np.float32)
+            lows = np.empty(NV_GROUP, np.int64)
+            highs = np.empty(NV_GROUP, np.int64)
             magnitudes = np.empty(n * NV_GROUP, np.float32)
-            ordered = np.empty(n * NV_GROUP, np.float32)
-            prefixes = np.empty(n * NV_GROUP, np.float32)
+            tail = np.empty((n, n), np.float32)
             stop = min(nblocks, (chunk + 1) * _CHUNK)
             for group in range(chunk * _CHUNK, stop, NV_GROUP):
                 quantize_blocks(x, bits, group, min(group + NV_GROUP, stop), breakpoints, divisors,
-                                table, optimal, inf_nan, zero_sign, order, starts, energies, e0s,
-                                magnitudes, ordered, prefixes, sse, scales, packed)
+                                table, optimal, inf_nan, zero_sign, order, starts, e0s, s_mins,
+                                s_maxs, lows, highs, magnitudes, tail, scales, packed)
             continue
         for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
             row = x[blk]
