@@ -38,11 +38,15 @@ def best_time(function: Callable[[], object], repeat: int) -> float:
     return min(times)
 
 
-def copy_time(traffic_bytes: int, repeat: int) -> float:
-    """Time of a parallel copy reading and writing ``traffic_bytes`` in total."""
+def copy_time(traffic_bytes: int, repeat: int, fresh: bool = False) -> float:
+    """Time of a parallel copy reading and writing ``traffic_bytes`` in total: into one
+    reused target, or with ``fresh`` into a newly allocated one each time (the roofline of
+    an operation that allocates its output, page faults included)."""
     words = max(traffic_bytes // 16, 1)  # half read, half written, 8-byte words
     source = np.ones(words, np.float64)
     target = np.empty_like(source)
+    if fresh:
+        return best_time(lambda: _parallel_copy(source, np.empty_like(source)), repeat)
     return best_time(lambda: _parallel_copy(source, target), repeat)
 
 

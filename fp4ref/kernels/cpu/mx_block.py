@@ -275,6 +275,10 @@ def store_mx_codes(typingctx, bits, index, multiplier, thresholds, zero_sign, or
 #: Blocks :func:`store_mx_floor_group` encodes at once.
 GROUP = 16
 
+#: How many groups ahead :func:`store_mx_floor_group` asks for its input lines, so that
+#: memory streams in while a group computes (a hint: it never faults past the end).
+PREFETCH_GROUPS = 8
+
 
 def _umax(builder, a, b):
     return builder.select(builder.icmp_unsigned(">", a, b), a, b)
@@ -355,8 +359,19 @@ def store_mx_floor_group(typingctx, bits, index, thresholds, zero_sign, order, s
         thresholds = _load_thresholds(context, builder, signature.args[2], thresholds_arg)
         lanes = ir.VectorType(_I32, _LANES)
 
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), _I32,
+                                                             _I32, _I32]), "llvm.prefetch.p0i8")
+
         def emit(zero_sign, order):
             for b in range(GROUP):  # loaded again: holding 16 blocks would spill registers
+                for line in range(2):  # a later group's lines, while this one computes
+                    at = builder.add(index_arg, ir.Constant(
+                        index_arg.type, PREFETCH_GROUPS * GROUP * _LANES + b * _LANES + 16 * line))
+                    data = context.make_array(signature.args[0])(context, builder, bits_arg).data
+                    builder.call(prefetch, [builder.bitcast(builder.gep(data, [at]),
+                                                            ir.IntType(8).as_pointer()),
+                                            _I32(0), _I32(3), _I32(1)])
                 multiplier = builder.shuffle_vector(multipliers, multipliers,
                                                     ir.Constant(lanes, [b] * _LANES))
                 out = _packed_codes(builder, block(b), multiplier, thresholds, zero_sign, order)
