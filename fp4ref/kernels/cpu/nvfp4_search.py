@@ -339,6 +339,16 @@ def open_searches(typingctx, x, row, starts, table, magnitudes, e0s, s_mins, s_m
     return sig, codegen
 
 
+def _minimum_signature(magnitudes, table):
+    """The signature of :func:`range_minimum` and :func:`tail_minimum` for float32
+    ``magnitudes`` and a float32 decision table, else None."""
+    if not (_contiguous(magnitudes, table) and magnitudes.dtype == table.dtype
+            == types.float32 and table.ndim == 2):
+        return None
+    return types.Tuple([types.float32, types.int64])(magnitudes, types.intp, table,
+                                                     types.intp, types.intp, types.intp)
+
+
 @intrinsic
 def range_minimum(typingctx, magnitudes, offset, table, column, low, high):
     """(smallest float32 SSE, its first column) over the columns c in
@@ -349,11 +359,9 @@ def range_minimum(typingctx, magnitudes, offset, table, column, low, high):
     outside the range get 0x7FFFFFFF) lie above all of them, so the unsigned minimum is the
     smallest non-NaN SSE, as a scan that takes strict improvements finds it.
     """
-    if not (_contiguous(magnitudes, table) and magnitudes.dtype == table.dtype
-            == types.float32 and table.ndim == 2):
+    sig = _minimum_signature(magnitudes, table)
+    if sig is None:
         return None
-    sig = types.Tuple([types.float32, types.int64])(magnitudes, types.intp, table, types.intp,
-                                                   types.intp, types.intp)
 
     def codegen(context, builder, signature, args):
         magnitudes_arg, offset_arg, table_arg, column_arg, low_arg, high_arg = args
@@ -393,11 +401,9 @@ def tail_minimum(typingctx, magnitudes, offset, table, column, low, high):
     only, at fewer operations than a chunk: one candidate at a time with one element a
     lane, each term formed as in :func:`_candidate_errors`, the candidates' term vectors
     then transposed so that the terms are added in element order, one candidate a lane."""
-    if not (_contiguous(magnitudes, table) and magnitudes.dtype == table.dtype
-            == types.float32 and table.ndim == 2):
+    sig = _minimum_signature(magnitudes, table)
+    if sig is None:
         return None
-    sig = types.Tuple([types.float32, types.int64])(magnitudes, types.intp, table, types.intp,
-                                                   types.intp, types.intp)
 
     def codegen(context, builder, signature, args):
         magnitudes_arg, offset_arg, table_arg, column_arg, low_arg, high_arg = args
