@@ -335,8 +335,7 @@ def _run_mx(flat, rule, prof, backend, scales, packed, hessian) -> None:
     from .kernels.cpu import mx_search
     from .kernels.cpu import quantize as kernels
 
-    optimal = rule in scale_rules.SEARCH_RULES
-    if not optimal:
+    if rule not in scale_rules.SEARCH_RULES:
         kernels.quantize_mx_rule(
             flat, flat.view(np.uint32), k.MX_RULES.index(rule),
             k.THRESHOLDS[ties.TIE_RULES.index(prof.rounding)],
@@ -351,8 +350,7 @@ def _run_mx(flat, rule, prof, backend, scales, packed, hessian) -> None:
             nibbles.NIBBLE_ORDERS.index(prof.nibble_order), scales, packed)
         return
     kernels.quantize_mx(
-        flat, 0 if optimal else k.MX_RULES.index(rule), optimal,
-        k.MX_RULES.index(_start_rule(prof)), prof.e8m0_min, tie,
+        flat, k.MX_RULES.index(_start_rule(prof)), prof.e8m0_min, tie,
         elements.ZERO_SIGNS.index(prof.zero_sign),
         prof.sum_lanes, nibbles.NIBBLE_ORDERS.index(prof.nibble_order), scales, packed, hessian)
 

@@ -35,7 +35,7 @@ def scalar(x, start_rule, first, tie, zero_sign=1, order=0):
     """(scales, packed) of the scalar numba kernel (16 lanes, no Hessian)."""
     scales = np.empty(x.shape[0], np.uint8)
     packed = np.empty((x.shape[0], 16), np.uint8)
-    kernels.quantize_mx(x, 0, True, start_rule, first, tie, zero_sign, 16, order, scales, packed,
+    kernels.quantize_mx(x, start_rule, first, tie, zero_sign, 16, order, scales, packed,
                         np.zeros((0, 32, 32)))
     return scales, packed
 

@@ -45,6 +45,17 @@ _CHUNK = 1024
 #: Blocks per parallel work item of :func:`quantize_mx_rule` (large: little scheduling).
 _RULE_CHUNK = 8192
 
+@njit(cache=True, error_model="numpy")
+def _e8m0_divisors():
+    """float64 ``[256]``: the value 2^(b - 127) of every E8M0 byte b, NaN at 0xFF (OCP MX
+    v1.0 section 5.4.1), the divisors of the MXFP4 searches."""
+    divisors = np.empty(256)
+    for b in range(255):
+        divisors[b] = math.ldexp(1.0, b - 127)
+    divisors[255] = math.nan
+    return divisors
+
+
 @njit(cache=True, error_model="numpy", inline="always")
 def _store_mx(bits, blk, n, scale, tie_thresholds, zero_sign, order, scales, packed):
     """Write block ``blk``'s scale byte and its codes (zero codes under 0xFF, where ggml's
@@ -120,10 +131,7 @@ def quantize_mx_optimal(x, bits, start_rule, first, tie, tie_thresholds, zero_si
 
     Each block's numbers are measured one block ahead of its choice, so that the CPU
     overlaps one block's long float32 sums with the next one's decisions."""
-    divisors = np.empty(256)
-    for b in range(255):
-        divisors[b] = math.ldexp(1.0, b - 127)
-    divisors[255] = math.nan
+    divisors = _e8m0_divisors()
     nblocks, n = x.shape
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
         terms = np.empty(n)
@@ -242,17 +250,15 @@ def encode_block(row, d, multiply, tie, zero_sign, order, out):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def quantize_mx(x, rule, optimal, start_rule, first, tie, zero_sign, lanes, order, scales, packed,
-                hessian):
-    """MXFP4: scale by ``rule`` (or the optimal search over bytes ``first..254`` from
-    ``start_rule``), elements by ``tie``; NaN/Inf blocks get 0xFF and zero codes.
+def quantize_mx(x, start_rule, first, tie, zero_sign, lanes, order, scales, packed, hessian):
+    """MXFP4 by the optimal search over bytes ``first..254`` from ``start_rule``'s byte in
+    scalar code (any ``lanes``; the Hessian search), elements by ``tie``; NaN/Inf blocks
+    get 0xFF and zero codes. The scale rules run in :func:`quantize_mx_rule`, the plain
+    search in 16 lanes in :func:`quantize_mx_optimal`.
 
     ``hessian`` is float64 ``[J, n, n]``: with J > 0 the search minimises ``r^T H r`` with
     ``H = hessian[b % J]`` for block b (rows of J column blocks)."""
-    divisors = np.empty(256)
-    for b in range(255):
-        divisors[b] = math.ldexp(1.0, b - 127)
-    divisors[255] = math.nan
+    divisors = _e8m0_divisors()
     nblocks, n = x.shape
     columns = hessian.shape[0]
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
@@ -271,17 +277,13 @@ def quantize_mx(x, rule, optimal, start_rule, first, tie, zero_sign, lanes, orde
                 scales[blk] = 255
                 packed[blk, :] = 0
                 continue
-            if optimal:
-                start = mx_scale(float(amax), start_rule)
-                if columns:
-                    scale = search_hessian(row, start, divisors[start], divisors, first, 254,
-                                           False, tie, lanes, terms, ys, hessian[blk % columns],
-                                           True, r)
-                else:  # few powers of two lie inside the bounds: no batching needed
-                    scale = search(row, start, divisors[start], divisors, first, 254, False,
-                                   tie, lanes, terms, ys)
-            else:
-                scale = mx_scale(float(amax), rule)
+            start = mx_scale(float(amax), start_rule)
+            if columns:
+                scale = search_hessian(row, start, divisors[start], divisors, first, 254, False,
+                                       tie, lanes, terms, ys, hessian[blk % columns], True, r)
+            else:  # few powers of two lie inside the bounds: no batching needed
+                scale = search(row, start, divisors[start], divisors, first, 254, False, tie,
+                               lanes, terms, ys)
             scales[blk] = scale
             if scale == 255:
                 packed[blk, :] = 0
