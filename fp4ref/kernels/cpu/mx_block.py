@@ -154,6 +154,14 @@ def _array_vector(context, builder, array_type, array, index, vector):
     return builder.bitcast(builder.gep(data, [index]), vector.as_pointer())
 
 
+def _reduce(builder: ir.IRBuilder, name: str, vector: ir.Value) -> ir.Value:
+    """``llvm.vector.reduce.<name>`` of an integer vector."""
+    function = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vector.type.element, [vector.type]),
+        f"llvm.vector.reduce.{name}.v{vector.type.count}i{vector.type.element.width}")
+    return builder.call(function, [vector])
+
+
 @intrinsic
 def block_max_magnitude(typingctx, bits, index):
     """The largest of ``bits[index:index + 32] & 0x7FFFFFFF`` (float32 bits): the bits of
@@ -165,9 +173,7 @@ def block_max_magnitude(typingctx, bits, index):
         vector = ir.VectorType(_I32, _LANES)
         source = _array_vector(context, builder, signature.args[0], args[0], args[1], vector)
         magnitudes = builder.and_(builder.load(source, align=4), _vector(_I32, 0x7FFFFFFF))
-        reduce = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(_I32, [vector]), "llvm.vector.reduce.umax.v32i32")
-        return builder.call(reduce, [magnitudes])
+        return _reduce(builder, "umax", magnitudes)
 
     return types.uint32(bits, types.intp), codegen
 

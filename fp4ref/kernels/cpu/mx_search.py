@@ -45,11 +45,10 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
 from numba.core.extending import intrinsic
 
 from ..scale_rules import _E2M1, RULE_QWANTIZE, lower_bound, mx_scale, search
-from .mx_block import _array_vector, _contiguous, _splat
+from .mx_block import _array_vector, _contiguous, _reduce, _splat
 
 #: Lanes of torch's float32 sum that :func:`search_mx` reproduces (AVX-512).
 LANES = 16
@@ -194,13 +193,8 @@ def _exact_span(builder, square, included) -> ir.Value:
     exponent = builder.lshr(square_bits, _constant(_I32, 23))  # 0 for subnormals: ulp as 1
     nonzero = builder.and_(included, builder.icmp_unsigned("!=", square_bits,
                                                            _constant(_I32, 0)))
-    fn = ir.FunctionType(_I32, [words])
-    high = builder.call(cgutils.get_or_insert_function(
-        builder.module, fn, "llvm.vector.reduce.umax.v32i32"),
-        [builder.select(nonzero, exponent, _constant(_I32, 0))])
-    low = builder.call(cgutils.get_or_insert_function(
-        builder.module, fn, "llvm.vector.reduce.umin.v32i32"),
-        [builder.select(nonzero, exponent, _constant(_I32, 255))])
+    high = _reduce(builder, "umax", builder.select(nonzero, exponent, _constant(_I32, 0)))
+    low = _reduce(builder, "umin", builder.select(nonzero, exponent, _constant(_I32, 255)))
     one = ir.Constant(_I32, 1)
     low = builder.select(builder.icmp_unsigned(">", low, one), low, one)
     return builder.icmp_signed("<=", builder.sub(high, low), ir.Constant(_I32, _EXACT_SPAN))

@@ -54,6 +54,7 @@ from ..scale_rules import (
     ZERO_NEGATIVE,
     nvfp4_block_scale,
 )
+from .mx_block import _array_vector, _reduce, _splat
 
 #: Candidates evaluated together (one vector of float32 SSEs).
 WINDOW = 16
@@ -72,18 +73,6 @@ TAIL = 4
 TAIL_LIMIT = 8
 
 _F32 = ir.FloatType()
-
-
-def _lane(i: int) -> ir.Constant:
-    return ir.Constant(ir.IntType(32), i)
-
-
-def _splat(builder: ir.IRBuilder, value: ir.Value, lanes: int) -> ir.Value:
-    """``value`` in every lane of a vector."""
-    vector = ir.VectorType(value.type, lanes)
-    first = builder.insert_element(ir.Constant(vector, None), value, ir.Constant(ir.IntType(32), 0))
-    return builder.shuffle_vector(first, ir.Constant(vector, None),
-                                  ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
 
 
 @njit(cache=True, error_model="numpy")
@@ -122,20 +111,6 @@ def decision_table(divisors, last, tie):
     return table
 
 
-def _address(context, builder, array_type, array, index, element_type):
-    """Pointer to ``element_type`` at flat element ``index`` of a C-contiguous numba array."""
-    data = context.make_array(array_type)(context, builder, array).data
-    return builder.bitcast(builder.gep(data, [index]), element_type.as_pointer())
-
-
-def _reduce(builder: ir.IRBuilder, name: str, vector: ir.Value) -> ir.Value:
-    """``llvm.vector.reduce.<name>`` of an integer vector."""
-    function = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(vector.type.element, [vector.type]),
-        f"llvm.vector.reduce.{name}.v{vector.type.count}i{vector.type.element.width}")
-    return builder.call(function, [vector])
-
-
 def _contiguous(*arrays: types.Type) -> bool:
     return all(isinstance(a, types.Array) and a.layout == "C" for a in arrays)
 
@@ -153,15 +128,15 @@ def _candidate_errors(context, builder, signature, magnitudes, offset, table, co
 
     def row(k):
         index = builder.add(column, ir.Constant(column.type, k * WIDTH))
-        return builder.load(_address(context, builder, signature.args[2], table, index, vector),
-                            align=4)
+        return builder.load(
+            _array_vector(context, builder, signature.args[2], table, index, vector), align=4)
 
     thresholds = [row(k) for k in range(7)]
     values = [row(7 + q) for q in range(8)]
     total = ir.Constant(vector, [0.0] * lanes)
     for i in range(WINDOW):
         index = builder.add(offset, ir.Constant(offset.type, i))
-        a = _splat(builder, builder.load(_address(context, builder, signature.args[0],
+        a = _splat(builder, builder.load(_array_vector(context, builder, signature.args[0],
                                                   magnitudes, index, _F32)), lanes)
         value = values[0]
         for k in range(7):  # thresholds ascend: the last one below |x_i| picks the value
@@ -254,10 +229,10 @@ def open_searches(typingctx, x, row, starts, table, magnitudes, e0s, s_mins, s_m
         rows = []
         for r in range(n):
             index = builder.mul(builder.add(row_arg, at(r)), at(n))
-            bits = builder.load(_address(context, builder, signature.args[0], x_arg, index,
+            bits = builder.load(_array_vector(context, builder, signature.args[0], x_arg, index,
                                          words), align=4)
             bits = builder.and_(bits, ir.Constant(words, [0x7FFFFFFF] * n))
-            builder.store(bits, _address(context, builder, signature.args[4], magnitudes_arg,
+            builder.store(bits, _array_vector(context, builder, signature.args[4], magnitudes_arg,
                                          builder.mul(builder.add(slot_arg, at(r)), at(n)),
                                          words), align=4)
             rows.append(bits)
@@ -282,7 +257,7 @@ def open_searches(typingctx, x, row, starts, table, magnitudes, e0s, s_mins, s_m
         for v in values:
             energy = builder.fadd(energy, builder.fmul(v, v))
 
-        starts = builder.load(_address(context, builder, signature.args[2], starts_arg,
+        starts = builder.load(_array_vector(context, builder, signature.args[2], starts_arg,
                                        slot_arg, longs), align=8)
         starts = builder.select(builder.icmp_signed("<", starts, ir.Constant(longs, [0] * n)),
                                 ir.Constant(longs, [0] * n), starts)
@@ -332,7 +307,7 @@ def open_searches(typingctx, x, row, starts, table, magnitudes, e0s, s_mins, s_m
         s_max = builder.select(keep, ir.Constant(floats, [-math.inf] * n), s_max)
         for array, arg, value in ((5, e0s_arg, e0), (6, s_mins_arg, s_min),
                                   (7, s_maxs_arg, s_max)):
-            builder.store(value, _address(context, builder, signature.args[array], arg,
+            builder.store(value, _array_vector(context, builder, signature.args[array], arg,
                                           slot_arg, floats), align=4)
         return context.get_dummy_value()
 
@@ -408,13 +383,13 @@ def tail_minimum(typingctx, magnitudes, offset, table, column, low, high):
     def codegen(context, builder, signature, args):
         magnitudes_arg, offset_arg, table_arg, column_arg, low_arg, high_arg = args
         floats = ir.VectorType(_F32, WINDOW)
-        a = builder.load(_address(context, builder, signature.args[0], magnitudes_arg,
+        a = builder.load(_array_vector(context, builder, signature.args[0], magnitudes_arg,
                                   offset_arg, floats), align=4)
         terms = []
         for c in range(TAIL):
             def entry(k, c=c):
                 index = builder.add(column_arg, ir.Constant(column_arg.type, k * WIDTH + c))
-                return _splat(builder, builder.load(_address(
+                return _splat(builder, builder.load(_array_vector(
                     context, builder, signature.args[2], table_arg, index, _F32)), WINDOW)
 
             value = entry(7)
@@ -557,14 +532,14 @@ def store_codes(typingctx, x, offset, table, column, zero_sign, order, packed, p
          packed_offset_arg) = args
         words = ir.VectorType(ir.IntType(32), WINDOW)
         nibbles = ir.VectorType(ir.IntType(8), WINDOW)
-        bits = builder.load(_address(context, builder, signature.args[0], x_arg, offset_arg,
+        bits = builder.load(_array_vector(context, builder, signature.args[0], x_arg, offset_arg,
                                      words), align=4)
         magnitude = builder.and_(bits, ir.Constant(words, [0x7FFFFFFF] * WINDOW))
         a = builder.bitcast(magnitude, ir.VectorType(_F32, WINDOW))
         code = ir.Constant(nibbles, [0] * WINDOW)
         for k in range(7):
             index = builder.add(column_arg, ir.Constant(column_arg.type, k * WIDTH))
-            threshold = builder.load(_address(context, builder, signature.args[2], table_arg,
+            threshold = builder.load(_array_vector(context, builder, signature.args[2], table_arg,
                                               index, _F32))
             above = builder.fcmp_ordered(">", a, _splat(builder, threshold, WINDOW))
             code = builder.add(code, builder.zext(above, nibbles))
@@ -595,7 +570,7 @@ def store_codes(typingctx, x, offset, table, column, zero_sign, order, packed, p
         out = builder.select(  # byte j holds elements j and j + 8 (scalar.byte_elements)
             builder.icmp_signed("==", order_arg, ir.Constant(order_arg.type, SPLIT_HALF)),
             pack(list(range(half)), list(range(half, WINDOW))), out)
-        builder.store(out, _address(context, builder, signature.args[6], packed_arg,
+        builder.store(out, _array_vector(context, builder, signature.args[6], packed_arg,
                                     packed_offset_arg, out.type), align=1)
         return context.get_dummy_value()
 

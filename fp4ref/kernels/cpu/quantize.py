@@ -32,7 +32,6 @@ from .mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor
 from .mx_search import choose, measure, start_byte
 from .nvfp4_search import GROUP as NV_GROUP
 from .nvfp4_search import (
-    WIDTH,
     decision_table,
     monotone_start,
     quantize_blocks,
@@ -319,7 +318,7 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
         terms = np.empty(n)
         ys = np.empty(n)
         r = np.empty(n)
-        sse = np.empty(WIDTH * NV_GROUP, np.float32)
+        sse = np.empty(256, np.float32)
         clip = np.empty(256, np.float32)
         if fast:
             starts = np.empty(NV_GROUP, np.int64)
