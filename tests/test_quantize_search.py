@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from numba import njit
 
@@ -284,15 +284,21 @@ def test_exact_span(elements, exact):
 
 
 @settings(max_examples=200)
-@given(st.lists(st.tuples(st.integers(-80, 0), st.integers(0, 2**23 - 1)), min_size=32,
+@given(st.integers(-70, 0), st.integers(8, 16),
+       st.lists(st.tuples(st.integers(0, 16), st.integers(0, 2**23 - 1)), min_size=32,
                 max_size=32))
-def test_exact_span_is_sufficient(parts):
+def test_exact_span_is_sufficient(base, spread, parts):
     """Whenever the check passes, the float64 sum of the squares in ascending order
-    (the scalar search's prefix sums) is exact, so any other order gives it too."""
-    x = np.array([np.ldexp(1 + m / 2.0**23, e) for e, m in parts], np.float32)
+    (the scalar search's prefix sums) is exact, so any other order gives it too.
+
+    The exponents lie within ``spread`` (8..16) below a common base: the squares then span
+    up to 33 binades, so many blocks pass the check and those just past it are drawn too
+    (``assume`` discards the blocks that fail it)."""
+    x = np.array([np.ldexp(1 + m / 2.0**23, base - e % (spread + 1)) for e, m in parts],
+                 np.float32)
     squares = np.sort((x * x).astype(np.float64))
-    if _exactness(x, np.inf, np.inf)[0]:
-        running = 0.0
-        for i, square in enumerate(squares):
-            running += square
-            assert running == math.fsum(squares[: i + 1])
+    assume(_exactness(x, np.inf, np.inf)[0])
+    running = 0.0
+    for i, square in enumerate(squares):
+        running += square
+        assert running == math.fsum(squares[: i + 1])
