@@ -355,9 +355,11 @@ def _run_mx(flat, rule, prof, backend, scales, packed, hessian) -> None:
         prof.sum_lanes, nibbles.NIBBLE_ORDERS.index(prof.nibble_order), scales, packed, hessian)
 
 
-def _run_nv(flat, optimal, operand, prof, backend, scales, packed, hessian) -> None:
+def _run_nv(flat, optimal, operand, prof, backend, scales, packed, hessian) -> bool:
+    """Quantize the NVFP4 blocks ``flat`` into ``scales`` and ``packed``; returns whether
+    the numba kernel took its division-free path."""
     if flat.shape[0] == 0:
-        return
+        return False
     columns = hessian.shape[0]
     clamp = prof.block_scale_clamp
     inf_nan = prof.nonfinite == "nan-scale"
@@ -369,13 +371,13 @@ def _run_nv(flat, optimal, operand, prof, backend, scales, packed, hessian) -> N
                 prof.sum_lanes, hessian[b % columns].tolist() if columns else None)
             scales[b] = scale
             packed[b] = nibbles.pack(codes, prof.nibble_order, nvfp4.BLOCK_SIZE)
-        return
+        return False
     from .kernels import scale_rules as k
     from .kernels.cpu import quantize as kernels
 
     low, high = clamp if clamp is not None else (1.0, 0.0)
     zero = -1.0 if prof.zero_block_scale is None else prof.zero_block_scale
-    kernels.quantize_nv(
+    return kernels.quantize_nv(
         flat, k.NV_RECIPES.index(prof.nvfp4_recipe), operand, low, high, zero, optimal,
         inf_nan, ties.TIE_RULES.index(prof.rounding),
         elements.ZERO_SIGNS.index(prof.zero_sign), prof.sum_lanes,

@@ -219,6 +219,23 @@ def scalar_reference(x, recipe, tensor, tie, zero_sign, order, scales, packed):
         encode_block(x[blk], divisors[scale], False, tie, zero_sign, order, packed[blk])
 
 
+@pytest.mark.parametrize("optimal", [False, True])
+@pytest.mark.parametrize("profile", fp4ref.profiles())
+def test_fast_path_is_taken(profile, optimal):
+    """The profiles the tests here call fast reach the division-free kernel path, from the
+    argument mapping quantize itself uses; the others do not."""
+    from fp4ref.quantize import _run_nv, _tensor_scales
+
+    prof = fp4ref.profiles()[profile]
+    if prof.nvfp4_recipe is None or (optimal and prof.nvfp4_recipe == "torchao"):
+        pytest.skip(f"{profile} has no NVFP4 {'search' if optimal else 'quantizer'}")
+    x = sample_blocks(64, seed=1)
+    operand = _tensor_scales(x, prof, None)[0]
+    scales, packed = np.empty(64, np.uint8), np.empty((64, 8), np.uint8)
+    fast = _run_nv(x, optimal, operand, prof, "numba", scales, packed, np.zeros((0, 16, 16)))
+    assert fast == (profile in FAST_PROFILES)
+
+
 @pytest.mark.parametrize("profile", FAST_PROFILES)
 def test_fast_search_equals_the_scalar_search(profile):
     x = sample_blocks(40_000, seed=FAST_PROFILES.index(profile))

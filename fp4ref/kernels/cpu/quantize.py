@@ -296,7 +296,8 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
     """NVFP4: block scale by ``recipe`` (or the optimal search over E4M3 bytes 1..126; by
     ``r^T H r`` with ``hessian[b % J]`` when ``hessian`` ``[J, n, n]`` has J > 0),
     elements ``float32(|x| / d)`` by ``tie``; NaN blocks (and Inf blocks if ``inf_nan``)
-    get 0x7F and zero codes."""
+    get 0x7F and zero codes. Returns whether the blocks took the division-free path
+    (:mod:`.nvfp4_search`)."""
     divisors = np.empty(256)
     multiply = nvfp4_divisor(0x38, recipe, tensor)[1]
     for b in range(256):
@@ -365,3 +366,4 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
                 packed[blk, :] = 0
                 continue
             encode_block(row, d, multiply, tie, zero_sign, order, packed[blk])
+    return fast
