@@ -77,7 +77,7 @@ def bench_quantize(args: argparse.Namespace) -> int:
             return quantize(x, format=fmt, profile="qwantize", scale_rule="optimal")
 
         ours = run()
-        mine = best_time(run, max(1, repeat // 2))  # after a warm-up call (JIT, caches)
+        mine = best_time(run, repeat)  # after a warm-up call (JIT, caches)
         peer = _qwantize(x, fmt, subset)
         if peer is None:
             rows.append([f"optimal {fmt}", f"{mine:.2f}", "qwantize not installed", "", ""])

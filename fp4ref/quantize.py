@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,14 @@ def _input(x: Any, block_size: int) -> np.ndarray:
     return np.ascontiguousarray(array.astype(np.float32, copy=False))
 
 
+def _largest_magnitude(x: np.ndarray) -> float:
+    """max |x| of the contiguous float32 ``x`` by the parallel CPU kernel (NaN if it holds
+    one; 0 if empty)."""
+    from .kernels.cpu.quantize import largest_magnitude
+
+    return float(np.uint32(largest_magnitude(x.reshape(-1).view(np.uint32))).view(np.float32))
+
+
 def _tensor_scales(x: np.ndarray, profile: Profile, tensor_scale: Any, amax: Any = None):
     """(recipe operand, decode multiplier, stored value) for an NVFP4 quantization
     (``amax()`` gives the tensor's max |x| where it is not ``x``'s on the host)."""
@@ -86,6 +95,7 @@ def _tensor_scales(x: np.ndarray, profile: Profile, tensor_scale: Any, amax: Any
         else:
             with np.errstate(invalid="ignore"):
                 amax = float(np.max(np.abs(x))) if x.size else 0.0
+        amax = math.nan if amax != amax else amax  # NaN tensors: fp4ref's canonical NaN
         if encode:  # compressed-tensors generate_gparam: 2688 / amax, non-finite -> 1;
             # torch evaluates scalar / tensor as tensor.reciprocal() * scalar
             amax = max(amax, float(np.finfo(np.float32).tiny))
@@ -200,7 +210,8 @@ def quantize(
     if fmt == "mxfp4":
         _run_mx(flat, rule, prof, backend, scales, packed, blocks_h)
     else:
-        operand, decode, stored = _tensor_scales(data, prof, tensor_scale)
+        operand, decode, stored = _tensor_scales(data, prof, tensor_scale, amax=None if (
+            backend == "python") else lambda: _largest_magnitude(data))
         _run_nv(flat, rule in scale_rules.SEARCH_RULES, operand, prof, backend, scales, packed,
                 blocks_h)
     leading = data.shape[:-1]

@@ -15,6 +15,8 @@ from fp4ref.kernels.cpu.nvfp4_search import (
     TAIL,
     WIDTH,
     WINDOW,
+    count_at_most,
+    counting_table,
     decision_table,
     decision_threshold,
     open_searches,
@@ -169,6 +171,34 @@ def test_start_breakpoints_give_the_block_scale(recipe, tensor):
     for a in amax:
         assert (points[1:] <= a).sum() == k.nvfp4_block_scale(float(a), recipe, tensor, 1.0,
                                                                0.0, -1.0)
+
+
+@njit(cache=True)
+def counts_at_most(table, queries, out):
+    for i in range(queries.size):
+        out[i] = count_at_most(table, queries[i])
+
+
+@pytest.mark.parametrize("recipe, tensor", [(0, 1.0), (1, 0.37), (3, 2.9), (1, 1e-20)])
+def test_counting_tables_count_like_searchsorted(recipe, tensor):
+    """count_at_most against numpy's searchsorted (side="right") over the float32 bits, for
+    the start breakpoints and divisors the kernel counts, and for values with long runs of
+    equal entries, zeros, Inf and NaN; queried at every value, its neighbours and the
+    bucket edges."""
+    rng = np.random.default_rng(recipe)
+    divisors = np.float32([k.nvfp4_divisor(b, recipe, tensor)[0] for b in range(1, 127)])
+    runs = np.sort(np.float32(np.r_[np.zeros(40), np.full(30, 2.0), rng.uniform(0, 9, 50)]))
+    for values in (start_breakpoints(recipe, tensor, 1.0, 0.0)[1:], divisors, runs,
+                   np.float32([0.0, 1e-45, 3e38, np.inf, np.nan, np.nan])):
+        table = counting_table(values)
+        bits = values.view(np.uint32)
+        finite = bits[bits <= 0x7F800000].astype(np.int64)
+        edges = np.arange(0, 0x7F8 + 1, 7, dtype=np.int64) << 20
+        queries = np.unique(np.clip(np.r_[finite, finite - 1, finite + 1, edges, edges - 1,
+                                          0, 0x7F800000], 0, 0x7F800000)).astype(np.uint32)
+        out = np.empty(queries.size, np.int64)
+        counts_at_most(table, queries, out)
+        assert np.array_equal(out, np.searchsorted(bits, queries, side="right"))
 
 
 def tie_blocks(rng, count):

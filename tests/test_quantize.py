@@ -78,6 +78,35 @@ def test_nvfp4_tensor_scale_directions():
     assert q.tensor_scale is None and q.scales[0, 0] == 0x7E  # 896 saturates to 448
 
 
+@pytest.mark.parametrize("size", [0, 16, 65536 * 3 + 48])
+def test_largest_magnitude_kernel(size):
+    """The parallel CPU amax (several work items, a short last one) against numpy."""
+    from fp4ref.kernels.cpu.quantize import largest_magnitude
+
+    x = np.random.default_rng(size).standard_normal(size).astype(np.float32) * 1e3
+    expected = np.abs(x).max().view(np.uint32) if size else 0
+    if size:
+        x[size // 3] = -np.float32(3e38)  # the largest magnitude is negative
+        expected = np.float32(3e38).view(np.uint32)
+    assert largest_magnitude(x.view(np.uint32)) == expected
+    if size:
+        x[-1] = np.float32(np.nan)
+        assert largest_magnitude(x.view(np.uint32)) > 0x7F800000
+
+
+@pytest.mark.parametrize("profile, stored", [("ocp", 0x7FC00000), ("modelopt", 0x7FC00000),
+                                             ("compressed-tensors", 0x3F800000)])
+def test_nvfp4_nan_tensor_scale(profile, stored):
+    """A NaN anywhere gives a NaN tensor amax: both CPU backends store fp4ref's canonical
+    NaN (0x7FC00000) as the tensor scale whatever the input NaN's payload, or 1.0 where
+    the profile replaces a non-finite scale (compressed-tensors' generate_gparam)."""
+    x = np.ones((4, 16), np.float32)
+    x.view(np.uint32)[2, 5] = 0xFFC01234  # a negative NaN with a payload
+    for backend in ("python", "numba"):
+        q = fp4ref.quantize(x, format="nvfp4", profile=profile, backend=backend)
+        assert np.float32(q.stored_tensor_scale).view(np.uint32) == stored, backend
+
+
 def finite_blocks(block):
     value = st.floats(-1e6, 1e6, width=32) | st.sampled_from([0.0, -0.0, 6.0, 3.5, 1e-40])
     return st.lists(value, min_size=block, max_size=block).map(

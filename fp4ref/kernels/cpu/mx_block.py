@@ -162,20 +162,26 @@ def _reduce(builder: ir.IRBuilder, name: str, vector: ir.Value) -> ir.Value:
     return builder.call(function, [vector])
 
 
+def max_magnitude_codegen(lanes: int):
+    """The codegen of an intrinsic ``(bits, index) -> uint32``: the largest of
+    ``bits[index:index + lanes] & 0x7FFFFFFF`` (float32 bits), one vector reduction."""
+    def codegen(context, builder, signature, args):
+        vector = ir.VectorType(_I32, lanes)
+        source = _array_vector(context, builder, signature.args[0], args[0], args[1], vector)
+        magnitudes = builder.and_(builder.load(source, align=4),
+                                  ir.Constant(vector, [0x7FFFFFFF] * lanes))
+        return _reduce(builder, "umax", magnitudes)
+
+    return codegen
+
+
 @intrinsic
 def block_max_magnitude(typingctx, bits, index):
     """The largest of ``bits[index:index + 32] & 0x7FFFFFFF`` (float32 bits): the bits of
     the block's largest magnitude, 0x7F800000 or more when it holds an Inf or a NaN."""
     if not _contiguous(bits, types.uint32):
         return None
-
-    def codegen(context, builder, signature, args):
-        vector = ir.VectorType(_I32, _LANES)
-        source = _array_vector(context, builder, signature.args[0], args[0], args[1], vector)
-        magnitudes = builder.and_(builder.load(source, align=4), _vector(_I32, 0x7FFFFFFF))
-        return _reduce(builder, "umax", magnitudes)
-
-    return types.uint32(bits, types.intp), codegen
+    return types.uint32(bits, types.intp), max_magnitude_codegen(_LANES)
 
 
 def _load_thresholds(context, builder, array_type, array):

@@ -32,7 +32,8 @@ Each SSE is added in lane order (element 0 first) in its own vector lane, so a c
 candidates costs sixteen vector steps. E0 and the bounds come first, one block a lane
 (:func:`open_searches`), and only the candidates inside the bounds are evaluated
 (:func:`close_search`); the start byte comes from per-call breakpoints of the recipe
-(:func:`start_breakpoints`).
+(:func:`start_breakpoints`), and it and the bounds' bytes are counted in bucket tables
+(:func:`count_at_most`).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from ..scale_rules import (
     ZERO_NEGATIVE,
     nvfp4_block_scale,
 )
-from .mx_block import _array_vector, _reduce, _splat
+from .mx_block import _array_vector, _reduce, _splat, max_magnitude_codegen
 
 #: Candidates evaluated together (one vector of float32 SSEs).
 WINDOW = 16
@@ -413,24 +414,50 @@ def tail_minimum(typingctx, magnitudes, offset, table, column, low, high):
     return sig, codegen
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def count_below(divisors, first, last, value, inclusive):
-    """The number of bytes in ``first..last`` whose divisor is below ``value`` (at most
-    ``value`` if ``inclusive``; ``last >= first``).
+#: A float32 >= 0 falls in bucket ``bits >> BUCKET_SHIFT``: eight buckets a binade, the
+#: last (Inf's) number ``_BUCKETS - 1``.
+BUCKET_SHIFT = 20
+_BUCKETS = (0x7F800000 >> BUCKET_SHIFT) + 1
 
-    The divisors do not decrease with the byte, so those bytes are a prefix of
-    ``first..last``, found by a bisection of a fixed number of steps (Khuong and Morin's
-    branch-free lower bound: each step keeps the half where the prefix ends).
-    """
-    base = first
-    size = last + 1 - first
-    while size > 1:
-        half = size // 2
-        d = divisors[base + half]
-        base += half * ((d <= value) if inclusive else (d < value))
-        size -= half
-    d = divisors[base]
-    return base - first + ((d <= value) if inclusive else (d < value))
+#: Where a counting table's sorted bits begin (after the largest bucket and the bucket
+#: starts).
+_SORTED = _BUCKETS + 2
+
+
+@njit(cache=True, error_model="numpy")
+def counting_table(values):
+    """uint32: what :func:`count_at_most` needs to count the ``values`` (float32 >= 0 or
+    NaN, ascending by their bits) at most a float32 in ``0..Inf``: the most values in one
+    bucket, the number of values below each bucket's first float32 (and one after the last
+    bucket), then the values' bits, followed by that many 0xFFFFFFFF."""
+    bits = values.view(np.uint32)
+    n = bits.size
+    table = np.zeros(_SORTED + n + n, np.uint32)
+    j = 0
+    for bucket in range(_BUCKETS + 1):
+        while j < n and (bits[j] >> BUCKET_SHIFT) < bucket:
+            j += 1
+        table[1 + bucket] = j
+    most = 0
+    for bucket in range(_BUCKETS):
+        most = max(most, table[2 + bucket] - table[1 + bucket])
+    table[0] = most
+    table[_SORTED:_SORTED + n] = bits
+    table[_SORTED + n:] = 0xFFFFFFFF
+    return table
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def count_at_most(table, bits):
+    """The number of values of the :func:`counting_table` ``table`` at most the float32
+    whose bits are ``bits`` (``0..0x7F800000``): those below its bucket, then at most
+    ``table[0]`` comparisons in it (non-negative float32 values order as their bits; a
+    NaN value and the padding exceed every ``bits``)."""
+    first = table[1 + (bits >> BUCKET_SHIFT)]
+    count = first
+    for j in range(table[0]):
+        count += table[_SORTED + first + j] <= bits
+    return count
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -500,14 +527,13 @@ def start_breakpoints(recipe, tensor, clamp_low, clamp_high):
     return points
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def start_byte(amax, breakpoints):
-    """The start byte of a block with largest magnitude ``amax`` (float32): the number of
-    :func:`start_breakpoints` at most ``amax``, counted without branches."""
-    byte = 0
-    for b in range(1, 127):
-        byte += breakpoints[b] <= amax
-    return byte
+@intrinsic
+def block_max_magnitude(typingctx, bits, index):
+    """The largest of ``bits[index:index + 16] & 0x7FFFFFFF`` (float32 bits): the bits of
+    the block's largest magnitude, 0x7F800000 or more when it holds an Inf or a NaN."""
+    if not _contiguous(bits) or bits.dtype != types.uint32:
+        return None
+    return types.uint32(bits, types.intp), max_magnitude_codegen(WINDOW)
 
 
 @intrinsic
@@ -582,14 +608,16 @@ GROUP = 64
 
 
 @njit(cache=True, error_model="numpy")
-def quantize_blocks(x, bits, first_block, stop_block, breakpoints, divisors, table, search,
-                    inf_nan, zero_sign, order, starts, e0s, s_mins, s_maxs, lows, highs,
+def quantize_blocks(x, bits, first_block, stop_block, breakpoint_counts, divisor_counts, table,
+                    search, inf_nan, zero_sign, order, starts, e0s, s_mins, s_maxs, lows, highs,
                     magnitudes, tail, scales, packed):
     """Blocks ``first_block..stop_block - 1`` (at most :data:`GROUP`) of ``x`` (float32
     ``[nblocks, 16]``; ``bits``: the same as uint32): the steps of
-    :func:`..quantize.quantize_nv` for a recipe whose start byte is :func:`start_byte` of
-    ``breakpoints`` (no zero-block scale), with divisors ``float32(|x| / d)`` finite in
-    ``table``, and, if ``search``, the optimal byte (one term a lane).
+    :func:`..quantize.quantize_nv` for a recipe whose start byte is the number of its
+    :func:`start_breakpoints` at most the block's amax (no zero-block scale), with
+    divisors ``float32(|x| / d)`` finite in ``table``, and, if ``search``, the optimal byte
+    (one term a lane). ``breakpoint_counts`` and ``divisor_counts`` are the
+    :func:`counting_table` of breakpoints 1..126 and of the divisors of bytes 1..126.
 
     Each step is taken for all blocks before the next (start bytes; E0 and the bounds,
     16 blocks a call of :func:`open_searches`, the last 16 copied to ``tail`` when fewer;
@@ -601,15 +629,11 @@ def quantize_blocks(x, bits, first_block, stop_block, breakpoints, divisors, tab
     count = stop_block - first_block
     for j in range(count):
         blk = first_block + j
-        top = np.uint32(0)
-        amax = np.float32(0.0)
-        for i in range(WINDOW):
-            top = max(top, bits[blk, i] & np.uint32(0x7FFFFFFF))  # integer order = magnitudes'
-            amax = max(amax, abs(x[blk, i]))
+        top = block_max_magnitude(bits, blk * WINDOW)  # integer order = magnitudes'
         if top > np.uint32(0x7F800000) or (inf_nan and top == np.uint32(0x7F800000)):
             starts[j] = -1  # NaN (or Inf) block
         else:
-            starts[j] = start_byte(amax, breakpoints)
+            starts[j] = count_at_most(breakpoint_counts, top)
     if search:
         for j in range(0, count, WINDOW):
             if j + WINDOW <= count:
@@ -619,9 +643,15 @@ def quantize_blocks(x, bits, first_block, stop_block, breakpoints, divisors, tab
                 tail[:] = 0.0
                 tail[:count - j] = x[first_block + j:stop_block]
                 open_searches(tail, 0, starts, table, magnitudes, e0s, s_mins, s_maxs, j)
+        low_bits = s_mins.view(np.uint32)
+        high_bits = s_maxs.view(np.uint32)
         for j in range(count):
-            lows[j] = 1 + count_below(divisors, 1, 126, s_mins[j], False) + WINDOW
-            highs[j] = 1 + count_below(divisors, 1, 126, s_maxs[j], True) + WINDOW
+            # bytes 1..126 with d < s_min (s_min >= 0) and with d <= s_max (-Inf: none)
+            low = low_bits[j]
+            lows[j] = 1 + (low != 0) * count_at_most(divisor_counts, low - (low != 0)) + WINDOW
+            high = high_bits[j]
+            highs[j] = 1 + (high <= 0x7F800000) * count_at_most(
+                divisor_counts, min(high, np.uint32(0x7F800000))) + WINDOW
     for j in range(count):
         blk = first_block + j
         scale = starts[j]

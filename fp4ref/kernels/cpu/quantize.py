@@ -32,6 +32,7 @@ from .mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor
 from .mx_search import choose, measure, start_byte
 from .nvfp4_search import GROUP as NV_GROUP
 from .nvfp4_search import (
+    counting_table,
     decision_table,
     monotone_start,
     quantize_blocks,
@@ -290,6 +291,33 @@ def quantize_mx(x, start_rule, first, tie, zero_sign, lanes, order, scales, pack
             encode_block(row, divisors[scale], False, tie, zero_sign, order, packed[blk])
 
 
+#: Elements per parallel work item of :func:`largest_magnitude`.
+_REDUCE_CHUNK = 1 << 16
+
+
+@njit(cache=True, error_model="numpy")
+def _largest_bits(part):
+    """The largest of ``part & 0x7FFFFFFF`` (uint32; 0 if empty), in a loop LLVM
+    vectorizes (a separate function: inside ``prange`` it does not)."""
+    top = np.uint32(0)
+    for i in range(part.size):
+        magnitude = part[i] & np.uint32(0x7FFFFFFF)
+        top = magnitude if magnitude > top else top
+    return top
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def largest_magnitude(bits):
+    """The largest of ``bits & 0x7FFFFFFF`` over the flat uint32 array ``bits`` (float32
+    bits; 0 if empty): the bits of the largest magnitude, above 0x7F800000 when there is a
+    NaN (integer order is the magnitudes' order)."""
+    chunks = (bits.size + _REDUCE_CHUNK - 1) // _REDUCE_CHUNK
+    tops = np.zeros(max(chunks, 1), np.uint32)
+    for chunk in prange(chunks):
+        tops[chunk] = _largest_bits(bits[chunk * _REDUCE_CHUNK:(chunk + 1) * _REDUCE_CHUNK])
+    return tops.max()
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, inf_nan, tie,
                 zero_sign, lanes, order, scales, packed, hessian):
@@ -313,7 +341,10 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
     for b in range(127):
         fast &= 0.0 <= divisors[b] < math.inf
     table = decision_table(divisors, 126 if fast else -1, tie)
-    breakpoints = start_breakpoints(recipe, tensor, clamp_low, clamp_high) if fast else divisors32
+    # start bytes and search bounds counted in bucket tables (.nvfp4_search.count_at_most)
+    points = start_breakpoints(recipe, tensor, clamp_low, clamp_high) if fast else divisors32
+    breakpoint_counts = counting_table(points[1:] if fast else divisors32[:0])
+    divisor_counts = counting_table(divisors32[1:127] if fast else divisors32[:0])
     bits = x.view(np.uint32)
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
         terms = np.empty(n)
@@ -332,9 +363,9 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
             tail = np.empty((n, n), np.float32)
             stop = min(nblocks, (chunk + 1) * _CHUNK)
             for group in range(chunk * _CHUNK, stop, NV_GROUP):
-                quantize_blocks(x, bits, group, min(group + NV_GROUP, stop), breakpoints, divisors,
-                                table, optimal, inf_nan, zero_sign, order, starts, e0s, s_mins,
-                                s_maxs, lows, highs, magnitudes, tail, scales, packed)
+                quantize_blocks(x, bits, group, min(group + NV_GROUP, stop), breakpoint_counts,
+                                divisor_counts, table, optimal, inf_nan, zero_sign, order, starts,
+                                e0s, s_mins, s_maxs, lows, highs, magnitudes, tail, scales, packed)
             continue
         for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
             row = x[blk]
