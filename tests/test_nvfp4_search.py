@@ -19,6 +19,7 @@ from fp4ref.kernels.cpu.nvfp4_search import (
     counting_table,
     decision_table,
     decision_threshold,
+    open_chunk,
     open_searches,
     range_minimum,
     start_breakpoints,
@@ -109,6 +110,67 @@ def test_candidate_errors_are_block_errors_at_the_decision_points(tie):
     e0, s_min, s_max, expected = searches_and_bounds(x, columns - WINDOW, divisors, table, tie)
     assert np.array_equal(e0, expected[:, 0])
     assert np.array_equal(s_min, expected[:, 1]) and np.array_equal(s_max, expected[:, 2])
+
+
+@njit(cache=True)
+def chunks_opened(x, divisors, table, tie, lows, picks, sse, out):
+    """open_chunk for each block over columns lows[b]..lows[b] + 23, with E0 the scalar
+    SSE (block_error) at column lows[b] + 16 + picks[b], or just below it for odd blocks;
+    the scalar SSEs of the 24 columns to ``sse``."""
+    magnitudes = np.empty(16, np.float32)
+    terms = np.empty(16)
+    for b in range(x.shape[0]):
+        for i in range(16):
+            magnitudes[i] = abs(x[b, i])
+        for c in range(24):
+            sse[b, c] = k.block_error(x[b], divisors[lows[b] + c - WINDOW], False, tie, 16,
+                                      terms)
+        e0 = sse[b, 16 + picks[b]]
+        if b % 2:
+            e0 = np.nextafter(e0, np.float32(0))
+        error, at, first, stop = open_chunk(magnitudes, 0, table, lows[b], lows[b] + 24, e0)
+        out[b, 0] = error
+        out[b, 1] = at
+        out[b, 2] = first
+        out[b, 3] = stop
+        out[b, 4] = e0
+
+
+@pytest.mark.parametrize("tie", [0, 1, 2])
+@pytest.mark.parametrize("tensor", [1.0, 0.37, None])
+def test_open_chunk_rules_out_only_candidates_above_the_best(tie, tensor):
+    """Every candidate open_chunk leaves out (eight to sixteen columns above the chunk) has
+    a scalar SSE above the best so far, min(E0, the chunk's smallest); E0 is set at or just
+    below the SSE of one of them, so a bound above the true SSE would show. The chunk's
+    minimum is range_minimum's. Divisors growing by 1.1 a byte (``tensor`` None) never
+    double in eight bytes: nothing may be ruled out there."""
+    rng = np.random.default_rng(30 + tie)
+    x = np.concatenate([edge_blocks(), sample_blocks(6_000, seed=40 + tie),
+                        tie_blocks(rng, 2_000)])
+    if tensor is None:
+        divisors = np.float32(1.1) ** np.arange(256, dtype=np.float32) * np.float32(0.01)
+        divisors = divisors.astype(np.float64)
+        start = np.searchsorted(divisors[1:127], np.abs(x).max(axis=1) / 6) + 1
+    else:
+        divisors = np.array([k.nvfp4_divisor(b, 1, tensor)[0] for b in range(256)])
+        amax = np.abs(x).max(axis=1).astype(np.float64)
+        start = np.array([k.nvfp4_block_scale(a, 1, tensor, 1.0, 0.0, -1.0) for a in amax])
+    table = decision_table(divisors, 126, tie)
+    lows = np.clip(start - rng.integers(2, 14, len(x)), 1, 126 - 23) + WINDOW
+    picks = rng.integers(0, 8, len(x))
+    sse = np.empty((len(x), 24), np.float32)
+    out = np.empty((len(x), 5))
+    chunks_opened(x, divisors, table, tie, lows, picks, sse, out)
+    first = np.nanargmin(np.where(np.isnan(sse[:, :16]), np.inf, sse[:, :16]), axis=1)
+    smallest = sse[np.arange(len(x)), first]
+    finite = np.isfinite(smallest)
+    assert np.array_equal(out[finite, 0], smallest[finite])
+    assert np.array_equal(out[finite, 1], (lows + first)[finite])
+    best = np.fmin(out[:, 4], out[:, 0])
+    column = lows[:, None] + 16 + np.arange(8)
+    left = (column < out[:, 2:3]) | (column >= out[:, 3:4])
+    assert left.sum() > len(x) if tensor else not left.any()  # (ruling out happens)
+    assert np.all(sse[:, 16:][left] > np.repeat(best[:, None], 8, axis=1)[left])
 
 
 @njit(cache=True)

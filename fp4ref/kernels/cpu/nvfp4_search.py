@@ -30,8 +30,9 @@ when its SSE is below the best so far.
 
 Each SSE is added in lane order (element 0 first) in its own vector lane, so a chunk of
 candidates costs sixteen vector steps. E0 and the bounds come first, one block a lane
-(:func:`open_searches`), and only the candidates inside the bounds are evaluated
-(:func:`close_search`); the start byte comes from per-call breakpoints of the recipe
+(:func:`open_searches`), and only the candidates inside the bounds are evaluated: the
+first sixteen, which bound most of the rest from below (:func:`open_chunk`), then those
+left (:func:`close_search`); the start byte comes from per-call breakpoints of the recipe
 (:func:`start_breakpoints`), and it and the bounds' bytes are counted in bucket tables
 (:func:`count_at_most`).
 """
@@ -64,8 +65,11 @@ WINDOW = 16
 #: candidates (:data:`CHUNK` <= WINDOW) may end a window above byte 255.
 WIDTH = 256 + 2 * WINDOW
 
-#: Rows of a decision table: seven thresholds, then the eight values float32(q d).
-_ROWS = 15
+#: Rows of a decision table: seven thresholds, then the eight values float32(q d)
+#: (:data:`_DECISION_ROWS`), then the flags of :func:`doubles`.
+_DECISION_ROWS = 15
+_DOUBLES_ROW = 15
+_ROWS = 16
 
 #: Candidates evaluated together inside the search bounds (about 18 on normal data):
 #: CHUNK in a vector when more than TAIL_LIMIT remain, else TAIL a call.
@@ -109,17 +113,37 @@ def decision_table(divisors, last, tie):
             table[k, b + WINDOW] = decision_threshold(float(THRESHOLDS[tie, k]), d)
         for q in range(8):
             table[7 + q, b + WINDOW] = np.float32(_E2M1[q] * d)  # exact product, one rounding
+    for b in range(8, last + 1):
+        table[_DOUBLES_ROW, b + WINDOW] = doubles(table, b + WINDOW)
     return table
+
+
+@njit(cache=True, error_model="numpy")
+def doubles(table, column):
+    """Whether the candidate of ``column`` is the one eight columns below scaled by 2
+    exactly (thresholds and values; E4M3 bytes eight apart differ by a factor 2 in the
+    normal range), with that one's divisor at least 2^-100, float32(6 d) finite, and
+    ``T_6`` below at most ``T_5`` here: what :func:`open_chunk` needs to bound this
+    candidate's SSE from below by the one below's."""
+    below = column - 8
+    for row in range(_DECISION_ROWS):
+        if not table[row, column] == 2 * table[row, below]:
+            return False
+    return (table[7 + 2, below] >= 2.0 ** -100 and table[7 + 7, column] < math.inf
+            and table[6, below] <= table[5, column])
 
 
 def _contiguous(*arrays: types.Type) -> bool:
     return all(isinstance(a, types.Array) and a.layout == "C" for a in arrays)
 
 
-def _candidate_errors(context, builder, signature, magnitudes, offset, table, column, lanes):
+def _candidate_errors(context, builder, signature, magnitudes, offset, table, column, lanes,
+                      partial=False):
     """The float32 SSEs of the block whose 16 float32 |x| are at ``magnitudes[offset:]``
     (``signature.args[0]``) at the divisors of ``table`` (``signature.args[2]``) columns
-    ``column..column + lanes - 1``, one candidate a lane.
+    ``column..column + lanes - 1``, one candidate a lane; with ``partial``, also the same
+    sums over the elements below code 7 only (the others' terms taken as 0), and the
+    float32 sum of the squares of the |x|.
 
     For element i = 0..15 in turn its value ``float32(q d)`` is picked by the thresholds
     below ``|x_i|`` and ``(|x_i| - value)^2`` is added, each step one IEEE float32
@@ -134,18 +158,25 @@ def _candidate_errors(context, builder, signature, magnitudes, offset, table, co
 
     thresholds = [row(k) for k in range(7)]
     values = [row(7 + q) for q in range(8)]
-    total = ir.Constant(vector, [0.0] * lanes)
+    total = below = ir.Constant(vector, [0.0] * lanes)
+    energy = ir.Constant(_F32, 0.0)
     for i in range(WINDOW):
         index = builder.add(offset, ir.Constant(offset.type, i))
-        a = _splat(builder, builder.load(_array_vector(context, builder, signature.args[0],
-                                                  magnitudes, index, _F32)), lanes)
+        scalar = builder.load(_array_vector(context, builder, signature.args[0], magnitudes,
+                                            index, _F32))
+        a = _splat(builder, scalar, lanes)
         value = values[0]
         for k in range(7):  # thresholds ascend: the last one below |x_i| picks the value
-            value = builder.select(builder.fcmp_ordered(">", a, thresholds[k]), values[k + 1],
-                                   value)
+            above = builder.fcmp_ordered(">", a, thresholds[k])
+            value = builder.select(above, values[k + 1], value)
         error = builder.fsub(a, value)
-        total = builder.fadd(total, builder.fmul(error, error))
-    return total
+        term = builder.fmul(error, error)
+        total = builder.fadd(total, term)
+        if partial:  # `above` is |x_i| > T_6: code 7
+            below = builder.fadd(below, builder.select(above, ir.Constant(vector, [0.0] * lanes),
+                                                       term))
+            energy = builder.fadd(energy, builder.fmul(scalar, scalar))
+    return (total, below, energy) if partial else total
 
 
 def _sorting_network(n):
@@ -268,7 +299,7 @@ def open_searches(typingctx, x, row, starts, table, magnitudes, e0s, s_mins, s_m
         base = builder.bitcast(context.make_array(signature.args[3])(
             context, builder, table_arg).data, ir.PointerType(_F32))
         entry = [_gather(builder, base, builder.add(column, ir.Constant(longs, [k * WIDTH] * n)))
-                 for k in range(_ROWS)]
+                 for k in range(_DECISION_ROWS)]
         e0 = zero
         for a in values:
             value = entry[7]
@@ -325,6 +356,92 @@ def _minimum_signature(magnitudes, table):
                                                      types.intp, types.intp, types.intp)
 
 
+#: The slack of :func:`open_chunk`'s lower bound: relative, and relative to E + 16 d^2.
+_BOUND_SCALE = 1.0 - 2.0 ** -16
+_BOUND_SLACK = 2.0 ** -14
+
+
+@intrinsic
+def open_chunk(typingctx, magnitudes, offset, table, column, high, e0):
+    """(smallest SSE, its first column) over the columns ``column..column + CHUNK - 1``
+    below ``high`` as :func:`range_minimum` gives them, then ``first, stop``: the columns
+    above the chunk and below ``high`` that may still beat the best so far, ``B =
+    min(e0, smallest)``, lie in ``first..stop - 1``. Of the eight columns above the chunk,
+    those :func:`doubles` flags are ruled out when a lower bound of their SSE from the
+    chunk's column eight below exceeds ``B``; the columns beyond them all remain.
+
+    The bound. Let ``c'`` double ``c`` (``d' = 2 d``) and ``L`` be the float32 sum over
+    the elements below code 7 at ``c`` of their terms there. Such an element has
+    ``|x| <= T_6(c) <= T_5(c')``, so its code at ``c'`` is at most 5 and its value there,
+    ``float32(2 e d)`` for an E2M1 value ``e <= 3``, is a value of ``c`` (``2 e`` is one).
+    The code at ``c`` is the nearest to ``float32(|x| / d)``, so its value is at most
+    ``eps = 2^-23 |x| + 2^-20 d`` further from ``|x|`` than any other value of ``c``
+    (the quotient's rounding, twice, and the values' own). With float32 squaring and
+    summing (relative errors below 2^-20 over 16 terms) the SSE at ``c'`` is then at least
+    ``L (1 - 2^-16) - 2^-14 (E + 16 d^2)``, E the sum of the |x|^2 (computed in float32,
+    a generous allowance for the cross terms ``2 eps |x - v|``). A candidate whose bound
+    exceeds ``B`` (a finite ``L``) cannot be taken.
+    """
+    sig = _minimum_signature(magnitudes, table)
+    if sig is None or not isinstance(e0, types.Float):
+        return None
+    sig = types.Tuple([types.float32, types.int64, types.int64, types.int64])(
+        magnitudes, types.intp, table, types.intp, types.intp, e0)
+
+    def codegen(context, builder, signature, args):
+        magnitudes_arg, offset_arg, table_arg, column_arg, high_arg, e0_arg = args
+        total, below, energy = _candidate_errors(context, builder, signature, magnitudes_arg,
+                                                 offset_arg, table_arg, column_arg, CHUNK,
+                                                 partial=True)
+        smallest, at = _first_minimum_values(builder, total, column_arg, column_arg, high_arg)
+        e0 = e0_arg if e0_arg.type == _F32 else builder.fptrunc(e0_arg, _F32)
+        best = builder.select(builder.fcmp_ordered("<", smallest, e0), smallest, e0)
+        half = CHUNK // 2
+        floats = ir.VectorType(_F32, half)
+        upper = builder.shuffle_vector(below, below, ir.Constant(
+            ir.VectorType(ir.IntType(32), half), list(range(half, CHUNK))))
+
+        def row(r, shift):
+            index = builder.add(column_arg, ir.Constant(column_arg.type, r * WIDTH + shift))
+            return builder.load(_array_vector(context, builder, signature.args[2], table_arg,
+                                              index, floats), align=4)
+
+        d = row(7 + 2, half)  # float32(1 * d) below the candidates c'
+        slack = builder.fmul(ir.Constant(floats, [_BOUND_SLACK] * half), builder.fadd(
+            _splat(builder, energy, half),
+            builder.fmul(ir.Constant(floats, [16.0] * half), builder.fmul(d, d))))
+        bound = builder.fsub(builder.fmul(upper, ir.Constant(floats, [_BOUND_SCALE] * half)),
+                             slack)
+        ruled_out = builder.and_(
+            builder.and_(builder.fcmp_ordered(">", bound, _splat(builder, best, half)),
+                         builder.fcmp_ordered("<", upper, ir.Constant(floats, [math.inf] * half))),
+            builder.fcmp_ordered("==", row(_DOUBLES_ROW, CHUNK), ir.Constant(floats, [1.0] * half)))
+        longs = ir.VectorType(ir.IntType(64), half)
+        columns = builder.add(_splat(builder, builder.add(column_arg, ir.Constant(
+            column_arg.type, CHUNK)), half), ir.Constant(longs, list(range(half))))
+        kept = builder.and_(builder.not_(ruled_out),
+                            builder.icmp_signed("<", columns, _splat(builder, high_arg, half)))
+        bits = builder.zext(builder.bitcast(kept, ir.IntType(half)), ir.IntType(64))
+        after = builder.add(column_arg, ir.Constant(column_arg.type, CHUNK))
+        beyond = builder.add(after, ir.Constant(column_arg.type, half))
+        cttz = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(64), [ir.IntType(64), ir.IntType(1)]),
+            "llvm.cttz.i64")
+        ctlz = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(64), [ir.IntType(64), ir.IntType(1)]),
+            "llvm.ctlz.i64")
+        # with a bit above the 8 kept flags: the first kept, else `beyond`
+        first = builder.add(after, builder.call(cttz, [builder.or_(
+            bits, ir.Constant(ir.IntType(64), 1 << half)), ir.Constant(ir.IntType(1), 0)]))
+        last = builder.sub(beyond, builder.call(ctlz, [builder.shl(
+            bits, ir.Constant(ir.IntType(64), 64 - half)), ir.Constant(ir.IntType(1), 0)]))
+        stop = builder.select(builder.icmp_signed(">", high_arg, beyond), high_arg, last)
+        return context.make_tuple(builder, signature.return_type,
+                                  [smallest, at, first, stop])
+
+    return sig, codegen
+
+
 @intrinsic
 def range_minimum(typingctx, magnitudes, offset, table, column, low, high):
     """(smallest float32 SSE, its first column) over the columns c in
@@ -351,6 +468,12 @@ def range_minimum(typingctx, magnitudes, offset, table, column, low, high):
 def _first_minimum(context, builder, signature, total, column, low, high):
     """(smallest, first column) of the SSE vector ``total`` (lane c: column ``column + c``)
     over the lanes with ``low <= column + c < high``, as :func:`range_minimum` returns it."""
+    return context.make_tuple(builder, signature.return_type,
+                              list(_first_minimum_values(builder, total, column, low, high)))
+
+
+def _first_minimum_values(builder, total, column, low, high):
+    """The float32 and int64 values of :func:`_first_minimum`."""
     lanes = total.type.count
     words = ir.VectorType(ir.IntType(32), lanes)
     columns = builder.add(_splat(builder, column, lanes), ir.Constant(
@@ -367,8 +490,7 @@ def _first_minimum(context, builder, signature, total, column, low, high):
         f"llvm.cttz.i{lanes}")
     first = builder.zext(builder.call(cttz, [hits, ir.Constant(ir.IntType(1), 1)]),
                          ir.IntType(64))
-    return context.make_tuple(builder, signature.return_type,
-                              [builder.bitcast(smallest, _F32), builder.add(column, first)])
+    return builder.bitcast(smallest, _F32), builder.add(column, first)
 
 
 @intrinsic
@@ -462,15 +584,16 @@ def count_at_most(table, bits):
 
 @njit(cache=True, error_model="numpy", inline="always")
 def close_search(start, e0, low, high, table, magnitudes, block):
-    """Step 4, the byte of :func:`..scale_rules.search`, over the table columns
-    ``low..high - 1`` (byte + WINDOW) of the candidates inside the bounds of
-    :func:`open_searches`, which wrote the block's magnitudes to scratch slot ``block``.
+    """Step 4 after :func:`open_chunk`: the best byte ``start`` (SSE ``e0``) so far, then
+    the candidates of the table columns ``low..high - 1`` (byte + WINDOW) it left, in
+    ascending order, a chunk or :data:`TAIL` at a time, for the block whose magnitudes
+    are in scratch slot ``block``.
 
-    The candidates are evaluated :data:`CHUNK` at a time in ascending order. qwantize's
-    scan from (start, E0) takes a candidate when its SSE is below the best so far
-    (clip <= SSE: no clip test), so it ends on the first candidate of the smallest SSE if
-    that is below E0, else on the start: each chunk's first minimum (:func:`range_minimum`)
-    replaces the best only when strictly below it, and NaN SSEs never do.
+    qwantize's scan from (start, E0) takes a candidate when its SSE is below the best so
+    far (clip <= SSE: no clip test), so it ends on the first candidate of the smallest SSE
+    if that is below E0, else on the start: each chunk's first minimum
+    (:func:`range_minimum`) replaces the best only when strictly below it, and NaN SSEs
+    never do; a candidate ruled out has an SSE above the best before it.
     """
     best, best_error = start + WINDOW, e0
     column = low
@@ -621,7 +744,8 @@ def quantize_blocks(x, bits, first_block, stop_block, breakpoint_counts, divisor
 
     Each step is taken for all blocks before the next (start bytes; E0 and the bounds,
     16 blocks a call of :func:`open_searches`, the last 16 copied to ``tail`` when fewer;
-    candidate ranges; candidates), so its inputs are ready when read back and the
+    candidate ranges; the first chunks; the candidates left), so its inputs are ready
+    when read back, no branch waits on a chunk's SSEs, and the
     processor overlaps one block's chain of dependent operations with the others'.
     Scratch: ``starts``, ``e0s``, ``s_mins``, ``s_maxs``, ``lows``, ``highs`` of
     ``GROUP``, ``magnitudes`` of ``16 GROUP``, ``tail`` float32 ``[16, 16]``.
@@ -652,6 +776,20 @@ def quantize_blocks(x, bits, first_block, stop_block, breakpoint_counts, divisor
             high = high_bits[j]
             highs[j] = 1 + (high <= 0x7F800000) * count_at_most(
                 divisor_counts, min(high, np.uint32(0x7F800000))) + WINDOW
+        # step 4: the first chunk of candidates, without branches on its SSEs (mispredicted,
+        # they would discard the work under way on the next blocks) ...
+        for j in range(count):
+            error, at, first, stop = open_chunk(magnitudes, j * WINDOW, table, lows[j],
+                                                highs[j], e0s[j])
+            taken = error < e0s[j]
+            starts[j] = at - WINDOW if taken else starts[j]
+            e0s[j] = error if taken else e0s[j]
+            lows[j], highs[j] = first, stop
+        # ... then the candidates it left
+        for j in range(count):
+            if lows[j] < highs[j] and starts[j] >= 0:
+                starts[j] = close_search(starts[j], e0s[j], lows[j], highs[j], table,
+                                         magnitudes, j)
     for j in range(count):
         blk = first_block + j
         scale = starts[j]
@@ -660,8 +798,6 @@ def quantize_blocks(x, bits, first_block, stop_block, breakpoint_counts, divisor
             for i in range(WINDOW // 2):
                 packed[blk, i] = 0
             continue
-        if search:
-            scale = close_search(scale, e0s[j], lows[j], highs[j], table, magnitudes, j)
         store_codes(x, blk * WINDOW, table, scale + WINDOW, zero_sign, order, packed,
                     blk * (WINDOW // 2))
         scales[blk] = scale
