@@ -11,7 +11,7 @@ import numpy as np
 
 from . import api
 from ._table import format_table
-from .bench import best_time, copy_time, machine
+from .bench import best_time, copy_function, machine, paired_times
 from .quantize import quantize
 from .spec.scale_rules import MX_RULES
 
@@ -63,9 +63,8 @@ def bench_quantize(args: argparse.Namespace) -> int:
     rows = []
     cases = (("kernel, outputs reused", kernel, False),
              ("fp4ref.quantize, outputs allocated", lambda: quantize(x), True))
-    for name, function, fresh in cases:
-        seconds = best_time(function, repeat)
-        roof = copy_time(traffic, repeat, fresh)
+    for name, function, fresh in cases:  # each timed alternately with its copy
+        seconds, roof = paired_times(function, copy_function(traffic, fresh), repeat)
         rows.append([f"OCP MXFP4 (floor): {name}", f"{seconds * 1e3:.1f}",
                      "allocated" if fresh else "reused", f"{roof * 1e3:.1f}",
                      f"{roof / seconds:.2f}"])

@@ -38,16 +38,36 @@ def best_time(function: Callable[[], object], repeat: int) -> float:
     return min(times)
 
 
-def copy_time(traffic_bytes: int, repeat: int, fresh: bool = False) -> float:
-    """Time of a parallel copy reading and writing ``traffic_bytes`` in total: into one
-    reused target, or with ``fresh`` into a newly allocated one each time (the roofline of
-    an operation that allocates its output, page faults included)."""
+def paired_times(function: Callable[[], object], other: Callable[[], object],
+                 repeat: int) -> tuple[float, float]:
+    """Smallest wall times of ``function`` and of ``other`` over ``repeat`` calls each,
+    alternating, after one warm-up call each: on a shared machine both see the same load."""
+    function()
+    other()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeat):
+        for f, record in ((function, times[0]), (other, times[1])):
+            start = time.perf_counter()
+            f()
+            record.append(time.perf_counter() - start)
+    return min(times[0]), min(times[1])
+
+
+def copy_function(traffic_bytes: int, fresh: bool = False) -> Callable[[], object]:
+    """A parallel copy reading and writing ``traffic_bytes`` in total: into one reused
+    target, or with ``fresh`` into a newly allocated one each call (the roofline of an
+    operation that allocates its output, page faults included)."""
     words = max(traffic_bytes // 16, 1)  # half read, half written, 8-byte words
     source = np.ones(words, np.float64)
     target = np.empty_like(source)
     if fresh:
-        return best_time(lambda: _parallel_copy(source, np.empty_like(source)), repeat)
-    return best_time(lambda: _parallel_copy(source, target), repeat)
+        return lambda: _parallel_copy(source, np.empty_like(source))
+    return lambda: _parallel_copy(source, target)
+
+
+def copy_time(traffic_bytes: int, repeat: int, fresh: bool = False) -> float:
+    """Best time of :func:`copy_function` over ``repeat`` calls."""
+    return best_time(copy_function(traffic_bytes, fresh), repeat)
 
 
 def machine() -> str:

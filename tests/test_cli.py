@@ -29,6 +29,21 @@ def test_bench_dequantize_runs_on_a_small_matrix(capsys):
     assert "ratio to copy" in out and "fp4ref numba -> bfloat16" in out
 
 
+def test_bench_quantize_runs_on_a_small_matrix(capsys):
+    assert cli.main(["bench", "quantize", "--size", "256", "--repeat", "1",
+                     "--peer-rows", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "ratio to copy" in out and "optimal nvfp4" in out and "mxfp4 optimal" in out
+
+
+def test_paired_times_alternate():
+    from fp4ref.bench import paired_times
+
+    calls = []
+    first, second = paired_times(lambda: calls.append("a"), lambda: calls.append("b"), 3)
+    assert calls == ["a", "b"] * 4 and first >= 0 and second >= 0
+
+
 def test_the_module_runs_as_a_command():
     result = subprocess.run([sys.executable, "-m", "fp4ref", "--version"], capture_output=True,
                             text=True, check=True)
