@@ -28,6 +28,8 @@ from fp4ref.kernels.cpu.nvfp4_search import (
 from fp4ref.kernels.cpu.quantize import encode_block
 from fp4ref.kernels.scalar import e4m3_decode
 
+from .helpers import around
+
 # NVFP4 profiles whose blocks take the division-free path (no zero-block scale, division).
 FAST_PROFILES = ("qwantize", "ocp", "comfy", "mlx", "flashinfer")
 MIDPOINTS = (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)
@@ -60,13 +62,7 @@ def test_decision_thresholds_are_the_division(tie):
                 with np.errstate(all="ignore"):
                     points = np.float32([threshold, middle * np.float64(d), t * d,
                                          MIDPOINTS[k_] * d])
-                    a = [points]
-                    for direction in (np.inf, 0.0):
-                        step = points
-                        for _ in range(3):
-                            step = np.nextafter(step, np.float32(direction))
-                            a.append(step)
-                    a = np.abs(np.concatenate(a + [np.float32([0.0, np.inf])]))
+                    a = np.abs(np.concatenate([around(points, 3), np.float32([0.0, np.inf])]))
                     expected = np.float32(a) / d > t
                 assert np.array_equal(a > threshold, expected), (d, t)
 
