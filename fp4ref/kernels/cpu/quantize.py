@@ -342,9 +342,12 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
         fast &= 0.0 <= divisors[b] < math.inf
     table = decision_table(divisors, 126 if fast else -1, tie)
     # start bytes and search bounds counted in bucket tables (.nvfp4_search.count_at_most)
-    points = start_breakpoints(recipe, tensor, clamp_low, clamp_high) if fast else divisors32
-    breakpoint_counts = counting_table(points[1:] if fast else divisors32[:0])
-    divisor_counts = counting_table(divisors32[1:127] if fast else divisors32[:0])
+    if fast:
+        breakpoint_counts = counting_table(
+            start_breakpoints(recipe, tensor, clamp_low, clamp_high)[1:])
+        divisor_counts = counting_table(divisors32[1:127])
+    else:
+        breakpoint_counts = divisor_counts = counting_table(divisors32[:0])
     bits = x.view(np.uint32)
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
         terms = np.empty(n)
