@@ -109,7 +109,7 @@ def test_candidate_errors_are_block_errors_at_the_decision_points(tie):
 
 
 @njit(cache=True)
-def chunks_opened(x, divisors, table, tie, lows, picks, sse, out):
+def chunks_opened(x, energies, divisors, table, tie, lows, picks, sse, out):
     """open_chunk for each block over columns lows[b]..lows[b] + 23, with E0 the scalar
     SSE (block_error) at column lows[b] + 16 + picks[b], or just below it for odd blocks;
     the scalar SSEs of the 24 columns to ``sse``."""
@@ -124,7 +124,8 @@ def chunks_opened(x, divisors, table, tie, lows, picks, sse, out):
         e0 = sse[b, 16 + picks[b]]
         if b % 2:
             e0 = np.nextafter(e0, np.float32(0))
-        error, at, first, stop = open_chunk(magnitudes, 0, table, lows[b], lows[b] + 24, e0)
+        error, at, first, stop = open_chunk(magnitudes, 0, table, lows[b], lows[b] + 24, e0,
+                                            energies[b])
         out[b, 0] = error
         out[b, 1] = at
         out[b, 2] = first
@@ -156,7 +157,7 @@ def test_open_chunk_rules_out_only_candidates_above_the_best(tie, tensor):
     picks = rng.integers(0, 8, len(x))
     sse = np.empty((len(x), 24), np.float32)
     out = np.empty((len(x), 5))
-    chunks_opened(x, divisors, table, tie, lows, picks, sse, out)
+    chunks_opened(x, energies_of(x), divisors, table, tie, lows, picks, sse, out)
     first = np.nanargmin(np.where(np.isnan(sse[:, :16]), np.inf, sse[:, :16]), axis=1)
     smallest = sse[np.arange(len(x)), first]
     finite = np.isfinite(smallest)
@@ -170,9 +171,20 @@ def test_open_chunk_rules_out_only_candidates_above_the_best(tie, tensor):
 
 
 @njit(cache=True)
-def searches_opened(x, starts, table, e0s, s_mins, s_maxs, magnitudes):
+def searches_opened(x, starts, table, e0s, energies, s_mins, s_maxs, magnitudes):
     for row in range(0, x.shape[0], 16):
-        open_searches(x, row, starts, table, magnitudes, e0s, s_mins, s_maxs, row)
+        open_searches(x, row, starts, table, magnitudes, e0s, energies, s_mins, s_maxs, row)
+
+
+def energies_of(x):
+    """Each block's float32 sum of its float32 squares, added in element order from 0
+    (Inf where it overflows)."""
+    with np.errstate(over="ignore"):
+        squares = np.square(x.astype(np.float32))
+        total = np.zeros(len(x), np.float32)
+        for i in range(x.shape[1]):
+            total = (total + squares[:, i]).astype(np.float32)
+    return total
 
 
 @njit(cache=True)
@@ -194,10 +206,11 @@ def searches_and_bounds(x, starts, divisors, table, tie):
     padded = np.zeros((count, 16), np.float32)
     padded[:len(x)] = x
     starts = np.resize(starts, count).astype(np.int64)
-    e0s, s_mins, s_maxs = (np.empty(count, np.float32) for _ in range(3))
+    e0s, energies, s_mins, s_maxs = (np.empty(count, np.float32) for _ in range(4))
     magnitudes = np.empty(16 * count, np.float32)
-    searches_opened(padded, starts, table, e0s, s_mins, s_maxs, magnitudes)
+    searches_opened(padded, starts, table, e0s, energies, s_mins, s_maxs, magnitudes)
     assert np.array_equal(magnitudes.reshape(count, 16), np.abs(padded))
+    assert np.array_equal(energies.view(np.uint32), energies_of(padded).view(np.uint32))
     expected = np.empty((count, 3), np.float32)
     bounds_expected(padded, starts, divisors, tie, expected)
     return e0s[:len(x)], s_mins[:len(x)], s_maxs[:len(x)], expected[:len(x)]

@@ -142,8 +142,7 @@ def _candidate_errors(context, builder, signature, magnitudes, offset, table, co
     """The float32 SSEs of the block whose 16 float32 |x| are at ``magnitudes[offset:]``
     (``signature.args[0]``) at the divisors of ``table`` (``signature.args[2]``) columns
     ``column..column + lanes - 1``, one candidate a lane; with ``partial``, also the same
-    sums over the elements below code 7 only (the others' terms taken as 0), and the
-    float32 sum of the squares of the |x|.
+    sums over the elements below code 7 only (the others' terms taken as 0).
 
     For element i = 0..15 in turn its value ``float32(q d)`` is picked by the thresholds
     below ``|x_i|`` and ``(|x_i| - value)^2`` is added, each step one IEEE float32
@@ -159,12 +158,10 @@ def _candidate_errors(context, builder, signature, magnitudes, offset, table, co
     thresholds = [row(k) for k in range(7)]
     values = [row(7 + q) for q in range(8)]
     total = below = ir.Constant(vector, [0.0] * lanes)
-    energy = ir.Constant(_F32, 0.0)
     for i in range(WINDOW):
         index = builder.add(offset, ir.Constant(offset.type, i))
-        scalar = builder.load(_array_vector(context, builder, signature.args[0], magnitudes,
-                                            index, _F32))
-        a = _splat(builder, scalar, lanes)
+        a = _splat(builder, builder.load(_array_vector(context, builder, signature.args[0],
+                                                  magnitudes, index, _F32)), lanes)
         value = values[0]
         for k in range(7):  # thresholds ascend: the last one below |x_i| picks the value
             above = builder.fcmp_ordered(">", a, thresholds[k])
@@ -175,8 +172,7 @@ def _candidate_errors(context, builder, signature, magnitudes, offset, table, co
         if partial:  # `above` is |x_i| > T_6: code 7
             below = builder.fadd(below, builder.select(above, ir.Constant(vector, [0.0] * lanes),
                                                        term))
-            energy = builder.fadd(energy, builder.fmul(scalar, scalar))
-    return (total, below, energy) if partial else total
+    return (total, below) if partial else total
 
 
 def _sorting_network(n):
@@ -214,12 +210,14 @@ def _gather(builder, table_base, indices):
 
 
 @intrinsic
-def open_searches(typingctx, x, row, starts, table, magnitudes, e0s, s_mins, s_maxs, slot):
+def open_searches(typingctx, x, row, starts, table, magnitudes, e0s, energies, s_mins, s_maxs,
+                  slot):
     """Steps 1 to 3 of the search for the 16 blocks ``x[row:row + 16]`` (float32
     ``[*, 16]``, no NaN where used) with start bytes ``starts[slot:slot + 16]``, one block
-    a lane: E0, then the bounds, to ``e0s``, ``s_mins``, ``s_maxs`` at ``slot`` (a block
-    that keeps its start gets ``s_min = Inf``, ``s_max = -Inf``: no candidate); the
-    blocks' |x| to ``magnitudes[16 slot:]`` for :func:`range_minimum`.
+    a lane: E0 and the energy, then the bounds, to ``e0s``, ``energies``, ``s_mins``,
+    ``s_maxs`` at ``slot`` (a block that keeps its start gets ``s_min = Inf``, ``s_max =
+    -Inf``: no candidate); the blocks' |x| to ``magnitudes[16 slot:]`` for
+    :func:`range_minimum` (and the energy for :func:`open_chunk`).
 
     The rows are transposed so that vector ``i`` holds element ``i`` of every block; each
     lane then takes the float32 and float64 steps of :func:`..scale_rules.block_error`
@@ -237,17 +235,17 @@ def open_searches(typingctx, x, row, starts, table, magnitudes, e0s, s_mins, s_m
       0)`` and ``s_max = f32(y_(k*) / 0.25)``, each step in float64 and rounded as there
       (a NaN ``s_min`` becomes 0: no divisor lies below either).
     """
-    if not (_contiguous(x, starts, table, magnitudes, e0s, s_mins, s_maxs)
-            and x.dtype == table.dtype == magnitudes.dtype == e0s.dtype == s_mins.dtype
-            == s_maxs.dtype == types.float32 and starts.dtype == types.int64
+    if not (_contiguous(x, starts, table, magnitudes, e0s, energies, s_mins, s_maxs)
+            and x.dtype == table.dtype == magnitudes.dtype == e0s.dtype == energies.dtype
+            == s_mins.dtype == s_maxs.dtype == types.float32 and starts.dtype == types.int64
             and x.ndim == 2 and table.ndim == 2):
         return None
-    sig = types.void(x, types.intp, starts, table, magnitudes, e0s, s_mins, s_maxs,
+    sig = types.void(x, types.intp, starts, table, magnitudes, e0s, energies, s_mins, s_maxs,
                      types.intp)
 
     def codegen(context, builder, signature, args):
-        (x_arg, row_arg, starts_arg, table_arg, magnitudes_arg, e0s_arg, s_mins_arg,
-         s_maxs_arg, slot_arg) = args
+        (x_arg, row_arg, starts_arg, table_arg, magnitudes_arg, e0s_arg, energies_arg,
+         s_mins_arg, s_maxs_arg, slot_arg) = args
         n = WINDOW
         floats = ir.VectorType(_F32, n)
         words = ir.VectorType(ir.IntType(32), n)
@@ -337,8 +335,8 @@ def open_searches(typingctx, x, row, starts, table, magnitudes, e0s, s_mins, s_m
                                              ir.Constant(doubles, [0.25] * n)), floats)
         s_min = builder.select(keep, ir.Constant(floats, [math.inf] * n), s_min)
         s_max = builder.select(keep, ir.Constant(floats, [-math.inf] * n), s_max)
-        for array, arg, value in ((5, e0s_arg, e0), (6, s_mins_arg, s_min),
-                                  (7, s_maxs_arg, s_max)):
+        for array, arg, value in ((5, e0s_arg, e0), (6, energies_arg, energy),
+                                  (7, s_mins_arg, s_min), (8, s_maxs_arg, s_max)):
             builder.store(value, _array_vector(context, builder, signature.args[array], arg,
                                           slot_arg, floats), align=4)
         return context.get_dummy_value()
@@ -362,7 +360,7 @@ _BOUND_SLACK = 2.0 ** -14
 
 
 @intrinsic
-def open_chunk(typingctx, magnitudes, offset, table, column, high, e0):
+def open_chunk(typingctx, magnitudes, offset, table, column, high, e0, energy):
     """(smallest SSE, its first column) over the columns ``column..column + CHUNK - 1``
     below ``high`` as :func:`range_minimum` gives them, then ``first, stop``: the columns
     above the chunk and below ``high`` that may still beat the best so far, ``B =
@@ -378,21 +376,21 @@ def open_chunk(typingctx, magnitudes, offset, table, column, high, e0):
     ``eps = 2^-23 |x| + 2^-20 d`` further from ``|x|`` than any other value of ``c``
     (the quotient's rounding, twice, and the values' own). With float32 squaring and
     summing (relative errors below 2^-20 over 16 terms) the SSE at ``c'`` is then at least
-    ``L (1 - 2^-16) - 2^-14 (E + 16 d^2)``, E the sum of the |x|^2 (computed in float32,
-    a generous allowance for the cross terms ``2 eps |x - v|``). A candidate whose bound
+    ``L (1 - 2^-16) - 2^-14 (E + 16 d^2)``, E the sum of the |x|^2 (``energy``, from
+    :func:`open_searches` in float32; a generous allowance for the cross terms
+    ``2 eps |x - v|``). A candidate whose bound
     exceeds ``B`` (a finite ``L``) cannot be taken.
     """
     sig = _minimum_signature(magnitudes, table)
-    if sig is None or not isinstance(e0, types.Float):
+    if sig is None or not (isinstance(e0, types.Float) and energy == types.float32):
         return None
     sig = types.Tuple([types.float32, types.int64, types.int64, types.int64])(
-        magnitudes, types.intp, table, types.intp, types.intp, e0)
+        magnitudes, types.intp, table, types.intp, types.intp, e0, energy)
 
     def codegen(context, builder, signature, args):
-        magnitudes_arg, offset_arg, table_arg, column_arg, high_arg, e0_arg = args
-        total, below, energy = _candidate_errors(context, builder, signature, magnitudes_arg,
-                                                 offset_arg, table_arg, column_arg, CHUNK,
-                                                 partial=True)
+        magnitudes_arg, offset_arg, table_arg, column_arg, high_arg, e0_arg, energy = args
+        total, below = _candidate_errors(context, builder, signature, magnitudes_arg,
+                                         offset_arg, table_arg, column_arg, CHUNK, partial=True)
         smallest, at = _first_minimum_values(builder, total, column_arg, column_arg, high_arg)
         e0 = e0_arg if e0_arg.type == _F32 else builder.fptrunc(e0_arg, _F32)
         best = builder.select(builder.fcmp_ordered("<", smallest, e0), smallest, e0)
@@ -732,8 +730,8 @@ GROUP = 64
 
 @njit(cache=True, error_model="numpy")
 def quantize_blocks(x, bits, first_block, stop_block, breakpoint_counts, divisor_counts, table,
-                    search, inf_nan, zero_sign, order, starts, e0s, s_mins, s_maxs, lows, highs,
-                    magnitudes, tail, scales, packed):
+                    search, inf_nan, zero_sign, order, starts, e0s, energies, s_mins, s_maxs,
+                    lows, highs, magnitudes, tail, scales, packed):
     """Blocks ``first_block..stop_block - 1`` (at most :data:`GROUP`) of ``x`` (float32
     ``[nblocks, 16]``; ``bits``: the same as uint32): the steps of
     :func:`..quantize.quantize_nv` for a recipe whose start byte is the number of its
@@ -747,7 +745,7 @@ def quantize_blocks(x, bits, first_block, stop_block, breakpoint_counts, divisor
     candidate ranges; the first chunks; the candidates left), so its inputs are ready
     when read back, no branch waits on a chunk's SSEs, and the
     processor overlaps one block's chain of dependent operations with the others'.
-    Scratch: ``starts``, ``e0s``, ``s_mins``, ``s_maxs``, ``lows``, ``highs`` of
+    Scratch: ``starts``, ``e0s``, ``energies``, ``s_mins``, ``s_maxs``, ``lows``, ``highs`` of
     ``GROUP``, ``magnitudes`` of ``16 GROUP``, ``tail`` float32 ``[16, 16]``.
     """
     count = stop_block - first_block
@@ -761,12 +759,13 @@ def quantize_blocks(x, bits, first_block, stop_block, breakpoint_counts, divisor
     if search:
         for j in range(0, count, WINDOW):
             if j + WINDOW <= count:
-                open_searches(x, first_block + j, starts, table, magnitudes, e0s, s_mins, s_maxs,
-                              j)
+                open_searches(x, first_block + j, starts, table, magnitudes, e0s, energies, s_mins,
+                              s_maxs, j)
             else:
                 tail[:] = 0.0
                 tail[:count - j] = x[first_block + j:stop_block]
-                open_searches(tail, 0, starts, table, magnitudes, e0s, s_mins, s_maxs, j)
+                open_searches(tail, 0, starts, table, magnitudes, e0s, energies, s_mins, s_maxs,
+                              j)
         low_bits = s_mins.view(np.uint32)
         high_bits = s_maxs.view(np.uint32)
         for j in range(count):
@@ -780,7 +779,7 @@ def quantize_blocks(x, bits, first_block, stop_block, breakpoint_counts, divisor
         # they would discard the work under way on the next blocks) ...
         for j in range(count):
             error, at, first, stop = open_chunk(magnitudes, j * WINDOW, table, lows[j],
-                                                highs[j], e0s[j])
+                                                highs[j], e0s[j], energies[j])
             taken = error < e0s[j]
             starts[j] = at - WINDOW if taken else starts[j]
             e0s[j] = error if taken else e0s[j]

@@ -358,6 +358,7 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
         if fast:
             starts = np.empty(NV_GROUP, np.int64)
             e0s = np.empty(NV_GROUP, np.float32)
+            energies = np.empty(NV_GROUP, np.float32)
             s_mins = np.empty(NV_GROUP, np.float32)
             s_maxs = np.empty(NV_GROUP, np.float32)
             lows = np.empty(NV_GROUP, np.int64)
@@ -368,7 +369,8 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
             for group in range(chunk * _CHUNK, stop, NV_GROUP):
                 quantize_blocks(x, bits, group, min(group + NV_GROUP, stop), breakpoint_counts,
                                 divisor_counts, table, optimal, inf_nan, zero_sign, order, starts,
-                                e0s, s_mins, s_maxs, lows, highs, magnitudes, tail, scales, packed)
+                                e0s, energies, s_mins, s_maxs, lows, highs, magnitudes, tail,
+                                scales, packed)
             continue
         for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
             row = x[blk]
