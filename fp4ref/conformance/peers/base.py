@@ -1,0 +1,93 @@
+"""The adapter base class and the layout helpers every adapter shares."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+#: E2M1 values of codes 0..15.
+E2M1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6], np.float32)
+#: Marks an element the peer refused or could not produce (never equal to a valid code).
+SENTINEL = -1
+
+
+def _codes(values) -> np.ndarray:
+    """E2M1 codes (int16) of exact E2M1 float values; the sign bit of zero is kept;
+    anything else (NaN, non-E2M1) becomes :data:`SENTINEL`."""
+    values = np.asarray(values, np.float32)
+    magnitude = np.searchsorted(E2M1[:8], np.abs(values)).clip(0, 7)
+    exact = E2M1[magnitude] == np.abs(values)
+    codes = magnitude.astype(np.int16) | (np.signbit(values).astype(np.int16) << 3)
+    return np.where(exact, codes, SENTINEL).astype(np.int16)
+
+
+def _pack(codes, order: str = "low-first", block: int = 32) -> np.ndarray:
+    """Pack int codes [..., K] into bytes (glue; sentinels become 0xFF bytes... as ints)."""
+    codes = np.asarray(codes, np.int16)
+    if order == "split-half":
+        shaped = codes.reshape(*codes.shape[:-1], -1, block)
+        low, high = shaped[..., : block // 2], shaped[..., block // 2 :]
+        return (low & 0xF | (high & 0xF) << 4).reshape(*codes.shape[:-1], -1)
+    even, odd = codes[..., 0::2], codes[..., 1::2]
+    first, second = (even, odd) if order == "low-first" else (odd, even)
+    return (first & 0xF) | ((second & 0xF) << 4)
+
+
+def _unpack(packed, order: str = "low-first", block: int = 32) -> np.ndarray:
+    packed = np.asarray(packed, np.uint8)
+    low, high = packed & 0xF, packed >> 4
+    if order == "split-half":
+        shaped = lambda a: a.reshape(*packed.shape[:-1], -1, block // 2)  # noqa: E731
+        return np.concatenate([shaped(low), shaped(high)], -1).reshape(*packed.shape[:-1], -1)
+    first, second = (low, high) if order == "low-first" else (high, low)
+    return np.stack([first, second], -1).reshape(*packed.shape[:-1], -1)
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def _to_numpy(tensor) -> np.ndarray:
+    torch = _torch()
+    if tensor.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return tensor.detach().cpu().numpy()
+
+
+class Peer:
+    """Base adapter: ``native`` conventions and ``capabilities`` per parameter."""
+
+    name = ""
+    module = ""
+    #: What the "own" column means for this peer, in words.
+    own = ""
+    native: dict[str, tuple] = {}
+    capabilities: dict[str, tuple] = {}
+
+    def __init__(self) -> None:
+        self.lib = importlib.import_module(self.module)
+        self.lenient = False
+
+    @property
+    def version(self) -> str:
+        top = importlib.import_module(self.module.split(".")[0])
+        return str(getattr(top, "__version__", "?"))
+
+    def choose(self, **params):
+        """The values to run with: capabilities must be met; conventions must be native
+        unless ``lenient`` (then the peer's first native value is used)."""
+        chosen = []
+        for key, value in params.items():
+            if key in self.capabilities and value not in self.capabilities[key]:
+                raise NotImplementedError(f"{self.name} cannot do {key}={value!r}")
+            if key in self.native and value not in self.native[key]:
+                if not self.lenient:
+                    raise NotImplementedError(f"{self.name} does not do {key}={value!r}")
+                value = self.native[key][0]
+            chosen.append(value)
+        return chosen[0] if len(chosen) == 1 else chosen

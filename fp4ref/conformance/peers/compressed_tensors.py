@@ -1,0 +1,81 @@
+"""The CompressedTensors adapter (see :mod:`fp4ref.conformance.peers`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import E2M1, Peer, _codes, _torch
+
+
+class CompressedTensors(Peer):
+    name, module = "compressed-tensors", "compressed_tensors"
+    own = "llm-compressor NVFP4 (encode-direction global scale) and MXFP4 (EVEN rule)"
+    native = {"rounding": ("even",), "scale_rule": ("even",), "profile": ("compressed-tensors",)}
+    capabilities = {"order": ("low-first",)}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.torch = _torch()
+
+    def encode_e2m1(self, x, *, rounding):
+        self.choose(rounding=rounding)
+        from compressed_tensors.quantization.utils.fp4_utils import cast_to_fp4
+
+        return _codes(cast_to_fp4(self.torch.from_numpy(x.copy())).numpy())
+
+    def pack(self, codes, *, order, block_size):
+        self.choose(order=order)
+        from compressed_tensors.compressors.nvfp4.helpers import pack_fp4_to_uint8
+
+        return pack_fp4_to_uint8(self.torch.from_numpy(E2M1[codes])).numpy()
+
+    def unpack(self, packed, *, order, block_size):
+        self.choose(order=order)
+        from compressed_tensors.compressors.nvfp4.helpers import unpack_fp4_from_uint8
+
+        rows, half = packed.shape
+        values = unpack_fp4_from_uint8(
+            self.torch.from_numpy(packed.copy()), rows, 2 * half, dtype=self.torch.float32
+        )
+        return _codes(values.numpy())
+
+    def _mx(self, x):
+        from compressed_tensors.compressors.mx_utils import compress_mx_scale
+        from compressed_tensors.compressors.nvfp4.helpers import quantize_and_pack_fp4
+        from compressed_tensors.quantization.quant_scheme import MXFP4
+        from compressed_tensors.quantization.utils.helpers import calculate_qparams
+
+        t = self.torch.from_numpy(x.copy())
+        g = t.view(t.shape[0], -1, 32)
+        s, _ = calculate_qparams(g.amin(-1), g.amax(-1), MXFP4["weights"])
+        packed = quantize_and_pack_fp4(t, s, group_size=32)
+        return packed.numpy(), compress_mx_scale(s, self.torch.uint8).numpy()
+
+    def _nv(self, x, global_scale):
+        from compressed_tensors.compressors.nvfp4.helpers import quantize_and_pack_fp4
+        from compressed_tensors.quantization.quant_scheme import NVFP4
+        from compressed_tensors.quantization.utils.helpers import calculate_qparams
+
+        t = self.torch.from_numpy(x.copy())
+        g = t.view(t.shape[0], -1, 16)
+        big = self.torch.tensor([float(global_scale)], dtype=self.torch.float32)
+        s, _ = calculate_qparams(g.amin(-1), g.amax(-1), NVFP4["weights"], global_scale=big)
+        packed = quantize_and_pack_fp4(t, s, global_scale=big, group_size=16)
+        return packed.numpy(), s.to(self.torch.float8_e4m3fn).view(self.torch.uint8).numpy()
+
+    def quantize_mxfp4(self, x, *, scale_rule, rounding):
+        self.choose(scale_rule=scale_rule, rounding=rounding)
+        return self._mx(x)
+
+    def quantize_nvfp4(self, x, tensor_scale, *, tensor_scale_direction):
+        stored = np.float32(tensor_scale[()])
+        encode = stored if tensor_scale_direction == "encode" else np.float32(1) / stored
+        return self._nv(x, encode)
+
+    def quantize_profile(
+        self, x, tensor_scale, activations=None, *, format, profile, scale_rule=None
+    ):
+        self.choose(profile=profile)
+        if scale_rule is not None:
+            raise NotImplementedError("compressed-tensors has no optimal scale search")
+        return self._nv(x, tensor_scale[()]) if format == "nvfp4" else self._mx(x)

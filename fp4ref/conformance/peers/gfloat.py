@@ -1,0 +1,73 @@
+"""The Gfloat adapter (see :mod:`fp4ref.conformance.peers`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import SENTINEL, Peer, _pack
+
+
+class Gfloat(Peer):
+    name, module = "gfloat", "gfloat"
+    own = "ties to even or away, both overflow modes, OCP floor scale rule"
+    native = {"rounding": ("even", "away"), "scale_rule": ("floor",)}
+
+    def _format(self, which):
+        from gfloat import formats
+
+        return getattr(formats, f"format_info_ocp_{which}")
+
+    def _mode(self, rounding):
+        return {"even": self.lib.RoundMode.TiesToEven, "away": self.lib.RoundMode.TiesToAway}[
+            rounding
+        ]
+
+    def _decode(self, codes, which):
+        fi = self._format(which)
+        return np.array([self.lib.decode_float(fi, int(c)).fval for c in codes], np.float32)
+
+    def decode_e2m1(self, codes):
+        return self._decode(codes, "e2m1")
+
+    def decode_e8m0(self, codes):
+        return self._decode(codes, "e8m0")
+
+    def decode_e4m3(self, codes):
+        return self._decode(codes, "e4m3")
+
+    def _encode(self, x, which, rounding, saturate):
+        fi, mode = self._format(which), self._mode(rounding)
+        out = np.empty(x.size, np.int16)
+        for i, v in enumerate(x.astype(np.float64)):
+            try:
+                out[i] = self.lib.encode_float(
+                    fi, self.lib.round_float(fi, float(v), mode, sat=saturate)
+                )
+            except (ValueError, OverflowError):
+                out[i] = SENTINEL
+        return out
+
+    def encode_e2m1(self, x, *, rounding):
+        return self._encode(x, "e2m1", self.choose(rounding=rounding), True)
+
+    def encode_e4m3(self, x, *, rounding, saturate):
+        return self._encode(x, "e4m3", self.choose(rounding=rounding), saturate)
+
+    def quantize_mxfp4(self, x, *, scale_rule, rounding):
+        _, rounding = self.choose(scale_rule=scale_rule, rounding=rounding)
+        from gfloat.formats import format_info_mxfp4_e2m1 as mx
+
+        flat = x.reshape(-1, 32).astype(np.float64)
+        scales = np.empty(flat.shape[0], np.int16)
+        codes = np.zeros(flat.shape, np.int16)
+        for b, block in enumerate(flat):
+            try:
+                scale = self.lib.compute_scale_amax(mx.etype.emax, block)
+                encoded = list(
+                    self.lib.encode_block(mx, scale, block / scale, self._mode(rounding))
+                )
+                scales[b], codes[b] = encoded[0], encoded[1:]
+            except (ValueError, OverflowError):
+                scales[b] = SENTINEL
+        rows = x.shape[0]
+        return _pack(codes.reshape(rows, -1)), scales.reshape(rows, -1)
