@@ -21,7 +21,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from . import _device
+from . import _device, _progress
 
 #: torch dtypes that numpy lacks: (the torch dtype of the same width read by numpy, the
 #: numpy dtype the bytes stand for, or None to keep the carrier's bytes).
@@ -154,12 +154,14 @@ def front_door(function: Callable) -> Callable:
 
     The result is converted with :func:`to_torch` when the first data argument holding an
     array (not ``out``, ``tensor_scale`` or ``dtype``) holds a torch tensor; a torch
-    ``out`` is written through its numpy view and returned itself.
+    ``out`` is written through its numpy view and returned itself. Each call also starts
+    the compile notices of :mod:`fp4ref._progress`.
     """
     names = list(inspect.signature(function).parameters)
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
+        _progress.install()
         named = [(names[i] if i < len(names) else f"argument {i}", a)
                  for i, a in enumerate(args)]
         named += list(kwargs.items())
