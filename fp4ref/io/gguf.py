@@ -237,6 +237,11 @@ def parse_header(data: memoryview, where: str) -> tuple[int, dict[str, Any],
     return version, metadata, {i[0]: tensors[i[0]] for i in infos}, data_start
 
 
+class GgufLayer(QuantizedLayer):
+    """A layer read from a GGUF file: NVFP4 scale bytes are ggml's UE4M3 (sign bit ignored,
+    0x7F = 0), not E4M3; :func:`dequantize` decodes them so."""
+
+
 def _key(name: str) -> str:
     return name[: -len(".weight")] if name.endswith(".weight") else name
 
@@ -318,7 +323,7 @@ class GgufFile(Mapping):
             return dequantize(self.layer(_key(name), rows))
         return _gguf().quants.dequantize(np.asarray(raw), info.ggml_type)
 
-    def layer(self, key: str, rows: tuple[int, int] | None = None) -> QuantizedLayer:
+    def layer(self, key: str, rows: tuple[int, int] | None = None) -> GgufLayer:
         """Layer ``key``, or only ``rows = (first, stop)`` of its first axis."""
         roles = self.entries[key]
         info = self.tensors[roles["weight"]]
@@ -343,12 +348,11 @@ class GgufFile(Mapping):
         extras = {".input_scale": np.asarray(self.read(roles[".input_scale"]))} \
             if ".input_scale" in roles else {}
         bias = roles.get("bias")
-        return QuantizedLayer(blocks=blocks, scales=scales, format=fmt,
-                              bias=None if bias is None else self.read(bias, rows),
-                              tensor_scale=tensor_scale, nibble_order="split-half",
-                              extras=extras)
+        return GgufLayer(blocks=blocks, scales=scales, format=fmt,
+                         bias=None if bias is None else self.read(bias, rows),
+                         tensor_scale=tensor_scale, nibble_order="split-half", extras=extras)
 
-    def __getitem__(self, key: str) -> QuantizedLayer:
+    def __getitem__(self, key: str) -> GgufLayer:
         return self.layer(key)
 
     def __iter__(self) -> Iterator[str]:
@@ -425,28 +429,29 @@ def dequantize(layer: Any, dtype: str = "float32", out: np.ndarray | None = None
 
 def _records(layer: Any, name: str) -> np.ndarray:
     """ggml records ``[..., N, bytes per row]`` of a layer (any nibble order and layout)."""
-    from . import checkpoints
-
     fmt = layer.format
     block, record = {"mxfp4": (32, 17), "nvfp4": (64, 36)}[fmt]
-    conformed = checkpoints._conform(layer, "gpt-oss" if fmt == "mxfp4" else "modelopt")
-    blocks = np.ascontiguousarray(conformed.blocks)
-    scales = np.ascontiguousarray(conformed.scales).view(np.uint8)
+    sub = api.FORMATS[fmt][0]
+    blocks = np.ascontiguousarray(layer.blocks)
+    scales = np.ascontiguousarray(layer.scales).view(np.uint8)
     k = 2 * blocks.shape[-1]
+    if getattr(layer, "scale_layout", "linear") != "linear":
+        from ..layouts import unswizzle
+
+        scales = unswizzle(scales, rows=blocks.shape[-2], cols=k // sub,
+                           layout=layer.scale_layout)
     if k % block:
         raise ValueError(f"layer {name!r}: GGUF {fmt.upper()} rows hold whole {block}-element "
                          f"records; K = {k}")
-    if fmt == "nvfp4" and np.any(scales >= 0x7F):
+    if fmt == "nvfp4" and not isinstance(layer, GgufLayer) and np.any(scales >= 0x7F):
         raise ValueError(f"layer {name!r}: scale bytes 0x7F..0xFF (NaN or negative E4M3) "
                          f"mean something else to ggml's unsigned UE4M3; refusing to write")
     lead = blocks.shape[:-1]
-    codes = api.unpack(blocks, "low-first")
-    sub = 32 if fmt == "mxfp4" else 16
+    codes = api.unpack(blocks, getattr(layer, "nibble_order", "low-first"), block_size=sub)
     split = api.pack(codes, "split-half", block_size=sub)
-    if fmt == "mxfp4":
-        out = np.concatenate([scales.reshape(*lead, -1, 1), split.reshape(*lead, -1, 16)], -1)
-    else:
-        out = np.concatenate([scales.reshape(*lead, -1, 4), split.reshape(*lead, -1, 32)], -1)
+    per = block // sub  # scale bytes per record
+    out = np.concatenate([scales.reshape(*lead, -1, per),
+                          split.reshape(*lead, -1, block // 2)], -1)
     return out.reshape(*lead, k // block * record)
 
 
@@ -557,5 +562,5 @@ def _raw_type(array: np.ndarray) -> int | None:
     return 30 if array.dtype == ml_dtypes.bfloat16 else None
 
 
-__all__ = ["FP4_RECORDS", "GgufFile", "GgufTensor", "MXFP4", "NVFP4", "dequantize",
+__all__ = ["FP4_RECORDS", "GgufFile", "GgufLayer", "GgufTensor", "MXFP4", "NVFP4", "dequantize",
            "is_gguf", "parse_header", "read", "write"]
