@@ -107,6 +107,41 @@ def test_nvfp4_nan_tensor_scale(profile, stored):
         assert np.float32(q.stored_tensor_scale).view(np.uint32) == stored, backend
 
 
+NV_PROFILES = [name for name, p in fp4ref.profiles().items()
+               if p.nvfp4_recipe is not None and p.tensor_scale]
+
+
+@pytest.mark.parametrize("profile", NV_PROFILES)
+def test_given_tensor_scales_follow_the_oracle(profile):
+    """Every backend gives the oracle's bytes for the probes with a given tensor scale
+    (0, Inf, the smallest normal, 2^-140, 2^100). With Inf the ModelOpt recipe's block scale
+    is 0 and its divisor 0 * Inf = NaN: every |x| / NaN encodes as a zero code that keeps
+    its sign by the profile's rule (issue 17: numba wrote all-zero codes)."""
+    from fp4ref.conformance.probes import probes
+
+    given_scales = [p for p in probes("nvfp4") if p.tensor_scale is not None]
+    assert len(given_scales) == 5
+    for probe in given_scales:
+        want = fp4ref.quantize(probe.x, format="nvfp4", profile=profile,
+                               tensor_scale=probe.tensor_scale, backend="python")
+        got = fp4ref.quantize(probe.x, format="nvfp4", profile=profile,
+                              tensor_scale=probe.tensor_scale, backend="numba")
+        assert np.array_equal(want.blocks, got.blocks), (probe.label, profile)
+        assert np.array_equal(want.scales, got.scales), (probe.label, profile)
+
+
+def test_infinite_tensor_scale_keeps_the_signs_of_zero_codes():
+    """Hand-derived: ocp, tensor scale Inf (decode), block scale e4m3(amax / (6 * Inf)) = 0,
+    divisor 0 * Inf = NaN, so every element's quotient is NaN: code 0, and under
+    zero_sign="keep" the sign bit of x (0x8 for -1.0 and -0.0)."""
+    x = np.zeros((1, 16), np.float32)
+    x[0, :4] = [1.0, -1.0, -0.0, 3.0]
+    for backend in ("python", "numba"):
+        q = fp4ref.quantize(x, format="nvfp4", tensor_scale=np.inf, backend=backend)
+        assert q.scales.tolist() == [[0]]
+        assert q.blocks[0].tolist() == [0x80, 0x08] + [0] * 6, backend
+
+
 def finite_blocks(block):
     value = st.floats(-1e6, 1e6, width=32) | st.sampled_from([0.0, -0.0, 6.0, 3.5, 1e-40])
     return st.lists(value, min_size=block, max_size=block).map(

@@ -13,6 +13,7 @@ from numba.cuda import config
 
 import fp4ref
 from fp4ref import selftest
+from fp4ref.kernels import options
 from fp4ref.kernels.cpu import codec as cpu
 from fp4ref.kernels.cuda import codec as gpu
 
@@ -40,11 +41,11 @@ def test_cuda_is_available():
     assert "cuda" in fp4ref.available_backends()
 
 
-@pytest.mark.parametrize("scale_format", [gpu.SCALE_E8M0, gpu.SCALE_E4M3])
+@pytest.mark.parametrize("scale_format", [options.SCALE_E8M0, options.SCALE_E4M3])
 @pytest.mark.parametrize("out_kind", [0, 1, 2])
 def test_block_table_equals_the_cpu_table(scale_format, out_kind):
     dtype = np.uint32 if out_kind == 0 else np.uint16
-    scales = [1.0, 0.37, 2.0**-130, 3.0e38] if scale_format == gpu.SCALE_E4M3 else [1.0]
+    scales = [1.0, 0.37, 2.0**-130, 3.0e38] if scale_format == options.SCALE_E4M3 else [1.0]
     for tensor_scale in map(np.float32, scales):
         expected = np.empty((256, 16), dtype)
         cpu.fill_block_table(expected, scale_format, tensor_scale, out_kind)
