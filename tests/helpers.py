@@ -2,7 +2,11 @@
 
 import numpy as np
 
-BACKENDS = ("python", "numba")
+import fp4ref
+
+#: Every backend that runs here: python, numba, and cuda on a GPU or in numba's simulator
+#: (``conftest.py`` chooses the mode), so the front-door tests run over all three.
+BACKENDS = tuple(fp4ref.available_backends())
 
 
 def float32_all_magnitudes(count: int, seed: int = 0) -> np.ndarray:
@@ -51,7 +55,6 @@ def kernel_options(format: str = "mxfp4", profile: str = "ocp", rule: str | None
     """The :class:`~fp4ref.kernels.options.KernelOptions` of a quantization under the named
     ``profile`` with ``fields`` (profile fields, by name) replaced and scale rule ``rule``
     (the profile's rule or recipe if omitted), built by the translation itself."""
-    import fp4ref
     from fp4ref.kernels.options import QuantizeOptions
 
     prof = fp4ref.profiles()[profile].with_options(**fields)
