@@ -44,13 +44,14 @@ def _qwantize(x: np.ndarray, fmt: str, rows: int):
 def _ocp_kernel(x: np.ndarray, blocks: np.ndarray, scales: np.ndarray):
     """What :func:`quantize` runs after allocating its outputs, writing into ``blocks`` and
     ``scales`` again (OCP MXFP4, numba)."""
+    from ..backends import get as backend
+    from ..kernels.options import QuantizeOptions
     from ..profiles import get
-    from ..quantize import _run_mx
 
     flat = x.reshape(-1, 32)
-    ocp = get("ocp")
-    return lambda: _run_mx(flat, "floor", ocp, "numba", scales.reshape(-1),
-                           blocks.reshape(-1, 16), np.zeros((0, 32, 32)))
+    options = QuantizeOptions("mxfp4", "floor", get("ocp"))
+    return lambda: backend("numba").quantize_blocks(
+        flat, options, scales.reshape(-1), blocks.reshape(-1, 16), np.zeros((0, 32, 32)))
 
 
 def bench_quantize(args: argparse.Namespace) -> int:

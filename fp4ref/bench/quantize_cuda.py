@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import backends
 from .._table import format_table
+from ..kernels.options import QuantizeOptions
 from ..profiles import get as get_profile
 from ..quantize import quantize
 from .timing import device_copy_time, device_name, gpu_time
@@ -77,9 +78,10 @@ def bench_quantize_cuda(args: argparse.Namespace) -> int:
         count = x.size // block
         out = (cuda.device_array(count, np.uint8), cuda.device_array((count, block // 2),
                                                                       np.uint8))
-        cases = [("kernel", lambda fmt=fmt, ocp=ocp, out=out: engine.quantize(
-            flat, fmt, "floor" if fmt == "mxfp4" else "modelopt", "floor", 1.0 / 2688, ocp,
-            out=out))]
+        options = QuantizeOptions(fmt, "floor" if fmt == "mxfp4" else "modelopt", ocp,
+                                  1.0 / 2688)
+        cases = [("kernel", lambda options=options, out=out, block=block: engine.quantize(
+            flat, options, np.zeros((0, block, block)), out=out))]
         cases.append(("fp4ref.quantize(device x)" + (" incl. tensor amax pass"
                                                      if fmt == "nvfp4" else ""),
                       lambda fmt=fmt: quantize(x, format=fmt)))

@@ -14,14 +14,9 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32, int64, uint32, uint64
 
-from ..cpu.codec import (  # noqa: F401 (the CPU's numbering, re-exported)
-    E8M0_OCP,
-    SCALE_E4M3,
-    SCALE_E8M0,
-    mx_element_value,
-)
+from ..cpu.codec import mx_element_value
+from ..options import E8M0_OCP, OUT_FLOAT32, SCALE_E8M0
 from ..scalar import (
-    OUT_FLOAT32,
     byte_elements,
     e2m1_decode,
     e2m1_encode,
