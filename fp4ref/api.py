@@ -354,6 +354,7 @@ def encode_e4m3(
 
 def _rows(k: int, order: str, block_size: int, what: str) -> int:
     """Row length the pack kernels work on, after checking ``k`` fits ``order``."""
+    block_size = _checks.integer("block_size", block_size)
     if order == "split-half":
         if block_size < 2 or block_size % 2:
             raise ValueError(f"block_size must be a positive even number; got {block_size}")
