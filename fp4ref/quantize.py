@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, _device, backends
+from . import _checks, _device, backends, buffers
 from .layouts import swizzle
 from .profiles import Profile
 from .profiles import get as get_profile
@@ -204,8 +204,8 @@ def quantize(
         raise ValueError(f"x must have shape [..., N, K] for scale_layout "
                          f"{prof.scale_layout!r}; got shape {data.shape}")
     flat = data.reshape(-1, block)
-    scales = np.empty(flat.shape[0], np.uint8)
-    packed = np.empty((flat.shape[0], block // 2), np.uint8)
+    scales = buffers.empty((flat.shape[0],), np.uint8)
+    packed = buffers.empty((flat.shape[0], block // 2), np.uint8)
     decode = stored = None
     if fmt == "mxfp4":
         _run_mx(flat, rule, prof, backend, scales, packed, blocks_h)
