@@ -1,4 +1,5 @@
-"""Host output buffers: large outputs reuse memory the process has already touched.
+"""Output buffers: large outputs reuse memory the process has already touched (host) or
+allocated (device).
 
 A fresh numpy array of hundreds of MiB costs more than the decode that fills it: the
 operating system maps each page on its first write and zeroes it first (about 16 GB/s on
@@ -13,6 +14,14 @@ returned and of every view of it; when the last of them goes, a finalizer puts t
 memory back. At most :func:`cache_limit` bytes wait in the cache (the oldest leave first);
 :func:`release` empties it, and ``FP4REF_BUFFER_CACHE=0`` turns the cache off (outputs
 are then plain new arrays, still aligned and touched in parallel).
+
+Device outputs (:func:`device_empty`) are cached alike, in a cache of their own: a fresh
+``cuMemAlloc`` of hundreds of MiB takes longer than the kernel that fills it, and numba
+frees device memory in batches that wait for the whole device. A cached device buffer is
+handed out again once its arrays are gone, for work queued after theirs on the same stream
+(fp4ref's kernels all run on the default stream); work of the caller's own on another
+stream that still reads an array must be finished before the array is dropped. The
+simulator allocates anew each time.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ LINE_BYTES = 64  # a cache line: the CPU kernels stream whole lines
 _PAGE = 4096
 
 _idle: list[np.ndarray] = []  # buffers nothing refers to any more, the oldest first
+_device_idle: list = []  # numba device arrays (uint8) likewise
 
 
 def cache_limit() -> int:
@@ -50,14 +60,15 @@ def cache_limit() -> int:
     return min(physical // 8, 2 << 30)
 
 
-def cached_bytes() -> int:
-    """Bytes waiting in the cache now."""
-    return sum(raw.nbytes for raw in list(_idle))
+def cached_bytes(device: bool = False) -> int:
+    """Bytes waiting in the host cache now (``device``: in the device cache)."""
+    return sum(raw.nbytes for raw in list(_device_idle if device else _idle))
 
 
 def release() -> None:
-    """Give every cached buffer back to the allocator."""
+    """Give every cached buffer, host and device, back to its allocator."""
     _idle.clear()
+    _device_idle.clear()
 
 
 class _Lease:
@@ -72,22 +83,38 @@ class _Lease:
         weakref.finalize(self, _give_back, raw).atexit = False
 
 
-def _give_back(raw: np.ndarray) -> None:
-    _idle.append(raw)
+class _DeviceLease:
+    """Owner of one cached device buffer while numba device arrays use it (numba reads the
+    memory through ``__cuda_array_interface__`` and keeps this object as the arrays'
+    owner)."""
+
+    __slots__ = ("__cuda_array_interface__", "__weakref__")
+
+    def __init__(self, raw, nbytes: int) -> None:
+        self.__cuda_array_interface__ = {
+            "data": (int(raw.__cuda_array_interface__["data"][0]), False), "shape": (nbytes,),
+            "typestr": "|u1", "version": 3, "strides": None, "stream": None}
+        weakref.finalize(self, _give_back, raw, _device_idle).atexit = False
+
+
+def _give_back(raw, idle: list | None = None) -> None:
+    idle = _idle if idle is None else idle
+    idle.append(raw)
     limit = cache_limit()
-    while cached_bytes() > limit:
+    while sum(r.nbytes for r in list(idle)) > limit:
         try:
-            _idle.pop(0)
+            idle.pop(0)
         except IndexError:  # another thread emptied it
             break
 
 
-def _take(capacity: int) -> np.ndarray | None:
+def _take(capacity: int, idle: list | None = None):
     """The smallest idle buffer holding ``capacity`` bytes and at most twice that."""
-    fits = [raw for raw in list(_idle) if capacity <= raw.nbytes <= 2 * capacity]
+    idle = _idle if idle is None else idle
+    fits = [raw for raw in list(idle) if capacity <= raw.nbytes <= 2 * capacity]
     for raw in sorted(fits, key=lambda r: r.nbytes):
         try:
-            _idle.remove(raw)
+            idle.remove(raw)
         except ValueError:  # another thread took it
             continue
         return raw
@@ -121,3 +148,19 @@ def empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     if raw is None:
         raw = _fresh(capacity)
     return np.asarray(_Lease(raw, nbytes)).view(dtype).reshape(shape)
+
+
+def device_empty(shape: tuple[int, ...], dtype: Any):
+    """A new numba device array of ``shape`` and ``dtype``; from the device cache when it is
+    :data:`CACHED_BYTES` or larger (on a GPU; the simulator allocates anew)."""
+    from numba import cuda
+
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if nbytes < CACHED_BYTES or cuda.config.ENABLE_CUDASIM or cache_limit() == 0:
+        return cuda.device_array(shape, dtype)
+    capacity = -(-nbytes // HUGE_PAGE) * HUGE_PAGE
+    raw = _take(capacity, _device_idle)
+    if raw is None:
+        raw = cuda.device_array(capacity, np.uint8)
+    return cuda.as_cuda_array(_DeviceLease(raw, nbytes)).view(dtype).reshape(shape)
