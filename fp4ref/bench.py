@@ -178,6 +178,15 @@ def _bench_ops(args: argparse.Namespace) -> int:
 BENCHES["ops"] = _bench_ops
 
 
+def _bench_first_call(args: argparse.Namespace) -> int:
+    from ._bench_first_call import bench_first_call
+
+    return bench_first_call(args)
+
+
+BENCHES["first-call"] = _bench_first_call
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``fp4ref bench``."""
     p = sub.add_parser("bench", help="measure throughput against a memory-copy roofline")
@@ -190,4 +199,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="rows timed on slow peers, scaled up (bench quantize)")
     p.add_argument("--backend", choices=("numba", "cuda"), default="numba",
                    help="numba (CPU, default) or cuda (GPU: --size rows, 1 GiB of output or input)")
+    p.add_argument("--no-selftest", action="store_true",
+                   help="first-call: leave out the whole-selftest row")
     p.set_defaults(run=lambda args: BENCHES[args.which](args))
