@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from ._table import format_table
+from .._table import format_table
 
 #: Package root on the child's path, so that it imports this copy of fp4ref.
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 _SETUP = """
 import time
