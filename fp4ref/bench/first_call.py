@@ -4,14 +4,17 @@ cache that run left (every kernel loads).
 
 Each operation runs in its own fresh ``python`` process with its own empty
 ``NUMBA_CACHE_DIR``, so no operation profits from another's compiling; the process times
-its first call only (after ``import fp4ref`` and building the input). The limits the
-issue sets are 15 s fresh and 1 s cached.
+its first call only (after ``import fp4ref`` and building the input), in wall seconds and
+in CPU seconds (user + system, all threads): compiling is single-threaded, so on an idle
+machine the two agree, and on a loaded one the CPU time stays what the call itself costs.
+The limits the issue sets are 15 s fresh and 1 s cached, in wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -52,25 +55,32 @@ def _environment(cache: str) -> dict[str, str]:
     return {**os.environ, "NUMBA_CACHE_DIR": cache, "FP4REF_PROGRESS": "0", "PYTHONPATH": path}
 
 
-def _child(statement: str, cache: str) -> float:
-    """Seconds the first ``statement`` takes in a new process using numba cache ``cache``."""
-    code = _SETUP + f"start = time.perf_counter()\n{statement}\n" \
-        "print(time.perf_counter() - start)\n"
+def _child(statement: str, cache: str) -> tuple[float, float]:
+    """(wall, CPU) seconds the first ``statement`` takes in a new process using numba cache
+    ``cache``."""
+    code = _SETUP + f"start, cpu = time.perf_counter(), time.process_time()\n{statement}\n" \
+        "print(time.perf_counter() - start, time.process_time() - cpu)\n"
     env = _environment(cache)
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           check=False)
     if done.returncode:
         raise RuntimeError(f"{statement}: {done.stderr.strip().splitlines()[-1]}")
-    return float(done.stdout.split()[-1])
+    wall, cpu = done.stdout.split()[-2:]
+    return float(wall), float(cpu)
 
 
-def _selftest(cache: str) -> float:
-    """Wall seconds of ``fp4ref selftest --backend numba`` in a new process."""
+def _cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _selftest(cache: str) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``fp4ref selftest --backend numba`` in a new process."""
     env = _environment(cache)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_of_children()
     subprocess.run([sys.executable, "-m", "fp4ref", "selftest", "--backend", "numba"], env=env,
                    capture_output=True, check=True)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _cpu_of_children() - cpu
 
 
 def bench_first_call(args: argparse.Namespace) -> int:
@@ -84,12 +94,14 @@ def bench_first_call(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="fp4ref-numba-cache-") as cache:
             fresh = job(cache)
             cached = job(cache)
-        within = fresh <= LIMITS[0] and cached <= LIMITS[1]
+        within = fresh[0] <= LIMITS[0] and cached[0] <= LIMITS[1]
         verdict = "-" if job is _selftest else ("yes" if within else "NO")
-        rows.append([label, f"{fresh:.2f}", f"{cached:.2f}", verdict])
-        print(f"  {label}: fresh {fresh:.2f} s, cached {cached:.2f} s", file=sys.stderr)
+        rows.append([label, f"{fresh[0]:.2f}", f"{cached[0]:.2f}", f"{fresh[1]:.2f}",
+                     f"{cached[1]:.2f}", verdict])
+        print(f"  {label}: fresh {fresh[0]:.2f} s, cached {cached[0]:.2f} s", file=sys.stderr)
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"first call in a new process; fresh = empty NUMBA_CACHE_DIR; {os.cpu_count()} "
           f"cores, load average {load}; limits {LIMITS[0]:.0f} s fresh, {LIMITS[1]:.0f} s cached")
-    print(format_table(["operation", "fresh s", "cached s", "within limits"], rows))
+    print(format_table(["operation", "fresh s", "cached s", "fresh CPU s", "cached CPU s",
+                        "within limits"], rows))
     return 0
