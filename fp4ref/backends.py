@@ -281,6 +281,7 @@ class CudaBackend:
             )
         from .kernels.cuda import codec as gpu
 
+        _device.quiet_launches()
         self.cuda = cuda
         self.gpu = gpu
         self._tables: dict[tuple, object] = {}
