@@ -39,6 +39,7 @@ import numpy as np
 from .. import api
 from ..errors import FormatError
 from .layer import QuantizedLayer
+from .safetensors_file import _PENDING, _remove, _replace, open_regular
 
 MAGIC = b"GGUF"
 VERSIONS = (2, 3)
@@ -270,11 +271,12 @@ class GgufFile(Mapping):
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = os.fspath(path)
-        size = os.path.getsize(self.path)
-        if size < 24:
-            raise FormatError(f"{self.path}: truncated: {size} bytes, a GGUF header has 24 "
-                              f"or more")
-        self.data = np.memmap(self.path, mode="r")
+        with open_regular(self.path) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size < 24:
+                raise FormatError(f"{self.path}: truncated: {size} bytes, a GGUF header has 24 "
+                                  f"or more")
+            self.data = np.memmap(handle, mode="r")
         self.version, self.metadata, self.tensors, self.data_start = parse_header(
             memoryview(self.data), self.path)
         self.entries: dict[str, dict[str, str]] = {}
@@ -379,7 +381,7 @@ def read(path: str | os.PathLike) -> GgufFile:
 
 def is_gguf(path: str | os.PathLike) -> bool:
     """Whether ``path`` starts with the GGUF magic."""
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         return handle.read(4) == MAGIC
 
 
@@ -541,12 +543,15 @@ def write(
         writer.close()
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)
-        os.replace(temp, path)
+        os.chmod(temp, 0o666 & ~umask)  # mkstemp makes 0600; give what open() would
     except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
+        _remove(temp)
         raise
+    pending = _PENDING.get()  # inside an outputs() block: moved into place at its end
+    if pending is None:
+        _replace(temp, os.fspath(path))
+    else:
+        pending.append((temp, os.fspath(path)))
 
 
 def _plain(array: np.ndarray, name: str) -> np.ndarray:
