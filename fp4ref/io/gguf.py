@@ -25,6 +25,7 @@ scale bytes as stored; :func:`dequantize` decodes them as ggml's ``to_float`` do
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import struct
@@ -56,6 +57,8 @@ MAX_DIMS, MAX_NAME = 4, 63
 MAX_STRING = 1 << 24
 #: The metadata key naming the checkpoint convention a file fp4ref wrote came from.
 SOURCE_KEY = "fp4ref.source_convention"
+#: The metadata key holding, as JSON, the ``__metadata__`` of the safetensors file it came from.
+METADATA_KEY = "fp4ref.safetensors_metadata"
 
 # GGUF value types: struct code of each scalar (gguf.h enum gguf_type).
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q",
@@ -76,6 +79,16 @@ def _record_sizes() -> dict[int, tuple[int, int]]:
     """ggml type -> (block size, bytes per block) for every type gguf-py knows."""
     gguf = _gguf()
     return {int(t): size for t, size in gguf.GGML_QUANT_SIZES.items()}
+
+
+def ue4m3(raw: np.ndarray) -> np.ndarray:
+    """ggml's UE4M3 scale bytes as float32 values (``ggml_ue4m3_to_fp32`` without its
+    halving): 4 exponent bits of bias 7, 3 mantissa bits, the sign bit ignored, 0x7F = 0."""
+    raw = np.asarray(raw, np.uint8)
+    exp, man = ((raw >> 3) & 0xF).astype(np.int32), (raw & 7).astype(np.float32)
+    normal = (1 + man / 8) * np.exp2(exp.astype(np.float32) - 7)
+    values = np.where(exp == 0, man * np.float32(2.0 ** -9), normal).astype(np.float32)
+    return np.where((raw == 0) | (raw == 0x7F), np.float32(0), values)
 
 
 def type_name(ggml_type: int) -> str:
@@ -306,6 +319,20 @@ class GgufFile(Mapping):
                 roles[role] = extra.name
         return roles
 
+    def safetensors_metadata(self) -> dict[str, str]:
+        """The safetensors ``__metadata__`` a file fp4ref wrote carried over, else ``{}``."""
+        text = self.metadata.get(METADATA_KEY)
+        if text is None:
+            return {}
+        try:
+            value = json.loads(text) if isinstance(text, str) else None
+        except (ValueError, RecursionError):
+            value = None
+        if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise FormatError(f"{self.path}: {METADATA_KEY} must be a JSON object of strings")
+        return value
+
     def records(self, name: str, rows: tuple[int, int] | None = None) -> np.ndarray:
         """The raw bytes of tensor ``name`` as ``[..., bytes per row]`` uint8 (a view of the
         mapped file), or only ``rows = (first, stop)`` of its first axis."""
@@ -366,6 +393,20 @@ class GgufFile(Mapping):
     def __repr__(self) -> str:
         return (f"GgufFile({self.path!r}, version {self.version}, {len(self.entries)} FP4 "
                 f"layers, {len(self.others)} other tensors)")
+
+
+class LazyGgufTensor:
+    """A tensor of a GGUF file that says its ``dtype`` and ``shape`` and is read when made
+    an array (plain types as stored, others decoded to float32 by gguf-py)."""
+
+    def __init__(self, file: GgufFile, name: str) -> None:
+        info = file.tensors[name]
+        self.file, self.name, self.shape = file, name, info.shape
+        self.dtype = PLAIN.get(info.ggml_type, np.dtype("<f4"))
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        array = np.asarray(self.file.read(self.name))
+        return array if dtype is None else array.astype(dtype)
 
 
 def read(path: str | os.PathLike) -> GgufFile:
@@ -567,5 +608,5 @@ def _raw_type(array: np.ndarray) -> int | None:
     return 30 if array.dtype == ml_dtypes.bfloat16 else None
 
 
-__all__ = ["FP4_RECORDS", "GgufFile", "GgufLayer", "GgufTensor", "MXFP4", "NVFP4", "dequantize",
-           "is_gguf", "parse_header", "read", "write"]
+__all__ = ["FP4_RECORDS", "GgufFile", "GgufLayer", "GgufTensor", "LazyGgufTensor", "MXFP4",
+           "NVFP4", "dequantize", "is_gguf", "parse_header", "read", "ue4m3", "write"]
