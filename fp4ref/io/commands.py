@@ -27,10 +27,12 @@ from .safetensors_file import LazyTensor, SafetensorsReader, SafetensorsWriter, 
 #: Bytes of decoded output per slice when dequantizing a layer.
 CHUNK_BYTES = 32 << 20
 TARGETS = ("uqff0", "uqff1", *checkpoints.CONVENTIONS, "gguf")
-#: Tensors of a float file that ``convert`` quantizes by default (shell patterns): every
-#: ``*.weight``, and Hugging Face's fused expert tensors (gpt-oss, Llama 4), which are
-#: ``[E, K, N]`` (``x @ W``) and are quantized along K, as ``[E, N, K]``.
-QUANTIZE = ("*.weight", "*.experts.gate_up_proj", "*.experts.down_proj")
+#: Hugging Face's fused expert tensors (gpt-oss, Llama 4): in float files they are
+#: ``[E, K, N]`` (``x @ W``), while quantized layers are ``[E, N, K]``; ``convert`` quantizes
+#: them transposed and ``dequantize`` writes them transposed back, as transformers does.
+FUSED = ("*.experts.gate_up_proj", "*.experts.down_proj")
+#: Tensors of a float file that ``convert`` quantizes by default (shell patterns).
+QUANTIZE = ("*.weight", *FUSED)
 #: Tensors left in float by default even when they match :data:`QUANTIZE`.
 KEEP = ("*embed*", "*lm_head*")
 #: The safetensors metadata key naming the convention of a checkpoint fp4ref wrote.
@@ -128,6 +130,13 @@ class Source:
         if self.kind == "float":
             return "unquantized safetensors"
         return f"{self.layers.format.upper()} checkpoint, convention {self.kind}"
+
+    def format(self, key: Any) -> str:
+        """``"mxfp4"`` or ``"nvfp4"``: the format of layer ``key``, read from the header."""
+        if self.gguf is not None:
+            ggml_type = self.gguf.tensors[self.gguf.entries[key]["weight"]].ggml_type
+            return "mxfp4" if ggml_type == gguf_io.MXFP4 else "nvfp4"
+        return "mxfp4" if self.checkpoint is None else self.checkpoint.format
 
     def weight_name(self, key: Any) -> str:
         if self.gguf is not None:
@@ -276,8 +285,10 @@ def dequantize_file(path: str, out: str, dtype: str = "bfloat16", convention: st
         raise FormatError(f"{path}: no quantized layer to dequantize")
     specs, total = [], 0
     shapes = {key: source.shape(key) for key in source.layers}
+    fused = {key for key, (shape, _) in shapes.items() if _fused(source.weight_name(key), shape)}
     for key, (shape, bias) in shapes.items():
-        specs.append((source.weight_name(key), api._checks.OUTPUT_DTYPES[dtype], shape))
+        stored = (*shape[:-2], shape[-1], shape[-2]) if key in fused else shape
+        specs.append((source.weight_name(key), api._checks.OUTPUT_DTYPES[dtype], stored))
         total += math.prod(shape) * width
         if bias is not None:
             specs.append((source.bias_name(key), bias[0], bias[1]))
@@ -285,7 +296,8 @@ def dequantize_file(path: str, out: str, dtype: str = "bfloat16", convention: st
         specs.append((name, lazy.dtype, lazy.shape))
     progress = Progress(total, "dequantize", quiet)
     with _core_left_for_writes():
-        _decode_into(source, shapes, dtype, width, SafetensorsWriter(out, specs), progress)
+        _decode_into(source, shapes, dtype, width, SafetensorsWriter(out, specs), progress,
+                     fused)
     progress.finish()
 
 
@@ -304,8 +316,10 @@ def _core_left_for_writes() -> Iterator[None]:
 
 
 def _decode_into(source: Source, shapes: dict, dtype: str, width: int,
-                 writer: SafetensorsWriter, progress: Progress) -> None:
-    """Decode ``source``'s layers slice by slice into ``writer``; copy its other tensors."""
+                 writer: SafetensorsWriter, progress: Progress, fused: set = frozenset()
+                 ) -> None:
+    """Decode ``source``'s layers slice by slice into ``writer`` (the ``fused`` ones
+    transposed to ``[E, K, N]``); copy its other tensors."""
     # Two reused output buffers: one is decoded into while a writer thread writes the other
     # (file writes release the GIL), and reuse spares the page faults of fresh memory.
     buffers = [np.empty(0, np.uint8), np.empty(0, np.uint8)]
@@ -322,6 +336,9 @@ def _decode_into(source: Source, shapes: dict, dtype: str, width: int,
                     buffers[turn] = np.empty(nbytes, np.uint8)
                 decoded = buffers[turn][:nbytes].view(api._checks.OUTPUT_DTYPES[dtype])
                 source.decode(part, dtype=dtype, out=decoded.reshape(part.shape))
+                if key in fused:  # whole experts per slice: [e, N, K] -> [e, K, N]
+                    decoded = np.ascontiguousarray(np.swapaxes(decoded.reshape(part.shape),
+                                                               -1, -2))
                 pending[turn] = pool.submit(writer.write, decoded)
                 writes.append(pending[turn])
                 progress.advance(nbytes)
@@ -348,13 +365,18 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
+def _fused(name: str, shape: tuple[int, ...]) -> bool:
+    """Whether a float tensor of this name and shape is a fused ``[E, K, N]`` expert tensor."""
+    return len(shape) == 3 and _matches(name, FUSED)
+
+
 class _Quantized(Mapping):
     """Float tensors of a source quantized on lookup with :func:`fp4ref.quantize`.
 
     A tensor is quantized when its name matches one of ``quantize`` and none of ``keep``,
-    it is a float of two or more dimensions, and its K fits the block size. A name that
-    does not end in ``.weight`` is a fused ``x @ W`` tensor ``[..., K, N]``, quantized as
-    ``[..., N, K]`` under its own name; ``<key>.weight`` is the layer ``key``.
+    it is a float of two or more dimensions, and its K fits the block size. A fused expert
+    tensor (:data:`FUSED`, ``[E, K, N]``) is quantized as ``[E, N, K]``; ``<key>.weight`` is
+    the layer ``key``, any other name its own key.
 
     Attributes
     ----------
@@ -372,25 +394,26 @@ class _Quantized(Mapping):
         self.left: list[tuple[str, str]] = []
         for name, lazy in source.others.items():
             shape, dtype = tuple(lazy.shape), np.dtype(lazy.dtype)
-            fused = not name.endswith(".weight")
+            fused = _fused(name, shape)
             if not _matches(name, quantize):
                 self.left.append((name, "matches no --quantize pattern"))
             elif _matches(name, keep):
                 self.left.append((name, "matches a --keep pattern"))
-            elif dtype.kind != "f" or len(shape) < 2:
-                self.left.append((name, f"{dtype} {list(shape)} is not a float matrix"))
+            elif dtype.name not in ("float16", "bfloat16", "float32", "float64") or len(
+                    shape) < 2:
+                self.left.append((name, "not a float tensor of two or more dimensions"))
             elif shape[-2 if fused else -1] % block:
                 self.left.append((name, f"K = {shape[-2 if fused else -1]} is not a multiple "
                                         f"of {block}"))
             else:
-                self.names[name if fused else name[: -len(".weight")]] = name
+                self.names[name[: -len(".weight")] if name.endswith(".weight") else name] = name
 
     def __getitem__(self, key: str) -> Any:
         from ..quantize import quantize
 
         name = self.names[key]
         values = np.asarray(self.source.others[name])
-        if not name.endswith(".weight"):
+        if _fused(name, values.shape):
             values = np.ascontiguousarray(np.swapaxes(values, -1, -2))  # x @ W: K first
         if values.dtype == np.float64:
             values = values.astype(np.float32)  # quantize takes float16/bfloat16/float32
@@ -484,6 +507,12 @@ def convert_file(path: str, out: str, to: str, convention: str | None = None,
                      else "mxfp4")
     layers: Mapping = source.layers
     others = dict(source.others)
+    held = None if to == "gguf" else fmt
+    for key in layers if held else ():
+        if source.format(key) != held:
+            raise ValueError(f"layer {key!r} is {source.format(key).upper()}; {to} holds "
+                             f"{held.upper()}: convert moves codes and scales, it does not "
+                             f"requantize (dequantize first, then convert the float file)")
     names = {str(key): (source.weight_name(key), source.bias_name(key)) for key in layers} \
         if to == "gguf" else {}
     if source.kind == "float":
@@ -639,8 +668,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quantize", action="append", metavar="PATTERN",
                    help="float inputs: quantize the tensors whose names match this shell "
                         "pattern (repeatable; replaces the default "
-                        + " ".join(QUANTIZE) + "; names not ending in .weight are x @ W "
-                        "tensors, quantized transposed)")
+                        + " ".join(QUANTIZE) + "; the fused expert tensors "
+                        + " ".join(FUSED) + " are [E, K, N], quantized transposed)")
     p.add_argument("--keep", action="append", metavar="PATTERN",
                    help="float inputs: leave tensors matching this pattern unquantized "
                         "(repeatable; replaces the default " + " ".join(KEEP)
