@@ -222,3 +222,20 @@ def test_cli_md_examples_run_as_written(folder, capsys):
     # the GGUF section's round trip came back byte-identical
     assert filecmp.cmp("model.safetensors", "model-again.safetensors", shallow=False)
     assert commands.TARGETS[-1] == "gguf"
+
+
+@pytest.mark.parametrize("convention", ["modelopt", "compressed-tensors", "comfyui"])
+def test_nvfp4_checkpoints_through_gguf_come_back_whole(folder, convention):
+    """Each NVFP4 convention -> GGUF -> the same convention: the same file, byte for byte
+    (scales, tensor scales, input scales, markers, 0-d and uint8 tensors included)."""
+    rng = np.random.default_rng(7)
+    save_file({"l.weight": rng.normal(size=(128, 128)).astype(np.float32),
+               "m.weight": rng.normal(size=(8, 64)).astype(np.float32),
+               "steps": np.array(3, np.int64), "ids": np.arange(5, dtype=np.uint8)},
+              "f.safetensors")
+    assert cli.main(["convert", "f.safetensors", "a.safetensors", "--to", convention,
+                     "--profile", "modelopt" if convention != "compressed-tensors"
+                     else convention, "-q"]) == 0
+    assert cli.main(["convert", "a.safetensors", "a.gguf", "--to", "gguf", "-q"]) == 0
+    assert cli.main(["convert", "a.gguf", "b.safetensors", "--to", convention, "-q"]) == 0
+    assert filecmp.cmp("a.safetensors", "b.safetensors", shallow=False)
