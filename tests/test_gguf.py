@@ -292,3 +292,27 @@ def test_fuzz(peer_file, tmp_path):
             except FormatError:
                 outcomes["refused"] += 1
     assert outcomes["read"] > 100 and outcomes["refused"] > 1000, outcomes
+
+
+@pytest.mark.peers
+def test_dequantize_equals_ggml_c(peer_file):
+    """ggml's own C to_float (``.ci/peers/ggml.sh`` builds it; helper adapter
+    fp4ref.conformance.peers.ggml) on every FP4 tensor's records, bit for bit, with the
+    tensor scale multiplied in afterwards as llama.cpp's graph does."""
+    ggml = pytest.importorskip("fp4ref.conformance.peers.ggml")
+    try:
+        c = ggml.Ggml()
+    except ImportError as error:
+        pytest.skip(str(error))
+    f = G.read(peer_file[0])
+    for key in f:
+        info = f.tensors[f.entries[key]["weight"]]
+        layer = f[key]
+        ref = c.to_float(np.asarray(f.records(info.name)), info.ggml_type,
+                         int(np.prod(info.shape))).reshape(info.shape)
+        if layer.tensor_scale is not None:
+            ts = np.asarray(layer.tensor_scale, np.float32)
+            ref = ref * (ts[:, None, None] if ts.ndim else ts)
+        with np.errstate(over="ignore"):
+            got = G.dequantize(layer)
+        assert np.array_equal(bits(got), bits(ref)), key
