@@ -143,6 +143,19 @@ _PROFILES = (
             "float32 errors summed in torch's AVX-512 order.",
             rounding="zero", zero_sign="negative", scale_rule="qwantize", e8m0_min=1,
             nonfinite="ieee", nvfp4_recipe="plain", tensor_scale=False),
+    Profile("quark", "AMD Quark 0.13 OCP_MXFP4Spec export (run on CPU: PerBlockMXObserver, "
+            "scaled_real_quantize, Pack_fp4, to_e8m0_uint8): the EVEN scale rule, ties to even, "
+            "zero codes +0. No NVFP4 quantizer adapted.",
+            zero_sign="drop", scale_rule="even", nvfp4_recipe=None),
+    Profile("vllm", "vLLM 0.33.0 torch reference paths (run from its wheel): MXFP4 "
+            "downcast_to_mxfp_torch ROUND_UP (rceil by a bit trick, ties away, signs kept), "
+            "upcast_from_mxfp_torch (scale bytes as float32 bits); NVFP4 ref_nvfp4_quant with "
+            "the global scale its callers pass, 2688 / amax (encode), and dequantize_to_dtype.",
+            rounding="away", scale_rule="rceil", e8m0_decode="bits", nonfinite="ieee",
+            nvfp4_recipe="compressed-tensors", tensor_scale_direction="encode"),
+    Profile("vllm-round-down", "vLLM 0.33.0 downcast_to_mxfp_torch ROUND_DOWN (run from its "
+            "wheel): the exponent of float32(amax / 6), ties away.",
+            rounding="away", scale_rule="floor", e8m0_decode="bits", nvfp4_recipe=None),
     Profile("mlx", "MLX (read from source, not run): MXFP4 scale 2^round(log2(amax/6)), RNE; "
             "NVFP4 modelled as the OCP recipe.",
             scale_rule="nearest"),

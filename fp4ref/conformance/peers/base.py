@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -10,6 +12,13 @@ import numpy as np
 E2M1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6], np.float32)
 #: Marks an element the peer refused or could not produce (never equal to a valid code).
 SENTINEL = -1
+
+
+def peers_dir() -> Path:
+    """Where the peers that pip cannot install are unpacked or built (``.ci/peers/*.sh``):
+    ``$FP4REF_PEERS_DIR``, else ``~/.cache/fp4ref/peers``."""
+    default = Path.home() / ".cache" / "fp4ref" / "peers"
+    return Path(os.environ.get("FP4REF_PEERS_DIR", default))
 
 
 def _codes(values) -> np.ndarray:
