@@ -110,7 +110,7 @@ _PROFILES = (
             "0x8 as +0. gguf-py has no NVFP4 quantizer. (ggml gives NaN/Inf blocks scale 0; "
             "fp4ref gives them 0xFF.)",
             rounding="zero", zero_sign="drop", scale_rule="ggml", e8m0_decode="ggml",
-            nibble_order="split-half", nvfp4_recipe=None),
+            nibble_order="split-half", nvfp4_recipe="plain", tensor_scale=False),
     Profile("torchao-floor", "torchao 0.18 mx_formats to_mx FLOOR (run) and nvfp4_quantize: "
             "exponent bits of amax minus 2, RNE, clamp +-6; NVFP4 block scale "
             "e4m3(clamp((amax/6)/s_t, 2^-6, 448)), elements x*((1/s_t)/s_b). Not emulated: "

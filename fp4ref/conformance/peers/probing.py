@@ -108,8 +108,9 @@ def compare(peer: Peer, format: str, *, seeds: int = 3, shape: tuple[int, int] =
             continue
         ours = quantize(x, format=format, profile=profile, tensor_scale=given,
                                  scale_layout="linear")
-        a = api.unpack(ours.blocks, profile.nibble_order).reshape(-1, block)
-        b = api.unpack(np.asarray(blocks, np.uint8), profile.nibble_order).reshape(-1, block)
+        a = api.unpack(ours.blocks, profile.nibble_order, block_size=block).reshape(-1, block)
+        b = api.unpack(np.asarray(blocks, np.uint8), profile.nibble_order,
+                       block_size=block).reshape(-1, block)
         sa, sb = ours.scales.reshape(-1), np.asarray(scales).reshape(-1)
         bad = (a != b).any(1) | (sa != sb)
         if format == "nvfp4":
