@@ -1,6 +1,6 @@
 """Conventions as data: one frozen record per implementation fp4ref can emulate.
 
-Every axis on which real MXFP4/NVFP4 implementations disagree (``spec/peers.md``) is a
+Every axis on which real MXFP4/NVFP4 implementations disagree (``docs/wild.md``) is a
 field of :class:`Profile`. :func:`fp4ref.quantize` and :func:`fp4ref.dequantize` read
 them; keyword arguments on a call override the profile. ``"ocp"`` is the default and
 follows the OCP MX v1.0 text (and NVIDIA's NVFP4 documentation for NVFP4).
@@ -8,7 +8,16 @@ follows the OCP MX v1.0 text (and NVIDIA's NVFP4 documentation for NVFP4).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
+from numbers import Real
+from typing import Any
+
+from .spec.elements import ZERO_SIGNS
+from .spec.layouts import LAYOUTS
+from .spec.nibbles import NIBBLE_ORDERS
+from .spec.rounding import TIE_RULES
+from .spec.scale_rules import MX_RULES, NV_RECIPES, SEARCH_RULES
 
 #: E8M0 decode conventions: ``"ocp"`` 0x00 = 2^-127 and 0xFF = NaN (MX v1.0 5.4.1);
 #: ``"bits"`` float32_from_bits(e << 23), so 0x00 = 0.0 and 0xFF = +Inf (mistral.rs);
@@ -27,7 +36,61 @@ NONFINITE = ("nan-scale", "ieee")
 TENSOR_SCALE_DIRECTIONS = ("decode", "encode")
 
 #: Scale layouts (:data:`fp4ref.spec.layouts.LAYOUTS`).
-SCALE_LAYOUTS = ("linear", "128x4", "8x4")
+SCALE_LAYOUTS = LAYOUTS
+
+#: The choices of each named-convention field (None marks "may be None").
+CHOICES: dict[str, tuple] = {
+    "rounding": TIE_RULES,
+    "zero_sign": ZERO_SIGNS,
+    "scale_rule": (*MX_RULES, *SEARCH_RULES),
+    "nonfinite": NONFINITE,
+    "e8m0_decode": E8M0_DECODES,
+    "nvfp4_recipe": (*NV_RECIPES, None),
+    "tensor_scale_direction": TENSOR_SCALE_DIRECTIONS,
+    "nibble_order": NIBBLE_ORDERS,
+    "scale_layout": LAYOUTS,
+}
+
+#: Inclusive ranges of the integer fields: the E8M0 bytes of finite scales (MX v1.0
+#: 5.4.1: 0xFF is NaN) and the lane count of a float32 reduction.
+INTEGER_RANGES: dict[str, tuple[int, int]] = {"e8m0_min": (0, 254), "sum_lanes": (1, 1024)}
+
+
+def _bad(field: str, value: Any, needed: str) -> ValueError:
+    return ValueError(f"Profile.{field} must be {needed}; got {value!r}")
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _check(profile: Profile) -> None:
+    """Raise ``ValueError`` naming the first field of ``profile`` outside its choices or
+    range (and normalise ``block_scale_clamp`` to a tuple of two floats)."""
+    for field in ("name", "description"):
+        if not isinstance(getattr(profile, field), str):
+            raise _bad(field, getattr(profile, field), "a str")
+    for field, choices in CHOICES.items():
+        value = getattr(profile, field)
+        if not (value is None or isinstance(value, str)) or value not in choices:
+            raise _bad(field, value, f"one of {choices}")
+    for field, (low, high) in INTEGER_RANGES.items():
+        value = getattr(profile, field)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise _bad(field, value, f"an int in {low}..{high}")
+    if not isinstance(profile.tensor_scale, bool):
+        raise _bad("tensor_scale", profile.tensor_scale, "a bool")
+    clamp = profile.block_scale_clamp
+    if clamp is not None:
+        pair = tuple(clamp) if isinstance(clamp, (tuple, list)) else ()
+        if not (len(pair) == 2 and all(_real(v) and math.isfinite(v) for v in pair)
+                and 0 <= pair[0] <= pair[1]):
+            raise _bad("block_scale_clamp", clamp,
+                       "None or (low, high), finite reals with 0 <= low <= high")
+        object.__setattr__(profile, "block_scale_clamp", (float(pair[0]), float(pair[1])))
+    zero = profile.zero_block_scale
+    if zero is not None and not (_real(zero) and math.isfinite(zero) and zero >= 0):
+        raise _bad("zero_block_scale", zero, "None or a finite real >= 0")
 
 
 @dataclass(frozen=True)
@@ -88,8 +151,15 @@ class Profile:
     scale_layout: str = "linear"
     sum_lanes: int = 16
 
+    def __post_init__(self) -> None:
+        _check(self)
+
     def with_options(self, **options) -> Profile:
-        """A copy with the given fields replaced (``None`` values are ignored)."""
+        """A copy with the given fields replaced (``None`` values are ignored), validated
+        like a new profile."""
+        unknown = sorted(set(options) - set(FIELDS))
+        if unknown:
+            raise ValueError(f"Profile has no field {unknown[0]!r}; the fields are {FIELDS}")
         return replace(self, **{k: v for k, v in options.items() if v is not None})
 
 
