@@ -226,9 +226,13 @@ _PROFILES = (
     Profile("vllm-round-down", "vLLM 0.33.0 downcast_to_mxfp_torch ROUND_DOWN (run from its "
             "wheel): the exponent of float32(amax / 6), ties away.",
             rounding="away", scale_rule="floor", e8m0_decode="bits", nvfp4_recipe=None),
-    Profile("mlx", "MLX (read from source, not run): MXFP4 scale 2^round(log2(amax/6)), RNE; "
-            "NVFP4 modelled as the OCP recipe.",
-            scale_rule="nearest"),
+    Profile("mlx", "MLX 0.32.4 on CPU (run: mx.quantize / mx.dequantize, modes mxfp4 and "
+            "nvfp4): MXFP4 scale rceil, elements by argmin over the E2M1 table (ties toward "
+            "zero, zero codes +0); NVFP4 plain e4m3(amax / 6) when no global_scale is given. "
+            "Not yet emulated (docs/findings.md): zero block 0x7F, scales below 2^-127 wrap, "
+            "NaN/Inf blocks 0x80, 0xFF decodes to +Inf, global_scale taken as the tensor amax.",
+            scale_rule="rceil", rounding="zero", zero_sign="drop", nvfp4_recipe="plain",
+            tensor_scale=False),
     Profile("flashinfer", "flashinfer / TensorRT-LLM fp4_quantize in exact-division mode (read "
             "from source, not run): MXFP4 rceil; NVFP4 global_scale = 6*448/amax (encode), block "
             "scale e4m3(G*amax_b/6), elements x/(s_b/G), zero block 0; 128x4 swizzled scales.",

@@ -82,6 +82,10 @@ class Peer:
     profiles: dict[str, str] = {}
     #: Output dtypes its decoder produces (probing compares each).
     decode_dtypes: tuple[str, ...] = ("float32",)
+    #: How probing compares decoded NaNs: ``"exact"`` bits, or ``"any"`` where the peer's
+    #: NaNs come from float arithmetic (Inf * 0), whose sign and payload are the hardware's
+    #: (x86 gives 0xFFC00000, Arm 0x7FC00000), not the implementation's.
+    nan_bits: str = "exact"
 
     def __init__(self) -> None:
         self.lib = importlib.import_module(self.module)

@@ -21,6 +21,7 @@ class Comfy(Peer):
     own = "comfy-kitchen quantize_nvfp4 / dequantize_nvfp4 (eager) and TensorCoreNVFP4Layout"
     profiles = {"nvfp4": "comfy"}
     decode_dtypes = ("float32", "bfloat16", "float16")
+    nan_bits = "any"
 
     def __init__(self) -> None:
         super().__init__()

@@ -26,6 +26,7 @@ class Quark(Peer):
     own += "to_e8m0_uint8) and import (Pack_fp4.unpack, kernel.dequantize)"
     profiles = {"mxfp4": "quark"}
     decode_dtypes = ("float32", "bfloat16", "float16")
+    nan_bits = "any"
 
     def __init__(self) -> None:
         logging.getLogger("quark").setLevel(logging.ERROR)

@@ -115,6 +115,7 @@ class Vllm(Peer):
            "ref_nvfp4_quant / dequantize_to_dtype, from its wheel")
     profiles = {"mxfp4": "vllm", "nvfp4": "vllm"}
     decode_dtypes = ("float32", "bfloat16", "float16")
+    nan_bits = "any"
     rounding_mode = "ROUND_UP"
 
     def __init__(self) -> None:
