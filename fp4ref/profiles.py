@@ -1,6 +1,6 @@
 """Conventions as data: one frozen record per implementation fp4ref can emulate.
 
-Every axis on which real MXFP4/NVFP4 implementations disagree (``spec/peers.md``) is a
+Every axis on which real MXFP4/NVFP4 implementations disagree (``docs/wild.md``) is a
 field of :class:`Profile`. :func:`fp4ref.quantize` and :func:`fp4ref.dequantize` read
 them; keyword arguments on a call override the profile. ``"ocp"`` is the default and
 follows the OCP MX v1.0 text (and NVIDIA's NVFP4 documentation for NVFP4).
@@ -8,7 +8,16 @@ follows the OCP MX v1.0 text (and NVIDIA's NVFP4 documentation for NVFP4).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
+from numbers import Real
+from typing import Any
+
+from .spec.elements import ZERO_SIGNS
+from .spec.layouts import LAYOUTS
+from .spec.nibbles import NIBBLE_ORDERS
+from .spec.rounding import TIE_RULES
+from .spec.scale_rules import MX_RULES, NV_RECIPES, SEARCH_RULES
 
 #: E8M0 decode conventions: ``"ocp"`` 0x00 = 2^-127 and 0xFF = NaN (MX v1.0 5.4.1);
 #: ``"bits"`` float32_from_bits(e << 23), so 0x00 = 0.0 and 0xFF = +Inf (mistral.rs);
@@ -27,7 +36,61 @@ NONFINITE = ("nan-scale", "ieee")
 TENSOR_SCALE_DIRECTIONS = ("decode", "encode")
 
 #: Scale layouts (:data:`fp4ref.spec.layouts.LAYOUTS`).
-SCALE_LAYOUTS = ("linear", "128x4", "8x4")
+SCALE_LAYOUTS = LAYOUTS
+
+#: The choices of each named-convention field (None marks "may be None").
+CHOICES: dict[str, tuple] = {
+    "rounding": TIE_RULES,
+    "zero_sign": ZERO_SIGNS,
+    "scale_rule": (*MX_RULES, *SEARCH_RULES),
+    "nonfinite": NONFINITE,
+    "e8m0_decode": E8M0_DECODES,
+    "nvfp4_recipe": (*NV_RECIPES, None),
+    "tensor_scale_direction": TENSOR_SCALE_DIRECTIONS,
+    "nibble_order": NIBBLE_ORDERS,
+    "scale_layout": LAYOUTS,
+}
+
+#: Inclusive ranges of the integer fields: the E8M0 bytes of finite scales (MX v1.0
+#: 5.4.1: 0xFF is NaN) and the lane count of a float32 reduction.
+INTEGER_RANGES: dict[str, tuple[int, int]] = {"e8m0_min": (0, 254), "sum_lanes": (1, 1024)}
+
+
+def _bad(field: str, value: Any, needed: str) -> ValueError:
+    return ValueError(f"Profile.{field} must be {needed}; got {value!r}")
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _check(profile: Profile) -> None:
+    """Raise ``ValueError`` naming the first field of ``profile`` outside its choices or
+    range (and normalise ``block_scale_clamp`` to a tuple of two floats)."""
+    for field in ("name", "description"):
+        if not isinstance(getattr(profile, field), str):
+            raise _bad(field, getattr(profile, field), "a str")
+    for field, choices in CHOICES.items():
+        value = getattr(profile, field)
+        if not (value is None or isinstance(value, str)) or value not in choices:
+            raise _bad(field, value, f"one of {choices}")
+    for field, (low, high) in INTEGER_RANGES.items():
+        value = getattr(profile, field)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise _bad(field, value, f"an int in {low}..{high}")
+    if not isinstance(profile.tensor_scale, bool):
+        raise _bad("tensor_scale", profile.tensor_scale, "a bool")
+    clamp = profile.block_scale_clamp
+    if clamp is not None:
+        pair = tuple(clamp) if isinstance(clamp, (tuple, list)) else ()
+        if not (len(pair) == 2 and all(_real(v) and math.isfinite(v) for v in pair)
+                and 0 <= pair[0] <= pair[1]):
+            raise _bad("block_scale_clamp", clamp,
+                       "None or (low, high), finite reals with 0 <= low <= high")
+        object.__setattr__(profile, "block_scale_clamp", (float(pair[0]), float(pair[1])))
+    zero = profile.zero_block_scale
+    if zero is not None and not (_real(zero) and math.isfinite(zero) and zero >= 0):
+        raise _bad("zero_block_scale", zero, "None or a finite real >= 0")
 
 
 @dataclass(frozen=True)
@@ -88,8 +151,15 @@ class Profile:
     scale_layout: str = "linear"
     sum_lanes: int = 16
 
+    def __post_init__(self) -> None:
+        _check(self)
+
     def with_options(self, **options) -> Profile:
-        """A copy with the given fields replaced (``None`` values are ignored)."""
+        """A copy with the given fields replaced (``None`` values are ignored), validated
+        like a new profile."""
+        unknown = sorted(set(options) - set(FIELDS))
+        if unknown:
+            raise ValueError(f"Profile has no field {unknown[0]!r}; the fields are {FIELDS}")
         return replace(self, **{k: v for k, v in options.items() if v is not None})
 
 
@@ -110,7 +180,7 @@ _PROFILES = (
             "0x8 as +0. gguf-py has no NVFP4 quantizer. (ggml gives NaN/Inf blocks scale 0; "
             "fp4ref gives them 0xFF.)",
             rounding="zero", zero_sign="drop", scale_rule="ggml", e8m0_decode="ggml",
-            nibble_order="split-half", nvfp4_recipe=None),
+            nibble_order="split-half", nvfp4_recipe="plain", tensor_scale=False),
     Profile("torchao-floor", "torchao 0.18 mx_formats to_mx FLOOR (run) and nvfp4_quantize: "
             "exponent bits of amax minus 2, RNE, clamp +-6; NVFP4 block scale "
             "e4m3(clamp((amax/6)/s_t, 2^-6, 448)), elements x*((1/s_t)/s_b). Not emulated: "
@@ -143,9 +213,26 @@ _PROFILES = (
             "float32 errors summed in torch's AVX-512 order.",
             rounding="zero", zero_sign="negative", scale_rule="qwantize", e8m0_min=1,
             nonfinite="ieee", nvfp4_recipe="plain", tensor_scale=False),
-    Profile("mlx", "MLX (read from source, not run): MXFP4 scale 2^round(log2(amax/6)), RNE; "
-            "NVFP4 modelled as the OCP recipe.",
-            scale_rule="nearest"),
+    Profile("quark", "AMD Quark 0.13 OCP_MXFP4Spec export (run on CPU: PerBlockMXObserver, "
+            "scaled_real_quantize, Pack_fp4, to_e8m0_uint8): the EVEN scale rule, ties to even, "
+            "zero codes +0. No NVFP4 quantizer adapted.",
+            zero_sign="drop", scale_rule="even", nvfp4_recipe=None),
+    Profile("vllm", "vLLM 0.33.0 torch reference paths (run from its wheel): MXFP4 "
+            "downcast_to_mxfp_torch ROUND_UP (rceil by a bit trick, ties away, signs kept), "
+            "upcast_from_mxfp_torch (scale bytes as float32 bits); NVFP4 ref_nvfp4_quant with "
+            "the global scale its callers pass, 2688 / amax (encode), and dequantize_to_dtype.",
+            rounding="away", scale_rule="rceil", e8m0_decode="bits", nonfinite="ieee",
+            nvfp4_recipe="compressed-tensors", tensor_scale_direction="encode"),
+    Profile("vllm-round-down", "vLLM 0.33.0 downcast_to_mxfp_torch ROUND_DOWN (run from its "
+            "wheel): the exponent of float32(amax / 6), ties away.",
+            rounding="away", scale_rule="floor", e8m0_decode="bits", nvfp4_recipe=None),
+    Profile("mlx", "MLX 0.32.4 on CPU (run: mx.quantize / mx.dequantize, modes mxfp4 and "
+            "nvfp4): MXFP4 scale rceil, elements by argmin over the E2M1 table (ties toward "
+            "zero, zero codes +0); NVFP4 plain e4m3(amax / 6) when no global_scale is given. "
+            "Not yet emulated (docs/findings.md): zero block 0x7F, scales below 2^-127 wrap, "
+            "NaN/Inf blocks 0x80, 0xFF decodes to +Inf, global_scale taken as the tensor amax.",
+            scale_rule="rceil", rounding="zero", zero_sign="drop", nvfp4_recipe="plain",
+            tensor_scale=False),
     Profile("flashinfer", "flashinfer / TensorRT-LLM fp4_quantize in exact-division mode (read "
             "from source, not run): MXFP4 rceil; NVFP4 global_scale = 6*448/amax (encode), block "
             "scale e4m3(G*amax_b/6), elements x/(s_b/G), zero block 0; 128x4 swizzled scales.",

@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 import fp4ref
 
+from .helpers import BACKENDS
+
 CODES = np.arange(32, dtype=np.uint8) % 16  # every code twice
 NAN = 0x7FC00000
 INF, NINF = 0x7F800000, 0xFF800000
@@ -37,7 +39,7 @@ TABLES = [
 ]
 
 
-@pytest.mark.parametrize("backend", ["python", "numba"])
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("profile,byte,expected", TABLES)
 def test_decode_table(backend, profile, byte, expected):
     blocks = fp4ref.pack(CODES.reshape(1, 32))
@@ -111,3 +113,60 @@ def test_python_equals_numba(seed, decode, dtype):
     b = fp4ref.dequantize(blocks, scales, e8m0_decode=decode, dtype=dtype, backend="numba")
     assert np.array_equal(a.view(np.uint16 if dtype != "float32" else np.uint32),
                           b.view(np.uint16 if dtype != "float32" else np.uint32))
+
+
+# (field, bad value, a piece of the message naming what it needed)
+BAD_FIELDS = [
+    ("rounding", "bogus", "one of ('even', 'away', 'zero')"),
+    ("rounding", None, None),  # with_options ignores None: no error
+    ("zero_sign", "positive", "one of ('keep', 'negative', 'drop')"),
+    ("scale_rule", "round", "'optimal-hessian')"),
+    ("nonfinite", "raise", "one of ('nan-scale', 'ieee')"),
+    ("e8m0_decode", "ieee", "one of ('ocp', 'bits', 'ggml')"),
+    ("nvfp4_recipe", "nvidia", "'compressed-tensors', None)"),
+    ("tensor_scale_direction", "sideways", "one of ('decode', 'encode')"),
+    ("nibble_order", "big-endian", "'split-half')"),
+    ("scale_layout", "32x4", "one of ('linear', '128x4', '8x4')"),
+    ("e8m0_min", 255, "an int in 0..254"),
+    ("e8m0_min", -1, "an int in 0..254"),
+    ("e8m0_min", 1.0, "an int in 0..254"),
+    ("e8m0_min", True, "an int in 0..254"),
+    ("sum_lanes", 0, "an int in 1..1024"),
+    ("tensor_scale", 1, "a bool"),
+    ("block_scale_clamp", (5.0, 1.0), "0 <= low <= high"),
+    ("block_scale_clamp", (-1.0, 1.0), "0 <= low <= high"),
+    ("block_scale_clamp", (1.0, float("inf")), "finite reals"),
+    ("block_scale_clamp", (1.0, float("nan")), "finite reals"),
+    ("block_scale_clamp", (1.0,), "(low, high)"),
+    ("block_scale_clamp", "1,2", "(low, high)"),
+    ("zero_block_scale", -0.5, "None or a finite real >= 0"),
+    ("zero_block_scale", float("nan"), "None or a finite real >= 0"),
+    ("zero_block_scale", "1", "None or a finite real >= 0"),
+]
+
+
+@pytest.mark.parametrize("field,value,needed", BAD_FIELDS)
+def test_profile_validates_each_field(field, value, needed):
+    ocp = fp4ref.profiles()["ocp"]
+    if needed is None:
+        assert ocp.with_options(**{field: value}) == ocp
+        return
+    for build in (lambda: ocp.with_options(**{field: value}),
+                  lambda: fp4ref.Profile("p", "d", **{field: value})):
+        with pytest.raises(ValueError) as info:
+            build()
+        message = str(info.value)
+        assert message.startswith(f"Profile.{field} must be ")
+        assert needed in message and repr(value) in message
+
+
+def test_profile_rejects_unknown_fields_and_normalises_the_clamp():
+    ocp = fp4ref.profiles()["ocp"]
+    with pytest.raises(ValueError, match="Profile has no field 'tie'; the fields are"):
+        ocp.with_options(tie="even")
+    assert ocp.with_options(block_scale_clamp=[1, 448]).block_scale_clamp == (1.0, 448.0)
+
+
+def test_every_named_profile_is_valid():
+    for profile in fp4ref.profiles().values():
+        assert profile.with_options() == profile
