@@ -17,6 +17,8 @@ from numba import cuda
 
 from .. import api
 from ..kernels import quantize_block, scale_rules
+from ..kernels.options import code
+from .cpu import nv_arguments
 from .runner import EXAMPLES, Progress
 from .steps import Steps
 
@@ -57,10 +59,10 @@ def _mx_scales(x, rule, out):
 
 
 @cuda.jit
-def _nv_scales(x, recipe, tensor, clamp_low, clamp_high, zero_scale, out):
+def _nv_scales(x, recipe, tensor, clamp_low, clamp_high, zero_block, zero_scale, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         out[i] = scale_rules.nvfp4_block_scale(float(x[i]), recipe, tensor, clamp_low,
-                                               clamp_high, zero_scale)
+                                               clamp_high, zero_block, zero_scale)
 
 
 @cuda.jit
@@ -128,25 +130,23 @@ def encode_e4m3(bits, tie: str, saturate: bool):
 def element_code(bits, tie: str, zero_sign: str):
     """The shared element encoder at divisor 1, as a device function."""
     out = cuda.device_array(bits.size, np.uint8)
-    _launch(_element_codes, bits.size, bits.view(np.float32), api.rounding_rules().index(tie),
-            scale_rules.ZERO_SIGNS.index(zero_sign), out)
+    _launch(_element_codes, bits.size, bits.view(np.float32), code("rounding", tie),
+            code("zero_sign", zero_sign), out)
     return out
 
 
 def mx_scale(bits, rule: str):
     """The shared MXFP4 scale rule, as a device function."""
     out = cuda.device_array(bits.size, np.uint8)
-    _launch(_mx_scales, bits.size, bits.view(np.float32), scale_rules.MX_RULES.index(rule), out)
+    _launch(_mx_scales, bits.size, bits.view(np.float32), code("scale_rule", rule), out)
     return out
 
 
 def nv_scale(bits, recipe: str, tensor: float, clamp: tuple | None, zero_scale: float | None):
     """The shared NVFP4 block-scale recipe, as a device function."""
-    low, high = clamp or (1.0, 0.0)  # low > high: no clamp
     out = cuda.device_array(bits.size, np.uint8)
-    _launch(_nv_scales, bits.size, bits.view(np.float32), scale_rules.NV_RECIPES.index(recipe),
-            float(tensor), float(low), float(high),
-            -1.0 if zero_scale is None else float(zero_scale), out)
+    _launch(_nv_scales, bits.size, bits.view(np.float32),
+            *nv_arguments(recipe, tensor, clamp, zero_scale), out)
     return out
 
 
