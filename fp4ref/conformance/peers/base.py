@@ -77,6 +77,9 @@ class Peer:
     own = ""
     native: dict[str, tuple] = {}
     capabilities: dict[str, tuple] = {}
+    #: The adapters hand back integer codes as int16 glue (with :data:`SENTINEL` marks),
+    #: so the checker compares their integer results by value, not by dtype.
+    integer_glue = True
     #: The fp4ref profile the peer's default quantizer is compared against, by format
     #: (:mod:`fp4ref.conformance.peers.probing`); empty when it has none.
     profiles: dict[str, str] = {}
