@@ -35,6 +35,11 @@ E8M0_DECODES = ("ocp", "bits", "ggml", "inf")
 #: ``dt(P * dt(X))``; for float32 output the same as ``"scale-first"``.
 DECODE_ARITHMETIC = ("exact", "scale-first", "output-dtype")
 
+#: NVFP4 block-scale decode: ``"ocp"`` E4M3 as OFP8 v1.0 (0x7F/0xFF NaN); ``"ggml"``
+#: ggml's UE4M3 (``ggml_ue4m3_to_fp32``): the sign bit is ignored, 0x7F is 0 and 0xFF is
+#: 480, and element code 0x8 is +0 (its doubled-integer table has no -0).
+E4M3_DECODES = ("ocp", "ggml")
+
 #: Non-finite input policies: ``"nan-scale"``: a block holding NaN or Inf gets the NaN
 #: scale (0xFF / 0x7F) and zero codes; ``"ieee"``: NaN does, Inf runs through the recipe's
 #: float32 arithmetic (NVFP4 only: Inf saturates the block scale to 448, its code to 6).
@@ -56,6 +61,7 @@ CHOICES: dict[str, tuple] = {
     "nonfinite": NONFINITE,
     "e8m0_decode": E8M0_DECODES,
     "decode_arithmetic": DECODE_ARITHMETIC,
+    "e4m3_decode": E4M3_DECODES,
     "nvfp4_recipe": (*NV_RECIPES, None),
     "tensor_scale_direction": TENSOR_SCALE_DIRECTIONS,
     "nibble_order": NIBBLE_ORDERS,
@@ -125,6 +131,8 @@ class Profile:
         NaN/Inf policy (see :data:`NONFINITE`).
     e8m0_decode : {"ocp", "bits", "ggml", "inf"}
         How scale bytes 0x00/0xFF decode (see :data:`E8M0_DECODES`).
+    e4m3_decode : {"ocp", "ggml"}
+        How NVFP4 scale bytes decode (see :data:`E4M3_DECODES`).
     decode_arithmetic : {"exact", "scale-first", "output-dtype"}
         The order and precision of the decode's multiplications (see
         :data:`DECODE_ARITHMETIC`).
@@ -157,6 +165,7 @@ class Profile:
     nonfinite: str = "nan-scale"
     e8m0_decode: str = "ocp"
     decode_arithmetic: str = "exact"
+    e4m3_decode: str = "ocp"
     nvfp4_recipe: str | None = "modelopt"
     tensor_scale: bool = True
     tensor_scale_direction: str = "decode"
@@ -195,7 +204,8 @@ _PROFILES = (
             "0x8 as +0. gguf-py has no NVFP4 quantizer. (ggml gives NaN/Inf blocks scale 0; "
             "fp4ref gives them 0xFF.)",
             rounding="zero", zero_sign="drop", scale_rule="ggml", e8m0_decode="ggml",
-            nibble_order="split-half", nvfp4_recipe="plain", tensor_scale=False),
+            nibble_order="split-half", nvfp4_recipe="plain", tensor_scale=False,
+            e4m3_decode="ggml"),
     Profile("torchao-floor", "torchao 0.18 mx_formats to_mx FLOOR (run) and nvfp4_quantize: "
             "exponent bits of amax minus 2, RNE, clamp +-6; NVFP4 block scale "
             "e4m3(clamp((amax/6)/s_t, 2^-6, 448)), elements x*((1/s_t)/s_b). Not emulated: "
@@ -247,8 +257,9 @@ _PROFILES = (
             nvfp4_recipe="compressed-tensors", tensor_scale_direction="encode",
             decode_arithmetic="scale-first"),
     Profile("vllm-round-down", "vLLM 0.33.0 downcast_to_mxfp_torch ROUND_DOWN (run from its "
-            "wheel): the exponent of float32(amax / 6), ties away.",
-            rounding="away", scale_rule="floor", e8m0_decode="bits", nvfp4_recipe=None),
+            "wheel): the exponent field of float32(amax / 6) (the 'exponent' rule), ties away.",
+            rounding="away", scale_rule="exponent", e8m0_decode="bits", nvfp4_recipe=None,
+            decode_arithmetic="scale-first"),
     Profile("mlx", "MLX 0.32.4 on CPU (run: mx.quantize / mx.dequantize, modes mxfp4 and "
             "nvfp4): MXFP4 scale rceil, elements by argmin over the E2M1 table (ties toward "
             "zero, zero codes +0); NVFP4 plain e4m3(amax / 6) when no global_scale is given. "
