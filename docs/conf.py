@@ -26,6 +26,7 @@ myst_enable_extensions = ["dollarmath", "colon_fence"]
 myst_heading_anchors = 3
 html_theme = "alabaster"
 html_static_path = ["_static"]
+toc_object_entries = False  # tables of contents list pages and sections, not every name
 nitpicky = False
 
 

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import ml_dtypes
 import numpy as np
 
-from . import _checks, _device, backends, layouts
+from . import _checks, _device, arrays, backends, layouts
 from .profiles import E8M0_DECODES
 from .profiles import get as get_profile
 from .spec import mx, nibbles, nvfp4, rounding
@@ -133,6 +133,7 @@ def packed(
     return Packed(blocks, scales, fmt, block_size, scale_format, scale, order, e8m0, leading, k)
 
 
+@arrays.front_door
 @_device.returns_like_inputs
 def dequantize(
     blocks: Any,
@@ -265,6 +266,7 @@ def _output(name: str, out: Any, shape: tuple, dtype: str, inputs: tuple) -> np.
     return out
 
 
+@arrays.front_door
 @_device.returns_like_inputs
 def decode_e2m1(codes: Any, *, backend: str = "auto") -> np.ndarray:
     """Values of E2M1 codes (one code 0..15 per uint8) as float32; 0x8 is -0.0."""
@@ -272,6 +274,7 @@ def decode_e2m1(codes: Any, *, backend: str = "auto") -> np.ndarray:
     return engine.decode("e2m1", _checks.codes_array("codes", codes)).view(np.float32)
 
 
+@arrays.front_door
 @_device.returns_like_inputs
 def decode_e8m0(b: Any, *, backend: str = "auto") -> np.ndarray:
     """Values of E8M0 bytes as float32: 2^(b - 127); 0x00 is 2^-127, 0xFF is NaN.
@@ -283,6 +286,7 @@ def decode_e8m0(b: Any, *, backend: str = "auto") -> np.ndarray:
     return engine.decode("e8m0", data).view(np.float32)
 
 
+@arrays.front_door
 @_device.returns_like_inputs
 def decode_e4m3(b: Any, *, backend: str = "auto") -> np.ndarray:
     """Values of E4M3 bytes as float32; 0x7F and 0xFF are NaN.
@@ -294,6 +298,7 @@ def decode_e4m3(b: Any, *, backend: str = "auto") -> np.ndarray:
     return engine.decode("e4m3", data).view(np.float32)
 
 
+@arrays.front_door
 @_device.returns_like_inputs
 def encode_e2m1(x: Any, rounding: str = "even", *, backend: str = "auto") -> np.ndarray:
     """Nearest E2M1 codes (uint8, one per element) to ``x``.
@@ -317,6 +322,7 @@ def encode_e2m1(x: Any, rounding: str = "even", *, backend: str = "auto") -> np.
     return engine.encode_e2m1(_checks.float_array("x", x), tie)
 
 
+@arrays.front_door
 @_device.returns_like_inputs
 def encode_e4m3(
     x: Any, rounding: str = "even", saturate: bool = True, *, backend: str = "auto"
@@ -362,6 +368,7 @@ def _rows(k: int, order: str, block_size: int, what: str) -> int:
     return k
 
 
+@arrays.front_door
 @_device.returns_like_inputs
 def pack(
     codes: Any, order: str = "low-first", *, block_size: int = 32, backend: str = "auto"
@@ -389,6 +396,7 @@ def pack(
     return engine.pack(data.reshape(-1, row), order).reshape(*data.shape[:-1], -1)
 
 
+@arrays.front_door
 @_device.returns_like_inputs
 def unpack(
     packed: Any, order: str = "low-first", *, block_size: int = 32, backend: str = "auto"

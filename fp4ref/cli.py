@@ -1,10 +1,20 @@
 """The ``fp4ref`` command. Each subcommand lives in the module that owns its work and
-registers itself here through a ``add_parser(subparsers)`` function."""
+registers itself here through a ``add_parser(subparsers)`` function.
+
+Errors reach the user as one line on stderr, ``fp4ref <command>: error: <what>``, with exit
+status 2 (``--debug``, anywhere on the line, adds the traceback); SIGINT and SIGTERM end a
+command with one line and status 130 / 143, after its outputs' temporary files are removed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
+import traceback
+from collections.abc import Iterator
 
 from . import __version__, bench, selftest
 from ._table import format_table
@@ -29,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fp4ref", description="The reference codec for MXFP4 and NVFP4."
     )
     parser.add_argument("--version", action="version", version=f"fp4ref {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (accepted anywhere on the line)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("selftest", help="check every available backend against the spec tables")
     p.add_argument("--backend", action="append", help="only this backend (repeatable)")
@@ -39,10 +51,64 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that ``finally`` blocks and writers clean up."""
+
+
+@contextlib.contextmanager
+def _terminate_as_exception() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` meanwhile (the default would kill the process
+    with its temporary files left behind)."""
+    def raise_terminated(number: int, frame: object) -> None:
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line(error: Exception) -> str:
+    """The error as one line: its message, led by its type unless that is a plain
+    ``ValueError`` / ``TypeError`` / ``OSError`` (whose messages say what went wrong)."""
+    text = " ".join(str(error).split())
+    if isinstance(error, (ValueError, TypeError, OSError)) and text:
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fp4ref`` command; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    name = " ".join(filter(None, (args.command, getattr(args, "conformance_command", None))))
+    try:
+        with _terminate_as_exception():
+            return args.run(args)
+    except KeyboardInterrupt:
+        print(f"fp4ref {name}: interrupted (SIGINT)", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except Terminated:
+        print(f"fp4ref {name}: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except BrokenPipeError:  # the reader of stdout went away (| head): nothing to report
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as error:
+        if debug:
+            traceback.print_exc()
+        expected = isinstance(error, (ValueError, TypeError, OSError))
+        hint = "" if debug or expected else " (--debug shows the traceback)"
+        print(f"fp4ref {name}: error: {_one_line(error)}{hint}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from . import _checks, backends
+from . import _checks, arrays, backends
 from .spec.layouts import LAYOUTS, padded_shape
 
 #: Scale dtypes taken (and given back) as their bytes.
@@ -37,6 +37,7 @@ def _count(name: str, value: Any) -> int:
     return number
 
 
+@arrays.front_door
 def swizzle(scales: Any, layout: str = "128x4", *, backend: str = "auto") -> np.ndarray:
     """Store ``[..., R, C]`` scales in ``layout``'s byte order.
 
@@ -66,6 +67,7 @@ def swizzle(scales: Any, layout: str = "128x4", *, backend: str = "auto") -> np.
     return stored.reshape(*batch, rpad, cpad).view(dtype)
 
 
+@arrays.front_door
 def unswizzle(
     stored: Any, *, rows: int, cols: int, layout: str = "128x4", backend: str = "auto"
 ) -> np.ndarray:

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, api, backends
+from . import _checks, api, arrays, backends
 from .spec import nibbles
 from .spec import ops as spec
 
@@ -138,6 +138,7 @@ def _indices(indices: Any, tokens: int, topk: int | None, experts: int) -> np.nd
     return array.astype(np.int64)
 
 
+@arrays.front_door
 def linear(
     x: Any,
     w: Any,
@@ -199,6 +200,7 @@ def linear(
     return out.reshape(*array.shape[:-1], n)
 
 
+@arrays.front_door
 def moe_linear(
     x: Any,
     w: Any,

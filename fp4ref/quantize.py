@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, _device, backends
+from . import _checks, _device, arrays, backends
 from .kernels.options import QuantizeOptions
 from .profiles import Profile
 from .profiles import get as get_profile
@@ -99,6 +99,7 @@ def _tensor_scales(profile: Profile, tensor_scale: Any, amax: Any):
     return operand, np.float32(decode), np.float32(stored)
 
 
+@arrays.front_door
 def quantize(
     x: Any,
     *,

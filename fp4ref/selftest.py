@@ -1,5 +1,8 @@
 """``fp4ref selftest``: every available backend against the spec's value tables and the
-golden conformance vectors (:mod:`fp4ref.conformance`)."""
+golden conformance vectors (:mod:`fp4ref.conformance`).
+
+It first warms every numba path the README shows (:func:`fp4ref.warmup.warm_up`), and says
+on stderr what it is doing whenever a stage takes more than a second."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import api, backends
+from . import _progress, api, backends, warmup
 from .spec import tables
 
 
@@ -104,7 +107,10 @@ def conformance_rows(
         note = f"{error}; checked against freshly generated vectors instead"
     if notes is not None:
         notes.append(note)
-    results = {name: check.run(vectors, impls.Backend(name)) for name in names}
+    results = {}
+    for name in names:
+        with _progress.stage(f"fp4ref selftest: conformance vectors on {name}"):
+            results[name] = check.run(vectors, impls.Backend(name))
     rows = []
     for i, suite in enumerate(vectors.suites()):
         label = f"conformance {suite['name']} ({len(suite['cases'])} cases)"
@@ -118,6 +124,9 @@ def run(
     """Run every check and conformance suite on every backend; returns (backends, rows of
     (check, results)). ``notes`` collects lines to print under the table."""
     names = backend_names or backends.available()
+    if "numba" in names:  # every path the README shows, so that later calls are quick
+        with _progress.stage("fp4ref selftest: loading the numba kernels"):
+            warmup.warm_up()
     rows = []
     for label, check in CHECKS:
         results = []

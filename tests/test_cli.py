@@ -37,7 +37,7 @@ def test_bench_quantize_runs_on_a_small_matrix(capsys):
 
 
 def test_paired_times_alternate():
-    from fp4ref.bench import paired_times
+    from fp4ref.bench.timing import paired_times
 
     calls = []
     first, second = paired_times(lambda: calls.append("a"), lambda: calls.append("b"), 3)

@@ -183,7 +183,7 @@ def test_entry_point(gpt_oss):
 
 
 def test_bench_io_generator(tmp_path):
-    from fp4ref.io import bench
+    from fp4ref.bench import io as bench
 
     experts = bench.generate(str(tmp_path / "g.safetensors"), 5 << 20)
     ckpt = checkpoints.read(tmp_path / "g.safetensors")

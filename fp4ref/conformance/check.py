@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .files import DTYPES, hex_cell
+from ..io.safetensors_file import DTYPES
+from .files import hex_cell
 from .manifest import Vectors
 from .model import is_ocp
 

@@ -10,31 +10,28 @@ to a multiple of 8 bytes, and ``__metadata__`` holding only fixed strings.
 from __future__ import annotations
 
 import json
-import math
 import struct
 from collections.abc import Mapping
 
-import ml_dtypes
 import numpy as np
 
 from ..errors import FormatError
+from ..io.safetensors_file import dtype_name, read_bytes
 
-#: The safetensors dtypes the vectors use, and their numpy dtypes.
-DTYPES: dict[str, np.dtype] = {
-    "U8": np.dtype(np.uint8),
-    "U16": np.dtype("<u2"),
-    "U32": np.dtype("<u4"),
-    "F16": np.dtype("<f2"),
-    "BF16": np.dtype(ml_dtypes.bfloat16),
-    "F32": np.dtype("<f4"),
-}
+#: The safetensors dtypes (of :data:`fp4ref.io.safetensors_file.DTYPES`) the vectors use.
+VECTOR_DTYPES = ("U8", "U16", "U32", "F16", "BF16", "F32")
 
 
 def _dtype_name(dtype: np.dtype) -> str:
-    for name, candidate in DTYPES.items():
-        if np.dtype(dtype) == candidate:
-            return name
-    raise ValueError(f"conformance tensors must have one of the dtypes {list(DTYPES)}; got {dtype}")
+    try:
+        name = dtype_name(dtype)
+    except ValueError:
+        name = None
+    if name not in VECTOR_DTYPES:
+        raise ValueError(
+            f"conformance tensors must have one of the dtypes {list(VECTOR_DTYPES)}; got {dtype}"
+        )
+    return name
 
 
 def safetensors_bytes(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> bytes:
@@ -57,33 +54,14 @@ def safetensors_bytes(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, 
 
 
 def read_safetensors(data: bytes, where: str) -> tuple[dict[str, str], dict[str, np.ndarray]]:
-    """(metadata, tensors) of safetensors ``data``; ``FormatError`` naming ``where`` if bad."""
-    if len(data) < 8:
-        raise FormatError(f"{where}: too short for a safetensors header")
-    (length,) = struct.unpack_from("<Q", data)
-    if 8 + length > len(data):
-        raise FormatError(f"{where}: header length {length} is past the end of the file")
-    try:
-        header = json.loads(data[8 : 8 + length].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise FormatError(f"{where}: header is not UTF-8 JSON ({error})") from None
-    metadata = header.pop("__metadata__", {})
-    buffer = memoryview(data)[8 + length :]
-    tensors = {}
-    for name, entry in header.items():
-        try:
-            dtype, shape, (begin, end) = (
-                DTYPES[entry["dtype"]],
-                entry["shape"],
-                entry["data_offsets"],
-            )
-        except (KeyError, TypeError, ValueError):
-            raise FormatError(
-                f"{where}: tensor {name!r} has a bad header entry {entry!r}"
-            ) from None
-        if not 0 <= begin <= end <= len(buffer) or end - begin != math.prod(shape) * dtype.itemsize:
-            raise FormatError(f"{where}: tensor {name!r} has bad data_offsets {[begin, end]}")
-        tensors[name] = np.frombuffer(buffer[begin:end], dtype).reshape(tuple(shape)).copy()
+    """(metadata, tensors) of safetensors ``data``, read by fp4ref's one safetensors parser
+    (:func:`fp4ref.io.safetensors_file.read_bytes`); ``FormatError`` naming ``where`` if bad,
+    including a tensor of a dtype the vectors do not use."""
+    metadata, tensors = read_bytes(data, where)
+    for name, array in tensors.items():
+        if dtype_name(array.dtype) not in VECTOR_DTYPES:
+            raise FormatError(f"{where}: tensor {name!r} has dtype {dtype_name(array.dtype)}, "
+                              f"not one of the vectors' {list(VECTOR_DTYPES)}")
     return metadata, tensors
 
 

@@ -129,7 +129,7 @@ def _marked_comfy(key: str, reader: SafetensorsReader) -> bool:
     if text:
         try:
             layers = json.loads(text).get("layers", {})
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             raise FormatError(f"{reader.path}: _quantization_metadata is not a JSON object") \
                 from None
         return isinstance(layers, dict) and key in layers

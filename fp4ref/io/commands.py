@@ -19,7 +19,7 @@ from .. import api
 from .._table import format_table
 from ..errors import FormatError
 from . import checkpoints, uqff
-from .safetensors_file import LazyTensor, SafetensorsReader, SafetensorsWriter
+from .safetensors_file import LazyTensor, SafetensorsReader, SafetensorsWriter, outputs
 
 #: Bytes of decoded output per slice when dequantizing a layer.
 CHUNK_BYTES = 32 << 20
@@ -315,8 +315,9 @@ def convert_file(path: str, out: str, to: str, convention: str | None = None,
 
     A float checkpoint is quantized first (its ``*.weight`` tensors whose last dimension
     fits the block size) with ``profile``. UQFF has no place for other tensors: they go to
-    ``residual`` (default ``residual.safetensors`` beside ``out``), as mistral.rs does.
-    Returns the paths written.
+    ``residual`` (default ``residual.safetensors`` beside ``out``), as mistral.rs does; an
+    existing file there is replaced only when ``residual`` names it. Every output appears
+    only when all are complete. Returns the paths written.
     """
     if to not in TARGETS:
         raise ValueError(f"to must be one of {TARGETS}; got {to!r}")
@@ -329,17 +330,24 @@ def convert_file(path: str, out: str, to: str, convention: str | None = None,
         for name in layers.names.values():
             del others[name]
     written = [out]
-    if to.startswith("uqff"):
-        generation = int(to[-1])
-        keyed = _Indexed(layers) if generation == 0 else _StrKeys(layers)
-        uqff.write(out, keyed, generation=generation)
-        if others:
-            residual = residual or os.path.join(os.path.dirname(os.path.abspath(out)),
-                                                "residual.safetensors")
-            checkpoints_others(residual, others)
-            written.append(residual)
-    else:
-        checkpoints.write(out, _StrKeys(layers), to, others=others)
+    if to.startswith("uqff") and others:
+        if residual is None:
+            residual = os.path.join(os.path.dirname(os.path.abspath(out)),
+                                    "residual.safetensors")
+            if os.path.lexists(residual):
+                raise FileExistsError(
+                    17, f"the {len(others)} tensors UQFF cannot hold would replace an existing "
+                    "file; name their file with --residual (residual=)", residual)
+        written.append(residual)
+    with outputs():
+        if to.startswith("uqff"):
+            generation = int(to[-1])
+            keyed = _Indexed(layers) if generation == 0 else _StrKeys(layers)
+            uqff.write(out, keyed, generation=generation)
+            if others:
+                checkpoints_others(written[1], others)
+        else:
+            checkpoints.write(out, _StrKeys(layers), to, others=others)
     return written
 
 

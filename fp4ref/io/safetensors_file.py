@@ -9,14 +9,18 @@ buffer. Tensors are row-major, little-endian, and tile the buffer without gaps o
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import fcntl
 import json
 import math
 import os
+import stat
 import struct
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import ml_dtypes
 import numpy as np
@@ -47,6 +51,35 @@ DTYPES: dict[str, np.dtype] = {
 MAX_HEADER_BYTES = 100_000_000
 #: Most dimensions a tensor may have.
 MAX_NDIM = 16
+
+
+def open_regular(path: str | os.PathLike) -> IO[bytes]:
+    """``path`` opened for binary reading, refused unless it is a regular file.
+
+    The open does not block (a FIFO without a writer would block a plain ``open``), and the
+    check is made on the opened file, so nothing can swap the path in between.
+
+    Raises
+    ------
+    FormatError
+        If ``path`` is a FIFO, a directory, a device or a socket.
+    OSError
+        If it cannot be opened (missing, no permission).
+    """
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            kind = {stat.S_IFIFO: "a FIFO", stat.S_IFDIR: "a directory", stat.S_IFCHR:
+                    "a character device", stat.S_IFBLK: "a block device",
+                    stat.S_IFSOCK: "a socket"}.get(stat.S_IFMT(mode), "not a plain file")
+            raise FormatError(f"{os.fspath(path)}: is {kind}; fp4ref reads regular files only")
+        flags = fcntl.fcntl(descriptor, fcntl.F_GETFL)
+        fcntl.fcntl(descriptor, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
 
 
 def dtype_name(dtype: Any) -> str:
@@ -147,6 +180,23 @@ def parse_header(head: bytes, file_size: int, where: str) -> tuple[dict, dict[st
     return metadata, tensors
 
 
+def read_bytes(data: bytes, where: str) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """(metadata, tensors) of a whole safetensors file held in memory, checked as a file is.
+
+    Raises
+    ------
+    FormatError
+        Naming ``where`` and what was wrong.
+    """
+    metadata, infos = parse_header(data, len(data), where)
+    tensors = {
+        name: np.frombuffer(data, DTYPES[info.dtype], math.prod(info.shape), info.start)
+        .reshape(info.shape).copy()
+        for name, info in infos.items()
+    }
+    return metadata, tensors
+
+
 class SafetensorsReader:
     """A safetensors file whose header has been checked; tensors are read on demand.
 
@@ -162,8 +212,8 @@ class SafetensorsReader:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = os.fspath(path)
-        size = os.path.getsize(self.path)
-        with open(self.path, "rb") as f:
+        with open_regular(self.path) as f:
+            size = os.fstat(f.fileno()).st_size
             prefix = f.read(8)
             if len(prefix) == 8:
                 (length,) = struct.unpack("<Q", prefix)
@@ -188,7 +238,7 @@ class SafetensorsReader:
             start, nbytes = start + first * row_bytes, (stop - first) * row_bytes
             shape = (stop - first, *shape[1:])
         out = np.empty(shape, dtype)
-        with open(self.path, "rb") as f:
+        with open_regular(self.path) as f:
             f.seek(start)
             view = memoryview(out.reshape(-1).view(np.uint8))
             got = f.readinto(view) if nbytes else 0
@@ -210,13 +260,61 @@ class LazyTensor:
         return array if dtype is None else array.astype(dtype)
 
 
+#: The outputs of the innermost :func:`outputs` block: (temporary, target) pairs.
+_PENDING: contextvars.ContextVar[list[tuple[str, str]] | None] = contextvars.ContextVar(
+    "fp4ref_pending_outputs", default=None)
+
+
+@contextlib.contextmanager
+def outputs() -> Iterator[list[tuple[str, str]]]:
+    """Writers closed inside the block move their files into place only when it ends well.
+
+    A command that writes several files (a UQFF shard and its residual) wraps them in one
+    block: if anything fails, or a signal arrives, before the block ends, every temporary
+    file is removed and no target changes; otherwise all targets are replaced at the end.
+    """
+    pending: list[tuple[str, str]] = []
+    token = _PENDING.set(pending)
+    try:
+        yield pending
+    except BaseException:
+        for temp, _ in pending:
+            _remove(temp)
+        raise
+    finally:
+        _PENDING.reset(token)
+    for index, (temp, target) in enumerate(pending):
+        try:
+            _replace(temp, target)
+        except BaseException:
+            for later, _ in pending[index:]:
+                _remove(later)
+            raise
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
+def _replace(temp: str, target: str) -> None:
+    """Move ``temp`` onto ``target``; an error names ``target``, not the temporary file."""
+    try:
+        os.replace(temp, target)
+    except OSError as error:
+        _remove(temp)
+        raise type(error)(error.errno, f"cannot write {target}: {error.strerror}") from None
+
+
 class SafetensorsWriter:
     """Write a safetensors file tensor by tensor, atomically.
 
     The names, dtypes and shapes are declared up front (the header comes first); the data
     then arrives in that order through :meth:`write`, whole or in slices. The file appears
-    under ``path`` only when :meth:`close` finds every byte written; an error, or leaving a
-    ``with`` block by an exception, removes the temporary file and leaves ``path`` as it was.
+    under ``path`` only when :meth:`close` finds every byte written (or, inside an
+    :func:`outputs` block, when the block ends well); an error, or leaving a ``with`` block
+    by an exception (a signal included), removes the temporary file and leaves ``path`` as
+    it was. The temporary file is ``.fp4ref-*.tmp`` in ``path``'s folder.
     """
 
     def __init__(
@@ -244,11 +342,25 @@ class SafetensorsWriter:
             offset += nbytes
         text = json.dumps(header, separators=(",", ":")).encode()
         text += b" " * (-len(text) % 8)  # pad the header to 8 bytes, as the library does
+        if os.path.isdir(self.path):
+            raise IsADirectoryError(21, "is a folder; give the output file's name", self.path)
         directory = os.path.dirname(os.path.abspath(self.path))
-        handle, self._temp = tempfile.mkstemp(prefix=".fp4ref-", suffix=".tmp", dir=directory)
+        try:
+            handle, self._temp = tempfile.mkstemp(prefix=".fp4ref-", suffix=".tmp",
+                                                  dir=directory)
+        except OSError as error:
+            raise type(error)(error.errno, f"cannot write there ({error.strerror})",
+                              self.path) from None
         self._file = os.fdopen(handle, "wb")
-        self._file.write(struct.pack("<Q", len(text)) + text)
         self._index, self._done = 0, 0
+        self._write_bytes(struct.pack("<Q", len(text)) + text)
+
+    def _write_bytes(self, data: Any) -> None:
+        try:
+            self._file.write(data)
+        except BaseException:
+            self.abort()
+            raise
 
     def write(self, array: Any) -> None:
         """Append ``array`` (the next tensor, or its next slice) in declared order."""
@@ -270,23 +382,31 @@ class SafetensorsWriter:
             raise
 
     def close(self) -> None:
-        """Check every declared byte arrived, then move the file into place."""
-        missing = sum(n for _, _, n in self._plan[self._index:]) - self._done
-        if missing:
+        """Check every declared byte arrived, then move the file into place (at the end of
+        the enclosing :func:`outputs` block, if there is one)."""
+        try:
+            missing = sum(n for _, _, n in self._plan[self._index:]) - self._done
+            if missing:
+                raise ValueError(f"{missing} declared bytes were never written to {self.path}")
+            self._file.close()
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self._temp, 0o666 & ~umask)  # mkstemp makes 0600; give what open() would
+        except BaseException:
             self.abort()
-            raise ValueError(f"{missing} declared bytes were never written to {self.path}")
-        self._file.close()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self._temp, 0o666 & ~umask)  # mkstemp makes 0600; give what open() would
-        os.replace(self._temp, self.path)
+            raise
+        pending = _PENDING.get()
+        if pending is None:
+            _replace(self._temp, self.path)
+        else:
+            pending.append((self._temp, self.path))
 
     def abort(self) -> None:
         """Drop the temporary file; ``path`` is left as it was."""
         if not self._file.closed:
-            self._file.close()
-        if os.path.exists(self._temp):
-            os.remove(self._temp)
+            with contextlib.suppress(OSError):
+                self._file.close()
+        _remove(self._temp)
 
     def __enter__(self) -> SafetensorsWriter:
         return self

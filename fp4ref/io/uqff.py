@@ -27,7 +27,7 @@ from .._checks import host_array
 from ..errors import FormatError
 from .layer import QuantizedLayer
 from .safetensors_file import DTYPES as _ST_DTYPES
-from .safetensors_file import SafetensorsReader, SafetensorsWriter
+from .safetensors_file import SafetensorsReader, SafetensorsWriter, open_regular
 
 #: Quantization type codes of the byte at blob offset 4 (uqff.md).
 QUANT_TYPES = ("Gguf", "Unquant", "Hqq", "Fp8", "Afq", "F8Q8", "Mxfp4")
@@ -115,11 +115,19 @@ def _check_version_arg(version: Any, major: int) -> tuple[int, int, int]:
 # --- tensor records ---------------------------------------------------------------------
 
 
-def _dtype_code(dtype: np.dtype) -> int:
+def _code_of(dtype: np.dtype) -> int | None:
+    """The UQFF dtype code of ``dtype``, or ``None`` if it has none."""
     for code, (_, candidate) in DTYPE_CODES.items():
         if dtype == candidate or (dtype.itemsize > 1 and dtype.newbyteorder("<") == candidate):
             return code
-    raise TypeError(f"dtype {dtype} has no UQFF dtype code")
+    return None
+
+
+def _dtype_code(dtype: np.dtype) -> int:
+    code = _code_of(dtype)
+    if code is None:
+        raise TypeError(f"dtype {dtype} has no UQFF dtype code")
+    return code
 
 
 def encode_tensor(array: Any) -> bytes:
@@ -187,7 +195,7 @@ def _layer_problem(blocks: np.ndarray, scales: np.ndarray, bias: np.ndarray | No
     if bias is not None:
         if bias.shape != blocks.shape[:-1]:
             return f"bias shape {list(bias.shape)} is not {list(blocks.shape[:-1])}"
-        if _dtype_code(bias.dtype) not in BIAS_CODES:
+        if _code_of(bias.dtype) not in BIAS_CODES:
             return f"bias must be F32, F16 or BF16; got {bias.dtype}"
     return ""
 
@@ -277,6 +285,17 @@ def decode_mxfp4_blob(data: bytes | memoryview, where: str = "blob") -> Mxfp4Blo
 # --- files ------------------------------------------------------------------------------
 
 
+class _Stub(NamedTuple):
+    """What :func:`_layer_problem` reads of an array (dtype and shape), for a header entry."""
+
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
 def _mxfp4_layer(blocks: np.ndarray, scales: np.ndarray, bias: np.ndarray | None):
     return QuantizedLayer(blocks=blocks, scales=scales, bias=bias, format="mxfp4")
 
@@ -333,7 +352,7 @@ class UqffFile(Mapping):
             info = self._file.tensors[name]
             if info.nbytes < 4:
                 raise FormatError(f"{self.path}: blob {name!r} has {info.nbytes} bytes")
-            with open(self.path, "rb") as f:
+            with open_regular(self.path) as f:
                 f.seek(info.start)
                 (word,) = struct.unpack("<I", f.read(4))
             versions.append(check_blob_version(word, f"{self.path}: blob {name!r}"))
@@ -391,12 +410,9 @@ class UqffFile(Mapping):
     def _check_layer_1(self, key: str, parts: dict[str, str]) -> None:
         tensors = self._file.tensors
 
-        def stub(name: str):
+        def stub(name: str) -> _Stub | None:
             info = tensors.get(name)
-            if info is None:
-                return None
-            return np.lib.stride_tricks.as_strided(
-                np.zeros((), _ST_DTYPES[info.dtype]), info.shape, [0] * len(info.shape))
+            return None if info is None else _Stub(_ST_DTYPES[info.dtype], info.shape)
 
         problem = _layer_problem(stub(parts[".weight"]), stub(parts[".weight.scales"]),
                                  stub(parts[".bias"]))

@@ -31,10 +31,16 @@ Example (a complete test module)::
 
     @given(fst.float32_arrays())
     def test_my_encoder(x):
-        assert_encode_matches(lambda v: my_module.encode_e2m1(v), x)
+        assert_encode_matches(my_encode_e2m1, x)
 
-``nan="any"`` accepts any NaN where fp4ref writes its canonical 0x7FC00000; the default
-compares NaN bits too.
+with ``my_encode_e2m1`` your encoder (the fuzzing guide gives a numpy one). ``nan="any"``
+accepts any NaN where fp4ref writes its canonical 0x7FC00000; the default compares NaN
+bits too.
+
+Importing this module warms fp4ref's kernels (:func:`fp4ref.warmup.warm_up`: a fraction
+of a second with numba's cache, longer, with a line on stderr, when they compile on a fresh
+install), so that hypothesis' default 200 ms deadline measures your function and fp4ref's
+steady speed, not numba loading code.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import api
+from .. import api, warmup
 from ..conformance.check import compare
 from ..conformance.files import hex_cell
 from ..quantize import quantize
@@ -58,6 +64,8 @@ __all__ = [
 
 #: How many mismatching elements an assertion message lists.
 SHOWN = 5
+
+warmup.warm_up()  # outside any test's deadline: the first calls load or compile kernels
 
 
 def assert_bits_equal(expected: np.ndarray, got: Any, *, nan: str = "exact",

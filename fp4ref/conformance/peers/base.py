@@ -68,6 +68,11 @@ class Peer:
     own = ""
     native: dict[str, tuple] = {}
     capabilities: dict[str, tuple] = {}
+    #: The fp4ref profile the peer's default quantizer is compared against, by format
+    #: (:mod:`fp4ref.conformance.peers.probing`); empty when it has none.
+    profiles: dict[str, str] = {}
+    #: Output dtypes its decoder produces (probing compares each).
+    decode_dtypes: tuple[str, ...] = ("float32",)
 
     def __init__(self) -> None:
         self.lib = importlib.import_module(self.module)
@@ -91,3 +96,17 @@ class Peer:
                 value = self.native[key][0]
             chosen.append(value)
         return chosen[0] if len(chosen) == 1 else chosen
+
+    def quantize_probe(self, x: np.ndarray, format: str, tensor_scale: float | None):
+        """Run the peer's quantizer as its users call it.
+
+        Returns ``(blocks, scales, stored)``: packed codes ``[rows, K/2]`` in the nibble
+        order of the profile named in :attr:`profiles`, scale bytes ``[rows, K/B]`` in the
+        linear layout, and the tensor scale in the profile's stored direction (None where
+        the peer has none). ``tensor_scale`` is given to the peer's own tensor-scale argument
+        as is (None: the peer computes one, or none)."""
+        raise NotImplementedError(f"{self.name} has no quantizer adapted for probing")
+
+    def dequantize_probe(self, blocks, scales, stored, format: str, dtype: str) -> np.ndarray:
+        """Decode what :meth:`quantize_probe` returns with the peer's decoder."""
+        raise NotImplementedError(f"{self.name} has no decoder adapted for probing")

@@ -17,7 +17,8 @@ import tempfile
 import numpy as np
 
 from .._table import format_table
-from .safetensors_file import SafetensorsWriter
+from ..io.safetensors_file import SafetensorsWriter
+from .timing import machine
 
 #: gpt-oss-120b's expert matrices: N = K = 2880, so K/32 = 90 blocks of 16 bytes per row.
 _N, _BLOCKS = 2880, 90
@@ -56,7 +57,7 @@ def _child(which: str, source: str, target: str, out_bytes: int) -> None:
     """Run one side once (after warm-up) and print seconds and memory as JSON."""
     import time
 
-    from . import commands
+    from ..io import commands
 
     if which == "dequantize":
         tiny = os.path.join(os.path.dirname(target), "warm.safetensors")
@@ -83,7 +84,7 @@ def _child(which: str, source: str, target: str, out_bytes: int) -> None:
 
 
 def _run_child(which: str, source: str, target: str, out_bytes: int) -> dict:
-    code = ("import sys; from fp4ref.io.bench import _child; "
+    code = ("import sys; from fp4ref.bench.io import _child; "
             "_child(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))")
     done = subprocess.run([sys.executable, "-c", code, which, source, target, str(out_bytes)],
                           capture_output=True, text=True, check=True)
@@ -94,8 +95,6 @@ def _run_child(which: str, source: str, target: str, out_bytes: int) -> dict:
 
 def bench_io(args: argparse.Namespace) -> int:
     """Generate ``--size`` MiB (default 1024) and time both sides, best of ``--repeat``."""
-    from ..bench import machine
-
     size = (args.size or 1024) << 20
     repeat = max(1, min(args.repeat, 3))
     with tempfile.TemporaryDirectory(prefix="fp4ref-bench-io-") as folder:

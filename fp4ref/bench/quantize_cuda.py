@@ -2,7 +2,7 @@
 
 A ``--size`` x (1 GiB / 4 / size) float32 N(0, 1) matrix on the device (1 GiB of input).
 Each figure is the best of ``--repeat`` CUDA-event timings of ten back-to-back calls after
-a warm-up (:func:`._bench_cuda._gpu_time`); the roofline is a device-to-device copy
+a warm-up (:func:`.timing.gpu_time`); the roofline is a device-to-device copy
 moving the same bytes (read + written) in the same run. The kernel rows write into
 preallocated outputs, as the copy does; the ``fp4ref.quantize`` rows allocate theirs. The
 optimal searches are compared with the numba CPU backend on ``--peer-rows`` rows of the
@@ -18,12 +18,12 @@ import time
 
 import numpy as np
 
-from . import backends
-from ._bench_cuda import _gpu_time
-from ._table import format_table
-from .kernels.options import QuantizeOptions
-from .profiles import get as get_profile
-from .quantize import quantize
+from .. import backends
+from .._table import format_table
+from ..kernels.options import QuantizeOptions
+from ..profiles import get as get_profile
+from ..quantize import quantize
+from .timing import device_copy_time, device_name, gpu_time
 
 INPUT_BYTES = 1 << 30
 
@@ -71,7 +71,7 @@ def bench_quantize_cuda(args: argparse.Namespace) -> int:
     table = []
     for fmt, block in (("mxfp4", 32), ("nvfp4", 16)):
         traffic = x.nbytes + x.size // 2 + x.size // block
-        roof = _copy_time(traffic, repeat)
+        roof = device_copy_time(traffic, repeat)
         ocp = get_profile("ocp")
         label = f"{fmt} OCP, {rows} x {cols} float32"
         table.append([label, "device copy (roofline)", f"{roof * 1e3:.3f}", "1.00"])
@@ -86,29 +86,12 @@ def bench_quantize_cuda(args: argparse.Namespace) -> int:
                                                      if fmt == "nvfp4" else ""),
                       lambda fmt=fmt: quantize(x, format=fmt)))
         for name, function in cases:
-            seconds = _gpu_time(function, repeat)
+            seconds = gpu_time(function, repeat)
             table.append([label, name, f"{seconds * 1e3:.3f}", f"{roof / seconds:.2f}"])
-    print(f"quantize on {_device_name()}; 1 GiB of float32 input")
+    print(f"quantize on {device_name()}; 1 GiB of float32 input")
     print(format_table(["case", "implementation", "ms", "ratio to copy"], table))
     _compare_optimal(x, rows, cols, args)
     return 0
-
-
-def _copy_time(traffic: int, repeat: int) -> float:
-    """Seconds of a device-to-device copy moving ``traffic`` bytes (read + written)."""
-    from numba import cuda
-
-    source = cuda.device_array(traffic // 2, np.uint8)
-    target = cuda.device_array(traffic // 2, np.uint8)
-    return _gpu_time(lambda: target.copy_to_device(source), repeat)
-
-
-def _device_name() -> str:
-    from numba import cuda
-
-    device = cuda.get_current_device()
-    name = device.name.decode() if isinstance(device.name, bytes) else device.name
-    return f"{name}, {device.MULTIPROCESSOR_COUNT} SMs"
 
 
 def _compare_optimal(x, rows: int, cols: int, args: argparse.Namespace) -> None:
@@ -120,7 +103,7 @@ def _compare_optimal(x, rows: int, cols: int, args: argparse.Namespace) -> None:
     for fmt, profile, rule in (("mxfp4", "ocp", None), ("nvfp4", "ocp", None),
                                ("mxfp4", "qwantize", "optimal"), ("nvfp4", "qwantize", "optimal")):
         options = {"format": fmt, "profile": profile, "scale_rule": rule}
-        gpu = _gpu_time(lambda options=options: quantize(x, **options), max(1, args.repeat // 2))
+        gpu = gpu_time(lambda options=options: quantize(x, **options), max(1, args.repeat // 2))
         quantize(host[:1], backend="numba", **options)  # compile first
         start = time.perf_counter()
         cpu_q = quantize(host, backend="numba", **options)

@@ -9,11 +9,12 @@ import time
 
 import numpy as np
 
-from . import api
-from ._table import format_table
-from .bench import best_time, copy_function, machine, paired_times
-from .quantize import quantize
-from .spec.scale_rules import MX_RULES
+from .. import api
+from .._table import format_table
+from ..quantize import quantize
+from ..spec.scale_rules import MX_RULES
+from . import quantize_cuda
+from .timing import best_time, copy_function, machine, paired_times
 
 
 def _qwantize(x: np.ndarray, fmt: str, rows: int):
@@ -43,9 +44,9 @@ def _qwantize(x: np.ndarray, fmt: str, rows: int):
 def _ocp_kernel(x: np.ndarray, blocks: np.ndarray, scales: np.ndarray):
     """What :func:`quantize` runs after allocating its outputs, writing into ``blocks`` and
     ``scales`` again (OCP MXFP4, numba)."""
-    from .backends import get as backend
-    from .kernels.options import QuantizeOptions
-    from .profiles import get
+    from ..backends import get as backend
+    from ..kernels.options import QuantizeOptions
+    from ..profiles import get
 
     flat = x.reshape(-1, 32)
     options = QuantizeOptions("mxfp4", "floor", get("ocp"))
@@ -55,6 +56,8 @@ def _ocp_kernel(x: np.ndarray, blocks: np.ndarray, scales: np.ndarray):
 
 def bench_quantize(args: argparse.Namespace) -> int:
     """Quantization of a size x size float32 N(0, 1) matrix."""
+    if getattr(args, "backend", "numba") == "cuda":
+        return quantize_cuda.bench_quantize_cuda(args)
     size, repeat = args.size or 8192, args.repeat
     x = np.random.default_rng(0).standard_normal((size, size), np.float32)
     print(f"quantize, {size} x {size} float32 N(0,1), on {machine()}")

@@ -10,35 +10,16 @@ torch tensor ops, where torch is installed.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
 import numpy as np
 
-from . import backends
-from ._checks import OUTPUT_DTYPES
-from ._table import format_table
+from .. import backends
+from .._checks import OUTPUT_DTYPES
+from .._table import format_table
+from .timing import device_copy_time, device_name, gpu_time
 
 OUTPUT_BYTES = 1 << 30
-CALLS = 10  # calls between two events, so host-side launch costs overlap GPU work
 E2M1 = [0, .5, 1, 1.5, 2, 3, 4, 6, -0., -.5, -1, -1.5, -2, -3, -4, -6]
-
-
-def _gpu_time(function: Callable[[], object], repeat: int) -> float:
-    """Seconds per call of ``function``: best of ``repeat`` event timings of ``CALLS`` calls."""
-    from numba import cuda
-
-    function()
-    cuda.synchronize()
-    best = float("inf")
-    for _ in range(repeat):
-        start, end = cuda.event(), cuda.event()
-        start.record()
-        for _ in range(CALLS):
-            function()
-        end.record()
-        end.synchronize()
-        best = min(best, start.elapsed_time(end) / 1e3 / CALLS)
-    return best
 
 
 def _torch_dequantize(torch, fmt: str, dtype: str, tensor_scale: float):
@@ -77,12 +58,10 @@ def _case(engine, torch, fmt: str, dtype: str, rows: int, repeat: int) -> list[l
     raw = np.uint32 if itemsize == 4 else np.uint16
     out = cuda.device_array((rows, cols), raw)
     traffic = blocks.nbytes + scales.nbytes + out.nbytes
-    source = cuda.device_array(traffic // 2, np.uint8)
-    target = cuda.device_array(traffic // 2, np.uint8)
-    roof = _gpu_time(lambda: target.copy_to_device(source), repeat)
+    roof = device_copy_time(traffic, repeat)
     flat_blocks, flat_scales = d_blocks.reshape(-1, block // 2), d_scales.reshape(-1)
     bits = out.reshape(-1, block)
-    seconds = _gpu_time(lambda: engine.dequantize(
+    seconds = gpu_time(lambda: engine.dequantize(
         flat_blocks, flat_scales, scale_format, tensor_scale, "low-first", dtype, bits), repeat)
     label = f"{fmt} -> {dtype}, {rows} x {cols}"
     table = [[label, "device copy (roofline)", f"{roof * 1e3:.3f}",
@@ -93,7 +72,7 @@ def _case(engine, torch, fmt: str, dtype: str, rows: int, repeat: int) -> list[l
         return [*table, [label, "torch ops", "not installed", "", ""]]
     t_blocks, t_scales = torch.as_tensor(d_blocks), torch.as_tensor(d_scales)
     run = _torch_dequantize(torch, fmt, dtype, float(tensor_scale))
-    t = _gpu_time(lambda: run(t_blocks, t_scales), max(1, repeat // 2))
+    t = gpu_time(lambda: run(t_blocks, t_scales), max(1, repeat // 2))
     as_int = torch.int32 if itemsize == 4 else torch.int16
     same = torch.equal(run(t_blocks, t_scales).view(as_int), torch.as_tensor(out).view(as_int))
     table.append([label, f"torch ops (bit-identical: {'yes' if same else 'NO'})",
@@ -103,7 +82,6 @@ def _case(engine, torch, fmt: str, dtype: str, rows: int, repeat: int) -> list[l
 
 def bench_dequantize_cuda(args: argparse.Namespace) -> int:
     """MXFP4 and NVFP4 dequantization with 1 GiB of output, against the copy roofline."""
-    from numba import cuda
 
     try:
         import torch
@@ -116,9 +94,7 @@ def bench_dequantize_cuda(args: argparse.Namespace) -> int:
             table += _case(engine, torch, fmt, dtype, args.size or 8192, args.repeat)
             if torch is not None:
                 torch.cuda.empty_cache()
-    device = cuda.get_current_device()
-    name = device.name.decode() if isinstance(device.name, bytes) else device.name
-    print(f"dequantize on {name}, {device.MULTIPROCESSOR_COUNT} SMs; 1 GiB of output each")
+    print(f"dequantize on {device_name()}; 1 GiB of output each")
     print(format_table(["case", "implementation", "ms", "GB/s moved", "ratio to copy"],
                        table))
     return 0

@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import api, ops
-from ._table import format_table
-from .bench import copy_time, machine
+from .. import api, ops
+from .._table import format_table
+from .timing import copy_time, machine
 
 EXPERTS, TOPK, TOKENS = 32, 4, (1, 8, 64)
 

@@ -1,0 +1,566 @@
+"""GGUF files (llama.cpp's container) with MXFP4 and NVFP4 tensors.
+
+The container (GGUF v2/v3, little-endian): ``"GGUF"``, a u32 version, u64 tensor and
+key-value counts, the key-value pairs (u64-length UTF-8 keys, a u32 value type, the value),
+one info record per tensor (name, u32 ``n_dims``, u64 ``ne[n_dims]`` innermost first, u32
+ggml type, u64 offset), then the data, each tensor at its offset from the data start, a
+multiple of ``general.alignment`` (default 32). fp4ref checks every length and offset of
+the header against the file size before trusting it, then maps the data (``numpy.memmap``):
+a tensor's bytes are read when, and as far as, they are used.
+
+ggml's FP4 records (``ggml-common.h``), row-major over ``[..., N, K]``:
+
+- MXFP4, type 39: per 32 elements 17 bytes, the E8M0 scale byte then 16 bytes where byte
+  ``j`` holds element ``j`` in its low nibble and ``j + 16`` in its high one (split-half);
+- NVFP4, type 40: per 64 elements 36 bytes, four UE4M3 scale bytes (one per 16 elements)
+  then four groups of 8 bytes, split-half within each 16. ggml's UE4M3 ignores the sign
+  bit and reads 0x7F as zero; the tensor scale is a separate F32 tensor ``<key>.scale``
+  (one value, or one per expert) that llama.cpp multiplies in afterwards.
+
+Layers come back as :class:`~fp4ref.io.layer.QuantizedLayer` with split-half nibbles and the
+scale bytes as stored; :func:`dequantize` decodes them as ggml's ``to_float`` does (the
+``ggml`` profile's E8M0 decode, code 0x8 as +0.0). Writing goes through gguf-py's
+``GGUFWriter`` (``pip install fp4ref[gguf]``), atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from .. import api
+from ..errors import FormatError
+from .layer import QuantizedLayer
+
+MAGIC = b"GGUF"
+VERSIONS = (2, 3)
+MXFP4, NVFP4 = 39, 40
+#: ggml type -> (elements per record, bytes per record) for the FP4 types.
+FP4_RECORDS = {MXFP4: (32, 17), NVFP4: (64, 36)}
+#: ggml type -> the numpy dtype of its plain (unblocked) tensors.
+PLAIN = {0: np.dtype("<f4"), 1: np.dtype("<f2"), 30: np.dtype(ml_dtypes.bfloat16),
+         28: np.dtype("<f8"), 24: np.dtype(np.int8), 25: np.dtype("<i2"),
+         26: np.dtype("<i4"), 27: np.dtype("<i8")}
+#: ggml's GGML_MAX_DIMS, and its GGML_MAX_NAME less the terminating NUL.
+MAX_DIMS, MAX_NAME = 4, 63
+#: Longest key or string accepted in a header.
+MAX_STRING = 1 << 24
+#: The metadata key naming the checkpoint convention a file fp4ref wrote came from.
+SOURCE_KEY = "fp4ref.source_convention"
+
+# GGUF value types: struct code of each scalar (gguf.h enum gguf_type).
+_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q",
+            11: "q", 12: "d"}
+_STRING, _ARRAY = 8, 9
+
+
+def _gguf():
+    """gguf-py, or an ImportError that says how to install it."""
+    try:
+        import gguf
+    except ImportError as error:  # pragma: no cover - the extra is part of the test set-up
+        raise ImportError("GGUF support needs gguf-py: pip install 'fp4ref[gguf]'") from error
+    return gguf
+
+
+def _record_sizes() -> dict[int, tuple[int, int]]:
+    """ggml type -> (block size, bytes per block) for every type gguf-py knows."""
+    gguf = _gguf()
+    return {int(t): size for t, size in gguf.GGML_QUANT_SIZES.items()}
+
+
+def type_name(ggml_type: int) -> str:
+    """ggml's name of a type number (``"MXFP4"``, ``"F32"``, ...)."""
+    try:
+        return _gguf().GGMLQuantizationType(ggml_type).name
+    except ValueError:
+        return f"type {ggml_type}"
+
+
+@dataclass(frozen=True)
+class GgufTensor:
+    """One tensor info record: ``shape`` in numpy order (``ne`` reversed), absolute
+    ``start`` and ``nbytes`` in the file."""
+
+    name: str
+    ggml_type: int
+    shape: tuple[int, ...]
+    start: int
+    nbytes: int
+
+    @property
+    def type_name(self) -> str:
+        return type_name(self.ggml_type)
+
+
+class _Cursor:
+    """Bounds-checked little-endian reads from a byte buffer."""
+
+    def __init__(self, data: memoryview, where: str) -> None:
+        self.data, self.at, self.where = data, 0, where
+
+    def need(self, count: int, what: str) -> None:
+        if count < 0 or self.at + count > len(self.data):
+            raise FormatError(f"{self.where}: truncated: {what} needs {count} bytes at offset "
+                              f"{self.at}, the file has {len(self.data) - self.at} left")
+
+    def unpack(self, code: str, what: str) -> Any:
+        size = struct.calcsize("<" + code)
+        self.need(size, what)
+        value = struct.unpack_from("<" + code, self.data, self.at)[0]
+        self.at += size
+        return value
+
+    def string(self, what: str) -> str:
+        length = self.unpack("Q", what + " length")
+        if length > MAX_STRING:
+            raise FormatError(f"{self.where}: {what} claims {length} bytes (at most "
+                              f"{MAX_STRING} accepted)")
+        self.need(length, what)
+        raw = bytes(self.data[self.at:self.at + length])
+        self.at += length
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise FormatError(f"{self.where}: {what} is not UTF-8") from None
+
+    def value(self, kind: int, what: str, nested: bool = False) -> Any:
+        if kind in _SCALARS:
+            return self.unpack(_SCALARS[kind], what)
+        if kind == _STRING:
+            return self.string(what)
+        if kind != _ARRAY or nested:
+            raise FormatError(f"{self.where}: {what} has unknown value type {kind}"
+                              + (" (arrays of arrays are not GGUF)" if nested else ""))
+        item = self.unpack("I", what + " item type")
+        count = self.unpack("Q", what + " count")
+        least = struct.calcsize("<" + _SCALARS[item]) if item in _SCALARS else 8
+        if item not in _SCALARS and item != _STRING:
+            raise FormatError(f"{self.where}: {what} has arrays of unknown type {item}")
+        self.need(count * least, f"{what} ({count} items)")
+        if item in _SCALARS and item != 7:
+            values = np.frombuffer(self.data, "<" + _SCALARS[item], count, self.at).copy()
+            self.at += count * least
+            return values
+        return [self.value(item, what, nested=True) for _ in range(count)]
+
+
+def parse_header(data: memoryview, where: str) -> tuple[int, dict[str, Any],
+                                                        dict[str, GgufTensor], int]:
+    """Check and parse a GGUF header.
+
+    Returns
+    -------
+    version, metadata, tensors, data_start
+        ``metadata`` maps each key to its value (numbers, strings, numpy arrays or lists
+        of strings); ``tensors`` maps each name to its :class:`GgufTensor`.
+
+    Raises
+    ------
+    FormatError
+        Anything a well-formed file cannot hold: bad magic or version, a length running past
+        the end, duplicate keys or names, unknown types, shapes whose rows do not fill whole
+        records, misaligned, overlapping or out-of-file tensor data.
+    """
+    cursor = _Cursor(data, where)
+    cursor.need(4, "the magic")
+    if bytes(data[:4]) != MAGIC:
+        raise FormatError(f"{where}: not a GGUF file (magic {bytes(data[:4])!r}, expected "
+                          f"{MAGIC!r})")
+    cursor.at = 4
+    version = cursor.unpack("I", "the version")
+    if version not in VERSIONS:
+        swapped = struct.unpack(">I", struct.pack("<I", version))[0]
+        hint = " (a big-endian file: not supported)" if swapped in VERSIONS else ""
+        raise FormatError(f"{where}: GGUF version {version} not supported (only "
+                          f"{VERSIONS}){hint}")
+    n_tensors = cursor.unpack("Q", "the tensor count")
+    n_kv = cursor.unpack("Q", "the key-value count")
+    # every pair takes at least 13 bytes and every tensor info 32: refuse counts the file
+    # cannot hold before looping over them
+    cursor.need(13 * n_kv + 32 * n_tensors, f"{n_kv} key-value pairs and {n_tensors} tensors")
+    metadata: dict[str, Any] = {}
+    for _ in range(n_kv):
+        key = cursor.string("a metadata key")
+        kind = cursor.unpack("I", f"the type of {key!r}")
+        if key in metadata:
+            raise FormatError(f"{where}: metadata key {key!r} given twice")
+        metadata[key] = cursor.value(kind, f"metadata {key!r}")
+    alignment = metadata.get("general.alignment", 32)
+    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+        raise FormatError(f"{where}: general.alignment must be a power of two; got "
+                          f"{alignment!r}")
+    sizes = _record_sizes()
+    infos = []
+    for _ in range(n_tensors):
+        name = cursor.string("a tensor name")
+        n_dims = cursor.unpack("I", f"tensor {name!r} n_dims")
+        if not 1 <= n_dims <= MAX_DIMS:
+            raise FormatError(f"{where}: tensor {name!r} has {n_dims} dimensions (1 to "
+                              f"{MAX_DIMS})")
+        ne = [cursor.unpack("Q", f"tensor {name!r} dimensions") for _ in range(n_dims)]
+        ggml_type = cursor.unpack("I", f"tensor {name!r} type")
+        offset = cursor.unpack("Q", f"tensor {name!r} offset")
+        if ggml_type not in sizes:
+            raise FormatError(f"{where}: tensor {name!r} has unknown ggml type {ggml_type}")
+        block, record = sizes[ggml_type]
+        if any(d == 0 for d in ne) or ne[0] % block:
+            raise FormatError(f"{where}: tensor {name!r} of type {type_name(ggml_type)} has "
+                              f"shape {ne} (ne[0] must be a positive multiple of {block})")
+        if offset % alignment:
+            raise FormatError(f"{where}: tensor {name!r} data offset {offset} is not a "
+                              f"multiple of the alignment {alignment}")
+        nbytes = math.prod(ne) // block * record
+        infos.append((name, ggml_type, tuple(reversed(ne)), offset, nbytes))
+    data_start = cursor.at + (-cursor.at % alignment)
+    tensors: dict[str, GgufTensor] = {}
+    end = data_start
+    for name, ggml_type, shape, offset, nbytes in sorted(infos, key=lambda i: i[3]):
+        if name in tensors:
+            raise FormatError(f"{where}: tensor name {name!r} given twice")
+        start = data_start + offset
+        if start < end:
+            raise FormatError(f"{where}: tensor {name!r} overlaps the one before it")
+        if start + nbytes > len(data):
+            raise FormatError(f"{where}: truncated: tensor {name!r} needs bytes "
+                              f"[{start}, {start + nbytes}), the file has {len(data)}")
+        tensors[name] = GgufTensor(name, ggml_type, shape, start, nbytes)
+        end = start + nbytes
+    return version, metadata, {i[0]: tensors[i[0]] for i in infos}, data_start
+
+
+class GgufLayer(QuantizedLayer):
+    """A layer read from a GGUF file: NVFP4 scale bytes are ggml's UE4M3 (sign bit ignored,
+    0x7F = 0), not E4M3; :func:`dequantize` decodes them so."""
+
+
+def _key(name: str) -> str:
+    return name[: -len(".weight")] if name.endswith(".weight") else name
+
+
+class GgufFile(Mapping):
+    """A GGUF file: a read-only mapping from layer key to :class:`QuantizedLayer` over its
+    MXFP4 and NVFP4 tensors, read when looked up.
+
+    A tensor named ``<key>.weight`` (or ``<key>``) is layer ``key``; ``<key>.bias`` or
+    ``<key>_bias`` is its bias, and for NVFP4 ``<key>.scale`` its tensor scale (a decode
+    multiplier: one value, or one per expert of a ``[E, N, K]`` tensor) and
+    ``<key>.input_scale`` an extra kept as ``".input_scale"``.
+
+    Attributes
+    ----------
+    version : int
+    metadata : dict of str to value
+    tensors : dict of str to GgufTensor
+        Every tensor, in the file's order.
+    entries : dict of str to dict
+        For each layer key, the names of its tensors by role (``"weight"``, ``"bias"``,
+        ``"scale"``, ``".input_scale"``).
+    others : list of str
+        Tensors that belong to no FP4 layer.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = os.fspath(path)
+        size = os.path.getsize(self.path)
+        if size < 24:
+            raise FormatError(f"{self.path}: truncated: {size} bytes, a GGUF header has 24 "
+                              f"or more")
+        self.data = np.memmap(self.path, mode="r")
+        self.version, self.metadata, self.tensors, self.data_start = parse_header(
+            memoryview(self.data), self.path)
+        self.entries: dict[str, dict[str, str]] = {}
+        for name, info in self.tensors.items():
+            if info.ggml_type in FP4_RECORDS:
+                self.entries[_key(name)] = self._roles(name, info)
+        claimed = {n for roles in self.entries.values() for n in roles.values()}
+        self.others = [name for name in self.tensors if name not in claimed]
+
+    def _roles(self, name: str, info: GgufTensor) -> dict[str, str]:
+        key, roles = _key(name), {"weight": name}
+        for suffix in (".bias", "_bias"):
+            bias = self.tensors.get(key + suffix)
+            if bias is not None and bias.ggml_type in PLAIN and bias.shape == info.shape[:-1]:
+                roles["bias"] = bias.name
+                break
+        if info.ggml_type == NVFP4:
+            for role, suffix in (("scale", ".scale"), (".input_scale", ".input_scale")):
+                extra = self.tensors.get(key + suffix)
+                if extra is None:
+                    continue
+                if extra.ggml_type != 0 or math.prod(extra.shape) not in (
+                        1, info.shape[0] if len(info.shape) == 3 else 1):
+                    raise FormatError(f"{self.path}: {extra.name} must be F32 with one value "
+                                      f"(or one per expert); got {extra.type_name} "
+                                      f"{list(extra.shape)}")
+                roles[role] = extra.name
+        return roles
+
+    def records(self, name: str, rows: tuple[int, int] | None = None) -> np.ndarray:
+        """The raw bytes of tensor ``name`` as ``[..., bytes per row]`` uint8 (a view of the
+        mapped file), or only ``rows = (first, stop)`` of its first axis."""
+        info = self.tensors[name]
+        view = self.data[info.start:info.start + info.nbytes]
+        view = view.reshape(*info.shape[:-1], -1)
+        return view if rows is None else view[rows[0]:rows[1]]
+
+    def read(self, name: str, rows: tuple[int, int] | None = None) -> np.ndarray:
+        """Tensor ``name`` as a numpy array: plain types in their dtype, other ggml types
+        decoded to float32 by gguf-py (``gguf.quants.dequantize``)."""
+        info = self.tensors[name]
+        raw = self.records(name, rows)
+        if info.ggml_type in PLAIN:
+            return raw.view(PLAIN[info.ggml_type])
+        if info.ggml_type in FP4_RECORDS:
+            return dequantize(self.layer(_key(name), rows))
+        return _gguf().quants.dequantize(np.asarray(raw), info.ggml_type)
+
+    def layer(self, key: str, rows: tuple[int, int] | None = None) -> GgufLayer:
+        """Layer ``key``, or only ``rows = (first, stop)`` of its first axis."""
+        roles = self.entries[key]
+        info = self.tensors[roles["weight"]]
+        records = self.records(roles["weight"], rows)
+        lead = records.shape[:-1]
+        if info.ggml_type == MXFP4:
+            split = records.reshape(*lead, -1, 17)
+            scales, blocks = split[..., 0], split[..., 1:].reshape(*lead, -1)
+            fmt = "mxfp4"
+        else:
+            split = records.reshape(*lead, -1, 36)
+            scales = split[..., :4].reshape(*lead, -1)
+            blocks = split[..., 4:].reshape(*lead, -1)
+            fmt = "nvfp4"
+        tensor_scale = None
+        if "scale" in roles:
+            values = self.read(roles["scale"]).reshape(-1)
+            if values.size == 1:
+                tensor_scale = np.float32(values[0])
+            else:  # one per expert, along the first axis
+                tensor_scale = values if rows is None else values[rows[0]:rows[1]]
+        extras = {".input_scale": np.asarray(self.read(roles[".input_scale"]))} \
+            if ".input_scale" in roles else {}
+        bias = roles.get("bias")
+        return GgufLayer(blocks=blocks, scales=scales, format=fmt,
+                         bias=None if bias is None else self.read(bias, rows),
+                         tensor_scale=tensor_scale, nibble_order="split-half", extras=extras)
+
+    def __getitem__(self, key: str) -> GgufLayer:
+        return self.layer(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __repr__(self) -> str:
+        return (f"GgufFile({self.path!r}, version {self.version}, {len(self.entries)} FP4 "
+                f"layers, {len(self.others)} other tensors)")
+
+
+def read(path: str | os.PathLike) -> GgufFile:
+    """Open a GGUF file (see :class:`GgufFile`).
+
+    Raises
+    ------
+    FormatError
+        A malformed or truncated file.
+    """
+    return GgufFile(path)
+
+
+def is_gguf(path: str | os.PathLike) -> bool:
+    """Whether ``path`` starts with the GGUF magic."""
+    with open(path, "rb") as handle:
+        return handle.read(4) == MAGIC
+
+
+# --- decoding as ggml does ------------------------------------------------------------
+
+
+def dequantize(layer: Any, dtype: str = "float32", out: np.ndarray | None = None
+               ) -> np.ndarray:
+    """Decode a GGUF layer as ggml's ``dequantize_row_mxfp4`` / ``_nvfp4`` (then times the
+    tensor scale, as llama.cpp's graph multiplies it in).
+
+    MXFP4 decodes under the ``ggml`` profile's E8M0 rule (0xFF = 2^128, code 0x8 = +0.0).
+    NVFP4 scale bytes are read as ggml's UE4M3 (the sign bit ignored, 0x7F = 0), code 0x8 as
+    +0.0; a per-expert tensor scale applies to each ``[N, K]`` of ``[E, N, K]``.
+    """
+    if out is None:
+        out = np.empty(layer.shape, api._checks.OUTPUT_DTYPES[api._checks.output_dtype(dtype)])
+    if layer.format == "mxfp4":
+        return api.dequantize(layer.blocks, layer.scales, format="mxfp4",
+                              nibble_order=layer.nibble_order, e8m0_decode="ggml",
+                              dtype=dtype, out=out)
+    scales = np.asarray(layer.scales)
+    # ggml_ue4m3_to_fp32 (ggml-impl.h): 4 exponent bits, bias 7, no sign, 0x7F -> 0
+    wide = scales == 0xFF  # 480, beyond E4M3: decoded against 448 and fixed below
+    canonical = np.where(scales == 0x7F, 0, np.where(wide, 0x7E, scales & 0x7F)).astype(np.uint8)
+    ts = layer.tensor_scale
+    per_expert = ts is not None and np.ndim(ts) == 1
+    for index in range(layer.blocks.shape[0]) if per_expert else (None,):
+        part = slice(None) if index is None else index
+        t = np.float32(1 if ts is None else (ts[index] if per_expert else ts))
+        api.dequantize(layer.blocks[part], canonical[part], format="nvfp4", tensor_scale=t,
+                       nibble_order=layer.nibble_order, dtype=dtype, out=out[part])
+        codes = api.unpack(np.ascontiguousarray(layer.blocks[part]), layer.nibble_order,
+                           block_size=16)
+        if wide[part].any():
+            big = np.repeat(wide[part], 16, axis=-1)
+            values = api.decode_e2m1(codes[big]) * np.float32(480) * t
+            out[part][big] = values.astype(out.dtype)
+        zero = codes == 8
+        if zero.any():  # kvalues_mxfp4[8] is +0, then times the tensor scale
+            out[part][zero] = (np.float32(0) * t).astype(out.dtype)
+    return out
+
+
+# --- writing --------------------------------------------------------------------------
+
+
+def _records(layer: Any, name: str) -> np.ndarray:
+    """ggml records ``[..., N, bytes per row]`` of a layer (any nibble order and layout)."""
+    fmt = layer.format
+    block, record = {"mxfp4": (32, 17), "nvfp4": (64, 36)}[fmt]
+    sub = api.FORMATS[fmt][0]
+    blocks = np.ascontiguousarray(layer.blocks)
+    scales = np.ascontiguousarray(layer.scales).view(np.uint8)
+    k = 2 * blocks.shape[-1]
+    if getattr(layer, "scale_layout", "linear") != "linear":
+        from ..layouts import unswizzle
+
+        scales = unswizzle(scales, rows=blocks.shape[-2], cols=k // sub,
+                           layout=layer.scale_layout)
+    if k % block:
+        raise ValueError(f"layer {name!r}: GGUF {fmt.upper()} rows hold whole {block}-element "
+                         f"records; K = {k}")
+    if fmt == "nvfp4" and not isinstance(layer, GgufLayer) and np.any(scales >= 0x7F):
+        raise ValueError(f"layer {name!r}: scale bytes 0x7F..0xFF (NaN or negative E4M3) "
+                         f"mean something else to ggml's unsigned UE4M3; refusing to write")
+    lead = blocks.shape[:-1]
+    codes = api.unpack(blocks, getattr(layer, "nibble_order", "low-first"), block_size=sub)
+    split = api.pack(codes, "split-half", block_size=sub)
+    per = block // sub  # scale bytes per record
+    out = np.concatenate([scales.reshape(*lead, -1, per),
+                          split.reshape(*lead, -1, block // 2)], -1)
+    return out.reshape(*lead, k // block * record)
+
+
+def write(
+    path: str | os.PathLike,
+    layers: Mapping[str, Any],
+    others: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    names: Mapping[str, tuple[str, str]] | None = None,
+    arch: str = "fp4ref",
+) -> None:
+    """Write ``layers`` (key -> quantized layer) as GGUF MXFP4/NVFP4 tensors and ``others``
+    (name -> array) as plain tensors, atomically, through gguf-py's ``GGUFWriter``.
+
+    Parameters
+    ----------
+    layers : mapping of str to layer
+        Each becomes the tensor ``names[key][0]`` (default ``<key>.weight``) with its bias
+        under ``names[key][1]`` (default ``<key>.bias``); an NVFP4 tensor scale other than
+        1.0 becomes ``<key>.scale`` and an ``".input_scale"`` extra ``<key>.input_scale``.
+    others : mapping of str to array, optional
+        float32/float16/bfloat16/float64 or int8..int64 tensors, written as they are.
+    metadata : mapping of str to str or int, optional
+        Extra key-value pairs.
+    arch : str
+        ``general.architecture``.
+    """
+    gguf = _gguf()
+    others, names = others or {}, names or {}
+    plan: list[tuple[str, Any, int | None]] = []  # (name, array-maker, raw ggml type)
+    for key in layers:
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"layer keys must be non-empty str; got {key!r}")
+        weight_name, bias_name = names.get(key, (f"{key}.weight", f"{key}.bias"))
+        layer = layers[key]
+        fmt = getattr(layer, "format", None)
+        if fmt not in ("mxfp4", "nvfp4"):
+            raise ValueError(f"layer {key!r}: format must be mxfp4 or nvfp4; got {fmt!r}")
+        plan.append((weight_name, lambda k=key, n=weight_name: _records(layers[k], n),
+                     MXFP4 if fmt == "mxfp4" else NVFP4))
+        if getattr(layer, "bias", None) is not None:
+            plan.append((bias_name, lambda k=key: np.asarray(layers[k].bias), None))
+        base = weight_name[: -len(".weight")] if weight_name.endswith(".weight") else weight_name
+        ts = getattr(layer, "tensor_scale", None)
+        if fmt == "nvfp4" and ts is not None and np.any(np.asarray(ts, np.float32) != 1):
+            plan.append((base + ".scale", lambda t=ts: np.asarray(t, np.float32).reshape(-1),
+                         None))
+        extra = (getattr(layer, "extras", None) or {}).get(".input_scale")
+        if fmt == "nvfp4" and extra is not None:
+            plan.append((base + ".input_scale",
+                         lambda e=extra: np.asarray(e, np.float32).reshape(-1), None))
+    for name in others:
+        plan.append((name, lambda n=name: np.asarray(others[n]), None))
+    seen: set[str] = set()
+    for name, _, _ in plan:
+        if len(name.encode()) > MAX_NAME:
+            raise ValueError(f"tensor name {name!r} is longer than ggml's {MAX_NAME} bytes")
+        if name in seen:
+            raise ValueError(f"tensor name {name!r} given twice")
+        seen.add(name)
+    directory = os.path.dirname(os.path.abspath(os.fspath(path)))
+    handle, temp = tempfile.mkstemp(prefix=".fp4ref-", suffix=".tmp", dir=directory)
+    os.close(handle)
+    try:
+        writer = gguf.GGUFWriter(temp, arch)
+        for key, value in (metadata or {}).items():
+            if isinstance(value, int):
+                writer.add_uint32(key, value)
+            else:
+                writer.add_string(key, str(value))
+        makers = []
+        for name, make, raw in plan:
+            array = make()  # one tensor in memory at a time: made again when written
+            if raw is None:
+                array = _plain(array, name)
+            writer.add_tensor_info(name, array.shape, array.dtype, array.nbytes,
+                                   raw_dtype=raw if raw is not None else _raw_type(array))
+            makers.append((make, raw, name))
+            del array
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        for make, raw, name in makers:
+            array = make() if raw is not None else _plain(make(), name)
+            writer.write_tensor_data(array.view(np.uint8) if raw is None and array.dtype ==
+                                     ml_dtypes.bfloat16 else array)
+        writer.close()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.remove(temp)
+        raise
+
+
+def _plain(array: np.ndarray, name: str) -> np.ndarray:
+    array = np.ascontiguousarray(array)
+    if not any(array.dtype == d for d in PLAIN.values()):
+        raise ValueError(f"tensor {name!r}: GGUF plain tensors are float64/32/16, bfloat16 or "
+                         f"int8..int64; got {array.dtype}")
+    return array.reshape(1) if array.ndim == 0 else array
+
+
+def _raw_type(array: np.ndarray) -> int | None:
+    """bfloat16 goes as bytes with an explicit type (GGUFWriter has no numpy bfloat16)."""
+    return 30 if array.dtype == ml_dtypes.bfloat16 else None
+
+
+__all__ = ["FP4_RECORDS", "GgufFile", "GgufLayer", "GgufTensor", "MXFP4", "NVFP4", "dequantize",
+           "is_gguf", "parse_header", "read", "write"]

@@ -1,0 +1,42 @@
+"""Progress lines on stderr: compile notices and slow stages, silent when quick."""
+
+import time
+
+from fp4ref import _progress
+
+
+def test_a_slow_stage_says_so_and_a_quick_one_does_not(capsys, monkeypatch):
+    monkeypatch.setattr(_progress, "AFTER", 0.05)
+    with _progress.stage("fp4ref test: quick"):
+        pass
+    with _progress.stage("fp4ref test: slow"):
+        time.sleep(0.3)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "fp4ref test: slow..."
+    assert err[1].startswith("fp4ref test: slow: done (") and len(err) == 2
+
+
+def test_silenced_by_the_environment(capsys, monkeypatch):
+    monkeypatch.setattr(_progress, "AFTER", 0.0)
+    monkeypatch.setenv("FP4REF_PROGRESS", "0")
+    with _progress.stage("fp4ref test: slow"):
+        time.sleep(0.1)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_numba_compile_is_announced(capsys, monkeypatch):
+    import numba
+
+    monkeypatch.setattr(_progress, "AFTER", 0.0)
+    monkeypatch.setattr(_progress, "QUIET", 0.05)
+    _progress.install()
+
+    @numba.njit
+    def fresh(a):  # a new function: nothing cached
+        return a * 3 + 1
+
+    assert fresh(2) == 7
+    time.sleep(0.5)  # the closing line comes once no compile has run for QUIET seconds
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == _progress.MESSAGE
+    assert err[1].startswith("fp4ref: kernels ready (")
