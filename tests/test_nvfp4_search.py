@@ -1,4 +1,4 @@
-"""The division-free NVFP4 blocks (fp4ref.kernels.cpu.nvfp4_search) against the oracle and
+"""The division-free NVFP4 blocks (fp4ref.kernels.cpu.simd.nvfp4_search) against the oracle and
 against the scalar numba search they replace, on blocks built to hit every decision edge:
 exact E2M1 ties at each divisor, their float32 neighbours, zeros, subnormals, huge values,
 blocks that keep the start scale, and many random blocks with small-integer values."""
@@ -11,7 +11,8 @@ from numba import njit
 
 import fp4ref
 from fp4ref.kernels import scale_rules as k
-from fp4ref.kernels.cpu.nvfp4_search import (
+from fp4ref.kernels.cpu.quantize import encode_block
+from fp4ref.kernels.cpu.simd.nvfp4_search import (
     TAIL,
     WIDTH,
     WINDOW,
@@ -25,7 +26,6 @@ from fp4ref.kernels.cpu.nvfp4_search import (
     start_breakpoints,
     tail_minimum,
 )
-from fp4ref.kernels.cpu.quantize import encode_block
 from fp4ref.kernels.scalar import e4m3_decode
 
 from .helpers import around, kernel_options

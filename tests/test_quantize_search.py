@@ -1,4 +1,4 @@
-"""The vector MXFP4 optimal search (:mod:`fp4ref.kernels.cpu.mx_search`) against the oracle
+"""The vector MXFP4 optimal search (:mod:`fp4ref.kernels.cpu.simd.mx_search`) against the oracle
 (hypothesis and hand-made adversarial blocks) and against the scalar numba search
 (:func:`fp4ref.kernels.scale_rules.search`) on many random blocks of several families."""
 
@@ -12,8 +12,8 @@ from numba import njit
 
 import fp4ref
 from fp4ref.kernels import scale_rules as k
-from fp4ref.kernels.cpu import mx_search
 from fp4ref.kernels.cpu import quantize as kernels
+from fp4ref.kernels.cpu.simd import mx_search
 from fp4ref.profiles import PROFILES
 from fp4ref.spec.elements import ZERO_SIGNS
 from fp4ref.spec.nibbles import NIBBLE_ORDERS

@@ -30,10 +30,10 @@ from ..scale_rules import (
     search_bounds,
     search_hessian,
 )
-from .mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor_group
-from .mx_search import LANES, choose, measure, start_byte
-from .nvfp4_search import GROUP as NV_GROUP
-from .nvfp4_search import (
+from .simd.mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor_group
+from .simd.mx_search import LANES, choose, measure, start_byte
+from .simd.nvfp4_search import GROUP as NV_GROUP
+from .simd.nvfp4_search import (
     counting_table,
     decision_table,
     monotone_start,
@@ -81,7 +81,7 @@ def quantize_mx_rule(x, bits, options, scales, packed, hessian):
     which equals float32(|x| / X) (exact unless y is subnormal, and then y < 0.25 either
     way); the code is the number of thresholds of the tie rule (a row of
     :data:`..scale_rules.THRESHOLDS`) below y. Both steps run as vector code on the whole
-    block (:mod:`.mx_block`); under the floor rule on 16 blocks at a time.
+    block (:mod:`.simd.mx_block`); under the floor rule on 16 blocks at a time.
     """
     rule, zero_sign, order = options.scale_rule, options.zero_sign, options.nibble_order
     tie_thresholds = THRESHOLDS[options.rounding]
@@ -118,7 +118,7 @@ def quantize_mx_rule(x, bits, options, scales, packed, hessian):
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _measure_mx(bits, index, start_rule, tie_thresholds, divisors):
-    """(amax bits, start byte, :func:`.mx_search.measure`) of the block at ``bits[index:]``."""
+    """(amax bits, start byte, :func:`.simd.mx_search.measure`) of the block at ``bits[index:]``."""
     top = block_max_magnitude(bits, index)
     start = start_byte(top, start_rule)
     return top, start, measure(bits, index, start, tie_thresholds, divisors)
@@ -128,7 +128,7 @@ def _measure_mx(bits, index, start_rule, tie_thresholds, divisors):
 def quantize_mx_optimal(x, bits, options, scales, packed, hessian):
     """MXFP4 by the optimal search over bytes ``e8m0_min..254`` from the start rule's byte,
     errors summed in 16 lanes: :func:`quantize_mx` without a Hessian and with
-    ``sum_lanes`` = 16, the search in vector code (:mod:`.mx_search`) and the codes stored
+    ``sum_lanes`` = 16, the search in vector code (:mod:`.simd.mx_search`) and the codes stored
     as in :func:`quantize_mx_rule` (``bits``: ``x`` viewed as uint32).
 
     Each block's numbers are measured one block ahead of its choice, so that the CPU
@@ -256,10 +256,12 @@ def encode_block(row, d, multiply, tie, zero_sign, order, out):
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def quantize_mx(x, bits, options, scales, packed, hessian):
-    """MXFP4 by the optimal search over bytes ``e8m0_min..254`` from the start rule's byte
-    in scalar code (any ``sum_lanes``; the Hessian search); NaN/Inf blocks get 0xFF and
-    zero codes. The scale rules run in :func:`quantize_mx_rule`, the plain
-    search in 16 lanes in :func:`quantize_mx_optimal`.
+    """MXFP4 in scalar code: by the optimal search over bytes ``e8m0_min..254`` from the
+    start rule's byte (any ``sum_lanes``; the Hessian search), or without
+    ``options.optimal`` by the rule itself (the scalar path of :func:`quantize_mx_rule`,
+    :mod:`.simd`'s switch); NaN/Inf blocks get 0xFF and zero codes. With the vector code
+    on, the rules run in :func:`quantize_mx_rule` and the plain 16-lane search in
+    :func:`quantize_mx_optimal`.
 
     ``hessian`` is float64 ``[J, n, n]``: with J > 0 the search minimises ``r^T H r`` with
     ``H = hessian[b % J]`` for block b (rows of J column blocks)."""
@@ -285,7 +287,9 @@ def quantize_mx(x, bits, options, scales, packed, hessian):
                 packed[blk, :] = 0
                 continue
             start = mx_scale(float(amax), start_rule)
-            if columns:
+            if not options.optimal:
+                scale = start
+            elif columns:
                 scale = search_hessian(row, start, divisors[start], divisors, first, 254, False,
                                        tie, lanes, terms, ys, hessian[blk % columns], True, r)
             else:  # few powers of two lie inside the bounds: no batching needed
@@ -331,7 +335,7 @@ def quantize_nv(x, bits, options, scales, packed, hessian):
     bytes 1..126; by ``r^T H r`` with ``hessian[b % J]`` when ``hessian`` ``[J, n, n]`` has
     J > 0), elements ``float32(|x| / d)``; NaN blocks (and Inf blocks under
     ``nonfinite="nan-scale"``) get 0x7F and zero codes. Returns whether the blocks took the
-    division-free path (:mod:`.nvfp4_search`)."""
+    division-free path (:mod:`.simd.nvfp4_search`)."""
     recipe, tensor = options.nvfp4_recipe, options.tensor_operand
     clamp_low, clamp_high = options.clamp_low, options.clamp_high
     zero_block, zero_scale = options.zero_block, options.zero_block_scale
@@ -346,14 +350,15 @@ def quantize_nv(x, bits, options, scales, packed, hessian):
     nblocks, n = x.shape
     columns = hessian.shape[0]
     batched = n == lanes or n == 2 * lanes
-    # division-free blocks (.nvfp4_search): finite divisors, a start byte monotone in amax,
-    # and for the search one term a lane
-    fast = (n == 16 and not multiply and not columns and (lanes == 16 or not optimal)
+    # division-free blocks (.simd.nvfp4_search, unless switched off): finite divisors, a
+    # start byte monotone in amax, and for the search one term a lane
+    fast = (options.vector_code and n == 16 and not multiply and not columns
+            and (lanes == 16 or not optimal)
             and monotone_start(recipe, tensor, clamp_low, clamp_high, zero_block))
     for b in range(127):
         fast &= 0.0 <= divisors[b] < math.inf
     table = decision_table(divisors, 126 if fast else -1, tie)
-    # start bytes and search bounds counted in bucket tables (.nvfp4_search.count_at_most)
+    # start bytes and search bounds counted in bucket tables (.simd.nvfp4_search.count_at_most)
     if fast:
         breakpoint_counts = counting_table(
             start_breakpoints(recipe, tensor, clamp_low, clamp_high)[1:])
@@ -420,7 +425,8 @@ def quantize_nv(x, bits, options, scales, packed, hessian):
 KERNELS = {
     "mxfp4-rule": quantize_mx_rule,  # a scale rule: vector code, float32 only
     "mxfp4-search16": quantize_mx_optimal,  # the SSE search in 16 lanes: vector code
-    "mxfp4-search": quantize_mx,  # other lane counts, the Hessian search: scalar code
+    "mxfp4-search": quantize_mx,  # other lane counts, the Hessian search, and every
+    # MXFP4 call with the vector code switched off: scalar code
     "nvfp4": quantize_nv,  # every recipe and search (division-free blocks inside)
 }
 
@@ -430,6 +436,8 @@ def kernel_for(options) -> str:
     (:class:`..options.QuantizeOptions`)."""
     if options.format == "nvfp4":
         return "nvfp4"
+    if not options.kernel.vector_code:  # the switch of .simd: scalar code only
+        return "mxfp4-search"
     if not options.optimal:
         return "mxfp4-rule"
     if options.scale_rule == "optimal" and options.profile.sum_lanes == LANES:
