@@ -8,25 +8,24 @@ and compare bytes (``tests/test_simd.py``).
 Map: which block takes which path
 ---------------------------------
 
-========================================  ==============================  ====================
-call, blocks                              vector path                     scalar path (off)
-========================================  ==============================  ====================
-dequantize MXFP4 to float32/bfloat16,     :func:`.mx_block.store_mx_block` byte-pair tables
-E8M0 "ocp"/"bits", bytes 2..252           (closed form), streamed stores  (``cpu.codec``)
-                                          into outputs >= 16 MiB
-dequantize, every other block             (none)                          byte-pair tables
-MXFP4 floor rule, 16 blocks at a time     :func:`.mx_block.store_mx_floor_group`  ``quantize_mx``
-MXFP4 other rules, and the floor rule's   :func:`.mx_block.block_max_magnitude`,  ``quantize_mx``
-last blocks                               :func:`.mx_block.store_mx_codes`
-MXFP4 ``"optimal"``, 16 lanes             :mod:`.mx_search` (``measure``,  ``quantize_mx``
-                                          ``choose``); blocks failing its
-                                          exact-prefix check: scalar search
-MXFP4 other lanes, ``"optimal-hessian"``  (none)                          ``quantize_mx``
-NVFP4 recipe or ``"optimal"`` (16 lanes)  :func:`.nvfp4_search.quantize_blocks`  ``quantize_nv``'s
-with a division recipe, finite divisors,  (64 blocks a group)             block loop
-a start byte monotone in amax
-NVFP4, every other block                  (none)                          ``quantize_nv`` loop
-========================================  ==============================  ====================
+Each line: the call and its blocks -> the vector path; with the switch off, or where no
+vector path exists, the scalar path after "|".
+
+* dequantize MXFP4 to float32/bfloat16, E8M0 ``"ocp"``/``"bits"``, bytes 2..252 ->
+  :func:`.mx_block.store_mx_block` (closed form; streaming stores into cache-line-aligned
+  outputs of 16 MiB or more) | byte-pair tables (``cpu.codec.dequantize_blocks``).
+* dequantize, every other block -> none | byte-pair tables.
+* MXFP4 floor rule, 16 blocks at a time -> :func:`.mx_block.store_mx_floor_group`
+  | ``quantize_mx``.
+* MXFP4 other rules, and the floor rule's last blocks -> :func:`.mx_block.block_max_magnitude`
+  and :func:`.mx_block.store_mx_codes` | ``quantize_mx``.
+* MXFP4 ``"optimal"`` in 16 lanes -> :mod:`.mx_search` (``measure``, ``choose``; a block
+  failing its exact-prefix check takes the scalar search) | ``quantize_mx``.
+* MXFP4 in other lane counts, ``"optimal-hessian"`` -> none | ``quantize_mx``.
+* NVFP4 recipe or ``"optimal"`` (16 lanes) with a division recipe, finite divisors and a
+  start byte monotone in amax -> :func:`.nvfp4_search.quantize_blocks` (64 blocks a
+  group) | ``quantize_nv``'s block loop.
+* NVFP4, every other block -> none | ``quantize_nv``'s block loop.
 
 (``quantize_mx``, ``quantize_nv``: :mod:`fp4ref.kernels.cpu.quantize`; the choice is
 :func:`fp4ref.kernels.cpu.quantize.kernel_for` and, for NVFP4, ``quantize_nv``'s
@@ -53,17 +52,25 @@ thread where it says so), before -> after, bytes unchanged each time:
   ~163 -> ~111; remainders by tail_minimum (4abd638) ~111 -> ~107; the first chunk bounds
   the next eight (2f908bb): blocks needing more candidates 63% -> 13%.
 
-The switch, measured in one run (vector vs scalar path, ns/block, 2 threads, 2^17
-N(0, 1) blocks, ``FP4REF`` session of 2026-12-03, a shared and noisy machine):
-see ``/work/notes``-independent figures in ``docs/benchmarks.md`` when recorded; the test
-``tests/test_simd.py`` checks the bytes, not the time.
+What the vector code buys today, by the switch, in one run (2026-12-03, this 2-core
+machine shared with other jobs, 2 threads, best of 21; N(0, 1) blocks, 2^17 MXFP4 or
+2^18 NVFP4, the searches on 2^15 / 2^16; ``fp4ref.quantize`` / ``fp4ref.dequantize``
+including their allocation), ns/block vector vs scalar:
+
+=============================  ======  ======
+MXFP4 floor rule (ocp)           5.7    703
+MXFP4 optimal (qwantize)        48.3   2321
+NVFP4 recipe (ocp)              80.1    587
+NVFP4 optimal (qwantize)       345.5   4029
+MXFP4 dequantize to float32      3.1    4.8
+=============================  ======  ======
 
 The switch
 ----------
 
 ``FP4REF_VECTOR=0`` in the environment (read when this module is first imported) or
 :func:`use_vector_code` (``False``) routes every call to the scalar numba path: the
-options record carries it to the kernels (:attr:`..options.KernelOptions.vector_code`),
+options record carries it to the kernels (:attr:`...options.KernelOptions.vector_code`),
 and the dequantize kernel is told to use its tables.
 """
 
