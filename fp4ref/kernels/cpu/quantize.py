@@ -16,20 +16,11 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ..options import NONFINITE_NAN_SCALE, RULE_FLOOR, ZERO_KEEP, ZERO_NEGATIVE
+from ..elements import THRESHOLDS, packed_byte
+from ..optimal import block_error, first_at_least, search, search_bounds, search_hessian
+from ..options import NONFINITE_NAN_SCALE, RULE_FLOOR
 from ..quantize_block import e8m0_reciprocal32
-from ..scalar import byte_elements, is_negative
-from ..scale_rules import (
-    THRESHOLDS,
-    block_error,
-    first_at_least,
-    mx_scale,
-    nvfp4_block_scale,
-    nvfp4_divisor,
-    search,
-    search_bounds,
-    search_hessian,
-)
+from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
 from .simd.mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor_group
 from .simd.mx_search import LANES, choose, measure, start_byte
 from .simd.nvfp4_search import GROUP as NV_GROUP
@@ -80,7 +71,7 @@ def quantize_mx_rule(x, bits, options, scales, packed, hessian):
     max(e - 2, 0)); then y = |x| * 2^(127 - s), one float32 multiply by a power of two,
     which equals float32(|x| / X) (exact unless y is subnormal, and then y < 0.25 either
     way); the code is the number of thresholds of the tie rule (a row of
-    :data:`..scale_rules.THRESHOLDS`) below y. Both steps run as vector code on the whole
+    :data:`..elements.THRESHOLDS`) below y. Both steps run as vector code on the whole
     block (:mod:`.simd.mx_block`); under the floor rule on 16 blocks at a time.
     """
     rule, zero_sign, order = options.scale_rule, options.zero_sign, options.nibble_order
@@ -171,7 +162,7 @@ def _terms(a, d, multiply, t0, t1, t2, t3, t4, t5, t6):
 def candidate_errors(x, divisors32, low, high, multiply, tie, lanes, sse, clip):
     """Float32 SSE and clip error of the block ``x`` at every candidate byte ``low..high-1``
     (``sse[c]``, ``clip[c]`` for byte ``low + c``): the values of
-    :func:`..scale_rules.block_error` and :func:`..scale_rules.clip_error`, for all
+    :func:`..optimal.block_error` and :func:`..optimal.clip_error`, for all
     candidates at once. The inner loop runs across candidates (vectorised), the outer one
     over the lanes in torch's order, so each sum adds its terms in that order. Needs
     ``n == lanes`` or ``n == 2 * lanes``.
@@ -200,7 +191,7 @@ def candidate_errors(x, divisors32, low, high, multiply, tie, lanes, sse, clip):
 @njit(cache=True, error_model="numpy")
 def search_all(x, start, divisors, divisors32, first, last, multiply, tie, lanes, terms, ys,
                sse, clip):
-    """:func:`..scale_rules.search` (the same byte) with every in-range candidate's errors
+    """:func:`..optimal.search` (the same byte) with every in-range candidate's errors
     from :func:`candidate_errors`; then qwantize's scan over them (clip test against the
     best so far, strict improvement), ascending."""
     e0 = block_error(x, divisors[start], multiply, tie, lanes, terms)
@@ -221,37 +212,15 @@ def search_all(x, start, divisors, divisors32, first, last, multiply, tie, lanes
     return best
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def _code(v, d32, multiply, t0, t1, t2, t3, t4, t5, t6, keep_all, keep_below):
-    """E2M1 code of ``v`` at float32 divisor ``d32``, branch-free (see :func:`encode_block`):
-    a zero magnitude keeps the sign bit if ``keep_all``, or if ``keep_below`` and v < 0."""
-    a = np.float32(abs(v))
-    y = a * d32 if multiply else a / d32
-    code = (y > t0) + (y > t1) + (y > t2) + (y > t3) + (y > t4) + (y > t5) + (y > t6)
-    signed = is_negative(v) & ((code != 0) | keep_all | (keep_below & (v < 0)))
-    return code | (8 * signed)
-
-
 @njit(cache=True, error_model="numpy")
 def encode_block(row, d, multiply, tie, zero_sign, order, out):
-    """Pack the codes of the float32 block ``row`` at divisor ``d`` into ``out``.
-
-    Each magnitude is float32(|x| / d) (or float32(|x| * d)), one float32 operation, its
-    E2M1 code the count of :data:`..scale_rules.THRESHOLDS` below it (NaN: 0, Inf: 7), the
-    sign by ``zero_sign``: the codes of :func:`..scale_rules.element_code`.
-    """
-    n = row.shape[0]
+    """Pack the codes of the float32 block ``row`` at divisor ``d`` into ``out``: each
+    element by :func:`..elements.element_code` (float32(|x| / d), or float32(|x| * d), one
+    float32 operation; NaN gives code 0, Inf 7; the sign by ``zero_sign``), the encoder
+    the GPU kernels share."""
     d32 = np.float32(d)
-    t0, t1, t2, t3 = THRESHOLDS[tie, 0], THRESHOLDS[tie, 1], THRESHOLDS[tie, 2], THRESHOLDS[tie, 3]
-    t4, t5, t6 = THRESHOLDS[tie, 4], THRESHOLDS[tie, 5], THRESHOLDS[tie, 6]
-    keep_all = zero_sign == ZERO_KEEP
-    keep_below = zero_sign == ZERO_NEGATIVE
-    for i in range(n // 2):
-        low, high = byte_elements(i, order, n)
-        out[i] = (_code(row[low], d32, multiply, t0, t1, t2, t3, t4, t5, t6, keep_all,
-                        keep_below)
-                  | (_code(row[high], d32, multiply, t0, t1, t2, t3, t4, t5, t6, keep_all,
-                           keep_below) << 4))
+    for i in range(row.shape[0] // 2):
+        out[i] = packed_byte(row, i, order, d32, multiply, tie, zero_sign)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")

@@ -154,7 +154,7 @@ def block_max_magnitude(typingctx, bits, index):
 
 
 def _load_thresholds(context, builder, array_type, array):
-    """The seven float32 decision thresholds of a :data:`...scale_rules.THRESHOLDS` row, each
+    """The seven float32 decision thresholds of a :data:`...elements.THRESHOLDS` row, each
     splat over a block."""
     table = context.make_array(array_type)(context, builder, array).data
     return [splat(builder, builder.load(builder.gep(table, [ir.Constant(I32, k)])), _LANES)
@@ -225,7 +225,7 @@ def store_mx_codes(typingctx, bits, index, multiplier, thresholds, zero_sign, or
                    packed_index):
     """Encode the float32 block at ``bits[index:index + 32]`` with ``multiplier``
     (2^(127 - s)) and store its 16 packed bytes at ``packed[packed_index:]`` in ``order``
-    (:func:`_packed_codes`; ``thresholds`` is a row of :data:`...scale_rules.THRESHOLDS`).
+    (:func:`_packed_codes`; ``thresholds`` is a row of :data:`...elements.THRESHOLDS`).
     """
     if not (contiguous(bits, dtypes=(types.uint32,)) and contiguous(packed, dtypes=(types.uint8,))):
         return None

@@ -1,6 +1,6 @@
 """The optimal search (:mod:`fp4ref.spec.optimal`) over one MXFP4 block, as LLVM vector code.
 
-:func:`search_mx` picks the byte of :func:`...scale_rules.search` for a finite 32-element
+:func:`search_mx` picks the byte of :func:`...optimal.search` for a finite 32-element
 block summed in 16 lanes (torch's AVX-512 order, every profile's), candidates E8M0 bytes
 ``first..254``, elements ``float32(|x| / d)``, no Hessian. It makes the same decisions from
 the same float32 numbers in fewer and wider steps; each step below says why its numbers are
@@ -9,10 +9,10 @@ bit-identical to the scalar ones, and the tests compare both on adversarial bloc
 Block errors (:func:`window_errors`, :func:`block_sse`). For an E8M0 byte b in 0..254 both
 d = 2^(b - 127) and 1/d are float32 numbers, so ``|x| * (1/d)`` and ``|x| / d`` are the
 IEEE float32 roundings of one real number: equal. The E2M1 value is picked from the sorted
-thresholds :data:`...scale_rules.THRESHOLDS` (the value above the last one ``y`` exceeds,
+thresholds :data:`...elements.THRESHOLDS` (the value above the last one ``y`` exceeds,
 the same code as counting them), then ``float32(q d)``, ``|x| -`` that and its square, one
-float32 operation each as in :func:`...scale_rules.block_error`. The 32 terms are summed as
-:func:`...scale_rules.lane_sum` does for n = 2 x 16 lanes: lane l adds terms l and l + 16
+float32 operation each as in :func:`...optimal.block_error`. The 32 terms are summed as
+:func:`...optimal.lane_sum` does for n = 2 x 16 lanes: lane l adds terms l and l + 16
 (a vector add), then the 16 lane sums are added in lane order from 0, one float32 addition
 after the other (never a tree: the order is part of the result); four such sums (the
 energy and three SSEs) run side by side in the lanes of one 4-wide vector.
@@ -47,8 +47,10 @@ from llvmlite import ir
 from numba import njit, types
 from numba.core.extending import intrinsic
 
+from ...elements import E2M1_MAGNITUDES
+from ...optimal import lower_bound, search
 from ...options import RULE_QWANTIZE
-from ...scale_rules import _E2M1, lower_bound, mx_scale, search
+from ...scale_rules import mx_scale
 from .ir import F32, F64, I32, array_vector, contiguous, reduce, splat
 
 #: Lanes of torch's float32 sum that :func:`search_mx` reproduces (AVX-512).
@@ -100,7 +102,7 @@ def _sse_lanes(builder, a, d, r, table) -> ir.Value:
     for k in range(7):  # thresholds ascend: the value above the last one y exceeds
         threshold = builder.load(builder.gep(table, [ir.Constant(I32, k)]))
         above = builder.fcmp_ordered(">", y, splat(builder, threshold, _BLOCK))
-        value = builder.select(above, _constant(F32, _E2M1[k + 1]), value)
+        value = builder.select(above, _constant(F32, E2M1_MAGNITUDES[k + 1]), value)
     error = builder.fsub(a, builder.fmul(value, splat(builder, d, _BLOCK)))
     return _halves(builder, builder.fmul(error, error))
 
@@ -145,8 +147,8 @@ def _ordered_sums(builder, vectors) -> list[ir.Value]:
 def window_errors(typingctx, bits, index, start, thresholds):
     """(energy, E(start), E(start + 1), E(start + 2)) of the block at ``bits[index:index +
     32]`` (float32 bits), ``start`` in 1..252: the float32 ``sum(x^2)`` and SSEs at E8M0
-    bytes ``start``.. (:func:`...scale_rules.block_error`, n = 32, 16 lanes,
-    ``thresholds`` a row of :data:`...scale_rules.THRESHOLDS`), summed side by side."""
+    bytes ``start``.. (:func:`...optimal.block_error`, n = 32, 16 lanes,
+    ``thresholds`` a row of :data:`...elements.THRESHOLDS`), summed side by side."""
     if not (contiguous(bits, dtypes=(types.uint32,))
             and contiguous(thresholds, dtypes=(types.float32,))):
         return None
@@ -170,7 +172,7 @@ def window_errors(typingctx, bits, index, start, thresholds):
 @intrinsic
 def block_sse(typingctx, bits, index, byte, thresholds):
     """float32 SSE of the block at ``bits[index:index + 32]`` at E8M0 byte ``byte`` (0..254)
-    (:func:`...scale_rules.block_error`, n = 32, 16 lanes)."""
+    (:func:`...optimal.block_error`, n = 32, 16 lanes)."""
     if not (contiguous(bits, dtypes=(types.uint32,))
             and contiguous(thresholds, dtypes=(types.float32,))):
         return None
@@ -357,7 +359,7 @@ def measure(bits, index, start, thresholds, divisors):
 @njit(cache=True, error_model="numpy", inline="always")
 def choose(bits, index, row, amax, start, first, thresholds, tie, divisors, terms, ys,
            measured):
-    """The byte of :func:`...scale_rules.search` (16 lanes, divisors ``divisors[b]`` =
+    """The byte of :func:`...optimal.search` (16 lanes, divisors ``divisors[b]`` =
     2^(b - 127)) for the finite float32 block ``row`` = ``bits[index:index + 32]`` with
     largest magnitude ``amax``, start byte ``start`` and :func:`measure`'s numbers;
     ``terms``, ``ys`` scratch for the scalar search, which takes starts outside 1..252

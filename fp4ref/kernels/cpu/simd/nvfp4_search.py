@@ -1,12 +1,12 @@
 """The NVFP4 optimal search (:mod:`fp4ref.spec.optimal`) without divisions, sixteen
 candidate scales at a time in LLVM vector code (CPU only).
 
-It picks the byte of :func:`...scale_rules.search` for a 16-element block whose float32 SSE
+It picks the byte of :func:`...optimal.search` for a 16-element block whose float32 SSE
 sums one term per lane (``n == lanes == 16``) at divisors ``y = float32(|x| / d)``
 (``multiply`` false), with finite divisors ``d >= 0``. Three facts make it cheap.
 
 Codes by decision thresholds (:func:`decision_threshold`). The E2M1 code of ``y`` is the
-number of tie-rule thresholds ``t`` (a row of :data:`...scale_rules.THRESHOLDS`) with
+number of tie-rule thresholds ``t`` (a row of :data:`...elements.THRESHOLDS`) with
 ``y > t``. Rounding to float32 is monotone, so ``float32(a / d) > t`` holds exactly when
 the real ``a / d`` lies above the point ``m = t + ulp(t) / 2`` halfway to the next float32,
 or on it when the tie there goes up (round-to-nearest-even picks ``next(t)`` when ``t``'s
@@ -20,7 +20,7 @@ NaN (code 0) for ``a = 0``: thresholds 0.
 
 Values by table. The dequantized magnitude ``float32(q d)`` of code ``q`` is a table entry
 per divisor, and the rest of each term is ``float32(a - float32(q d))`` squared, as in
-:func:`...scale_rules.block_error`.
+:func:`...optimal.block_error`.
 
 No clip error. Where ``|x| > float32(6 d)``, ``float32(|x| / d) > 5`` and the code is 7, so
 the clip term ``max(|x| - float32(6 d), 0)^2`` equals the SSE term; elsewhere it is 0.
@@ -47,9 +47,10 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
+from ...elements import E2M1_MAGNITUDES, THRESHOLDS
 from ...options import HIGH_FIRST, RECIPE_PLAIN, SPLIT_HALF, ZERO_KEEP, ZERO_NEGATIVE
 from ...scalar import float32_bits
-from ...scale_rules import _E2M1, THRESHOLDS, nvfp4_block_scale
+from ...scale_rules import nvfp4_block_scale
 from .ir import array_vector, contiguous, max_magnitude_codegen, reduce, splat
 
 #: Candidates evaluated together (one vector of float32 SSEs).
@@ -106,7 +107,8 @@ def decision_table(divisors, last, tie):
         for k in range(7):
             table[k, b + WINDOW] = decision_threshold(float(THRESHOLDS[tie, k]), d)
         for q in range(8):
-            table[7 + q, b + WINDOW] = np.float32(_E2M1[q] * d)  # exact product, one rounding
+            # exact product, one rounding
+            table[7 + q, b + WINDOW] = np.float32(E2M1_MAGNITUDES[q] * d)
     for b in range(8, last + 1):
         table[_DOUBLES_ROW, b + WINDOW] = doubles(table, b + WINDOW)
     return table
@@ -212,8 +214,8 @@ def open_searches(typingctx, x, row, starts, table, magnitudes, e0s, energies, s
     :func:`range_minimum` (and the energy for :func:`open_chunk`).
 
     The rows are transposed so that vector ``i`` holds element ``i`` of every block; each
-    lane then takes the float32 and float64 steps of :func:`...scale_rules.block_error`
-    and :func:`...scale_rules.search_bounds` for ``n == lanes == 16`` in their order:
+    lane then takes the float32 and float64 steps of :func:`...optimal.block_error`
+    and :func:`...optimal.search_bounds` for ``n == lanes == 16`` in their order:
 
     * energy and E0: the float32 terms added in element order from +0 (torch's order);
       E0's terms as :func:`_candidate_errors` forms them, on the start column's thresholds
