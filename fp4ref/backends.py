@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _device
+from . import _device, buffers
 from .kernels.options import QuantizeOptions, code
 from .spec import e2m1, e4m3, e8m0, layouts, mx, nibbles, nvfp4, rounding
 
@@ -239,8 +239,8 @@ class NumbaBackend:
     def quantize(self, x: np.ndarray, options: QuantizeOptions, hessian: np.ndarray):
         block = options.block_size
         count = x.size // block
-        scales = np.empty(count, np.uint8)
-        packed = np.empty((count, block // 2), np.uint8)
+        scales = buffers.empty((count,), np.uint8)
+        packed = buffers.empty((count, block // 2), np.uint8)
         self.quantize_blocks(x.reshape(count, block), options, scales, packed, hessian)
         return scales, packed
 
@@ -282,6 +282,7 @@ class CudaBackend:
             )
         from .kernels.cuda import codec as gpu
 
+        _device.quiet_launches()
         self.cuda = cuda
         self.gpu = gpu
         self._tables: dict[tuple, object] = {}
