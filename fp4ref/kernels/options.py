@@ -189,3 +189,14 @@ class QuantizeOptions:
             zero_block_scale=float(p.zero_block_scale or 0.0),
             vector_code=vector_code(),
         )
+
+
+def nvfp4_recipe_options(recipe: str, tensor_operand: float,
+                         block_scale_clamp: tuple[float, float] | None = None,
+                         zero_block_scale: float | None = None) -> KernelOptions:
+    """The :class:`KernelOptions` of NVFP4 recipe ``recipe`` with the given tensor operand,
+    clamp and zero-block scale (the other conventions OCP's), for driving the scalar
+    block-scale functions directly."""
+    profile = Profile("recipe", "an NVFP4 recipe's options", nvfp4_recipe=recipe,
+                      block_scale_clamp=block_scale_clamp, zero_block_scale=zero_block_scale)
+    return QuantizeOptions("nvfp4", recipe, profile, tensor_operand).kernel
