@@ -12,7 +12,8 @@ import numpy as np
 from numba import njit, prange
 
 from .. import api
-from ..kernels import quantize_block, scale_rules
+from ..kernels import elements, scale_rules
+from ..kernels.options import code, nvfp4_recipe_options
 
 
 def encode_e2m1(bits: np.ndarray, tie: str) -> np.ndarray:
@@ -29,7 +30,7 @@ def encode_e4m3(bits: np.ndarray, tie: str, saturate: bool) -> np.ndarray:
 def _element_codes(x, tie, zero_sign, out):
     one = np.float32(1.0)
     for i in prange(x.size):
-        out[i] = quantize_block.element_code32(x[i], one, True, tie, zero_sign)
+        out[i] = elements.element_code(x[i], one, True, tie, zero_sign)
 
 
 @njit(parallel=True, cache=True)
@@ -39,24 +40,24 @@ def _mx_scales(x, rule, out):
 
 
 @njit(parallel=True, cache=True)
-def _nv_scales(x, recipe, tensor, clamp_low, clamp_high, zero_scale, out):
+def _nv_scales(x, recipe, tensor, clamp_low, clamp_high, zero_block, zero_scale, out):
     for i in prange(x.size):
         out[i] = scale_rules.nvfp4_block_scale(float(x[i]), recipe, tensor, clamp_low,
-                                               clamp_high, zero_scale)
+                                               clamp_high, zero_block, zero_scale)
 
 
 def element_code(bits: np.ndarray, tie: str, zero_sign: str) -> np.ndarray:
     """The quantizers' shared E2M1 element encoder at divisor 1 (y = |x|)."""
     out = np.empty(bits.size, np.uint8)
-    _element_codes(bits.view(np.float32), api.rounding_rules().index(tie),
-                   scale_rules.ZERO_SIGNS.index(zero_sign), out)
+    _element_codes(bits.view(np.float32), code("rounding", tie),
+                   code("zero_sign", zero_sign), out)
     return out
 
 
 def mx_scale(bits: np.ndarray, rule: str) -> np.ndarray:
     """The shared MXFP4 scale rule ``rule`` at block maxima ``bits``."""
     out = np.empty(bits.size, np.uint8)
-    _mx_scales(bits.view(np.float32), scale_rules.MX_RULES.index(rule), out)
+    _mx_scales(bits.view(np.float32), code("scale_rule", rule), out)
     return out
 
 
@@ -64,10 +65,10 @@ def nv_scale(bits: np.ndarray, recipe: str, tensor: float, clamp: tuple | None,
              zero_scale: float | None) -> np.ndarray:
     """The shared NVFP4 block-scale recipe at block maxima ``bits`` (``tensor``: the
     recipe's float32 operand)."""
-    low, high = clamp or (1.0, 0.0)  # low > high: no clamp (the kernels' convention)
+    o = nvfp4_recipe_options(recipe, float(tensor), clamp, zero_scale)
     out = np.empty(bits.size, np.uint8)
-    _nv_scales(bits.view(np.float32), scale_rules.NV_RECIPES.index(recipe), float(tensor),
-               float(low), float(high), -1.0 if zero_scale is None else float(zero_scale), out)
+    _nv_scales(bits.view(np.float32), o.nvfp4_recipe, o.tensor_operand, o.clamp_low,
+               o.clamp_high, o.zero_block, o.zero_block_scale, out)
     return out
 
 

@@ -16,7 +16,8 @@ import numpy as np
 from numba import cuda
 
 from .. import api
-from ..kernels import quantize_block, scale_rules
+from ..kernels import elements, scale_rules
+from ..kernels.options import code, nvfp4_recipe_options
 from .runner import EXAMPLES, Progress
 from .steps import Steps
 
@@ -47,7 +48,7 @@ def _iota(lo, bits):
 def _element_codes(x, tie, zero_sign, out):
     one = np.float32(1.0)
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        out[i] = quantize_block.element_code32(x[i], one, True, tie, zero_sign)
+        out[i] = elements.element_code(x[i], one, True, tie, zero_sign)
 
 
 @cuda.jit
@@ -57,10 +58,10 @@ def _mx_scales(x, rule, out):
 
 
 @cuda.jit
-def _nv_scales(x, recipe, tensor, clamp_low, clamp_high, zero_scale, out):
+def _nv_scales(x, recipe, tensor, clamp_low, clamp_high, zero_block, zero_scale, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         out[i] = scale_rules.nvfp4_block_scale(float(x[i]), recipe, tensor, clamp_low,
-                                               clamp_high, zero_scale)
+                                               clamp_high, zero_block, zero_scale)
 
 
 @cuda.jit
@@ -112,25 +113,24 @@ def encode_e4m3(bits, tie: str, saturate: bool):
 def element_code(bits, tie: str, zero_sign: str):
     """The shared element encoder at divisor 1, as a device function."""
     out = cuda.device_array(bits.size, np.uint8)
-    _launch(_element_codes, bits.size, bits.view(np.float32), api.rounding_rules().index(tie),
-            scale_rules.ZERO_SIGNS.index(zero_sign), out)
+    _launch(_element_codes, bits.size, bits.view(np.float32), code("rounding", tie),
+            code("zero_sign", zero_sign), out)
     return out
 
 
 def mx_scale(bits, rule: str):
     """The shared MXFP4 scale rule, as a device function."""
     out = cuda.device_array(bits.size, np.uint8)
-    _launch(_mx_scales, bits.size, bits.view(np.float32), scale_rules.MX_RULES.index(rule), out)
+    _launch(_mx_scales, bits.size, bits.view(np.float32), code("scale_rule", rule), out)
     return out
 
 
 def nv_scale(bits, recipe: str, tensor: float, clamp: tuple | None, zero_scale: float | None):
     """The shared NVFP4 block-scale recipe, as a device function."""
-    low, high = clamp or (1.0, 0.0)  # low > high: no clamp
+    o = nvfp4_recipe_options(recipe, float(tensor), clamp, zero_scale)
     out = cuda.device_array(bits.size, np.uint8)
-    _launch(_nv_scales, bits.size, bits.view(np.float32), scale_rules.NV_RECIPES.index(recipe),
-            float(tensor), float(low), float(high),
-            -1.0 if zero_scale is None else float(zero_scale), out)
+    _launch(_nv_scales, bits.size, bits.view(np.float32), o.nvfp4_recipe, o.tensor_operand,
+            o.clamp_low, o.clamp_high, o.zero_block, o.zero_block_scale, out)
     return out
 
 
