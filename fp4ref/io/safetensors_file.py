@@ -25,6 +25,7 @@ from typing import IO, Any
 import ml_dtypes
 import numpy as np
 
+from .._checks import integer
 from ..errors import FormatError
 
 #: Safetensors dtype names and the numpy dtypes fp4ref reads them as.
@@ -231,7 +232,9 @@ class SafetensorsReader:
         shape = info.shape
         start, nbytes = info.start, info.nbytes
         if rows is not None:
-            first, stop = rows
+            if not isinstance(rows, (tuple, list)) or len(rows) != 2:
+                raise TypeError(f"rows must be a (first, stop) tuple of ints; got {rows!r}")
+            first, stop = integer("rows[0]", rows[0]), integer("rows[1]", rows[1])
             if not shape or not 0 <= first <= stop <= shape[0]:
                 raise ValueError(f"rows {rows} out of range for {name!r} of shape {shape}")
             row_bytes = math.prod(shape[1:]) * dtype.itemsize
@@ -335,8 +338,9 @@ class SafetensorsWriter:
             kind = dtype if isinstance(dtype, str) else dtype_name(dtype)
             if kind not in DTYPES:
                 raise ValueError(f"dtype {kind!r} is not a safetensors dtype")
+            shape = [integer(f"shape of tensor {name!r}", d, minimum=0) for d in shape]
             nbytes = math.prod(shape) * DTYPES[kind].itemsize
-            header[name] = {"dtype": kind, "shape": [int(d) for d in shape],
+            header[name] = {"dtype": kind, "shape": shape,
                             "data_offsets": [offset, offset + nbytes]}
             self._plan.append((name, DTYPES[kind], nbytes))
             offset += nbytes
