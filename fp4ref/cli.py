@@ -22,7 +22,21 @@ from .conformance import cli as conformance_cli
 from .io import commands as io_commands
 
 
+def _backends(names: list[str] | None) -> list[str] | None:
+    """``--backend`` values, each a backend that can run here (``ValueError`` otherwise)."""
+    from . import backends
+
+    here = backends.available()
+    for name in names or ():
+        if name not in here:
+            known = [b for b in backends.BACKENDS if b != "auto"]
+            why = "not available here" if name in known else f"not one of {known}"
+            raise ValueError(f"--backend {name!r}: {why} (available: {here})")
+    return names
+
+
 def _selftest(args: argparse.Namespace) -> int:
+    _backends(args.backend)
     notes: list[str] = []
     names, rows = selftest.run(args.backend or None, notes)
     print(format_table(["check", *names], [[label, *results] for label, results in rows]))

@@ -225,3 +225,34 @@ def test_signal_leaves_nothing_and_one_line(model, tmp_path, number, command):
     what = "terminated (SIGTERM)" if number == signal.SIGTERM else "interrupted (SIGINT)"
     assert err.strip() == f"fp4ref {command}: {what}"
     assert list(out.parent.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_an_output_that_is_not_a_regular_file_is_left_alone(model, tmp_path, capsys):
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    assert cli.main(["dequantize", str(model), "-o", str(fifo), "-q"]) == 2
+    assert "not a regular file" in _one_error_line(capsys.readouterr().err, "dequantize")
+    assert not os.path.isfile(fifo) and _leftovers(tmp_path) == []
+    with pytest.raises(FileExistsError, match="not a regular file"):
+        SafetensorsWriter(os.devnull, [("x", "U8", (1,))])
+
+
+def test_an_empty_output_path_is_refused(model, capsys):
+    assert cli.main(["convert", str(model), "", "--to", "gpt-oss", "-q"]) == 2
+    assert "output path is empty" in _one_error_line(capsys.readouterr().err, "convert")
+
+
+def test_unknown_or_unavailable_backends_are_one_line(capsys, monkeypatch):
+    from fp4ref import backends
+
+    monkeypatch.setattr(backends, "available", lambda: ["python", "numba"])
+    assert cli.main(["selftest", "--backend", "nonsense"]) == 2
+    assert "not one of" in _one_error_line(capsys.readouterr().err, "selftest")
+    assert cli.main(["selftest", "--backend", "cuda"]) == 2
+    assert "not available here" in _one_error_line(capsys.readouterr().err, "selftest")
+    assert cli.main(["conformance", "check", "--backend", "cuda"]) == 2
+    assert "cannot run here" in _one_error_line(capsys.readouterr().err, "conformance check")
+    assert cli.main(["conformance", "check", "--impl", ""]) == 2
+    assert "--impl must name a module" in _one_error_line(capsys.readouterr().err,
+                                                          "conformance check")

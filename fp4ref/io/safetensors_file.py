@@ -327,6 +327,8 @@ class SafetensorsWriter:
         metadata: Mapping[str, str] | None = None,
     ) -> None:
         self.path = os.fspath(path)
+        if not self.path:
+            raise ValueError("the output path is empty")
         header: dict[str, Any] = {}
         if metadata:
             header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
@@ -348,6 +350,10 @@ class SafetensorsWriter:
         text += b" " * (-len(text) % 8)  # pad the header to 8 bytes, as the library does
         if os.path.isdir(self.path):
             raise IsADirectoryError(21, "is a folder; give the output file's name", self.path)
+        if os.path.exists(self.path) and not os.path.isfile(self.path):
+            # replacing it would swap a device (/dev/null) or FIFO for a plain file
+            raise FileExistsError(17, "exists and is not a regular file; fp4ref replaces "
+                                  "regular files only", self.path)
         directory = os.path.dirname(os.path.abspath(self.path))
         try:
             handle, self._temp = tempfile.mkstemp(prefix=".fp4ref-", suffix=".tmp",
