@@ -18,7 +18,8 @@ from safetensors.numpy import save_file
 import fp4ref
 from fp4ref import cli
 from fp4ref.io import checkpoints, commands, uqff
-from fp4ref.io.safetensors_file import SafetensorsReader, SafetensorsWriter, outputs
+from fp4ref.io.atomic import outputs
+from fp4ref.io.safetensors_file import SafetensorsReader, SafetensorsWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -256,3 +257,38 @@ def test_unknown_or_unavailable_backends_are_one_line(capsys, monkeypatch):
     assert cli.main(["conformance", "check", "--impl", ""]) == 2
     assert "--impl must name a module" in _one_error_line(capsys.readouterr().err,
                                                           "conformance check")
+
+
+def test_generate_writes_all_vectors_or_none(tmp_path, monkeypatch):
+    from fp4ref.conformance import generate
+    from fp4ref.io import atomic
+
+    target = tmp_path / "vectors"
+    target.mkdir()
+    (target / "manifest.json").write_bytes(b"previous")
+    real, calls = atomic.write_bytes, []
+
+    def failing(path, data):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(atomic, "write_bytes", failing)
+    with pytest.raises(OSError, match="No space"):
+        generate.generate(target, generate.SUITES[:2])
+    assert [p.name for p in target.iterdir()] == ["manifest.json"]
+    assert (target / "manifest.json").read_bytes() == b"previous"
+    monkeypatch.setattr(atomic, "write_bytes", real)
+    out = generate.generate(target, generate.SUITES[:2])
+    assert sorted(p.name for p in target.iterdir()) == sorted(out)
+
+
+def test_atomic_write_bytes(tmp_path):
+    from fp4ref.io import atomic
+
+    atomic.write_bytes(tmp_path / "a.txt", b"one")
+    atomic.write_bytes(tmp_path / "a.txt", b"two")
+    assert (tmp_path / "a.txt").read_bytes() == b"two" and _leftovers(tmp_path) == []
+    with pytest.raises(FileNotFoundError, match="missing"):
+        atomic.write_bytes(tmp_path / "missing" / "a.txt", b"x")

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .. import backends
+from ..io import atomic
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -108,8 +109,7 @@ def _matrix(args: argparse.Namespace) -> int:
     table = matrix.build(vectors, args.peer, args.nan)
     text = matrix.markdown(table) if args.markdown else matrix.plain(table)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
+        atomic.write_bytes(args.output, text.encode("utf-8"))
         print(f"wrote {args.output}")
     else:
         sys.stdout.write(text)

@@ -10,15 +10,13 @@ buffer. Tensors are row-major, little-endian, and tile the buffer without gaps o
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import fcntl
 import json
 import math
 import os
 import stat
 import struct
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -27,6 +25,7 @@ import numpy as np
 
 from .._checks import integer
 from ..errors import FormatError
+from . import atomic
 
 #: Safetensors dtype names and the numpy dtypes fp4ref reads them as.
 DTYPES: dict[str, np.dtype] = {
@@ -263,61 +262,15 @@ class LazyTensor:
         return array if dtype is None else array.astype(dtype)
 
 
-#: The outputs of the innermost :func:`outputs` block: (temporary, target) pairs.
-_PENDING: contextvars.ContextVar[list[tuple[str, str]] | None] = contextvars.ContextVar(
-    "fp4ref_pending_outputs", default=None)
-
-
-@contextlib.contextmanager
-def outputs() -> Iterator[list[tuple[str, str]]]:
-    """Writers closed inside the block move their files into place only when it ends well.
-
-    A command that writes several files (a UQFF shard and its residual) wraps them in one
-    block: if anything fails, or a signal arrives, before the block ends, every temporary
-    file is removed and no target changes; otherwise all targets are replaced at the end.
-    """
-    pending: list[tuple[str, str]] = []
-    token = _PENDING.set(pending)
-    try:
-        yield pending
-    except BaseException:
-        for temp, _ in pending:
-            _remove(temp)
-        raise
-    finally:
-        _PENDING.reset(token)
-    for index, (temp, target) in enumerate(pending):
-        try:
-            _replace(temp, target)
-        except BaseException:
-            for later, _ in pending[index:]:
-                _remove(later)
-            raise
-
-
-def _remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(path)
-
-
-def _replace(temp: str, target: str) -> None:
-    """Move ``temp`` onto ``target``; an error names ``target``, not the temporary file."""
-    try:
-        os.replace(temp, target)
-    except OSError as error:
-        _remove(temp)
-        raise type(error)(error.errno, f"cannot write {target}: {error.strerror}") from None
-
-
 class SafetensorsWriter:
     """Write a safetensors file tensor by tensor, atomically.
 
     The names, dtypes and shapes are declared up front (the header comes first); the data
     then arrives in that order through :meth:`write`, whole or in slices. The file appears
     under ``path`` only when :meth:`close` finds every byte written (or, inside an
-    :func:`outputs` block, when the block ends well); an error, or leaving a ``with`` block
-    by an exception (a signal included), removes the temporary file and leaves ``path`` as
-    it was. The temporary file is ``.fp4ref-*.tmp`` in ``path``'s folder.
+    :func:`~fp4ref.io.atomic.outputs` block, when the block ends well); an error, or
+    leaving a ``with`` block by an exception (a signal included), removes the temporary
+    file and leaves ``path`` as it was (:mod:`fp4ref.io.atomic`).
     """
 
     def __init__(
@@ -327,8 +280,6 @@ class SafetensorsWriter:
         metadata: Mapping[str, str] | None = None,
     ) -> None:
         self.path = os.fspath(path)
-        if not self.path:
-            raise ValueError("the output path is empty")
         header: dict[str, Any] = {}
         if metadata:
             header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
@@ -348,20 +299,7 @@ class SafetensorsWriter:
             offset += nbytes
         text = json.dumps(header, separators=(",", ":")).encode()
         text += b" " * (-len(text) % 8)  # pad the header to 8 bytes, as the library does
-        if os.path.isdir(self.path):
-            raise IsADirectoryError(21, "is a folder; give the output file's name", self.path)
-        if os.path.exists(self.path) and not os.path.isfile(self.path):
-            # replacing it would swap a device (/dev/null) or FIFO for a plain file
-            raise FileExistsError(17, "exists and is not a regular file; fp4ref replaces "
-                                  "regular files only", self.path)
-        directory = os.path.dirname(os.path.abspath(self.path))
-        try:
-            handle, self._temp = tempfile.mkstemp(prefix=".fp4ref-", suffix=".tmp",
-                                                  dir=directory)
-        except OSError as error:
-            raise type(error)(error.errno, f"cannot write there ({error.strerror})",
-                              self.path) from None
-        self._file = os.fdopen(handle, "wb")
+        self._file, self._temp = atomic.temporary(self.path)
         self._index, self._done = 0, 0
         self._write_bytes(struct.pack("<Q", len(text)) + text)
 
@@ -393,30 +331,23 @@ class SafetensorsWriter:
 
     def close(self) -> None:
         """Check every declared byte arrived, then move the file into place (at the end of
-        the enclosing :func:`outputs` block, if there is one)."""
+        the enclosing :func:`~fp4ref.io.atomic.outputs` block, if there is one)."""
         try:
             missing = sum(n for _, _, n in self._plan[self._index:]) - self._done
             if missing:
                 raise ValueError(f"{missing} declared bytes were never written to {self.path}")
             self._file.close()
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self._temp, 0o666 & ~umask)  # mkstemp makes 0600; give what open() would
         except BaseException:
             self.abort()
             raise
-        pending = _PENDING.get()
-        if pending is None:
-            _replace(self._temp, self.path)
-        else:
-            pending.append((self._temp, self.path))
+        atomic.commit(self._temp, self.path)
 
     def abort(self) -> None:
         """Drop the temporary file; ``path`` is left as it was."""
         if not self._file.closed:
             with contextlib.suppress(OSError):
                 self._file.close()
-        _remove(self._temp)
+        atomic.remove(self._temp)
 
     def __enter__(self) -> SafetensorsWriter:
         return self
