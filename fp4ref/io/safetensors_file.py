@@ -10,7 +10,6 @@ buffer. Tensors are row-major, little-endian, and tile the buffer without gaps o
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import math
 import os
@@ -66,7 +65,9 @@ def open_regular(path: str | os.PathLike) -> IO[bytes]:
     OSError
         If it cannot be opened (missing, no permission).
     """
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    nonblocking = getattr(os, "O_NONBLOCK", 0)  # POSIX; Windows has no FIFOs to block on
+    descriptor = os.open(path, os.O_RDONLY | nonblocking | getattr(os, "O_BINARY", 0)
+                         | getattr(os, "O_CLOEXEC", 0))
     try:
         mode = os.fstat(descriptor).st_mode
         if not stat.S_ISREG(mode):
@@ -74,8 +75,8 @@ def open_regular(path: str | os.PathLike) -> IO[bytes]:
                     "a character device", stat.S_IFBLK: "a block device",
                     stat.S_IFSOCK: "a socket"}.get(stat.S_IFMT(mode), "not a plain file")
             raise FormatError(f"{os.fspath(path)}: is {kind}; fp4ref reads regular files only")
-        flags = fcntl.fcntl(descriptor, fcntl.F_GETFL)
-        fcntl.fcntl(descriptor, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
+        if nonblocking:
+            os.set_blocking(descriptor, True)
         return os.fdopen(descriptor, "rb")
     except BaseException:
         os.close(descriptor)
