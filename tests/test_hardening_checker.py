@@ -248,3 +248,37 @@ def test_an_implementation_may_use_multiprocessing_and_torch(tmp_path):
                   "mxfp4_dequantize")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "cases: 7 passed, 0 failed, 0 skipped" in done.stdout
+
+
+def test_sigterm_during_a_check_stops_the_child_too(tmp_path):
+    import os
+    import signal
+    import time
+
+    source = GOOD.replace("return", "import os, sys, time; open('child.pid', 'w').write("
+                          "str(os.getpid())); print('waiting', flush=True); time.sleep(600); "
+                          "return")
+    (tmp_path / "impl.py").write_text(source)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    parent = subprocess.Popen([sys.executable, "-m", "fp4ref", "conformance", "check", "--impl",
+                               "impl", "--suite", "e8m0_decode"], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while parent.stdout.readline().strip() != "waiting":
+            pass
+        child = int((tmp_path / "child.pid").read_text())
+        parent.send_signal(signal.SIGTERM)
+        _, err = parent.communicate(timeout=60)
+    finally:
+        parent.kill()
+    assert parent.returncode == 143 and err.strip() == \
+        "fp4ref conformance check: terminated (SIGTERM)"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the implementation's process outlived the checker")
