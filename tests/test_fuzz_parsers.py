@@ -1,7 +1,7 @@
 """Issue 17: seeded fuzzing of every file parser. Thousands of mutated UQFF shards (both
-generations), safetensors files and checkpoints (their headers and ComfyUI's
-``_quantization_metadata``) are read as a user's command would read them; the only error
-allowed is :class:`fp4ref.FormatError`.
+generations) and 0.x blobs, safetensors files, checkpoints (their headers and ComfyUI's
+``_quantization_metadata``) and conformance manifests are read as a user's command would
+read them; the only error allowed is :class:`fp4ref.FormatError`.
 
 ``python -m tests.test_fuzz_parsers [COUNT]`` runs the campaign on its own and prints its
 figures (inputs, outcomes by error type, peak memory).
@@ -17,6 +17,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -137,17 +138,82 @@ def _read_all(path: Path, kind: str) -> None:
         checkpoint.file.read(name)
 
 
+def _blob_seed() -> bytes:
+    rng = np.random.default_rng(1)
+    return uqff.encode_mxfp4_blob(rng.integers(0, 256, (2, 3, 16), dtype=np.uint8),
+                                  rng.integers(120, 135, (2, 3, 1), dtype=np.uint8),
+                                  rng.normal(size=(2, 3)).astype(ml_dtypes.bfloat16))
+
+
+def _vectors_seed() -> dict[str, bytes]:
+    from fp4ref.conformance import generate
+
+    return generate.build(generate.SUITES[:3])
+
+
+def _poke(value: object, rnd: random.Random) -> object:
+    """``value`` (JSON data) with one element somewhere inside replaced by an odd value."""
+    if isinstance(value, dict) and value and rnd.random() < 0.8:
+        key = rnd.choice(sorted(value))
+        return {**value, key: _poke(value[key], rnd)}
+    if isinstance(value, list) and value and rnd.random() < 0.8:
+        index = rnd.randrange(len(value))
+        return [*value[:index], _poke(value[index], rnd), *value[index + 1:]]
+    odd = _odd(rnd)
+    return [[[[[]]]]] if odd == DEEP else odd
+
+
+def _mutate_manifest(files: dict[str, bytes], rnd: random.Random) -> dict[str, bytes]:
+    """The vectors with their manifest changed in one place and its hash recomputed (so
+    the change reaches the structure checks), or its bytes mutated."""
+    from fp4ref.conformance import manifest
+
+    files = dict(files)
+    if rnd.random() < 0.8:
+        index = _poke(json.loads(files[manifest.MANIFEST]), rnd)
+        try:
+            files[manifest.MANIFEST] = manifest.dumps(index if isinstance(index, dict) else
+                                                      {"suites": index})
+        except (TypeError, ValueError):  # not JSON-encodable (a NaN key...): leave it
+            pass
+    else:
+        files[manifest.MANIFEST] = _mutate_bytes(files[manifest.MANIFEST], rnd)
+    return files
+
+
+def _check_all(vectors: Any) -> None:
+    """Run the checker over accepted vectors (an implementation of one operation, OCP cases
+    only, the report written), as ``fp4ref conformance check`` would."""
+    import io
+
+    from fp4ref.conformance import check
+
+    class One:
+        def decode_e2m1(self, codes):
+            return fp4ref.decode_e2m1(codes)
+
+    results = {"one": check.run(vectors, One(), ocp_only=True)}
+    check.report(results, io.StringIO())
+
+
 def campaign(count: int, folder: Path, seed: int = 17) -> dict[str, Counter]:
     """``count`` mutated inputs per parser; returns the outcome counts by parser. Raises
     AssertionError at the first error that is not a FormatError."""
     rnd = random.Random(seed)
     seeds = _seeds()
-    parsers: dict[str, Callable[[bytes, Path], None]] = {
+    from fp4ref.conformance import manifest
+
+    vectors = _vectors_seed()
+    seeds["blob"] = _blob_seed()
+    parsers: dict[str, Callable[[Any, Path], None]] = {
         "safetensors": lambda data, path: (read_bytes(data, "fuzz"), SafetensorsReader(path)),
         "uqff": lambda data, path: _read_all(path, "uqff"),
+        "uqff-blob": lambda data, path: uqff.decode_mxfp4_blob(data),
         "checkpoints": lambda data, path: _read_all(path, "checkpoint"),
+        "manifest": lambda files, path: _check_all(manifest.parse(files, folder)),
     }
-    sources = {"safetensors": list(seeds), "uqff": ["uqff0", "uqff1"],
+    sources = {"safetensors": [k for k in seeds if k != "blob"], "uqff": ["uqff0", "uqff1"],
+               "uqff-blob": ["blob"], "manifest": ["vectors"],
                "checkpoints": ["modelopt", "comfyui", "comfyui-metadata", "compressed-tensors",
                                "gpt-oss"]}
     outcomes: dict[str, Counter] = {}
@@ -156,9 +222,14 @@ def campaign(count: int, folder: Path, seed: int = 17) -> dict[str, Counter]:
         tally = outcomes[parser] = Counter()
         for index in range(count):
             source = rnd.choice(sources[parser])
-            data = seeds[source]
-            data = _mutate_header(data, rnd) if rnd.random() < 0.5 else _mutate_bytes(data, rnd)
-            path.write_bytes(data)
+            if parser == "manifest":
+                data: Any = _mutate_manifest(vectors, rnd)
+            elif parser == "uqff-blob" or rnd.random() >= 0.5:
+                data = _mutate_bytes(seeds[source], rnd)
+            else:
+                data = _mutate_header(seeds[source], rnd)
+            if isinstance(data, bytes):
+                path.write_bytes(data)
             try:
                 read(data, path)
                 tally["accepted"] += 1
@@ -190,4 +261,4 @@ if __name__ == "__main__":
     for parser, tally in result.items():
         print(f"{parser:12} {sum(tally.values())} inputs: {dict(tally)}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{3 * count} inputs in {seconds:.1f} s; peak RSS {peak:.0f} MiB")
+    print(f"{len(result) * count} inputs in {seconds:.1f} s; peak RSS {peak:.0f} MiB")
