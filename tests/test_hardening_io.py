@@ -292,3 +292,15 @@ def test_atomic_write_bytes(tmp_path):
     assert (tmp_path / "a.txt").read_bytes() == b"two" and _leftovers(tmp_path) == []
     with pytest.raises(FileNotFoundError, match="missing"):
         atomic.write_bytes(tmp_path / "missing" / "a.txt", b"x")
+
+
+@pytest.mark.parametrize("value, says", [("0", "fp4ref: error: cannot start: "),
+                                         ("abc", "fp4ref: warning: RuntimeWarning: ")])
+def test_a_bad_numba_environment_is_one_line(model, tmp_path, value, says):
+    env = {**os.environ, "NUMBA_NUM_THREADS": value, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "fp4ref", "inspect", str(model)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(says)
+    assert done.returncode == (2 if value == "0" else 0)
+
