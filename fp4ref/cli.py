@@ -141,7 +141,9 @@ def _run(argv: list[str], debug: bool) -> int:
     name = " ".join(filter(None, (args.command, getattr(args, "conformance_command", None))))
     try:
         with _terminate_as_exception():
-            return args.run(args)
+            status = args.run(args)
+            sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+            return status
     except KeyboardInterrupt:
         print(f"fp4ref {name}: interrupted (SIGINT)", file=sys.stderr)
         return 128 + signal.SIGINT

@@ -304,3 +304,11 @@ def test_a_bad_numba_environment_is_one_line(model, tmp_path, value, says):
     assert done.stderr.startswith(says)
     assert done.returncode == (2 if value == "0" else 0)
 
+
+
+def test_a_closed_stdout_is_quiet():
+    child = subprocess.Popen([sys.executable, "-m", "fp4ref", "conformance", "check", "--list"],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child.stdout.close()  # the reader is gone before anything is written (| head -0)
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=300) == 1 and err == "", err
