@@ -3,8 +3,8 @@ generations) and 0.x blobs, safetensors files, checkpoints (their headers and Co
 ``_quantization_metadata``) and conformance manifests are read as a user's command would
 read them; the only error allowed is :class:`fp4ref.FormatError`.
 
-``python -m tests.test_fuzz_parsers [COUNT]`` runs the campaign on its own and prints its
-figures (inputs, outcomes by error type, peak memory).
+``python -m tests.test_fuzz_parsers [COUNT [SEED]]`` runs the campaign on its own and prints
+its figures (inputs, outcomes by error type, peak memory).
 """
 
 from __future__ import annotations
@@ -254,9 +254,10 @@ if __name__ == "__main__":
     import time
 
     count = int(sys.argv[1]) if len(sys.argv) > 1 else COUNT
+    seed = int(sys.argv[2]) if len(sys.argv) > 2 else 17
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        result = campaign(count, Path(folder))
+        result = campaign(count, Path(folder), seed)
     seconds = time.perf_counter() - start
     for parser, tally in result.items():
         print(f"{parser:12} {sum(tally.values())} inputs: {dict(tally)}")
