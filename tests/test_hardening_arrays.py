@@ -94,3 +94,12 @@ def test_io_integer_arguments_name_themselves(tmp_path):
     with pytest.raises(ValueError, match=">= 0"):
         SafetensorsWriter(tmp_path / "b.st", [("x", "U8", (-1,))])
     assert list(tmp_path.glob(".fp4ref-*")) == []
+
+
+def test_uqff_version_parts_must_be_ints():
+    from fp4ref.io import uqff
+
+    blocks, scales = np.zeros((1, 16), np.uint8), np.zeros((1, 1), np.uint8)
+    for version in ((0, True, 0), (0, 2.0, 0), (False, 2, 0), [0, 2, 0]):
+        with pytest.raises(ValueError, match="version must be a"):
+            uqff.encode_mxfp4_blob(blocks, scales, version=version)

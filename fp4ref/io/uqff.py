@@ -102,7 +102,8 @@ def check_blob_version(word: int, where: str) -> tuple[int, int, int]:
 
 def _check_version_arg(version: Any, major: int) -> tuple[int, int, int]:
     ok = (isinstance(version, tuple) and len(version) == 3
-          and all(isinstance(v, int) and 0 <= v <= 255 for v in version))
+          and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255
+                  for v in version))
     if not ok or version[0] != major or version[1] > (BLOB_VERSION, FILE_VERSION)[major][1]:
         raise ValueError(
             f"version must be a (major, minor, patch) tuple of ints 0..255 that mistral.rs "
