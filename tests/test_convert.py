@@ -239,3 +239,20 @@ def test_nvfp4_checkpoints_through_gguf_come_back_whole(folder, convention):
     assert cli.main(["convert", "a.safetensors", "a.gguf", "--to", "gguf", "-q"]) == 0
     assert cli.main(["convert", "a.gguf", "b.safetensors", "--to", convention, "-q"]) == 0
     assert filecmp.cmp("a.safetensors", "b.safetensors", shallow=False)
+
+
+def test_gguf_uqff_round_trip(folder):
+    """ggml MXFP4 records -> UQFF 1.x (low-first) -> GGUF: the same records."""
+    gguf_model(folder / "x.gguf")
+    assert cli.main(["convert", "x.gguf", "x.uqff", "--to", "uqff1", "--residual",
+                     "rest.safetensors", "-q"]) == 2  # the NVFP4 layer has no UQFF form
+    from fp4ref.io import gguf as G
+
+    f = G.read("x.gguf")
+    G.write("mx.gguf", {"blk.0.ffn_down_exps": f["blk.0.ffn_down_exps"]})
+    assert cli.main(["convert", "mx.gguf", "x.uqff", "--to", "uqff1", "-q"]) == 0
+    assert cli.main(["convert", "x.uqff", "y.gguf", "--to", "gguf", "-q"]) == 0
+    g = G.read("y.gguf")
+    (key,) = list(g)
+    assert np.array_equal(g.records(g.entries[key]["weight"]),
+                          f.records("blk.0.ffn_down_exps.weight"))
