@@ -26,6 +26,10 @@ myst_enable_extensions = ["dollarmath", "colon_fence"]
 myst_heading_anchors = 3
 html_theme = "alabaster"
 html_static_path = ["_static"]
+html_css_files = ["fp4ref.css"]
+# a 1400 px screen: 1340 px page, 230 px sidebar, about 1050 px of text (the figures' width)
+html_theme_options = {"page_width": "1340px", "sidebar_width": "230px",
+                      "body_max_width": "none"}
 toc_object_entries = False  # tables of contents list pages and sections, not every name
 nitpicky = False
 

@@ -12,6 +12,7 @@ seen.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,14 @@ def is_device(value: Any) -> bool:
         return hasattr(value, "__cuda_array_interface__")
     except TypeError:  # an interface that exists but rejects this dtype
         return True
+
+
+def quiet_launches() -> None:
+    """Silence numba-cuda's low-occupancy warning ("Grid size N will likely result in GPU
+    under-utilization"), which every small fp4ref call would print: fp4ref sizes its grids
+    to the data, and a small input is not a mistake. Other warnings stay."""
+    warnings.filterwarnings(
+        "ignore", message=r"Grid size \d+ will likely result in GPU under-utilization")
 
 
 def _kind(value: Any) -> str:
@@ -131,10 +140,11 @@ def overlaps(a, b) -> bool:
 
 
 def empty(shape: tuple, dtype: np.dtype):
-    """A new numba device array."""
-    from numba import cuda
+    """A new numba device array (large ones from :func:`fp4ref.buffers.device_empty`'s
+    cache)."""
+    from . import buffers
 
-    array = cuda.device_array(shape, dtype)
+    array = buffers.device_empty(shape, dtype)
     return _simulated(array) if hasattr(array, "_ary") else array
 
 

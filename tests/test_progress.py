@@ -40,3 +40,19 @@ def test_a_numba_compile_is_announced(capsys, monkeypatch):
     err = capsys.readouterr().err.splitlines()
     assert err[0] == _progress.MESSAGE
     assert err[1].startswith("fp4ref: kernels ready (")
+
+
+def test_the_cuda_low_occupancy_warning_is_silenced_and_no_other():
+    import warnings
+
+    from fp4ref import _device
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _device.quiet_launches()
+        warnings.warn("Grid size 16 will likely result in GPU under-utilization due to low "
+                      "occupancy.", RuntimeWarning, stacklevel=1)
+        warnings.warn("Host array used in CUDA kernel will incur copy overhead",
+                      RuntimeWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == [
+        "Host array used in CUDA kernel will incur copy overhead"]

@@ -41,6 +41,7 @@ Dtypes used: `U8` (uint8), `U16`, `U32`, `F32` (IEEE binary32), `BF16` (bfloat16
 
 ```
 {"format": "fp4ref-conformance", "format_version": 1, "generator": "...",
+ "manifest_sha256": "<hex>",
  "files": {"<file>": {"bytes": n, "sha256": "<hex>"}},
  "suites": [{"name", "operation", "signature", "description", "file", "text",
              "ocp": {"<param>": [values the OCP specs allow]},
@@ -49,9 +50,85 @@ Dtypes used: `U8` (uint8), `U16`, `U32`, `F32` (IEEE binary32), `BF16` (bfloat16
                         "expected": [["<result>", "<tensor>"], ...]}]}]}
 ```
 
-Tensor names are `<case>.in.<argument>` and `<case>.out.<result>`. `pins` names the spec
-clause or peer behaviour the case pins; `profile` is the named convention its expected
-values follow (`ocp` for the OCP specs; other names are fp4ref profiles).
+`manifest_sha256` protects the manifest itself: it is the SHA-256 (lower-case hex) of
+`manifest.json`'s bytes in which the 64 hex digits of this field are replaced by 64 `0`
+characters (the field is written exactly once, as `"manifest_sha256": "<64 hex digits>"`).
+A reader verifies it first, then each file's `sha256` in `files`; every file listed there
+belongs to a suite (`file` or `text`) or is this README, so deleting a suite from the
+manifest cannot go unnoticed. (A hash detects edits, truncation and stale copies; it is not
+a signature.)
+
+Tensor names are `<case>.in.<argument>` and `<case>.out.<result>`.
+
+Suite fields: `name` (also the file's stem), `operation` (the function the suite checks,
+named as in fp4ref), `signature` (its arguments and results, shown in the table below),
+`description`, `file` (the safetensors file), `text` (the hex twin, or `null`) and `ocp`.
+
+Case fields:
+
+- `name`: unique within its suite.
+- `tests`: one line of English saying what the case exercises ("every E8M0 byte with every
+  code, to float32"), for people and failure messages; nothing reads it.
+- `pins`: the spec clause or the peer behaviour whose rule the expected values follow.
+- `profile`: the convention the expected values follow: `ocp` for the OCP specs, any other
+  name is one of fp4ref's profiles (the conventions of a real implementation).
+- `params`: the named options of the call, as JSON strings, numbers and booleans.
+- `error`: `null`, or a sentence saying why the input must be refused (then `expected` is
+  empty).
+- `inputs`, `expected`: `[name, tensor]` pairs: the positional arguments and the results,
+  in order, each with the name of its tensor in the suite's file.
+
+### Which cases are OCP cases
+
+A suite's `ocp` maps parameter names to the values the OCP specs allow. A case is an *OCP
+case* when every parameter of its `params` that appears in the map has one of the listed
+values (compared as JSON values: `"even"`, `true`, `32`). So:
+
+- `"ocp": {}` means every case of the suite is an OCP case;
+- a parameter absent from the map may take any value: in `mxfp4_dequantize`,
+  `{"nibble_order": ["low-first"]}` makes the cases of every `dtype` OCP cases, and only the
+  `high-first` and `split-half` ones optional;
+- in the `profile_<name>` suites the map is `{"profile": ["ocp"]}`: only the cases whose
+  expected values follow the OCP profile are OCP cases.
+
+## Values
+
+Decode rules, for a byte or code `b`; every value below is exact in float32 (all of them
+are in binary64 too, so products of two of them are exact there).
+
+- **E2M1** (4 bits, OCP MX v1.0 section 5.3.3): sign bit 3, exponent `e = (b >> 1) & 3`
+  (bias 1), mantissa `m = b & 1`. `e = 0`: `m * 0.5`; otherwise `2^(e - 1) * (1 + m / 2)`.
+  The magnitudes of codes 0..7 are 0, 0.5, 1, 1.5, 2, 3, 4, 6; codes 8..15 are their
+  negatives, 0x8 being -0.0. No Inf, no NaN.
+- **E8M0** (8 bits, section 5.4.1): `2^(b - 127)` for `b` = 0x00..0xFE, unsigned, no zero;
+  0x00 is 2^-127 (the float32 subnormal 0x00200000), 0xFE is 2^127, **0xFF is NaN**.
+- **E4M3** (OFP8 v1.0, E4M3FN): sign bit 7, exponent `e = (b >> 3) & 15` (bias 7),
+  mantissa `m = b & 7`. `e = 0`: `m * 2^-9` (subnormals; 0x80 is -0.0); otherwise
+  `2^(e - 7) * (1 + m / 8)`. 0x7F and 0xFF are NaN; there are no infinities; the largest
+  magnitude is 448 (0x7E).
+
+Block formats, for row `r` and element `i` of a `[N, K]` result; `code(r, i)` is the 4-bit
+code at element `i` of row `r` of `blocks` in the case's nibble order (below):
+
+- **MXFP4** (OCP MX v1.0 section 5): blocks of 32 elements, scales `[N, K/32]`;
+  `value = float32(X * P)` with `X` the E8M0 value of `scales[r, i // 32]` and `P` the E2M1
+  value of `code(r, i)`: the product, exact in binary64, rounded once to float32 (6 * 2^127
+  overflows to Inf). A scale byte 0xFF makes **every element of its block NaN**, zero
+  codes included.
+- **NVFP4**: blocks of 16 elements, scales `[N, K/16]` (E4M3), and `tensor_scale`, an F32
+  scalar (`shape []`), the decode multiplier;
+  `value = float32(P * S) * tensor_scale`: `P * S` (with `S` the E4M3 value of
+  `scales[r, i // 16]`) is exact in float32, then one float32 multiply, rounded to nearest
+  even. A NaN scale, a NaN tensor scale or 0 * Inf gives NaN.
+- Results in `bfloat16` or `float16` (the `dtype` parameter) are the round-to-nearest-even
+  conversion of the float32 value: bfloat16 keeps the top 16 bits after rounding; float16
+  has subnormals (down to 2^-24) and overflows to Inf from 65520 up.
+
+**NaN is canonical.** Every NaN a decode writes, whatever produced it (an 0xFF E8M0 byte, an
+E4M3 NaN, a NaN tensor scale, 0 * Inf) and whatever its sign, is the positive quiet NaN
+0x7FC00000 in float32 (0x7FC0 in bfloat16, 0x7E00 in float16). Native arithmetic often
+gives another one (x86 computes 0 * Inf as 0xFFC00000): replace every NaN by the canonical
+one before comparing, or compare NaN positions only (the checker's `--nan any`).
 
 ## Running a case
 
@@ -59,19 +136,19 @@ Call the suite's operation with the `inputs` tensors as positional arguments, in
 and the `params` as named options; compare each result with the `expected` tensor of the
 same position:
 
-- **bit for bit**: floats as their bit patterns (the sign of zero counts; fp4ref's NaN is
-  the canonical quiet NaN 0x7FC00000 / 0x7FC0 / 0x7E00, and the checker compares NaN bits
-  exactly unless told `--nan any`);
-- element by element in row-major order (the shape may differ if the element count is the
-  same; `swizzle` results are compared flat).
+- **bit for bit**: floats as their bit patterns (the sign of zero counts, and NaN is
+  canonical, as above; the checker compares NaN bits exactly unless told `--nan any`);
+- with the expected tensor's shape and dtype (a float result may also come as unsigned
+  integers of its width, its bits), element by element in row-major order; swizzled scale
+  bytes (a 1-D `stored` or `scales` tensor) may come in any shape of as many elements (flat,
+  or as the padded tile).
 
 A case with an `error` (malformed UQFF bytes) has no expected tensors: the operation must
 refuse the input (in Python, raise a `ValueError`); returning anything fails the case.
 
-A case passes when every element matches. A case is an *OCP case* when each of its
-`params` lies in the suite's `ocp` set; an implementation of the OCP specs must pass every
-OCP case, and may skip the others (they pin other conventions: ties away from zero or
-toward zero, other nibble orders).
+A case passes when every element matches. An implementation of the OCP specs must pass
+every OCP case, and may skip the others (they pin other conventions: ties away from zero
+or toward zero, other nibble orders, other implementations' profiles).
 
 Parameter values:
 
@@ -83,9 +160,9 @@ Parameter values:
   the NaN's sign bit (the spec leaves NaN open; this is fp4ref's choice).
 - `order` / `nibble_order`: `low-first` (element 2j in bits 3..0 of byte j), `high-first`
   (element 2j in bits 7..4), `split-half` (within each block of `block_size` elements,
-  byte j holds element j in bits 3..0 and element j + block_size/2 in bits 7..4).
-- `dtype`: output `float32`, `bfloat16` or `float16`, each the round-to-nearest-even
-  conversion of the float32 result.
+  byte j holds element j in bits 3..0 and element j + block_size/2 in bits 7..4; the block
+  is the format's, 32 for MXFP4 and 16 for NVFP4, where no `block_size` is given).
+- `dtype`: output `float32`, `bfloat16` or `float16`, as above.
 - `layout` with `rows`, `cols`: scale layouts `linear`, `128x4`, `8x4`; for scale (r, c) of
   an R x C matrix, with cdiv(a, b) = (a + b - 1) // b:
   - 128x4: rows padded to 128, columns to 4;
@@ -94,8 +171,6 @@ Parameter values:
   - 8x4: rows padded to 8, columns to 4;
     `offset = (r // 8) * cdiv(C, 4) * 32 + (c // 4) * 32 + (r % 8) * 4 + c % 4`;
   - padding is zero when written and ignored when read.
-- NVFP4 `tensor_scale` is the float32 decode multiplier: value = float32(P * s_block) * s_tensor,
-  one float32 multiply (round to nearest even).
 
 Quantization suites (`mxfp4_quantize`, `nvfp4_quantize`, `profile_<name>`) take float32
 `x` [N, K] and return packed `blocks` and `scales`; each `profile_<name>` suite pins one of
@@ -104,6 +179,10 @@ zero codes, scale rule, NVFP4 recipe and tensor-scale direction, nibble order, s
 layout); its cases' `pins` field describes that profile. A profile suite's `tensor_scale`
 input is the NVFP4 tensor scale in the profile's stored direction (ignored for MXFP4 and
 for profiles without one).
+
+A checker written from this page alone, in C, is `tests/c/check_decode.c` of the fp4ref
+repository: it reads the manifest and the safetensors files itself and passes every case of
+the five decode suites.
 
 ## The hex text twin
 
