@@ -148,3 +148,25 @@ def test_llama_cpp_file_reads_back(converted, tmp_path):
     for key in theirs:
         assert np.array_equal(back.records(back.entries[key]["weight"]),
                               theirs.records(theirs.entries[key]["weight"]))
+
+
+def test_fp4ref_dequantize_equals_ggml_c(converted, tmp_path):
+    """``fp4ref dequantize`` of the converter's file against ggml's own C to_float (built by
+    .ci/peers/ggml.sh), bit for bit; the fused layout rule does not apply to ggml names."""
+    from fp4ref.conformance.peers import ggml
+    from tests.test_io_commands import load
+
+    try:
+        c = ggml.Ggml()
+    except ImportError as error:
+        pytest.skip(str(error))
+    _, llama_gguf, _ = converted
+    out = tmp_path / "f32.safetensors"
+    assert cli.main(["dequantize", str(llama_gguf), "-o", str(out), "--dtype", "float32",
+                     "-q"]) == 0
+    decoded, theirs = load(out), G.read(llama_gguf)
+    for key in theirs:
+        info = theirs.tensors[theirs.entries[key]["weight"]]
+        ref = c.to_float(np.asarray(theirs.records(info.name)), info.ggml_type,
+                         int(np.prod(info.shape))).reshape(info.shape)
+        assert np.array_equal(decoded[info.name].view(np.uint32), ref.view(np.uint32)), key
