@@ -177,7 +177,8 @@ def test_gguf_inspect_and_dequantize(folder, capsys):
     gguf_model(folder / "x.gguf")
     assert cli.main(["inspect", "x.gguf"]) == 0
     out = capsys.readouterr().out
-    assert "GGUF v3 (1 MXFP4, 1 NVFP4), 2 quantized layers, 1 other tensors" in out
+    assert "GGUF v3 (1 MXFP4, 1 NVFP4), architecture gpt-oss, 2 quantized layers, 1 other " \
+           "tensors\nother tensors: 1 F32" in out
     assert "ggml NVFP4" in out and " x 0.25" in out
     assert cli.main(["dequantize", "x.gguf", "-o", "x.safetensors", "--dtype", "float32",
                      "-q"]) == 0

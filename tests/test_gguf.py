@@ -320,3 +320,32 @@ def test_dequantize_equals_ggml_c(peer_file):
         with np.errstate(over="ignore"):
             got = G.dequantize(layer)
         assert np.array_equal(bits(got), bits(ref)), key
+
+
+def test_split_gguf_reads_whole(peer_file, tmp_path):
+    """A GGUF split by gguf-py's writer (split_max_tensors, as llama.cpp's gguf-split names
+    the files) opens from any of its files with every tensor."""
+    _, tensors = peer_file
+    writer = gguf.GGUFWriter(str(tmp_path / "m.gguf"), "test", split_max_tensors=3)
+    writer.add_string("general.name", "split")
+    for name, (array, raw) in tensors.items():
+        writer.add_tensor(name, array, raw_dtype=raw)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    files = sorted(p.name for p in tmp_path.glob("m-*.gguf"))
+    assert files == [f"m-0000{i}-of-00003.gguf" for i in (1, 2, 3)]
+    whole = G.read(tmp_path / "m-00002-of-00003.gguf")
+    assert whole.metadata["general.name"] == "split"
+    assert list(whole.tensors) == list(tensors)
+    assert {t.shard for t in whole.tensors.values()} == {0, 1, 2}
+    alone = G.read(peer_file[0])
+    for key in alone:
+        assert np.array_equal(bits(G.dequantize(whole[key])), bits(G.dequantize(alone[key])))
+    (tmp_path / "m-00003-of-00003.gguf").unlink()
+    with pytest.raises(OSError):
+        G.read(tmp_path / "m-00001-of-00003.gguf")
+    (tmp_path / "m-00001-of-00003.gguf").rename(tmp_path / "renamed.gguf")
+    with pytest.raises(FormatError, match="split.count 3 does not match"):
+        G.read(tmp_path / "renamed.gguf")

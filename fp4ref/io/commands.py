@@ -122,7 +122,11 @@ class Source:
                 counts[name] = counts.get(name, 0) + 1
             types = ", ".join(f"{n} {t}" for t, n in counts.items()) or "no FP4 tensors"
             origin = self.gguf.metadata.get(gguf_io.SOURCE_KEY)
+            arch = self.gguf.metadata.get("general.architecture")
+            split = len(self.gguf.shards)
             return (f"GGUF v{self.gguf.version} ({types})"
+                    + (f" in {split} files" if split > 1 else "")
+                    + (f", architecture {arch}" if isinstance(arch, str) else "")
                     + (f", written by fp4ref from {origin}" if origin else ""))
         if self.kind.startswith("uqff"):
             version = ".".join(map(str, self.layers.version or ()))
@@ -264,6 +268,12 @@ def _inspect(args: argparse.Namespace) -> int:
         summary, counts, histogram = _scale_summary(layer)
         rows.append([key, layer.format, "x".join(map(str, layer.shape)), kind,
                      summary + extra, counts, histogram])
+    if source.gguf is not None and source.others:
+        kinds: dict[str, int] = {}
+        for name in source.others:
+            kind = source.gguf.tensors[name].type_name
+            kinds[kind] = kinds.get(kind, 0) + 1
+        print("other tensors: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
     if rows:
         print(format_table(["layer", "format", "shape", "profile",
                             "scales: min .. median .. max", "zero / NaN scales",
