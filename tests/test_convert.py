@@ -257,3 +257,29 @@ def test_gguf_uqff_round_trip(folder):
     (key,) = list(g)
     assert np.array_equal(g.records(g.entries[key]["weight"]),
                           f.records("blk.0.ffn_down_exps.weight"))
+
+
+def test_float_to_gguf_nvfp4(folder, capsys):
+    """--format nvfp4: K must fill ggml's 64-element records; the tensor scale goes to
+    <key>.scale and decodes as fp4ref's NVFP4 does (no code 8 here: -0 is not produced)."""
+    rng = np.random.default_rng(8)
+    w = rng.normal(size=(8, 128)).astype(np.float32)
+    save_file({"a.weight": w, "b.weight": rng.normal(size=(8, 48)).astype(np.float32)},
+              "f.safetensors")
+    assert cli.main(["convert", "f.safetensors", "n.gguf", "--to", "gguf", "--format", "nvfp4",
+                     "--profile", "modelopt"]) == 0
+    assert "K = 48 is not a multiple of 64 (1): b.weight" in capsys.readouterr().err
+    from fp4ref.io import gguf as G
+
+    f = G.read("n.gguf")
+    assert list(f) == ["a"] and f.entries["a"]["scale"] == "a.scale"
+    q = fp4ref.quantize(w, format="nvfp4", profile="modelopt")
+    got = G.dequantize(f["a"])
+    ref = fp4ref.dequantize(q)
+    ref = np.where(fp4ref.unpack(q.blocks) == 8, np.float32(0), ref)  # ggml: code 8 is +0
+    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
+    assert cli.main(["convert", "f.safetensors", "m.gguf", "--to", "gguf", "-q"]) == 0
+    q = fp4ref.quantize(w)  # MXFP4 by default, OCP
+    got = G.dequantize(G.read("m.gguf")["a"])
+    assert np.array_equal(got.view(np.uint32),
+                          fp4ref.dequantize(q, e8m0_decode="ggml").view(np.uint32))

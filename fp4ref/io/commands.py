@@ -407,8 +407,9 @@ class _Quantized(Mapping):
     """
 
     def __init__(self, source: Source, fmt: str, profile: str,
-                 quantize: tuple[str, ...] = QUANTIZE, keep: tuple[str, ...] = KEEP) -> None:
-        block = api.FORMATS[fmt][0]
+                 quantize: tuple[str, ...] = QUANTIZE, keep: tuple[str, ...] = KEEP,
+                 block: int | None = None) -> None:
+        block = block or api.FORMATS[fmt][0]
         self.source, self.fmt, self.profile = source, fmt, profile
         self.names: dict[str, str] = {}
         self.left: list[tuple[str, str]] = []
@@ -536,7 +537,10 @@ def convert_file(path: str, out: str, to: str, convention: str | None = None,
     names = {str(key): (source.weight_name(key), source.bias_name(key)) for key in layers} \
         if to == "gguf" else {}
     if source.kind == "float":
-        layers = _Quantized(source, fmt, profile, quantize, keep)
+        # ggml's records hold 32 (MXFP4) or 64 (NVFP4) elements
+        layers = _Quantized(source, fmt, profile, quantize, keep,
+                            block=gguf_io.FP4_RECORDS[gguf_io.NVFP4][0] if (
+                                to == "gguf" and fmt == "nvfp4") else None)
         for name in layers.names.values():
             del others[name]
         names = {key: (name, f"{key}.bias") for key, name in layers.names.items()}

@@ -618,7 +618,8 @@ def write(
             raise ValueError(f"layer {key!r}: format must be mxfp4 or nvfp4; got {fmt!r}")
         raw = MXFP4 if fmt == "mxfp4" else NVFP4
         block, record = FP4_RECORDS[raw]
-        shape = tuple(layer.shape)
+        blocks_shape = np.shape(layer.blocks)  # [..., K/2] (QuantizedTensor has no .shape)
+        shape = (*blocks_shape[:-1], 2 * blocks_shape[-1])
         plan.append((weight_name, lambda k=key, n=weight_name: _records(layers[k], n), raw,
                      np.dtype(np.uint8), (*shape[:-1], shape[-1] // block * record)))
         parts = []
