@@ -349,3 +349,12 @@ def test_split_gguf_reads_whole(peer_file, tmp_path):
     (tmp_path / "m-00001-of-00003.gguf").rename(tmp_path / "renamed.gguf")
     with pytest.raises(FormatError, match="split.count 3 does not match"):
         G.read(tmp_path / "renamed.gguf")
+
+
+def test_ue4m3_by_hand():
+    """ggml-impl.h ggml_ue4m3_to_fp32 (times 2): exponent bits 6..3 of bias 7, mantissa
+    2..0, bit 7 ignored, 0x00 and 0x7F zero."""
+    raw = np.array([0x00, 0x01, 0x07, 0x08, 0x38, 0x3C, 0x7E, 0x7F, 0x80, 0xB8, 0xFF],
+                   np.uint8)
+    expect = [0, 2.0 ** -9, 7 * 2.0 ** -9, 2.0 ** -6, 1, 1.5, 448, 0, 0, 1, 480]
+    assert G.ue4m3(raw).tolist() == expect
