@@ -254,7 +254,9 @@ def _inspect(args: argparse.Namespace) -> int:
           f"{len(source.others)} other tensors")
     rows = []
     for key in source.layers:
-        layer = source.layers[key]
+        # GGUF: the scales alone (ggml's records interleave them with the codes)
+        layer = source.layers[key] if source.gguf is None else source.gguf.layer(key,
+                                                                                codes=False)
         ts = layer.tensor_scale
         if ts is None:
             extra = ""

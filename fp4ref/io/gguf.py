@@ -431,21 +431,27 @@ class GgufFile(Mapping):
             raise FormatError(f"{self.path}: tensor {name!r} is {info.type_name}, which "
                               f"gguf-py cannot decode") from None
 
-    def layer(self, key: str, rows: tuple[int, int] | None = None) -> GgufLayer:
-        """Layer ``key``, or only ``rows = (first, stop)`` of its first axis."""
+    def layer(self, key: str, rows: tuple[int, int] | None = None, codes: bool = True
+              ) -> GgufLayer:
+        """Layer ``key``, or only ``rows = (first, stop)`` of its first axis.
+
+        The codes interleave with the scales in ggml's records, so ``blocks`` is a copy;
+        with ``codes=False`` it is a zero-filled read-only stand-in of the right shape that
+        costs no memory (for looking at the scales alone).
+        """
         roles = self.entries[key]
         info = self.tensors[roles["weight"]]
         records = self.records(roles["weight"], rows)
         lead = records.shape[:-1]
-        if info.ggml_type == MXFP4:
-            split = records.reshape(*lead, -1, 17)
-            scales, blocks = split[..., 0], split[..., 1:].reshape(*lead, -1)
-            fmt = "mxfp4"
+        fmt = "mxfp4" if info.ggml_type == MXFP4 else "nvfp4"
+        per = 1 if fmt == "mxfp4" else 4  # scale bytes per record
+        split = records.reshape(*lead, -1, FP4_RECORDS[info.ggml_type][1])
+        scales = split[..., :per].reshape(*lead, -1)
+        if codes:
+            blocks = split[..., per:].reshape(*lead, -1)
         else:
-            split = records.reshape(*lead, -1, 36)
-            scales = split[..., :4].reshape(*lead, -1)
-            blocks = split[..., 4:].reshape(*lead, -1)
-            fmt = "nvfp4"
+            blocks = np.broadcast_to(np.uint8(0), (*lead, split.shape[-2] * (
+                split.shape[-1] - per)))
         tensor_scale = None
         if "scale" in roles:
             values = self.read(roles["scale"]).reshape(-1)
