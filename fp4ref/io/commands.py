@@ -474,9 +474,15 @@ class _Repacked(Mapping):
         if np.ndim(layer.tensor_scale):
             raise ValueError(f"layer {key!r}: one tensor scale per expert; {self.to} holds "
                              f"one per layer")
-        codes = api.unpack(np.ascontiguousarray(layer.blocks), layer.nibble_order,
-                           block_size=size)
-        return QuantizedLayer(api.pack(codes), np.ascontiguousarray(scales), layer.format,
+        blocks = np.ascontiguousarray(layer.blocks)
+        flat = blocks.reshape(-1, blocks.shape[-1])
+        low = np.empty_like(flat)
+        step = max(1, (32 << 20) // (2 * flat.shape[-1]))  # unpacked codes stay ~32 MB
+        for start in range(0, flat.shape[0], step):
+            rows = slice(start, start + step)
+            low[rows] = api.pack(api.unpack(flat[rows], layer.nibble_order, block_size=size))
+        return QuantizedLayer(low.reshape(blocks.shape), np.ascontiguousarray(scales),
+                              layer.format,
                               bias=layer.bias, tensor_scale=layer.tensor_scale,
                               extras=dict(layer.extras))
 

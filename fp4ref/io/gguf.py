@@ -576,13 +576,18 @@ def _records(layer: Any, name: str) -> np.ndarray:
     if fmt == "nvfp4" and not isinstance(layer, GgufLayer) and np.any(scales >= 0x7F):
         raise ValueError(f"layer {name!r}: scale bytes 0x7F..0xFF (NaN or negative E4M3) "
                          f"mean something else to ggml's unsigned UE4M3; refusing to write")
-    lead = blocks.shape[:-1]
-    codes = api.unpack(blocks, getattr(layer, "nibble_order", "low-first"), block_size=sub)
-    split = api.pack(codes, "split-half", block_size=sub)
+    order = getattr(layer, "nibble_order", "low-first")
     per = block // sub  # scale bytes per record
-    out = np.concatenate([scales.reshape(*lead, -1, per),
-                          split.reshape(*lead, -1, block // 2)], -1)
-    return out.reshape(*lead, k // block * record)
+    flat_blocks, flat_scales = blocks.reshape(-1, k // 2), scales.reshape(-1, k // sub)
+    out = np.empty((flat_blocks.shape[0], k // block, record), np.uint8)
+    step = max(1, (32 << 20) // k)  # rows per slice: the unpacked codes stay ~32 MB
+    for start in range(0, flat_blocks.shape[0], step):
+        rows = slice(start, start + step)
+        codes = api.unpack(flat_blocks[rows], order, block_size=sub)
+        out[rows, :, :per] = flat_scales[rows].reshape(-1, k // block, per)
+        out[rows, :, per:] = api.pack(codes, "split-half", block_size=sub).reshape(
+            -1, k // block, block // 2)
+    return out.reshape(*blocks.shape[:-1], k // block * record)
 
 
 def write(
