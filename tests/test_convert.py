@@ -287,3 +287,12 @@ def test_float_to_gguf_nvfp4(folder, capsys):
     peer = gguf.quants.dequantize(raw["a.weight"], gguf.GGMLQuantizationType.MXFP4)
     assert np.array_equal(peer.view(np.uint32),
                           fp4ref.dequantize(q, e8m0_decode="ggml").view(np.uint32))
+
+
+def test_convert_shows_progress(folder, capsys):
+    save_file(gpt_oss_tensors(np.random.default_rng(9)), "model.safetensors")
+    assert cli.main(["convert", "model.safetensors", "m.gguf", "--to", "gguf"]) == 0
+    err = capsys.readouterr().err
+    assert "convert [" in err and "100%" in err and "convert done:" in err
+    assert cli.main(["convert", "model.safetensors", "n.gguf", "--to", "gguf", "-q"]) == 0
+    assert capsys.readouterr().err == ""

@@ -513,7 +513,7 @@ def convert_file(path: str, out: str, to: str, convention: str | None = None,
                  profile: str = "ocp", residual: str | None = None, *,
                  format: str | None = None, quantize: tuple[str, ...] = QUANTIZE,
                  keep: tuple[str, ...] = KEEP,
-                 left: list[tuple[str, str]] | None = None) -> list[str]:
+                 left: list[tuple[str, str]] | None = None, quiet: bool = True) -> list[str]:
     """Rewrite ``path`` as ``to`` (a UQFF generation, a checkpoint convention or GGUF).
 
     Quantized layers are moved, not recomputed: their codes and scales are repacked into the
@@ -523,8 +523,8 @@ def convert_file(path: str, out: str, to: str, convention: str | None = None,
     place for other tensors: they go to ``residual`` (default ``residual.safetensors``
     beside ``out``), as mistral.rs does; an existing file there is replaced only when
     ``residual`` names it. Every output appears only when all are complete. ``left``, when
-    given, receives each tensor written unquantized with the reason. Returns the paths
-    written.
+    given, receives each tensor written unquantized with the reason. A progress bar goes to
+    stderr unless ``quiet``. Returns the paths written.
     """
     if to not in TARGETS:
         raise ValueError(f"to must be one of {TARGETS}; got {to!r}")
@@ -558,6 +558,14 @@ def convert_file(path: str, out: str, to: str, convention: str | None = None,
         left.extend((name, "not a quantized layer of the source") for name in others)
     if source.gguf is not None and to != "gguf":
         layers = _Repacked(layers, to)
+    progress = Progress(1, "convert", quiet)
+    layers = _Counted(layers, progress, {
+        key: _input_bytes(source, layers, key) for key in layers})
+    others = {name: _CountedTensor(value, progress) for name, value in others.items()}
+    # every writer looks each layer up twice (header, then data; half its size each) and
+    # reads others once: the bar counts the input's bytes
+    progress.total = max(1, sum(layers.sizes.values()) + sum(
+        math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in others.values()))
     written = [out]
     if to.startswith("uqff") and others:
         if residual is None:
@@ -586,7 +594,49 @@ def convert_file(path: str, out: str, to: str, convention: str | None = None,
             marked = {CONVENTION_KEY: to} if to == "modelopt" else {}
             checkpoints.write(out, _StrKeys(layers), to, others=others,
                               metadata={**source.metadata, **marked} or None)
+    progress.finish()
     return written
+
+
+def _input_bytes(source: Source, layers: Mapping, key: Any) -> int:
+    """About how many bytes of the input layer ``key`` is (for the progress bar)."""
+    if isinstance(layers, _Quantized):
+        lazy = source.others[layers.names[key]]
+        return math.prod(lazy.shape) * np.dtype(lazy.dtype).itemsize
+    return math.prod(source.shape(key)[0]) // 2
+
+
+class _Counted(Mapping):
+    """``layers`` whose lookups advance a progress bar by half each layer's size."""
+
+    def __init__(self, layers: Mapping, progress: Progress, sizes: dict) -> None:
+        self.layers, self.progress, self.sizes = layers, progress, sizes
+
+    def __getitem__(self, key: Any) -> Any:
+        layer = self.layers[key]
+        self.progress.advance(self.sizes[key] // 2)
+        return layer
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+
+class _CountedTensor:
+    """A lazy tensor whose reading advances a progress bar by its size."""
+
+    def __init__(self, value: Any, progress: Progress) -> None:
+        if not (hasattr(value, "dtype") and hasattr(value, "shape")):
+            value = np.asarray(value)
+        self.value, self.progress = value, progress
+        self.dtype, self.shape = value.dtype, tuple(value.shape)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        array = np.asarray(self.value)
+        self.progress.advance(array.nbytes)
+        return array if dtype is None else array.astype(dtype)
 
 
 class _StrKeys(Mapping):
@@ -619,7 +669,8 @@ def _convert(args: argparse.Namespace) -> int:
     written = convert_file(args.input, args.output, args.to, args.convention, args.profile,
                            args.residual, format=args.format,
                            quantize=tuple(args.quantize or QUANTIZE),
-                           keep=tuple(KEEP if args.keep is None else args.keep), left=left)
+                           keep=tuple(KEEP if args.keep is None else args.keep), left=left,
+                           quiet=args.quiet)
     if not args.quiet:
         for path in written:
             print(f"wrote {path}", file=sys.stderr)
