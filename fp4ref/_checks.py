@@ -3,6 +3,8 @@ before any kernel runs. Errors name the argument, what it got and what it needed
 
 from __future__ import annotations
 
+import math
+import os
 from typing import Any
 
 import ml_dtypes
@@ -28,6 +30,39 @@ def choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
     return value
 
 
+def integer(name: str, value: Any, minimum: int | None = None) -> int:
+    """``value`` as an int (Python or numpy integers; not bools, floats or strings), at
+    least ``minimum``; else an error naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int; got {type(value).__name__} {value!r}")
+    number = int(value)
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {number}")
+    return number
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory in bytes (0 if the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
+def affordable(name: str, shape: tuple[int, ...], dtype: Any, what: str,
+               hint: str = "") -> None:
+    """``ValueError`` naming ``name`` if ``what`` (an array of ``shape`` and ``dtype`` about
+    to be allocated) needs more bytes than this machine has, instead of a ``MemoryError``
+    from deep inside numpy."""
+    nbytes = math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize
+    memory = memory_bytes()
+    if memory and nbytes > memory:
+        raise ValueError(
+            f"{name}: {what} ({np.dtype(dtype)}, shape {tuple(shape)}) needs "
+            f"{nbytes / 2**30:.4g} GiB, more than this machine's {memory / 2**30:.4g} GiB{hint}"
+        )
+
+
 def host_array(name: str, value: Any) -> np.ndarray:
     """``value`` as a C-contiguous, native-byte-order numpy array."""
     if isinstance(value, (list, tuple)) or np.isscalar(value):
@@ -39,6 +74,9 @@ def host_array(name: str, value: Any) -> np.ndarray:
             raise TypeError(f"{name} must be convertible to a numpy array; {error}") from None
     else:
         raise TypeError(f"{name} must be an array; got {type(value).__name__}")
+    if not array.dtype.isnative or not array.flags.c_contiguous:  # a copy: affordable?
+        affordable(name, array.shape, array.dtype, "a contiguous, native-byte-order copy",
+                   "; pass a smaller or contiguous array (a broadcast view is copied whole)")
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
     return array if array.flags.c_contiguous else np.ascontiguousarray(array)
@@ -122,7 +160,8 @@ def empty_on_lines(shape: tuple[int, ...], dtype: Any, line: int = 64) -> np.nda
     whole lines with streaming stores.
     """
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    affordable("out", shape, dtype, "the result")
+    nbytes = math.prod(int(d) for d in shape) * dtype.itemsize
     raw = np.empty(nbytes + line, np.uint8)
     start = -raw.ctypes.data % line
     return raw[start:start + nbytes].view(dtype).reshape(shape)

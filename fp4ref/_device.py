@@ -140,10 +140,11 @@ def overlaps(a, b) -> bool:
 
 
 def empty(shape: tuple, dtype: np.dtype):
-    """A new numba device array."""
-    from numba import cuda
+    """A new numba device array (large ones from :func:`fp4ref.buffers.device_empty`'s
+    cache)."""
+    from . import buffers
 
-    array = cuda.device_array(shape, dtype)
+    array = buffers.device_empty(shape, dtype)
     return _simulated(array) if hasattr(array, "_ary") else array
 
 

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import ml_dtypes
 import numpy as np
 
-from . import _checks, _device, arrays, backends, layouts
+from . import _checks, _device, arrays, backends, buffers, layouts
 from .profiles import E8M0_DECODES
 from .profiles import get as get_profile
 from .spec import mx, nibbles, nvfp4, rounding
@@ -251,7 +251,7 @@ def _output(name: str, out: Any, shape: tuple, dtype: str, inputs: tuple) -> np.
     if _device.is_device(out) or (out is None and any(map(_device.is_device, inputs))):
         return _device.output(name, out, shape, wanted, inputs)
     if out is None:
-        return _checks.empty_on_lines(shape, wanted)
+        return buffers.empty(shape, wanted)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy array; got {type(out).__name__}")
     if out.shape != shape or out.dtype != wanted:
@@ -354,6 +354,7 @@ def encode_e4m3(
 
 def _rows(k: int, order: str, block_size: int, what: str) -> int:
     """Row length the pack kernels work on, after checking ``k`` fits ``order``."""
+    block_size = _checks.integer("block_size", block_size)
     if order == "split-half":
         if block_size < 2 or block_size % 2:
             raise ValueError(f"block_size must be a positive even number; got {block_size}")

@@ -10,7 +10,14 @@ has already validated and flattened:
   e8m0_decode="ocp")``: writes output bits (uint32 for float32, uint16 for bfloat16/float16)
   into ``out[b, n]``, E8M0 bytes read by the named convention;
 * ``swizzle(scales[e, r, c], layout) -> uint8[e, rpad * cpad]`` and
-  ``unswizzle(stored[e, rpad * cpad], rows, cols, layout) -> uint8[e, rows, cols]``.
+  ``unswizzle(stored[e, rpad * cpad], rows, cols, layout) -> uint8[e, rows, cols]``;
+* ``largest_magnitude(x) -> float``: max |x| of a flat float32 array (NaN if it holds one);
+* ``quantize(x, options, hessian) -> (scales[b], packed[b, B/2])``: the blocks of the flat
+  float32 ``x`` under one :class:`~fp4ref.kernels.options.QuantizeOptions` (the one record
+  :mod:`fp4ref.quantize` builds from a profile and a call); ``hessian`` float64
+  ``[J, B, B]`` (J = 0 unless ``"optimal-hessian"``).
+
+Every convention reaches a kernel as the integer :mod:`fp4ref.kernels.options` gives it.
 
 ``"python"`` runs the oracle of :mod:`fp4ref.spec` element by element; ``"numba"`` runs the
 kernels of :mod:`fp4ref.kernels.cpu`; ``"cuda"`` the kernels of :mod:`fp4ref.kernels.cuda`
@@ -21,20 +28,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _device
+from . import _device, buffers
+from .kernels.options import QuantizeOptions, code
 from .spec import e2m1, e4m3, e8m0, layouts, mx, nibbles, nvfp4, rounding
 
 BACKENDS = ("auto", "python", "numba", "cuda")
 
-_TIES = rounding.TIE_RULES
-_ORDERS = nibbles.NIBBLE_ORDERS
-_OUT_KINDS = ("float32", "bfloat16", "float16")
-
 #: Outputs at least this large are written with streaming stores where the kernel can: they
 #: would not stay in the caches anyway (a last-level cache is a few tens of MiB).
 _STREAM_BYTES = 16 << 20
-#: E8M0 decode conventions (:data:`fp4ref.profiles.E8M0_DECODES`), kernel integers by index.
-_E8M0_DECODES = ("ocp", "bits", "ggml")
 
 
 def _bits_dtype(dtype: str) -> type:
@@ -92,6 +94,34 @@ class PythonBackend:
         out = [layouts.unswizzle(flat.tolist(), rows, cols, layout) for flat in stored]
         return np.array(out, np.uint8).reshape(stored.shape[0], rows, cols)
 
+    def largest_magnitude(self, x: np.ndarray) -> float:
+        with np.errstate(invalid="ignore"):
+            return float(np.max(np.abs(x))) if x.size else 0.0
+
+    def quantize(self, x: np.ndarray, options: QuantizeOptions, hessian: np.ndarray):
+        """The oracle's :func:`fp4ref.spec.mx.quantize_block` or
+        :func:`fp4ref.spec.nvfp4.quantize_block` on each block, by name."""
+        block, p = options.block_size, options.profile
+        rows = x.reshape(-1, block)
+        scales = np.empty(rows.shape[0], np.uint8)
+        packed = np.empty((rows.shape[0], block // 2), np.uint8)
+        columns = hessian.shape[0]
+        for b, row in enumerate(rows):
+            values = [float(v) for v in row]
+            h = hessian[b % columns].tolist() if columns else None
+            if options.format == "mxfp4":
+                scale, codes = mx.quantize_block(
+                    values, options.scale_rule, p.rounding, p.zero_sign, options.start_rule,
+                    p.e8m0_min, p.sum_lanes, h)
+            else:
+                scale, codes = nvfp4.quantize_block(
+                    values, p.nvfp4_recipe, options.tensor_operand, p.block_scale_clamp,
+                    p.zero_block_scale, options.optimal, p.rounding, p.zero_sign,
+                    p.nonfinite == "nan-scale", p.sum_lanes, h)
+            scales[b] = scale
+            packed[b] = nibbles.pack(codes, p.nibble_order, block)
+        return scales, packed
+
 
 class NumbaBackend:
     """``numba.njit(parallel=True)`` kernels on host arrays."""
@@ -108,7 +138,7 @@ class NumbaBackend:
         key = ("scalar", which)
         if key not in self._tables:
             table = np.empty(16 if which == "e2m1" else 256, np.uint32)
-            self.cpu.fill_scalar_table(table, ("e2m1", "e8m0", "e4m3").index(which))
+            self.cpu.fill_scalar_table(table, code("scalar_format", which))
             self._tables[key] = table
         return self._tables[key]
 
@@ -119,9 +149,9 @@ class NumbaBackend:
         key = (scale_format, int(np.float32(tensor_scale).view(np.uint32)), dtype, e8m0_decode)
         if key not in self._tables:
             table = np.empty((256, 16), _bits_dtype(dtype))
-            kind = self.cpu.SCALE_E8M0 if scale_format == "e8m0" else self.cpu.SCALE_E4M3
+            kind = code("scale_format", scale_format)
             self.cpu.fill_block_table(table, kind, np.float32(tensor_scale),
-                                      _OUT_KINDS.index(dtype), _E8M0_DECODES.index(e8m0_decode))
+                                      code("dtype", dtype), code("e8m0_decode", e8m0_decode))
             self._remember(key, table)
         return self._tables[key]
 
@@ -134,7 +164,7 @@ class NumbaBackend:
         if key not in self._tables:
             table = self.block_table(scale_format, tensor_scale, dtype, e8m0_decode)
             pairs = np.empty((256, 256), np.uint64 if table.itemsize == 4 else np.uint32)
-            self.cpu.fill_pair_table(table, _ORDERS.index(order), pairs)
+            self.cpu.fill_pair_table(table, code("nibble_order", order), pairs)
             self._remember(key, pairs)
         return self._tables[key]
 
@@ -150,22 +180,22 @@ class NumbaBackend:
 
     def encode_e2m1(self, x: np.ndarray, rounding_: str) -> np.ndarray:
         out = np.empty(x.shape, np.uint8)
-        self.cpu.encode_e2m1(x.ravel(), _TIES.index(rounding_), out.ravel())
+        self.cpu.encode_e2m1(x.ravel(), code("rounding", rounding_), out.ravel())
         return out
 
     def encode_e4m3(self, x: np.ndarray, rounding_: str, saturate: bool) -> np.ndarray:
         out = np.empty(x.shape, np.uint8)
-        self.cpu.encode_e4m3(x.ravel(), _TIES.index(rounding_), bool(saturate), out.ravel())
+        self.cpu.encode_e4m3(x.ravel(), code("rounding", rounding_), bool(saturate), out.ravel())
         return out
 
     def pack(self, codes: np.ndarray, order: str) -> np.ndarray:
         out = np.empty((codes.shape[0], codes.shape[1] // 2), np.uint8)
-        self.cpu.pack(codes, _ORDERS.index(order), out)
+        self.cpu.pack(codes, code("nibble_order", order), out)
         return out
 
     def unpack(self, packed: np.ndarray, order: str) -> np.ndarray:
         out = np.empty((packed.shape[0], 2 * packed.shape[1]), np.uint8)
-        self.cpu.unpack(packed, _ORDERS.index(order), out)
+        self.cpu.unpack(packed, code("nibble_order", order), out)
         return out
 
     def dequantize(self, blocks, scales, scale_format, tensor_scale, order, dtype, out,
@@ -182,7 +212,7 @@ class NumbaBackend:
         stream = (out.nbytes >= _STREAM_BYTES
                   and out.ctypes.data % LINE_BYTES == 0)
         chunks = min(blocks.shape[0], 16 * numba.get_num_threads())
-        self.cpu.dequantize_blocks(blocks, scales, table, _ORDERS.index(order), closed_form,
+        self.cpu.dequantize_blocks(blocks, scales, table, code("nibble_order", order), closed_form,
                                    stream, chunks, out, pairs)
 
     def swizzle(self, scales: np.ndarray, layout: str) -> np.ndarray:
@@ -190,15 +220,44 @@ class NumbaBackend:
 
         rpad, cpad = layouts.padded_shape(scales.shape[1], scales.shape[2], layout)
         out = np.zeros((scales.shape[0], rpad * cpad), np.uint8)
-        kernels.swizzle(scales, layouts.LAYOUTS.index(layout), out)
+        kernels.swizzle(scales, code("scale_layout", layout), out)
         return out
 
     def unswizzle(self, stored: np.ndarray, rows: int, cols: int, layout: str) -> np.ndarray:
         from .kernels.cpu import layouts as kernels
 
         out = np.empty((stored.shape[0], rows, cols), np.uint8)
-        kernels.unswizzle(stored, layouts.LAYOUTS.index(layout), out)
+        kernels.unswizzle(stored, code("scale_layout", layout), out)
         return out
+
+    def largest_magnitude(self, x: np.ndarray) -> float:
+        from .kernels.cpu.quantize import largest_magnitude
+
+        return float(np.uint32(largest_magnitude(x.view(np.uint32))).view(np.float32))
+
+    def quantize(self, x: np.ndarray, options: QuantizeOptions, hessian: np.ndarray):
+        block = options.block_size
+        count = x.size // block
+        scales = buffers.empty((count,), np.uint8)
+        packed = buffers.empty((count, block // 2), np.uint8)
+        self.quantize_blocks(x.reshape(count, block), options, scales, packed, hessian)
+        return scales, packed
+
+    def quantize_blocks(self, blocks: np.ndarray, options: QuantizeOptions, scales: np.ndarray,
+                        packed: np.ndarray, hessian: np.ndarray) -> str:
+        """Quantize the float32 ``blocks`` ``[b, B]`` into ``scales`` ``[b]`` and ``packed``
+        ``[b, B/2]`` by the kernel :func:`fp4ref.kernels.cpu.quantize.kernel_for` picks;
+        returns its key (``"nvfp4-fast"`` where the NVFP4 blocks took the division-free
+        path)."""
+        from .kernels.cpu import quantize as kernels
+
+        path = kernels.kernel_for(options)
+        if blocks.shape[0]:
+            fast = kernels.KERNELS[path](blocks, blocks.view(np.uint32), options.kernel, scales,
+                                         packed, hessian)
+            if path == "nvfp4" and fast:
+                return "nvfp4-fast"
+        return path
 
 
 class CudaBackend:
@@ -239,7 +298,7 @@ class CudaBackend:
         key = ("scalar", which)
         if key not in self._tables:
             table = _device.empty(16 if which == "e2m1" else 256, np.uint32)
-            self.gpu.fill_scalar_table(table, ("e2m1", "e8m0", "e4m3").index(which))
+            self.gpu.fill_scalar_table(table, code("scalar_format", which))
             self._tables[key] = table
         return self._tables[key]
 
@@ -250,9 +309,9 @@ class CudaBackend:
         key = (scale_format, int(np.float32(tensor_scale).view(np.uint32)), dtype, e8m0_decode)
         if key not in self._tables:
             table = _device.empty((256, 16), _bits_dtype(dtype))
-            kind = self.gpu.SCALE_E8M0 if scale_format == "e8m0" else self.gpu.SCALE_E4M3
+            kind = code("scale_format", scale_format)
             self.gpu.fill_block_table(table, kind, np.float32(tensor_scale),
-                                      _OUT_KINDS.index(dtype), _E8M0_DECODES.index(e8m0_decode))
+                                      code("dtype", dtype), code("e8m0_decode", e8m0_decode))
             if len(self._tables) > 64:
                 self._tables.clear()
             self._tables[key] = table
@@ -267,26 +326,26 @@ class CudaBackend:
     def encode_e2m1(self, x, rounding_: str):
         source = self._in(x)
         out = _device.empty(source.shape, np.uint8)
-        self.gpu.encode_e2m1(source.reshape(-1), _TIES.index(rounding_), out.reshape(-1))
+        self.gpu.encode_e2m1(source.reshape(-1), code("rounding", rounding_), out.reshape(-1))
         return self._out(out, x)
 
     def encode_e4m3(self, x, rounding_: str, saturate: bool):
         source = self._in(x)
         out = _device.empty(source.shape, np.uint8)
-        self.gpu.encode_e4m3(source.reshape(-1), _TIES.index(rounding_), bool(saturate),
+        self.gpu.encode_e4m3(source.reshape(-1), code("rounding", rounding_), bool(saturate),
                              out.reshape(-1))
         return self._out(out, x)
 
     def pack(self, codes, order: str):
         source = self._in(codes)
         out = _device.empty((source.shape[0], source.shape[1] // 2), np.uint8)
-        self.gpu.pack(source, _ORDERS.index(order), out)
+        self.gpu.pack(source, code("nibble_order", order), out)
         return self._out(out, codes)
 
     def unpack(self, packed, order: str):
         source = self._in(packed)
         out = _device.empty((source.shape[0], 2 * source.shape[1]), np.uint8)
-        self.gpu.unpack(source, _ORDERS.index(order), out)
+        self.gpu.unpack(source, code("nibble_order", order), out)
         return self._out(out, packed)
 
     def dequantize(self, blocks, scales, scale_format, tensor_scale, order, dtype, out,
@@ -300,56 +359,39 @@ class CudaBackend:
         if _device.address(packed) % 8:  # the kernel loads 64-bit words
             packed = _device.empty(blocks.shape, np.uint8)
             packed.copy_to_device(blocks)
-        self.gpu.dequantize_blocks(packed, self._in(scales), table, _ORDERS.index(order),
+        self.gpu.dequantize_blocks(packed, self._in(scales), table, code("nibble_order", order),
                                    target)
         if target is not out:
             target.copy_to_host(out)
 
-    def quantize(self, x, fmt: str, rule: str, start_rule: str, operand: float, profile,
-                 hessian: np.ndarray | None = None, out: tuple | None = None):
+    def quantize(self, x, options: QuantizeOptions, hessian: np.ndarray, out: tuple | None = None):
         """(scales ``[b]``, packed ``[b, B/2]``) device arrays of the flat float32 device
-        array ``x`` (16-byte aligned) as ``fmt`` blocks: MXFP4 by ``rule`` (a scale rule,
-        ``"optimal"`` or ``"optimal-hessian"``, searching from ``start_rule``), NVFP4 by the
-        profile's recipe with tensor operand ``operand`` (``rule`` ``"optimal"`` or
-        ``"optimal-hessian"`` searches); the element options from ``profile``, as the numba
-        kernels of :mod:`.kernels.cpu.quantize`. ``hessian``: the host float64
-        ``[J, B, B]`` Hessian blocks of ``"optimal-hessian"`` (block b uses
-        ``hessian[b % J]``); ``out``: those two device arrays, to write into."""
-        from .kernels import scale_rules as rules
+        array ``x`` (16-byte aligned), as the numba kernels of :mod:`.kernels.cpu.quantize`.
+        ``hessian``: the host float64 ``[J, B, B]`` Hessian blocks (J = 0 unless
+        ``"optimal-hessian"``; block b uses ``hessian[b % J]``); ``out``: those two device
+        arrays, to write into."""
         from .kernels.cuda import quantize as kernels
 
-        block = 32 if fmt == "mxfp4" else 16
+        block = options.block_size
         count = x.size // block
         scales, packed = out or (_device.empty(count, np.uint8),
                                  _device.empty((count, block // 2), np.uint8))
         if count == 0:
             return scales, packed
-        optimal = rule in ("optimal", "optimal-hessian")
-        options = (_TIES.index(profile.rounding), rules.ZERO_SIGNS.index(profile.zero_sign),
-                   profile.sum_lanes, _ORDERS.index(profile.nibble_order))
-        if rule == "optimal-hessian":
-            hessian = self.cuda.to_device(np.ascontiguousarray(hessian, np.float64))
-        else:
-            hessian = None
-        if fmt == "mxfp4":
+        k = options.kernel
+        matrices = None
+        if hessian.shape[0]:
+            matrices = self.cuda.to_device(np.ascontiguousarray(hessian, np.float64))
+        if options.format == "mxfp4":
             if "e8m0 divisors" not in self._tables:
                 divisors = np.ldexp(1.0, np.arange(256) - 127)  # E8M0 values, MX v1.0 5.4.1
                 divisors[255] = np.nan
                 self._tables["e8m0 divisors"] = self.cuda.to_device(divisors)
-            kernels.quantize_mx(
-                x, self._tables["e8m0 divisors"], 0 if optimal else rules.MX_RULES.index(rule),
-                optimal, rules.MX_RULES.index(start_rule), profile.e8m0_min, *options, scales,
-                packed, hessian)
+            kernels.quantize_mx(x, self._tables["e8m0 divisors"], k, scales, packed, matrices)
             return scales, packed
-        recipe = rules.NV_RECIPES.index(profile.nvfp4_recipe)
         divisors = _device.empty(256, np.float64)
-        kernels.nv_divisors(recipe, float(operand), divisors)
-        low, high = profile.block_scale_clamp or (1.0, 0.0)  # low > high: no clamp
-        zero = -1.0 if profile.zero_block_scale is None else profile.zero_block_scale
-        kernels.quantize_nv(
-            x, divisors, recipe, float(operand), low, high, zero, optimal,
-            recipe == rules.RECIPE_TORCHAO, profile.nonfinite == "nan-scale", *options,
-            scales, packed, hessian)
+        kernels.nv_divisors(k.nvfp4_recipe, k.tensor_operand, divisors)
+        kernels.quantize_nv(x, divisors, k, scales, packed, matrices)
         return scales, packed
 
     def largest_magnitude(self, x) -> float:
@@ -374,7 +416,7 @@ class CudaBackend:
         source = self._in(scales)
         rpad, cpad = layouts.padded_shape(source.shape[1], source.shape[2], layout)
         out = self.cuda.to_device(np.zeros((source.shape[0], rpad * cpad), np.uint8))
-        kernels.swizzle(source, layouts.LAYOUTS.index(layout), out)
+        kernels.swizzle(source, code("scale_layout", layout), out)
         return self._out(out, scales)
 
     def unswizzle(self, stored, rows: int, cols: int, layout: str):
@@ -382,7 +424,7 @@ class CudaBackend:
 
         source = self._in(stored)
         out = _device.empty((source.shape[0], rows, cols), np.uint8)
-        kernels.unswizzle(source, layouts.LAYOUTS.index(layout), out)
+        kernels.unswizzle(source, code("scale_layout", layout), out)
         return self._out(out, stored)
 
 

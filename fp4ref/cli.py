@@ -20,6 +20,7 @@ from . import __version__, bench, selftest
 from ._table import format_table
 from .conformance import cli as conformance_cli
 from .io import commands as io_commands
+from .verify import cli as verify_cli
 
 
 def _selftest(args: argparse.Namespace) -> int:
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_parser(sub)
     io_commands.add_parser(sub)
     conformance_cli.add_parser(sub)
+    verify_cli.add_parser(sub)
     return parser
 
 

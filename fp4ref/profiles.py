@@ -180,7 +180,7 @@ _PROFILES = (
             "0x8 as +0. gguf-py has no NVFP4 quantizer. (ggml gives NaN/Inf blocks scale 0; "
             "fp4ref gives them 0xFF.)",
             rounding="zero", zero_sign="drop", scale_rule="ggml", e8m0_decode="ggml",
-            nibble_order="split-half", nvfp4_recipe=None),
+            nibble_order="split-half", nvfp4_recipe="plain", tensor_scale=False),
     Profile("torchao-floor", "torchao 0.18 mx_formats to_mx FLOOR (run) and nvfp4_quantize: "
             "exponent bits of amax minus 2, RNE, clamp +-6; NVFP4 block scale "
             "e4m3(clamp((amax/6)/s_t, 2^-6, 448)), elements x*((1/s_t)/s_b). Not emulated: "
@@ -213,9 +213,26 @@ _PROFILES = (
             "float32 errors summed in torch's AVX-512 order.",
             rounding="zero", zero_sign="negative", scale_rule="qwantize", e8m0_min=1,
             nonfinite="ieee", nvfp4_recipe="plain", tensor_scale=False),
-    Profile("mlx", "MLX (read from source, not run): MXFP4 scale 2^round(log2(amax/6)), RNE; "
-            "NVFP4 modelled as the OCP recipe.",
-            scale_rule="nearest"),
+    Profile("quark", "AMD Quark 0.13 OCP_MXFP4Spec export (run on CPU: PerBlockMXObserver, "
+            "scaled_real_quantize, Pack_fp4, to_e8m0_uint8): the EVEN scale rule, ties to even, "
+            "zero codes +0. No NVFP4 quantizer adapted.",
+            zero_sign="drop", scale_rule="even", nvfp4_recipe=None),
+    Profile("vllm", "vLLM 0.33.0 torch reference paths (run from its wheel): MXFP4 "
+            "downcast_to_mxfp_torch ROUND_UP (rceil by a bit trick, ties away, signs kept), "
+            "upcast_from_mxfp_torch (scale bytes as float32 bits); NVFP4 ref_nvfp4_quant with "
+            "the global scale its callers pass, 2688 / amax (encode), and dequantize_to_dtype.",
+            rounding="away", scale_rule="rceil", e8m0_decode="bits", nonfinite="ieee",
+            nvfp4_recipe="compressed-tensors", tensor_scale_direction="encode"),
+    Profile("vllm-round-down", "vLLM 0.33.0 downcast_to_mxfp_torch ROUND_DOWN (run from its "
+            "wheel): the exponent of float32(amax / 6), ties away.",
+            rounding="away", scale_rule="floor", e8m0_decode="bits", nvfp4_recipe=None),
+    Profile("mlx", "MLX 0.32.4 on CPU (run: mx.quantize / mx.dequantize, modes mxfp4 and "
+            "nvfp4): MXFP4 scale rceil, elements by argmin over the E2M1 table (ties toward "
+            "zero, zero codes +0); NVFP4 plain e4m3(amax / 6) when no global_scale is given. "
+            "Not yet emulated (docs/findings.md): zero block 0x7F, scales below 2^-127 wrap, "
+            "NaN/Inf blocks 0x80, 0xFF decodes to +Inf, global_scale taken as the tensor amax.",
+            scale_rule="rceil", rounding="zero", zero_sign="drop", nvfp4_recipe="plain",
+            tensor_scale=False),
     Profile("flashinfer", "flashinfer / TensorRT-LLM fp4_quantize in exact-division mode (read "
             "from source, not run): MXFP4 rceil; NVFP4 global_scale = 6*448/amax (encode), block "
             "scale e4m3(G*amax_b/6), elements x/(s_b/G), zero block 0; 128x4 swizzled scales.",

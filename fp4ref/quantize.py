@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _device, arrays, backends
-from .layouts import swizzle
+from .kernels.options import QuantizeOptions
 from .profiles import Profile
 from .profiles import get as get_profile
-from .spec import elements, mx, nibbles, nvfp4, scale_rules
+from .spec import mx, nvfp4, scale_rules
 from .spec import rounding as ties
 from .spec.layouts import LAYOUTS, padded_shape
 
@@ -69,17 +69,10 @@ def _input(x: Any, block_size: int) -> np.ndarray:
     return np.ascontiguousarray(array.astype(np.float32, copy=False))
 
 
-def _largest_magnitude(x: np.ndarray) -> float:
-    """max |x| of the contiguous float32 ``x`` by the parallel CPU kernel (NaN if it holds
-    one; 0 if empty)."""
-    from .kernels.cpu.quantize import largest_magnitude
-
-    return float(np.uint32(largest_magnitude(x.reshape(-1).view(np.uint32))).view(np.float32))
-
-
-def _tensor_scales(x: np.ndarray, profile: Profile, tensor_scale: Any, amax: Any = None):
+def _tensor_scales(profile: Profile, tensor_scale: Any, amax: Any):
     """(recipe operand, decode multiplier, stored value) for an NVFP4 quantization
-    (``amax()`` gives the tensor's max |x| where it is not ``x``'s on the host)."""
+    (``amax()`` gives the tensor's max |x|, NaN if it holds one: the backend's
+    ``largest_magnitude``)."""
     recipe = profile.nvfp4_recipe
     if not profile.tensor_scale:
         if tensor_scale is not None:
@@ -90,11 +83,7 @@ def _tensor_scales(x: np.ndarray, profile: Profile, tensor_scale: Any, amax: Any
     if tensor_scale is not None:
         stored = float(_checks.float32_scalar("tensor_scale", tensor_scale))
     else:
-        if amax is not None:
-            amax = amax()
-        else:
-            with np.errstate(invalid="ignore"):
-                amax = float(np.max(np.abs(x))) if x.size else 0.0
+        amax = amax()
         amax = math.nan if amax != amax else amax  # NaN tensors: fp4ref's canonical NaN
         if encode:  # compressed-tensors generate_gparam: 2688 / amax, non-finite -> 1;
             # torch evaluates scalar / tensor as tensor.reciprocal() * scalar
@@ -198,33 +187,36 @@ def quantize(
             raise ValueError(f"scale_rule={scale_rule!r} needs a division recipe; profile "
                              f"{prof.name!r} multiplies by reciprocals")
     if engine.name == "cuda":
-        return _quantize_cuda(engine, x, fmt, rule, prof, tensor_scale, hessian, block)
-    data = _input(x, block)
-    blocks_h = _hessian(hessian, rule, data.shape[-1], block)
-    if prof.scale_layout != "linear" and data.ndim < 2:
-        raise ValueError(f"x must have shape [..., N, K] for scale_layout "
-                         f"{prof.scale_layout!r}; got shape {data.shape}")
-    flat = data.reshape(-1, block)
-    scales = np.empty(flat.shape[0], np.uint8)
-    packed = np.empty((flat.shape[0], block // 2), np.uint8)
-    decode = stored = None
-    if fmt == "mxfp4":
-        _run_mx(flat, rule, prof, backend, scales, packed, blocks_h)
+        flat, shape = _device_input(engine, x, block)
     else:
-        operand, decode, stored = _tensor_scales(data, prof, tensor_scale, amax=None if (
-            backend == "python") else lambda: _largest_magnitude(data))
-        _run_nv(flat, rule in scale_rules.SEARCH_RULES, operand, prof, backend, scales, packed,
-                blocks_h)
-    leading = data.shape[:-1]
-    scales = scales.reshape(*leading, data.shape[-1] // block)
+        data = _input(x, block)
+        flat, shape = data.reshape(-1), data.shape
+    blocks_h = _hessian(hessian, rule, shape[-1], block)
+    if prof.scale_layout != "linear" and len(shape) < 2:
+        raise ValueError(f"x must have shape [..., N, K] for scale_layout "
+                         f"{prof.scale_layout!r}; got shape {shape}")
+    operand, decode, stored = 1.0, None, None
+    if fmt == "nvfp4":
+        operand, decode, stored = _tensor_scales(
+            prof, tensor_scale, amax=lambda: engine.largest_magnitude(flat))
+    scales, packed = engine.quantize(flat, QuantizeOptions(fmt, rule, prof, operand), blocks_h)
+    leading = shape[:-1]
+    scales = scales.reshape(*leading, shape[-1] // block)
     if prof.scale_layout != "linear":
-        scales = swizzle(scales, prof.scale_layout, backend="python" if backend == "python"
-                         else "numba")
+        *batch, rows, cols = scales.shape
+        count = int(np.prod(batch, dtype=np.int64))
+        stored_scales = engine.swizzle(scales.reshape(count, rows, cols), prof.scale_layout)
+        scales = stored_scales.reshape(*batch, *padded_shape(rows, cols, prof.scale_layout))
+    packed = packed.reshape(*leading, shape[-1] // 2)
+    if engine.name == "cuda":
+        if _device.is_device(x):
+            packed, scales = _device._to_kind(packed, x), _device._to_kind(scales, x)
+        else:
+            packed, scales = packed.copy_to_host(), scales.copy_to_host()
     return QuantizedTensor(
-        blocks=packed.reshape(*leading, data.shape[-1] // 2), scales=scales, format=fmt,
-        tensor_scale=decode, stored_tensor_scale=stored, scale_rule=rule,
-        rounding=prof.rounding, nibble_order=prof.nibble_order,
-        scale_layout=prof.scale_layout, profile=prof)
+        blocks=packed, scales=scales, format=fmt, tensor_scale=decode,
+        stored_tensor_scale=stored, scale_rule=rule, rounding=prof.rounding,
+        nibble_order=prof.nibble_order, scale_layout=prof.scale_layout, profile=prof)
 
 
 def _device_input(engine: Any, x: Any, block_size: int) -> tuple[Any, tuple]:
@@ -250,36 +242,6 @@ def _device_input(engine: Any, x: Any, block_size: int) -> tuple[Any, tuple]:
         aligned.copy_to_device(flat)
         return aligned, shape
     return flat, shape
-
-
-def _quantize_cuda(engine, x, fmt, rule, prof, tensor_scale, hessian, block) -> QuantizedTensor:
-    """:func:`quantize` on the GPU (:meth:`fp4ref.backends.CudaBackend.quantize`)."""
-    flat, shape = _device_input(engine, x, block)
-    blocks_h = _hessian(hessian, rule, shape[-1], block)
-    if prof.scale_layout != "linear" and len(shape) < 2:
-        raise ValueError(f"x must have shape [..., N, K] for scale_layout "
-                         f"{prof.scale_layout!r}; got shape {shape}")
-    operand, decode, stored = 1.0, None, None
-    if fmt == "nvfp4":
-        operand, decode, stored = _tensor_scales(
-            None, prof, tensor_scale, amax=lambda: engine.largest_magnitude(flat))
-    scales, packed = engine.quantize(flat, fmt, rule, _start_rule(prof), operand, prof, blocks_h)
-    leading = shape[:-1]
-    scales = scales.reshape(*leading, shape[-1] // block)
-    if prof.scale_layout != "linear":
-        *batch, rows, cols = scales.shape
-        count = int(np.prod(batch, dtype=np.int64))
-        stored_scales = engine.swizzle(scales.reshape(count, rows, cols), prof.scale_layout)
-        scales = stored_scales.reshape(*batch, *padded_shape(rows, cols, prof.scale_layout))
-    packed = packed.reshape(*leading, shape[-1] // 2)
-    if _device.is_device(x):
-        packed, scales = _device._to_kind(packed, x), _device._to_kind(scales, x)
-    else:
-        packed, scales = packed.copy_to_host(), scales.copy_to_host()
-    return QuantizedTensor(
-        blocks=packed, scales=scales, format=fmt, tensor_scale=decode,
-        stored_tensor_scale=stored, scale_rule=rule, rounding=prof.rounding,
-        nibble_order=prof.nibble_order, scale_layout=prof.scale_layout, profile=prof)
 
 
 def hessian_blocks(activations: Any, block_size: int) -> np.ndarray:
@@ -324,73 +286,3 @@ def _hessian(hessian: Any, rule: str, k: int, block: int) -> np.ndarray:
     if not np.isfinite(blocks_h).all():
         raise ValueError("hessian must be finite")
     return blocks_h
-
-
-def _start_rule(prof: Profile) -> str:
-    return prof.scale_rule if prof.scale_rule in scale_rules.MX_RULES else "floor"
-
-
-def _run_mx(flat, rule, prof, backend, scales, packed, hessian) -> None:
-    if flat.shape[0] == 0:
-        return
-    columns = hessian.shape[0]
-    if backend == "python":
-        for b, row in enumerate(flat):
-            scale, codes = mx.quantize_block(
-                [float(v) for v in row], rule, prof.rounding, prof.zero_sign, _start_rule(prof),
-                prof.e8m0_min, prof.sum_lanes,
-                hessian[b % columns].tolist() if columns else None)
-            scales[b] = scale
-            packed[b] = nibbles.pack(codes, prof.nibble_order, mx.BLOCK_SIZE)
-        return
-    from .kernels import scale_rules as k
-    from .kernels.cpu import mx_search
-    from .kernels.cpu import quantize as kernels
-
-    if rule not in scale_rules.SEARCH_RULES:
-        kernels.quantize_mx_rule(
-            flat, flat.view(np.uint32), k.MX_RULES.index(rule),
-            k.THRESHOLDS[ties.TIE_RULES.index(prof.rounding)],
-            elements.ZERO_SIGNS.index(prof.zero_sign),
-            nibbles.NIBBLE_ORDERS.index(prof.nibble_order), scales, packed)
-        return
-    tie = ties.TIE_RULES.index(prof.rounding)
-    if rule == "optimal" and prof.sum_lanes == mx_search.LANES:
-        kernels.quantize_mx_optimal(
-            flat, flat.view(np.uint32), k.MX_RULES.index(_start_rule(prof)), prof.e8m0_min, tie,
-            k.THRESHOLDS[tie], elements.ZERO_SIGNS.index(prof.zero_sign),
-            nibbles.NIBBLE_ORDERS.index(prof.nibble_order), scales, packed)
-        return
-    kernels.quantize_mx(
-        flat, k.MX_RULES.index(_start_rule(prof)), prof.e8m0_min, tie,
-        elements.ZERO_SIGNS.index(prof.zero_sign),
-        prof.sum_lanes, nibbles.NIBBLE_ORDERS.index(prof.nibble_order), scales, packed, hessian)
-
-
-def _run_nv(flat, optimal, operand, prof, backend, scales, packed, hessian) -> bool:
-    """Quantize the NVFP4 blocks ``flat`` into ``scales`` and ``packed``; returns whether
-    the numba kernel took its division-free path."""
-    if flat.shape[0] == 0:
-        return False
-    columns = hessian.shape[0]
-    clamp = prof.block_scale_clamp
-    inf_nan = prof.nonfinite == "nan-scale"
-    if backend == "python":
-        for b, row in enumerate(flat):
-            scale, codes = nvfp4.quantize_block(
-                [float(v) for v in row], prof.nvfp4_recipe, operand, clamp,
-                prof.zero_block_scale, optimal, prof.rounding, prof.zero_sign, inf_nan,
-                prof.sum_lanes, hessian[b % columns].tolist() if columns else None)
-            scales[b] = scale
-            packed[b] = nibbles.pack(codes, prof.nibble_order, nvfp4.BLOCK_SIZE)
-        return False
-    from .kernels import scale_rules as k
-    from .kernels.cpu import quantize as kernels
-
-    low, high = clamp if clamp is not None else (1.0, 0.0)
-    zero = -1.0 if prof.zero_block_scale is None else prof.zero_block_scale
-    return kernels.quantize_nv(
-        flat, k.NV_RECIPES.index(prof.nvfp4_recipe), operand, low, high, zero, optimal,
-        inf_nan, ties.TIE_RULES.index(prof.rounding),
-        elements.ZERO_SIGNS.index(prof.zero_sign), prof.sum_lanes,
-        nibbles.NIBBLE_ORDERS.index(prof.nibble_order), scales, packed, hessian)

@@ -2,7 +2,11 @@
 
 import numpy as np
 
-BACKENDS = ("python", "numba")
+import fp4ref
+
+#: Every backend that runs here: python, numba, and cuda on a GPU or in numba's simulator
+#: (``conftest.py`` chooses the mode), so the front-door tests run over all three.
+BACKENDS = tuple(fp4ref.available_backends())
 
 
 def float32_all_magnitudes(count: int, seed: int = 0) -> np.ndarray:
@@ -44,3 +48,16 @@ def require_peer(module: str):
     if os.environ.get("FP4REF_REQUIRE_PEERS") == "1":
         return importlib.import_module(module)
     return pytest.importorskip(module)
+
+
+def kernel_options(format: str = "mxfp4", profile: str = "ocp", rule: str | None = None,
+                   tensor_operand: float = 1.0, **fields):
+    """The :class:`~fp4ref.kernels.options.KernelOptions` of a quantization under the named
+    ``profile`` with ``fields`` (profile fields, by name) replaced and scale rule ``rule``
+    (the profile's rule or recipe if omitted), built by the translation itself."""
+    from fp4ref.kernels.options import QuantizeOptions
+
+    prof = fp4ref.profiles()[profile].with_options(**fields)
+    if rule is None:
+        rule = prof.scale_rule if format == "mxfp4" else prof.nvfp4_recipe
+    return QuantizeOptions(format, rule, prof, tensor_operand).kernel

@@ -26,7 +26,8 @@ def test_selftest_fails_when_a_backend_is_wrong(monkeypatch, capsys):
 def test_bench_dequantize_runs_on_a_small_matrix(capsys):
     assert cli.main(["bench", "dequantize", "--size", "256", "--repeat", "1"]) == 0
     out = capsys.readouterr().out
-    assert "ratio to copy" in out and "fp4ref numba -> bfloat16" in out
+    assert "ratio to copy" in out and "fp4ref.dequantize -> bfloat16, allocating" in out
+    assert "x the out= call" in out and "cache off" in out
 
 
 def test_bench_quantize_runs_on_a_small_matrix(capsys):
@@ -34,6 +35,7 @@ def test_bench_quantize_runs_on_a_small_matrix(capsys):
                      "--peer-rows", "4"]) == 0
     out = capsys.readouterr().out
     assert "ratio to copy" in out and "optimal nvfp4" in out and "mxfp4 optimal" in out
+    assert "fp4ref.quantize OCP MXFP4 (floor), allocating" in out
 
 
 def test_paired_times_alternate():

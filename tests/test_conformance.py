@@ -205,8 +205,13 @@ def test_compare_bits_nan_and_dtypes():
     assert same.all()
     assert check.compare(expected, expected.astype(np.float64))[0] is None
     assert check.compare(expected, expected[:2])[0] is None
-    same, _ = check.compare(np.array([1, 2], np.uint8), np.array([1, 3]))
+    same, _ = check.compare(np.array([1, 2], np.uint8), np.array([1, 3], np.uint8))
     assert same.tolist() == [True, False]
+    codes = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    for wrong in (codes.astype(np.int64), codes.reshape(-1), codes.T.copy(), codes[None]):
+        assert check.compare(codes, wrong)[0] is None  # dtype or shape: refused, not passed
+    stored = np.arange(8, dtype=np.uint8)  # swizzled bytes: flat or as the padded tile
+    assert check.compare(stored, stored.reshape(2, 4), flat=True)[0].all()
 
 
 def test_locate_prefers_the_environment(tmp_path, monkeypatch):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fp4ref.kernels.scalar import HIGH_FIRST, LOW_FIRST, SPLIT_HALF, byte_elements, element_nibble
+from fp4ref.kernels.options import HIGH_FIRST, LOW_FIRST, SPLIT_HALF
+from fp4ref.kernels.scalar import byte_elements, element_nibble
 
 TESTS = Path(__file__).parent
 HAS_NUMBA_CUDA = importlib.util.find_spec("numba_cuda") is not None

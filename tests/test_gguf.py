@@ -253,33 +253,66 @@ WORDS = [0, 1, 0xFF, 1 << 31, (1 << 64) - 1, 1 << 40]
 
 
 def test_fuzz(peer_file, tmp_path):
-    """3000 seeded mutations (flipped bytes, header words set to extremes): each file
-    either reads, with every layer and tensor decodable, or raises FormatError."""
-    data = bytearray(peer_file[0].read_bytes())
-    head = G.read(peer_file[0]).data_start
+    """3000 seeded mutations (flipped bytes, header words set to extremes, truncations) of a
+    gguf-py file and of one fp4ref wrote (with its JSON metadata): each either reads, every
+    layer and tensor decodable, or raises FormatError."""
+    ours = tmp_path / "ours.gguf"
+    f = G.read(peer_file[0])
+    G.write(ours, {"nv": f["nv"], "mx": f["blk.0.ffn_down_exps"]},
+            {"ids": np.arange(5, dtype=np.uint8), "step": np.array(3, np.int64)},
+            metadata={G.METADATA_KEY: '{"format": "pt"}', G.SOURCE_KEY: "test"})
+    assert G.read(ours).read("step").shape == ()
     rng = np.random.default_rng(21)
     path = tmp_path / "fuzz.gguf"
     outcomes = {"read": 0, "refused": 0}
-    for _ in range(3000):
-        mutated = bytearray(data)
-        for _ in range(rng.integers(1, 4)):
-            at = int(rng.integers(0, head))
-            if rng.random() < 0.5:
-                mutated[at] = int(rng.integers(0, 256))
-            else:
-                word = WORDS[int(rng.integers(0, len(WORDS)))]
-                mutated[at:at + 8] = word.to_bytes(8, "little")
-        if rng.random() < 0.2:
-            mutated = mutated[: int(rng.integers(0, len(mutated)))]
-        path.write_bytes(bytes(mutated))
-        try:
-            f = G.read(path)
-            with np.errstate(all="ignore"):
-                for key in f:
-                    G.dequantize(f[key])
-                for name in f.others:
-                    f.read(name)
-            outcomes["read"] += 1
-        except FormatError:
-            outcomes["refused"] += 1
+    for source in (peer_file[0], ours):
+        data = bytearray(source.read_bytes())
+        head = G.read(source).data_start
+        for _ in range(1500):
+            mutated = bytearray(data)
+            for _ in range(rng.integers(1, 4)):
+                at = int(rng.integers(0, head))
+                if rng.random() < 0.5:
+                    mutated[at] = int(rng.integers(0, 256))
+                else:
+                    word = WORDS[int(rng.integers(0, len(WORDS)))]
+                    mutated[at:at + 8] = word.to_bytes(8, "little")
+            if rng.random() < 0.2:
+                mutated = mutated[: int(rng.integers(0, len(mutated)))]
+            path.write_bytes(bytes(mutated))
+            try:
+                g = G.read(path)
+                g.safetensors_metadata()
+                with np.errstate(all="ignore"):
+                    for key in g:
+                        G.dequantize(g[key])
+                    for name in g.others:
+                        np.asarray(G.LazyGgufTensor(g, name))
+                outcomes["read"] += 1
+            except FormatError:
+                outcomes["refused"] += 1
     assert outcomes["read"] > 100 and outcomes["refused"] > 1000, outcomes
+
+
+@pytest.mark.peers
+def test_dequantize_equals_ggml_c(peer_file):
+    """ggml's own C to_float (``.ci/peers/ggml.sh`` builds it; helper adapter
+    fp4ref.conformance.peers.ggml) on every FP4 tensor's records, bit for bit, with the
+    tensor scale multiplied in afterwards as llama.cpp's graph does."""
+    ggml = pytest.importorskip("fp4ref.conformance.peers.ggml")
+    try:
+        c = ggml.Ggml()
+    except ImportError as error:
+        pytest.skip(str(error))
+    f = G.read(peer_file[0])
+    for key in f:
+        info = f.tensors[f.entries[key]["weight"]]
+        layer = f[key]
+        ref = c.to_float(np.asarray(f.records(info.name)), info.ggml_type,
+                         int(np.prod(info.shape))).reshape(info.shape)
+        if layer.tensor_scale is not None:
+            ts = np.asarray(layer.tensor_scale, np.float32)
+            ref = ref * (ts[:, None, None] if ts.ndim else ts)
+        with np.errstate(over="ignore"):
+            got = G.dequantize(layer)
+        assert np.array_equal(bits(got), bits(ref)), key

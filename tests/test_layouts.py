@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 import fp4ref
 from fp4ref.spec import layouts as spec
 
-BACKENDS = ("python", "numba")
+from .helpers import BACKENDS
+
 PADDED = ("128x4", "8x4")
 
 

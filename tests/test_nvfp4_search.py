@@ -28,7 +28,13 @@ from fp4ref.kernels.cpu.nvfp4_search import (
 from fp4ref.kernels.cpu.quantize import encode_block
 from fp4ref.kernels.scalar import e4m3_decode
 
-from .helpers import around
+from .helpers import around, kernel_options
+
+#: The clamp bounds of a profile without a clamp, and its zero-block arguments, as the
+#: translation gives them: (clamp_low, clamp_high, zero_block, zero_block_scale).
+_OCP = kernel_options("nvfp4")
+NO_CLAMP = (_OCP.clamp_low, _OCP.clamp_high)
+NO_ZERO_BLOCK = (_OCP.zero_block, _OCP.zero_block_scale)
 
 # NVFP4 profiles whose blocks take the division-free path (no zero-block scale, division).
 FAST_PROFILES = ("qwantize", "ocp", "comfy", "mlx", "flashinfer")
@@ -151,7 +157,8 @@ def test_open_chunk_rules_out_only_candidates_above_the_best(tie, tensor):
     else:
         divisors = np.array([k.nvfp4_divisor(b, 1, tensor)[0] for b in range(256)])
         amax = np.abs(x).max(axis=1).astype(np.float64)
-        start = np.array([k.nvfp4_block_scale(a, 1, tensor, 1.0, 0.0, -1.0) for a in amax])
+        start = np.array([k.nvfp4_block_scale(a, 1, tensor, *NO_CLAMP, *NO_ZERO_BLOCK)
+                          for a in amax])
     table = decision_table(divisors, 126, tie)
     lows = np.clip(start - rng.integers(2, 14, len(x)), 1, 126 - 23) + WINDOW
     picks = rng.integers(0, 8, len(x))
@@ -225,7 +232,8 @@ def test_open_searches_equal_the_scalar_bounds(tie):
     divisors = np.array([k.nvfp4_divisor(b, 0, 1.0)[0] for b in range(256)])
     table = decision_table(divisors, 126, tie)
     amax = np.abs(x).max(axis=1)
-    starts = np.array([k.nvfp4_block_scale(float(a), 0, 1.0, 1.0, 0.0, -1.0) for a in amax])
+    starts = np.array([k.nvfp4_block_scale(float(a), 0, 1.0, *NO_CLAMP, *NO_ZERO_BLOCK)
+                       for a in amax])
     starts = np.clip(starts + rng.integers(-3, 4, len(x)) * (rng.random(len(x)) < 0.3), 1, 126)
     e0, s_min, s_max, expected = searches_and_bounds(x, starts, divisors, table, tie)
     assert np.array_equal(e0, expected[:, 0])
@@ -234,14 +242,14 @@ def test_open_searches_equal_the_scalar_bounds(tie):
 
 @pytest.mark.parametrize("recipe, tensor", [(0, 1.0), (1, 0.37), (3, 2.9), (1, 1e-20)])
 def test_start_breakpoints_give_the_block_scale(recipe, tensor):
-    points = start_breakpoints(recipe, tensor, 1.0, 0.0)
+    points = start_breakpoints(recipe, tensor, *NO_CLAMP)
     finite = points[1:][np.isfinite(points[1:])]
     amax = np.concatenate([finite, np.nextafter(finite, np.float32(0)),
                            np.nextafter(finite, np.float32(np.inf)),
                            np.float32([0.0, 1e-45, 3e38, np.inf])])
     for a in amax:
-        assert (points[1:] <= a).sum() == k.nvfp4_block_scale(float(a), recipe, tensor, 1.0,
-                                                               0.0, -1.0)
+        assert (points[1:] <= a).sum() == k.nvfp4_block_scale(float(a), recipe, tensor, *NO_CLAMP,
+                                                               *NO_ZERO_BLOCK)
 
 
 @njit(cache=True)
@@ -259,7 +267,7 @@ def test_counting_tables_count_like_searchsorted(recipe, tensor):
     rng = np.random.default_rng(recipe)
     divisors = np.float32([k.nvfp4_divisor(b, recipe, tensor)[0] for b in range(1, 127)])
     runs = np.sort(np.float32(np.r_[np.zeros(40), np.full(30, 2.0), rng.uniform(0, 9, 50)]))
-    for values in (start_breakpoints(recipe, tensor, 1.0, 0.0)[1:], divisors, runs,
+    for values in (start_breakpoints(recipe, tensor, *NO_CLAMP)[1:], divisors, runs,
                    np.float32([0.0, 1e-45, 3e38, np.inf, np.nan, np.nan])):
         table = counting_table(values)
         bits = values.view(np.uint32)
@@ -302,8 +310,9 @@ def sample_blocks(count, seed=0):
 
 
 @njit(cache=True)
-def scalar_reference(x, recipe, tensor, tie, zero_sign, order, scales, packed):
+def scalar_reference(x, options, scales, packed):
     """The scalar numba steps (division per element, clip test, one candidate at a time)."""
+    recipe, tensor, tie = options.nvfp4_recipe, options.tensor_operand, options.rounding
     divisors = np.empty(256)
     for b in range(256):
         divisors[b] = k.nvfp4_divisor(b, recipe, tensor)[0]
@@ -313,11 +322,14 @@ def scalar_reference(x, recipe, tensor, tie, zero_sign, order, scales, packed):
         amax = 0.0
         for i in range(16):
             amax = max(amax, abs(float(x[blk, i])))
-        start = k.nvfp4_block_scale(amax, recipe, tensor, 1.0, 0.0, -1.0)
+        start = k.nvfp4_block_scale(amax, recipe, tensor, options.clamp_low,
+                                    options.clamp_high, options.zero_block,
+                                    options.zero_block_scale)
         scale = k.search(x[blk], start, divisors[start], divisors, 1, 126, False, tie, 16,
                          terms, ys)
         scales[blk] = scale
-        encode_block(x[blk], divisors[scale], False, tie, zero_sign, order, packed[blk])
+        encode_block(x[blk], divisors[scale], False, tie, options.zero_sign,
+                     options.nibble_order, packed[blk])
 
 
 @pytest.mark.parametrize("optimal", [False, True])
@@ -325,16 +337,21 @@ def scalar_reference(x, recipe, tensor, tie, zero_sign, order, scales, packed):
 def test_fast_path_is_taken(profile, optimal):
     """The profiles the tests here call fast reach the division-free kernel path, from the
     argument mapping quantize itself uses; the others do not."""
-    from fp4ref.quantize import _run_nv, _tensor_scales
+    from fp4ref import backends
+    from fp4ref.kernels.options import QuantizeOptions
+    from fp4ref.quantize import _tensor_scales
 
     prof = fp4ref.profiles()[profile]
     if prof.nvfp4_recipe is None or (optimal and prof.nvfp4_recipe == "torchao"):
         pytest.skip(f"{profile} has no NVFP4 {'search' if optimal else 'quantizer'}")
     x = sample_blocks(64, seed=1)
-    operand = _tensor_scales(x, prof, None)[0]
+    numba = backends.get("numba")
+    operand = _tensor_scales(prof, None, lambda: numba.largest_magnitude(x.reshape(-1)))[0]
+    options = QuantizeOptions("nvfp4", "optimal" if optimal else prof.nvfp4_recipe, prof,
+                              operand)
     scales, packed = np.empty(64, np.uint8), np.empty((64, 8), np.uint8)
-    fast = _run_nv(x, optimal, operand, prof, "numba", scales, packed, np.zeros((0, 16, 16)))
-    assert fast == (profile in FAST_PROFILES)
+    path = numba.quantize_blocks(x, options, scales, packed, np.zeros((0, 16, 16)))
+    assert (path == "nvfp4-fast") == (profile in FAST_PROFILES)
 
 
 @pytest.mark.parametrize("profile", FAST_PROFILES)
@@ -343,16 +360,13 @@ def test_fast_search_equals_the_scalar_search(profile):
     q = fp4ref.quantize(x, format="nvfp4", profile=profile, scale_rule="optimal",
                         scale_layout="linear")
     prof = fp4ref.profiles()[profile]
-    recipe = k.NV_RECIPES.index(prof.nvfp4_recipe)
     tensor = 1.0 if q.tensor_scale is None else float(q.tensor_scale)
     if prof.tensor_scale_direction == "encode" and q.tensor_scale is not None:
         tensor = float(q.stored_tensor_scale)
     scales = np.empty(len(x), np.uint8)
     packed = np.empty((len(x), 8), np.uint8)
-    tie = ("even", "away", "zero").index(prof.rounding)
-    zero_sign = k.ZERO_SIGNS.index(prof.zero_sign)
-    order = ("low-first", "high-first", "split-half").index(prof.nibble_order)
-    scalar_reference(x, recipe, tensor, tie, zero_sign, order, scales, packed)
+    options = kernel_options("nvfp4", profile, "optimal", tensor, scale_layout="linear")
+    scalar_reference(x, options, scales, packed)
     assert np.array_equal(np.asarray(q.scales).ravel(), scales)
     assert np.array_equal(np.asarray(q.blocks).reshape(len(x), 8), packed)
 

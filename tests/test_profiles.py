@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 import fp4ref
 
+from .helpers import BACKENDS
+
 CODES = np.arange(32, dtype=np.uint8) % 16  # every code twice
 NAN = 0x7FC00000
 INF, NINF = 0x7F800000, 0xFF800000
@@ -37,7 +39,7 @@ TABLES = [
 ]
 
 
-@pytest.mark.parametrize("backend", ["python", "numba"])
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("profile,byte,expected", TABLES)
 def test_decode_table(backend, profile, byte, expected):
     blocks = fp4ref.pack(CODES.reshape(1, 32))

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 import fp4ref
 from fp4ref.spec import e2m1, e8m0
 
+from .helpers import BACKENDS
+
 TIES = [0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 6.0]
 
 
@@ -18,7 +20,7 @@ def codes_of(q):
     return fp4ref.unpack(q.blocks, q.nibble_order, block_size=32 if q.format == "mxfp4" else 16)
 
 
-@pytest.mark.parametrize("backend", ["python", "numba"])
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("profile,expected", [
     ("ocp", [0, 2, 2, 4, 4, 6, 6, 7]),       # RNE (MX 5.3.3)
     ("qwantize", [0, 1, 2, 3, 4, 5, 6, 7]),  # toward zero
@@ -35,7 +37,7 @@ def test_tie_block(backend, profile, expected):
     assert codes_of(q)[0, :8].tolist() == [c | 8 if c else negative_zero for c in expected]
 
 
-@pytest.mark.parametrize("backend", ["python", "numba"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_special_blocks(backend):
     x = np.ones((5, 32), np.float32)
     x[0, 3] = np.nan
@@ -54,7 +56,7 @@ def test_special_blocks(backend):
     assert codes[4, 0] == 0  # 2^-130 / 2^-127 = 1/8 rounds to 0
 
 
-@pytest.mark.parametrize("backend", ["python", "numba"])
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("profile,zero_byte", [
     ("ocp", 0x00), ("modelopt", 0x38), ("compressed-tensors", 0x20), ("torchao-floor", 0x08),
     ("qwantize", 0x00)])
@@ -105,6 +107,42 @@ def test_nvfp4_nan_tensor_scale(profile, stored):
     for backend in ("python", "numba"):
         q = fp4ref.quantize(x, format="nvfp4", profile=profile, backend=backend)
         assert np.float32(q.stored_tensor_scale).view(np.uint32) == stored, backend
+
+
+NV_PROFILES = [name for name, p in fp4ref.profiles().items()
+               if p.nvfp4_recipe is not None and p.tensor_scale]
+
+
+@pytest.mark.parametrize("profile", NV_PROFILES)
+def test_given_tensor_scales_follow_the_oracle(profile):
+    """Every backend gives the oracle's bytes for the probes with a given tensor scale
+    (0, Inf, the smallest normal, 2^-140, 2^100). With Inf the ModelOpt recipe's block scale
+    is 0 and its divisor 0 * Inf = NaN: every |x| / NaN encodes as a zero code that keeps
+    its sign by the profile's rule (issue 17: numba wrote all-zero codes)."""
+    from fp4ref.conformance.probes import probes
+
+    given_scales = [p for p in probes("nvfp4") if p.tensor_scale is not None]
+    assert len(given_scales) == 5
+    for probe in given_scales:
+        want = fp4ref.quantize(probe.x, format="nvfp4", profile=profile,
+                               tensor_scale=probe.tensor_scale, backend="python")
+        for backend in BACKENDS[1:]:
+            got = fp4ref.quantize(probe.x, format="nvfp4", profile=profile,
+                                  tensor_scale=probe.tensor_scale, backend=backend)
+            assert np.array_equal(want.blocks, got.blocks), (probe.label, profile, backend)
+            assert np.array_equal(want.scales, got.scales), (probe.label, profile, backend)
+
+
+def test_infinite_tensor_scale_keeps_the_signs_of_zero_codes():
+    """Hand-derived: ocp, tensor scale Inf (decode), block scale e4m3(amax / (6 * Inf)) = 0,
+    divisor 0 * Inf = NaN, so every element's quotient is NaN: code 0, and under
+    zero_sign="keep" the sign bit of x (0x8 for -1.0 and -0.0)."""
+    x = np.zeros((1, 16), np.float32)
+    x[0, :4] = [1.0, -1.0, -0.0, 3.0]
+    for backend in BACKENDS:
+        q = fp4ref.quantize(x, format="nvfp4", tensor_scale=np.inf, backend=backend)
+        assert q.scales.tolist() == [[0]]
+        assert q.blocks[0].tolist() == [0x80, 0x08] + [0] * 6, backend
 
 
 def finite_blocks(block):

@@ -15,27 +15,39 @@ from fp4ref.kernels import scale_rules as k
 from fp4ref.kernels.cpu import mx_search
 from fp4ref.kernels.cpu import quantize as kernels
 from fp4ref.profiles import PROFILES
+from fp4ref.spec.elements import ZERO_SIGNS
+from fp4ref.spec.nibbles import NIBBLE_ORDERS
+from fp4ref.spec.rounding import TIE_RULES
+from fp4ref.spec.scale_rules import MX_RULES
+
+from .helpers import kernel_options
 
 E2M1 = np.array([0, .5, 1, 1.5, 2, 3, 4, 6], np.float32)
 MIDPOINTS = np.array([.25, .75, 1.25, 1.75, 2.5, 3.5, 5], np.float32)
-TIES = ("even", "away", "zero")  # fp4ref.spec.rounding.TIE_RULES order
+TIES = TIE_RULES
 MAX32 = np.finfo(np.float32).max
 
 
-def fast(x, start_rule, first, tie, zero_sign=1, order=0):
+def search_options(start_rule, first, tie, zero_sign="negative", order="low-first"):
+    """The kernel options of the 16-lane search from ``start_rule`` (all names)."""
+    return kernel_options(rule="optimal", scale_rule=start_rule, e8m0_min=first, rounding=tie,
+                          zero_sign=zero_sign, nibble_order=order, sum_lanes=16)
+
+
+def fast(x, *conventions):
     """(scales, packed) of the vector kernel."""
     scales = np.empty(x.shape[0], np.uint8)
     packed = np.empty((x.shape[0], 16), np.uint8)
-    kernels.quantize_mx_optimal(x, x.view(np.uint32), start_rule, first, tie, k.THRESHOLDS[tie],
-                                zero_sign, order, scales, packed)
+    kernels.quantize_mx_optimal(x, x.view(np.uint32), search_options(*conventions), scales,
+                                packed, np.zeros((0, 32, 32)))
     return scales, packed
 
 
-def scalar(x, start_rule, first, tie, zero_sign=1, order=0):
+def scalar(x, *conventions):
     """(scales, packed) of the scalar numba kernel (16 lanes, no Hessian)."""
     scales = np.empty(x.shape[0], np.uint8)
     packed = np.empty((x.shape[0], 16), np.uint8)
-    kernels.quantize_mx(x, start_rule, first, tie, zero_sign, 16, order, scales, packed,
+    kernels.quantize_mx(x, x.view(np.uint32), search_options(*conventions), scales, packed,
                         np.zeros((0, 32, 32)))
     return scales, packed
 
@@ -66,17 +78,18 @@ def families(rng, count):
     return {name: np.ascontiguousarray(v, np.float32) for name, v in out.items()}
 
 
-@pytest.mark.parametrize("tie", range(3))
+@pytest.mark.parametrize("tie", TIES)
 def test_vector_search_equals_scalar_search(tie):
     """Every start rule, first byte 0 and 1, on 13 families x 1500 random blocks."""
-    rng = np.random.default_rng(tie)
+    rng = np.random.default_rng(TIES.index(tie))
     x = np.concatenate(list(families(rng, 1500).values()))
-    for rule in range(len(k.MX_RULES)):
-        for first, zero_sign, order in ((0, rule % 3, 0), (1, 1, rule % 3)):
+    for i, rule in enumerate(MX_RULES):
+        for first, zero_sign, order in ((0, ZERO_SIGNS[i % 3], "low-first"),
+                                        (1, "negative", NIBBLE_ORDERS[i % 3])):
             got = fast(x, rule, first, tie, zero_sign, order)
             want = scalar(x, rule, first, tie, zero_sign, order)
-            assert np.array_equal(got[0], want[0]), (k.MX_RULES[rule], first)
-            assert np.array_equal(got[1], want[1]), (k.MX_RULES[rule], first)
+            assert np.array_equal(got[0], want[0]), (rule, first)
+            assert np.array_equal(got[1], want[1]), (rule, first)
 
 
 @njit

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from fp4ref.kernels import scale_rules as kernel
+from fp4ref.kernels.options import code
 from fp4ref.spec import scale_rules
 
-from .helpers import around
+from .helpers import around, kernel_options
 
 BELOW_8 = float(np.nextafter(np.float32(8), np.float32(0)))  # 7.9999995
 MAX32 = float(np.finfo(np.float32).max)
@@ -51,7 +52,7 @@ def test_mx_scale_oracle(rule, amax, byte):
 
 @pytest.mark.parametrize("rule,amax,byte", CASES)
 def test_mx_scale_kernel(rule, amax, byte):
-    assert kernel.mx_scale(float(np.float32(amax)), kernel.MX_RULES.index(rule)) == byte
+    assert kernel.mx_scale(float(np.float32(amax)), code("scale_rule", rule)) == byte
 
 
 @pytest.mark.parametrize("rule", scale_rules.MX_RULES)
@@ -61,7 +62,7 @@ def test_rules_agree_near_powers_of_two(rule):
                       np.float32)
     for amax in np.abs(around(points, 4)):
         a = float(amax)
-        assert scale_rules.mx_scale(a, rule) == kernel.mx_scale(a, kernel.MX_RULES.index(rule))
+        assert scale_rules.mx_scale(a, rule) == kernel.mx_scale(a, code("scale_rule", rule))
 
 
 # NVFP4 recipes: (recipe, amax, tensor, clamp, zero_scale, byte)
@@ -83,7 +84,8 @@ NV_CASES = [
 @pytest.mark.parametrize("recipe,amax,tensor,clamp,zero,byte", NV_CASES)
 def test_nvfp4_block_scale(recipe, amax, tensor, clamp, zero, byte):
     assert scale_rules.nvfp4_block_scale(amax, recipe, tensor, clamp, zero) == byte
-    low, high = clamp if clamp else (1.0, 0.0)
-    got = kernel.nvfp4_block_scale(amax, kernel.NV_RECIPES.index(recipe), tensor, low, high,
-                                   -1.0 if zero is None else zero)
+    o = kernel_options("nvfp4", nvfp4_recipe=recipe, block_scale_clamp=clamp,
+                       zero_block_scale=zero)
+    got = kernel.nvfp4_block_scale(amax, o.nvfp4_recipe, tensor, o.clamp_low, o.clamp_high,
+                                   o.zero_block, o.zero_block_scale)
     assert got == byte

@@ -10,10 +10,9 @@ from collections.abc import Callable
 import numpy as np
 
 from .. import api
-from .._checks import OUTPUT_DTYPES, empty_on_lines
 from .._table import format_table
 from . import dequantize_cuda
-from .timing import best_time, copy_time, machine
+from .timing import USER_CALL_COLUMNS, best_time, copy_time, machine, user_calls
 
 
 def _random_mxfp4(rows: int, cols: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -56,25 +55,24 @@ def bench_dequantize(args: argparse.Namespace) -> int:
     blocks, scales = _random_mxfp4(size, size)
     rows = []
     for dtype in ("float32", "bfloat16"):
-        out = empty_on_lines((size, size), OUTPUT_DTYPES[dtype])  # as dequantize allocates
-        seconds = best_time(
-            lambda dtype=dtype, out=out: api.dequantize(blocks, scales, dtype=dtype, out=out),
-            repeat)
+        out = api.dequantize(blocks, scales, dtype=dtype)
         traffic = blocks.nbytes + scales.nbytes + out.nbytes
-        roof = copy_time(traffic, repeat)
-        rows.append([f"fp4ref numba -> {dtype}", f"{seconds * 1e3:.1f}",
-                     f"{traffic / seconds / 1e9:.1f}", f"{roof / seconds:.2f}"])
+        rows += user_calls(
+            f"fp4ref.dequantize -> {dtype}", traffic, repeat,
+            lambda dtype=dtype, out=out: api.dequantize(blocks, scales, dtype=dtype, out=out),
+            lambda dtype=dtype: api.dequantize(blocks, scales, dtype=dtype))
         if dtype == "float32":
+            roof = copy_time(traffic, repeat)
             peers = [("numpy look-up table -> float32",
                       lambda: _numpy_lut_dequantize(blocks, scales)),
                      ("gguf-py -> float32", _gguf_dequantize(blocks, scales))]
             for label, run in peers:
                 if run is None:
-                    rows.append([label, "not installed", "", ""])
+                    rows.append([label, "not installed", "", "", "", ""])
                     continue
                 t = best_time(run, max(1, repeat // 2))
-                rows.append([label, f"{t * 1e3:.1f}", f"{traffic / t / 1e9:.1f}",
-                             f"{roof / t:.2f}"])
+                rows.append([label, f"{t * 1e3:.1f}", "reused", f"{roof * 1e3:.1f}",
+                             f"{roof / t:.2f}", ""])
     print(f"MXFP4 dequantize, {size} x {size}, on {machine()}")
-    print(format_table(["implementation", "ms", "GB/s moved", "ratio to copy"], rows))
+    print(format_table(USER_CALL_COLUMNS, rows))
     return 0

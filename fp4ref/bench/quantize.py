@@ -14,7 +14,7 @@ from .._table import format_table
 from ..quantize import quantize
 from ..spec.scale_rules import MX_RULES
 from . import quantize_cuda
-from .timing import best_time, copy_function, machine, paired_times
+from .timing import USER_CALL_COLUMNS, best_time, machine, user_calls
 
 
 def _qwantize(x: np.ndarray, fmt: str, rows: int):
@@ -44,13 +44,14 @@ def _qwantize(x: np.ndarray, fmt: str, rows: int):
 def _ocp_kernel(x: np.ndarray, blocks: np.ndarray, scales: np.ndarray):
     """What :func:`quantize` runs after allocating its outputs, writing into ``blocks`` and
     ``scales`` again (OCP MXFP4, numba)."""
+    from ..backends import get as backend
+    from ..kernels.options import QuantizeOptions
     from ..profiles import get
-    from ..quantize import _run_mx
 
     flat = x.reshape(-1, 32)
-    ocp = get("ocp")
-    return lambda: _run_mx(flat, "floor", ocp, "numba", scales.reshape(-1),
-                           blocks.reshape(-1, 16), np.zeros((0, 32, 32)))
+    options = QuantizeOptions("mxfp4", "floor", get("ocp"))
+    return lambda: backend("numba").quantize_blocks(
+        flat, options, scales.reshape(-1), blocks.reshape(-1, 16), np.zeros((0, 32, 32)))
 
 
 def bench_quantize(args: argparse.Namespace) -> int:
@@ -62,16 +63,10 @@ def bench_quantize(args: argparse.Namespace) -> int:
     print(f"quantize, {size} x {size} float32 N(0,1), on {machine()}")
     q = quantize(x)
     traffic = x.nbytes + q.blocks.nbytes + q.scales.nbytes
-    kernel = _ocp_kernel(x, q.blocks, q.scales)
-    rows = []
-    cases = (("kernel, outputs reused", kernel, False),
-             ("fp4ref.quantize, outputs allocated", lambda: quantize(x), True))
-    for name, function, fresh in cases:  # each timed alternately with its copy
-        seconds, roof = paired_times(function, copy_function(traffic, fresh), repeat)
-        rows.append([f"OCP MXFP4 (floor): {name}", f"{seconds * 1e3:.1f}",
-                     "allocated" if fresh else "reused", f"{roof * 1e3:.1f}",
-                     f"{roof / seconds:.2f}"])
-    print(format_table(["operation", "ms", "copy target", "copy ms", "ratio to copy"], rows))
+    rows = user_calls("fp4ref.quantize OCP MXFP4 (floor)", traffic, repeat,
+                      _ocp_kernel(x, q.blocks, q.scales), lambda: quantize(x),
+                      into_name="its kernel, outputs reused")
+    print(format_table(USER_CALL_COLUMNS, rows))
     rows = []
     subset = max(1, min(size, args.peer_rows))
     for fmt in ("mxfp4", "nvfp4"):

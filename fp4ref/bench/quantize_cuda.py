@@ -6,8 +6,10 @@ a warm-up (:func:`.timing.gpu_time`); the roofline is a device-to-device copy
 moving the same bytes (read + written) in the same run. The kernel rows write into
 preallocated outputs, as the copy does; the ``fp4ref.quantize`` rows allocate theirs. The
 optimal searches are compared with the numba CPU backend on ``--peer-rows`` rows of the
-same matrix (scaled up), whose output bytes must equal the GPU's; qwantize's Triton
-kernels are timed where importable.
+same matrix (scaled up), whose output bytes must equal the GPU's. Where torch is installed,
+the public calls are timed beside torchao's quantizers (eager and ``torch.compile``d) and
+qwantize's Triton kernels where those import (:mod:`.gpu_peers`), with whether each gives
+fp4ref's bytes under the profile describing it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from .. import backends
 from .._table import format_table
+from ..kernels.options import QuantizeOptions
 from ..profiles import get as get_profile
 from ..quantize import quantize
 from .timing import device_copy_time, device_name, gpu_time
@@ -45,19 +48,10 @@ def _host(array) -> np.ndarray:
     return array.copy_to_host() if hasattr(array, "copy_to_host") else np.asarray(array)
 
 
-def _qwantize_triton() -> str:
-    """What became of qwantize's Triton kernels here."""
-    try:
-        import qwantize  # noqa: F401
-        import triton  # noqa: F401
-    except ImportError as error:
-        return f"not installed on this machine ({error.name} missing): not compared"
-    return "importable, but fp4ref does not time it yet"
-
-
 def bench_quantize_cuda(args: argparse.Namespace) -> int:
-    """OCP MXFP4 / NVFP4 quantization of 1 GiB float32 against the copy roofline, and the
-    optimal searches against the numba CPU backend."""
+    """OCP MXFP4 / NVFP4 quantization of 1 GiB float32 against the copy roofline, the
+    public calls beside the GPU peers, and the optimal searches against the numba CPU
+    backend."""
     from numba import cuda
 
     engine = backends.get("cuda")
@@ -77,9 +71,12 @@ def bench_quantize_cuda(args: argparse.Namespace) -> int:
         count = x.size // block
         out = (cuda.device_array(count, np.uint8), cuda.device_array((count, block // 2),
                                                                       np.uint8))
-        cases = [("kernel", lambda fmt=fmt, ocp=ocp, out=out: engine.quantize(
-            flat, fmt, "floor" if fmt == "mxfp4" else "modelopt", "floor", 1.0 / 2688, ocp,
-            out=out))]
+        options = QuantizeOptions(fmt, "floor" if fmt == "mxfp4" else "modelopt", ocp,
+                                  1.0 / 2688)
+        cases = [("kernel", lambda options=options, out=out, block=block: engine.quantize(
+            flat, options, np.zeros((0, block, block)), out=out))]
+        if fmt == "nvfp4":
+            cases.append(("tensor amax pass alone", lambda: engine.largest_magnitude(flat)))
         cases.append(("fp4ref.quantize(device x)" + (" incl. tensor amax pass"
                                                      if fmt == "nvfp4" else ""),
                       lambda fmt=fmt: quantize(x, format=fmt)))
@@ -88,8 +85,86 @@ def bench_quantize_cuda(args: argparse.Namespace) -> int:
             table.append([label, name, f"{seconds * 1e3:.3f}", f"{roof / seconds:.2f}"])
     print(f"quantize on {device_name()}; 1 GiB of float32 input")
     print(format_table(["case", "implementation", "ms", "ratio to copy"], table))
+    _compare_peers(x, args.repeat)
     _compare_optimal(x, rows, cols, args)
     return 0
+
+
+def _compare_peers(x, repeat: int) -> None:
+    """fp4ref's public calls beside torchao's and qwantize's on the same device matrix,
+    every output allocated by the call, with whether the bytes are fp4ref's."""
+    from . import gpu_peers
+
+    torch = gpu_peers._torch()
+    if torch is None:
+        print("\npeers: torch is not installed: not compared")
+        return
+    t = torch.as_tensor(x, device="cuda")
+    rows = t.shape[0]
+    amax = t.abs().max()
+    tensor_scale = float(amax.to(torch.float32) / (448.0 * 6.0))  # torchao's, in float32
+    mx_traffic = t.nbytes + t.numel() // 2 + t.numel() // 32
+    nv_traffic = t.nbytes + t.numel() // 2 + t.numel() // 16
+    roofs = {"mxfp4": device_copy_time(mx_traffic, repeat),
+             "nvfp4": device_copy_time(nv_traffic, repeat)}
+    ours = {
+        "mxfp4 OCP": ({"format": "mxfp4"}, "same bytes: n/a"),
+        "mxfp4 torchao-floor": ({"format": "mxfp4", "profile": "torchao-floor"}, None),
+        "mxfp4 qwantize": ({"format": "mxfp4", "profile": "qwantize"}, None),
+        "nvfp4 OCP, tensor amax pass": ({"format": "nvfp4"}, "same bytes: n/a"),
+        "nvfp4 torchao-floor, tensor scale given": (
+            {"format": "nvfp4", "profile": "torchao-floor", "tensor_scale": tensor_scale},
+            None),
+        "mxfp4 optimal (qwantize)": (
+            {"format": "mxfp4", "profile": "qwantize", "scale_rule": "optimal"}, None),
+        "nvfp4 optimal (qwantize)": (
+            {"format": "nvfp4", "profile": "qwantize", "scale_rule": "optimal"}, None),
+    }
+    table, results = [], {}
+    for name, (options, note) in ours.items():
+        fmt = options["format"]
+        seconds = gpu_time(lambda options=options: quantize(t, **options), repeat)
+        q = quantize(t, **options)
+        results[name] = (q.scales.reshape(rows, -1), gpu_peers.unpacked(q.blocks))
+        table.append([name, "fp4ref.quantize", f"{seconds * 1e3:.3f}",
+                      f"{roofs[fmt] / seconds:.2f}", note or ""])
+    peers = []
+    why = gpu_peers.missing("torchao.prototype.mx_formats.nvfp4_tensor")
+    if why:
+        table.append(["mxfp4/nvfp4", "torchao", "not importable", "", why])
+    else:
+        for name, call in gpu_peers.torchao_quantizers(t, tensor_scale).items():
+            fmt, mode = name.split()
+            ref = "mxfp4 torchao-floor" if fmt == "mxfp4" else (
+                "nvfp4 torchao-floor, tensor scale given")
+            peers.append((ref, f"torchao {'to_mx' if fmt == 'mxfp4' else 'nvfp4_quantize'} "
+                               f"{mode}", call, lambda r: (r[0], gpu_peers.unpacked(r[1]))))
+    why = gpu_peers.missing("qwantize") or gpu_peers.missing("triton")
+    if why:
+        table.append(["mxfp4/nvfp4", "qwantize Triton", "not importable", "", why])
+    else:
+        for name, call in gpu_peers.qwantize_quantizers(t).items():
+            fmt, kind = name.split()
+            ref = f"{fmt} optimal (qwantize)" if kind == "optimal" else "mxfp4 qwantize"
+            peers.append((ref, f"qwantize {fmt}_{kind}_triton", call,
+                          lambda r, fmt=fmt: gpu_peers.qwantize_bytes(fmt, *r, rows)))
+    for ref, label, call, to_bytes in peers:
+        fmt = ref.split()[0]
+        try:
+            seconds = gpu_time(call, max(1, repeat // 2))
+            scales, codes = to_bytes(call())
+        except Exception as error:  # a peer that fails here is reported, not fatal
+            table.append([ref, label, "failed", "", f"{type(error).__name__}: {error}"[:80]])
+            continue
+        differ = gpu_peers.differing_blocks(fmt, scales, codes, *results[ref])
+        same = "yes" if differ == 0 else f"NO: {differ:.2%} of blocks differ"
+        table.append([ref, label, f"{seconds * 1e3:.3f}", f"{roofs[fmt] / seconds:.2f}",
+                      f"same bytes as fp4ref: {same}"])
+        torch.cuda.empty_cache()
+    print(f"\npublic calls on the same {rows} x {t.shape[1]} float32 device matrix, outputs "
+          f"allocated by each call (torchao is given fp4ref-equal tensor scale "
+          f"{tensor_scale:.6g} = amax / 2688)")
+    print(format_table(["case", "implementation", "ms", "ratio to copy", "bytes"], table))
 
 
 def _compare_optimal(x, rows: int, cols: int, args: argparse.Namespace) -> None:
@@ -121,4 +196,3 @@ def _compare_optimal(x, rows: int, cols: int, args: argparse.Namespace) -> None:
           f"and scaled to {rows}; bytes compared on those rows)")
     print(format_table(["quantization", "GPU ms", "GPU GB/s in", "CPU ms", "speed-up",
                         "same bytes"], table))
-    print(f"qwantize Triton kernels: {_qwantize_triton()}")

@@ -69,6 +69,40 @@ def copy_time(traffic_bytes: int, repeat: int) -> float:
     return best_time(copy_function(traffic_bytes), repeat)
 
 
+#: The columns of :func:`user_calls`' rows.
+USER_CALL_COLUMNS = ["call", "ms", "copy target", "copy ms", "ratio to copy", "x the out= call"]
+
+
+def user_calls(label: str, traffic_bytes: int, repeat: int, into: Callable[[], object],
+               allocating: Callable[[], object], into_name: str = "out= reused"
+               ) -> list[list[str]]:
+    """Table rows for a call that can write into a given ``out=`` or allocate its output,
+    each timed alternately with the copy a user would compare it with: ``into`` (outputs
+    reused) against a copy into a reused target, ``allocating`` (its previous result
+    dropped, as in a loop) against a copy into fresh memory, and ``allocating`` once more
+    with :mod:`fp4ref.buffers`' cache off (a first call: every output page is new)."""
+    def uncached():
+        saved = os.environ.get("FP4REF_BUFFER_CACHE")
+        os.environ["FP4REF_BUFFER_CACHE"] = "0"
+        try:
+            return allocating()
+        finally:
+            if saved is None:
+                del os.environ["FP4REF_BUFFER_CACHE"]
+            else:
+                os.environ["FP4REF_BUFFER_CACHE"] = saved
+
+    rows, base = [], None
+    for name, function, fresh in ((f"{label}, {into_name}", into, False),
+                                  (f"{label}, allocating", allocating, True),
+                                  (f"{label}, allocating, cache off", uncached, True)):
+        seconds, roof = paired_times(function, copy_function(traffic_bytes, fresh), repeat)
+        base = base or seconds
+        rows.append([name, f"{seconds * 1e3:.1f}", "fresh" if fresh else "reused",
+                     f"{roof * 1e3:.1f}", f"{roof / seconds:.2f}", f"{seconds / base:.2f}"])
+    return rows
+
+
 def machine() -> str:
     """One line naming the machine a figure was measured on."""
     from numba import get_num_threads

@@ -48,6 +48,14 @@ class SuiteResult:
         return f"pass {self.ran}/{self.ran}" if self.ran else "skip"
 
     @property
+    def summary(self) -> str:
+        """:attr:`status` with the skipped cases counted: ``"pass 4/4, 2 skipped"``."""
+        skipped = self.count("skip")
+        if not self.ran:
+            return f"skip {skipped}"
+        return f"{self.status}, {skipped} skipped" if skipped else self.status
+
+    @property
     def failed(self) -> bool:
         return self.status.startswith("FAIL")
 
@@ -59,16 +67,24 @@ def _bits(array: np.ndarray) -> np.ndarray:
     return array.view(f"<u{array.dtype.itemsize}").reshape(-1)
 
 
+#: Results that hold swizzled scale bytes when 1-D in the vectors: implementations hand
+#: them back flat or as the padded tile, so only their element count must match.
+SWIZZLED = ("stored", "scales")
+
+
 def compare(
-    expected: np.ndarray, got: np.ndarray, nan: str = "exact"
+    expected: np.ndarray, got: np.ndarray, nan: str = "exact", flat: bool = False,
+    integer_values: bool = False,
 ) -> tuple[np.ndarray | None, str]:
     """(per-element equality, problem): equality of ``got`` with ``expected`` bit for bit.
 
-    Float results may come as the expected dtype or as unsigned integers of its width (the
-    bits). ``nan="any"`` lets any NaN match any NaN. A shape or dtype mismatch gives
-    ``(None, problem)``.
+    The shape must be the expected one (``flat``: only the element count must match); float
+    results may come as the expected dtype or as unsigned integers of its width (the bits),
+    other results as the expected dtype (``integer_values``: any integers, compared by
+    value; for fp4ref's peer adapters, whose glue is int16). ``nan="any"`` lets any NaN
+    match any NaN. A shape or dtype mismatch gives ``(None, problem)``.
     """
-    if got.size != expected.size:
+    if got.shape != expected.shape and not (flat and got.size == expected.size):
         return None, f"got shape {got.shape}, expected {expected.shape}"
     if expected.dtype in FLOAT_DTYPES:
         width = expected.dtype.itemsize
@@ -95,9 +111,11 @@ def compare(
 
             same |= isnan(want) & isnan(have)
         return same, ""
-    if got.dtype.kind not in "iub":
-        return None, f"got dtype {got.dtype}, expected integers ({expected.dtype})"
-    return got.reshape(-1).astype(np.int64) == expected.reshape(-1).astype(np.int64), ""
+    if integer_values and got.dtype.kind in "iu":
+        return got.reshape(-1).astype(np.int64) == expected.reshape(-1).astype(np.int64), ""
+    if got.dtype != expected.dtype:
+        return None, f"got dtype {got.dtype}, expected {expected.dtype}"
+    return got.reshape(-1) == expected.reshape(-1), ""
 
 
 def _describe(name: str, array: np.ndarray, index: int, out_shape: tuple) -> str:
@@ -126,47 +144,35 @@ def _value(array: np.ndarray, index: int) -> str:
 
 
 def run_case(vectors: Vectors, suite: dict, case: dict, impl, nan: str = "exact") -> CaseResult:
-    """Run one case of ``suite`` on ``impl``."""
-    from .impls import as_array
+    """Run one case of ``suite`` on ``impl`` (an implementation, or a runner such as
+    :class:`~fp4ref.conformance.impls.Isolated`)."""
+    from .impls import InProcess
 
-    operation = getattr(impl, suite["operation"], None)
-    if operation is None:
-        return CaseResult(suite["name"], case["name"], "skip", ["operation not provided"])
+    runner = impl if hasattr(impl, "provides") and hasattr(impl, "call") else InProcess(impl)
+
+    def result(status: str, *detail: str) -> CaseResult:
+        return CaseResult(suite["name"], case["name"], status, list(detail))
+
+    if not runner.provides(suite["operation"]):
+        return result("skip", "operation not provided")
     inputs = vectors.arrays(suite, case, "inputs")
     expected = vectors.arrays(suite, case, "expected")
     refuse = case.get("error")
-    try:
-        result = operation(*[array.copy() for _, array in inputs], **case["params"])
-    except NotImplementedError as error:
-        return CaseResult(suite["name"], case["name"], "skip", [str(error)])
-    except ValueError as error:
-        if refuse:
-            return CaseResult(suite["name"], case["name"], "pass")
-        return CaseResult(
-            suite["name"], case["name"], "error", [f"{type(error).__name__}: {error}"]
-        )
-    except Exception as error:  # an implementation crashing is a failure, reported
-        return CaseResult(
-            suite["name"], case["name"], "error", [f"{type(error).__name__}: {error}"]
-        )
+    kind, value = runner.call(suite["operation"], [array.copy() for _, array in inputs],
+                              dict(case["params"]), 0 if refuse else len(expected))
+    if kind == "skip":
+        return result("skip", value)
+    if kind == "refused":
+        return result("pass") if refuse else result("error", value)
+    if kind != "results":
+        return result("error", value)
     if refuse:
-        return CaseResult(
-            suite["name"],
-            case["name"],
-            "fail",
-            [f"returned instead of refusing the input ({refuse})"],
-        )
-    results = result if len(expected) > 1 else (result,)
-    if len(expected) > 1 and (
-        not isinstance(result, (tuple, list)) or len(result) != len(expected)
-    ):
-        return CaseResult(
-            suite["name"], case["name"], "error", [f"expected a tuple of {len(expected)} results"]
-        )
+        return result("fail", f"returned instead of refusing the input ({refuse})")
+    results = value
     detail = []
     for (name, want), got in zip(expected, results, strict=True):
-        got = as_array(got)
-        same, problem = compare(want, got, nan)
+        same, problem = compare(want, got, nan, flat=name in SWIZZLED and want.ndim == 1,
+                                integer_values=getattr(impl, "integer_glue", False))
         if same is None:
             detail.append(f"{name}: {problem}")
             continue
@@ -208,21 +214,41 @@ def run(
     return out
 
 
+def totals(results: dict[str, list[SuiteResult]]) -> dict[str, int]:
+    """Cases passed, failed (errors included) and skipped over every implementation."""
+    cases = [c for suites in results.values() for s in suites for c in s.cases]
+    return {"passed": sum(c.status == "pass" for c in cases),
+            "failed": sum(c.status in ("fail", "error") for c in cases),
+            "skipped": sum(c.status == "skip" for c in cases)}
+
+
 def report(results: dict[str, list[SuiteResult]], stream=None) -> bool:
-    """Print the per-suite table and the first mismatches; True when nothing failed."""
+    """Print the per-suite table (skips counted), why cases were skipped, the first
+    mismatches, and the totals; True when nothing failed."""
     from .._table import format_table
 
     stream = stream or sys.stdout
     names = list(results)
     suites = [r.suite for r in next(iter(results.values()))] if results else []
-    rows = [[suite, *(results[name][i].status for name in names)] for i, suite in enumerate(suites)]
+    rows = [[suite, *(results[name][i].summary for name in names)]
+            for i, suite in enumerate(suites)]
     print(format_table(["suite", *names], rows), file=stream)
     ok = True
     for name in names:
+        for suite in results[name]:
+            reasons = sorted({c.detail[0] for c in suite.cases
+                              if c.status == "skip" and c.detail})
+            if reasons and suite.ran:
+                print(f"\n{name}: {suite.suite}: {suite.count('skip')} skipped: "
+                      + "; ".join(reasons[:3]) + (" ..." if len(reasons) > 3 else ""),
+                      file=stream)
         for suite in results[name]:
             for case in (c for c in suite.cases if c.status in ("fail", "error")):
                 ok = False
                 print(f"\n{name}: {suite.suite}/{case.case} {case.status.upper()}", file=stream)
                 for line in case.detail:
                     print(f"  {line}", file=stream)
+    count = totals(results)
+    print(f"\ncases: {count['passed']} passed, {count['failed']} failed, "
+          f"{count['skipped']} skipped", file=stream)
     return ok

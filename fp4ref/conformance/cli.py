@@ -17,35 +17,80 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operation(name: str | None, suites: list[dict]) -> tuple[str | None, str | None]:
+    """(operation, suite) for ``--operation NAME``: an operation, or a suite's name (which
+    stands for its operation and selects that suite); ``ValueError`` for anything else."""
+    if name is None:
+        return None, None
+    operations = sorted({s["operation"] for s in suites})
+    if name in operations:
+        return name, None
+    for suite in suites:
+        if suite["name"] == name:
+            return suite["operation"], name
+    raise ValueError(f"--operation must be an operation {operations} or a suite name "
+                     f"(fp4ref conformance check --list); got {name!r}")
+
+
 def _check(args: argparse.Namespace) -> int:
     from . import check, impls, locate
     from .manifest import load
 
     vectors = load(locate(args.dir))
     if args.list:
+        print("operation(inputs, *, parameters): a keyword parameter in "
+              f"{sorted(impls.DEFAULTS)} may be left out; cases asking for its default "
+              f"{impls.DEFAULTS} then run without it, the others are skipped\n")
         for suite in vectors.suites():
             print(
                 f"{suite['name']:18} {suite['operation']}{suite['signature']}  "
                 f"[{len(suite['cases'])} cases]"
             )
         return 0
+    names = [s["name"] for s in vectors.suites()]
+    unknown = [name for name in args.suite or () if name not in names]
+    if unknown:
+        raise ValueError(f"--suite: no suite {unknown[0]!r}; the suites are {names}")
+    for option in ("timeout", "import_timeout"):
+        if not getattr(args, option) > 0:
+            raise ValueError(f"--{option.replace('_', '-')} must be a positive number of "
+                             f"seconds; got {getattr(args, option)}")
+    selected = args.suite
     if args.impl:
-        chosen = {args.impl: impls.resolve(args.impl, args.operation)}
+        operation, suite = _operation(args.operation, vectors.suites())
+        selected = selected or ([suite] if suite else None)
+        operations = sorted({s["operation"] for s in vectors.suites()})
+        chosen = {args.impl: impls.Isolated(args.impl, operation, operations, args.timeout,
+                                            args.import_timeout)}
     else:
+        if args.operation:
+            raise ValueError("--operation names what a function given to --impl implements; "
+                             "there is no --impl")
         chosen = {name: impls.Backend(name) for name in (args.backend or backends.available())}
     print(f"vectors: {vectors.directory} ({vectors.manifest['generator']})")
-    results = {
-        name: check.run(vectors, impl, args.suite, args.nan, args.ocp)
-        for name, impl in chosen.items()
-    }
+    try:
+        results = {
+            name: check.run(vectors, impl, selected, args.nan, args.ocp)
+            for name, impl in chosen.items()
+        }
+    finally:
+        for impl in chosen.values():
+            if isinstance(impl, impls.Isolated):
+                impl.close()
     ok = check.report(results)
-    ran = sum(s.ran for r in results.values() for s in r)
-    failed = any(s.failed for r in results.values() for s in r)
-    if not ran:
-        print("\nno case ran: the implementation provides none of the suites' operations")
+    count = check.totals(results)
+    if not count["passed"] and not count["failed"]:
+        provided = [] if not args.impl else chosen[args.impl].provided
+        if not provided and args.impl:
+            why = ("the implementation provides none of the selected suites' operations "
+                   "(a function is taken to implement the operation it is named after, or "
+                   "--operation)")
+        else:
+            why = "every case was skipped"
+        print(f"\nFAILED: no case ran: {why}")
         return 1
-    print("\nall suites pass" if ok and not failed else "\nFAILED")
-    return 0 if ok and not failed else 1
+    print("\nall suites pass" if ok else "\nFAILED")
+    return 0 if ok else 1
 
 
 def _matrix(args: argparse.Namespace) -> int:
@@ -86,8 +131,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--operation",
-        help="the operation a function given to --impl implements (default: its name)",
+        help="the operation a function given to --impl implements (default: its name); an "
+        "operation or a suite name (mxfp4_dequantize: that suite's operation, that suite)",
     )
+    p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="time limit per case of an --impl, which runs in a child process "
+                   "(default 60)")
+    p.add_argument("--import-timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="time limit for importing an --impl (default 120)")
     p.add_argument("--backend", action="append", help="only this fp4ref backend (repeatable)")
     p.add_argument("--suite", action="append", help="only this suite (repeatable)")
     p.add_argument("--ocp", action="store_true", help="only the cases inside the OCP choices")

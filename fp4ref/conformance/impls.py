@@ -31,17 +31,34 @@ read_uqff_layer    ``(file: uint8[n], *, layer) -> (blocks, scales[, bias])``
 =================  ==========================================================================
 
 Operations given malformed bytes (UQFF cases with an ``error``) must raise ``ValueError``.
-Dequantize results are arrays of ``dtype`` (``"float32"``, ``"bfloat16"`` as
-``ml_dtypes.bfloat16``, ``"float16"``) or their bits as uint32/uint16. An operation that
-cannot honour a parameter raises ``NotImplementedError``: the case is skipped, not failed.
-Missing operations skip their suites. The manifest of the vectors lists every suite's
-operation and signature (``fp4ref conformance check --list``).
+Results must have the expected shape and dtype: dequantize results are arrays of ``dtype``
+(``"float32"``, ``"bfloat16"`` as ``ml_dtypes.bfloat16``, ``"float16"``) or their bits as
+uint32/uint16; codes and bytes are uint8. An operation that cannot honour a parameter
+raises ``NotImplementedError``: the case is skipped, not failed, and counted as skipped.
+Missing operations skip their suites.
+
+The signature is read with :func:`inspect.signature`: a keyword parameter in
+:data:`DEFAULTS` may be left out of it, and the cases asking for its default value then
+run without it (``f(blocks, scales)`` implements ``dequantize_mxfp4`` for ``dtype
+"float32"`` and ``nibble_order "low-first"``); cases asking for another value, or for a
+parameter outside :data:`DEFAULTS` the function does not take, are skipped with the reason.
+
+A user's implementation (``--impl``) runs in a child process (:class:`Isolated`), imported
+with the current folder first on ``sys.path``; each case has a time limit, and an
+implementation that exits, crashes or hangs fails that case, not the checker. The manifest
+of the vectors lists every suite's operation and signature (``fp4ref conformance check
+--list``).
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import multiprocessing
+import os
+import signal
+import sys
+from typing import Any
 
 import numpy as np
 
@@ -199,8 +216,218 @@ def resolve(target: str, operation: str | None = None):
     return obj
 
 
-def as_array(value) -> np.ndarray:
+def as_array(value: Any) -> np.ndarray:
     """A result as a numpy array (torch tensors through ``.numpy()``)."""
     if hasattr(value, "detach") and hasattr(value, "numpy"):
         value = value.detach().cpu().numpy()
     return np.asarray(value)
+
+
+#: Keyword parameters an implementation may leave out, and the value it then implements.
+DEFAULTS = {"dtype": "float32", "nibble_order": "low-first", "order": "low-first",
+            "rounding": "even", "scale_rule": "floor", "block_size": 32}
+
+
+def fit_params(function: Any, params: dict) -> tuple[dict, str]:
+    """(the keyword arguments to pass, ``""``), or ``({}, why the case is skipped)``, for
+    ``function``'s signature (see :data:`DEFAULTS`)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (some builtins): pass them all
+        return dict(params), ""
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return dict(params), ""
+    taken = {p.name for p in parameters if p.kind in (
+        inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)}
+    passed = {}
+    for name, value in params.items():
+        if name in taken:
+            passed[name] = value
+        elif name not in DEFAULTS or DEFAULTS[name] != value:
+            return {}, f"takes no {name!r} argument; the case needs {name}={value!r}"
+    return passed, ""
+
+
+def call(impl: Any, operation: str, inputs: list, params: dict, count: int) -> tuple[str, Any]:
+    """Run one case on ``impl``: ``("results", [arrays])`` (``count`` of them; none for a
+    ``count`` of 0, a case expecting a refusal), ``("skip", reason)``, ``("refused",
+    message)`` (a ``ValueError``) or ``("error", message)``."""
+    function = getattr(impl, operation, None)
+    if not callable(function):
+        return "skip", "operation not provided"
+    passed, why = fit_params(function, params)
+    if why:
+        return "skip", why
+    try:
+        result = function(*inputs, **passed)
+    except NotImplementedError as error:
+        return "skip", _text(error)
+    except ValueError as error:
+        return "refused", _text(error)
+    except Exception as error:  # an implementation crashing is a failure, reported
+        return "error", _text(error)
+    if count == 0:  # a case that expects a refusal: whatever came back is wrong
+        return "results", []
+    results = result if count > 1 else (result,)
+    if count > 1 and (not isinstance(result, (tuple, list)) or len(result) != count):
+        return "error", f"expected a tuple of {count} results; got {type(result).__name__}"
+    arrays = []
+    for index, value in enumerate(results):
+        try:
+            array = as_array(value)
+        except Exception as error:
+            return "error", f"result {index} is not an array ({_text(error)})"
+        if array.dtype.hasobject:
+            return "error", f"result {index} is not a numeric array (dtype object)"
+        arrays.append(array)
+    return "results", arrays
+
+
+def _text(error: BaseException) -> str:
+    """``Type: message`` on one line."""
+    message = " ".join(str(error).split())
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+class InProcess:
+    """An implementation called in this process (fp4ref's backends, peers, tests)."""
+
+    def __init__(self, impl: Any) -> None:
+        self.impl = impl
+
+    def provides(self, operation: str) -> bool:
+        return callable(getattr(self.impl, operation, None))
+
+    def call(self, operation: str, inputs: list, params: dict, count: int) -> tuple[str, Any]:
+        return call(self.impl, operation, inputs, params, count)
+
+
+def _serve(connection: Any, target: str, operation: str | None, folder: str,
+           operations: list[str]) -> None:
+    """The child process of :class:`Isolated`: import ``target``, then answer calls."""
+    sys.path.insert(0, folder)
+    try:
+        impl = resolve(target, operation)
+    except BaseException as error:  # SystemExit and KeyboardInterrupt included
+        connection.send(("import-error", _exit_text(error, "while importing")))
+        return
+    connection.send(("ready", [o for o in operations if callable(getattr(impl, o, None))]))
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        try:
+            answer = call(impl, *message)
+        except BaseException as error:
+            answer = "error", _exit_text(error, "")
+        try:
+            connection.send(answer)
+        except Exception as error:
+            connection.send(("error", f"the result cannot be sent back ({_text(error)})"))
+
+
+def _exit_text(error: BaseException, when: str) -> str:
+    if isinstance(error, SystemExit):
+        return f"the implementation called sys.exit({error.code!r}) {when}".strip()
+    if isinstance(error, ValueError) and str(error).startswith("--impl"):
+        return str(error)
+    return f"{_text(error)} {when}".strip()
+
+
+class Isolated:
+    """A user's implementation, imported and run in a child process.
+
+    Parameters
+    ----------
+    target : str
+        ``package.module[:name]`` (see :func:`resolve`), imported with ``folder`` (default:
+        the current folder) first on ``sys.path``.
+    operation : str, optional
+        The operation a function given as ``target`` implements.
+    operations : list of str
+        The operations the vectors use (the child reports which ones ``target`` provides).
+    timeout : float
+        Seconds a case may take; after that the child is stopped, the case fails and the
+        next case starts a fresh child.
+    import_timeout : float
+        Seconds the import may take.
+
+    Raises
+    ------
+    ValueError
+        If the import fails, exits or hangs (one line saying which).
+    """
+
+    def __init__(self, target: str, operation: str | None, operations: list[str],
+                 timeout: float = 60.0, import_timeout: float = 120.0,
+                 folder: str | None = None) -> None:
+        self.target, self.operation, self.operations = target, operation, operations
+        self.timeout, self.import_timeout = timeout, import_timeout
+        self.folder = folder or os.getcwd()
+        self._process: Any = None
+        self.provided: list[str] = self._start()
+
+    def _start(self) -> list[str]:
+        context = multiprocessing.get_context("spawn")
+        ours, theirs = context.Pipe()
+        process = context.Process(target=_serve, daemon=True, args=(
+            theirs, self.target, self.operation, self.folder, self.operations))
+        process.start()
+        theirs.close()
+        self._process, self._connection = process, ours
+        where = f"--impl {self.target}"
+        if not ours.poll(self.import_timeout):
+            self.close()
+            raise ValueError(f"{where}: no answer within {self.import_timeout:g} s of "
+                             f"importing it")
+        try:
+            kind, detail = ours.recv()
+        except (EOFError, OSError):
+            raise ValueError(f"{where}: its process ended while importing "
+                             f"({self._ended()})") from None
+        if kind == "import-error":
+            self.close()
+            raise ValueError(detail if detail.startswith("--impl") else f"{where}: {detail}")
+        return detail
+
+    def _ended(self) -> str:
+        """How the child ended (it is reaped); the next call starts a fresh one."""
+        process, self._process = self._process, None
+        process.join(5)
+        if process.exitcode is None:
+            process.kill()
+            process.join()
+        code = process.exitcode
+        if code is not None and code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return f"exit status {code}"
+
+    def provides(self, operation: str) -> bool:
+        return operation in self.provided
+
+    def call(self, operation: str, inputs: list, params: dict, count: int) -> tuple[str, Any]:
+        if self._process is None:
+            try:
+                self._start()
+            except ValueError as error:
+                return "error", str(error)
+        try:
+            self._connection.send((operation, inputs, params, count))
+            if not self._connection.poll(self.timeout):
+                self.close()
+                return "error", (f"no result within {self.timeout:g} s (the implementation's "
+                                 f"process was stopped)")
+            return self._connection.recv()
+        except (EOFError, OSError):
+            return "error", f"the implementation's process died ({self._ended()})"
+
+    def close(self) -> None:
+        """Stop the child process."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.join()
+            self._process = None
+            self._connection.close()

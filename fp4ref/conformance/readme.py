@@ -41,6 +41,7 @@ Dtypes used: `U8` (uint8), `U16`, `U32`, `F32` (IEEE binary32), `BF16` (bfloat16
 
 ```
 {"format": "fp4ref-conformance", "format_version": 1, "generator": "...",
+ "manifest_sha256": "<hex>",
  "files": {"<file>": {"bytes": n, "sha256": "<hex>"}},
  "suites": [{"name", "operation", "signature", "description", "file", "text",
              "ocp": {"<param>": [values the OCP specs allow]},
@@ -48,6 +49,14 @@ Dtypes used: `U8` (uint8), `U16`, `U32`, `F32` (IEEE binary32), `BF16` (bfloat16
                         "inputs": [["<argument>", "<tensor>"], ...],
                         "expected": [["<result>", "<tensor>"], ...]}]}]}
 ```
+
+`manifest_sha256` protects the manifest itself: it is the SHA-256 (lower-case hex) of
+`manifest.json`'s bytes in which the 64 hex digits of this field are replaced by 64 `0`
+characters (the field is written exactly once, as `"manifest_sha256": "<64 hex digits>"`).
+A reader verifies it first, then each file's `sha256` in `files`; every file listed there
+belongs to a suite (`file` or `text`) or is this README, so deleting a suite from the
+manifest cannot go unnoticed. (A hash detects edits, truncation and stale copies; it is not
+a signature.)
 
 Tensor names are `<case>.in.<argument>` and `<case>.out.<result>`.
 
@@ -129,8 +138,10 @@ same position:
 
 - **bit for bit**: floats as their bit patterns (the sign of zero counts, and NaN is
   canonical, as above; the checker compares NaN bits exactly unless told `--nan any`);
-- element by element in row-major order (the shape may differ if the element count is the
-  same; `swizzle` results are compared flat).
+- with the expected tensor's shape and dtype (a float result may also come as unsigned
+  integers of its width, its bits), element by element in row-major order; swizzled scale
+  bytes (a 1-D `stored` or `scales` tensor) may come in any shape of as many elements (flat,
+  or as the padded tile).
 
 A case with an `error` (malformed UQFF bytes) has no expected tensors: the operation must
 refuse the input (in Python, raise a `ValueError`); returning anything fails the case.

@@ -34,9 +34,12 @@ from .. import api, layouts
 from ..errors import FormatError
 from ..spec.layouts import padded_shape
 from .layer import QuantizedLayer
-from .safetensors_file import DTYPES, SafetensorsReader, SafetensorsWriter, TensorInfo
+from .safetensors_file import DTYPES, SafetensorsReader, SafetensorsWriter, TensorInfo, dtype_name
 
 CONVENTIONS = ("gpt-oss", "modelopt", "compressed-tensors", "comfyui")
+#: File metadata naming the convention a file was written in (fp4ref's writers set it);
+#: detection follows it when the file's layers fit it.
+CONVENTION_KEY = "fp4ref.convention"
 
 #: For each convention: (format, weight suffix, scale suffix, nibble order, scale layout).
 _RULES = {
@@ -163,6 +166,10 @@ class Checkpoint(Mapping):
                 found = {"comfyui": found["comfyui"]}
             if found:
                 fits[key] = found
+        marked = self.file.metadata.get(CONVENTION_KEY)
+        if convention is None and marked in CONVENTIONS and fits and all(
+                marked in found for found in fits.values()):
+            convention = marked
         self.convention = convention or self._decide(fits)
         self.entries = {key: found[self.convention] for key, found in fits.items()
                         if self.convention in found}
@@ -265,7 +272,9 @@ def _conform(layer: Any, convention: str) -> QuantizedLayer:
     have_order = getattr(layer, "nibble_order", "low-first")
     have_layout = getattr(layer, "scale_layout", "linear")
     if have_order != order:
-        blocks = api.pack(api.unpack(blocks, have_order), order)
+        size = api.FORMATS[fmt][0]  # split-half pairs elements within one block
+        blocks = api.pack(api.unpack(blocks, have_order, block_size=size), order,
+                          block_size=size)
     k = 2 * blocks.shape[-1]
     cols = k // api.FORMATS[fmt][0]
     if have_layout != layout:
@@ -313,6 +322,12 @@ def _tensors(key: str, layer: QuantizedLayer, convention: str) -> dict[str, np.n
     return out
 
 
+#: The safetensors library's data order: by dtype in this order, then by name; writing in it
+#: makes a checkpoint the library wrote come back byte-identical from a round trip.
+LIBRARY_ORDER = ("U64", "I64", "F64", "F32", "U32", "I32", "BF16", "F16", "U16", "I16",
+                 "F8_E8M0", "F8_E4M3", "F8_E5M2", "I8", "U8", "BOOL")
+
+
 def write(
     path: str | os.PathLike,
     layers: Mapping[str, Any],
@@ -321,7 +336,8 @@ def write(
     metadata: Mapping[str, str] | None = None,
 ) -> None:
     """Write ``layers`` (key -> quantized layer) and ``others`` (name -> array) as a
-    checkpoint of ``convention``, atomically.
+    checkpoint of ``convention``, atomically, in the order the safetensors library writes
+    (:data:`LIBRARY_ORDER`).
 
     Layers are brought to the convention's nibble order and scale layout first. A lazy
     mapping is read twice (once for the header).
@@ -329,23 +345,28 @@ def write(
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}; got {convention!r}")
     others = others or {}
-    specs = []
+    specs = []  # (name, dtype, shape, layer key or None)
     for key in layers:
         if not isinstance(key, str) or not key:
             raise ValueError(f"layer keys must be non-empty str; got {key!r}")
         for name, array in _tensors(key, _conform(layers[key], convention), convention).items():
-            specs.append((name, array.dtype, array.shape))
+            specs.append((name, array.dtype, array.shape, key))
     for name in others:
         value = others[name]  # arrays, or lazy tensors that say their dtype and shape
         if not (hasattr(value, "dtype") and hasattr(value, "shape")):
             value = np.asarray(value)
-        specs.append((name, value.dtype, value.shape))
-    with SafetensorsWriter(path, specs, metadata) as writer:
-        for key in layers:
-            for array in _tensors(key, _conform(layers[key], convention), convention).values():
-                writer.write(array)
-        for name in others:
-            writer.write(np.asarray(others[name]))
+        specs.append((name, value.dtype, value.shape, None))
+    rank = {name: index for index, name in enumerate(LIBRARY_ORDER)}
+    specs.sort(key=lambda spec: (rank.get(dtype_name(spec[1]), len(rank)), spec[0]))
+    cached: tuple[str | None, dict[str, np.ndarray]] = (None, {})
+    with SafetensorsWriter(path, [spec[:3] for spec in specs], metadata) as writer:
+        for name, _, _, key in specs:
+            if key is None:
+                writer.write(np.asarray(others[name]))
+                continue
+            if cached[0] != key:  # a layer's tensors mostly sit together in this order
+                cached = key, _tensors(key, _conform(layers[key], convention), convention)
+            writer.write(cached[1][name])
 
 
 __all__ = ["CONVENTIONS", "Checkpoint", "DTYPES", "LayerEntry", "read", "write"]

@@ -25,6 +25,7 @@ scale bytes as stored; :func:`dequantize` decodes them as ggml's ``to_float`` do
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import struct
@@ -39,6 +40,7 @@ import numpy as np
 from .. import api
 from ..errors import FormatError
 from .layer import QuantizedLayer
+from .safetensors_file import _PENDING, _remove, _replace, dtype_name, open_regular
 
 MAGIC = b"GGUF"
 VERSIONS = (2, 3)
@@ -55,6 +57,15 @@ MAX_DIMS, MAX_NAME = 4, 63
 MAX_STRING = 1 << 24
 #: The metadata key naming the checkpoint convention a file fp4ref wrote came from.
 SOURCE_KEY = "fp4ref.source_convention"
+#: The metadata key holding, as JSON, the ``__metadata__`` of the safetensors file it came from.
+METADATA_KEY = "fp4ref.safetensors_metadata"
+#: The metadata key holding, as JSON, ``{name: [safetensors dtype, shape]}`` for tensors GGUF
+#: cannot hold as they were (0-d, or a dtype without a ggml type), stored as same-size ints.
+TYPES_KEY = "fp4ref.tensor_types"
+#: Tensors a checkpoint keeps beside a layer's weight (checkpoints' extras), carried as
+#: ``<key><suffix>`` so that a checkpoint comes back whole.
+EXTRAS = (".input_scale", ".weight_scale_2", ".weight_global_scale", ".input_global_scale",
+          ".comfy_quant")
 
 # GGUF value types: struct code of each scalar (gguf.h enum gguf_type).
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q",
@@ -75,6 +86,16 @@ def _record_sizes() -> dict[int, tuple[int, int]]:
     """ggml type -> (block size, bytes per block) for every type gguf-py knows."""
     gguf = _gguf()
     return {int(t): size for t, size in gguf.GGML_QUANT_SIZES.items()}
+
+
+def ue4m3(raw: np.ndarray) -> np.ndarray:
+    """ggml's UE4M3 scale bytes as float32 values (``ggml_ue4m3_to_fp32`` without its
+    halving): 4 exponent bits of bias 7, 3 mantissa bits, the sign bit ignored, 0x7F = 0."""
+    raw = np.asarray(raw, np.uint8)
+    exp, man = ((raw >> 3) & 0xF).astype(np.int32), (raw & 7).astype(np.float32)
+    normal = (1 + man / 8) * np.exp2(exp.astype(np.float32) - 7)
+    values = np.where(exp == 0, man * np.float32(2.0 ** -9), normal).astype(np.float32)
+    return np.where((raw == 0) | (raw == 0x7F), np.float32(0), values)
 
 
 def type_name(ggml_type: int) -> str:
@@ -270,11 +291,12 @@ class GgufFile(Mapping):
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = os.fspath(path)
-        size = os.path.getsize(self.path)
-        if size < 24:
-            raise FormatError(f"{self.path}: truncated: {size} bytes, a GGUF header has 24 "
-                              f"or more")
-        self.data = np.memmap(self.path, mode="r")
+        with open_regular(self.path) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size < 24:
+                raise FormatError(f"{self.path}: truncated: {size} bytes, a GGUF header has 24 "
+                                  f"or more")
+            self.data = np.memmap(handle, mode="r")
         self.version, self.metadata, self.tensors, self.data_start = parse_header(
             memoryview(self.data), self.path)
         self.entries: dict[str, dict[str, str]] = {}
@@ -291,18 +313,57 @@ class GgufFile(Mapping):
             if bias is not None and bias.ggml_type in PLAIN and bias.shape == info.shape[:-1]:
                 roles["bias"] = bias.name
                 break
-        if info.ggml_type == NVFP4:
-            for role, suffix in (("scale", ".scale"), (".input_scale", ".input_scale")):
-                extra = self.tensors.get(key + suffix)
-                if extra is None:
-                    continue
-                if extra.ggml_type != 0 or math.prod(extra.shape) not in (
-                        1, info.shape[0] if len(info.shape) == 3 else 1):
-                    raise FormatError(f"{self.path}: {extra.name} must be F32 with one value "
-                                      f"(or one per expert); got {extra.type_name} "
-                                      f"{list(extra.shape)}")
-                roles[role] = extra.name
+        scale = self.tensors.get(key + ".scale")
+        if info.ggml_type == NVFP4 and scale is not None:
+            if scale.ggml_type != 0 or math.prod(scale.shape) not in (
+                    1, info.shape[0] if len(info.shape) == 3 else 1):
+                raise FormatError(f"{self.path}: {scale.name} must be F32 with one value (or "
+                                  f"one per expert); got {scale.type_name} {list(scale.shape)}")
+            roles["scale"] = scale.name
+        for suffix in EXTRAS:
+            if key + suffix in self.tensors and self.tensors[key + suffix].ggml_type in PLAIN:
+                roles[suffix] = key + suffix
         return roles
+
+    def _types(self) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+        """The original dtype and shape of tensors stored under another (TYPES_KEY)."""
+        if not hasattr(self, "_types_cache"):
+            from .safetensors_file import DTYPES
+
+            text, types = self.metadata.get(TYPES_KEY), {}
+            try:
+                found = json.loads(text) if isinstance(text, str) else {}
+            except (ValueError, RecursionError):
+                found = None
+            if not isinstance(found, dict):
+                raise FormatError(f"{self.path}: {TYPES_KEY} must be a JSON object")
+            for name, entry in found.items():
+                info = self.tensors.get(name)
+                ok = (isinstance(entry, list) and len(entry) == 2 and entry[0] in DTYPES
+                      and isinstance(entry[1], list) and all(
+                          isinstance(d, int) and d >= 0 for d in entry[1]))
+                if not ok or info is None or info.ggml_type not in PLAIN or (
+                        DTYPES[entry[0]].itemsize != PLAIN[info.ggml_type].itemsize) or (
+                        math.prod(entry[1]) != math.prod(info.shape)):
+                    raise FormatError(f"{self.path}: {TYPES_KEY} entry {name!r} does not fit "
+                                      f"the tensor")
+                types[name] = (DTYPES[entry[0]], tuple(entry[1]))
+            self._types_cache = types
+        return self._types_cache
+
+    def safetensors_metadata(self) -> dict[str, str]:
+        """The safetensors ``__metadata__`` a file fp4ref wrote carried over, else ``{}``."""
+        text = self.metadata.get(METADATA_KEY)
+        if text is None:
+            return {}
+        try:
+            value = json.loads(text) if isinstance(text, str) else None
+        except (ValueError, RecursionError):
+            value = None
+        if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise FormatError(f"{self.path}: {METADATA_KEY} must be a JSON object of strings")
+        return value
 
     def records(self, name: str, rows: tuple[int, int] | None = None) -> np.ndarray:
         """The raw bytes of tensor ``name`` as ``[..., bytes per row]`` uint8 (a view of the
@@ -318,10 +379,17 @@ class GgufFile(Mapping):
         info = self.tensors[name]
         raw = self.records(name, rows)
         if info.ggml_type in PLAIN:
+            if name in self._types():
+                dtype, shape = self._types()[name]
+                return raw.view(dtype).reshape(shape)
             return raw.view(PLAIN[info.ggml_type])
         if info.ggml_type in FP4_RECORDS:
             return dequantize(self.layer(_key(name), rows))
-        return _gguf().quants.dequantize(np.asarray(raw), info.ggml_type)
+        try:
+            return _gguf().quants.dequantize(np.asarray(raw), info.ggml_type)
+        except NotImplementedError:
+            raise FormatError(f"{self.path}: tensor {name!r} is {info.type_name}, which "
+                              f"gguf-py cannot decode") from None
 
     def layer(self, key: str, rows: tuple[int, int] | None = None) -> GgufLayer:
         """Layer ``key``, or only ``rows = (first, stop)`` of its first axis."""
@@ -345,8 +413,8 @@ class GgufFile(Mapping):
                 tensor_scale = np.float32(values[0])
             else:  # one per expert, along the first axis
                 tensor_scale = values if rows is None else values[rows[0]:rows[1]]
-        extras = {".input_scale": np.asarray(self.read(roles[".input_scale"]))} \
-            if ".input_scale" in roles else {}
+        extras = {role: np.asarray(self.read(name)) for role, name in roles.items()
+                  if role.startswith(".")}
         bias = roles.get("bias")
         return GgufLayer(blocks=blocks, scales=scales, format=fmt,
                          bias=None if bias is None else self.read(bias, rows),
@@ -366,6 +434,22 @@ class GgufFile(Mapping):
                 f"layers, {len(self.others)} other tensors)")
 
 
+class LazyGgufTensor:
+    """A tensor of a GGUF file that says its ``dtype`` and ``shape`` and is read when made
+    an array (plain types as stored, others decoded to float32 by gguf-py)."""
+
+    def __init__(self, file: GgufFile, name: str) -> None:
+        info = file.tensors[name]
+        self.file, self.name, self.shape = file, name, info.shape
+        self.dtype = PLAIN.get(info.ggml_type, np.dtype("<f4"))
+        if name in file._types():
+            self.dtype, self.shape = file._types()[name]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        array = np.asarray(self.file.read(self.name))
+        return array if dtype is None else array.astype(dtype)
+
+
 def read(path: str | os.PathLike) -> GgufFile:
     """Open a GGUF file (see :class:`GgufFile`).
 
@@ -379,7 +463,7 @@ def read(path: str | os.PathLike) -> GgufFile:
 
 def is_gguf(path: str | os.PathLike) -> bool:
     """Whether ``path`` starts with the GGUF magic."""
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         return handle.read(4) == MAGIC
 
 
@@ -471,9 +555,11 @@ def write(
     layers : mapping of str to layer
         Each becomes the tensor ``names[key][0]`` (default ``<key>.weight``) with its bias
         under ``names[key][1]`` (default ``<key>.bias``); an NVFP4 tensor scale other than
-        1.0 becomes ``<key>.scale`` and an ``".input_scale"`` extra ``<key>.input_scale``.
+        1.0 becomes ``<key>.scale`` and each extra of :data:`EXTRAS` ``<key><suffix>``.
     others : mapping of str to array, optional
-        float32/float16/bfloat16/float64 or int8..int64 tensors, written as they are.
+        Written as they are where ggml has the type (float64/32/16, bfloat16, int8..int64);
+        other dtypes (uint8, float8, ...) and 0-d arrays as same-size ints, their dtype and
+        shape noted under :data:`TYPES_KEY` so that :meth:`GgufFile.read` restores them.
     metadata : mapping of str to str or int, optional
         Extra key-value pairs.
     arch : str
@@ -481,7 +567,7 @@ def write(
     """
     gguf = _gguf()
     others, names = others or {}, names or {}
-    plan: list[tuple[str, Any, int | None]] = []  # (name, array-maker, raw ggml type)
+    plan: list[tuple[str, Any, int | None, np.dtype, tuple]] = []  # maker, raw type, spec
     for key in layers:
         if not isinstance(key, str) or not key:
             raise ValueError(f"layer keys must be non-empty str; got {key!r}")
@@ -490,77 +576,97 @@ def write(
         fmt = getattr(layer, "format", None)
         if fmt not in ("mxfp4", "nvfp4"):
             raise ValueError(f"layer {key!r}: format must be mxfp4 or nvfp4; got {fmt!r}")
-        plan.append((weight_name, lambda k=key, n=weight_name: _records(layers[k], n),
-                     MXFP4 if fmt == "mxfp4" else NVFP4))
+        raw = MXFP4 if fmt == "mxfp4" else NVFP4
+        block, record = FP4_RECORDS[raw]
+        shape = tuple(layer.shape)
+        plan.append((weight_name, lambda k=key, n=weight_name: _records(layers[k], n), raw,
+                     np.dtype(np.uint8), (*shape[:-1], shape[-1] // block * record)))
+        parts = []
         if getattr(layer, "bias", None) is not None:
-            plan.append((bias_name, lambda k=key: np.asarray(layers[k].bias), None))
+            parts.append((bias_name, np.asarray(layer.bias)))
         base = weight_name[: -len(".weight")] if weight_name.endswith(".weight") else weight_name
         ts = getattr(layer, "tensor_scale", None)
         if fmt == "nvfp4" and ts is not None and np.any(np.asarray(ts, np.float32) != 1):
-            plan.append((base + ".scale", lambda t=ts: np.asarray(t, np.float32).reshape(-1),
-                         None))
-        extra = (getattr(layer, "extras", None) or {}).get(".input_scale")
-        if fmt == "nvfp4" and extra is not None:
-            plan.append((base + ".input_scale",
-                         lambda e=extra: np.asarray(e, np.float32).reshape(-1), None))
+            parts.append((base + ".scale", np.asarray(ts, np.float32).reshape(-1)))
+        for suffix, extra in (getattr(layer, "extras", None) or {}).items():
+            if suffix in EXTRAS:
+                parts.append((base + suffix, np.asarray(extra)))
+        for name, array in parts:
+            plan.append((name, lambda a=array: a, None, array.dtype, array.shape))
     for name in others:
-        plan.append((name, lambda n=name: np.asarray(others[n]), None))
+        value = others[name]  # arrays, or lazy tensors that say their dtype and shape
+        if not (hasattr(value, "dtype") and hasattr(value, "shape")):
+            value = np.asarray(value)
+        plan.append((name, lambda n=name: np.asarray(others[n]), None, np.dtype(value.dtype),
+                     tuple(value.shape)))
     seen: set[str] = set()
-    for name, _, _ in plan:
+    types: dict[str, list] = {}
+    for name, _, raw, dtype, shape in plan:
         if len(name.encode()) > MAX_NAME:
             raise ValueError(f"tensor name {name!r} is longer than ggml's {MAX_NAME} bytes")
         if name in seen:
             raise ValueError(f"tensor name {name!r} given twice")
         seen.add(name)
+        if raw is None and (_plain_dtype(dtype, name) != dtype or not shape):
+            types[name] = [dtype_name(dtype), list(shape)]
     directory = os.path.dirname(os.path.abspath(os.fspath(path)))
     handle, temp = tempfile.mkstemp(prefix=".fp4ref-", suffix=".tmp", dir=directory)
     os.close(handle)
     try:
         writer = gguf.GGUFWriter(temp, arch)
+        if types:
+            writer.add_string(TYPES_KEY, json.dumps(types))
         for key, value in (metadata or {}).items():
             if isinstance(value, int):
                 writer.add_uint32(key, value)
             else:
                 writer.add_string(key, str(value))
-        makers = []
-        for name, make, raw in plan:
-            array = make()  # one tensor in memory at a time: made again when written
+        for name, _, raw, dtype, shape in plan:
             if raw is None:
-                array = _plain(array, name)
-            writer.add_tensor_info(name, array.shape, array.dtype, array.nbytes,
-                                   raw_dtype=raw if raw is not None else _raw_type(array))
-            makers.append((make, raw, name))
-            del array
+                dtype, shape = _plain_dtype(dtype, name), shape or (1,)
+            writer.add_tensor_info(name, shape, dtype, math.prod(shape) * dtype.itemsize,
+                                   raw_dtype=raw if raw is not None else _raw_type(dtype))
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
-        for make, raw, name in makers:
-            array = make() if raw is not None else _plain(make(), name)
-            writer.write_tensor_data(array.view(np.uint8) if raw is None and array.dtype ==
-                                     ml_dtypes.bfloat16 else array)
+        for name, make, raw, _, _ in plan:  # one tensor in memory at a time
+            array = make()
+            if raw is None:
+                array = np.ascontiguousarray(array).reshape(-1 if array.ndim == 0 else
+                                                            array.shape)
+                array = array.view(_plain_dtype(array.dtype, name))
+                if array.dtype == ml_dtypes.bfloat16:
+                    array = array.view(np.uint8)
+            writer.write_tensor_data(array)
         writer.close()
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)
-        os.replace(temp, path)
+        os.chmod(temp, 0o666 & ~umask)  # mkstemp makes 0600; give what open() would
     except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
+        _remove(temp)
         raise
+    pending = _PENDING.get()  # inside an outputs() block: moved into place at its end
+    if pending is None:
+        _replace(temp, os.fspath(path))
+    else:
+        pending.append((temp, os.fspath(path)))
 
 
-def _plain(array: np.ndarray, name: str) -> np.ndarray:
-    array = np.ascontiguousarray(array)
-    if not any(array.dtype == d for d in PLAIN.values()):
-        raise ValueError(f"tensor {name!r}: GGUF plain tensors are float64/32/16, bfloat16 or "
-                         f"int8..int64; got {array.dtype}")
-    return array.reshape(1) if array.ndim == 0 else array
+def _plain_dtype(dtype: np.dtype, name: str) -> np.dtype:
+    """The ggml plain type a tensor of ``dtype`` is stored as: itself, or same-size ints
+    (its own dtype then noted under TYPES_KEY)."""
+    if any(dtype == d for d in PLAIN.values()):
+        return np.dtype(dtype)
+    ints = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}.get(dtype.itemsize)
+    if ints is None or dtype.kind not in "uifbV":
+        raise ValueError(f"tensor {name!r}: dtype {dtype} has no GGUF form")
+    return np.dtype(ints)
 
 
-def _raw_type(array: np.ndarray) -> int | None:
+def _raw_type(dtype: np.dtype) -> int | None:
     """bfloat16 goes as bytes with an explicit type (GGUFWriter has no numpy bfloat16)."""
-    return 30 if array.dtype == ml_dtypes.bfloat16 else None
+    return 30 if dtype == ml_dtypes.bfloat16 else None
 
 
-__all__ = ["FP4_RECORDS", "GgufFile", "GgufLayer", "GgufTensor", "MXFP4", "NVFP4", "dequantize",
-           "is_gguf", "parse_header", "read", "write"]
+__all__ = ["FP4_RECORDS", "GgufFile", "GgufLayer", "GgufTensor", "LazyGgufTensor", "MXFP4",
+           "NVFP4", "dequantize", "is_gguf", "parse_header", "read", "ue4m3", "write"]

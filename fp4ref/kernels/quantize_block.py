@@ -17,15 +17,9 @@ import math
 import numpy as np
 from numba import njit
 
+from .options import ZERO_DROP, ZERO_NEGATIVE
 from .scalar import byte_elements
-from .scale_rules import (
-    THRESHOLDS,
-    ZERO_DROP,
-    ZERO_NEGATIVE,
-    mx_scale,
-    nvfp4_block_scale,
-    search,
-)
+from .scale_rules import THRESHOLDS, mx_scale, nvfp4_block_scale, search
 
 _INF32 = np.float32(math.inf)
 
@@ -120,12 +114,13 @@ def mx_block_scale(row, amax, rule, optimal, start_rule, first, tie, lanes, divi
 
 
 @njit(cache=True, error_model="numpy")
-def nv_block_scale(row, amax, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal,
-                   multiply, tie, lanes, divisors, terms, ys):
+def nv_block_scale(row, amax, recipe, tensor, clamp_low, clamp_high, zero_block, zero_scale,
+                   optimal, multiply, tie, lanes, divisors, terms, ys):
     """E4M3 byte of an NVFP4 block without NaN: the recipe's byte
     (:func:`.scale_rules.nvfp4_block_scale`), or the optimal search over bytes 1..126
     from it (``divisors[b]``: the recipe's float32 divisor of byte ``b``)."""
-    scale = nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_scale)
+    scale = nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_block,
+                              zero_scale)
     if optimal:
         scale = search(row, scale, divisors[scale], divisors, 1, 126, multiply, tie, lanes,
                        terms, ys)

@@ -6,8 +6,9 @@ numba-cuda recompiles from the same Python source as device functions. So the tw
 backends cannot drift apart; the plain-Python oracle in :mod:`fp4ref.spec` is written
 independently and checks both.
 
-Conventions: codes and bit patterns are Python/numba integers; floats are float32 or
-float64 and every operation on them is exact unless a comment says it rounds.
+Conventions arrive as the kernel integers of :mod:`.options`; codes and bit patterns are
+Python/numba integers; floats are float32 or float64 and every operation on them is exact
+unless a comment says it rounds.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ import math
 
 from numba import njit
 
-#: Tie rules as kernel integers, in the order of :data:`fp4ref.spec.rounding.TIE_RULES`.
-TIE_EVEN, TIE_AWAY, TIE_ZERO = 0, 1, 2
-
-#: Nibble orders as kernel integers, in the order of :data:`fp4ref.spec.nibbles.NIBBLE_ORDERS`.
-LOW_FIRST, HIGH_FIRST, SPLIT_HALF = 0, 1, 2
-
-#: Output encodings as kernel integers.
-OUT_FLOAT32, OUT_BFLOAT16, OUT_FLOAT16 = 0, 1, 2
+from .options import (
+    HIGH_FIRST,
+    LAYOUT_8X4,
+    LAYOUT_128X4,
+    OUT_BFLOAT16,
+    OUT_FLOAT16,
+    SPLIT_HALF,
+    TIE_AWAY,
+    TIE_EVEN,
+)
 
 #: Canonical NaNs written by fp4ref (positive, quiet, zero payload).
 NAN_F32, NAN_BF16, NAN_F16 = 0x7FC00000, 0x7FC0, 0x7E00
@@ -225,10 +228,6 @@ def output_bits(value, out_kind):
     if out_kind == OUT_FLOAT16:
         return float16_from_float32_bits(bits)
     return bits
-
-
-#: Scale layouts as kernel integers, in the order of :data:`fp4ref.spec.layouts.LAYOUTS`.
-LAYOUT_LINEAR, LAYOUT_128X4, LAYOUT_8X4 = 0, 1, 2
 
 
 @njit(cache=True)

@@ -2,8 +2,8 @@
 
 The same rules as :mod:`fp4ref.spec.scale_rules`, :mod:`fp4ref.spec.elements` and
 :mod:`fp4ref.spec.optimal`, written independently in the numba subset so the CPU kernels
-(and, compiled again, CUDA device code) can call them. Integer codes stand for names:
-:data:`MX_RULES`, :data:`NV_RECIPES`, :data:`ZERO_SIGNS` give the order.
+(and, compiled again, CUDA device code) can call them. Integer codes stand for names, as
+:mod:`.options` translates them.
 
 float32 steps: one IEEE float32 operation is computed in float64 and rounded by
 :func:`f32` (innocuous double rounding, as in the oracle).
@@ -16,18 +16,25 @@ import math
 import numpy as np
 from numba import njit
 
-from .scalar import TIE_AWAY, TIE_EVEN, e4m3_decode, e4m3_encode, float32_bits, is_negative
+from .options import (
+    RECIPE_CT,
+    RECIPE_MODELOPT,
+    RECIPE_PLAIN,
+    RECIPE_TORCHAO,
+    RULE_CEIL,
+    RULE_EVEN,
+    RULE_FLOOR,
+    RULE_GGML,
+    RULE_MISTRALRS,
+    RULE_QWANTIZE,
+    RULE_RCEIL,
+    TIE_AWAY,
+    TIE_EVEN,
+    ZERO_DROP,
+    ZERO_NEGATIVE,
+)
+from .scalar import e4m3_decode, e4m3_encode, float32_bits, is_negative
 from .unfused import mul
-
-MX_RULES = ("floor", "rceil", "ceil", "even", "nearest", "mistralrs", "qwantize", "ggml")
-RULE_FLOOR, RULE_RCEIL, RULE_CEIL, RULE_EVEN, RULE_NEAREST, RULE_MISTRALRS = 0, 1, 2, 3, 4, 5
-RULE_QWANTIZE, RULE_GGML = 6, 7
-
-NV_RECIPES = ("plain", "modelopt", "torchao", "compressed-tensors")
-RECIPE_PLAIN, RECIPE_MODELOPT, RECIPE_TORCHAO, RECIPE_CT = 0, 1, 2, 3
-
-ZERO_SIGNS = ("keep", "negative", "drop")
-ZERO_KEEP, ZERO_NEGATIVE, ZERO_DROP = 0, 1, 2
 
 _E2M1 = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 
@@ -140,27 +147,29 @@ def divide(a, b):
 
 
 @njit(cache=True, error_model="numpy")
-def nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_scale):
+def nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_block, zero_scale):
     """E4M3 byte of an NVFP4 block (see :func:`fp4ref.spec.scale_rules.nvfp4_block_scale`).
 
-    ``clamp_low`` > ``clamp_high`` means no clamp; ``zero_scale`` < 0 means none.
+    The quotient is clamped to ``[clamp_low, clamp_high]`` (``[-Inf, Inf]`` for a profile
+    without a clamp: every non-NaN value stays as it is); a zero block gets ``zero_scale``
+    if ``zero_block`` (:class:`..options.KernelOptions`).
     """
     if recipe == RECIPE_PLAIN:
         y = f32(amax / 6.0)
     elif recipe == RECIPE_MODELOPT:
         y = divide(amax, f32(6.0 * tensor))
-        if y == 0.0 and zero_scale >= 0.0:
+        if y == 0.0 and zero_block:
             y = zero_scale
     elif recipe == RECIPE_TORCHAO:
         y = divide(f32(amax / 6.0), tensor)
     else:
         y = f32(tensor * f32(amax / 6.0))
-    if clamp_low <= clamp_high and y == y:
+    if y == y:
         y = min(max(y, clamp_low), clamp_high)
     if y != y:  # a NaN made by the arithmetic (Inf / Inf) has the hardware's sign (x86
         return 0x7F  # negative, CUDA positive); fp4ref writes the positive NaN byte
     byte = e4m3_encode(y, TIE_EVEN, True)
-    if recipe == RECIPE_CT and byte == 0 and zero_scale >= 0.0:
+    if recipe == RECIPE_CT and byte == 0 and zero_block:
         byte = e4m3_encode(zero_scale, TIE_EVEN, True)
     return byte
 

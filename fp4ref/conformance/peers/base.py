@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -10,6 +12,13 @@ import numpy as np
 E2M1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6], np.float32)
 #: Marks an element the peer refused or could not produce (never equal to a valid code).
 SENTINEL = -1
+
+
+def peers_dir() -> Path:
+    """Where the peers that pip cannot install are unpacked or built (``.ci/peers/*.sh``):
+    ``$FP4REF_PEERS_DIR``, else ``~/.cache/fp4ref/peers``."""
+    default = Path.home() / ".cache" / "fp4ref" / "peers"
+    return Path(os.environ.get("FP4REF_PEERS_DIR", default))
 
 
 def _codes(values) -> np.ndarray:
@@ -68,11 +77,18 @@ class Peer:
     own = ""
     native: dict[str, tuple] = {}
     capabilities: dict[str, tuple] = {}
+    #: The adapters hand back integer codes as int16 glue (with :data:`SENTINEL` marks),
+    #: so the checker compares their integer results by value, not by dtype.
+    integer_glue = True
     #: The fp4ref profile the peer's default quantizer is compared against, by format
     #: (:mod:`fp4ref.conformance.peers.probing`); empty when it has none.
     profiles: dict[str, str] = {}
     #: Output dtypes its decoder produces (probing compares each).
     decode_dtypes: tuple[str, ...] = ("float32",)
+    #: How probing compares decoded NaNs: ``"exact"`` bits, or ``"any"`` where the peer's
+    #: NaNs come from float arithmetic (Inf * 0), whose sign and payload are the hardware's
+    #: (x86 gives 0xFFC00000, Arm 0x7FC00000), not the implementation's.
+    nan_bits: str = "exact"
 
     def __init__(self) -> None:
         self.lib = importlib.import_module(self.module)

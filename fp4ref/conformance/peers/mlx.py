@@ -18,6 +18,7 @@ class Mlx(Peer):
     own = "MLX mx.quantize / mx.dequantize, modes mxfp4 and nvfp4, on the CPU device"
     profiles = {"mxfp4": "mlx", "nvfp4": "mlx"}
     decode_dtypes = ("float32", "bfloat16", "float16")
+    nan_bits = "any"
 
     def __init__(self) -> None:
         super().__init__()

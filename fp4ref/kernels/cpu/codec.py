@@ -12,10 +12,16 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ..scalar import (
+from ..options import (
+    E8M0_BITS,
+    E8M0_GGML,
+    E8M0_OCP,
     HIGH_FIRST,
     OUT_FLOAT32,
+    SCALE_E8M0,
     SPLIT_HALF,
+)
+from ..scalar import (
     byte_elements,
     e2m1_decode,
     e2m1_encode,
@@ -25,13 +31,6 @@ from ..scalar import (
     output_bits,
 )
 from .mx_block import FIRST_SCALE, LAST_SCALE, store_fence, store_mx_block
-
-#: Scale formats as kernel integers.
-SCALE_E8M0, SCALE_E4M3 = 0, 1
-
-#: E8M0 decode conventions as kernel integers, in the order of
-#: :data:`fp4ref.profiles.E8M0_DECODES` ("ocp", "bits", "ggml").
-E8M0_OCP, E8M0_BITS, E8M0_GGML = 0, 1, 2
 
 
 @njit(cache=True)

@@ -37,8 +37,7 @@ from numba import types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
-from ..scalar import HIGH_FIRST, LOW_FIRST, SPLIT_HALF
-from ..scale_rules import ZERO_DROP, ZERO_KEEP, ZERO_NEGATIVE
+from ..options import HIGH_FIRST, LOW_FIRST, SPLIT_HALF, ZERO_DROP, ZERO_KEEP, ZERO_NEGATIVE
 
 #: Bytes of a cache line: streamed stores need an output aligned to this.
 LINE_BYTES = 64

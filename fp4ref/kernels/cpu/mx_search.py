@@ -47,7 +47,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.core.extending import intrinsic
 
-from ..scale_rules import _E2M1, RULE_QWANTIZE, lower_bound, mx_scale, search
+from ..options import RULE_QWANTIZE
+from ..scale_rules import _E2M1, lower_bound, mx_scale, search
 from .mx_block import _array_vector, _contiguous, _reduce, _splat
 
 #: Lanes of torch's float32 sum that :func:`search_mx` reproduces (AVX-512).

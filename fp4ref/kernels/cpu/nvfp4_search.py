@@ -47,15 +47,9 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
-from ..scalar import HIGH_FIRST, SPLIT_HALF, float32_bits
-from ..scale_rules import (
-    _E2M1,
-    RECIPE_PLAIN,
-    THRESHOLDS,
-    ZERO_KEEP,
-    ZERO_NEGATIVE,
-    nvfp4_block_scale,
-)
+from ..options import HIGH_FIRST, RECIPE_PLAIN, SPLIT_HALF, ZERO_KEEP, ZERO_NEGATIVE
+from ..scalar import float32_bits
+from ..scale_rules import _E2M1, THRESHOLDS, nvfp4_block_scale
 from .mx_block import _array_vector, _reduce, _splat, max_magnitude_codegen
 
 #: Candidates evaluated together (one vector of float32 SSEs).
@@ -608,14 +602,15 @@ def close_search(start, e0, low, high, table, magnitudes, block):
 
 
 @njit(cache=True, error_model="numpy")
-def monotone_start(recipe, tensor, clamp_low, clamp_high, zero_scale):
+def monotone_start(recipe, tensor, clamp_low, clamp_high, zero_block):
     """Whether :func:`start_breakpoints` gives the start bytes of the recipe: no zero-block
     scale (which lifts the smallest amax), and no NaN quotient, which only 0 / 0, Inf / Inf,
     0 x Inf at amax = 0 or Inf can make."""
-    if recipe != RECIPE_PLAIN and zero_scale >= 0.0:
+    if recipe != RECIPE_PLAIN and zero_block:
         return False
-    return max(nvfp4_block_scale(0.0, recipe, tensor, clamp_low, clamp_high, -1.0),
-               nvfp4_block_scale(math.inf, recipe, tensor, clamp_low, clamp_high, -1.0)) <= 126
+    return max(nvfp4_block_scale(0.0, recipe, tensor, clamp_low, clamp_high, False, 0.0),
+               nvfp4_block_scale(math.inf, recipe, tensor, clamp_low, clamp_high, False, 0.0)
+               ) <= 126
 
 
 @njit(cache=True, error_model="numpy")
@@ -638,7 +633,7 @@ def start_breakpoints(recipe, tensor, clamp_low, clamp_high):
             middle = (low + high) // 2
             bits[0] = middle
             if nvfp4_block_scale(float(value[0]), recipe, tensor, clamp_low, clamp_high,
-                                 -1.0) >= b:
+                                 False, 0.0) >= b:
                 high = middle
             else:
                 low = middle + 1

@@ -1,8 +1,12 @@
 """CPU quantization kernels: ``numba.njit(parallel=True)``, ``prange`` over chunks of blocks.
 
-They trust their arguments (checked by :mod:`fp4ref.quantize`). ``x`` is float32
-``[nblocks, block_size]``; the kernels write one scale byte per block and the packed codes
-``[nblocks, block_size / 2]`` in nibble order ``order``.
+They trust their arguments (checked by :mod:`fp4ref.quantize`). Every one takes
+``(x, bits, options, scales, packed, hessian)``: ``x`` float32 ``[nblocks, block_size]``
+and ``bits`` the same memory as uint32, ``options`` the call's
+:class:`..options.KernelOptions`, ``hessian`` float64 ``[J, block_size, block_size]``
+(J = 0 unless the search is by ``r^T H r``); they write one scale byte per block into
+``scales`` and the packed codes ``[nblocks, block_size / 2]`` into ``packed`` in the
+options' nibble order. :func:`kernel_for` is the one table choosing among them.
 """
 
 from __future__ import annotations
@@ -12,13 +16,11 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ..options import NONFINITE_NAN_SCALE, RULE_FLOOR, ZERO_KEEP, ZERO_NEGATIVE
 from ..quantize_block import e8m0_reciprocal32
 from ..scalar import byte_elements, is_negative
 from ..scale_rules import (
-    RULE_FLOOR,
     THRESHOLDS,
-    ZERO_KEEP,
-    ZERO_NEGATIVE,
     block_error,
     first_at_least,
     mx_scale,
@@ -29,7 +31,7 @@ from ..scale_rules import (
     search_hessian,
 )
 from .mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor_group
-from .mx_search import choose, measure, start_byte
+from .mx_search import LANES, choose, measure, start_byte
 from .nvfp4_search import GROUP as NV_GROUP
 from .nvfp4_search import (
     counting_table,
@@ -69,18 +71,20 @@ def _store_mx(bits, blk, n, scale, tie_thresholds, zero_sign, order, scales, pac
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def quantize_mx_rule(x, bits, rule, tie_thresholds, zero_sign, order, scales, packed):
-    """MXFP4 by a scale rule, in float32 and integer arithmetic only.
+def quantize_mx_rule(x, bits, options, scales, packed, hessian):
+    """MXFP4 by the scale rule ``options.scale_rule``, in float32 and integer arithmetic only.
 
     ``bits`` is ``x`` viewed as uint32. Per block: the largest magnitude as an integer max
     of the sign-cleared bits (a NaN/Inf anywhere makes it >= 0x7F800000: scale 0xFF, zero
     codes); the scale byte s (the floor rule, OCP 6.3, straight from the exponent field:
     max(e - 2, 0)); then y = |x| * 2^(127 - s), one float32 multiply by a power of two,
     which equals float32(|x| / X) (exact unless y is subnormal, and then y < 0.25 either
-    way); the code is the number of ``tie_thresholds`` (a row of
+    way); the code is the number of thresholds of the tie rule (a row of
     :data:`..scale_rules.THRESHOLDS`) below y. Both steps run as vector code on the whole
     block (:mod:`.mx_block`); under the floor rule on 16 blocks at a time.
     """
+    rule, zero_sign, order = options.scale_rule, options.zero_sign, options.nibble_order
+    tie_thresholds = THRESHOLDS[options.rounding]
     nblocks, n = x.shape
     for chunk in prange((nblocks + _RULE_CHUNK - 1) // _RULE_CHUNK):
         first, last = chunk * _RULE_CHUNK, min(nblocks, (chunk + 1) * _RULE_CHUNK)
@@ -121,16 +125,17 @@ def _measure_mx(bits, index, start_rule, tie_thresholds, divisors):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def quantize_mx_optimal(x, bits, start_rule, first, tie, tie_thresholds, zero_sign, order, scales,
-                        packed):
-    """MXFP4 by the optimal search over bytes ``first..254`` from ``start_rule``'s byte,
-    errors summed in 16 lanes: :func:`quantize_mx` with ``optimal``, no Hessian and
-    ``lanes`` = 16, the search in vector code (:mod:`.mx_search`) and the codes stored as in
-    :func:`quantize_mx_rule` (``bits``: ``x`` viewed as uint32; ``tie_thresholds``: row
-    ``tie`` of :data:`..scale_rules.THRESHOLDS`).
+def quantize_mx_optimal(x, bits, options, scales, packed, hessian):
+    """MXFP4 by the optimal search over bytes ``e8m0_min..254`` from the start rule's byte,
+    errors summed in 16 lanes: :func:`quantize_mx` without a Hessian and with
+    ``sum_lanes`` = 16, the search in vector code (:mod:`.mx_search`) and the codes stored
+    as in :func:`quantize_mx_rule` (``bits``: ``x`` viewed as uint32).
 
     Each block's numbers are measured one block ahead of its choice, so that the CPU
     overlaps one block's long float32 sums with the next one's decisions."""
+    start_rule, first, tie = options.scale_rule, options.e8m0_min, options.rounding
+    zero_sign, order = options.zero_sign, options.nibble_order
+    tie_thresholds = THRESHOLDS[tie]
     divisors = _e8m0_divisors()
     nblocks, n = x.shape
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
@@ -250,14 +255,16 @@ def encode_block(row, d, multiply, tie, zero_sign, order, out):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def quantize_mx(x, start_rule, first, tie, zero_sign, lanes, order, scales, packed, hessian):
-    """MXFP4 by the optimal search over bytes ``first..254`` from ``start_rule``'s byte in
-    scalar code (any ``lanes``; the Hessian search), elements by ``tie``; NaN/Inf blocks
-    get 0xFF and zero codes. The scale rules run in :func:`quantize_mx_rule`, the plain
+def quantize_mx(x, bits, options, scales, packed, hessian):
+    """MXFP4 by the optimal search over bytes ``e8m0_min..254`` from the start rule's byte
+    in scalar code (any ``sum_lanes``; the Hessian search); NaN/Inf blocks get 0xFF and
+    zero codes. The scale rules run in :func:`quantize_mx_rule`, the plain
     search in 16 lanes in :func:`quantize_mx_optimal`.
 
     ``hessian`` is float64 ``[J, n, n]``: with J > 0 the search minimises ``r^T H r`` with
     ``H = hessian[b % J]`` for block b (rows of J column blocks)."""
+    start_rule, first, tie = options.scale_rule, options.e8m0_min, options.rounding
+    zero_sign, lanes, order = options.zero_sign, options.sum_lanes, options.nibble_order
     divisors = _e8m0_divisors()
     nblocks, n = x.shape
     columns = hessian.shape[0]
@@ -319,13 +326,18 @@ def largest_magnitude(bits):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, inf_nan, tie,
-                zero_sign, lanes, order, scales, packed, hessian):
-    """NVFP4: block scale by ``recipe`` (or the optimal search over E4M3 bytes 1..126; by
-    ``r^T H r`` with ``hessian[b % J]`` when ``hessian`` ``[J, n, n]`` has J > 0),
-    elements ``float32(|x| / d)`` by ``tie``; NaN blocks (and Inf blocks if ``inf_nan``)
-    get 0x7F and zero codes. Returns whether the blocks took the division-free path
-    (:mod:`.nvfp4_search`)."""
+def quantize_nv(x, bits, options, scales, packed, hessian):
+    """NVFP4: block scale by the recipe (or, if ``options.optimal``, the search over E4M3
+    bytes 1..126; by ``r^T H r`` with ``hessian[b % J]`` when ``hessian`` ``[J, n, n]`` has
+    J > 0), elements ``float32(|x| / d)``; NaN blocks (and Inf blocks under
+    ``nonfinite="nan-scale"``) get 0x7F and zero codes. Returns whether the blocks took the
+    division-free path (:mod:`.nvfp4_search`)."""
+    recipe, tensor = options.nvfp4_recipe, options.tensor_operand
+    clamp_low, clamp_high = options.clamp_low, options.clamp_high
+    zero_block, zero_scale = options.zero_block, options.zero_block_scale
+    optimal, inf_nan = options.optimal, options.nonfinite == NONFINITE_NAN_SCALE
+    tie, zero_sign = options.rounding, options.zero_sign
+    lanes, order = options.sum_lanes, options.nibble_order
     divisors = np.empty(256)
     multiply = nvfp4_divisor(0x38, recipe, tensor)[1]
     for b in range(256):
@@ -337,7 +349,7 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
     # division-free blocks (.nvfp4_search): finite divisors, a start byte monotone in amax,
     # and for the search one term a lane
     fast = (n == 16 and not multiply and not columns and (lanes == 16 or not optimal)
-            and monotone_start(recipe, tensor, clamp_low, clamp_high, zero_scale))
+            and monotone_start(recipe, tensor, clamp_low, clamp_high, zero_block))
     for b in range(127):
         fast &= 0.0 <= divisors[b] < math.inf
     table = decision_table(divisors, 126 if fast else -1, tie)
@@ -348,7 +360,6 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
         divisor_counts = counting_table(divisors32[1:127])
     else:
         breakpoint_counts = divisor_counts = counting_table(divisors32[:0])
-    bits = x.view(np.uint32)
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
         terms = np.empty(n)
         ys = np.empty(n)
@@ -386,7 +397,8 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
                 scales[blk] = 0x7F
                 packed[blk, :] = 0
                 continue
-            scale = nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_scale)
+            scale = nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_block,
+                                      zero_scale)
             if optimal and columns:
                 scale = search_hessian(row, scale, divisors[scale], divisors, 1, 126, multiply,
                                        tie, lanes, terms, ys, hessian[blk % columns], False, r)
@@ -397,9 +409,29 @@ def quantize_nv(x, recipe, tensor, clamp_low, clamp_high, zero_scale, optimal, i
                 scale = search(row, scale, divisors[scale], divisors, 1, 126, multiply, tie, lanes,
                                terms, ys)
             scales[blk] = scale
-            d = divisors[scale]
-            if d != d:
-                packed[blk, :] = 0
+            if scale & 0x7F == 0x7F:  # the NaN byte: zero codes (a NaN divisor of another
+                packed[blk, :] = 0  # byte, as 0 x Inf, encodes every |x| / d = NaN as 0)
                 continue
-            encode_block(row, d, multiply, tie, zero_sign, order, packed[blk])
+            encode_block(row, divisors[scale], multiply, tie, zero_sign, order, packed[blk])
     return fast
+
+
+#: The CPU kernel of each kind of quantization (:func:`kernel_for` picks one).
+KERNELS = {
+    "mxfp4-rule": quantize_mx_rule,  # a scale rule: vector code, float32 only
+    "mxfp4-search16": quantize_mx_optimal,  # the SSE search in 16 lanes: vector code
+    "mxfp4-search": quantize_mx,  # other lane counts, the Hessian search: scalar code
+    "nvfp4": quantize_nv,  # every recipe and search (division-free blocks inside)
+}
+
+
+def kernel_for(options) -> str:
+    """The key of :data:`KERNELS` that quantizes under ``options``
+    (:class:`..options.QuantizeOptions`)."""
+    if options.format == "nvfp4":
+        return "nvfp4"
+    if not options.optimal:
+        return "mxfp4-rule"
+    if options.scale_rule == "optimal" and options.profile.sum_lanes == LANES:
+        return "mxfp4-search16"
+    return "mxfp4-search"

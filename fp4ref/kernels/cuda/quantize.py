@@ -32,11 +32,10 @@ over C-contiguous float32 ``x`` starting at a 16-byte aligned address.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import cuda, float32, float64, int32, uint32, uint64
 
+from ..options import HIGH_FIRST, NONFINITE_NAN_SCALE, RECIPE_TORCHAO, RULE_FLOOR, SPLIT_HALF
 from ..quantize_block import (
     block_amax,
     e8m0_reciprocal32,
@@ -46,15 +45,7 @@ from ..quantize_block import (
     nv_block_scale,
     packed_byte,
 )
-from ..scalar import HIGH_FIRST, SPLIT_HALF
-from ..scale_rules import (
-    RECIPE_TORCHAO,
-    RULE_FLOOR,
-    mx_scale,
-    nvfp4_block_scale,
-    nvfp4_divisor,
-    search_hessian,
-)
+from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor, search_hessian
 from . import unfused  # noqa: F401 (the GPU's mul for the shared search functions)
 from .codec import _grid, _simulated
 from .warp import index_shuffle, xor_shuffle
@@ -65,6 +56,11 @@ MX_NAN, NV_NAN = 0xFF, 0x7F
 
 #: float32 bits of +Inf: a sign-cleared value above it is a NaN (IEEE 754 3.4).
 _INF_BITS = 0x7F800000
+
+#: The rule kernels hand a block's divisor to its lanes as float32 bits; these bits (a NaN
+#: no divisor is sent as: a NaN divisor goes as the canonical 0x7FC00000) say "NaN scale
+#: byte: zero codes" instead (a NaN divisor of another byte encodes every element as 0).
+_ZERO_CODES = -1
 
 #: Threads of a thread block of the rule kernels: small thread blocks pack the SMs closer
 #: (the MXFP4 kernel's 96 registers a thread fit 5 blocks of 128 threads on an SM, 640
@@ -121,8 +117,8 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int):
     multiply = nv and rule == RECIPE_TORCHAO  # torchao multiplies by the reciprocal
 
     @cuda.jit
-    def kernel(bits, divisors, tensor, clamp_low, clamp_high, zero_scale, inf_nan, scales,
-               out):
+    def kernel(bits, divisors, tensor, clamp_low, clamp_high, zero_block, zero_scale, inf_nan,
+               scales, out):
         lane = uint32(cuda.threadIdx.x % 32)
         part = lane % uint32(group)  # elements 4 part .. 4 part + 3 of a block
         first_lane = lane - part  # of the block's lanes
@@ -164,8 +160,9 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int):
                 scale = NV_NAN
                 if top < bad_from:
                     scale = nvfp4_block_scale(amax, rule, tensor, clamp_low, clamp_high,
-                                              zero_scale)
-                d = float32(divisors[scale])  # exact; NaN for the NaN bytes: zero codes
+                                              zero_block, zero_scale)
+                d = float32(divisors[scale])  # exact
+                zero_codes = scale & 0x7F == NV_NAN  # as the oracle: the NaN bytes only
             else:
                 if top >= bad_from:
                     scale = MX_NAN
@@ -174,17 +171,19 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int):
                 else:
                     scale = mx_scale(amax, rule)
                 d = e8m0_reciprocal32(min(scale, 254))  # |x| / X = |x| * 2^(127 - s)
-                if scale == MX_NAN:  # ggml's wrapped exponents can land on 0xFF too
-                    d = float32(math.nan)  # zero codes
+                zero_codes = scale == MX_NAN  # ggml's wrapped exponents can land there too
             block = step * uint64(32) + uint64(part * per_load + lane // uint32(group))
             if block < nblocks:  # this lane's block: load `part`, group lane // group
                 scales[block] = scale
-            shared_d = int32(np.float32(d).view(np.uint32))  # bits of d >= 0 or of NaN
+            shared_d = int32(np.float32(d).view(np.uint32)) if d == d else int32(0x7FC00000)
+            if zero_codes:
+                shared_d = int32(_ZERO_CODES)
             for j in range(group):
                 at = first + uint64(128 * j)
-                d = np.uint32(index_shuffle(shared_d, first_lane + j)).view(np.float32)
+                sent = index_shuffle(shared_d, first_lane + j)
+                d = np.uint32(sent).view(np.float32)
                 codes = uint32(0)  # element 4 part + k in nibble k
-                if d == d:
+                if sent != _ZERO_CODES:
                     for k in range(4):
                         v = np.uint32(values[4 * j + k]).view(np.float32)
                         code = element_code32(v, d, multiply or not nv, tie, zero_sign)
@@ -217,8 +216,8 @@ def _search_kernel(nv: bool, hessian: bool, order: int, tie: int, zero_sign: int
     n = 16 if nv else 32
 
     @cuda.jit
-    def kernel(x, divisors, rule, tensor, clamp_low, clamp_high, zero_scale, multiply,
-               inf_nan, first, lanes, hessians, scales, words):
+    def kernel(x, divisors, rule, tensor, clamp_low, clamp_high, zero_block, zero_scale,
+               multiply, inf_nan, first, lanes, hessians, scales, words):
         table = cuda.shared.array(256, float64)  # the search reads the divisors often
         for r in range(cuda.threadIdx.x, 256, cuda.blockDim.x):
             table[r] = divisors[r]
@@ -241,7 +240,7 @@ def _search_kernel(nv: bool, hessian: bool, order: int, tie: int, zero_sign: int
                 h = _njit_view(hessians[blk % columns])
                 if nv:
                     start = nvfp4_block_scale(float(amax), rule, tensor, clamp_low,
-                                              clamp_high, zero_scale)
+                                              clamp_high, zero_block, zero_scale)
                     scale = search_hessian(row, start, table[start], table, 1, 126, multiply,
                                            tie, lanes, terms, ys, h, False, residuals)
                 else:
@@ -250,14 +249,15 @@ def _search_kernel(nv: bool, hessian: bool, order: int, tie: int, zero_sign: int
                                            tie, lanes, terms, ys, h, True, residuals)
             elif nv:
                 scale = nv_block_scale(row, float(amax), rule, tensor, clamp_low, clamp_high,
-                                       zero_scale, True, multiply, tie, lanes, table, terms, ys)
+                                       zero_block, zero_scale, True, multiply, tie, lanes,
+                                       table, terms, ys)
             else:
                 scale = mx_block_scale(row, float(amax), 0, True, rule, first, tie, lanes, table,
                                        terms, ys)
             scales[blk] = scale
             if nv:
                 d = float32(table[scale])  # exact
-                zero = d != d  # a NaN scale gets zero codes
+                zero = scale & 0x7F == NV_NAN  # the NaN bytes get zero codes
             else:
                 d = e8m0_reciprocal32(min(scale, 254))  # |x| / X = |x| * 2^(127 - s)
                 zero = scale == MX_NAN
@@ -286,53 +286,58 @@ def _rule_out(packed, order: int):
     return packed.reshape(-1).view(np.uint32 if order == SPLIT_HALF else np.uint16)
 
 
-def _search(nv: bool, x, divisors, rule: int, tensor: float, clamp_low: float,
-            clamp_high: float, zero_scale: float, multiply: bool, inf_nan: bool, first: int,
-            tie: int, zero_sign: int, lanes: int, order: int, scales, packed, hessian) -> None:
-    """Launch the search kernel; ``hessian`` is a float64 ``[J, n, n]`` device array, or
-    None to search by SSE."""
+def _search(nv: bool, x, divisors, options, multiply: bool, scales, packed, hessian) -> None:
+    """Launch the search kernel with the fields of ``options``
+    (:class:`..options.KernelOptions`); ``hessian`` is a float64 ``[J, n, n]`` device array,
+    or None to search by SSE."""
     n = 16 if nv else 32
-    kernel = _search_kernel(nv, hessian is not None, order, tie, zero_sign)
+    o = options
+    kernel = _search_kernel(nv, hessian is not None, o.nibble_order, o.rounding, o.zero_sign)
     if hessian is None:  # not read: a float64 [1, n, n] array types the argument
         hessian = cuda.device_array((1, n, n), np.float64)
     blocks, threads = _block_grid(scales.size)
-    kernel[blocks, threads](x, divisors, rule, tensor, clamp_low, clamp_high, zero_scale,
-                            multiply, inf_nan, first, lanes, hessian, scales,
-                            packed.reshape(-1).view(np.uint32))
+    kernel[blocks, threads](
+        x, divisors, o.nvfp4_recipe if nv else o.scale_rule, o.tensor_operand, o.clamp_low,
+        o.clamp_high, o.zero_block, o.zero_block_scale, multiply,
+        not nv or o.nonfinite == NONFINITE_NAN_SCALE, 1 if nv else o.e8m0_min, o.sum_lanes,
+        hessian, scales, packed.reshape(-1).view(np.uint32))
 
 
-def quantize_mx(x, divisors, rule: int, optimal: bool, start_rule: int, first: int, tie: int,
-                zero_sign: int, lanes: int, order: int, scales, packed, hessian=None) -> None:
+def quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
     """MXFP4 blocks of the flat float32 device array ``x`` into ``scales`` (one byte per
-    block) and ``packed`` (16 bytes per block), as :func:`..cpu.quantize.quantize_mx`.
+    block) and ``packed`` (16 bytes per block), as :func:`..cpu.quantize.quantize_mx` and
+    :func:`..cpu.quantize.quantize_mx_rule` (``options``: the call's
+    :class:`..options.KernelOptions`).
 
     ``divisors`` is the device table of 2^(b - 127) (NaN at 255), read by the search;
     ``hessian`` (float64 ``[J, 32, 32]`` on the device, with ``optimal``) makes the search
     minimise ``r^T H r`` with ``H = hessian[b % J]`` for block b.
     """
-    if optimal:
-        _search(False, x, divisors, start_rule, 1.0, 1.0, 0.0, -1.0, False, True, first, tie,
-                zero_sign, lanes, order, scales, packed, hessian)
+    o = options
+    if o.optimal:
+        _search(False, x, divisors, o, False, scales, packed, hessian)
         return
     blocks, threads = _warp_grid((scales.size + 31) // 32)
-    _rule_kernel(False, rule, order, tie, zero_sign)[blocks, threads](
-        x.view(np.uint32), divisors, 1.0, 1.0, 0.0, -1.0, True, scales, _rule_out(packed, order))
+    _rule_kernel(False, o.scale_rule, o.nibble_order, o.rounding, o.zero_sign)[blocks, threads](
+        x.view(np.uint32), divisors, 1.0, o.clamp_low, o.clamp_high, False, 0.0, True, scales,
+        _rule_out(packed, o.nibble_order))
 
 
-def quantize_nv(x, divisors, recipe: int, tensor: float, clamp_low: float, clamp_high: float,
-                zero_scale: float, optimal: bool, multiply: bool, inf_nan: bool, tie: int,
-                zero_sign: int, lanes: int, order: int, scales, packed, hessian=None) -> None:
+def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
     """NVFP4 blocks of the flat float32 device array ``x``, as
     :func:`..cpu.quantize.quantize_nv` (``divisors`` from :func:`nv_divisors`; ``hessian``
     float64 ``[J, 16, 16]`` on the device, with ``optimal``, as in :func:`quantize_mx`)."""
-    if optimal:
-        _search(True, x, divisors, recipe, tensor, clamp_low, clamp_high, zero_scale, multiply,
-                inf_nan, 1, tie, zero_sign, lanes, order, scales, packed, hessian)
+    o = options
+    multiply = o.nvfp4_recipe == RECIPE_TORCHAO  # torchao multiplies by the reciprocal
+    if o.optimal:
+        _search(True, x, divisors, o, multiply, scales, packed, hessian)
         return
     blocks, threads = _warp_grid((scales.size + 31) // 32)
-    _rule_kernel(True, recipe, order, tie, zero_sign)[blocks, threads](
-        x.view(np.uint32), divisors, tensor, clamp_low, clamp_high, zero_scale, inf_nan, scales,
-        _rule_out(packed, order))
+    _rule_kernel(True, o.nvfp4_recipe, o.nibble_order, o.rounding, o.zero_sign)[
+        blocks, threads](
+        x.view(np.uint32), divisors, o.tensor_operand, o.clamp_low, o.clamp_high, o.zero_block,
+        o.zero_block_scale, o.nonfinite == NONFINITE_NAN_SCALE, scales,
+        _rule_out(packed, o.nibble_order))
 
 
 @cuda.jit

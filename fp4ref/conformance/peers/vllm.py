@@ -1,0 +1,164 @@
+"""The vLLM adapters (see :mod:`fp4ref.conformance.peers`): vLLM 0.33.0's torch reference
+functions, loaded from its wheel's files without installing vLLM or its dependencies.
+
+``.ci/peers/vllm.sh`` unpacks the three files used into ``peers_dir()/vllm-0.33.0``:
+
+- ``vllm/third_party/triton_kernels/numerics_details/mxfp.py``: ``downcast_to_mxfp_torch``
+  (MXFP4, ``DequantScaleRoundingMode.ROUND_UP``, the default, or ``ROUND_DOWN``) and
+  ``upcast_from_mxfp_torch``;
+- ``vllm/model_executor/layers/quantization/utils/nvfp4_emulation_utils.py``:
+  ``ref_nvfp4_quant`` (NVFP4; its codes come back as E2M1 float values) and
+  ``dequantize_to_dtype`` (``swizzle=False``);
+- ``vllm/scalar_type.py`` (standard library only), which the NVFP4 module reads
+  ``float4_e2m1f.max()`` from.
+
+What is stubbed, only while those modules are executed (``sys.modules`` is restored after):
+``triton`` (``cdiv``, and ``jit`` as the identity: the Triton kernels in the same files are
+defined but never run), ``triton.language`` / ``vllm.triton_utils.tl`` (``constexpr`` for
+the kernels' annotations), ``vllm.platforms.current_platform`` (``is_cuda_alike()`` is
+False: the CPU paths), ``vllm.utils.torch_utils.direct_register_custom_op`` (a no-op: it
+registers the Triton-backed gathered-bias op, not used here), and the two Triton kernel
+modules ``mxfp.py`` imports from ``mxfp_details`` (their kernels and
+``MXFP_BLOCK_SIZE = 32``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+
+import numpy as np
+
+from .base import Peer, _codes, _pack, _to_numpy, _torch, peers_dir
+
+VERSION = "0.33.0"
+_MXFP = "vllm/third_party/triton_kernels/numerics_details/mxfp.py"
+_NVFP4 = "vllm/model_executor/layers/quantization/utils/nvfp4_emulation_utils.py"
+_SCALAR = "vllm/scalar_type.py"
+
+
+class _Anything:
+    """A stub whose every attribute is itself (Triton's ``tl`` for annotations)."""
+
+    def __getattr__(self, name):
+        return self
+
+    def __call__(self, *args, **kwargs):
+        return self
+
+
+def _stubs() -> dict[str, types.ModuleType]:
+    triton = types.ModuleType("triton")
+    triton.cdiv = lambda a, b: -(-a // b)
+    triton.jit = lambda fn=None, **kw: fn if fn is not None else (lambda f: f)
+    triton.language = _Anything()
+    platforms = types.ModuleType("vllm.platforms")
+    platforms.current_platform = types.SimpleNamespace(is_cuda_alike=lambda: False)
+    triton_utils = types.ModuleType("vllm.triton_utils")
+    triton_utils.tl, triton_utils.triton = triton.language, triton
+    torch_utils = types.ModuleType("vllm.utils.torch_utils")
+    torch_utils.direct_register_custom_op = lambda *a, **k: None
+    package = types.ModuleType("_fp4ref_vllm")
+    package.__path__ = []
+    details = types.ModuleType("_fp4ref_vllm.mxfp_details")
+    details.__path__ = []
+    upcast = types.ModuleType("_fp4ref_vllm.mxfp_details._upcast_from_mxfp")
+    upcast._upcast_from_mxfp = None
+    downcast = types.ModuleType("_fp4ref_vllm.mxfp_details._downcast_to_mxfp")
+    downcast._downcast_to_mxfp = downcast._quantize_mxfp8_fn = None
+    downcast.MXFP_BLOCK_SIZE = 32
+    vllm = types.ModuleType("vllm")
+    vllm.__path__ = []
+    utils = types.ModuleType("vllm.utils")
+    utils.__path__ = []
+    return {
+        "triton": triton, "triton.language": triton.language, "vllm": vllm,
+        "vllm.platforms": platforms, "vllm.triton_utils": triton_utils, "vllm.utils": utils,
+        "vllm.utils.torch_utils": torch_utils, "_fp4ref_vllm": package,
+        "_fp4ref_vllm.mxfp_details": details, upcast.__name__: upcast,
+        downcast.__name__: downcast,
+    }
+
+
+def _load(name: str, path) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load(root=None) -> tuple[types.ModuleType, types.ModuleType]:
+    """(mxfp, nvfp4_emulation_utils) from the unpacked wheel at ``root`` (default
+    ``peers_dir()/vllm-0.33.0``); ImportError if it is not there."""
+    root = peers_dir() / f"vllm-{VERSION}" if root is None else root
+    for part in (_MXFP, _NVFP4, _SCALAR):
+        if not (root / part).is_file():
+            raise ImportError(f"vLLM {VERSION} is not unpacked at {root} (run .ci/peers/vllm.sh)")
+    _torch()
+    saved = dict(sys.modules)
+    try:
+        sys.modules.update(_stubs())
+        _load("vllm.scalar_type", root / _SCALAR)
+        mxfp = _load("_fp4ref_vllm.mxfp", root / _MXFP)
+        nvfp4 = _load("_fp4ref_vllm.nvfp4_emulation_utils", root / _NVFP4)
+    finally:
+        sys.modules.clear()
+        sys.modules.update(saved)
+    return mxfp, nvfp4
+
+
+class Vllm(Peer):
+    name, module = "vllm", "torch"
+    own = ("vLLM 0.33.0 downcast_to_mxfp_torch (ROUND_UP) / upcast_from_mxfp_torch, "
+           "ref_nvfp4_quant / dequantize_to_dtype, from its wheel")
+    profiles = {"mxfp4": "vllm", "nvfp4": "vllm"}
+    decode_dtypes = ("float32", "bfloat16", "float16")
+    nan_bits = "any"
+    rounding_mode = "ROUND_UP"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.torch = _torch()
+        self.mxfp, self.nvfp4 = load()
+
+    @property
+    def version(self) -> str:
+        return VERSION
+
+    def quantize_probe(self, x, format, tensor_scale):
+        torch = self.torch
+        t = torch.from_numpy(x.copy())
+        if format == "mxfp4":
+            if tensor_scale is not None:
+                raise NotImplementedError("MXFP4 has no tensor scale")
+            mode = self.mxfp.DequantScaleRoundingMode[self.rounding_mode]
+            blocks, scales = self.mxfp.downcast_to_mxfp_torch(t, torch.uint8, -1, mode)
+            return blocks.numpy(), scales.numpy(), None
+        if tensor_scale is None:  # what vLLM's callers pass: 448 * 6 / amax
+            tensor_scale = np.float32(2688.0) / np.abs(x).max()
+        g = torch.tensor(np.float32(tensor_scale))
+        with np.errstate(all="ignore"):
+            values, scale = self.nvfp4.ref_nvfp4_quant(t, g, 16)
+        scales = scale.to(torch.float8_e4m3fn).view(torch.uint8).numpy()
+        return _pack(_codes(values.numpy())).astype(np.uint8), scales, np.float32(tensor_scale)
+
+    def dequantize_probe(self, blocks, scales, stored, format, dtype):
+        torch = self.torch
+        b = torch.from_numpy(np.ascontiguousarray(blocks, np.uint8))
+        s = torch.from_numpy(np.ascontiguousarray(scales, np.uint8))
+        if format == "mxfp4":
+            out = self.mxfp.upcast_from_mxfp_torch(b, s, getattr(torch, dtype), -1)
+        else:  # dequantize_to_dtype takes the decode multiplier: callers pass 1 / G
+            decode = torch.tensor(1.0 if stored is None else np.float32(1) / np.float32(stored))
+            out = self.nvfp4.dequantize_to_dtype(b, s, decode, getattr(torch, dtype),
+                                                 swizzle=False)
+        return _to_numpy(out)
+
+
+class VllmRoundDown(Vllm):
+    name = "vllm-round-down"
+    own = "vLLM 0.33.0 downcast_to_mxfp_torch with DequantScaleRoundingMode.ROUND_DOWN"
+    profiles = {"mxfp4": "vllm-round-down"}
+    rounding_mode = "ROUND_DOWN"

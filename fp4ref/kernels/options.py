@@ -1,0 +1,184 @@
+"""The one translation from named conventions to the fast layer's integers and options.
+
+Every kernel integer is the position of a name in the spec's (or the profile's) tuple of
+choices, derived here and nowhere else: :data:`CHOICES` maps each convention to its tuple,
+:func:`code` turns a name into its integer, and the module constants (``TIE_EVEN``,
+``RULE_FLOOR``, ...) are those integers, compile-time constants of the numba kernels.
+
+A quantization is described by one record: :class:`QuantizeOptions` (a profile with the
+call's overrides applied, the resolved scale rule and the NVFP4 tensor operand), which
+every backend takes; :attr:`QuantizeOptions.kernel` is its :class:`KernelOptions`, the
+same conventions as integers and floats, one field per convention under the profile's
+field name, the argument every CPU quantization kernel takes (the CUDA launchers read the
+same fields).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import NamedTuple
+
+from ..profiles import E8M0_DECODES, NONFINITE, Profile
+from ..spec.elements import ZERO_SIGNS
+from ..spec.layouts import LAYOUTS
+from ..spec.nibbles import NIBBLE_ORDERS
+from ..spec.rounding import BINARY_FORMATS, TIE_RULES
+from ..spec.scale_rules import MX_RULES, NV_RECIPES, SEARCH_RULES
+
+#: Output encodings of the decoders (float32 first, as the spec's binary formats).
+OUTPUT_DTYPES = tuple(BINARY_FORMATS)
+
+#: The scale formats of the block tables (MXFP4, NVFP4).
+SCALE_FORMATS = ("e8m0", "e4m3")
+
+#: The scalar formats of the decode tables.
+SCALAR_FORMATS = ("e2m1", "e8m0", "e4m3")
+
+#: Each convention's choices, by the name the profile (or the API) gives it; a choice's
+#: kernel integer is its position.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "rounding": TIE_RULES,
+    "zero_sign": ZERO_SIGNS,
+    "nibble_order": NIBBLE_ORDERS,
+    "scale_rule": MX_RULES,
+    "nvfp4_recipe": NV_RECIPES,
+    "nonfinite": NONFINITE,
+    "e8m0_decode": E8M0_DECODES,
+    "scale_layout": LAYOUTS,
+    "dtype": OUTPUT_DTYPES,
+    "scale_format": SCALE_FORMATS,
+    "scalar_format": SCALAR_FORMATS,
+}
+
+
+def code(convention: str, name: str) -> int:
+    """The kernel integer of choice ``name`` of ``convention`` (a key of :data:`CHOICES`)."""
+    return CHOICES[convention].index(name)
+
+
+TIE_EVEN, TIE_AWAY, TIE_ZERO = (code("rounding", n) for n in ("even", "away", "zero"))
+ZERO_KEEP, ZERO_NEGATIVE, ZERO_DROP = (code("zero_sign", n) for n in ("keep", "negative", "drop"))
+LOW_FIRST, HIGH_FIRST, SPLIT_HALF = (
+    code("nibble_order", n) for n in ("low-first", "high-first", "split-half"))
+(RULE_FLOOR, RULE_RCEIL, RULE_CEIL, RULE_EVEN, RULE_NEAREST, RULE_MISTRALRS, RULE_QWANTIZE,
+ RULE_GGML) = (code("scale_rule", n) for n in (
+     "floor", "rceil", "ceil", "even", "nearest", "mistralrs", "qwantize", "ggml"))
+RECIPE_PLAIN, RECIPE_MODELOPT, RECIPE_TORCHAO, RECIPE_CT = (
+    code("nvfp4_recipe", n) for n in ("plain", "modelopt", "torchao", "compressed-tensors"))
+NONFINITE_NAN_SCALE, NONFINITE_IEEE = (code("nonfinite", n) for n in ("nan-scale", "ieee"))
+E8M0_OCP, E8M0_BITS, E8M0_GGML = (code("e8m0_decode", n) for n in ("ocp", "bits", "ggml"))
+LAYOUT_LINEAR, LAYOUT_128X4, LAYOUT_8X4 = (
+    code("scale_layout", n) for n in ("linear", "128x4", "8x4"))
+OUT_FLOAT32, OUT_BFLOAT16, OUT_FLOAT16 = (
+    code("dtype", n) for n in ("float32", "bfloat16", "float16"))
+SCALE_E8M0, SCALE_E4M3 = (code("scale_format", n) for n in ("e8m0", "e4m3"))
+
+
+class KernelOptions(NamedTuple):
+    """A quantization's conventions as the kernels read them (fields in this order).
+
+    Attributes
+    ----------
+    scale_rule : int
+        MXFP4 rule (:data:`RULE_FLOOR`, ...): the rule kernels' rule, the search's start.
+    optimal : bool
+        Search the scale (``"optimal"``, ``"optimal-hessian"``).
+    e8m0_min : int
+        Smallest E8M0 byte the MXFP4 search may pick.
+    rounding, zero_sign, nibble_order : int
+        Element tie rule, sign of a zero code, nibble order.
+    sum_lanes : int
+        float32 summation lanes of the search's errors.
+    nvfp4_recipe : int
+        NVFP4 recipe (:data:`RECIPE_PLAIN` for a profile without one: MXFP4 only).
+    tensor_operand : float
+        NVFP4: the recipe's tensor operand (:func:`fp4ref.quantize` computes it).
+    nonfinite : int
+        :data:`NONFINITE_NAN_SCALE` or :data:`NONFINITE_IEEE`.
+    clamp_low, clamp_high : float
+        NVFP4 block-scale clamp; a profile without one clamps to [-Inf, Inf], which leaves
+        every non-NaN value as it is.
+    zero_block : bool
+        Whether a zero NVFP4 block gets ``zero_block_scale``.
+    zero_block_scale : float
+        That scale (0.0 when ``zero_block`` is False: not read).
+    """
+
+    scale_rule: int
+    optimal: bool
+    e8m0_min: int
+    rounding: int
+    zero_sign: int
+    nibble_order: int
+    sum_lanes: int
+    nvfp4_recipe: int
+    tensor_operand: float
+    nonfinite: int
+    clamp_low: float
+    clamp_high: float
+    zero_block: bool
+    zero_block_scale: float
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """Everything a backend needs to quantize, resolved from a profile and a call.
+
+    Attributes
+    ----------
+    format : {"mxfp4", "nvfp4"}
+    scale_rule : str
+        The resolved rule: MXFP4 one of :data:`fp4ref.spec.scale_rules.MX_RULES` or
+        ``"optimal"``/``"optimal-hessian"``; NVFP4 the recipe or a search rule.
+    profile : Profile
+        The profile with the call's overrides applied (already validated).
+    tensor_operand : float
+        NVFP4: the recipe's tensor operand; 1.0 for MXFP4.
+    """
+
+    format: str
+    scale_rule: str
+    profile: Profile
+    tensor_operand: float = 1.0
+
+    @property
+    def block_size(self) -> int:
+        return 32 if self.format == "mxfp4" else 16
+
+    @property
+    def optimal(self) -> bool:
+        """Whether the scale is searched (:mod:`fp4ref.spec.optimal`)."""
+        return self.scale_rule in SEARCH_RULES
+
+    @property
+    def start_rule(self) -> str:
+        """MXFP4: the rule the search starts from (the profile's, or floor if it names a
+        search), or the rule itself."""
+        if self.format == "mxfp4" and not self.optimal:
+            return self.scale_rule
+        rule = self.profile.scale_rule
+        return rule if rule in MX_RULES else "floor"
+
+    @cached_property
+    def kernel(self) -> KernelOptions:
+        """These options as the kernels read them."""
+        p = self.profile
+        low, high = p.block_scale_clamp or (-math.inf, math.inf)
+        return KernelOptions(
+            scale_rule=code("scale_rule", self.start_rule),
+            optimal=self.optimal,
+            e8m0_min=int(p.e8m0_min),
+            rounding=code("rounding", p.rounding),
+            zero_sign=code("zero_sign", p.zero_sign),
+            nibble_order=code("nibble_order", p.nibble_order),
+            sum_lanes=int(p.sum_lanes),
+            nvfp4_recipe=code("nvfp4_recipe", p.nvfp4_recipe or "plain"),
+            tensor_operand=float(self.tensor_operand),
+            nonfinite=code("nonfinite", p.nonfinite),
+            clamp_low=float(low),
+            clamp_high=float(high),
+            zero_block=p.zero_block_scale is not None,
+            zero_block_scale=float(p.zero_block_scale or 0.0),
+        )

@@ -1,0 +1,180 @@
+"""The sweeps over float32 inputs: what each covers, its oracle, and the kernel it runs.
+
+A :class:`Sweep` is a function of a float32 bit pattern over a range of patterns: the
+element encoders over all 2^32, the scale rules over every non-negative block maximum. Its
+oracle is the plain-Python spec layer (:mod:`fp4ref.spec`) evaluated at one pattern; its
+kernel runs a whole array of patterns on a backend. :mod:`.steps` turns the oracle into a
+table of runs, and the kernel's answer at every pattern is compared with it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..profiles import profiles
+from ..spec import e2m1, e4m3, elements, rounding, scale_rules
+
+#: Patterns of every float32: the element encoders' domain.
+ALL = 1 << 32
+#: One past the largest finite non-negative float32 (0x7F7FFFFF): the MXFP4 rules' domain.
+FINITE = 0x7F800000
+#: One past +Inf: the NVFP4 recipes' domain (an "ieee" profile sends Inf blocks through).
+WITH_INF = 0x7F800001
+
+
+def value(u: int) -> float:
+    """The float32 with bit pattern ``u``, as a Python float (exact)."""
+    return float(np.uint32(u).view(np.float32))
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One exhaustive sweep.
+
+    Attributes
+    ----------
+    name : str
+        Its row in the summary table.
+    family : str
+        ``"e2m1"``, ``"element"``, ``"e4m3"``, ``"mx-scale"`` or ``"nv-scale"``.
+    lo, hi : int
+        The patterns ``lo .. hi - 1`` it covers.
+    oracle : callable
+        Pattern to answer, from :mod:`fp4ref.spec`.
+    kernel : callable
+        ``kernel(module, bits)``: the answers of the backend module (:mod:`.cpu` or
+        :mod:`.cuda`) for a uint32 array of patterns (host or device).
+    """
+
+    name: str
+    family: str
+    lo: int
+    hi: int
+    oracle: Callable[[int], int] = field(repr=False)
+    kernel: Callable = field(repr=False)
+
+    @property
+    def size(self) -> int:
+        return self.hi - self.lo
+
+
+def _e2m1(tie: str) -> Sweep:
+    return Sweep(f"e2m1 encode, ties {tie}", "e2m1", 0, ALL,
+                 lambda u: e2m1.encode(value(u), tie),
+                 lambda m, bits: m.encode_e2m1(bits, tie))
+
+
+def _element(tie: str, zero: str) -> Sweep:
+    def oracle(u: int) -> int:
+        x = value(u)  # the quantizers' y = float32(|x| / d) at d = 1 (spec.scale_rules)
+        return elements.element_code(x, scale_rules.quotient(x, 1.0, False), tie, zero)
+
+    return Sweep(f"element code, ties {tie}, zero {zero}", "element", 0, ALL, oracle,
+                 lambda m, bits: m.element_code(bits, tie, zero))
+
+
+def _e4m3(tie: str, saturate: bool) -> Sweep:
+    mode = "saturate" if saturate else "overflow to NaN"
+    return Sweep(f"e4m3 encode, ties {tie}, {mode}", "e4m3", 0, ALL,
+                 lambda u: e4m3.encode(value(u), tie, saturate),
+                 lambda m, bits: m.encode_e4m3(bits, tie, saturate))
+
+
+def _mx(rule: str) -> Sweep:
+    return Sweep(f"mxfp4 scale {rule}", "mx-scale", 0, FINITE,
+                 lambda u: scale_rules.mx_scale(value(u), rule),
+                 lambda m, bits: m.mx_scale(bits, rule))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """An NVFP4 block-scale recipe with the clamp and zero scale of the profiles using it."""
+
+    recipe: str
+    clamp: tuple[float, float] | None
+    zero_scale: float | None
+    profiles: tuple[str, ...]
+
+
+def recipes() -> list[Recipe]:
+    """Every distinct (recipe, clamp, zero scale) of the NVFP4 profiles, first seen first."""
+    seen: dict[tuple, list[str]] = {}
+    for name, prof in profiles().items():
+        if prof.nvfp4_recipe is not None:
+            key = (prof.nvfp4_recipe, prof.block_scale_clamp, prof.zero_block_scale)
+            seen.setdefault(key, []).append(name)
+    return [Recipe(*key, tuple(names)) for key, names in seen.items()]
+
+
+def tensor_operands(recipe: Recipe) -> list[tuple[str, float]]:
+    """(label, the recipe's float32 tensor operand) to sweep ``recipe`` at: a stored tensor
+    scale of 1, the one a tensor of amax 1 gets, and the smallest and largest that the
+    recipe's first profile produces for any tensor (every float32 amax whose stored scale
+    is finite; the extremes of a monotone function of amax, at the ends of its range or
+    next to where it stops being finite)."""
+    from ..quantize import _tensor_scales
+
+    prof = profiles()[recipe.profiles[0]]
+    if not prof.tensor_scale:
+        return [("1", 1.0)]
+
+    def stored(amax: float) -> float:
+        return float(_tensor_scales(prof, None, amax=lambda: amax)[2])
+
+    def operand(scale: float) -> float:
+        with np.errstate(over="ignore", divide="ignore"):
+            return float(_tensor_scales(prof, scale, amax=None)[0])
+
+    with np.errstate(over="ignore", divide="ignore"):
+        finite = [s for s in map(stored, map(value, _amax_grid())) if math.isfinite(s)]
+    picks = [("1", 1.0), ("amax 1", stored(1.0)), ("smallest", min(finite)),
+             ("largest", max(finite))]
+    out, seen = [], set()
+    for label, scale in picks:
+        if scale not in seen:
+            seen.add(scale)
+            out.append((f"{label} = {scale:.8g}", operand(scale)))
+    return out
+
+
+def _amax_grid() -> list[int]:
+    """Both ends of every binade of the positive finite float32 patterns."""
+    grid = {1, FINITE - 1}
+    for start in range(1 << 23, FINITE, 1 << 23):
+        grid.update((start - 1, start))
+    return sorted(grid)
+
+
+def _nv(recipe: Recipe, label: str, tensor: float) -> Sweep:
+    def oracle(u: int) -> int:
+        return scale_rules.nvfp4_block_scale(value(u), recipe.recipe, tensor, recipe.clamp,
+                                             recipe.zero_scale)
+
+    name = f"nvfp4 scale {recipe.recipe} as {recipe.profiles[0]}, tensor {label}"
+    return Sweep(name, "nv-scale", 0, WITH_INF, oracle,
+                 lambda m, bits: m.nv_scale(bits, recipe.recipe, tensor, recipe.clamp,
+                                            recipe.zero_scale))
+
+
+FAMILIES = ("e2m1", "element", "e4m3", "mx-scale", "nv-scale")
+
+
+def all_sweeps(families: tuple[str, ...] = FAMILIES) -> list[Sweep]:
+    """The sweeps of ``families``, in table order."""
+    ties = rounding.TIE_RULES
+    out: list[Sweep] = []
+    if "e2m1" in families:
+        out += [_e2m1(t) for t in ties]
+    if "element" in families:
+        out += [_element(t, z) for t in ties for z in elements.ZERO_SIGNS]
+    if "e4m3" in families:
+        out += [_e4m3(t, s) for s in (True, False) for t in ties]
+    if "mx-scale" in families:
+        out += [_mx(r) for r in scale_rules.MX_RULES]
+    if "nv-scale" in families:
+        out += [_nv(r, label, t) for r in recipes() for label, t in tensor_operands(r)]
+    return out
