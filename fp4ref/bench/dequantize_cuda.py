@@ -13,7 +13,7 @@ import argparse
 
 import numpy as np
 
-from .. import backends
+from .. import api, backends
 from .._checks import OUTPUT_DTYPES
 from .._table import format_table
 from .timing import device_copy_time, device_name, gpu_time
@@ -43,8 +43,10 @@ def _torch_dequantize(torch, fmt: str, dtype: str, tensor_scale: float):
 
 
 def _case(engine, torch, fmt: str, dtype: str, rows: int, repeat: int) -> list[list[str]]:
-    """Table rows for one format and output dtype: the copy, fp4ref, torch ops."""
+    """Table rows for one format and output dtype: the copy, a memset of the output, the
+    backend's kernel into a reused output, the public call allocating it, torch ops."""
     from numba import cuda
+    from numba.cuda.cudadrv import driver
 
     block, scale_format = (32, "e8m0") if fmt == "mxfp4" else (16, "e4m3")
     tensor_scale = np.float32(1.0 if fmt == "mxfp4" else 2.0**-7)
@@ -63,11 +65,19 @@ def _case(engine, torch, fmt: str, dtype: str, rows: int, repeat: int) -> list[l
     bits = out.reshape(-1, block)
     seconds = gpu_time(lambda: engine.dequantize(
         flat_blocks, flat_scales, scale_format, tensor_scale, "low-first", dtype, bits), repeat)
+    allocating = gpu_time(lambda: api.dequantize(
+        d_blocks, d_scales, format=fmt, tensor_scale=None if fmt == "mxfp4" else tensor_scale,
+        dtype=dtype), repeat)
+    memset = gpu_time(lambda: driver.device_memset(out, 0, out.nbytes), repeat)
     label = f"{fmt} -> {dtype}, {rows} x {cols}"
     table = [[label, "device copy (roofline)", f"{roof * 1e3:.3f}",
               f"{traffic / roof / 1e9:.0f}", "1.00"],
-             [label, "fp4ref cuda", f"{seconds * 1e3:.3f}", f"{traffic / seconds / 1e9:.0f}",
-              f"{roof / seconds:.2f}"]]
+             [label, "memset of the output alone (writes only)", f"{memset * 1e3:.3f}",
+              f"{out.nbytes / memset / 1e9:.0f}", f"{roof / memset:.2f}"],
+             [label, "fp4ref cuda, out= reused", f"{seconds * 1e3:.3f}",
+              f"{traffic / seconds / 1e9:.0f}", f"{roof / seconds:.2f}"],
+             [label, "fp4ref.dequantize, output allocated", f"{allocating * 1e3:.3f}",
+              f"{traffic / allocating / 1e9:.0f}", f"{roof / allocating:.2f}"]]
     if torch is None:
         return [*table, [label, "torch ops", "not installed", "", ""]]
     t_blocks, t_scales = torch.as_tensor(d_blocks), torch.as_tensor(d_scales)

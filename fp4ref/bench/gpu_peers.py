@@ -90,10 +90,10 @@ def unpacked(blocks):
     return torch.stack((blocks & 15, blocks >> 4), dim=-1).reshape(blocks.shape[0], -1)
 
 
-def differing_blocks(fmt: str, scales_a, codes_a, scales_b, codes_b) -> float:
-    """The fraction of blocks whose scale byte or any code differs between a and b."""
+def differing_blocks(fmt: str, scales_a, codes_a, scales_b, codes_b) -> tuple[int, int]:
+    """(blocks whose scale byte or any code differs between a and b, blocks)."""
     block = 32 if fmt == "mxfp4" else 16
     rows = codes_a.shape[0]
     codes = (codes_a.reshape(rows, -1, block) != codes_b.reshape(rows, -1, block)).any(-1)
     differ = codes | (scales_a.reshape(rows, -1) != scales_b.reshape(rows, -1))
-    return float(differ.float().mean())
+    return int(differ.sum()), differ.numel()
