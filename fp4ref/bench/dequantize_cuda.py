@@ -61,6 +61,7 @@ def _case(engine, torch, fmt: str, dtype: str, rows: int, repeat: int) -> list[l
     out = cuda.device_array((rows, cols), raw)
     traffic = blocks.nbytes + scales.nbytes + out.nbytes
     roof = device_copy_time(traffic, repeat)
+    memset = gpu_time(lambda: driver.device_memset(out, 0, out.nbytes), repeat)  # before out
     flat_blocks, flat_scales = d_blocks.reshape(-1, block // 2), d_scales.reshape(-1)
     bits = out.reshape(-1, block)
     seconds = gpu_time(lambda: engine.dequantize(
@@ -68,7 +69,6 @@ def _case(engine, torch, fmt: str, dtype: str, rows: int, repeat: int) -> list[l
     allocating = gpu_time(lambda: api.dequantize(
         d_blocks, d_scales, format=fmt, tensor_scale=None if fmt == "mxfp4" else tensor_scale,
         dtype=dtype), repeat)
-    memset = gpu_time(lambda: driver.device_memset(out, 0, out.nbytes), repeat)
     label = f"{fmt} -> {dtype}, {rows} x {cols}"
     table = [[label, "device copy (roofline)", f"{roof * 1e3:.3f}",
               f"{traffic / roof / 1e9:.0f}", "1.00"],
