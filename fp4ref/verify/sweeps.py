@@ -123,11 +123,11 @@ def tensor_operands(recipe: Recipe) -> list[tuple[str, float]]:
         return [("1", 1.0)]
 
     def stored(amax: float) -> float:
-        return float(_tensor_scales(np.array([amax], np.float32), prof, None)[2])
+        return float(_tensor_scales(prof, None, amax=lambda: amax)[2])
 
     def operand(scale: float) -> float:
         with np.errstate(over="ignore", divide="ignore"):
-            return float(_tensor_scales(np.empty(0, np.float32), prof, scale)[0])
+            return float(_tensor_scales(prof, scale, amax=None)[0])
 
     with np.errstate(over="ignore", divide="ignore"):
         finite = [s for s in map(stored, map(value, _amax_grid())) if math.isfinite(s)]
