@@ -3,8 +3,10 @@
 Each figure is the best of ``--repeat`` timings (CUDA events) of ten back-to-back calls,
 after a warm-up; the matrix has ``--size`` rows and enough columns for 1 GiB of output. The
 roofline is a device-to-device copy (``cuMemcpyDtoD``) moving the same number of bytes
-(read + written) in the same run; the comparison is the same dequantization written with
-torch tensor ops, where torch is installed.
+(read + written) in the same run, beside a memset of the output (writes only); the
+comparisons are the same dequantization written with torch tensor ops and, for MXFP4,
+torchao's ``to_dtype`` eager and compiled, where installed, each with whether its bits are
+fp4ref's.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 from .. import api, backends
 from .._checks import OUTPUT_DTYPES
 from .._table import format_table
+from . import gpu_peers
 from .timing import device_copy_time, device_name, gpu_time
 
 OUTPUT_BYTES = 1 << 30
@@ -87,7 +90,33 @@ def _case(engine, torch, fmt: str, dtype: str, rows: int, repeat: int) -> list[l
     same = torch.equal(run(t_blocks, t_scales).view(as_int), torch.as_tensor(out).view(as_int))
     table.append([label, f"torch ops (bit-identical: {'yes' if same else 'NO'})",
                   f"{t * 1e3:.3f}", f"{traffic / t / 1e9:.0f}", f"{roof / t:.2f}"])
+    if fmt == "mxfp4":
+        table += _torchao_rows(torch, label, t_blocks, t_scales, dtype, out, traffic, roof,
+                               repeat)
     return table
+
+
+def _torchao_rows(torch, label, blocks, scales, dtype, out, traffic, roof, repeat):
+    """torchao's MX decode (eager, compiled) on the same device data, bits against fp4ref's
+    ``out``."""
+    why = gpu_peers.missing("torchao.prototype.mx_formats.mx_tensor")
+    if why:
+        return [[label, "torchao to_dtype", "not importable", "", why]]
+    rows = []
+    as_int = torch.int32 if out.dtype.itemsize == 4 else torch.int16
+    ours = torch.as_tensor(out).view(as_int)
+    for mode, run in gpu_peers.torchao_mx_dequantizers(blocks, scales, dtype).items():
+        try:
+            t = gpu_time(run, max(1, repeat // 2))
+            same = torch.equal(run().view(as_int), ours)
+        except Exception as error:  # a peer that fails here is reported, not fatal
+            rows.append([label, f"torchao to_dtype {mode}", "failed", "",
+                         f"{type(error).__name__}: {error}"[:80]])
+            continue
+        rows.append([label, f"torchao to_dtype {mode} (bit-identical: "
+                            f"{'yes' if same else 'NO'})", f"{t * 1e3:.3f}",
+                     f"{traffic / t / 1e9:.0f}", f"{roof / t:.2f}"])
+    return rows
 
 
 def bench_dequantize_cuda(args: argparse.Namespace) -> int:
