@@ -211,17 +211,18 @@ class NumbaBackend:
                    e8m0_decode="ocp", arithmetic="exact", e4m3_decode="ocp"):
         import numba
 
-        from .kernels.cpu.mx_block import LINE_BYTES
+        from .kernels.cpu.simd import vector_code
+        from .kernels.cpu.simd.mx_block import LINE_BYTES
 
         table = self.pair_table(scale_format, tensor_scale, dtype, e8m0_decode, order,
                                 arithmetic, e4m3_decode)
         pairs = out.view(np.uint64 if out.itemsize == 4 else np.uint32)
         # E8M0 bytes 2..252 decode alike in these conventions and arithmetics (the scale
         # is exact in float32 and bfloat16); ggml's has no -0 (mx_block)
-        closed_form = (scale_format == "e8m0" and blocks.shape[1] == 16
+        closed_form = (scale_format == "e8m0" and blocks.shape[1] == 16 and vector_code()
                        and dtype in ("float32", "bfloat16")
                        and e8m0_decode in ("ocp", "bits", "inf"))
-        stream = (out.nbytes >= _STREAM_BYTES
+        stream = (out.nbytes >= _STREAM_BYTES and vector_code()
                   and out.ctypes.data % LINE_BYTES == 0)
         chunks = min(blocks.shape[0], 16 * numba.get_num_threads())
         self.cpu.dequantize_blocks(blocks, scales, table, code("nibble_order", order), closed_form,

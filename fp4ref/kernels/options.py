@@ -110,6 +110,9 @@ class KernelOptions(NamedTuple):
         Whether a zero NVFP4 block gets ``zero_block_scale``.
     zero_block_scale : float
         That scale (0.0 when ``zero_block`` is False: not read).
+    vector_code : bool
+        Not a convention: whether the CPU kernels may take their LLVM vector paths (the
+        switch of :mod:`.cpu.simd`, read when the record is built).
     """
 
     scale_rule: int
@@ -126,6 +129,7 @@ class KernelOptions(NamedTuple):
     clamp_high: float
     zero_block: bool
     zero_block_scale: float
+    vector_code: bool
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,8 @@ class QuantizeOptions:
     @cached_property
     def kernel(self) -> KernelOptions:
         """These options as the kernels read them."""
+        from .cpu.simd import vector_code
+
         p = self.profile
         low, high = p.block_scale_clamp or (-math.inf, math.inf)
         return KernelOptions(
@@ -187,4 +193,16 @@ class QuantizeOptions:
             clamp_high=float(high),
             zero_block=p.zero_block_scale is not None,
             zero_block_scale=float(p.zero_block_scale or 0.0),
+            vector_code=vector_code(),
         )
+
+
+def nvfp4_recipe_options(recipe: str, tensor_operand: float,
+                         block_scale_clamp: tuple[float, float] | None = None,
+                         zero_block_scale: float | None = None) -> KernelOptions:
+    """The :class:`KernelOptions` of NVFP4 recipe ``recipe`` with the given tensor operand,
+    clamp and zero-block scale (the other conventions OCP's), for driving the scalar
+    block-scale functions directly."""
+    profile = Profile("recipe", "an NVFP4 recipe's options", nvfp4_recipe=recipe,
+                      block_scale_clamp=block_scale_clamp, zero_block_scale=zero_block_scale)
+    return QuantizeOptions("nvfp4", recipe, profile, tensor_operand).kernel

@@ -37,7 +37,7 @@ from ..scalar import (
     output_bits,
     rounded,
 )
-from .mx_block import FIRST_SCALE, LAST_SCALE, store_fence, store_mx_block
+from .simd.mx_block import FIRST_SCALE, LAST_SCALE, store_fence, store_mx_block
 
 
 @njit(cache=True)
@@ -163,10 +163,10 @@ def dequantize_blocks(blocks, scales, pair_table, order, closed_form, stream, ch
     ``pairs`` the same memory viewed with elements twice as wide, so the adjacent-nibble
     orders store a byte's two outputs with one look-up in ``pair_table``
     (:func:`fill_pair_table`) and one store. With ``closed_form`` (an MXFP4 decode to
-    float32 or bfloat16 whose E8M0 bytes 2..252 follow :mod:`.mx_block`) those blocks
+    float32 or bfloat16 whose E8M0 bytes 2..252 follow :mod:`.simd.mx_block`) those blocks
     are computed instead, and with ``stream`` (``out`` on a cache-line boundary) written
     with streaming stores. The blocks are split into ``chunks`` runs, one thread each, that
-    end with :func:`~.mx_block.store_fence`.
+    end with :func:`~.simd.mx_block.store_fence`.
     """
     half = blocks.shape[1]
     width = 8 * out.itemsize
