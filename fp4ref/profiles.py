@@ -192,17 +192,22 @@ _PROFILES = (
             "block -> scale 0xFF; NVFP4 per NVIDIA's documentation: tensor scale "
             "amax/(6*448) as decode multiplier, block scale e4m3(amax_b/(6*s_t)), elements "
             "x/(s_b*s_t) by float32 division, zero block -> scale 0."),
-    Profile("mistralrs", "mistral.rs 0.8 ISQ MXFP4 (mistralrs-quant mxfp4/mod.rs, seed): "
+    Profile("mistralrs", "mistral.rs 0.9.5 in-situ MXFP4 (run: the PyPI wheel's Runner with "
+            "in_situ_quant='mxfp4' writing UQFF 1.2, read back by fp4ref): "
             "floor(log2f(amax/6))+127 clamped to [0, 254], zero block 127, ties away from "
-            "zero, -0.0 -> +0; decode LUT from bits: E8M0 0x00 -> 0.0, 0xFF -> +Inf. "
-            "(mistral.rs encodes NaN elements as 6; fp4ref gives such blocks the NaN scale.)",
+            "zero, -0.0 -> +0; decode LUT from bits (read from source, no callable decoder): "
+            "E8M0 0x00 -> 0.0, 0xFF -> +Inf. Not emulated (docs/findings.md): an Inf block "
+            "wraps to scale 0 with codes +-6, NaN is skipped in the max and coded 7.",
             rounding="away", zero_sign="negative", scale_rule="mistralrs", e8m0_decode="bits",
             nvfp4_recipe=None),
-    Profile("ggml", "ggml / llama.cpp / gguf-py 0.19 MXFP4 (run): floor(log2f(amax))-2+127 "
-            "without clamp (wraps below 2^-125), ties toward zero, zero codes always +0, "
-            "split-half nibbles (17-byte block_mxfp4 records), 0xFF decodes as 2^128 and "
-            "0x8 as +0. gguf-py has no NVFP4 quantizer. (ggml gives NaN/Inf blocks scale 0; "
-            "fp4ref gives them 0xFF.)",
+    Profile("ggml", "ggml C (llama-cpp-python 0.3.36 sdist, run through ctypes: "
+            "ggml_quantize_chunk and to_float, types 39 and 40) and gguf-py 0.19 (run): MXFP4 "
+            "floor(log2f(amax))-2+127 without clamp (wraps below 2^-125), ties toward zero, "
+            "zero codes always +0, split-half nibbles (17-byte block_mxfp4 records), 0xFF "
+            "decodes as 2^128 and 0x8 as +0; NVFP4 (type 40, 36-byte records of 64) "
+            "e4m3(amax_b / 6) without tensor scale, decoded as UE4M3. Not emulated "
+            "(docs/findings.md): float32-max blocks code 5, NaN skipped in the max, Inf "
+            "blocks scale 0 (MXFP4) / 0x7E (NVFP4).",
             rounding="zero", zero_sign="drop", scale_rule="ggml", e8m0_decode="ggml",
             nibble_order="split-half", nvfp4_recipe="plain", tensor_scale=False,
             e4m3_decode="ggml"),
