@@ -108,6 +108,10 @@ def _check(profile: Profile) -> None:
     zero = profile.zero_block_scale
     if zero is not None and not (_real(zero) and math.isfinite(zero) and zero >= 0):
         raise _bad("zero_block_scale", zero, "None or a finite real >= 0")
+    byte = profile.mx_zero_block_scale
+    if byte is not None and not (isinstance(byte, int) and not isinstance(byte, bool)
+                                 and 0 <= byte <= 254):
+        raise _bad("mx_zero_block_scale", byte, "None or an int in 0..254")
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,9 @@ class Profile:
         How the NVFP4 tensor scale is stored and passed in.
     block_scale_clamp : (float, float) or None
         NVFP4 clamp of the block scale before the E4M3 cast.
+    mx_zero_block_scale : int or None
+        MXFP4: the E8M0 byte a block of zeros gets under a scale rule (None: what the rule
+        gives, 0x00 for most); MLX 0x7F, AMD Quark 0x01. The searches ignore it.
     zero_block_scale : float or None
         NVFP4 scale given to a zero block (None: whatever the recipe computes, 0).
     nibble_order : {"low-first", "high-first", "split-half"}
@@ -171,6 +178,7 @@ class Profile:
     tensor_scale_direction: str = "decode"
     block_scale_clamp: tuple[float, float] | None = None
     zero_block_scale: float | None = None
+    mx_zero_block_scale: int | None = None
     nibble_order: str = "low-first"
     scale_layout: str = "linear"
     sum_lanes: int = 16
@@ -250,10 +258,12 @@ _PROFILES = (
             nonfinite="ieee", nvfp4_recipe="plain", tensor_scale=False),
     Profile("quark", "AMD Quark 0.13 OCP_MXFP4Spec export (run on CPU: PerBlockMXObserver, "
             "scaled_real_quantize, Pack_fp4, to_e8m0_uint8): the EVEN scale rule, ties to even, "
-            "zero codes +0; import (Pack_fp4.unpack, kernel.dequantize): 0xFF is 2 ** 128 = +Inf, "
-            "the scale in the output dtype. No NVFP4 quantizer adapted.",
+            "zero codes +0, a zero block 0x01; import (Pack_fp4.unpack, kernel.dequantize): "
+            "0xFF is 2 ** 128 = +Inf, the scale in the output dtype. Not emulated: amax below "
+            "2^-126 quantized with 2^-127 but stored as 0x01, float32 max, NaN and Inf blocks "
+            "(docs/findings.md). No NVFP4 quantizer adapted.",
             zero_sign="drop", scale_rule="even", nvfp4_recipe=None, e8m0_decode="inf",
-            decode_arithmetic="output-dtype"),
+            decode_arithmetic="output-dtype", mx_zero_block_scale=0x01),
     Profile("vllm", "vLLM 0.33.0 torch reference paths (run from its wheel): MXFP4 "
             "downcast_to_mxfp_torch ROUND_UP (rceil by a bit trick, ties away, signs kept), "
             "upcast_from_mxfp_torch (scale bytes as float32 bits); NVFP4 ref_nvfp4_quant with "
@@ -268,11 +278,12 @@ _PROFILES = (
     Profile("mlx", "MLX 0.32.4 on CPU (run: mx.quantize / mx.dequantize, modes mxfp4 and "
             "nvfp4): MXFP4 scale rceil, elements by argmin over the E2M1 table (ties toward "
             "zero, zero codes +0); NVFP4 plain e4m3(amax / 6) when no global_scale is given. "
-            "Not yet emulated (docs/findings.md): zero block 0x7F, scales below 2^-127 wrap, "
+            "Zero block 0x7F. Not yet emulated (docs/findings.md): scales below 2^-127 wrap, "
             "NaN/Inf blocks 0x80, global_scale taken as the tensor amax. Decode: 0xFF is +Inf, "
             "float16 output rounds the scale to float16 first.",
             scale_rule="rceil", rounding="zero", zero_sign="drop", nvfp4_recipe="plain",
-            tensor_scale=False, e8m0_decode="inf", decode_arithmetic="output-dtype"),
+            tensor_scale=False, e8m0_decode="inf", decode_arithmetic="output-dtype",
+            mx_zero_block_scale=0x7F),
     Profile("flashinfer", "flashinfer / TensorRT-LLM fp4_quantize in exact-division mode (read "
             "from source, not run): MXFP4 rceil; NVFP4 global_scale = 6*448/amax (encode), block "
             "scale e4m3(G*amax_b/6), elements x/(s_b/G), zero block 0; 128x4 swizzled scales.",

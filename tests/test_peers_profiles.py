@@ -39,7 +39,6 @@ KNOWN: dict[tuple[str, str], set[str]] = {
         'e8m0-near-0x00/quantize',
         'infinities/quantize',
         'nans/quantize',
-        'zero-blocks/quantize',
     },
     ('mlx', 'nvfp4'): {
         'block-scales-underflow/quantize',
@@ -73,7 +72,6 @@ KNOWN: dict[tuple[str, str], set[str]] = {
         'float32-max/quantize',
         'infinities/quantize',
         'nans/quantize',
-        'zero-blocks/quantize',
     },
     ('vllm', 'mxfp4'): {
         'adversarial-blocks/quantize',

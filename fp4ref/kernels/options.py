@@ -110,6 +110,10 @@ class KernelOptions(NamedTuple):
         Whether a zero NVFP4 block gets ``zero_block_scale``.
     zero_block_scale : float
         That scale (0.0 when ``zero_block`` is False: not read).
+    mx_zero_block : bool
+        Whether a zero MXFP4 block gets ``mx_zero_block_scale`` under a scale rule.
+    mx_zero_block_scale : int
+        That E8M0 byte (0 when ``mx_zero_block`` is False: not read).
     vector_code : bool
         Not a convention: whether the CPU kernels may take their LLVM vector paths (the
         switch of :mod:`.cpu.simd`, read when the record is built).
@@ -129,6 +133,8 @@ class KernelOptions(NamedTuple):
     clamp_high: float
     zero_block: bool
     zero_block_scale: float
+    mx_zero_block: bool
+    mx_zero_block_scale: int
     vector_code: bool
 
 
@@ -193,6 +199,8 @@ class QuantizeOptions:
             clamp_high=float(high),
             zero_block=p.zero_block_scale is not None,
             zero_block_scale=float(p.zero_block_scale or 0.0),
+            mx_zero_block=p.mx_zero_block_scale is not None,
+            mx_zero_block_scale=int(p.mx_zero_block_scale or 0),
             vector_code=vector_code(),
         )
 

@@ -138,11 +138,13 @@ def _mx_expected(
     lanes: int = 16,
     order: str = "low-first",
     hessian: list | None = None,
+    zero_byte: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     scales, packed = [], []
     for row in x.reshape(-1, mx.BLOCK_SIZE):
         scale, codes = mx.quantize_block(
-            [float(v) for v in row], rule, rounding, zero_sign, start, min_byte, lanes, hessian
+            [float(v) for v in row], rule, rounding, zero_sign, start, min_byte, lanes, hessian,
+            zero_byte,
         )
         scales.append(scale)
         packed.append(nibbles.pack(codes, order, mx.BLOCK_SIZE))
@@ -364,6 +366,7 @@ def _profile_suite(name: str, profile: Profile) -> Suite:
                 profile.e8m0_min,
                 profile.sum_lanes,
                 profile.nibble_order,
+                zero_byte=profile.mx_zero_block_scale,
             )
             label = "mxfp4" + ("_optimal" if extra else "")
             cases.append(

@@ -170,6 +170,8 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int):
                     scale = max((top >> 23) - 2, 0)
                 else:
                     scale = mx_scale(amax, rule)
+                if zero_block and top == 0:  # a rule's zero block, as the profile says
+                    scale = int32(zero_scale)
                 d = e8m0_reciprocal32(min(scale, 254))  # |x| / X = |x| * 2^(127 - s)
                 zero_codes = scale == MX_NAN  # ggml's wrapped exponents can land there too
             block = step * uint64(32) + uint64(part * per_load + lane // uint32(group))
@@ -319,8 +321,8 @@ def quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
         return
     blocks, threads = _warp_grid((scales.size + 31) // 32)
     _rule_kernel(False, o.scale_rule, o.nibble_order, o.rounding, o.zero_sign)[blocks, threads](
-        x.view(np.uint32), divisors, 1.0, o.clamp_low, o.clamp_high, False, 0.0, True, scales,
-        _rule_out(packed, o.nibble_order))
+        x.view(np.uint32), divisors, 1.0, o.clamp_low, o.clamp_high, o.mx_zero_block,
+        float(o.mx_zero_block_scale), True, scales, _rule_out(packed, o.nibble_order))
 
 
 def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
