@@ -251,7 +251,7 @@ def test_empty_and_shapes():
     ({"x": np.zeros(32, np.float32), "profile": "nope"}, ValueError, "profile must be one of"),
     ({"x": np.zeros(32, np.float32), "scale_rule": "nope"}, ValueError, "scale_rule must be"),
     ({"x": np.zeros(32, np.float32), "rounding": "up"}, ValueError, "rounding must be"),
-    ({"x": np.zeros(32, np.float32), "format": "nvfp4", "profile": "ggml"}, ValueError,
+    ({"x": np.zeros(32, np.float32), "format": "nvfp4", "profile": "mistralrs"}, ValueError,
      "no NVFP4 quantizer"),
     ({"x": np.zeros(32, np.float32), "tensor_scale": 1.0}, ValueError, "nvfp4"),
     ({"x": np.zeros(32, np.float32), "backend": "gpu"}, ValueError, "backend must be"),
