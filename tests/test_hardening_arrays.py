@@ -71,3 +71,35 @@ def test_integer_helper():
     assert _checks.integer("n", np.uint8(3), minimum=0) == 3
     with pytest.raises(ValueError, match="n must be an int >= 1; got 0"):
         _checks.integer("n", 0, minimum=1)
+
+
+def test_io_integer_arguments_name_themselves(tmp_path):
+    from fp4ref.io import uqff
+    from fp4ref.io.safetensors_file import SafetensorsReader, SafetensorsWriter
+
+    q = fp4ref.quantize(np.ones((4, 64), np.float32))
+    layer = fp4ref.QuantizedLayer(q.blocks, q.scales, format="mxfp4")
+    for value in (1.0, True, "1", None):
+        with pytest.raises(TypeError, match="^generation must be an int"):
+            uqff.write(tmp_path / "a.uqff", {"a": layer}, generation=value)
+    uqff.write(tmp_path / "a.uqff", {"a": layer})
+    reader = SafetensorsReader(tmp_path / "a.uqff")
+    for rows, name in (((0.0, 1), "rows\\[0\\]"), ((0, "1"), "rows\\[1\\]"), ((0, None), "rows")):
+        with pytest.raises(TypeError, match=f"^{name}"):
+            reader.read("a.weight", rows=rows)
+    assert reader.read("a.weight", rows=(1, 3)).tobytes() == q.blocks[1:3].tobytes()
+    for shape in ((2.0,), ("2",)):
+        with pytest.raises(TypeError, match="^shape of tensor 'x' must be an int"):
+            SafetensorsWriter(tmp_path / "b.st", [("x", "U8", shape)])
+    with pytest.raises(ValueError, match=">= 0"):
+        SafetensorsWriter(tmp_path / "b.st", [("x", "U8", (-1,))])
+    assert list(tmp_path.glob(".fp4ref-*")) == []
+
+
+def test_uqff_version_parts_must_be_ints():
+    from fp4ref.io import uqff
+
+    blocks, scales = np.zeros((1, 16), np.uint8), np.zeros((1, 1), np.uint8)
+    for version in ((0, True, 0), (0, 2.0, 0), (False, 2, 0), [0, 2, 0]):
+        with pytest.raises(ValueError, match="version must be a"):
+            uqff.encode_mxfp4_blob(blocks, scales, version=version)

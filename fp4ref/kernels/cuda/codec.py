@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32, int64, uint32, uint64
 
-from ..cpu.codec import mx_element_value
-from ..options import E8M0_OCP, OUT_FLOAT32, SCALE_E8M0
+from ..cpu.codec import block_value
+from ..options import DECODE_EXACT, E8M0_OCP, OUT_FLOAT32
 from ..scalar import (
     byte_elements,
     e2m1_decode,
@@ -47,27 +47,23 @@ def _grid(n: int) -> tuple[int, int]:
 
 
 @cuda.jit
-def _fill_block_table(table, scale_format, tensor_scale, out_kind, e8m0_mode):
+def _fill_block_table(table, scale_format, tensor_scale, out_kind, e8m0_mode, arithmetic):
     for i in range(cuda.grid(1), TABLE_SIZE, cuda.gridsize(1)):
         s, c = i // 16, i % 16
-        if scale_format == SCALE_E8M0:
-            value = float32(mx_element_value(c, s, e8m0_mode))
-        else:
-            value = float32(e2m1_decode(c) * e4m3_decode(s)) * tensor_scale
+        value = block_value(s, c, scale_format, tensor_scale, out_kind, e8m0_mode, arithmetic)
         table[s, c] = output_bits(value, out_kind)
 
 
 def fill_block_table(table, scale_format: int, tensor_scale: np.float32, out_kind: int,
-                     e8m0_mode: int = E8M0_OCP) -> None:
+                     e8m0_mode: int = E8M0_OCP, arithmetic: int = DECODE_EXACT) -> None:
     """``table[s, c]``: output bits of element code ``c`` under scale byte ``s``.
 
-    The same arithmetic as the CPU twin: MXFP4 (E8M0) rounds the exact product once to
-    float32, scale bytes decoded by ``e8m0_mode`` (:func:`..cpu.codec.mx_element_value`);
-    NVFP4 (E4M3) multiplies the exact float32 product by ``tensor_scale`` in float32.
+    The CPU twin's arithmetic, the same function (:func:`..cpu.codec.block_value`): scale
+    bytes read by ``e8m0_mode``, products in the order and precision ``arithmetic`` names.
     """
     blocks, threads = _grid(TABLE_SIZE)
     _fill_block_table[blocks, threads](table, scale_format, np.float32(tensor_scale), out_kind,
-                                       e8m0_mode)
+                                       e8m0_mode, arithmetic)
 
 
 @cuda.jit

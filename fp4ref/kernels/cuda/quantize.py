@@ -13,13 +13,13 @@ Two shapes of kernel, both built from the njit functions of :mod:`..quantize_blo
   computes one scale byte (:func:`..scale_rules.mx_scale`,
   :func:`..scale_rules.nvfp4_block_scale`) and stores it, and hands the block's divisor
   back to the block's lanes (:func:`.warp.index_shuffle`). Each lane then computes the
-  codes of its elements (:func:`..quantize_block.element_code32`) and stores its packed
+  codes of its elements (:func:`..elements.element_code`) and stores its packed
   bytes (SPLIT_HALF pairs element j with j + B/2, so there the lanes of the block's first
   half take their partner's codes by a shuffle).
 * The optimal searches (compute-bound, and needing the whole block) give a thread a block:
-  it reads the block with 16-byte loads, searches (:func:`..scale_rules.search`, or
-  :func:`..scale_rules.search_hessian` with the Hessian of the block's column block) and
-  packs the codes (:func:`..quantize_block.packed_byte`).
+  it reads the block with 16-byte loads, searches (:func:`..optimal.search`, or
+  :func:`..optimal.search_hessian` with the Hessian of the block's column block) and
+  packs the codes (:func:`..elements.packed_byte`).
 
 The element options (nibble order, tie rule, sign of zero), the MXFP4 rule or NVFP4 recipe
 of the rule kernels, and the search kind are compile-time constants (one kernel for each
@@ -35,17 +35,17 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32, float64, int32, uint32, uint64
 
+from ..elements import element_code, packed_byte
+from ..optimal import search_hessian
 from ..options import HIGH_FIRST, NONFINITE_NAN_SCALE, RECIPE_TORCHAO, RULE_FLOOR, SPLIT_HALF
 from ..quantize_block import (
     block_amax,
     e8m0_reciprocal32,
-    element_code32,
     half_value,
     mx_block_scale,
     nv_block_scale,
-    packed_byte,
 )
-from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor, search_hessian
+from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
 from . import unfused  # noqa: F401 (the GPU's mul for the shared search functions)
 from .codec import _grid, _simulated
 from .warp import index_shuffle, xor_shuffle
@@ -186,7 +186,7 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int):
                 if sent != _ZERO_CODES:
                     for k in range(4):
                         v = np.uint32(values[4 * j + k]).view(np.float32)
-                        code = element_code32(v, d, multiply or not nv, tie, zero_sign)
+                        code = element_code(v, d, multiply or not nv, tie, zero_sign)
                         codes |= uint32(code) << uint32(4 * k)
                 if order == SPLIT_HALF:  # byte i: elements i, i + n/2 (a lane n/8 along)
                     other = uint32(xor_shuffle(int32(codes), group // 2))
