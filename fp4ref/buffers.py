@@ -26,6 +26,7 @@ before the array is dropped. The simulator allocates anew each time.
 
 from __future__ import annotations
 
+import math
 import os
 import weakref
 from typing import Any
@@ -45,6 +46,28 @@ _idle: list[tuple[int | None, Any]] = []
 _device_idle: list[tuple[int | None, Any]] = []
 
 
+def memory_bytes() -> int:
+    """This machine's physical memory in bytes (0 if the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
+def affordable(name: str, shape: tuple[int, ...], dtype: Any, what: str,
+               hint: str = "") -> None:
+    """``ValueError`` naming ``name`` if ``what`` (an array of ``shape`` and ``dtype`` about
+    to be allocated) needs more bytes than this machine has, instead of a ``MemoryError``
+    from deep inside numpy."""
+    nbytes = math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize
+    memory = memory_bytes()
+    if memory and nbytes > memory:
+        raise ValueError(
+            f"{name}: {what} ({np.dtype(dtype)}, shape {tuple(shape)}) needs "
+            f"{nbytes / 2**30:.4g} GiB, more than this machine's {memory / 2**30:.4g} GiB{hint}"
+        )
+
+
 def cache_limit() -> int:
     """Bytes the cache may hold: ``FP4REF_BUFFER_CACHE`` (bytes; 0 turns it off), by default
     an eighth of physical memory, at most 2 GiB."""
@@ -55,11 +78,7 @@ def cache_limit() -> int:
         except ValueError:
             raise ValueError(f"FP4REF_BUFFER_CACHE must be a number of bytes; got "
                              f"{setting!r}") from None
-    try:
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        physical = 16 << 30
-    return min(physical // 8, 2 << 30)
+    return min((memory_bytes() or 16 << 30) // 8, 2 << 30)
 
 
 def cached_bytes(device: bool = False) -> int:
@@ -136,8 +155,10 @@ def _fresh(capacity: int) -> np.ndarray:
 
 def empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     """A new C-contiguous array, like ``numpy.empty(shape, dtype)``, starting on a cache
-    line; from the cache when it is :data:`CACHED_BYTES` or larger."""
+    line; from the cache when it is :data:`CACHED_BYTES` or larger (a ``ValueError``
+    naming ``out`` if it needs more memory than this machine has)."""
     dtype = np.dtype(dtype)
+    affordable("out", shape, dtype, "the result")
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if nbytes < CACHED_BYTES:
         raw = np.empty(nbytes + LINE_BYTES, np.uint8)
