@@ -151,17 +151,3 @@ def float32_scalar(name: str, value: Any) -> np.float32:
             f"{array.shape}"
         )
     return np.float32(array.reshape(()))
-
-
-def empty_on_lines(shape: tuple[int, ...], dtype: Any, line: int = 64) -> np.ndarray:
-    """``numpy.empty(shape, dtype)`` whose data starts on a ``line``-byte boundary.
-
-    numpy aligns large arrays to 16 bytes; a cache-line start lets the CPU kernels write
-    whole lines with streaming stores.
-    """
-    dtype = np.dtype(dtype)
-    affordable("out", shape, dtype, "the result")
-    nbytes = math.prod(int(d) for d in shape) * dtype.itemsize
-    raw = np.empty(nbytes + line, np.uint8)
-    start = -raw.ctypes.data % line
-    return raw[start:start + nbytes].view(dtype).reshape(shape)
