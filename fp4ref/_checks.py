@@ -3,14 +3,12 @@ before any kernel runs. Errors name the argument, what it got and what it needed
 
 from __future__ import annotations
 
-import math
-import os
 from typing import Any
 
 import ml_dtypes
 import numpy as np
 
-from . import _device
+from . import _device, _memory
 
 #: Output dtypes by name.
 OUTPUT_DTYPES = {
@@ -41,28 +39,6 @@ def integer(name: str, value: Any, minimum: int | None = None) -> int:
     return number
 
 
-def memory_bytes() -> int:
-    """This machine's physical memory in bytes (0 if the system does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return 0
-
-
-def affordable(name: str, shape: tuple[int, ...], dtype: Any, what: str,
-               hint: str = "") -> None:
-    """``ValueError`` naming ``name`` if ``what`` (an array of ``shape`` and ``dtype`` about
-    to be allocated) needs more bytes than this machine has, instead of a ``MemoryError``
-    from deep inside numpy."""
-    nbytes = math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize
-    memory = memory_bytes()
-    if memory and nbytes > memory:
-        raise ValueError(
-            f"{name}: {what} ({np.dtype(dtype)}, shape {tuple(shape)}) needs "
-            f"{nbytes / 2**30:.4g} GiB, more than this machine's {memory / 2**30:.4g} GiB{hint}"
-        )
-
-
 def host_array(name: str, value: Any) -> np.ndarray:
     """``value`` as a C-contiguous, native-byte-order numpy array."""
     if isinstance(value, (list, tuple)) or np.isscalar(value):
@@ -75,7 +51,7 @@ def host_array(name: str, value: Any) -> np.ndarray:
     else:
         raise TypeError(f"{name} must be an array; got {type(value).__name__}")
     if not array.dtype.isnative or not array.flags.c_contiguous:  # a copy: affordable?
-        affordable(name, array.shape, array.dtype, "a contiguous, native-byte-order copy",
+        _memory.affordable(name, array.shape, array.dtype, "a contiguous, native-byte-order copy",
                    "; pass a smaller or contiguous array (a broadcast view is copied whole)")
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks
+from . import _memory
 
 #: Outputs at least this large come from the cache.
 CACHED_BYTES = 4 << 20
@@ -138,7 +138,7 @@ def empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     """A new C-contiguous array, like ``numpy.empty(shape, dtype)``, starting on a cache
     line; from the cache when it is :data:`CACHED_BYTES` or larger."""
     dtype = np.dtype(dtype)
-    _checks.affordable("out", shape, dtype, "the result")  # a clear error, not MemoryError
+    _memory.affordable("out", shape, dtype, "the result")  # a clear error, not MemoryError
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if nbytes < CACHED_BYTES:
         raw = np.empty(nbytes + LINE_BYTES, np.uint8)
