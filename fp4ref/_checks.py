@@ -8,7 +8,8 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from . import _device, _memory
+from . import _device
+from .buffers import affordable
 
 #: Output dtypes by name.
 OUTPUT_DTYPES = {
@@ -51,7 +52,7 @@ def host_array(name: str, value: Any) -> np.ndarray:
     else:
         raise TypeError(f"{name} must be an array; got {type(value).__name__}")
     if not array.dtype.isnative or not array.flags.c_contiguous:  # a copy: affordable?
-        _memory.affordable(name, array.shape, array.dtype, "a contiguous, native-byte-order copy",
+        affordable(name, array.shape, array.dtype, "a contiguous, native-byte-order copy",
                    "; pass a smaller or contiguous array (a broadcast view is copied whole)")
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fp4ref
-from fp4ref import _checks, _memory
+from fp4ref import _checks, buffers
 
 HUGE = (2**24, 2**24)  # 256 TiB of uint8 as a broadcast view of one byte
 
@@ -31,11 +31,11 @@ def test_a_huge_broadcast_view_is_refused_before_any_copy(call, name):
 
 
 def test_a_result_larger_than_memory_is_refused_naming_out(monkeypatch):
-    monkeypatch.setattr(_memory, "memory_bytes", lambda: 4096)
+    monkeypatch.setattr(buffers, "memory_bytes", lambda: 4096)
     blocks, scales = np.zeros((64, 16), np.uint8), np.full((64, 1), 127, np.uint8)
     with pytest.raises(ValueError, match=r"^out: the result \(float32, shape \(64, 32\)\)"):
         fp4ref.dequantize(blocks, scales, backend="numba")
-    monkeypatch.setattr(_memory, "memory_bytes", lambda: 1 << 30)
+    monkeypatch.setattr(buffers, "memory_bytes", lambda: 1 << 30)
     assert fp4ref.dequantize(blocks, scales).shape == (64, 32)
 
 

@@ -118,7 +118,7 @@ def tensor_multipliers() -> list[float]:
         for prof in profiles().values():
             if prof.nvfp4_recipe is not None and prof.tensor_scale:
                 for u in _amax_grid():
-                    decode = _tensor_scales(np.array([value(u)], np.float32), prof, None)[1]
+                    decode = _tensor_scales(prof, None, amax=lambda u=u: value(u))[1]
                     if math.isfinite(decode):
                         found.add(float(decode))
     return sorted({1.0, float(np.float32(1.0) / np.float32(2688.0)), min(found), max(found)})
