@@ -285,3 +285,9 @@ def test_sigterm_during_a_check_stops_the_child_too(tmp_path):
         time.sleep(0.1)
     else:
         raise AssertionError("the implementation's process outlived the checker")
+
+
+def test_an_operation_outside_the_selected_suites_counts_as_none(tmp_path):
+    done = _check(tmp_path, GOOD, "--impl", "impl", "--suite", "e2m1_decode")
+    assert done.returncode == 1 and "provides none of the selected suites' operations" in \
+        done.stdout
