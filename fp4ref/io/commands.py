@@ -760,6 +760,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         + "; --keep '' keeps none)")
     p.add_argument("--residual", metavar="FILE",
                    help="UQFF targets: the safetensors file for the tensors UQFF cannot hold "
-                        "(default residual.safetensors beside the output)")
+                        "(default residual.safetensors beside the output, refused if it "
+                        "exists; a file named here is replaced)")
     common(p)
     p.set_defaults(run=_reporting(_convert))
