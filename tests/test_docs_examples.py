@@ -47,4 +47,9 @@ def test_example_runs_as_written(code, tmp_path):
         command = [sys.executable, str(path)]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600)
+    if done.returncode and "Unreliable test timings" in done.stdout:
+        # hypothesis' 200 ms deadline measures wall time: on a machine shared far beyond its
+        # cores a call can be descheduled past it; one more run tells that from a slow path
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -1,5 +1,5 @@
-"""Scale rules at their edge cases: hand-derived bytes (spec arithmetic, or the peer
-measurements in /work/peers/REPORT.md), checked on the oracle and the numba scalar twin."""
+"""Scale rules at their edge cases: hand-derived bytes (spec arithmetic, or bytes measured
+by running the peers), checked on the oracle and the numba scalar twin."""
 
 import numpy as np
 import pytest

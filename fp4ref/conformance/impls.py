@@ -217,9 +217,12 @@ def resolve(target: str, operation: str | None = None):
 
 
 def as_array(value: Any) -> np.ndarray:
-    """A result as a numpy array (torch tensors through ``.numpy()``)."""
-    if hasattr(value, "detach") and hasattr(value, "numpy"):
-        value = value.detach().cpu().numpy()
+    """A result as a numpy array (torch tensors of any dtype through
+    :func:`fp4ref.arrays.to_numpy`, bfloat16 and the float8 kinds included)."""
+    from ..arrays import is_torch, to_numpy
+
+    if is_torch(value):
+        value = to_numpy(value.detach().cpu(), "the result")[0]
     return np.asarray(value)
 
 
@@ -373,7 +376,8 @@ class Isolated:
     def _start(self) -> list[str]:
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe()
-        process = context.Process(target=_serve, daemon=True, args=(
+        # not a daemon: an implementation may start processes of its own
+        process = context.Process(target=_serve, args=(
             theirs, self.target, self.operation, self.folder, self.operations))
         process.start()
         theirs.close()

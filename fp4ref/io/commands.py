@@ -22,7 +22,8 @@ from .._table import format_table
 from ..errors import FormatError
 from . import checkpoints, uqff
 from . import gguf as gguf_io
-from .safetensors_file import LazyTensor, SafetensorsReader, SafetensorsWriter, outputs
+from .atomic import outputs
+from .safetensors_file import LazyTensor, SafetensorsReader, SafetensorsWriter
 
 #: Bytes of decoded output per slice when dequantizing a layer.
 CHUNK_BYTES = 32 << 20

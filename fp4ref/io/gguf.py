@@ -30,7 +30,6 @@ import math
 import os
 import re
 import struct
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,8 +39,9 @@ import numpy as np
 
 from .. import api
 from ..errors import FormatError
+from . import atomic
 from .layer import QuantizedLayer
-from .safetensors_file import _PENDING, _remove, _replace, dtype_name, open_regular
+from .safetensors_file import dtype_name, open_regular
 
 MAGIC = b"GGUF"
 VERSIONS = (2, 3)
@@ -661,9 +661,8 @@ def write(
         seen.add(name)
         if raw is None and (_plain_dtype(dtype, name) != dtype or not shape):
             types[name] = [dtype_name(dtype), list(shape)]
-    directory = os.path.dirname(os.path.abspath(os.fspath(path)))
-    handle, temp = tempfile.mkstemp(prefix=".fp4ref-", suffix=".tmp", dir=directory)
-    os.close(handle)
+    file, temp = atomic.temporary(os.fspath(path))  # checks the target, names it in errors
+    file.close()
     try:
         writer = gguf.GGUFWriter(temp, arch)
         if types:
@@ -691,17 +690,10 @@ def write(
                     array = array.view(np.uint8)
             writer.write_tensor_data(array)
         writer.close()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)  # mkstemp makes 0600; give what open() would
     except BaseException:
-        _remove(temp)
+        atomic.remove(temp)
         raise
-    pending = _PENDING.get()  # inside an outputs() block: moved into place at its end
-    if pending is None:
-        _replace(temp, os.fspath(path))
-    else:
-        pending.append((temp, os.fspath(path)))
+    atomic.commit(temp, os.fspath(path))  # inside an outputs() block: at its end
 
 
 def _plain_dtype(dtype: np.dtype, name: str) -> np.dtype:

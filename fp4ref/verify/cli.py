@@ -13,7 +13,7 @@ def _verify(args: argparse.Namespace) -> int:
     from . import run
 
     report = run(full=args.full, backends=args.backend, families=tuple(args.only or ALL_FAMILIES),
-                 stride=args.stride, radius=args.radius,
+                 match=args.match, stride=args.stride, radius=args.radius,
                  progress=None if args.quiet else sys.stderr)
     print(f"fp4ref verify {'--full' if args.full else '(CI subset)'} on {_machine()}")
     print(report.table())
@@ -50,6 +50,8 @@ def add_parser(subparsers) -> None:
                    help="only this backend (repeatable; default numba, and cuda on a GPU)")
     p.add_argument("--only", action="append", choices=ALL_FAMILIES,
                    help="only this family of sweeps (repeatable)")
+    p.add_argument("--match", metavar="TEXT",
+                   help="only the sweeps whose name contains TEXT (e.g. 'ties even')")
     p.add_argument("--stride", type=int, default=1 << 16,
                    help="CI subset: every STRIDE-th pattern (default 65536)")
     p.add_argument("--radius", type=int, default=4,

@@ -16,7 +16,8 @@ import numpy as np
 from numba import cuda
 
 from .. import api
-from ..kernels import quantize_block, scale_rules
+from ..kernels import elements, scale_rules
+from ..kernels.options import code, nvfp4_recipe_options
 from .runner import EXAMPLES, Progress
 from .steps import Steps
 
@@ -47,7 +48,7 @@ def _iota(lo, bits):
 def _element_codes(x, tie, zero_sign, out):
     one = np.float32(1.0)
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        out[i] = quantize_block.element_code32(x[i], one, True, tie, zero_sign)
+        out[i] = elements.element_code(x[i], one, True, tie, zero_sign)
 
 
 @cuda.jit
@@ -57,10 +58,10 @@ def _mx_scales(x, rule, out):
 
 
 @cuda.jit
-def _nv_scales(x, recipe, tensor, clamp_low, clamp_high, zero_scale, out):
+def _nv_scales(x, recipe, tensor, clamp_low, clamp_high, zero_block, zero_scale, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         out[i] = scale_rules.nvfp4_block_scale(float(x[i]), recipe, tensor, clamp_low,
-                                               clamp_high, zero_scale)
+                                               clamp_high, zero_block, zero_scale)
 
 
 @cuda.jit
@@ -82,6 +83,22 @@ def _judge(got, lo, starts, values, count, found):
                 found[k, 0] = u
                 found[k, 1] = got[i]
                 found[k, 2] = values[a]
+
+
+@cuda.jit
+def _consecutive_blocks(first, pin, out):
+    per = out.shape[1] - 1
+    for b in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        for j in range(per):
+            out[b, j] = first + b * per + j
+        out[b, per] = pin
+
+
+@cuda.jit
+def _consecutive_answers(scales, packed, per, out):
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        b, j = i // per, i % per
+        out[i] = (np.uint16(scales[b]) << 8) | ((packed[b, j >> 1] >> (4 * (j & 1))) & 0xF)
 
 
 def _launch(kernel, n, *args):
@@ -112,25 +129,53 @@ def encode_e4m3(bits, tie: str, saturate: bool):
 def element_code(bits, tie: str, zero_sign: str):
     """The shared element encoder at divisor 1, as a device function."""
     out = cuda.device_array(bits.size, np.uint8)
-    _launch(_element_codes, bits.size, bits.view(np.float32), api.rounding_rules().index(tie),
-            scale_rules.ZERO_SIGNS.index(zero_sign), out)
+    _launch(_element_codes, bits.size, bits.view(np.float32), code("rounding", tie),
+            code("zero_sign", zero_sign), out)
     return out
 
 
 def mx_scale(bits, rule: str):
     """The shared MXFP4 scale rule, as a device function."""
     out = cuda.device_array(bits.size, np.uint8)
-    _launch(_mx_scales, bits.size, bits.view(np.float32), scale_rules.MX_RULES.index(rule), out)
+    _launch(_mx_scales, bits.size, bits.view(np.float32), code("scale_rule", rule), out)
     return out
 
 
 def nv_scale(bits, recipe: str, tensor: float, clamp: tuple | None, zero_scale: float | None):
     """The shared NVFP4 block-scale recipe, as a device function."""
-    low, high = clamp or (1.0, 0.0)  # low > high: no clamp
+    o = nvfp4_recipe_options(recipe, float(tensor), clamp, zero_scale)
     out = cuda.device_array(bits.size, np.uint8)
-    _launch(_nv_scales, bits.size, bits.view(np.float32), scale_rules.NV_RECIPES.index(recipe),
-            float(tensor), float(low), float(high),
-            -1.0 if zero_scale is None else float(zero_scale), out)
+    _launch(_nv_scales, bits.size, bits.view(np.float32), o.nvfp4_recipe, o.tensor_operand,
+            o.clamp_low, o.clamp_high, o.zero_block, o.zero_block_scale, out)
+    return out
+
+
+def quantize_blocks(bits, fmt: str, profile: str):
+    """``fp4ref.quantize`` on device arrays over the quantizer blocks of the patterns
+    (:func:`.cpu.quantize_blocks`; runs of whole consecutive blocks built on the device)."""
+    from ..quantize import quantize
+    from .cpu import quantizer_answers, quantizer_blocks
+    from .sweeps import QUANTIZE_BLOCKS, quantize_profile
+
+    per, pin = QUANTIZE_BLOCKS[fmt]
+    first, last, n = int(bits[0]), int(bits[bits.size - 1]), bits.size
+    consecutive = first % per == 0 and n % per == 0 and last - first == n - 1
+    if consecutive:
+        blocks = cuda.device_array((n // per, per + 1), np.uint32)
+        _launch(_consecutive_blocks, n // per, np.uint32(first), np.uint32(pin), blocks)
+        where = None
+    else:
+        host_blocks, where = quantizer_blocks(bits.copy_to_host(), per, pin)
+        blocks = cuda.to_device(host_blocks)
+    prof = quantize_profile(fmt, profile)
+    given = 1.0 if fmt == "nvfp4" and prof.tensor_scale else None
+    q = quantize(blocks.view(np.float32), format=fmt, profile=prof, backend="cuda",
+                 tensor_scale=given)
+    if not consecutive:
+        return cuda.to_device(quantizer_answers(q.scales.copy_to_host(),
+                                                q.blocks.copy_to_host(), per, where))
+    out = cuda.device_array(n, np.uint16)
+    _launch(_consecutive_answers, n, q.scales.reshape(q.scales.size), q.blocks, per, out)
     return out
 
 
@@ -140,6 +185,7 @@ def run_full(sweep, steps: Steps, progress: Progress, chunk: int = CHUNK):
     starts, values = cuda.to_device(steps.starts), cuda.to_device(steps.values)
     count = cuda.to_device(np.zeros(1, np.int64))
     found = cuda.to_device(np.zeros((EXAMPLES, 3), np.int64))
+    chunk -= chunk % sweep.block  # whole quantizer blocks per call
     bits = cuda.device_array(min(chunk, sweep.size), np.uint32)
     for lo in range(sweep.lo, sweep.hi, chunk):
         n = min(chunk, sweep.hi - lo)

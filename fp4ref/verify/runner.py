@@ -75,7 +75,7 @@ def subset(steps: Steps, stride: int, radius: int) -> np.ndarray:
 def oracle_steps(sweep: Sweep) -> tuple[Steps, float]:
     """The oracle's step table of ``sweep`` and the seconds it took."""
     start = time.perf_counter()
-    steps = discover(sweep.oracle, sweep.lo, sweep.hi)
+    steps = discover(sweep.oracle, sweep.lo, sweep.hi, block=sweep.block)
     return steps, time.perf_counter() - start
 
 
@@ -106,6 +106,7 @@ def run_sweep(sweep: Sweep, module, backend: str, *, full: bool, stride: int = 1
 
 
 def _run_full_host(sweep: Sweep, module, steps: Steps, chunk: int, progress: Progress):
+    chunk -= chunk % sweep.block  # whole quantizer blocks per call
     base = np.arange(chunk, dtype=np.uint32)
     bits = np.empty(chunk, np.uint32)
     count, examples = 0, []
