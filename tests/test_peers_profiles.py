@@ -106,9 +106,6 @@ KNOWN: dict[tuple[str, str], set[str]] = {
         'elements-at-scale-2^-127/quantize',
         'infinities/quantize',
         'nans/quantize',
-        'normal-seed0/quantize',
-        'normal-seed1/quantize',
-        'normal-seed2/quantize',
     },
     ('ggml', 'mxfp4'): {
         'adversarial-blocks/quantize',
@@ -123,7 +120,6 @@ KNOWN: dict[tuple[str, str], set[str]] = {
         'huge-tensor/quantize',
         'infinities/quantize',
         'nans/quantize',
-        'stored-bytes/decode-float32',
         'subnormal-tensor/quantize',
     },
     ('mistralrs', 'mxfp4'): {
