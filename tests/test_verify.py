@@ -15,7 +15,7 @@ import pytest
 import fp4ref
 import fp4ref.verify
 from fp4ref.cli import main
-from fp4ref.verify import cpu, runner, sweeps
+from fp4ref.verify import cpu, decoders, runner, sweeps
 from fp4ref.verify.steps import discover, segments
 
 ROOT = Path(__file__).parent.parent
@@ -94,11 +94,46 @@ def test_mx_floor_table_is_the_exponent_rule():
 
 
 def test_ci_subset_of_every_sweep_agrees_on_numba():
-    report = fp4ref.verify.run(backends=["numba"], progress=None)
+    families = tuple(f for f in fp4ref.verify.ALL_FAMILIES if f != "quantize")
+    report = fp4ref.verify.run(backends=["numba"], families=families, progress=None)
     assert report.ok, report.table()
     names = {r.sweep for r in report.results}
-    assert len(names) == len(SWEEPS) + 10  # the float32 sweeps and ten decoder rows
+    singles = [s for s in SWEEPS if s.family != "quantize"]
+    decoder_rows = 3 + 3 + len(decoders.tensor_multipliers())  # scalars, E8M0 conventions
+    assert len(names) == len(singles) + decoder_rows
     assert all(r.covered > 0 for r in report.results)
+
+
+@pytest.mark.parametrize("fmt", ["mxfp4", "nvfp4"])
+def test_ci_subset_of_the_ocp_quantizers_agrees_on_numba(fmt):
+    # the other profiles' quantizer sweeps take as long each (their oracle tables): they
+    # run in `fp4ref verify`
+    report = fp4ref.verify.run(backends=["numba"], families=("quantize",), progress=None,
+                               match=f"{fmt} quantize as ocp ")
+    assert len(report.results) == 1 and report.ok, report.table()
+
+
+def test_quantizer_blocks_hold_their_patterns_and_the_pin():
+    per, pin = sweeps.QUANTIZE_BLOCKS["mxfp4"]
+    bits = np.array([5, 40, (1 << 32) - 1], np.uint32)
+    blocks, where = cpu.quantizer_blocks(bits, per, pin)
+    assert blocks.shape == (3, per + 1) and (blocks[:, per] == pin).all()
+    assert blocks[0, :per].tolist() == list(range(per)) and blocks[1, 0] == per
+    last = (1 << 32) - 1 - ((1 << 32) - 1) % per
+    assert blocks[2, :per].tolist()[:4] == [last, last + 1, last + 2, last + 3]
+    assert (blocks[2, 4:per] == 0).all()  # +0.0 past the last pattern
+    assert blocks.ravel()[where].tolist() == bits.tolist()
+    whole = np.arange(2 * per, 4 * per, dtype=np.uint32)
+    blocks, where = cpu.quantizer_blocks(whole, per, pin)
+    assert where is None and blocks[:, :per].ravel().tolist() == whole.tolist()
+
+
+def test_quantizer_sweep_of_one_binade_agrees():
+    sweep = BY_NAME["nvfp4 quantize as modelopt (modelopt, ties even, zero negative)"]
+    lo = 0x40800000 - 0x40800000 % sweep.block  # [4, 8): block scales 1 and up
+    part = dataclasses.replace(sweep, lo=lo, hi=lo + sweep.block * 20000)
+    result = runner.run_sweep(part, cpu, "numba", full=True, chunk=sweep.block * 4096)
+    assert (result.covered, result.disagreements) == (sweep.block * 20000, 0)
 
 
 def test_cli_prints_the_table_and_fails_on_a_disagreement(capsys, monkeypatch):
@@ -220,6 +255,13 @@ from fp4ref.verify import cuda, runner, sweeps
 report = fp4ref.verify.run(backends=["cuda"], stride=1 << 26, radius=0, progress=None,
                            families=("e2m1", "element", "e4m3", "mx-scale", "nv-scale"))
 assert report.ok, report.table()
+for s in sweeps.all_sweeps(("quantize",))[::8]:  # fp4ref.quantize on device arrays
+    lo = 0x40800000 - 0x40800000 % s.block
+    part = dataclasses.replace(s, lo=lo, hi=lo + 4 * s.block)
+    r = runner.run_sweep(part, cuda, "cuda", full=True, chunk=2 * s.block)  # built there
+    assert (r.covered, r.disagreements) == (4 * s.block, 0), r
+    r = runner.run_sweep(part, cuda, "cuda", full=False, stride=7, radius=0)  # on the host
+    assert r.covered > 4 and r.disagreements == 0, r
 for s in sweeps.all_sweeps()[::6]:  # the device judge, on a range of 48 patterns
     small = dataclasses.replace(s, lo=0x3E7FFFE8, hi=0x3E800018)
     r = runner.run_sweep(small, cuda, "cuda", full=True, chunk=16)

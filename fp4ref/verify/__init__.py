@@ -74,7 +74,8 @@ def _module(backend: str):
 
 
 def run(full: bool = False, *, backends: list[str] | None = None,
-        families: tuple[str, ...] = ALL_FAMILIES, stride: int = 1 << 16, radius: int = 4,
+        families: tuple[str, ...] = ALL_FAMILIES, match: str | None = None,
+        stride: int = 1 << 16, radius: int = 4,
         progress: TextIO | None = sys.stderr) -> Report:
     """Run the sweeps.
 
@@ -88,6 +89,8 @@ def run(full: bool = False, *, backends: list[str] | None = None,
         ``"numba"``, ``"cuda"``; default :func:`choose_backends`.
     families : tuple of str
         Which sweeps (:data:`ALL_FAMILIES`).
+    match : str, optional
+        Only the sweeps whose name contains it.
     stride, radius : int
         The CI subset.
     progress : file, optional
@@ -104,7 +107,8 @@ def run(full: bool = False, *, backends: list[str] | None = None,
         raise ValueError(f"stride must be >= 1 and radius >= 0; got {stride}, {radius}")
     chosen = choose_backends(backends)
     results: list[Result] = []
-    sweeps = all_sweeps(tuple(f for f in families if f in FAMILIES))
+    sweeps = [s for s in all_sweeps(tuple(f for f in families if f in FAMILIES))
+              if match is None or match in s.name]
     tables = {}
     for backend in chosen:
         module = _module(backend)
@@ -116,7 +120,7 @@ def run(full: bool = False, *, backends: list[str] | None = None,
         if "decode" in families:
             from .decoders import all_decoders
 
-            results += all_decoders(backend)
+            results += [r for r in all_decoders(backend) if match is None or match in r.sweep]
     return Report(results, full)
 
 

@@ -13,7 +13,7 @@ def _verify(args: argparse.Namespace) -> int:
     from . import run
 
     report = run(full=args.full, backends=args.backend, families=tuple(args.only or ALL_FAMILIES),
-                 stride=args.stride, radius=args.radius,
+                 match=args.match, stride=args.stride, radius=args.radius,
                  progress=None if args.quiet else sys.stderr)
     print(f"fp4ref verify {'--full' if args.full else '(CI subset)'} on {_machine()}")
     print(report.table())
@@ -40,16 +40,19 @@ def add_parser(subparsers) -> None:
     """Register ``fp4ref verify``."""
     p = subparsers.add_parser(
         "verify", help="sweep every float32 input and stored byte through every kernel",
-        description="Every float32 bit pattern through the E2M1 and E4M3 encoders and the "
-        "element encoder, every non-negative block maximum through every scale rule and "
-        "NVFP4 recipe, every stored byte through every decoder, on numba (and cuda), "
-        "against the spec layer (docs/verify.md). Without --full: the CI subset.")
+        description="Every float32 bit pattern through the E2M1 and E4M3 encoders, the "
+        "element encoder and fp4ref.quantize under every profile, every non-negative block "
+        "maximum through every scale rule and NVFP4 recipe, every stored byte through every "
+        "decoder, on numba (and cuda), against the spec layer (docs/verify.md). Without "
+        "--full: the CI subset.")
     p.add_argument("--full", action="store_true",
-                   help="every input (minutes on a CPU, about a second a sweep on a GPU)")
+                   help="every input (about a minute a sweep on a 2-core CPU)")
     p.add_argument("--backend", action="append", choices=("numba", "cuda"),
                    help="only this backend (repeatable; default numba, and cuda on a GPU)")
     p.add_argument("--only", action="append", choices=ALL_FAMILIES,
                    help="only this family of sweeps (repeatable)")
+    p.add_argument("--match", metavar="TEXT",
+                   help="only the sweeps whose name contains TEXT (e.g. 'ties even')")
     p.add_argument("--stride", type=int, default=1 << 16,
                    help="CI subset: every STRIDE-th pattern (default 65536)")
     p.add_argument("--radius", type=int, default=4,

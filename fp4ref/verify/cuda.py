@@ -85,6 +85,22 @@ def _judge(got, lo, starts, values, count, found):
                 found[k, 2] = values[a]
 
 
+@cuda.jit
+def _consecutive_blocks(first, pin, out):
+    per = out.shape[1] - 1
+    for b in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        for j in range(per):
+            out[b, j] = first + b * per + j
+        out[b, per] = pin
+
+
+@cuda.jit
+def _consecutive_answers(scales, packed, per, out):
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        b, j = i // per, i % per
+        out[i] = (np.uint16(scales[b]) << 8) | ((packed[b, j >> 1] >> (4 * (j & 1))) & 0xF)
+
+
 def _launch(kernel, n, *args):
     blocks, threads = _grid(n)
     kernel[blocks, threads](*args)
@@ -134,12 +150,42 @@ def nv_scale(bits, recipe: str, tensor: float, clamp: tuple | None, zero_scale: 
     return out
 
 
+def quantize_blocks(bits, fmt: str, profile: str):
+    """``fp4ref.quantize`` on device arrays over the quantizer blocks of the patterns
+    (:func:`.cpu.quantize_blocks`; runs of whole consecutive blocks built on the device)."""
+    from ..quantize import quantize
+    from .cpu import quantizer_answers, quantizer_blocks
+    from .sweeps import QUANTIZE_BLOCKS, quantize_profile
+
+    per, pin = QUANTIZE_BLOCKS[fmt]
+    first, last, n = int(bits[0]), int(bits[bits.size - 1]), bits.size
+    consecutive = first % per == 0 and n % per == 0 and last - first == n - 1
+    if consecutive:
+        blocks = cuda.device_array((n // per, per + 1), np.uint32)
+        _launch(_consecutive_blocks, n // per, np.uint32(first), np.uint32(pin), blocks)
+        where = None
+    else:
+        host_blocks, where = quantizer_blocks(bits.copy_to_host(), per, pin)
+        blocks = cuda.to_device(host_blocks)
+    prof = quantize_profile(fmt, profile)
+    given = 1.0 if fmt == "nvfp4" and prof.tensor_scale else None
+    q = quantize(blocks.view(np.float32), format=fmt, profile=prof, backend="cuda",
+                 tensor_scale=given)
+    if not consecutive:
+        return cuda.to_device(quantizer_answers(q.scales.copy_to_host(),
+                                                q.blocks.copy_to_host(), per, where))
+    out = cuda.device_array(n, np.uint16)
+    _launch(_consecutive_answers, n, q.scales.reshape(q.scales.size), q.blocks, per, out)
+    return out
+
+
 def run_full(sweep, steps: Steps, progress: Progress, chunk: int = CHUNK):
     """(disagreements, first few) of ``sweep`` over all its patterns, made and judged on
     the device."""
     starts, values = cuda.to_device(steps.starts), cuda.to_device(steps.values)
     count = cuda.to_device(np.zeros(1, np.int64))
     found = cuda.to_device(np.zeros((EXAMPLES, 3), np.int64))
+    chunk -= chunk % sweep.block  # whole quantizer blocks per call
     bits = cuda.device_array(min(chunk, sweep.size), np.uint32)
     for lo in range(sweep.lo, sweep.hi, chunk):
         n = min(chunk, sweep.hi - lo)

@@ -25,14 +25,18 @@ _SIGN = 1 << 31
 _INF = 0x7F800000
 
 
-def segments(lo: int, hi: int) -> list[tuple[int, int]]:
+def segments(lo: int, hi: int, block: int = 1) -> list[tuple[int, int]]:
     """The segments of the patterns ``lo .. hi - 1`` (inclusive ends): each binade of each
-    sign, +-0, +-Inf and each sign's NaNs on their own, clipped to the range."""
+    sign, +-0, +-Inf and each sign's NaNs on their own, clipped to the range. With
+    ``block`` > 1 (patterns grouped ``block`` at a time into quantization blocks), a block
+    that straddles two segments is a segment of its own."""
     cuts = set()
     for sign in (0, _SIGN):
         cuts.update(sign | b for b in range(0, _INF + 1, BINADE))
         cuts.update((sign | 1, sign | _INF, sign | (_INF + 1)))  # zero, Inf, NaNs alone
     cuts.add(1 << 32)
+    if block > 1:
+        cuts.update([c - c % block for c in cuts] + [c - c % block + block for c in cuts])
     edges = sorted(c for c in cuts if lo < c < hi)
     starts = [lo, *edges]
     return [(a, b - 1) for a, b in zip(starts, [*edges, hi], strict=True)]
@@ -97,13 +101,13 @@ class Steps:
 
 
 def discover(oracle: Callable[[int], int], lo: int, hi: int, samples: int = 2,
-             seed: int = 0) -> Steps:
+             seed: int = 0, block: int = 1) -> Steps:
     """The :class:`Steps` of ``oracle`` (a pattern to an int) over ``lo .. hi - 1``.
 
     Each segment is bisected until every piece has equal answers at both ends; the run
     table is then checked at ``samples`` random patterns inside each run of more than two
     patterns (a failure means the oracle is not monotone there, and raises
-    ``AssertionError``: the table must not be trusted).
+    ``AssertionError``: the table must not be trusted). ``block``: see :func:`segments`.
     """
     calls = 0
     cache: dict[int, int] = {}
@@ -123,7 +127,7 @@ def discover(oracle: Callable[[int], int], lo: int, hi: int, samples: int = 2,
             starts.append(u)
             values.append(value)
 
-    for a, b in segments(lo, hi):
+    for a, b in segments(lo, hi, block):
         stack = [(a, b)]
         while stack:  # leftmost piece first, so runs come out in order
             x, y = stack.pop()

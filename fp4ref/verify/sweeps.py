@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..profiles import profiles
-from ..spec import e2m1, e4m3, elements, rounding, scale_rules
+from ..spec import e2m1, e4m3, elements, mx, nvfp4, rounding, scale_rules
 
 #: Patterns of every float32: the element encoders' domain.
 ALL = 1 << 32
@@ -47,7 +47,10 @@ class Sweep:
         Pattern to answer, from :mod:`fp4ref.spec`.
     kernel : callable
         ``kernel(module, bits)``: the answers of the backend module (:mod:`.cpu` or
-        :mod:`.cuda`) for a uint32 array of patterns (host or device).
+        :mod:`.cuda`) for an ascending uint32 array of patterns (host or device).
+    block : int
+        For the quantizer sweeps: pattern u sits in block u // ``block`` with the other
+        patterns of that block (:data:`QUANTIZE_BLOCKS`).
     """
 
     name: str
@@ -56,6 +59,7 @@ class Sweep:
     hi: int
     oracle: Callable[[int], int] = field(repr=False)
     kernel: Callable = field(repr=False)
+    block: int = 1  #: patterns per quantization block (1: a pattern stands alone)
 
     @property
     def size(self) -> int:
@@ -160,7 +164,70 @@ def _nv(recipe: Recipe, label: str, tensor: float) -> Sweep:
                                             recipe.zero_scale))
 
 
-FAMILIES = ("e2m1", "element", "e4m3", "mx-scale", "nv-scale")
+#: The quantizer sweeps, per format: (patterns per block, pin). Block b holds the patterns
+#: per * b .. per * b + per - 1 (+0.0 past 2^32 - 1) and the pin last. A pattern below the
+#: pin in magnitude is then encoded at the pin's scale (MXFP4: amax 7.9999995, which the
+#: OCP floor rule gives scale 2^0; NVFP4: amax 6, block scale 1.0 at tensor scale 1, so
+#: divisor 1 in every recipe); a larger one at the scale of its own block's amax; a NaN or
+#: Inf puts its block under the NaN scale (where the profile says so).
+QUANTIZE_BLOCKS = {"mxfp4": (31, 0x40FFFFFF), "nvfp4": (15, 0x40C00000)}
+
+
+def _heaviest(u: int, per: int, pin: int) -> int:
+    """The pattern of largest magnitude in ``u``'s quantizer block, pin included (NaN >
+    Inf > finite, as magnitude bits order them): beside ``u`` it gives the block's amax
+    and its NaN/Inf status, so the block's scale and ``u``'s code."""
+    first = u - u % per
+    top = max(range(first, min(first + per, ALL)), key=lambda v: v & 0x7FFFFFFF)
+    return top if top & 0x7FFFFFFF > pin else pin
+
+
+def quantize_profile(fmt: str, name: str):
+    """Profile ``name`` as the quantizer sweeps run it: low-first nibbles and linear scales
+    (the sweep unpacks the codes itself), the tensor scale given as 1."""
+    return profiles()[name].with_options(nibble_order="low-first", scale_layout="linear")
+
+
+def quantize_profiles(fmt: str) -> list[str]:
+    """The profiles whose ``fmt`` quantizers differ (first of each kind): MXFP4 by scale
+    rule, tie rule and zero sign; NVFP4 also by recipe, clamp, tensor scale and Inf policy."""
+    seen, names = set(), []
+    for name, p in profiles().items():
+        if fmt == "mxfp4":
+            key = (p.scale_rule, p.rounding, p.zero_sign)
+        elif p.nvfp4_recipe is None:
+            continue
+        else:
+            key = (p.nvfp4_recipe, p.block_scale_clamp, p.tensor_scale, p.rounding,
+                   p.zero_sign, p.nonfinite)
+        if key not in seen:
+            seen.add(key)
+            names.append(name)
+    return names
+
+
+def _quantize(fmt: str, name: str) -> Sweep:
+    per, pin = QUANTIZE_BLOCKS[fmt]
+    p = profiles()[name]
+
+    def oracle(u: int) -> int:
+        block = [value(u), value(_heaviest(u, per, pin))]  # the same amax and NaN/Inf
+        if fmt == "mxfp4":
+            scale, codes = mx.quantize_block(block, p.scale_rule, p.rounding, p.zero_sign)
+        else:  # a tensor scale of 1 is its own reciprocal: the operand of every recipe
+            scale, codes = nvfp4.quantize_block(
+                block, p.nvfp4_recipe, 1.0, p.block_scale_clamp, p.zero_block_scale,
+                rounding=p.rounding, zero_sign=p.zero_sign,
+                nan_scale_for_inf=p.nonfinite == "nan-scale")
+        return scale << 8 | codes[0]
+
+    what = p.scale_rule if fmt == "mxfp4" else p.nvfp4_recipe
+    return Sweep(f"{fmt} quantize as {name} ({what}, ties {p.rounding}, zero {p.zero_sign})",
+                 "quantize", 0, ALL, oracle,
+                 lambda m, bits: m.quantize_blocks(bits, fmt, name), per)
+
+
+FAMILIES = ("e2m1", "element", "e4m3", "mx-scale", "nv-scale", "quantize")
 
 
 def all_sweeps(families: tuple[str, ...] = FAMILIES) -> list[Sweep]:
@@ -177,4 +244,6 @@ def all_sweeps(families: tuple[str, ...] = FAMILIES) -> list[Sweep]:
         out += [_mx(r) for r in scale_rules.MX_RULES]
     if "nv-scale" in families:
         out += [_nv(r, label, t) for r in recipes() for label, t in tensor_operands(r)]
+    if "quantize" in families:
+        out += [_quantize(f, name) for f in QUANTIZE_BLOCKS for name in quantize_profiles(f)]
     return out

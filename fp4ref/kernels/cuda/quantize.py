@@ -352,40 +352,62 @@ def nv_divisors(recipe: int, tensor: float, out) -> None:
     _nv_divisors[blocks, threads](recipe, tensor, out)
 
 
+#: The tensor-amax kernel: loads in flight a thread (16 bytes each), threads a thread
+#: block, thread blocks an SM. On the H200 (2026-12-03) 8 x 512 x 8 read 1 GiB in 0.29 ms
+#: (3.7 TB/s); one load a thread, 256 x 8, with a zeroed atomic result, took 0.35 ms, and
+#: the call around it, copying a zero in and the result out, 0.66-0.76 ms.
+AMAX_LOADS, AMAX_THREADS, AMAX_BLOCKS_PER_SM = 8, 512, 8
+
+
 @cuda.jit
-def _largest_magnitude(bits, result):
+def _largest_magnitude(bits, partial):
     top = int32(0)  # magnitudes fit in int32
     quads = uint64(bits.size // 4)
     sign = uint32(0x7FFFFFFF)
-    for i in range(uint64(cuda.grid(1)), quads, uint64(cuda.gridsize(1))):
-        a, b, c, d = load4(bits, i * uint64(4))  # one 16-byte load
+    stride = uint64(cuda.gridsize(1))
+    at = uint64(cuda.grid(1))
+    while at + uint64(AMAX_LOADS - 1) * stride < quads:  # every load in flight first
+        for u in range(AMAX_LOADS):
+            a, b, c, d = load4(bits, (at + uint64(u) * stride) * uint64(4))  # 16 bytes
+            top = max(top, int32(a & sign), int32(b & sign), int32(c & sign),
+                      int32(d & sign))
+        at += stride * uint64(AMAX_LOADS)
+    while at < quads:
+        a, b, c, d = load4(bits, at * uint64(4))
         top = max(top, int32(a & sign), int32(b & sign), int32(c & sign), int32(d & sign))
-    for i in range(quads * uint64(4) + uint64(cuda.grid(1)), uint64(bits.size),
-                   uint64(cuda.gridsize(1))):
+        at += stride
+    for i in range(quads * uint64(4) + uint64(cuda.grid(1)), uint64(bits.size), stride):
         top = max(top, int32(bits[i] & sign))
-    tops = cuda.shared.array(256, int32)  # a tree reduction over the thread block
+    tops = cuda.shared.array(AMAX_THREADS, int32)  # a tree reduction over the thread block
     t = cuda.threadIdx.x
     tops[t] = top
     cuda.syncthreads()
-    stride = cuda.blockDim.x // 2
-    while stride > 0:
-        if t < stride:
-            tops[t] = max(tops[t], tops[t + stride])
+    half = cuda.blockDim.x // 2
+    while half > 0:
+        if t < half:
+            tops[t] = max(tops[t], tops[t + half])
         cuda.syncthreads()
-        stride //= 2
+        half //= 2
     if t == 0:
-        cuda.atomic.max(result, 0, tops[0])
+        partial[cuda.blockIdx.x] = tops[0]
 
 
 def largest_magnitude(bits) -> int:
     """The largest of ``bits & 0x7FFFFFFF`` over the flat uint32 device array ``bits``
     (float32 bits, starting at a 16-byte aligned address): the bits of the amax, above
-    0x7F800000 when there is a NaN."""
-    result = cuda.to_device(np.zeros(1, np.int32))
-    if bits.size:
+    0x7F800000 when there is a NaN. Each thread block writes its maximum; the host takes
+    the largest of those (one copy back, nothing to zero first)."""
+    if not bits.size:
+        return 0
+    if _simulated():
         blocks, threads = _grid(bits.size)
-        _largest_magnitude[blocks, threads](bits, result)
-    return int(result.copy_to_host()[0])
+    else:
+        threads = AMAX_THREADS
+        sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
+        blocks = max(1, min(AMAX_BLOCKS_PER_SM * sms, (bits.size // 4 + threads - 1) // threads))
+    partial = cuda.device_array(blocks, np.int32)
+    _largest_magnitude[blocks, threads](bits, partial)
+    return int(partial.copy_to_host().max())
 
 
 @cuda.jit
