@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from . import __version__
 
 
-def _backends(names: list[str] | None) -> list[str] | None:
-    """``--backend`` values, each a backend that can run here (``ValueError`` otherwise)."""
+def _check_backends(names: list[str] | None) -> None:
+    """``ValueError`` unless each ``--backend`` value names a backend that can run here."""
     from . import backends
 
     here = backends.available()
@@ -30,15 +30,14 @@ def _backends(names: list[str] | None) -> list[str] | None:
             known = [b for b in backends.BACKENDS if b != "auto"]
             why = "not available here" if name in known else f"not one of {known}"
             raise ValueError(f"--backend {name!r}: {why} (available: {here})")
-    return names
 
 
 def _selftest(args: argparse.Namespace) -> int:
-    _backends(args.backend)
-    notes: list[str] = []
     from . import selftest
     from ._table import format_table
 
+    _check_backends(args.backend)
+    notes: list[str] = []
     names, rows = selftest.run(args.backend or None, notes)
     print(format_table(["check", *names], [[label, *results] for label, results in rows]))
     for note in notes:

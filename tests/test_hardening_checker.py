@@ -35,6 +35,8 @@ HOSTILE = {
                 def __array__(self, *args, **kwargs):
                     raise RuntimeError("no array here")
             return Bad()""")),
+    "huge": GOOD.replace("return fp4ref.decode_e8m0(codes)",
+                         "return np.broadcast_to(np.float32(0), (2**20, 2**20))"),
     "not_implemented": GOOD.replace("return fp4ref.decode_e8m0(codes)",
                                     "raise NotImplementedError('later')"),
 }
@@ -66,6 +68,7 @@ def test_a_module_in_the_current_folder_is_found_and_passes(tmp_path):
     ("ragged", 1, "result 0 is not an array"),
     ("bad_array", 1, "RuntimeError: no array here"),
     ("not_implemented", 1, "every case was skipped"),
+    ("huge", 1, "far more than any case's result"),
 ])
 def test_a_hostile_implementation_fails_its_case_not_the_checker(tmp_path, name, status, says):
     done = _check(tmp_path, HOSTILE[name], "--impl", "impl", "--suite", "e8m0_decode",
@@ -282,3 +285,9 @@ def test_sigterm_during_a_check_stops_the_child_too(tmp_path):
         time.sleep(0.1)
     else:
         raise AssertionError("the implementation's process outlived the checker")
+
+
+def test_an_operation_outside_the_selected_suites_counts_as_none(tmp_path):
+    done = _check(tmp_path, GOOD, "--impl", "impl", "--suite", "e2m1_decode")
+    assert done.returncode == 1 and "provides none of the selected suites' operations" in \
+        done.stdout

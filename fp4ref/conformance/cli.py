@@ -88,8 +88,9 @@ def _check(args: argparse.Namespace) -> int:
     ok = check.report(results)
     count = check.totals(results)
     if not count["passed"] and not count["failed"]:
-        provided = [] if args.impl is None else chosen[args.impl].provided
-        if not provided and args.impl is not None:
+        wanted = {s["operation"] for s in vectors.suites() if not selected
+                  or s["name"] in selected}
+        if args.impl is not None and not wanted & set(chosen[args.impl].provided):
             why = ("the implementation provides none of the selected suites' operations "
                    "(a function is taken to implement the operation it is named after, or "
                    "--operation)")

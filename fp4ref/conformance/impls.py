@@ -251,6 +251,11 @@ def fit_params(function: Any, params: dict) -> tuple[dict, str]:
     return passed, ""
 
 
+#: A result may hold at most this many times its case's input bytes (plus 1 MiB): every
+#: operation's output is within 8 times its input (4-bit codes to float32).
+RESULT_FACTOR = 16
+
+
 def call(impl: Any, operation: str, inputs: list, params: dict, count: int) -> tuple[str, Any]:
     """Run one case on ``impl``: ``("results", [arrays])`` (``count`` of them; none for a
     ``count`` of 0, a case expecting a refusal), ``("skip", reason)``, ``("refused",
@@ -275,6 +280,7 @@ def call(impl: Any, operation: str, inputs: list, params: dict, count: int) -> t
     if count > 1 and (not isinstance(result, (tuple, list)) or len(result) != count):
         return "error", f"expected a tuple of {count} results; got {type(result).__name__}"
     arrays = []
+    most = RESULT_FACTOR * sum(np.asarray(a).nbytes for a in inputs) + (1 << 20)
     for index, value in enumerate(results):
         try:
             array = as_array(value)
@@ -282,6 +288,9 @@ def call(impl: Any, operation: str, inputs: list, params: dict, count: int) -> t
             return "error", f"result {index} is not an array ({_text(error)})"
         if array.dtype.hasobject:
             return "error", f"result {index} is not a numeric array (dtype object)"
+        if array.nbytes > most:  # before it is copied or sent back (a broadcast view...)
+            return "error", (f"result {index} holds {array.nbytes} bytes (shape "
+                             f"{array.shape}), far more than any case's result")
         arrays.append(array)
     return "results", arrays
 

@@ -46,7 +46,7 @@ from ..quantize_block import (
     nv_block_scale,
 )
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
-from . import unfused  # noqa: F401 (the GPU's mul for the shared search functions)
+from . import elements, unfused  # noqa: F401 (the GPU's count_below and mul overloads)
 from .codec import _grid, _simulated
 from .warp import index_shuffle, xor_shuffle
 from .wide import load4, store4
