@@ -1,6 +1,7 @@
 """Sphinx configuration: numpy-style docstrings through napoleon, pages in MyST Markdown."""
 
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.abspath(".."))
@@ -41,12 +42,15 @@ def _write_profiles_table(app):
 
     shown = ["rounding", "scale_rule", "nvfp4_recipe", "e8m0_decode", "nonfinite",
              "tensor_scale_direction", "nibble_order", "scale_layout"]
-    rows = ["| profile | " + " | ".join(shown) + " | source |",
+    # headers may break after an underscore (a zero-width space), not inside a word
+    headers = [field.replace("_", "_\u200b") for field in shown]
+    rows = ["| profile | " + " | ".join(headers) + " | source |",
             "|" + "---|" * (len(shown) + 2)]
     for name, profile in fp4ref.profiles().items():
         assert isinstance(profile, Profile)
         cells = [str(getattr(profile, field)) for field in shown]
-        rows.append(f"| `{name}` | " + " | ".join(cells) + f" | {profile.description} |")
+        source = re.sub(r"([*_\\`|])", r"\\\1", profile.description)  # literal, not markup
+        rows.append(f"| `{name}` | " + " | ".join(cells) + f" | {source} |")
     out = os.path.join(app.srcdir, "_generated")
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "profiles.md"), "w") as handle:

@@ -3,14 +3,13 @@ before any kernel runs. Errors name the argument, what it got and what it needed
 
 from __future__ import annotations
 
-import math
-import os
 from typing import Any
 
 import ml_dtypes
 import numpy as np
 
 from . import _device
+from .buffers import affordable
 
 #: Output dtypes by name.
 OUTPUT_DTYPES = {
@@ -39,28 +38,6 @@ def integer(name: str, value: Any, minimum: int | None = None) -> int:
     if minimum is not None and number < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}; got {number}")
     return number
-
-
-def memory_bytes() -> int:
-    """This machine's physical memory in bytes (0 if the system does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return 0
-
-
-def affordable(name: str, shape: tuple[int, ...], dtype: Any, what: str,
-               hint: str = "") -> None:
-    """``ValueError`` naming ``name`` if ``what`` (an array of ``shape`` and ``dtype`` about
-    to be allocated) needs more bytes than this machine has, instead of a ``MemoryError``
-    from deep inside numpy."""
-    nbytes = math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize
-    memory = memory_bytes()
-    if memory and nbytes > memory:
-        raise ValueError(
-            f"{name}: {what} ({np.dtype(dtype)}, shape {tuple(shape)}) needs "
-            f"{nbytes / 2**30:.4g} GiB, more than this machine's {memory / 2**30:.4g} GiB{hint}"
-        )
 
 
 def host_array(name: str, value: Any) -> np.ndarray:
@@ -151,17 +128,3 @@ def float32_scalar(name: str, value: Any) -> np.float32:
             f"{array.shape}"
         )
     return np.float32(array.reshape(()))
-
-
-def empty_on_lines(shape: tuple[int, ...], dtype: Any, line: int = 64) -> np.ndarray:
-    """``numpy.empty(shape, dtype)`` whose data starts on a ``line``-byte boundary.
-
-    numpy aligns large arrays to 16 bytes; a cache-line start lets the CPU kernels write
-    whole lines with streaming stores.
-    """
-    dtype = np.dtype(dtype)
-    affordable("out", shape, dtype, "the result")
-    nbytes = math.prod(int(d) for d in shape) * dtype.itemsize
-    raw = np.empty(nbytes + line, np.uint8)
-    start = -raw.ctypes.data % line
-    return raw[start:start + nbytes].view(dtype).reshape(shape)

@@ -48,21 +48,24 @@ def stage(label: str) -> Iterator[None]:
         yield
     finally:
         timer.cancel()
+        _settle()
         if shown:
             note(f"{label}: done ({time.monotonic() - start:.1f} s)")
 
 
 def _arm(delay: float) -> None:
-    timer = threading.Timer(delay, _tick)
+    timer = threading.Timer(delay, lambda: _tick(timer))
     timer.daemon = True
     _state["timer"] = timer
     timer.start()
 
 
-def _tick() -> None:
+def _tick(timer: threading.Timer) -> None:
     """Runs :data:`AFTER` seconds into a busy period, then every :data:`QUIET` seconds
-    until the period ends."""
+    until the period ends (a timer the period no longer holds does nothing)."""
     with _lock:
+        if _state["timer"] is not timer:
+            return
         now = time.monotonic()
         busy = _state["depth"] > 0 or now - _state["last"] < QUIET
         if busy:
@@ -81,9 +84,11 @@ def _finish() -> None:
     _state.update(shown=False, timer=None)
 
 
-def _at_exit() -> None:
+def _settle() -> None:
+    """End a busy period now if no compile is running (its closing line then comes before
+    whatever the caller prints next)."""
     with _lock:
-        if _state["timer"] is not None:
+        if _state["timer"] is not None and _state["depth"] == 0:
             _state["timer"].cancel()
             _finish()
 
@@ -111,5 +116,5 @@ def install() -> None:
     listener = type("CompileListener", (event.Listener,), {
         "on_start": staticmethod(_on_start), "on_end": staticmethod(_on_end)})
     event.register("numba:compile", listener())
-    atexit.register(_at_exit)
+    atexit.register(_settle)
     _state["installed"] = True

@@ -73,6 +73,8 @@ class Packed(NamedTuple):
     e8m0_decode: str
     leading: tuple  #: the shape of the decoded array but its last axis
     k: int
+    decode_arithmetic: str = "exact"  #: :data:`fp4ref.profiles.DECODE_ARITHMETIC`
+    e4m3_decode: str = "ocp"  #: :data:`fp4ref.profiles.E4M3_DECODES`
 
 
 def packed(
@@ -130,7 +132,8 @@ def packed(
             with np.errstate(divide="ignore"):
                 scale = np.float32(1.0) / scale  # vLLM: 1 / weight_global_scale in float32
     leading, k = _block_shapes(blocks, scales, block_size, fmt)
-    return Packed(blocks, scales, fmt, block_size, scale_format, scale, order, e8m0, leading, k)
+    return Packed(blocks, scales, fmt, block_size, scale_format, scale, order, e8m0, leading, k,
+                  prof.decode_arithmetic, prof.e4m3_decode)
 
 
 @arrays.front_door
@@ -186,10 +189,10 @@ def dequantize(
         How ``scales`` is stored (see :mod:`fp4ref.spec.layouts`). Other than ``"linear"``,
         ``blocks`` must be ``[..., N, K/2]`` and ``scales`` what :func:`fp4ref.swizzle`
         gives for ``[..., N, K/B]`` (``[..., Rpad, Cpad]`` or ``[..., Rpad * Cpad]``).
-    e8m0_decode : {"ocp", "bits", "ggml"}, optional
+    e8m0_decode : {"ocp", "bits", "ggml", "inf"}, optional
         MXFP4: how scale bytes decode (:data:`fp4ref.profiles.E8M0_DECODES`): OCP (0x00 =
         2^-127, 0xFF = NaN), mistral.rs's float32_from_bits(s << 23) (0x00 = 0.0, 0xFF =
-        +Inf), or ggml's (0xFF = 2^128, code 0x8 = +0.0).
+        +Inf), ggml's (0xFF = 2^128, code 0x8 = +0.0), or MLX's and Quark's (0xFF = +Inf).
     dtype : {"float32", "bfloat16", "float16"}
         Output dtype.
     backend : {"auto", "python", "numba", "cuda"}
@@ -208,7 +211,9 @@ def dequantize(
     MXFP4 (OCP MX v1.0 section 5): each value is ``X * P_i`` rounded once to float32; E8M0
     byte 0x00 is 2^-127 and 0xFF makes its whole block NaN. NVFP4: ``P_i * s_block`` (exact
     in float32) times ``tensor_scale`` in one float32 multiply. bfloat16 and float16 are the
-    nearest-even conversion of that float32 result. Every NaN written is the canonical
+    nearest-even conversion of that float32 result. A profile whose ``decode_arithmetic``
+    is not ``"exact"`` multiplies in its implementation's order and precision instead
+    (:data:`fp4ref.profiles.DECODE_ARITHMETIC`). Every NaN written is the canonical
     positive quiet NaN (0x7FC00000 in float32, 0x7FC0 in bfloat16, 0x7E00 in float16).
     """
     w = packed(blocks, scales, format=format, profile=profile, tensor_scale=tensor_scale,
@@ -222,6 +227,7 @@ def dequantize(
     engine.dequantize(
         blocks.reshape(-1, w.block_size // 2), scales.reshape(-1), w.scale_format,
         w.tensor_scale, w.nibble_order, out_dtype, bits.reshape(-1, w.block_size), w.e8m0_decode,
+        w.decode_arithmetic, w.e4m3_decode,
     )
     return result
 

@@ -18,14 +18,15 @@ are then plain new arrays, still aligned and touched in parallel).
 Device outputs (:func:`device_empty`) are cached alike, in a cache of their own: a fresh
 ``cuMemAlloc`` of hundreds of MiB takes longer than the kernel that fills it, and numba
 frees device memory in batches that wait for the whole device. A cached device buffer is
-handed out again once its arrays are gone, for work queued after theirs on the same stream
-(fp4ref's kernels all run on the default stream); work of the caller's own on another
-stream that still reads an array must be finished before the array is dropped. The
-simulator allocates anew each time.
+handed out again, on the device it was allocated on, once its arrays are gone, for work
+queued after theirs on the same stream (fp4ref's kernels all run on the default stream);
+work of the caller's own on another stream that still reads an array must be finished
+before the array is dropped. The simulator allocates anew each time.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import weakref
 from typing import Any
@@ -39,8 +40,32 @@ HUGE_PAGE = 2 << 20
 LINE_BYTES = 64  # a cache line: the CPU kernels stream whole lines
 _PAGE = 4096
 
-_idle: list[np.ndarray] = []  # buffers nothing refers to any more, the oldest first
-_device_idle: list = []  # numba device arrays (uint8) likewise
+# (device, buffer) of the buffers nothing refers to any more, the oldest first: numpy
+# uint8 arrays (device None) and numba uint8 device arrays (device: its id)
+_idle: list[tuple[int | None, Any]] = []
+_device_idle: list[tuple[int | None, Any]] = []
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory in bytes (0 if the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
+def affordable(name: str, shape: tuple[int, ...], dtype: Any, what: str,
+               hint: str = "") -> None:
+    """``ValueError`` naming ``name`` if ``what`` (an array of ``shape`` and ``dtype`` about
+    to be allocated) needs more bytes than this machine has, instead of a ``MemoryError``
+    from deep inside numpy."""
+    nbytes = math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize
+    memory = memory_bytes()
+    if memory and nbytes > memory:
+        raise ValueError(
+            f"{name}: {what} ({np.dtype(dtype)}, shape {tuple(shape)}) needs "
+            f"{nbytes / 2**30:.4g} GiB, more than this machine's {memory / 2**30:.4g} GiB{hint}"
+        )
 
 
 def cache_limit() -> int:
@@ -53,16 +78,12 @@ def cache_limit() -> int:
         except ValueError:
             raise ValueError(f"FP4REF_BUFFER_CACHE must be a number of bytes; got "
                              f"{setting!r}") from None
-    try:
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        physical = 16 << 30
-    return min(physical // 8, 2 << 30)
+    return min((memory_bytes() or 16 << 30) // 8, 2 << 30)
 
 
 def cached_bytes(device: bool = False) -> int:
     """Bytes waiting in the host cache now (``device``: in the device cache)."""
-    return sum(raw.nbytes for raw in list(_device_idle if device else _idle))
+    return sum(raw.nbytes for _, raw in list(_device_idle if device else _idle))
 
 
 def release() -> None:
@@ -80,7 +101,7 @@ class _Lease:
     def __init__(self, raw: np.ndarray, nbytes: int) -> None:
         self.__array_interface__ = {"data": (raw.ctypes.data, False), "shape": (nbytes,),
                                     "typestr": "|u1", "version": 3}
-        weakref.finalize(self, _give_back, raw).atexit = False
+        weakref.finalize(self, _give_back, _idle, (None, raw)).atexit = False
 
 
 class _DeviceLease:
@@ -90,34 +111,34 @@ class _DeviceLease:
 
     __slots__ = ("__cuda_array_interface__", "__weakref__")
 
-    def __init__(self, raw, nbytes: int) -> None:
+    def __init__(self, raw, nbytes: int, device: int) -> None:
         self.__cuda_array_interface__ = {
             "data": (int(raw.__cuda_array_interface__["data"][0]), False), "shape": (nbytes,),
             "typestr": "|u1", "version": 3, "strides": None, "stream": None}
-        weakref.finalize(self, _give_back, raw, _device_idle).atexit = False
+        weakref.finalize(self, _give_back, _device_idle, (device, raw)).atexit = False
 
 
-def _give_back(raw, idle: list | None = None) -> None:
-    idle = _idle if idle is None else idle
-    idle.append(raw)
+def _give_back(idle: list, entry: tuple) -> None:
+    idle.append(entry)
     limit = cache_limit()
-    while sum(r.nbytes for r in list(idle)) > limit:
+    while sum(raw.nbytes for _, raw in list(idle)) > limit:
         try:
             idle.pop(0)
         except IndexError:  # another thread emptied it
             break
 
 
-def _take(capacity: int, idle: list | None = None):
-    """The smallest idle buffer holding ``capacity`` bytes and at most twice that."""
-    idle = _idle if idle is None else idle
-    fits = [raw for raw in list(idle) if capacity <= raw.nbytes <= 2 * capacity]
-    for raw in sorted(fits, key=lambda r: r.nbytes):
+def _take(idle: list, capacity: int, device: int | None = None):
+    """The smallest idle buffer of ``device`` holding ``capacity`` bytes and at most twice
+    that, or None."""
+    fits = [entry for entry in list(idle)
+            if entry[0] == device and capacity <= entry[1].nbytes <= 2 * capacity]
+    for entry in sorted(fits, key=lambda e: e[1].nbytes):
         try:
-            idle.remove(raw)
+            idle.remove(entry)
         except ValueError:  # another thread took it
             continue
-        return raw
+        return entry[1]
     return None
 
 
@@ -134,8 +155,10 @@ def _fresh(capacity: int) -> np.ndarray:
 
 def empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     """A new C-contiguous array, like ``numpy.empty(shape, dtype)``, starting on a cache
-    line; from the cache when it is :data:`CACHED_BYTES` or larger."""
+    line; from the cache when it is :data:`CACHED_BYTES` or larger (a ``ValueError``
+    naming ``out`` if it needs more memory than this machine has)."""
     dtype = np.dtype(dtype)
+    affordable("out", shape, dtype, "the result")
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if nbytes < CACHED_BYTES:
         raw = np.empty(nbytes + LINE_BYTES, np.uint8)
@@ -144,7 +167,7 @@ def empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     capacity = -(-nbytes // HUGE_PAGE) * HUGE_PAGE
     if cache_limit() == 0:
         return _fresh(capacity)[:nbytes].view(dtype).reshape(shape)
-    raw = _take(capacity)
+    raw = _take(_idle, capacity)
     if raw is None:
         raw = _fresh(capacity)
     return np.asarray(_Lease(raw, nbytes)).view(dtype).reshape(shape)
@@ -160,7 +183,9 @@ def device_empty(shape: tuple[int, ...], dtype: Any):
     if nbytes < CACHED_BYTES or cuda.config.ENABLE_CUDASIM or cache_limit() == 0:
         return cuda.device_array(shape, dtype)
     capacity = -(-nbytes // HUGE_PAGE) * HUGE_PAGE
-    raw = _take(capacity, _device_idle)
+    device = cuda.get_current_device().id
+    raw = _take(_device_idle, capacity, device)
     if raw is None:
         raw = cuda.device_array(capacity, np.uint8)
-    return cuda.as_cuda_array(_DeviceLease(raw, nbytes)).view(dtype).reshape(shape)
+    lease = _DeviceLease(raw, nbytes, device)
+    return cuda.as_cuda_array(lease).view(dtype).reshape(shape)

@@ -14,16 +14,29 @@ import os
 import signal
 import sys
 import traceback
+import warnings
 from collections.abc import Iterator
 
-from . import __version__, bench, selftest
-from ._table import format_table
-from .conformance import cli as conformance_cli
-from .io import commands as io_commands
-from .verify import cli as verify_cli
+from . import __version__
+
+
+def _check_backends(names: list[str] | None) -> None:
+    """``ValueError`` unless each ``--backend`` value names a backend that can run here."""
+    from . import backends
+
+    here = backends.available()
+    for name in names or ():
+        if name not in here:
+            known = [b for b in backends.BACKENDS if b != "auto"]
+            why = "not available here" if name in known else f"not one of {known}"
+            raise ValueError(f"--backend {name!r}: {why} (available: {here})")
 
 
 def _selftest(args: argparse.Namespace) -> int:
+    from . import selftest
+    from ._table import format_table
+
+    _check_backends(args.backend)
     notes: list[str] = []
     names, rows = selftest.run(args.backend or None, notes)
     print(format_table(["check", *names], [[label, *results] for label, results in rows]))
@@ -35,7 +48,14 @@ def _selftest(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``fp4ref`` command."""
+    """The argument parser of the ``fp4ref`` command (importing the subcommands' modules:
+    :func:`main` does it where an environment problem, such as a bad ``NUMBA_NUM_THREADS``
+    breaking numba's import, becomes one error line)."""
+    from . import bench
+    from .conformance import cli as conformance_cli
+    from .io import commands as io_commands
+    from .verify import cli as verify_cli
+
     parser = argparse.ArgumentParser(
         prog="fp4ref", description="The reference codec for MXFP4 and NVFP4."
     )
@@ -84,16 +104,45 @@ def _one_line(error: Exception) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line (its first), ``fp4ref: warning: <Category>: <text>``; a
+    library's warning may carry a whole traceback in its text (numba's do)."""
+    text = str(message).strip().splitlines()
+    print(f"fp4ref: warning: {category.__name__}: {text[0] if text else ''}",
+          file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fp4ref`` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
-    args = build_parser().parse_args(argv)
+    shown = warnings.showwarning
+    if not debug:
+        warnings.showwarning = _show_warning
+    try:
+        return _run(argv, debug)
+    finally:
+        warnings.showwarning = shown
+
+
+def _run(argv: list[str], debug: bool) -> int:
+    """Parse ``argv`` and run the command, each error reported as one line."""
+    try:
+        parser = build_parser()
+    except Exception as error:  # the environment breaks an import (numba's settings...)
+        if debug:
+            traceback.print_exc()
+        print(f"fp4ref: error: cannot start: {_one_line(error)} (check the environment: "
+              f"NUMBA_* variables, the installation)", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     name = " ".join(filter(None, (args.command, getattr(args, "conformance_command", None))))
     try:
         with _terminate_as_exception():
-            return args.run(args)
+            status = args.run(args)
+            sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+            return status
     except KeyboardInterrupt:
         print(f"fp4ref {name}: interrupted (SIGINT)", file=sys.stderr)
         return 128 + signal.SIGINT

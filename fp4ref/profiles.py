@@ -22,8 +22,23 @@ from .spec.scale_rules import MX_RULES, NV_RECIPES, SEARCH_RULES
 #: E8M0 decode conventions: ``"ocp"`` 0x00 = 2^-127 and 0xFF = NaN (MX v1.0 5.4.1);
 #: ``"bits"`` float32_from_bits(e << 23), so 0x00 = 0.0 and 0xFF = +Inf (mistral.rs);
 #: ``"ggml"`` 0xFF = 2^128 (ggml's half scale 2^127 times doubled integers; finite codes
-#: overflow to Inf) and code 0x8 decodes to +0.0.
-E8M0_DECODES = ("ocp", "bits", "ggml")
+#: overflow to Inf) and code 0x8 decodes to +0.0; ``"inf"`` 0x00 = 2^-127 and 0xFF = +Inf
+#: (MLX's bfloat16 bits ``s << 7``, AMD Quark's ``2 ** (s - 127)``).
+E8M0_DECODES = ("ocp", "bits", "ggml", "inf")
+
+#: Decode arithmetic: ``"exact"`` the element times its scale(s) rounded once to float32
+#: (NVFP4: ``f32(P * s_b) * s_t``), then to the output dtype; ``"scale-first"`` NVFP4
+#: ``P * f32(s_b * s_t)`` in float32 (vLLM ``dequantize_to_dtype``); ``"output-dtype"``
+#: the scales converted to the output dtype and each product rounded to float32 and then
+#: to it, as torch and MLX multiply bfloat16/float16 tensors (comfy-kitchen
+#: ``dequantize_nvfp4``, Quark, MLX): ``dt(P * dt(dt(s_t) * dt(s_b)))``, MXFP4
+#: ``dt(P * dt(X))``; for float32 output the same as ``"scale-first"``.
+DECODE_ARITHMETIC = ("exact", "scale-first", "output-dtype")
+
+#: NVFP4 block-scale decode: ``"ocp"`` E4M3 as OFP8 v1.0 (0x7F/0xFF NaN); ``"ggml"``
+#: ggml's UE4M3 (``ggml_ue4m3_to_fp32``): the sign bit is ignored, 0x7F is 0 and 0xFF is
+#: 480, and element code 0x8 is +0 (its doubled-integer table has no -0).
+E4M3_DECODES = ("ocp", "ggml")
 
 #: Non-finite input policies: ``"nan-scale"``: a block holding NaN or Inf gets the NaN
 #: scale (0xFF / 0x7F) and zero codes; ``"ieee"``: NaN does, Inf runs through the recipe's
@@ -45,6 +60,8 @@ CHOICES: dict[str, tuple] = {
     "scale_rule": (*MX_RULES, *SEARCH_RULES),
     "nonfinite": NONFINITE,
     "e8m0_decode": E8M0_DECODES,
+    "decode_arithmetic": DECODE_ARITHMETIC,
+    "e4m3_decode": E4M3_DECODES,
     "nvfp4_recipe": (*NV_RECIPES, None),
     "tensor_scale_direction": TENSOR_SCALE_DIRECTIONS,
     "nibble_order": NIBBLE_ORDERS,
@@ -91,6 +108,10 @@ def _check(profile: Profile) -> None:
     zero = profile.zero_block_scale
     if zero is not None and not (_real(zero) and math.isfinite(zero) and zero >= 0):
         raise _bad("zero_block_scale", zero, "None or a finite real >= 0")
+    byte = profile.mx_zero_block_scale
+    if byte is not None and not (isinstance(byte, int) and not isinstance(byte, bool)
+                                 and 0 <= byte <= 254):
+        raise _bad("mx_zero_block_scale", byte, "None or an int in 0..254")
 
 
 @dataclass(frozen=True)
@@ -112,8 +133,13 @@ class Profile:
         Smallest E8M0 byte the optimal search may pick (qwantize: 1).
     nonfinite : {"nan-scale", "ieee"}
         NaN/Inf policy (see :data:`NONFINITE`).
-    e8m0_decode : {"ocp", "bits", "ggml"}
+    e8m0_decode : {"ocp", "bits", "ggml", "inf"}
         How scale bytes 0x00/0xFF decode (see :data:`E8M0_DECODES`).
+    e4m3_decode : {"ocp", "ggml"}
+        How NVFP4 scale bytes decode (see :data:`E4M3_DECODES`).
+    decode_arithmetic : {"exact", "scale-first", "output-dtype"}
+        The order and precision of the decode's multiplications (see
+        :data:`DECODE_ARITHMETIC`).
     nvfp4_recipe : str or None
         NVFP4 block-scale recipe (:data:`fp4ref.spec.scale_rules.NV_RECIPES`); None if the
         project has no NVFP4 quantizer.
@@ -123,6 +149,9 @@ class Profile:
         How the NVFP4 tensor scale is stored and passed in.
     block_scale_clamp : (float, float) or None
         NVFP4 clamp of the block scale before the E4M3 cast.
+    mx_zero_block_scale : int or None
+        MXFP4: the E8M0 byte a block of zeros gets under a scale rule (None: what the rule
+        gives, 0x00 for most); MLX 0x7F, AMD Quark 0x01. The searches ignore it.
     zero_block_scale : float or None
         NVFP4 scale given to a zero block (None: whatever the recipe computes, 0).
     nibble_order : {"low-first", "high-first", "split-half"}
@@ -142,11 +171,14 @@ class Profile:
     e8m0_min: int = 0
     nonfinite: str = "nan-scale"
     e8m0_decode: str = "ocp"
+    decode_arithmetic: str = "exact"
+    e4m3_decode: str = "ocp"
     nvfp4_recipe: str | None = "modelopt"
     tensor_scale: bool = True
     tensor_scale_direction: str = "decode"
     block_scale_clamp: tuple[float, float] | None = None
     zero_block_scale: float | None = None
+    mx_zero_block_scale: int | None = None
     nibble_order: str = "low-first"
     scale_layout: str = "linear"
     sum_lanes: int = 16
@@ -168,19 +200,25 @@ _PROFILES = (
             "block -> scale 0xFF; NVFP4 per NVIDIA's documentation: tensor scale "
             "amax/(6*448) as decode multiplier, block scale e4m3(amax_b/(6*s_t)), elements "
             "x/(s_b*s_t) by float32 division, zero block -> scale 0."),
-    Profile("mistralrs", "mistral.rs 0.8 ISQ MXFP4 (mistralrs-quant mxfp4/mod.rs, seed): "
+    Profile("mistralrs", "mistral.rs 0.9.5 in-situ MXFP4 (run: the PyPI wheel's Runner with "
+            "in_situ_quant='mxfp4' writing UQFF 1.2, read back by fp4ref): "
             "floor(log2f(amax/6))+127 clamped to [0, 254], zero block 127, ties away from "
-            "zero, -0.0 -> +0; decode LUT from bits: E8M0 0x00 -> 0.0, 0xFF -> +Inf. "
-            "(mistral.rs encodes NaN elements as 6; fp4ref gives such blocks the NaN scale.)",
+            "zero, -0.0 -> +0; decode LUT from bits (read from source, no callable decoder): "
+            "E8M0 0x00 -> 0.0, 0xFF -> +Inf. Not emulated (docs/findings.md): an Inf block "
+            "wraps to scale 0 with codes +-6, NaN is skipped in the max and coded 7.",
             rounding="away", zero_sign="negative", scale_rule="mistralrs", e8m0_decode="bits",
             nvfp4_recipe=None),
-    Profile("ggml", "ggml / llama.cpp / gguf-py 0.19 MXFP4 (run): floor(log2f(amax))-2+127 "
-            "without clamp (wraps below 2^-125), ties toward zero, zero codes always +0, "
-            "split-half nibbles (17-byte block_mxfp4 records), 0xFF decodes as 2^128 and "
-            "0x8 as +0. gguf-py has no NVFP4 quantizer. (ggml gives NaN/Inf blocks scale 0; "
-            "fp4ref gives them 0xFF.)",
+    Profile("ggml", "ggml C (llama-cpp-python 0.3.36 sdist, run through ctypes: "
+            "ggml_quantize_chunk and to_float, types 39 and 40) and gguf-py 0.19 (run): MXFP4 "
+            "floor(log2f(amax))-2+127 without clamp (wraps below 2^-125), ties toward zero, "
+            "zero codes always +0, split-half nibbles (17-byte block_mxfp4 records), 0xFF "
+            "decodes as 2^128 and 0x8 as +0; NVFP4 (type 40, 36-byte records of 64) "
+            "e4m3(amax_b / 6) without tensor scale, decoded as UE4M3. Not emulated "
+            "(docs/findings.md): float32-max blocks code 5, NaN skipped in the max, Inf "
+            "blocks scale 0 (MXFP4) / 0x7E (NVFP4).",
             rounding="zero", zero_sign="drop", scale_rule="ggml", e8m0_decode="ggml",
-            nibble_order="split-half", nvfp4_recipe="plain", tensor_scale=False),
+            nibble_order="split-half", nvfp4_recipe="plain", tensor_scale=False,
+            e4m3_decode="ggml"),
     Profile("torchao-floor", "torchao 0.18 mx_formats to_mx FLOOR (run) and nvfp4_quantize: "
             "exponent bits of amax minus 2, RNE, clamp +-6; NVFP4 block scale "
             "e4m3(clamp((amax/6)/s_t, 2^-6, 448)), elements x*((1/s_t)/s_b). Not emulated: "
@@ -204,9 +242,14 @@ _PROFILES = (
             zero_sign="negative", scale_rule="even", nonfinite="ieee",
             nvfp4_recipe="compressed-tensors", tensor_scale_direction="encode",
             zero_block_scale=0.125),
-    Profile("comfy", "ComfyUI / BFL / mold NVFP4 checkpoints (seed): ModelOpt-like recipe, "
-            "tensor scale amax/2688 (decode), high nibble first, scales stored 128x4-swizzled.",
-            nonfinite="ieee", nibble_order="high-first", scale_layout="128x4"),
+    Profile("comfy", "comfy-kitchen 0.2.40, ComfyUI's kernels, eager backend (run on CPU: "
+            "TensorCoreNVFP4Layout.quantize, quantize_nvfp4, dequantize_nvfp4): tensor scale "
+            "amax/2688 (decode), block scale e4m3(min(f32(amax_b / 6) / s_t, 448)), high "
+            "nibble first, scales stored 128x4-swizzled; decode q * (s_t * s_b) in the output "
+            "dtype. Not yet emulated: an all-zero tensor gives scale 0xFF and codes 0xC (NaN), "
+            "a scale-0 block +0 codes (docs/findings.md).",
+            nonfinite="ieee", nibble_order="high-first", scale_layout="128x4",
+            decode_arithmetic="output-dtype"),
     Profile("qwantize", "qwantize 0.1.1 reference (run): MXFP4 scale floor(log2f(max(amax, "
             "1e-30))-2+127) in [1, 254], optimal search over bytes 1..254; NVFP4 without tensor "
             "scale, block scale e4m3(amax/6); elements |x|/s ties toward zero; -0.0 -> +0; "
@@ -215,24 +258,32 @@ _PROFILES = (
             nonfinite="ieee", nvfp4_recipe="plain", tensor_scale=False),
     Profile("quark", "AMD Quark 0.13 OCP_MXFP4Spec export (run on CPU: PerBlockMXObserver, "
             "scaled_real_quantize, Pack_fp4, to_e8m0_uint8): the EVEN scale rule, ties to even, "
-            "zero codes +0. No NVFP4 quantizer adapted.",
-            zero_sign="drop", scale_rule="even", nvfp4_recipe=None),
+            "zero codes +0, a zero block 0x01; import (Pack_fp4.unpack, kernel.dequantize): "
+            "0xFF is 2 ** 128 = +Inf, the scale in the output dtype. Not emulated: amax below "
+            "2^-126 quantized with 2^-127 but stored as 0x01, float32 max, NaN and Inf blocks "
+            "(docs/findings.md). No NVFP4 quantizer adapted.",
+            zero_sign="drop", scale_rule="even", nvfp4_recipe=None, e8m0_decode="inf",
+            decode_arithmetic="output-dtype", mx_zero_block_scale=0x01),
     Profile("vllm", "vLLM 0.33.0 torch reference paths (run from its wheel): MXFP4 "
             "downcast_to_mxfp_torch ROUND_UP (rceil by a bit trick, ties away, signs kept), "
             "upcast_from_mxfp_torch (scale bytes as float32 bits); NVFP4 ref_nvfp4_quant with "
             "the global scale its callers pass, 2688 / amax (encode), and dequantize_to_dtype.",
             rounding="away", scale_rule="rceil", e8m0_decode="bits", nonfinite="ieee",
-            nvfp4_recipe="compressed-tensors", tensor_scale_direction="encode"),
+            nvfp4_recipe="compressed-tensors", tensor_scale_direction="encode",
+            decode_arithmetic="scale-first"),
     Profile("vllm-round-down", "vLLM 0.33.0 downcast_to_mxfp_torch ROUND_DOWN (run from its "
-            "wheel): the exponent of float32(amax / 6), ties away.",
-            rounding="away", scale_rule="floor", e8m0_decode="bits", nvfp4_recipe=None),
+            "wheel): the exponent field of float32(amax / 6) (the 'exponent' rule), ties away.",
+            rounding="away", scale_rule="exponent", e8m0_decode="bits", nvfp4_recipe=None,
+            decode_arithmetic="scale-first"),
     Profile("mlx", "MLX 0.32.4 on CPU (run: mx.quantize / mx.dequantize, modes mxfp4 and "
             "nvfp4): MXFP4 scale rceil, elements by argmin over the E2M1 table (ties toward "
             "zero, zero codes +0); NVFP4 plain e4m3(amax / 6) when no global_scale is given. "
-            "Not yet emulated (docs/findings.md): zero block 0x7F, scales below 2^-127 wrap, "
-            "NaN/Inf blocks 0x80, 0xFF decodes to +Inf, global_scale taken as the tensor amax.",
+            "Zero block 0x7F. Not yet emulated (docs/findings.md): scales below 2^-127 wrap, "
+            "NaN/Inf blocks 0x80, global_scale taken as the tensor amax. Decode: 0xFF is +Inf, "
+            "float16 output rounds the scale to float16 first.",
             scale_rule="rceil", rounding="zero", zero_sign="drop", nvfp4_recipe="plain",
-            tensor_scale=False),
+            tensor_scale=False, e8m0_decode="inf", decode_arithmetic="output-dtype",
+            mx_zero_block_scale=0x7F),
     Profile("flashinfer", "flashinfer / TensorRT-LLM fp4_quantize in exact-division mode (read "
             "from source, not run): MXFP4 rceil; NVFP4 global_scale = 6*448/amax (encode), block "
             "scale e4m3(G*amax_b/6), elements x/(s_b/G), zero block 0; 128x4 swizzled scales.",

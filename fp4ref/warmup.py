@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import api
+from . import api, buffers
 from .quantize import quantize
 
 
@@ -42,6 +42,8 @@ def _paths() -> list[tuple[str, Callable[[], object]]]:
         ("decoders", lambda: (api.decode_e2m1(blocks & 15), api.decode_e8m0(blocks),
                               api.decode_e4m3(blocks))),
         ("nibble packing", lambda: api.unpack(api.pack(blocks & 15))),
+        ("large outputs (first touch)", lambda: buffers.empty((buffers.CACHED_BYTES,),
+                                                              np.uint8)),
     ]
     return paths
 

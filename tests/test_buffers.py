@@ -1,7 +1,9 @@
 """fp4ref.buffers: large outputs come back from a cache once dropped, never while in use,
 and the front doors give the same bytes from reused memory as from fresh memory."""
 
+import ctypes
 import gc
+from types import SimpleNamespace
 
 import ml_dtypes
 import numpy as np
@@ -123,3 +125,68 @@ def test_quantize_into_reused_memory_gives_the_bytes_of_fresh_memory():
     oracle = fp4ref.quantize(x[-1:], backend="python")  # the last row, written last
     assert np.array_equal(got.blocks[-1:], oracle.blocks)
     assert np.array_equal(got.scales[-1:], oracle.scales)
+
+
+class _FakeDeviceArray:
+    """A stand-in for a numba device array over host memory, keeping its owner alive as
+    numba's arrays keep a ``__cuda_array_interface__`` owner."""
+
+    def __init__(self, array, owner=None):
+        self.array, self.owner = array, owner
+        self.nbytes, self.shape, self.dtype = array.nbytes, array.shape, array.dtype
+        self.__cuda_array_interface__ = {"data": (array.ctypes.data, False)}
+
+    def view(self, dtype):
+        return _FakeDeviceArray(self.array.view(dtype), self.owner)
+
+    def reshape(self, *shape):
+        return _FakeDeviceArray(self.array.reshape(*shape), self.owner)
+
+
+@pytest.fixture
+def fake_device(monkeypatch):
+    """numba.cuda with host memory for device memory and a selectable current device."""
+    from numba import cuda
+
+    current = {"id": 0}
+    allocations = []
+
+    def device_array(shape, dtype):
+        allocations.append(shape)
+        return _FakeDeviceArray(np.empty(shape, dtype))
+
+    def as_cuda_array(owner):
+        data, _ = owner.__cuda_array_interface__["data"]
+        (size,) = owner.__cuda_array_interface__["shape"]
+        memory = np.ctypeslib.as_array((ctypes.c_uint8 * size).from_address(data))
+        return _FakeDeviceArray(memory, owner)
+
+    monkeypatch.setattr(cuda.config, "ENABLE_CUDASIM", False, raising=False)
+    monkeypatch.setattr(cuda, "device_array", device_array, raising=False)
+    monkeypatch.setattr(cuda, "as_cuda_array", as_cuda_array, raising=False)
+    monkeypatch.setattr(cuda, "get_current_device", lambda: SimpleNamespace(id=current["id"]),
+                        raising=False)
+    return current, allocations
+
+
+def test_device_buffers_are_reused_once_dropped_and_only_on_their_device(fake_device):
+    current, allocations = fake_device
+    a = buffers.device_empty(BIG, np.float32)
+    start = a.__cuda_array_interface__["data"][0]
+    view = a.reshape(-1)
+    del a
+    gc.collect()
+    assert buffers.cached_bytes(device=True) == 0  # the view still uses it
+    del view
+    gc.collect()
+    assert buffers.cached_bytes(device=True) >= BIG[0] * 4
+    current["id"] = 1  # another device: not handed out there
+    b = buffers.device_empty(BIG, np.float32)
+    assert b.__cuda_array_interface__["data"][0] != start and len(allocations) == 2
+    current["id"] = 0
+    c = buffers.device_empty((2, BIG[0] // 2), np.uint32)
+    assert c.__cuda_array_interface__["data"][0] == start and len(allocations) == 2
+    assert c.shape == (2, BIG[0] // 2) and c.dtype == np.uint32
+    assert buffers.device_empty((16,), np.uint8).shape == (16,)  # small: plain allocation
+    assert len(allocations) == 3
+    del b, c

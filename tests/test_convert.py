@@ -177,7 +177,8 @@ def test_gguf_inspect_and_dequantize(folder, capsys):
     gguf_model(folder / "x.gguf")
     assert cli.main(["inspect", "x.gguf"]) == 0
     out = capsys.readouterr().out
-    assert "GGUF v3 (1 MXFP4, 1 NVFP4), 2 quantized layers, 1 other tensors" in out
+    assert "GGUF v3 (1 MXFP4, 1 NVFP4), architecture gpt-oss, 2 quantized layers, 1 other " \
+           "tensors\nother tensors: 1 F32" in out
     assert "ggml NVFP4" in out and " x 0.25" in out
     assert cli.main(["dequantize", "x.gguf", "-o", "x.safetensors", "--dtype", "float32",
                      "-q"]) == 0
@@ -221,6 +222,13 @@ def test_cli_md_examples_run_as_written(folder, capsys):
                 assert os.path.exists(name), line
     # the GGUF section's round trip came back byte-identical
     assert filecmp.cmp("model.safetensors", "model-again.safetensors", shallow=False)
+    # --quantize '*.experts.*_proj': the experts requantized from the bf16 file, their
+    # biases and the router left in bf16
+    names = set(load("experts-only.safetensors"))
+    p = "model.layers.0.mlp."
+    assert {p + "experts.gate_up_proj_blocks", p + "experts.down_proj_scales",
+            p + "experts.gate_up_proj_bias", p + "router.weight"} <= names
+    assert not any(n.startswith(p + "router") and n != p + "router.weight" for n in names)
     assert commands.TARGETS[-1] == "gguf"
 
 
@@ -239,3 +247,59 @@ def test_nvfp4_checkpoints_through_gguf_come_back_whole(folder, convention):
     assert cli.main(["convert", "a.safetensors", "a.gguf", "--to", "gguf", "-q"]) == 0
     assert cli.main(["convert", "a.gguf", "b.safetensors", "--to", convention, "-q"]) == 0
     assert filecmp.cmp("a.safetensors", "b.safetensors", shallow=False)
+
+
+def test_gguf_uqff_round_trip(folder):
+    """ggml MXFP4 records -> UQFF 1.x (low-first) -> GGUF: the same records."""
+    gguf_model(folder / "x.gguf")
+    assert cli.main(["convert", "x.gguf", "x.uqff", "--to", "uqff1", "--residual",
+                     "rest.safetensors", "-q"]) == 2  # the NVFP4 layer has no UQFF form
+    from fp4ref.io import gguf as G
+
+    f = G.read("x.gguf")
+    G.write("mx.gguf", {"blk.0.ffn_down_exps": f["blk.0.ffn_down_exps"]})
+    assert cli.main(["convert", "mx.gguf", "x.uqff", "--to", "uqff1", "-q"]) == 0
+    assert cli.main(["convert", "x.uqff", "y.gguf", "--to", "gguf", "-q"]) == 0
+    g = G.read("y.gguf")
+    (key,) = list(g)
+    assert np.array_equal(g.records(g.entries[key]["weight"]),
+                          f.records("blk.0.ffn_down_exps.weight"))
+
+
+def test_float_to_gguf_nvfp4(folder, capsys):
+    """--format nvfp4: K must fill ggml's 64-element records; the tensor scale goes to
+    <key>.scale. gguf-py reads the records fp4ref quantized as fp4ref's own decode does
+    (ggml's rule: code 8 is +0)."""
+    rng = np.random.default_rng(8)
+    w = rng.normal(size=(8, 128)).astype(np.float32)
+    save_file({"a.weight": w, "b.weight": rng.normal(size=(8, 48)).astype(np.float32)},
+              "f.safetensors")
+    assert cli.main(["convert", "f.safetensors", "n.gguf", "--to", "gguf", "--format", "nvfp4",
+                     "--profile", "modelopt"]) == 0
+    assert "K = 48 is not a multiple of 64 (1): b.weight" in capsys.readouterr().err
+    from fp4ref.io import gguf as G
+
+    gguf = pytest.importorskip("gguf")
+    f = G.read("n.gguf")
+    assert list(f) == ["a"] and f.entries["a"]["scale"] == "a.scale"
+    q = fp4ref.quantize(w, format="nvfp4", profile="modelopt")
+    ref = fp4ref.dequantize(q)
+    ref = np.where(fp4ref.unpack(q.blocks) == 8, np.float32(0), ref)  # ggml: code 8 is +0
+    raw = {t.name: np.asarray(t.data) for t in gguf.GGUFReader("n.gguf").tensors}
+    peer = gguf.quants.dequantize(raw["a.weight"], gguf.GGMLQuantizationType.NVFP4)
+    assert np.array_equal((peer * raw["a.scale"][0]).view(np.uint32), ref.view(np.uint32))
+    assert cli.main(["convert", "f.safetensors", "m.gguf", "--to", "gguf", "-q"]) == 0
+    q = fp4ref.quantize(w)  # MXFP4 by default, OCP
+    raw = {t.name: np.asarray(t.data) for t in gguf.GGUFReader("m.gguf").tensors}
+    peer = gguf.quants.dequantize(raw["a.weight"], gguf.GGMLQuantizationType.MXFP4)
+    assert np.array_equal(peer.view(np.uint32),
+                          fp4ref.dequantize(q, e8m0_decode="ggml").view(np.uint32))
+
+
+def test_convert_shows_progress(folder, capsys):
+    save_file(gpt_oss_tensors(np.random.default_rng(9)), "model.safetensors")
+    assert cli.main(["convert", "model.safetensors", "m.gguf", "--to", "gguf"]) == 0
+    err = capsys.readouterr().err
+    assert "convert [" in err and "100%" in err and "convert done:" in err
+    assert cli.main(["convert", "model.safetensors", "n.gguf", "--to", "gguf", "-q"]) == 0
+    assert capsys.readouterr().err == ""

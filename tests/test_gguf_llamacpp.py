@@ -1,10 +1,11 @@
 """fp4ref's GGUF MXFP4 tensors against llama.cpp's own ``convert_hf_to_gguf.py`` on a tiny
 gpt-oss-shaped Hugging Face model made here.
 
-Set ``FP4REF_LLAMA_CPP`` to a llama.cpp checkout (the ``vendor/llama.cpp`` folder of the
-``llama-cpp-python==0.3.36`` sdist) to run it; the converter runs in a subprocess with its
-own gguf-py. Its one change: the tiny tokenizer's pre-tokenizer hash is none llama.cpp
-knows, so ``get_vocab_base_pre`` is told ``"gpt-4o"`` (what it answers for gpt-oss).
+``.ci/peers/llama-cpp-convert.sh`` unpacks the converter from the
+``llama-cpp-python==0.3.36`` sdist (or set ``FP4REF_LLAMA_CPP`` to a llama.cpp folder); it
+runs in a subprocess with its own gguf-py. Its one change: the tiny tokenizer's
+pre-tokenizer hash is none llama.cpp knows, so ``get_vocab_base_pre`` is told ``"gpt-4o"``
+(what it answers for gpt-oss).
 """
 
 from __future__ import annotations
@@ -20,10 +21,25 @@ import pytest
 from fp4ref import cli
 from fp4ref.io import gguf as G
 
-LLAMA = os.environ.get("FP4REF_LLAMA_CPP")
+
+def _llama() -> str | None:
+    """FP4REF_LLAMA_CPP, else where .ci/peers/llama-cpp-convert.sh unpacks it, if there."""
+    from fp4ref.conformance.peers.base import peers_dir
+
+    found = os.environ.get("FP4REF_LLAMA_CPP") or str(
+        peers_dir() / "llama-cpp-python-0.3.36" / "llama.cpp")
+    if os.path.exists(os.path.join(found, "convert_hf_to_gguf.py")):
+        return found
+    if os.environ.get("FP4REF_REQUIRE_PEERS") == "1":
+        raise RuntimeError(f"llama.cpp's converter is not at {found} (run "
+                           f".ci/peers/llama-cpp-convert.sh)")
+    return None
+
+
+LLAMA = _llama()
 pytestmark = [pytest.mark.peers, pytest.mark.skipif(
-    not LLAMA or not os.path.exists(os.path.join(LLAMA or "", "convert_hf_to_gguf.py")),
-    reason="FP4REF_LLAMA_CPP does not name a llama.cpp folder with convert_hf_to_gguf.py")]
+    LLAMA is None, reason="llama.cpp's converter is not unpacked (FP4REF_LLAMA_CPP, or "
+                          ".ci/peers/llama-cpp-convert.sh)")]
 
 RUN = """
 import runpy, sys
@@ -148,3 +164,27 @@ def test_llama_cpp_file_reads_back(converted, tmp_path):
     for key in theirs:
         assert np.array_equal(back.records(back.entries[key]["weight"]),
                               theirs.records(theirs.entries[key]["weight"]))
+
+
+def test_fp4ref_dequantize_equals_ggml_c(converted, tmp_path):
+    """``fp4ref dequantize`` of the converter's file against ggml's own C to_float (built by
+    .ci/peers/ggml.sh), bit for bit; the fused layout rule does not apply to ggml names."""
+    from fp4ref.conformance.peers import ggml
+    from tests.test_io_commands import load
+
+    try:
+        c = ggml.Ggml()
+    except ImportError as error:
+        if os.environ.get("FP4REF_REQUIRE_PEERS") == "1":
+            raise
+        pytest.skip(str(error))
+    _, llama_gguf, _ = converted
+    out = tmp_path / "f32.safetensors"
+    assert cli.main(["dequantize", str(llama_gguf), "-o", str(out), "--dtype", "float32",
+                     "-q"]) == 0
+    decoded, theirs = load(out), G.read(llama_gguf)
+    for key in theirs:
+        info = theirs.tensors[theirs.entries[key]["weight"]]
+        ref = c.to_float(np.asarray(theirs.records(info.name)), info.ggml_type,
+                         int(np.prod(info.shape))).reshape(info.shape)
+        assert np.array_equal(decoded[info.name].view(np.uint32), ref.view(np.uint32)), key

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fp4ref
-from fp4ref import _checks
+from fp4ref import _checks, buffers
 
 HUGE = (2**24, 2**24)  # 256 TiB of uint8 as a broadcast view of one byte
 
@@ -31,11 +31,11 @@ def test_a_huge_broadcast_view_is_refused_before_any_copy(call, name):
 
 
 def test_a_result_larger_than_memory_is_refused_naming_out(monkeypatch):
-    monkeypatch.setattr(_checks, "memory_bytes", lambda: 4096)
+    monkeypatch.setattr(buffers, "memory_bytes", lambda: 4096)
     blocks, scales = np.zeros((64, 16), np.uint8), np.full((64, 1), 127, np.uint8)
     with pytest.raises(ValueError, match=r"^out: the result \(float32, shape \(64, 32\)\)"):
         fp4ref.dequantize(blocks, scales, backend="numba")
-    monkeypatch.setattr(_checks, "memory_bytes", lambda: 1 << 30)
+    monkeypatch.setattr(buffers, "memory_bytes", lambda: 1 << 30)
     assert fp4ref.dequantize(blocks, scales).shape == (64, 32)
 
 
@@ -71,3 +71,35 @@ def test_integer_helper():
     assert _checks.integer("n", np.uint8(3), minimum=0) == 3
     with pytest.raises(ValueError, match="n must be an int >= 1; got 0"):
         _checks.integer("n", 0, minimum=1)
+
+
+def test_io_integer_arguments_name_themselves(tmp_path):
+    from fp4ref.io import uqff
+    from fp4ref.io.safetensors_file import SafetensorsReader, SafetensorsWriter
+
+    q = fp4ref.quantize(np.ones((4, 64), np.float32))
+    layer = fp4ref.QuantizedLayer(q.blocks, q.scales, format="mxfp4")
+    for value in (1.0, True, "1", None):
+        with pytest.raises(TypeError, match="^generation must be an int"):
+            uqff.write(tmp_path / "a.uqff", {"a": layer}, generation=value)
+    uqff.write(tmp_path / "a.uqff", {"a": layer})
+    reader = SafetensorsReader(tmp_path / "a.uqff")
+    for rows, name in (((0.0, 1), "rows\\[0\\]"), ((0, "1"), "rows\\[1\\]"), ((0, None), "rows")):
+        with pytest.raises(TypeError, match=f"^{name}"):
+            reader.read("a.weight", rows=rows)
+    assert reader.read("a.weight", rows=(1, 3)).tobytes() == q.blocks[1:3].tobytes()
+    for shape in ((2.0,), ("2",)):
+        with pytest.raises(TypeError, match="^shape of tensor 'x' must be an int"):
+            SafetensorsWriter(tmp_path / "b.st", [("x", "U8", shape)])
+    with pytest.raises(ValueError, match=">= 0"):
+        SafetensorsWriter(tmp_path / "b.st", [("x", "U8", (-1,))])
+    assert list(tmp_path.glob(".fp4ref-*")) == []
+
+
+def test_uqff_version_parts_must_be_ints():
+    from fp4ref.io import uqff
+
+    blocks, scales = np.zeros((1, 16), np.uint8), np.zeros((1, 1), np.uint8)
+    for version in ((0, True, 0), (0, 2.0, 0), (False, 2, 0), [0, 2, 0]):
+        with pytest.raises(ValueError, match="version must be a"):
+            uqff.encode_mxfp4_blob(blocks, scales, version=version)

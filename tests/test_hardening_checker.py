@@ -35,6 +35,8 @@ HOSTILE = {
                 def __array__(self, *args, **kwargs):
                     raise RuntimeError("no array here")
             return Bad()""")),
+    "huge": GOOD.replace("return fp4ref.decode_e8m0(codes)",
+                         "return np.broadcast_to(np.float32(0), (2**20, 2**20))"),
     "not_implemented": GOOD.replace("return fp4ref.decode_e8m0(codes)",
                                     "raise NotImplementedError('later')"),
 }
@@ -66,6 +68,7 @@ def test_a_module_in_the_current_folder_is_found_and_passes(tmp_path):
     ("ragged", 1, "result 0 is not an array"),
     ("bad_array", 1, "RuntimeError: no array here"),
     ("not_implemented", 1, "every case was skipped"),
+    ("huge", 1, "far more than any case's result"),
 ])
 def test_a_hostile_implementation_fails_its_case_not_the_checker(tmp_path, name, status, says):
     done = _check(tmp_path, HOSTILE[name], "--impl", "impl", "--suite", "e8m0_decode",
@@ -209,3 +212,82 @@ def test_a_missing_dir_is_one_line(tmp_path, capsys):
 def test_an_unknown_suite_is_one_line(capsys):
     assert cli.main(["conformance", "check", "--suite", "nonsense"]) == 2
     assert "no suite 'nonsense'" in capsys.readouterr().err
+
+
+def test_more_hostile_results_are_case_errors(tmp_path):
+    source = GOOD.replace("def decode_e8m0", "def decode_e4m3(codes):\n    return None\n\n\n"
+                          "def decode_e2m1(codes):\n    raise KeyboardInterrupt\n\n\n"
+                          "def decode_e8m0")
+    done = _check(tmp_path, source, "--impl", "impl", "--suite", "e4m3_decode", "--suite",
+                  "e2m1_decode", "--suite", "e8m0_decode")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "not a numeric array (dtype object)" in done.stdout
+    assert "KeyboardInterrupt" in done.stdout
+    assert "cases: 1 passed, 2 failed, 0 skipped" in done.stdout
+
+
+def test_an_implementation_may_use_multiprocessing_and_torch(tmp_path):
+    pytest.importorskip("torch")
+    source = textwrap.dedent("""
+        import multiprocessing
+        import torch
+        import fp4ref
+
+        def _square(v):
+            return v * v
+
+        def decode_e8m0(codes):
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
+                assert pool.map(_square, [3]) == [9]
+            return torch.from_numpy(fp4ref.decode_e8m0(codes))
+
+        def dequantize_mxfp4(blocks, scales, *, nibble_order, dtype):
+            # torch in, torch out (bfloat16 too); torch's own float32 -> bfloat16 cast would
+            # give NaN 0xFFFF, which the checker rightly fails
+            return fp4ref.dequantize(torch.from_numpy(blocks), torch.from_numpy(scales),
+                                     nibble_order=nibble_order, dtype=dtype)
+    """)
+    done = _check(tmp_path, source, "--impl", "impl", "--suite", "e8m0_decode", "--suite",
+                  "mxfp4_dequantize")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "cases: 7 passed, 0 failed, 0 skipped" in done.stdout
+
+
+def test_sigterm_during_a_check_stops_the_child_too(tmp_path):
+    import os
+    import signal
+    import time
+
+    source = GOOD.replace("return", "import os, sys, time; open('child.pid', 'w').write("
+                          "str(os.getpid())); print('waiting', flush=True); time.sleep(600); "
+                          "return")
+    (tmp_path / "impl.py").write_text(source)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    parent = subprocess.Popen([sys.executable, "-m", "fp4ref", "conformance", "check", "--impl",
+                               "impl", "--suite", "e8m0_decode"], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while parent.stdout.readline().strip() != "waiting":
+            pass
+        child = int((tmp_path / "child.pid").read_text())
+        parent.send_signal(signal.SIGTERM)
+        _, err = parent.communicate(timeout=60)
+    finally:
+        parent.kill()
+    assert parent.returncode == 143 and err.strip() == \
+        "fp4ref conformance check: terminated (SIGTERM)"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the implementation's process outlived the checker")
+
+
+def test_an_operation_outside_the_selected_suites_counts_as_none(tmp_path):
+    done = _check(tmp_path, GOOD, "--impl", "impl", "--suite", "e2m1_decode")
+    assert done.returncode == 1 and "provides none of the selected suites' operations" in \
+        done.stdout

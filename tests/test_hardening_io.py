@@ -18,7 +18,8 @@ from safetensors.numpy import save_file
 import fp4ref
 from fp4ref import cli
 from fp4ref.io import checkpoints, commands, uqff
-from fp4ref.io.safetensors_file import SafetensorsReader, SafetensorsWriter, outputs
+from fp4ref.io.atomic import outputs
+from fp4ref.io.safetensors_file import SafetensorsReader, SafetensorsWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -225,3 +226,89 @@ def test_signal_leaves_nothing_and_one_line(model, tmp_path, number, command):
     what = "terminated (SIGTERM)" if number == signal.SIGTERM else "interrupted (SIGINT)"
     assert err.strip() == f"fp4ref {command}: {what}"
     assert list(out.parent.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_an_output_that_is_not_a_regular_file_is_left_alone(model, tmp_path, capsys):
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    assert cli.main(["dequantize", str(model), "-o", str(fifo), "-q"]) == 2
+    assert "not a regular file" in _one_error_line(capsys.readouterr().err, "dequantize")
+    assert not os.path.isfile(fifo) and _leftovers(tmp_path) == []
+    with pytest.raises(FileExistsError, match="not a regular file"):
+        SafetensorsWriter(os.devnull, [("x", "U8", (1,))])
+
+
+def test_an_empty_output_path_is_refused(model, capsys):
+    assert cli.main(["convert", str(model), "", "--to", "gpt-oss", "-q"]) == 2
+    assert "output path is empty" in _one_error_line(capsys.readouterr().err, "convert")
+
+
+def test_unknown_or_unavailable_backends_are_one_line(capsys, monkeypatch):
+    from fp4ref import backends
+
+    monkeypatch.setattr(backends, "available", lambda: ["python", "numba"])
+    assert cli.main(["selftest", "--backend", "nonsense"]) == 2
+    assert "not one of" in _one_error_line(capsys.readouterr().err, "selftest")
+    assert cli.main(["selftest", "--backend", "cuda"]) == 2
+    assert "not available here" in _one_error_line(capsys.readouterr().err, "selftest")
+    assert cli.main(["conformance", "check", "--backend", "cuda"]) == 2
+    assert "cannot run here" in _one_error_line(capsys.readouterr().err, "conformance check")
+    assert cli.main(["conformance", "check", "--impl", ""]) == 2
+    assert "--impl must name a module" in _one_error_line(capsys.readouterr().err,
+                                                          "conformance check")
+
+
+def test_generate_writes_all_vectors_or_none(tmp_path, monkeypatch):
+    from fp4ref.conformance import generate
+    from fp4ref.io import atomic
+
+    target = tmp_path / "vectors"
+    target.mkdir()
+    (target / "manifest.json").write_bytes(b"previous")
+    real, calls = atomic.write_bytes, []
+
+    def failing(path, data):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(atomic, "write_bytes", failing)
+    with pytest.raises(OSError, match="No space"):
+        generate.generate(target, generate.SUITES[:2])
+    assert [p.name for p in target.iterdir()] == ["manifest.json"]
+    assert (target / "manifest.json").read_bytes() == b"previous"
+    monkeypatch.setattr(atomic, "write_bytes", real)
+    out = generate.generate(target, generate.SUITES[:2])
+    assert sorted(p.name for p in target.iterdir()) == sorted(out)
+
+
+def test_atomic_write_bytes(tmp_path):
+    from fp4ref.io import atomic
+
+    atomic.write_bytes(tmp_path / "a.txt", b"one")
+    atomic.write_bytes(tmp_path / "a.txt", b"two")
+    assert (tmp_path / "a.txt").read_bytes() == b"two" and _leftovers(tmp_path) == []
+    with pytest.raises(FileNotFoundError, match="missing"):
+        atomic.write_bytes(tmp_path / "missing" / "a.txt", b"x")
+
+
+@pytest.mark.parametrize("value, says", [("0", "fp4ref: error: cannot start: "),
+                                         ("abc", "fp4ref: warning: RuntimeWarning: ")])
+def test_a_bad_numba_environment_is_one_line(model, tmp_path, value, says):
+    env = {**os.environ, "NUMBA_NUM_THREADS": value, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "fp4ref", "inspect", str(model)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(says)
+    assert done.returncode == (2 if value == "0" else 0)
+
+
+
+def test_a_closed_stdout_is_quiet():
+    child = subprocess.Popen([sys.executable, "-m", "fp4ref", "conformance", "check", "--list"],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child.stdout.close()  # the reader is gone before anything is written (| head -0)
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=300) == 1 and err == "", err

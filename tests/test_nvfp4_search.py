@@ -1,4 +1,4 @@
-"""The division-free NVFP4 blocks (fp4ref.kernels.cpu.nvfp4_search) against the oracle and
+"""The division-free NVFP4 blocks (fp4ref.kernels.cpu.simd.nvfp4_search) against the oracle and
 against the scalar numba search they replace, on blocks built to hit every decision edge:
 exact E2M1 ties at each divisor, their float32 neighbours, zeros, subnormals, huge values,
 blocks that keep the start scale, and many random blocks with small-integer values."""
@@ -10,8 +10,10 @@ from hypothesis import strategies as st
 from numba import njit
 
 import fp4ref
+from fp4ref.kernels import elements, optimal
 from fp4ref.kernels import scale_rules as k
-from fp4ref.kernels.cpu.nvfp4_search import (
+from fp4ref.kernels.cpu.quantize import encode_block
+from fp4ref.kernels.cpu.simd.nvfp4_search import (
     TAIL,
     WIDTH,
     WINDOW,
@@ -25,7 +27,6 @@ from fp4ref.kernels.cpu.nvfp4_search import (
     start_breakpoints,
     tail_minimum,
 )
-from fp4ref.kernels.cpu.quantize import encode_block
 from fp4ref.kernels.scalar import e4m3_decode
 
 from .helpers import around, kernel_options
@@ -37,7 +38,7 @@ NO_CLAMP = (_OCP.clamp_low, _OCP.clamp_high)
 NO_ZERO_BLOCK = (_OCP.zero_block, _OCP.zero_block_scale)
 
 # NVFP4 profiles whose blocks take the division-free path (no zero-block scale, division).
-FAST_PROFILES = ("qwantize", "ocp", "comfy", "mlx", "flashinfer")
+FAST_PROFILES = ("qwantize", "ocp", "comfy", "mlx", "flashinfer", "ggml", "vllm")
 MIDPOINTS = (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)
 E4M3 = np.array([e4m3_decode(b) for b in range(127)], np.float32)
 
@@ -61,7 +62,7 @@ def test_decision_thresholds_are_the_division(tie):
         table = decision_table(divisors, len(divisors) - 1, tie)
         for b, d in enumerate(divisors.astype(np.float32)):
             for k_ in range(7):
-                t = k.THRESHOLDS[tie, k_]
+                t = elements.THRESHOLDS[tie, k_]
                 threshold = table[k_, b + WINDOW]
                 assert threshold == decision_threshold(float(t), float(d))
                 middle = (np.float64(t) + np.float64(np.nextafter(t, np.float32(np.inf)))) / 2
@@ -88,7 +89,7 @@ def candidate_and_block_errors(x, divisors, table, tie, columns, sse, expected):
             else:
                 error, at = range_minimum(magnitudes, 0, table, c - c % 4, c, c + 1)
             sse[b, c] = error if at == c else np.nan
-            expected[b, c] = k.block_error(x[b], divisors[c - WINDOW], False, tie, 16, terms)
+            expected[b, c] = optimal.block_error(x[b], divisors[c - WINDOW], False, tie, 16, terms)
 
 
 @pytest.mark.parametrize("tie", [0, 1, 2])
@@ -125,7 +126,7 @@ def chunks_opened(x, energies, divisors, table, tie, lows, picks, sse, out):
         for i in range(16):
             magnitudes[i] = abs(x[b, i])
         for c in range(24):
-            sse[b, c] = k.block_error(x[b], divisors[lows[b] + c - WINDOW], False, tie, 16,
+            sse[b, c] = optimal.block_error(x[b], divisors[lows[b] + c - WINDOW], False, tie, 16,
                                       terms)
         e0 = sse[b, 16 + picks[b]]
         if b % 2:
@@ -200,8 +201,8 @@ def bounds_expected(x, starts, divisors, tie, expected):
     terms = np.empty(16)
     ys = np.empty(16)
     for b in range(x.shape[0]):
-        e0 = k.block_error(x[b], divisors[starts[b]], False, tie, 16, terms)
-        keep, s_min, s_max = k.search_bounds(x[b], e0, 16, terms, ys)
+        e0 = optimal.block_error(x[b], divisors[starts[b]], False, tie, 16, terms)
+        keep, s_min, s_max = optimal.search_bounds(x[b], e0, 16, terms, ys)
         expected[b, 0] = e0
         expected[b, 1] = np.inf if keep else s_min
         expected[b, 2] = -np.inf if keep else s_max
@@ -325,7 +326,7 @@ def scalar_reference(x, options, scales, packed):
         start = k.nvfp4_block_scale(amax, recipe, tensor, options.clamp_low,
                                     options.clamp_high, options.zero_block,
                                     options.zero_block_scale)
-        scale = k.search(x[blk], start, divisors[start], divisors, 1, 126, False, tie, 16,
+        scale = optimal.search(x[blk], start, divisors[start], divisors, 1, 126, False, tie, 16,
                          terms, ys)
         scales[blk] = scale
         encode_block(x[blk], divisors[scale], False, tie, options.zero_sign,

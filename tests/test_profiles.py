@@ -103,7 +103,7 @@ def test_quantized_tensor_decodes_under_its_profile():
 
 
 @settings(max_examples=30)
-@given(seed=st.integers(0, 2**32 - 1), decode=st.sampled_from(["ocp", "bits", "ggml"]),
+@given(seed=st.integers(0, 2**32 - 1), decode=st.sampled_from(["ocp", "bits", "ggml", "inf"]),
        dtype=st.sampled_from(["float32", "bfloat16", "float16"]))
 def test_python_equals_numba(seed, decode, dtype):
     rng = np.random.default_rng(seed)
@@ -122,7 +122,9 @@ BAD_FIELDS = [
     ("zero_sign", "positive", "one of ('keep', 'negative', 'drop')"),
     ("scale_rule", "round", "'optimal-hessian')"),
     ("nonfinite", "raise", "one of ('nan-scale', 'ieee')"),
-    ("e8m0_decode", "ieee", "one of ('ocp', 'bits', 'ggml')"),
+    ("e8m0_decode", "ieee", "one of ('ocp', 'bits', 'ggml', 'inf')"),
+    ("decode_arithmetic", "float64", "one of ('exact', 'scale-first', 'output-dtype')"),
+    ("e4m3_decode", "ue4m3", "one of ('ocp', 'ggml')"),
     ("nvfp4_recipe", "nvidia", "'compressed-tensors', None)"),
     ("tensor_scale_direction", "sideways", "one of ('decode', 'encode')"),
     ("nibble_order", "big-endian", "'split-half')"),

@@ -56,3 +56,23 @@ def test_the_cuda_low_occupancy_warning_is_silenced_and_no_other():
                       RuntimeWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == [
         "Host array used in CUDA kernel will incur copy overhead"]
+
+
+def test_a_stage_closes_the_compile_notice_before_its_own_line(capsys, monkeypatch):
+    import numba
+
+    monkeypatch.setattr(_progress, "AFTER", 0.0)
+    monkeypatch.setattr(_progress, "QUIET", 5.0)  # the period would stay open for 5 s
+    _progress.install()
+
+    @numba.njit
+    def another(a):  # a new function: nothing cached
+        return a - 1
+
+    with _progress.stage("fp4ref test: stage"):
+        assert another(2) == 1
+        time.sleep(0.2)
+    err = capsys.readouterr().err.splitlines()
+    ready = [i for i, line in enumerate(err) if line.startswith("fp4ref: kernels ready")]
+    done = [i for i, line in enumerate(err) if line.startswith("fp4ref test: stage: done")]
+    assert len(ready) == 1 and len(done) == 1 and ready[0] < done[0], err

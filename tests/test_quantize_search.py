@@ -1,6 +1,6 @@
-"""The vector MXFP4 optimal search (:mod:`fp4ref.kernels.cpu.mx_search`) against the oracle
+"""The vector MXFP4 optimal search (:mod:`fp4ref.kernels.cpu.simd.mx_search`) against the oracle
 (hypothesis and hand-made adversarial blocks) and against the scalar numba search
-(:func:`fp4ref.kernels.scale_rules.search`) on many random blocks of several families."""
+(:func:`fp4ref.kernels.optimal.search`) on many random blocks of several families."""
 
 import math
 
@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 from numba import njit
 
 import fp4ref
+from fp4ref.kernels import elements, optimal, options
 from fp4ref.kernels import scale_rules as k
-from fp4ref.kernels.cpu import mx_search
 from fp4ref.kernels.cpu import quantize as kernels
+from fp4ref.kernels.cpu.simd import mx_search
 from fp4ref.profiles import PROFILES
 from fp4ref.spec.elements import ZERO_SIGNS
 from fp4ref.spec.nibbles import NIBBLE_ORDERS
@@ -102,7 +103,7 @@ def _paths(bits, amaxes, starts, divisors, thresholds, out):
             bits, index, np.float32(divisors[start + 1] / 4))
         fits = ((np.float32(below1) <= e0) + (np.float32(below2) <= e0)
                 + (np.float32(below3) <= e0))
-        low = mx_search.first_byte(k.lower_bound(amaxes[b], e0), 1)
+        low = mx_search.first_byte(optimal.lower_bound(amaxes[b], e0), 1)
         out[b] = (0 if energy <= e0 else 1 if not exact else 2 if low < start
                   else 3 if fits == 3 else 4 + fits)
 
@@ -112,12 +113,12 @@ def test_families_reach_every_path():
     scalar fallback, the scan below and above the window, the window with 0, 1, 2 fits."""
     x = np.concatenate(list(families(np.random.default_rng(0), 1500).values()))
     top = (x.view(np.uint32) & 0x7FFFFFFF).max(axis=1)
-    start = np.array([mx_search.start_byte(int(t), k.RULE_QWANTIZE) for t in top])
+    start = np.array([mx_search.start_byte(int(t), options.RULE_QWANTIZE) for t in top])
     inside = (start >= 1) & (start <= 252)
     assert not inside.all()
     paths = np.empty(inside.sum(), np.int64)
     _paths(x[inside].view(np.uint32), top[inside].view(np.float32).astype(float),
-           start[inside], np.ldexp(1.0, np.arange(256) - 127), k.THRESHOLDS[2], paths)
+           start[inside], np.ldexp(1.0, np.arange(256) - 127), elements.THRESHOLDS[2], paths)
     assert np.bincount(paths, minlength=7).min() >= 10, np.bincount(paths)
 
 
@@ -125,14 +126,14 @@ def test_families_reach_every_path():
 def _search_both(x, bits, starts, first, tie, divisors, out):
     """out[b] = (vector search, scalar search) of block b from start byte ``starts[b]``."""
     terms, ys = np.empty(32), np.empty(32)
-    thresholds = k.THRESHOLDS[tie]
+    thresholds = elements.THRESHOLDS[tie]
     for b in range(x.shape[0]):
         amax = float(np.abs(x[b]).max())
         start = starts[b]
         out[b, 0] = mx_search.search_mx(bits, b * 32, x[b], amax, start, first, thresholds, tie,
                                       divisors, terms, ys)
-        out[b, 1] = k.search(x[b], start, divisors[start], divisors, first, 254, False, tie, 16,
-                             terms, ys)
+        out[b, 1] = optimal.search(x[b], start, divisors[start], divisors, first, 254, False,
+                                   tie, 16, terms, ys)
 
 
 def near_grid(rng, count, bytes_=(20, 230)):
@@ -155,7 +156,7 @@ def test_vector_search_equals_scalar_search_from_any_start(tie):
     blocks and k* = n occur."""
     rng = np.random.default_rng(10 + tie)
     x = np.concatenate(list(families(rng, 400).values()))
-    natural = np.array([mx_search.start_byte(int(t), k.RULE_QWANTIZE)
+    natural = np.array([mx_search.start_byte(int(t), options.RULE_QWANTIZE)
                         for t in (x.view(np.uint32) & 0x7FFFFFFF).max(axis=1)])
     grid, grid_start = near_grid(rng, 20000)
     tiny, tiny_start = near_grid(rng, 5000, (0, 8))  # the smallest starts
@@ -257,8 +258,8 @@ def test_start_byte_qwantize():
         for mantissa in (0, 1, 0x7EFFFF, 0x7F0000, 0x7FFFFF):
             top = exponent << 23 | mantissa
             amax = float(np.uint32(top).view(np.float32))
-            assert mx_search.start_byte(top, k.RULE_QWANTIZE) == k.mx_scale(amax, k.RULE_QWANTIZE)
-            assert mx_search.start_byte(top, k.RULE_FLOOR) == k.mx_scale(amax, k.RULE_FLOOR)
+            for rule in (options.RULE_QWANTIZE, options.RULE_FLOOR):
+                assert mx_search.start_byte(top, rule) == k.mx_scale(amax, rule)
 
 
 def test_first_byte():
@@ -268,8 +269,8 @@ def test_first_byte():
                for v in values[1:-1] for s in (0, np.inf)]
     for value in values:
         for first in (0, 1, 2, 130):
-            assert mx_search.first_byte(value, first) == k.first_at_least(divisors, first, 254,
-                                                                        value), (value, first)
+            assert mx_search.first_byte(value, first) == optimal.first_at_least(
+                divisors, first, 254, value), (value, first)
 
 
 @njit

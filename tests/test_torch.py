@@ -130,3 +130,15 @@ def test_numpy_stays_numpy(weights):
 def test_unreadable_torch_dtype_names_the_argument():
     with pytest.raises(TypeError, match="x"):
         fp4ref.quantize(torch.zeros(2, 32, dtype=torch.complex64))
+
+
+def test_a_tensor_on_another_device_is_refused_by_name():
+    with pytest.raises(TypeError, match="blocks must be a CPU or CUDA tensor; got one on meta"):
+        fp4ref.dequantize(torch.empty(2, 16, dtype=torch.uint8, device="meta"),
+                          np.zeros((2, 1), np.uint8))
+
+
+def test_a_tensor_that_needs_gradients_is_read_detached():
+    x = torch.randn(2, 32, requires_grad=True)
+    q = fp4ref.quantize(x)
+    assert same_bits(q.blocks, fp4ref.quantize(x.detach().numpy()).blocks)

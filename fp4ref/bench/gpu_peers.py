@@ -1,8 +1,8 @@
-"""The GPU quantizers a user would pick instead of fp4ref, for ``bench quantize --backend
-cuda``: torchao's ``to_mx`` and ``nvfp4_quantize`` (eager and under ``torch.compile``) and
-qwantize's Triton kernels, each called through its own public entry point on the same
-device matrix, outputs allocated by the call, and each output turned into scale bytes and
-packed codes to compare with fp4ref's under the profile that describes that peer.
+"""The GPU codecs a user would pick instead of fp4ref, for ``bench ... --backend cuda``:
+torchao's ``to_mx``, ``nvfp4_quantize`` and MX ``to_dtype`` (eager and under
+``torch.compile``) and qwantize's Triton kernels, each called through its own public entry
+point on the same device data, outputs allocated by the call, and each output turned into
+bytes to compare with fp4ref's under the profile that describes that peer.
 """
 
 from __future__ import annotations
@@ -11,14 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 E2M1_MAGNITUDES = [0, .5, 1, 1.5, 2, 3, 4, 6]
-
-
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
 
 
 def missing(module: str) -> str | None:
@@ -34,8 +26,9 @@ def torchao_quantizers(x, tensor_scale: float) -> dict[str, Callable[[], Any]]:
     """torchao's MXFP4 ``to_mx`` (FLOOR) and ``nvfp4_quantize`` (given ``tensor_scale``)
     of the device float32 tensor ``x``, eager and compiled: name -> call returning
     ``(scale bytes, packed bytes)`` as uint8 tensors."""
-    torch = _torch()
     import warnings
+
+    import torch
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -58,6 +51,28 @@ def torchao_quantizers(x, tensor_scale: float) -> dict[str, Callable[[], Any]]:
             "nvfp4 eager": lambda: nv(x), "nvfp4 compiled": lambda: compiled_nv(x)}
 
 
+def torchao_mx_dequantizers(blocks, scales, dtype: str) -> dict[str, Callable[[], Any]]:
+    """torchao's MXFP4 decode (``mx_tensor.to_dtype``) of the packed low-first uint8 device
+    tensor ``blocks`` ``[rows, K/2]`` with E8M0 ``scales`` ``[rows, K/32]`` to ``dtype``,
+    eager and compiled: name -> call returning the ``[rows, K]`` tensor."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torchao.prototype.mx_formats.mx_tensor import to_dtype
+
+    target, e8m0 = getattr(torch, dtype), scales.view(torch.float8_e8m0fnu)
+
+    def decode(blocks):
+        return to_dtype(blocks, e8m0, torch.float4_e2m1fn_x2, 32, target).reshape(
+            blocks.shape[0], -1)
+
+    compiled = torch.compile(decode)
+    return {"eager": lambda: decode(blocks), "compiled": lambda: compiled(blocks)}
+
+
 def qwantize_quantizers(x) -> dict[str, Callable[[], Any]]:
     """qwantize's Triton kernels on the device float32 tensor ``x`` ``[rows, K]``: name ->
     call returning its ``(float scales, float quantized values)``."""
@@ -73,7 +88,8 @@ def qwantize_bytes(fmt: str, scales, values, rows: int):
     """(scale bytes ``[rows, K/B]``, codes ``[rows, K]``) of qwantize's float outputs: an
     E8M0 byte log2(s) + 127 (MXFP4) or the E4M3 byte of s (NVFP4), and each value's E2M1
     code (magnitude index, sign in bit 3)."""
-    torch = _torch()
+    import torch
+
     if fmt == "mxfp4":
         scale_bytes = (torch.log2(scales) + 127).round().to(torch.uint8)
     else:
@@ -86,14 +102,15 @@ def qwantize_bytes(fmt: str, scales, values, rows: int):
 
 def unpacked(blocks):
     """Codes ``[rows, K]`` of packed low-first bytes ``[rows, K/2]`` (a torch uint8 tensor)."""
-    torch = _torch()
+    import torch
+
     return torch.stack((blocks & 15, blocks >> 4), dim=-1).reshape(blocks.shape[0], -1)
 
 
-def differing_blocks(fmt: str, scales_a, codes_a, scales_b, codes_b) -> float:
-    """The fraction of blocks whose scale byte or any code differs between a and b."""
+def differing_blocks(fmt: str, scales_a, codes_a, scales_b, codes_b) -> tuple[int, int]:
+    """(blocks whose scale byte or any code differs between a and b, blocks)."""
     block = 32 if fmt == "mxfp4" else 16
     rows = codes_a.shape[0]
     codes = (codes_a.reshape(rows, -1, block) != codes_b.reshape(rows, -1, block)).any(-1)
     differ = codes | (scales_a.reshape(rows, -1) != scales_b.reshape(rows, -1))
-    return float(differ.float().mean())
+    return int(differ.sum()), differ.numel()

@@ -31,17 +31,18 @@ INPUT_BYTES = 1 << 30
 
 
 def _matrix(rows: int, cols: int):
-    """A float32 N(0, 1) device matrix (made on the device by torch where installed)."""
+    """(torch tensor or None, numba device array) of one float32 N(0, 1) device matrix,
+    made on the device by torch where installed."""
     from numba import cuda
 
     try:
         import torch
-
-        generator = torch.Generator(device="cuda").manual_seed(0)
-        return cuda.as_cuda_array(torch.randn(rows, cols, device="cuda", generator=generator))
     except ImportError:
         rng = np.random.default_rng(0)
-        return cuda.to_device(rng.standard_normal((rows, cols), np.float32))
+        return None, cuda.to_device(rng.standard_normal((rows, cols), np.float32))
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    tensor = torch.randn(rows, cols, device="cuda", generator=generator)
+    return tensor, cuda.as_cuda_array(tensor)
 
 
 def _host(array) -> np.ndarray:
@@ -58,7 +59,7 @@ def bench_quantize_cuda(args: argparse.Namespace) -> int:
     rows = args.size or 8192
     cols = INPUT_BYTES // 4 // rows
     cols -= cols % 32
-    x = _matrix(rows, cols)
+    tensor, x = _matrix(rows, cols)
     flat = x.reshape(-1)
     repeat = args.repeat
     table = []
@@ -80,26 +81,31 @@ def bench_quantize_cuda(args: argparse.Namespace) -> int:
         cases.append(("fp4ref.quantize(device x)" + (" incl. tensor amax pass"
                                                      if fmt == "nvfp4" else ""),
                       lambda fmt=fmt: quantize(x, format=fmt)))
+        if tensor is not None:
+            cases.append(("fp4ref.quantize(torch x)" + (" incl. tensor amax pass"
+                                                        if fmt == "nvfp4" else ""),
+                          lambda fmt=fmt: quantize(tensor, format=fmt)))
         for name, function in cases:
             seconds = gpu_time(function, repeat)
             table.append([label, name, f"{seconds * 1e3:.3f}", f"{roof / seconds:.2f}"])
     print(f"quantize on {device_name()}; 1 GiB of float32 input")
     print(format_table(["case", "implementation", "ms", "ratio to copy"], table))
-    _compare_peers(x, args.repeat)
+    if tensor is None:
+        print("\npeers: torch is not installed: not compared")
+    else:
+        _compare_peers(tensor, args.repeat)
     _compare_optimal(x, rows, cols, args)
     return 0
 
 
-def _compare_peers(x, repeat: int) -> None:
-    """fp4ref's public calls beside torchao's and qwantize's on the same device matrix,
-    every output allocated by the call, with whether the bytes are fp4ref's."""
+def _compare_peers(t, repeat: int) -> None:
+    """fp4ref's public calls beside torchao's and qwantize's on the same device matrix (the
+    torch tensor ``t``), every output allocated by the call, with whether the bytes are
+    fp4ref's."""
+    import torch
+
     from . import gpu_peers
 
-    torch = gpu_peers._torch()
-    if torch is None:
-        print("\npeers: torch is not installed: not compared")
-        return
-    t = torch.as_tensor(x, device="cuda")
     rows = t.shape[0]
     amax = t.abs().max()
     tensor_scale = float(amax.to(torch.float32) / (448.0 * 6.0))  # torchao's, in float32
@@ -156,8 +162,8 @@ def _compare_peers(x, repeat: int) -> None:
         except Exception as error:  # a peer that fails here is reported, not fatal
             table.append([ref, label, "failed", "", f"{type(error).__name__}: {error}"[:80]])
             continue
-        differ = gpu_peers.differing_blocks(fmt, scales, codes, *results[ref])
-        same = "yes" if differ == 0 else f"NO: {differ:.2%} of blocks differ"
+        differ, count = gpu_peers.differing_blocks(fmt, scales, codes, *results[ref])
+        same = "yes" if differ == 0 else f"NO: {differ} of {count} blocks differ"
         table.append([ref, label, f"{seconds * 1e3:.3f}", f"{roofs[fmt] / seconds:.2f}",
                       f"same bytes as fp4ref: {same}"])
         torch.cuda.empty_cache()
@@ -177,7 +183,7 @@ def _compare_optimal(x, rows: int, cols: int, args: argparse.Namespace) -> None:
                                ("mxfp4", "qwantize", "optimal"), ("nvfp4", "qwantize", "optimal")):
         options = {"format": fmt, "profile": profile, "scale_rule": rule}
         gpu = gpu_time(lambda options=options: quantize(x, **options), max(1, args.repeat // 2))
-        quantize(host[:1], backend="numba", **options)  # compile first
+        quantize(host, backend="numba", **options)  # compile and allocate first
         start = time.perf_counter()
         cpu_q = quantize(host, backend="numba", **options)
         cpu = (time.perf_counter() - start) * rows / subset

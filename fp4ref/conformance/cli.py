@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .. import backends
+from ..io import atomic
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -56,7 +57,10 @@ def _check(args: argparse.Namespace) -> int:
             raise ValueError(f"--{option.replace('_', '-')} must be a positive number of "
                              f"seconds; got {getattr(args, option)}")
     selected = args.suite
-    if args.impl:
+    if args.impl is not None:
+        if not args.impl.partition(":")[0].strip():
+            raise ValueError(f"--impl must name a module (package.module[:name]); got "
+                             f"{args.impl!r}")
         operation, suite = _operation(args.operation, vectors.suites())
         selected = selected or ([suite] if suite else None)
         operations = sorted({s["operation"] for s in vectors.suites()})
@@ -66,6 +70,10 @@ def _check(args: argparse.Namespace) -> int:
         if args.operation:
             raise ValueError("--operation names what a function given to --impl implements; "
                              "there is no --impl")
+        for name in args.backend or ():
+            if name not in backends.available():
+                raise ValueError(f"--backend {name!r} cannot run here (available: "
+                                 f"{backends.available()})")
         chosen = {name: impls.Backend(name) for name in (args.backend or backends.available())}
     print(f"vectors: {vectors.directory} ({vectors.manifest['generator']})")
     try:
@@ -80,8 +88,9 @@ def _check(args: argparse.Namespace) -> int:
     ok = check.report(results)
     count = check.totals(results)
     if not count["passed"] and not count["failed"]:
-        provided = [] if not args.impl else chosen[args.impl].provided
-        if not provided and args.impl:
+        wanted = {s["operation"] for s in vectors.suites() if not selected
+                  or s["name"] in selected}
+        if args.impl is not None and not wanted & set(chosen[args.impl].provided):
             why = ("the implementation provides none of the selected suites' operations "
                    "(a function is taken to implement the operation it is named after, or "
                    "--operation)")
@@ -101,8 +110,7 @@ def _matrix(args: argparse.Namespace) -> int:
     table = matrix.build(vectors, args.peer, args.nan)
     text = matrix.markdown(table) if args.markdown else matrix.plain(table)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
+        atomic.write_bytes(args.output, text.encode("utf-8"))
         print(f"wrote {args.output}")
     else:
         sys.stdout.write(text)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..io import atomic
 from . import files, manifest, readme
 from .model import Suite
 from .suites import SUITES
@@ -84,10 +85,15 @@ def build(suites: list[Suite] | None = None) -> dict[str, bytes]:
 
 
 def generate(directory: str | Path, suites: list[Suite] | None = None) -> dict[str, bytes]:
-    """Write the vectors into ``directory`` (created if needed); returns what was written."""
+    """Write the vectors into ``directory`` (created if needed); returns what was written.
+
+    The files are replaced together, once all are built and written
+    (:func:`fp4ref.io.atomic.outputs`): a failure or a signal leaves the folder as it was.
+    """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     out = build(suites)
-    for name, data in out.items():
-        (directory / name).write_bytes(data)
+    directory.mkdir(parents=True, exist_ok=True)
+    with atomic.outputs():
+        for name, data in out.items():
+            atomic.write_bytes(directory / name, data)
     return out

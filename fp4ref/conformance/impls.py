@@ -217,9 +217,12 @@ def resolve(target: str, operation: str | None = None):
 
 
 def as_array(value: Any) -> np.ndarray:
-    """A result as a numpy array (torch tensors through ``.numpy()``)."""
-    if hasattr(value, "detach") and hasattr(value, "numpy"):
-        value = value.detach().cpu().numpy()
+    """A result as a numpy array (torch tensors of any dtype through
+    :func:`fp4ref.arrays.to_numpy`, bfloat16 and the float8 kinds included)."""
+    from ..arrays import is_torch, to_numpy
+
+    if is_torch(value):
+        value = to_numpy(value.detach().cpu(), "the result")[0]
     return np.asarray(value)
 
 
@@ -248,6 +251,11 @@ def fit_params(function: Any, params: dict) -> tuple[dict, str]:
     return passed, ""
 
 
+#: A result may hold at most this many times its case's input bytes (plus 1 MiB): every
+#: operation's output is within 8 times its input (4-bit codes to float32).
+RESULT_FACTOR = 16
+
+
 def call(impl: Any, operation: str, inputs: list, params: dict, count: int) -> tuple[str, Any]:
     """Run one case on ``impl``: ``("results", [arrays])`` (``count`` of them; none for a
     ``count`` of 0, a case expecting a refusal), ``("skip", reason)``, ``("refused",
@@ -272,6 +280,7 @@ def call(impl: Any, operation: str, inputs: list, params: dict, count: int) -> t
     if count > 1 and (not isinstance(result, (tuple, list)) or len(result) != count):
         return "error", f"expected a tuple of {count} results; got {type(result).__name__}"
     arrays = []
+    most = RESULT_FACTOR * sum(np.asarray(a).nbytes for a in inputs) + (1 << 20)
     for index, value in enumerate(results):
         try:
             array = as_array(value)
@@ -279,6 +288,9 @@ def call(impl: Any, operation: str, inputs: list, params: dict, count: int) -> t
             return "error", f"result {index} is not an array ({_text(error)})"
         if array.dtype.hasobject:
             return "error", f"result {index} is not a numeric array (dtype object)"
+        if array.nbytes > most:  # before it is copied or sent back (a broadcast view...)
+            return "error", (f"result {index} holds {array.nbytes} bytes (shape "
+                             f"{array.shape}), far more than any case's result")
         arrays.append(array)
     return "results", arrays
 
@@ -373,7 +385,8 @@ class Isolated:
     def _start(self) -> list[str]:
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe()
-        process = context.Process(target=_serve, daemon=True, args=(
+        # not a daemon: an implementation may start processes of its own
+        process = context.Process(target=_serve, args=(
             theirs, self.target, self.operation, self.folder, self.operations))
         process.start()
         theirs.close()

@@ -155,13 +155,17 @@ def _check_structure(index: dict, where: Path) -> None:
     for suite in suites:
         need(isinstance(suite, dict) and all(isinstance(suite.get(k), str) for k in (
             "name", "operation", "signature", "file")) and isinstance(suite.get("cases"), list)
-            and isinstance(suite.get("ocp"), dict), f"suite entry {str(suite)[:60]!r} is malformed")
+            and isinstance(suite.get("text"), (str, type(None)))
+            and isinstance(suite.get("ocp"), dict)
+            and all(isinstance(v, list) for v in suite["ocp"].values()),
+            f"suite entry {str(suite)[:60]!r} is malformed")
         need(suite["file"] in files, f"suite {suite['name']!r}: file {suite['file']} not listed")
         owned.update(name for name in (suite["file"], suite.get("text")) if name)
         for case in suite["cases"]:
             pairs = (case.get("inputs"), case.get("expected")) if isinstance(case, dict) else ()
             need(isinstance(case, dict) and isinstance(case.get("name"), str)
-                 and isinstance(case.get("params"), dict) and all(
+                 and isinstance(case.get("params"), dict)
+                 and isinstance(case.get("error"), (str, type(None))) and all(
                      isinstance(p, list) and all(isinstance(x, list) and len(x) == 2 and all(
                          isinstance(y, str) for y in x) for x in p) for p in pairs),
                  f"suite {suite['name']!r}: case {str(case)[:60]!r} is malformed")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from . import check, peers
 from .manifest import Vectors
+from .peers import probing
 
 #: Distributions whose versions the matrix records.
 _DISTRIBUTIONS = {
@@ -22,6 +23,10 @@ _DISTRIBUTIONS = {
     "qwantize": "qwantize",
     "compressed-tensors": "compressed-tensors",
     "modelopt": "nvidia-modelopt",
+    "mlx": "mlx",
+    "comfy-kitchen": "comfy-kitchen",
+    "quark": "amd-quark",
+    "mistralrs": "mistralrs",
 }
 
 
@@ -42,11 +47,26 @@ class PeerResult:
     missing: bool = False
 
 
-def _version(name: str) -> str:
+def _version(name: str, peer) -> str:
+    if name not in _DISTRIBUTIONS:  # built or unpacked by .ci/peers: the adapter knows
+        return peer.version
     try:
-        return importlib.metadata.version(_DISTRIBUTIONS.get(name, name))
+        return importlib.metadata.version(_DISTRIBUTIONS[name])
     except importlib.metadata.PackageNotFoundError:
         return "?"
+
+
+def _probes(peer) -> list[Row]:
+    """One row per format the peer has a profile for: probing's block comparisons."""
+    rows = []
+    for fmt, profile in peer.profiles.items():
+        result = probing.compare(peer, fmt)
+        total = result.random + result.edge
+        own = f"FAIL {result.failed}/{total}" if result.failed else f"pass {total}/{total}"
+        first = ", ".join(sorted(result.disagreements))
+        text = first if len(first) <= 220 else first[:217] + "..."
+        rows.append(Row(f"probes {fmt} ({profile})", "-", own, text))
+    return rows
 
 
 def _first(result: check.SuiteResult) -> str:
@@ -82,7 +102,8 @@ def build(vectors: Vectors, only: list[str] | None = None, nan: str = "any") -> 
             if not o.ran and not w.ran:
                 continue
             rows.append(Row(o.suite, o.status, w.status, _first(o) or _first(w)))
-        out.append(PeerResult(cls.name, _version(cls.name), cls.own, rows))
+        rows += _probes(peer)
+        out.append(PeerResult(cls.name, _version(cls.name, peer), cls.own, rows))
     return out
 
 
@@ -129,6 +150,12 @@ def markdown(results: list[PeerResult]) -> str:
         "  no case applies. The first disagreement shows the case, the element, fp4ref's",
         "  expected bits, the peer's bits (`0x-001`/`FFFF` marks an element the peer refused)",
         "  and the inputs.",
+        "- `probes <format> (<profile>)` rows: the peer and the fp4ref profile named after it",
+        "  on every probe of `fp4ref.conformance.probes` (edge classes), on seeded N(0, 1)",
+        "  matrices and on every stored (scale byte, packed byte) pair",
+        "  (`fp4ref.conformance.peers.probing`); the counts are block comparisons (codes and",
+        "  scale per block, decoded bits per block and output dtype), and the disagreement",
+        "  column lists the edge classes that differ (`<probe>/<what>`).",
         "",
     ]
     for peer in results:

@@ -1,7 +1,7 @@
 """Probe inputs that separate the conventions real implementations disagree on.
 
 Each :class:`Probe` is a small float32 tensor ``[rows, K]`` of one *edge class* (the
-classes of ``spec/peers.md`` and the profiles issue: signed zeros and underflow, subnormal
+classes of ``docs/wild.md`` and the profiles issue: signed zeros and underflow, subnormal
 elements and scales, E2M1 midpoints and their float32 neighbours, block maxima at powers of
 two and at 6 * 2^k, zero blocks and tensors, float32 max, infinities, NaNs of either sign,
 E8M0 bytes near 0x00 and 0xFE, NVFP4 block scales that underflow or saturate, tensor

@@ -22,7 +22,8 @@ from .._table import format_table
 from ..errors import FormatError
 from . import checkpoints, uqff
 from . import gguf as gguf_io
-from .safetensors_file import LazyTensor, SafetensorsReader, SafetensorsWriter, outputs
+from .atomic import outputs
+from .safetensors_file import LazyTensor, SafetensorsReader, SafetensorsWriter
 
 #: Bytes of decoded output per slice when dequantizing a layer.
 CHUNK_BYTES = 32 << 20
@@ -33,8 +34,10 @@ TARGETS = ("uqff0", "uqff1", *checkpoints.CONVENTIONS, "gguf")
 FUSED = ("*.experts.gate_up_proj", "*.experts.down_proj")
 #: Tensors of a float file that ``convert`` quantizes by default (shell patterns).
 QUANTIZE = ("*.weight", *FUSED)
-#: Tensors left in float by default even when they match :data:`QUANTIZE`.
-KEEP = ("*embed*", "*lm_head*")
+#: Tensors left in float by default even when they match :data:`QUANTIZE`: embeddings, the
+#: output head and MoE routers (gpt-oss ``mlp.router``, Qwen/Mixtral ``mlp.gate``), as the
+#: published MXFP4/NVFP4 checkpoints leave them.
+KEEP = ("*embed*", "*lm_head*", "*router*", "*.mlp.gate.weight")
 #: The safetensors metadata key naming the convention of a checkpoint fp4ref wrote.
 CONVENTION_KEY = checkpoints.CONVENTION_KEY
 _FLOATS = ("F16", "BF16", "F32", "F64")
@@ -122,7 +125,11 @@ class Source:
                 counts[name] = counts.get(name, 0) + 1
             types = ", ".join(f"{n} {t}" for t, n in counts.items()) or "no FP4 tensors"
             origin = self.gguf.metadata.get(gguf_io.SOURCE_KEY)
+            arch = self.gguf.metadata.get("general.architecture")
+            split = len(self.gguf.shards)
             return (f"GGUF v{self.gguf.version} ({types})"
+                    + (f" in {split} files" if split > 1 else "")
+                    + (f", architecture {arch}" if isinstance(arch, str) else "")
                     + (f", written by fp4ref from {origin}" if origin else ""))
         if self.kind.startswith("uqff"):
             version = ".".join(map(str, self.layers.version or ()))
@@ -250,7 +257,9 @@ def _inspect(args: argparse.Namespace) -> int:
           f"{len(source.others)} other tensors")
     rows = []
     for key in source.layers:
-        layer = source.layers[key]
+        # GGUF: the scales alone (ggml's records interleave them with the codes)
+        layer = source.layers[key] if source.gguf is None else source.gguf.layer(key,
+                                                                                codes=False)
         ts = layer.tensor_scale
         if ts is None:
             extra = ""
@@ -264,6 +273,12 @@ def _inspect(args: argparse.Namespace) -> int:
         summary, counts, histogram = _scale_summary(layer)
         rows.append([key, layer.format, "x".join(map(str, layer.shape)), kind,
                      summary + extra, counts, histogram])
+    if source.gguf is not None and source.others:
+        kinds: dict[str, int] = {}
+        for name in source.others:
+            kind = source.gguf.tensors[name].type_name
+            kinds[kind] = kinds.get(kind, 0) + 1
+        print("other tensors: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
     if rows:
         print(format_table(["layer", "format", "shape", "profile",
                             "scales: min .. median .. max", "zero / NaN scales",
@@ -337,8 +352,7 @@ def _decode_into(source: Source, shapes: dict, dtype: str, width: int,
                 decoded = buffers[turn][:nbytes].view(api._checks.OUTPUT_DTYPES[dtype])
                 source.decode(part, dtype=dtype, out=decoded.reshape(part.shape))
                 if key in fused:  # whole experts per slice: [e, N, K] -> [e, K, N]
-                    decoded = np.ascontiguousarray(np.swapaxes(decoded.reshape(part.shape),
-                                                               -1, -2))
+                    decoded = _transposed(decoded.reshape(part.shape))
                 pending[turn] = pool.submit(writer.write, decoded)
                 writes.append(pending[turn])
                 progress.advance(nbytes)
@@ -351,6 +365,17 @@ def _decode_into(source: Source, shapes: dict, dtype: str, width: int,
             writes.append(pool.submit(writer.write, np.asarray(source.others[name])))
         for done in writes:
             done.result()
+
+
+def _transposed(values: np.ndarray, tile: int = 64) -> np.ndarray:
+    """``values`` [e, N, K] as a new C-contiguous [e, K, N], copied in tiles of ``tile``
+    rows (a plain strided copy walks memory ``N`` elements apart and is several times
+    slower)."""
+    words = values.view(f"u{values.dtype.itemsize}")  # bfloat16 copies faster as uint16
+    out = np.empty((*words.shape[:-2], words.shape[-1], words.shape[-2]), words.dtype)
+    for start in range(0, words.shape[-2], tile):
+        out[..., start:start + tile] = np.swapaxes(words[..., start:start + tile, :], -1, -2)
+    return out.view(values.dtype)
 
 
 def _dequantize(args: argparse.Namespace) -> int:
@@ -387,8 +412,9 @@ class _Quantized(Mapping):
     """
 
     def __init__(self, source: Source, fmt: str, profile: str,
-                 quantize: tuple[str, ...] = QUANTIZE, keep: tuple[str, ...] = KEEP) -> None:
-        block = api.FORMATS[fmt][0]
+                 quantize: tuple[str, ...] = QUANTIZE, keep: tuple[str, ...] = KEEP,
+                 block: int | None = None) -> None:
+        block = block or api.FORMATS[fmt][0]
         self.source, self.fmt, self.profile = source, fmt, profile
         self.names: dict[str, str] = {}
         self.left: list[tuple[str, str]] = []
@@ -451,9 +477,15 @@ class _Repacked(Mapping):
         if np.ndim(layer.tensor_scale):
             raise ValueError(f"layer {key!r}: one tensor scale per expert; {self.to} holds "
                              f"one per layer")
-        codes = api.unpack(np.ascontiguousarray(layer.blocks), layer.nibble_order,
-                           block_size=size)
-        return QuantizedLayer(api.pack(codes), np.ascontiguousarray(scales), layer.format,
+        blocks = np.ascontiguousarray(layer.blocks)
+        flat = blocks.reshape(-1, blocks.shape[-1])
+        low = np.empty_like(flat)
+        step = max(1, (32 << 20) // (2 * flat.shape[-1]))  # unpacked codes stay ~32 MB
+        for start in range(0, flat.shape[0], step):
+            rows = slice(start, start + step)
+            low[rows] = api.pack(api.unpack(flat[rows], layer.nibble_order, block_size=size))
+        return QuantizedLayer(low.reshape(blocks.shape), np.ascontiguousarray(scales),
+                              layer.format,
                               bias=layer.bias, tensor_scale=layer.tensor_scale,
                               extras=dict(layer.extras))
 
@@ -484,7 +516,7 @@ def convert_file(path: str, out: str, to: str, convention: str | None = None,
                  profile: str = "ocp", residual: str | None = None, *,
                  format: str | None = None, quantize: tuple[str, ...] = QUANTIZE,
                  keep: tuple[str, ...] = KEEP,
-                 left: list[tuple[str, str]] | None = None) -> list[str]:
+                 left: list[tuple[str, str]] | None = None, quiet: bool = True) -> list[str]:
     """Rewrite ``path`` as ``to`` (a UQFF generation, a checkpoint convention or GGUF).
 
     Quantized layers are moved, not recomputed: their codes and scales are repacked into the
@@ -494,8 +526,8 @@ def convert_file(path: str, out: str, to: str, convention: str | None = None,
     place for other tensors: they go to ``residual`` (default ``residual.safetensors``
     beside ``out``), as mistral.rs does; an existing file there is replaced only when
     ``residual`` names it. Every output appears only when all are complete. ``left``, when
-    given, receives each tensor written unquantized with the reason. Returns the paths
-    written.
+    given, receives each tensor written unquantized with the reason. A progress bar goes to
+    stderr unless ``quiet``. Returns the paths written.
     """
     if to not in TARGETS:
         raise ValueError(f"to must be one of {TARGETS}; got {to!r}")
@@ -516,7 +548,10 @@ def convert_file(path: str, out: str, to: str, convention: str | None = None,
     names = {str(key): (source.weight_name(key), source.bias_name(key)) for key in layers} \
         if to == "gguf" else {}
     if source.kind == "float":
-        layers = _Quantized(source, fmt, profile, quantize, keep)
+        # ggml's records hold 32 (MXFP4) or 64 (NVFP4) elements
+        layers = _Quantized(source, fmt, profile, quantize, keep,
+                            block=gguf_io.FP4_RECORDS[gguf_io.NVFP4][0] if (
+                                to == "gguf" and fmt == "nvfp4") else None)
         for name in layers.names.values():
             del others[name]
         names = {key: (name, f"{key}.bias") for key, name in layers.names.items()}
@@ -526,6 +561,14 @@ def convert_file(path: str, out: str, to: str, convention: str | None = None,
         left.extend((name, "not a quantized layer of the source") for name in others)
     if source.gguf is not None and to != "gguf":
         layers = _Repacked(layers, to)
+    progress = Progress(1, "convert", quiet)
+    layers = _Counted(layers, progress, {
+        key: _input_bytes(source, layers, key) for key in layers})
+    others = {name: _CountedTensor(value, progress) for name, value in others.items()}
+    # every writer looks each layer up twice (header, then data; half its size each) and
+    # reads others once: the bar counts the input's bytes
+    progress.total = max(1, sum(layers.sizes.values()) + sum(
+        math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in others.values()))
     written = [out]
     if to.startswith("uqff") and others:
         if residual is None:
@@ -554,7 +597,49 @@ def convert_file(path: str, out: str, to: str, convention: str | None = None,
             marked = {CONVENTION_KEY: to} if to == "modelopt" else {}
             checkpoints.write(out, _StrKeys(layers), to, others=others,
                               metadata={**source.metadata, **marked} or None)
+    progress.finish()
     return written
+
+
+def _input_bytes(source: Source, layers: Mapping, key: Any) -> int:
+    """About how many bytes of the input layer ``key`` is (for the progress bar)."""
+    if isinstance(layers, _Quantized):
+        lazy = source.others[layers.names[key]]
+        return math.prod(lazy.shape) * np.dtype(lazy.dtype).itemsize
+    return math.prod(source.shape(key)[0]) // 2
+
+
+class _Counted(Mapping):
+    """``layers`` whose lookups advance a progress bar by half each layer's size."""
+
+    def __init__(self, layers: Mapping, progress: Progress, sizes: dict) -> None:
+        self.layers, self.progress, self.sizes = layers, progress, sizes
+
+    def __getitem__(self, key: Any) -> Any:
+        layer = self.layers[key]
+        self.progress.advance(self.sizes[key] // 2)
+        return layer
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+
+class _CountedTensor:
+    """A lazy tensor whose reading advances a progress bar by its size."""
+
+    def __init__(self, value: Any, progress: Progress) -> None:
+        if not (hasattr(value, "dtype") and hasattr(value, "shape")):
+            value = np.asarray(value)
+        self.value, self.progress = value, progress
+        self.dtype, self.shape = value.dtype, tuple(value.shape)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        array = np.asarray(self.value)
+        self.progress.advance(array.nbytes)
+        return array if dtype is None else array.astype(dtype)
 
 
 class _StrKeys(Mapping):
@@ -587,7 +672,8 @@ def _convert(args: argparse.Namespace) -> int:
     written = convert_file(args.input, args.output, args.to, args.convention, args.profile,
                            args.residual, format=args.format,
                            quantize=tuple(args.quantize or QUANTIZE),
-                           keep=tuple(KEEP if args.keep is None else args.keep), left=left)
+                           keep=tuple(KEEP if args.keep is None else args.keep), left=left,
+                           quiet=args.quiet)
     if not args.quiet:
         for path in written:
             print(f"wrote {path}", file=sys.stderr)
@@ -676,6 +762,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         + "; --keep '' keeps none)")
     p.add_argument("--residual", metavar="FILE",
                    help="UQFF targets: the safetensors file for the tensors UQFF cannot hold "
-                        "(default residual.safetensors beside the output)")
+                        "(default residual.safetensors beside the output, refused if it "
+                        "exists; a file named here is replaced)")
     common(p)
     p.set_defaults(run=_reporting(_convert))

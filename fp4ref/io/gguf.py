@@ -28,8 +28,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import struct
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +39,9 @@ import numpy as np
 
 from .. import api
 from ..errors import FormatError
+from . import atomic
 from .layer import QuantizedLayer
-from .safetensors_file import _PENDING, _remove, _replace, dtype_name, open_regular
+from .safetensors_file import dtype_name, open_regular
 
 MAGIC = b"GGUF"
 VERSIONS = (2, 3)
@@ -116,6 +117,7 @@ class GgufTensor:
     shape: tuple[int, ...]
     start: int
     nbytes: int
+    shard: int = 0  # which file of a split GGUF holds it
 
     @property
     def type_name(self) -> str:
@@ -263,6 +265,20 @@ class GgufLayer(QuantizedLayer):
     0x7F = 0), not E4M3; :func:`dequantize` decodes them so."""
 
 
+#: The names of a split GGUF's files: <name>-00001-of-00003.gguf, ...
+_SPLIT = re.compile(r"^(.*)-(\d{5})-of-(\d{5})\.gguf$")
+
+
+def _open(path: str) -> tuple[np.memmap, int, dict[str, Any], dict[str, GgufTensor], int]:
+    """One GGUF file mapped and its header parsed (:func:`parse_header`)."""
+    with open_regular(path) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size < 24:
+            raise FormatError(f"{path}: truncated: {size} bytes, a GGUF header has 24 or more")
+        data = np.memmap(handle, mode="r")
+    return (data, *parse_header(memoryview(data), path))
+
+
 def _key(name: str) -> str:
     return name[: -len(".weight")] if name.endswith(".weight") else name
 
@@ -275,6 +291,10 @@ class GgufFile(Mapping):
     ``<key>_bias`` is its bias, and for NVFP4 ``<key>.scale`` its tensor scale (a decode
     multiplier: one value, or one per expert of a ``[E, N, K]`` tensor) and
     ``<key>.input_scale`` an extra kept as ``".input_scale"``.
+
+    A split GGUF (llama.cpp's ``gguf-split``: ``<name>-00001-of-00003.gguf`` ..., with
+    ``split.no`` / ``split.count``) opens whole from any of its files; the metadata is the
+    first file's.
 
     Attributes
     ----------
@@ -291,20 +311,40 @@ class GgufFile(Mapping):
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = os.fspath(path)
-        with open_regular(self.path) as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size < 24:
-                raise FormatError(f"{self.path}: truncated: {size} bytes, a GGUF header has 24 "
-                                  f"or more")
-            self.data = np.memmap(handle, mode="r")
-        self.version, self.metadata, self.tensors, self.data_start = parse_header(
-            memoryview(self.data), self.path)
+        data, self.version, self.metadata, self.tensors, self.data_start = _open(self.path)
+        self.shards = [data]
+        count = self.metadata.get("split.count", 1)
+        if count != 1:
+            self._join(count)
         self.entries: dict[str, dict[str, str]] = {}
         for name, info in self.tensors.items():
             if info.ggml_type in FP4_RECORDS:
                 self.entries[_key(name)] = self._roles(name, info)
         claimed = {n for roles in self.entries.values() for n in roles.values()}
         self.others = [name for name in self.tensors if name not in claimed]
+
+    def _join(self, count: Any) -> None:
+        """Open every file of a split GGUF and take in their tensors."""
+        named = _SPLIT.match(self.path)
+        if not isinstance(count, int) or not 1 < count <= 9999 or named is None or int(
+                named.group(3)) != count:
+            raise FormatError(f"{self.path}: split.count {count!r} does not match a file "
+                              f"named <name>-NNNNN-of-NNNNN.gguf")
+        paths = [f"{named.group(1)}-{i + 1:05d}-of-{count:05d}.gguf" for i in range(count)]
+        self.shards, tensors, metadata = [], {}, None
+        for number, path in enumerate(paths):
+            data, _, found, shard_tensors, _ = _open(path)
+            if found.get("split.no") != number or found.get("split.count") != count:
+                raise FormatError(f"{path}: split.no {found.get('split.no')!r} / split.count "
+                                  f"{found.get('split.count')!r}, expected {number} / {count}")
+            metadata = found if number == 0 else metadata
+            for name, info in shard_tensors.items():
+                if name in tensors:
+                    raise FormatError(f"{path}: tensor name {name!r} also in another file")
+                tensors[name] = GgufTensor(info.name, info.ggml_type, info.shape, info.start,
+                                           info.nbytes, number)
+            self.shards.append(data)
+        self.metadata, self.tensors, self.path = metadata, tensors, paths[0]
 
     def _roles(self, name: str, info: GgufTensor) -> dict[str, str]:
         key, roles = _key(name), {"weight": name}
@@ -369,7 +409,7 @@ class GgufFile(Mapping):
         """The raw bytes of tensor ``name`` as ``[..., bytes per row]`` uint8 (a view of the
         mapped file), or only ``rows = (first, stop)`` of its first axis."""
         info = self.tensors[name]
-        view = self.data[info.start:info.start + info.nbytes]
+        view = self.shards[info.shard][info.start:info.start + info.nbytes]
         view = view.reshape(*info.shape[:-1], -1)
         return view if rows is None else view[rows[0]:rows[1]]
 
@@ -391,21 +431,27 @@ class GgufFile(Mapping):
             raise FormatError(f"{self.path}: tensor {name!r} is {info.type_name}, which "
                               f"gguf-py cannot decode") from None
 
-    def layer(self, key: str, rows: tuple[int, int] | None = None) -> GgufLayer:
-        """Layer ``key``, or only ``rows = (first, stop)`` of its first axis."""
+    def layer(self, key: str, rows: tuple[int, int] | None = None, codes: bool = True
+              ) -> GgufLayer:
+        """Layer ``key``, or only ``rows = (first, stop)`` of its first axis.
+
+        The codes interleave with the scales in ggml's records, so ``blocks`` is a copy;
+        with ``codes=False`` it is a zero-filled read-only stand-in of the right shape that
+        costs no memory (for looking at the scales alone).
+        """
         roles = self.entries[key]
         info = self.tensors[roles["weight"]]
         records = self.records(roles["weight"], rows)
         lead = records.shape[:-1]
-        if info.ggml_type == MXFP4:
-            split = records.reshape(*lead, -1, 17)
-            scales, blocks = split[..., 0], split[..., 1:].reshape(*lead, -1)
-            fmt = "mxfp4"
+        fmt = "mxfp4" if info.ggml_type == MXFP4 else "nvfp4"
+        per = 1 if fmt == "mxfp4" else 4  # scale bytes per record
+        split = records.reshape(*lead, -1, FP4_RECORDS[info.ggml_type][1])
+        scales = split[..., :per].reshape(*lead, -1)
+        if codes:
+            blocks = split[..., per:].reshape(*lead, -1)
         else:
-            split = records.reshape(*lead, -1, 36)
-            scales = split[..., :4].reshape(*lead, -1)
-            blocks = split[..., 4:].reshape(*lead, -1)
-            fmt = "nvfp4"
+            blocks = np.broadcast_to(np.uint8(0), (*lead, split.shape[-2] * (
+                split.shape[-1] - per)))
         tensor_scale = None
         if "scale" in roles:
             values = self.read(roles["scale"]).reshape(-1)
@@ -530,13 +576,18 @@ def _records(layer: Any, name: str) -> np.ndarray:
     if fmt == "nvfp4" and not isinstance(layer, GgufLayer) and np.any(scales >= 0x7F):
         raise ValueError(f"layer {name!r}: scale bytes 0x7F..0xFF (NaN or negative E4M3) "
                          f"mean something else to ggml's unsigned UE4M3; refusing to write")
-    lead = blocks.shape[:-1]
-    codes = api.unpack(blocks, getattr(layer, "nibble_order", "low-first"), block_size=sub)
-    split = api.pack(codes, "split-half", block_size=sub)
+    order = getattr(layer, "nibble_order", "low-first")
     per = block // sub  # scale bytes per record
-    out = np.concatenate([scales.reshape(*lead, -1, per),
-                          split.reshape(*lead, -1, block // 2)], -1)
-    return out.reshape(*lead, k // block * record)
+    flat_blocks, flat_scales = blocks.reshape(-1, k // 2), scales.reshape(-1, k // sub)
+    out = np.empty((flat_blocks.shape[0], k // block, record), np.uint8)
+    step = max(1, (32 << 20) // k)  # rows per slice: the unpacked codes stay ~32 MB
+    for start in range(0, flat_blocks.shape[0], step):
+        rows = slice(start, start + step)
+        codes = api.unpack(flat_blocks[rows], order, block_size=sub)
+        out[rows, :, :per] = flat_scales[rows].reshape(-1, k // block, per)
+        out[rows, :, per:] = api.pack(codes, "split-half", block_size=sub).reshape(
+            -1, k // block, block // 2)
+    return out.reshape(*blocks.shape[:-1], k // block * record)
 
 
 def write(
@@ -578,7 +629,8 @@ def write(
             raise ValueError(f"layer {key!r}: format must be mxfp4 or nvfp4; got {fmt!r}")
         raw = MXFP4 if fmt == "mxfp4" else NVFP4
         block, record = FP4_RECORDS[raw]
-        shape = tuple(layer.shape)
+        blocks_shape = np.shape(layer.blocks)  # [..., K/2] (QuantizedTensor has no .shape)
+        shape = (*blocks_shape[:-1], 2 * blocks_shape[-1])
         plan.append((weight_name, lambda k=key, n=weight_name: _records(layers[k], n), raw,
                      np.dtype(np.uint8), (*shape[:-1], shape[-1] // block * record)))
         parts = []
@@ -609,9 +661,8 @@ def write(
         seen.add(name)
         if raw is None and (_plain_dtype(dtype, name) != dtype or not shape):
             types[name] = [dtype_name(dtype), list(shape)]
-    directory = os.path.dirname(os.path.abspath(os.fspath(path)))
-    handle, temp = tempfile.mkstemp(prefix=".fp4ref-", suffix=".tmp", dir=directory)
-    os.close(handle)
+    file, temp = atomic.temporary(os.fspath(path))  # checks the target, names it in errors
+    file.close()
     try:
         writer = gguf.GGUFWriter(temp, arch)
         if types:
@@ -639,17 +690,10 @@ def write(
                     array = array.view(np.uint8)
             writer.write_tensor_data(array)
         writer.close()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)  # mkstemp makes 0600; give what open() would
     except BaseException:
-        _remove(temp)
+        atomic.remove(temp)
         raise
-    pending = _PENDING.get()  # inside an outputs() block: moved into place at its end
-    if pending is None:
-        _replace(temp, os.fspath(path))
-    else:
-        pending.append((temp, os.fspath(path)))
+    atomic.commit(temp, os.fspath(path))  # inside an outputs() block: at its end
 
 
 def _plain_dtype(dtype: np.dtype, name: str) -> np.dtype:

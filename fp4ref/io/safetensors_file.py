@@ -10,22 +10,21 @@ buffer. Tensors are row-major, little-endian, and tile the buffer without gaps o
 from __future__ import annotations
 
 import contextlib
-import contextvars
-import fcntl
 import json
 import math
 import os
 import stat
 import struct
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
 import ml_dtypes
 import numpy as np
 
+from .._checks import integer
 from ..errors import FormatError
+from . import atomic
 
 #: Safetensors dtype names and the numpy dtypes fp4ref reads them as.
 DTYPES: dict[str, np.dtype] = {
@@ -66,7 +65,9 @@ def open_regular(path: str | os.PathLike) -> IO[bytes]:
     OSError
         If it cannot be opened (missing, no permission).
     """
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    nonblocking = getattr(os, "O_NONBLOCK", 0)  # POSIX; Windows has no FIFOs to block on
+    descriptor = os.open(path, os.O_RDONLY | nonblocking | getattr(os, "O_BINARY", 0)
+                         | getattr(os, "O_CLOEXEC", 0))
     try:
         mode = os.fstat(descriptor).st_mode
         if not stat.S_ISREG(mode):
@@ -74,8 +75,8 @@ def open_regular(path: str | os.PathLike) -> IO[bytes]:
                     "a character device", stat.S_IFBLK: "a block device",
                     stat.S_IFSOCK: "a socket"}.get(stat.S_IFMT(mode), "not a plain file")
             raise FormatError(f"{os.fspath(path)}: is {kind}; fp4ref reads regular files only")
-        flags = fcntl.fcntl(descriptor, fcntl.F_GETFL)
-        fcntl.fcntl(descriptor, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
+        if nonblocking:
+            os.set_blocking(descriptor, True)
         return os.fdopen(descriptor, "rb")
     except BaseException:
         os.close(descriptor)
@@ -231,7 +232,9 @@ class SafetensorsReader:
         shape = info.shape
         start, nbytes = info.start, info.nbytes
         if rows is not None:
-            first, stop = rows
+            if not isinstance(rows, (tuple, list)) or len(rows) != 2:
+                raise TypeError(f"rows must be a (first, stop) tuple of ints; got {rows!r}")
+            first, stop = integer("rows[0]", rows[0]), integer("rows[1]", rows[1])
             if not shape or not 0 <= first <= stop <= shape[0]:
                 raise ValueError(f"rows {rows} out of range for {name!r} of shape {shape}")
             row_bytes = math.prod(shape[1:]) * dtype.itemsize
@@ -260,61 +263,15 @@ class LazyTensor:
         return array if dtype is None else array.astype(dtype)
 
 
-#: The outputs of the innermost :func:`outputs` block: (temporary, target) pairs.
-_PENDING: contextvars.ContextVar[list[tuple[str, str]] | None] = contextvars.ContextVar(
-    "fp4ref_pending_outputs", default=None)
-
-
-@contextlib.contextmanager
-def outputs() -> Iterator[list[tuple[str, str]]]:
-    """Writers closed inside the block move their files into place only when it ends well.
-
-    A command that writes several files (a UQFF shard and its residual) wraps them in one
-    block: if anything fails, or a signal arrives, before the block ends, every temporary
-    file is removed and no target changes; otherwise all targets are replaced at the end.
-    """
-    pending: list[tuple[str, str]] = []
-    token = _PENDING.set(pending)
-    try:
-        yield pending
-    except BaseException:
-        for temp, _ in pending:
-            _remove(temp)
-        raise
-    finally:
-        _PENDING.reset(token)
-    for index, (temp, target) in enumerate(pending):
-        try:
-            _replace(temp, target)
-        except BaseException:
-            for later, _ in pending[index:]:
-                _remove(later)
-            raise
-
-
-def _remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(path)
-
-
-def _replace(temp: str, target: str) -> None:
-    """Move ``temp`` onto ``target``; an error names ``target``, not the temporary file."""
-    try:
-        os.replace(temp, target)
-    except OSError as error:
-        _remove(temp)
-        raise type(error)(error.errno, f"cannot write {target}: {error.strerror}") from None
-
-
 class SafetensorsWriter:
     """Write a safetensors file tensor by tensor, atomically.
 
     The names, dtypes and shapes are declared up front (the header comes first); the data
     then arrives in that order through :meth:`write`, whole or in slices. The file appears
     under ``path`` only when :meth:`close` finds every byte written (or, inside an
-    :func:`outputs` block, when the block ends well); an error, or leaving a ``with`` block
-    by an exception (a signal included), removes the temporary file and leaves ``path`` as
-    it was. The temporary file is ``.fp4ref-*.tmp`` in ``path``'s folder.
+    :func:`~fp4ref.io.atomic.outputs` block, when the block ends well); an error, or
+    leaving a ``with`` block by an exception (a signal included), removes the temporary
+    file and leaves ``path`` as it was (:mod:`fp4ref.io.atomic`).
     """
 
     def __init__(
@@ -335,23 +292,15 @@ class SafetensorsWriter:
             kind = dtype if isinstance(dtype, str) else dtype_name(dtype)
             if kind not in DTYPES:
                 raise ValueError(f"dtype {kind!r} is not a safetensors dtype")
+            shape = [integer(f"shape of tensor {name!r}", d, minimum=0) for d in shape]
             nbytes = math.prod(shape) * DTYPES[kind].itemsize
-            header[name] = {"dtype": kind, "shape": [int(d) for d in shape],
+            header[name] = {"dtype": kind, "shape": shape,
                             "data_offsets": [offset, offset + nbytes]}
             self._plan.append((name, DTYPES[kind], nbytes))
             offset += nbytes
         text = json.dumps(header, separators=(",", ":")).encode()
         text += b" " * (-len(text) % 8)  # pad the header to 8 bytes, as the library does
-        if os.path.isdir(self.path):
-            raise IsADirectoryError(21, "is a folder; give the output file's name", self.path)
-        directory = os.path.dirname(os.path.abspath(self.path))
-        try:
-            handle, self._temp = tempfile.mkstemp(prefix=".fp4ref-", suffix=".tmp",
-                                                  dir=directory)
-        except OSError as error:
-            raise type(error)(error.errno, f"cannot write there ({error.strerror})",
-                              self.path) from None
-        self._file = os.fdopen(handle, "wb")
+        self._file, self._temp = atomic.temporary(self.path)
         self._index, self._done = 0, 0
         self._write_bytes(struct.pack("<Q", len(text)) + text)
 
@@ -383,30 +332,23 @@ class SafetensorsWriter:
 
     def close(self) -> None:
         """Check every declared byte arrived, then move the file into place (at the end of
-        the enclosing :func:`outputs` block, if there is one)."""
+        the enclosing :func:`~fp4ref.io.atomic.outputs` block, if there is one)."""
         try:
             missing = sum(n for _, _, n in self._plan[self._index:]) - self._done
             if missing:
                 raise ValueError(f"{missing} declared bytes were never written to {self.path}")
             self._file.close()
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self._temp, 0o666 & ~umask)  # mkstemp makes 0600; give what open() would
         except BaseException:
             self.abort()
             raise
-        pending = _PENDING.get()
-        if pending is None:
-            _replace(self._temp, self.path)
-        else:
-            pending.append((self._temp, self.path))
+        atomic.commit(self._temp, self.path)
 
     def abort(self) -> None:
         """Drop the temporary file; ``path`` is left as it was."""
         if not self._file.closed:
             with contextlib.suppress(OSError):
                 self._file.close()
-        _remove(self._temp)
+        atomic.remove(self._temp)
 
     def __enter__(self) -> SafetensorsWriter:
         return self

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import ml_dtypes
 import numpy as np
 
-from .._checks import host_array
+from .._checks import host_array, integer
 from ..errors import FormatError
 from .layer import QuantizedLayer
 from .safetensors_file import DTYPES as _ST_DTYPES
@@ -102,7 +102,8 @@ def check_blob_version(word: int, where: str) -> tuple[int, int, int]:
 
 def _check_version_arg(version: Any, major: int) -> tuple[int, int, int]:
     ok = (isinstance(version, tuple) and len(version) == 3
-          and all(isinstance(v, int) and 0 <= v <= 255 for v in version))
+          and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255
+                  for v in version))
     if not ok or version[0] != major or version[1] > (BLOB_VERSION, FILE_VERSION)[major][1]:
         raise ValueError(
             f"version must be a (major, minor, patch) tuple of ints 0..255 that mistral.rs "
@@ -486,8 +487,9 @@ def write(
     version : (major, minor, patch), optional
         Default :data:`BLOB_VERSION` (0.x) or :data:`FILE_VERSION` (1.x).
     """
-    if generation not in (0, 1):
+    if integer("generation", generation) not in (0, 1):
         raise ValueError(f"generation must be 0 or 1; got {generation!r}")
+    generation = int(generation)
     version = _check_version_arg(
         version or (BLOB_VERSION, FILE_VERSION)[generation], generation)
     names = {key: _name(key, generation) for key in layers}

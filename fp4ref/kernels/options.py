@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
 
-from ..profiles import E8M0_DECODES, NONFINITE, Profile
+from ..profiles import DECODE_ARITHMETIC, E4M3_DECODES, E8M0_DECODES, NONFINITE, Profile
 from ..spec.elements import ZERO_SIGNS
 from ..spec.layouts import LAYOUTS
 from ..spec.nibbles import NIBBLE_ORDERS
@@ -46,6 +46,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "nvfp4_recipe": NV_RECIPES,
     "nonfinite": NONFINITE,
     "e8m0_decode": E8M0_DECODES,
+    "decode_arithmetic": DECODE_ARITHMETIC,
+    "e4m3_decode": E4M3_DECODES,
     "scale_layout": LAYOUTS,
     "dtype": OUTPUT_DTYPES,
     "scale_format": SCALE_FORMATS,
@@ -63,12 +65,16 @@ ZERO_KEEP, ZERO_NEGATIVE, ZERO_DROP = (code("zero_sign", n) for n in ("keep", "n
 LOW_FIRST, HIGH_FIRST, SPLIT_HALF = (
     code("nibble_order", n) for n in ("low-first", "high-first", "split-half"))
 (RULE_FLOOR, RULE_RCEIL, RULE_CEIL, RULE_EVEN, RULE_NEAREST, RULE_MISTRALRS, RULE_QWANTIZE,
- RULE_GGML) = (code("scale_rule", n) for n in (
-     "floor", "rceil", "ceil", "even", "nearest", "mistralrs", "qwantize", "ggml"))
+ RULE_GGML, RULE_EXPONENT) = (code("scale_rule", n) for n in (
+     "floor", "rceil", "ceil", "even", "nearest", "mistralrs", "qwantize", "ggml", "exponent"))
 RECIPE_PLAIN, RECIPE_MODELOPT, RECIPE_TORCHAO, RECIPE_CT = (
     code("nvfp4_recipe", n) for n in ("plain", "modelopt", "torchao", "compressed-tensors"))
 NONFINITE_NAN_SCALE, NONFINITE_IEEE = (code("nonfinite", n) for n in ("nan-scale", "ieee"))
-E8M0_OCP, E8M0_BITS, E8M0_GGML = (code("e8m0_decode", n) for n in ("ocp", "bits", "ggml"))
+E8M0_OCP, E8M0_BITS, E8M0_GGML, E8M0_INF = (
+    code("e8m0_decode", n) for n in ("ocp", "bits", "ggml", "inf"))
+E4M3_OCP, E4M3_GGML = (code("e4m3_decode", n) for n in ("ocp", "ggml"))
+DECODE_EXACT, DECODE_SCALE_FIRST, DECODE_OUTPUT_DTYPE = (
+    code("decode_arithmetic", n) for n in ("exact", "scale-first", "output-dtype"))
 LAYOUT_LINEAR, LAYOUT_128X4, LAYOUT_8X4 = (
     code("scale_layout", n) for n in ("linear", "128x4", "8x4"))
 OUT_FLOAT32, OUT_BFLOAT16, OUT_FLOAT16 = (
@@ -104,6 +110,13 @@ class KernelOptions(NamedTuple):
         Whether a zero NVFP4 block gets ``zero_block_scale``.
     zero_block_scale : float
         That scale (0.0 when ``zero_block`` is False: not read).
+    mx_zero_block : bool
+        Whether a zero MXFP4 block gets ``mx_zero_block_scale`` under a scale rule.
+    mx_zero_block_scale : int
+        That E8M0 byte (0 when ``mx_zero_block`` is False: not read).
+    vector_code : bool
+        Not a convention: whether the CPU kernels may take their LLVM vector paths (the
+        switch of :mod:`.cpu.simd`, read when the record is built).
     """
 
     scale_rule: int
@@ -120,6 +133,9 @@ class KernelOptions(NamedTuple):
     clamp_high: float
     zero_block: bool
     zero_block_scale: float
+    mx_zero_block: bool
+    mx_zero_block_scale: int
+    vector_code: bool
 
 
 @dataclass(frozen=True)
@@ -164,6 +180,8 @@ class QuantizeOptions:
     @cached_property
     def kernel(self) -> KernelOptions:
         """These options as the kernels read them."""
+        from .cpu.simd import vector_code
+
         p = self.profile
         low, high = p.block_scale_clamp or (-math.inf, math.inf)
         return KernelOptions(
@@ -181,4 +199,18 @@ class QuantizeOptions:
             clamp_high=float(high),
             zero_block=p.zero_block_scale is not None,
             zero_block_scale=float(p.zero_block_scale or 0.0),
+            mx_zero_block=p.mx_zero_block_scale is not None,
+            mx_zero_block_scale=int(p.mx_zero_block_scale or 0),
+            vector_code=vector_code(),
         )
+
+
+def nvfp4_recipe_options(recipe: str, tensor_operand: float,
+                         block_scale_clamp: tuple[float, float] | None = None,
+                         zero_block_scale: float | None = None) -> KernelOptions:
+    """The :class:`KernelOptions` of NVFP4 recipe ``recipe`` with the given tensor operand,
+    clamp and zero-block scale (the other conventions OCP's), for driving the scalar
+    block-scale functions directly."""
+    profile = Profile("recipe", "an NVFP4 recipe's options", nvfp4_recipe=recipe,
+                      block_scale_clamp=block_scale_clamp, zero_block_scale=zero_block_scale)
+    return QuantizeOptions("nvfp4", recipe, profile, tensor_operand).kernel

@@ -1,13 +1,15 @@
-"""One block of quantization as numba scalar functions, for the CPU and the GPU alike.
+"""One block of quantization as numba scalar functions: the per-block steps of
+:func:`fp4ref.spec.mx.quantize_block` and :func:`fp4ref.spec.nvfp4.quantize_block` the GPU
+kernels of :mod:`.cuda.quantize` call (the block's amax, its scale by the rule or the
+search, 16-bit input widening), and the E8M0 reciprocal both targets use.
 
-The per-block steps of :func:`fp4ref.spec.mx.quantize_block` and
-:func:`fp4ref.spec.nvfp4.quantize_block` over a block ``row`` of float32 values, built from
-the scale rules and the search of :mod:`.scale_rules`. The largest magnitude and the element
-codes are float32 and integer operations only (GPUs run float64 at a fraction of the float32
-rate, and the rule paths are otherwise memory-bound); each float32 step is the IEEE float32
+Built from :mod:`.scale_rules`, :mod:`.optimal` and :mod:`.elements` (the element encoder
+itself, shared with the CPU). The largest magnitude is float32 and integer operations only
+(GPUs run float64 at a fraction of the float32 rate); each float32 step is the IEEE float32
 operation the oracle rounds to. Only what compiles for both targets is used (no allocation,
-no ``ndarray`` methods), so the GPU kernels of :mod:`.cuda.quantize` call these very
-dispatchers, compiled again as device functions; scratch arrays are the caller's.
+no ``ndarray`` methods), so these very dispatchers compile again as device functions;
+scratch arrays are the caller's. The CPU kernels (:mod:`.cpu.quantize`) find the amax and
+scale inline, in their own loops or in the vector code of :mod:`.cpu.simd`.
 """
 
 from __future__ import annotations
@@ -17,9 +19,8 @@ import math
 import numpy as np
 from numba import njit
 
-from .options import ZERO_DROP, ZERO_NEGATIVE
-from .scalar import byte_elements
-from .scale_rules import THRESHOLDS, mx_scale, nvfp4_block_scale, search
+from .optimal import search
+from .scale_rules import mx_scale, nvfp4_block_scale
 
 _INF32 = np.float32(math.inf)
 
@@ -43,60 +44,12 @@ def block_amax(row, inf_is_bad):
 
 
 @njit(cache=True, error_model="numpy")
-def magnitude_code32(y, tie):
-    """E2M1 magnitude code (0..7) of a float32 scaled magnitude ``y`` >= 0 (saturating; NaN
-    gives 0): :func:`.scale_rules.magnitude_code` compared in float32, as the number of
-    :data:`.scale_rules.THRESHOLDS` below ``y``, found by a binary search over the sorted
-    thresholds (three comparisons, so on the GPU three compares and selects instead of
-    seven). The thresholds are the exact float32 midpoints (or the float32 just below one
-    that the tie sends up), so each float32 comparison decides as the float64 one does."""
-    t = THRESHOLDS[tie]
-    high = y > t[3]  # code >= 4
-    middle = y > (t[5] if high else t[1])  # code >= 6 (or >= 2)
-    low = y > ((t[6] if middle else t[4]) if high else (t[2] if middle else t[0]))
-    return 4 * high + 2 * middle + low
-
-
-@njit(cache=True, error_model="numpy")
 def e8m0_reciprocal32(scale):
     """float32 2^(127 - s), the reciprocal of E8M0 byte ``scale`` = s in 0..254 (MX v1.0
     5.4.1), built from its bits: biased exponent 254 - s, normal for s <= 253; s = 254 gives
     the subnormal 2^-127, bits 0x00400000 (exact either way)."""
     bits = (254 - scale) << 23 if scale < 254 else 0x00400000
     return np.uint32(bits).view(np.float32)
-
-
-@njit(cache=True, error_model="numpy")
-def element_code32(x, d, multiply, tie, zero_sign):
-    """E2M1 code of element ``x`` (a float32 value) at float32 divisor ``d``, in float32
-    operations: y = float32(|x| / d), or float32(|x| * d) when ``multiply``, one IEEE
-    float32 operation, the very value :func:`.scale_rules.quotient` rounds to; then the
-    codes of :func:`.scale_rules.element_code`, branch-free.
-
-    MXFP4 passes d = 2^(127 - s) with ``multiply``: a product by a power of two is exact in
-    float32 when it is normal or infinite (the float64 product is then that value, or past
-    6 like Inf); when the exact product is below 2^-126 < 0.25, float32 rounds it to at most
-    2^-126, and both give code 0 (:func:`magnitude_code32`)."""
-    v = np.float32(x)
-    a = abs(v)
-    y = a * d if multiply else a / d
-    code = magnitude_code32(y, tie)
-    signed = math.copysign(np.float32(1.0), v) < np.float32(0.0)
-    if zero_sign == ZERO_DROP:  # a zero code drops the sign
-        signed = signed & (code != 0)
-    elif zero_sign == ZERO_NEGATIVE:  # a zero code keeps it only for x < 0 (not -0)
-        signed = signed & ((code != 0) | (v < np.float32(0.0)))
-    return code | (8 * signed)
-
-
-@njit(cache=True, error_model="numpy")
-def packed_byte(row, i, order, d, multiply, tie, zero_sign):
-    """Packed byte ``i`` of a block at float32 divisor ``d`` (:func:`element_code32`; an
-    MXFP4 block with scale 2^(s - 127) has d = 2^(127 - s) and ``multiply``), its element
-    ``byte_elements(i, order)[0]`` in the low nibble."""
-    low, high = byte_elements(i, order, row.shape[0])
-    return (element_code32(row[low], d, multiply, tie, zero_sign)
-            | (element_code32(row[high], d, multiply, tie, zero_sign) << 4))
 
 
 @njit(cache=True, error_model="numpy")

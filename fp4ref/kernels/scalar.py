@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit
 
 from .options import (
@@ -228,6 +229,34 @@ def output_bits(value, out_kind):
     if out_kind == OUT_FLOAT16:
         return float16_from_float32_bits(bits)
     return bits
+
+
+@njit(cache=True)
+def binary_value(bits, exponent_bits, mantissa_bits):
+    """Value (float64) of an IEEE binary format's bit pattern; NaN and infinities too."""
+    negative = (bits >> (exponent_bits + mantissa_bits)) & 1
+    biased = (bits >> mantissa_bits) & ((1 << exponent_bits) - 1)
+    mantissa = bits & ((1 << mantissa_bits) - 1)
+    bias = (1 << (exponent_bits - 1)) - 1
+    if biased == (1 << exponent_bits) - 1:
+        value = math.inf if mantissa == 0 else math.nan
+    elif biased == 0:
+        value = math.ldexp(float(mantissa), 1 - bias - mantissa_bits)
+    else:
+        value = math.ldexp(float(mantissa | (1 << mantissa_bits)), biased - bias - mantissa_bits)
+    return -value if negative else value
+
+
+@njit(cache=True)
+def rounded(x, out_kind):
+    """``x`` (float64) rounded to float32 and then to the output encoding ``out_kind``, as
+    torch and MLX round a product of half-precision tensors (computed in float32)."""
+    bits = output_bits(np.float32(x), out_kind)
+    if out_kind == OUT_BFLOAT16:
+        return binary_value(bits, 8, 7)
+    if out_kind == OUT_FLOAT16:
+        return binary_value(bits, 5, 10)
+    return binary_value(bits, 8, 23)
 
 
 @njit(cache=True)

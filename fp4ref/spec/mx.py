@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from fractions import Fraction
 
 from . import e2m1, e8m0
-from .rounding import CANONICAL_NAN, convert_float32, round_to_binary
+from .rounding import CANONICAL_NAN, binary_value, convert_float32, round_to_binary
 
 BLOCK_SIZE = 32
 
 
 def dequantize_block(
     codes: Sequence[int], scale: int, dtype: str = "float32", e8m0_decode: str = "ocp",
+    arithmetic: str = "exact",
 ) -> list[int]:
     """Bit patterns of ``X * P_i`` for each element code, in ``dtype``.
 
@@ -26,22 +27,32 @@ def dequantize_block(
     ``"ocp"`` as above; ``"bits"`` float32_from_bits(scale << 23), so 0x00 is 0.0 (products
     +-0) and 0xFF is +Inf (products +-Inf, and NaN for a zero code: 0 * Inf), as mistral.rs's
     decode table; ``"ggml"`` 0xFF is 2^128 (ggml's half scale 2^127 times doubled
-    integers: magnitudes >= 1 overflow to Inf) and code 0x8 is +0.0.
+    integers: magnitudes >= 1 overflow to Inf) and code 0x8 is +0.0; ``"inf"`` 0x00 is
+    2^-127 and 0xFF +Inf (MLX, AMD Quark).
+
+    ``arithmetic`` (:data:`fp4ref.profiles.DECODE_ARITHMETIC`): ``"output-dtype"`` rounds
+    the scale to ``dtype`` first (a float16 2^-127 is 0, 2^16 and up Inf) and the product
+    to float32 and then to ``dtype``, as torch and MLX multiply half-precision tensors; the
+    other choices are the exact product above.
     """
-    if e8m0_decode == "bits" and scale in (0x00, e8m0.NAN):
-        if scale == 0x00:
-            return [convert_float32(round_to_binary(Fraction(0), bool(c & 0x8), 8, 23), dtype)
-                    for c in codes]
-        infinity = [0x7F800000, 0xFF800000]
-        return [convert_float32(CANONICAL_NAN["float32"] if c & 0x7 == 0
-                                else infinity[c >> 3], dtype) for c in codes]
-    if scale == e8m0.NAN and e8m0_decode != "ggml":
+    infinite = scale == e8m0.NAN and e8m0_decode in ("bits", "inf")
+    if e8m0_decode == "bits" and scale == 0x00:
+        return [convert_float32(round_to_binary(Fraction(0), bool(c & 0x8), 8, 23), dtype)
+                for c in codes]
+    if scale == e8m0.NAN and e8m0_decode in ("ocp",):
         return [CANONICAL_NAN[dtype]] * len(codes)
     x = Fraction(2) ** 128 if scale == e8m0.NAN else Fraction(e8m0.decode(scale))
+    if arithmetic == "output-dtype" and not infinite:
+        x, _ = binary_value(convert_float32(round_to_binary(x, False, 8, 23), dtype), dtype)
+        infinite = x < 0  # the scale overflowed the output dtype
     out = []
     for code in codes:
         negative = bool(code & 0x8) and not (e8m0_decode == "ggml" and code == 0x8)
-        bits32 = round_to_binary(e2m1.magnitude(code) * x, negative, 8, 23)
+        if infinite:  # IEEE: Inf * 0 is NaN, Inf * P the signed infinity
+            bits32 = CANONICAL_NAN["float32"] if code & 0x7 == 0 else (
+                (int(negative) << 31) | 0x7F800000)
+        else:
+            bits32 = round_to_binary(e2m1.magnitude(code) * x, negative, 8, 23)
         out.append(convert_float32(bits32, dtype))
     return out
 
@@ -49,7 +60,7 @@ def dequantize_block(
 def quantize_block(
     values: Sequence[float], rule: str = "floor", rounding: str = "even",
     zero_sign: str = "keep", start: str = "floor", min_byte: int = 0, lanes: int = 16,
-    hessian: Sequence[Sequence[float]] | None = None,
+    hessian: Sequence[Sequence[float]] | None = None, zero_byte: int | None = None,
 ) -> tuple[int, list[int]]:
     """(E8M0 scale byte, element codes) of one block of float32 values.
 
@@ -60,7 +71,8 @@ def quantize_block(
     then each element is
     ``float32(|V_i| / X)`` rounded to E2M1 with the tie rule ``rounding``, saturating to 6.
     A block holding NaN or Inf gets scale 0xFF (NaN) and all-zero codes: fp4ref's policy,
-    as the OCP reference code does for NaN (the spec text leaves it open).
+    as the OCP reference code does for NaN (the spec text leaves it open). A block of zeros
+    gets ``zero_byte`` under a rule when it is given (MLX 0x7F, Quark 0x01).
     """
     from .elements import element_code
     from .optimal import search, search_hessian
@@ -79,7 +91,7 @@ def quantize_block(
             scale = search_hessian(values, first, e8m0_divisor(first), candidates, False,
                                    rounding, lanes, hessian, "e0")
     else:
-        scale = mx_scale(amax, rule)
+        scale = mx_scale(amax, rule) if amax != 0 or zero_byte is None else zero_byte
     divisor = e8m0_divisor(scale) if scale != e8m0.NAN else math.nan
     codes = [element_code(v, quotient(v, divisor, False), rounding, zero_sign) for v in values]
     if scale == e8m0.NAN:  # ggml's wrapped exponents can land on 0xFF

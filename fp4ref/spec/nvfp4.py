@@ -22,9 +22,16 @@ BLOCK_SIZE = 16
 
 
 def dequantize_block(
-    codes: Sequence[int], scale: int, tensor_scale_bits: int = 0x3F800000, dtype: str = "float32"
+    codes: Sequence[int], scale: int, tensor_scale_bits: int = 0x3F800000, dtype: str = "float32",
+    arithmetic: str = "exact", e4m3_decode: str = "ocp",
 ) -> list[int]:
-    """Bit patterns of ``float32(P_i * s_block) * s_tensor`` for each element code.
+    """Bit patterns of ``float32(P_i * s_block) * s_tensor`` for each element code (the
+    ``"exact"`` arithmetic; ``"scale-first"`` is ``P_i * float32(s_block * s_tensor)``,
+    ``"output-dtype"`` ``dt(P_i * dt(dt(s_tensor) * dt(s_block)))`` with every product
+    rounded to float32 and then to the output dtype ``dt``, see
+    :data:`fp4ref.profiles.DECODE_ARITHMETIC`). ``e4m3_decode="ggml"`` reads the scale
+    byte as ggml's UE4M3 (sign bit ignored, 0x7F is 0, 0xFF 480) and code 0x8 as +0
+    (:data:`fp4ref.profiles.E4M3_DECODES`).
 
     Parameters
     ----------
@@ -37,10 +44,18 @@ def dequantize_block(
     dtype : {"float32", "bfloat16", "float16"}
         Output dtype.
     """
-    block_scale = e4m3.decode(scale)
+    if e4m3_decode == "ggml":  # UE4M3: the sign bit ignored, 0x7F is 0, 0xFF is 480
+        codes = [0 if c == 0x8 else c for c in codes]
+        block_scale = 0.0 if scale == 0x7F else (
+            480.0 if scale == 0xFF else e4m3.decode(scale & 0x7F))
+        scale &= 0x7F
+    else:
+        block_scale = e4m3.decode(scale)
     tensor_magnitude, tensor_negative = binary_value(tensor_scale_bits, "float32")
     if block_scale != block_scale or tensor_magnitude is None:
         return [CANONICAL_NAN[dtype]] * len(codes)
+    if arithmetic != "exact":
+        return _scale_first(codes, block_scale, tensor_scale_bits, dtype, arithmetic)
     scale_negative = bool(scale & 0x80)
     out = []
     for code in codes:
@@ -96,3 +111,37 @@ def quantize_block(
     if e4m3.decode(scale) != e4m3.decode(scale):
         codes = [0] * len(values)
     return scale, codes
+
+
+def _product(a: tuple, b: tuple, dtype: str) -> tuple:
+    """(magnitude, negative) of ``a * b`` rounded to float32 and then to ``dtype`` (IEEE:
+    Inf * 0 is NaN, magnitude None; infinity is magnitude -1, as :func:`binary_value`)."""
+    (ma, na), (mb, nb) = a, b
+    negative = na != nb
+    if ma is None or mb is None or (ma < 0 and mb == 0) or (mb < 0 and ma == 0):
+        return None, negative
+    if ma < 0 or mb < 0:
+        return Fraction(-1), negative
+    bits = convert_float32(round_to_binary(ma * mb, negative, 8, 23), dtype)
+    return binary_value(bits, dtype)
+
+
+def _scale_first(codes, block_scale, tensor_scale_bits, dtype, arithmetic):
+    """The ``"scale-first"`` and ``"output-dtype"`` decodes of :func:`dequantize_block`."""
+    within = dtype if arithmetic == "output-dtype" else "float32"
+    tensor = binary_value(convert_float32(tensor_scale_bits, within), within)
+    block = abs(Fraction(block_scale)), math.copysign(1.0, block_scale) < 0
+    total = _product(tensor, block, within)
+    out = []
+    for code in codes:
+        element = (e2m1.magnitude(code), bool(code & 0x8))
+        magnitude, negative = _product(element, total, within)
+        if magnitude is None:
+            out.append(CANONICAL_NAN[dtype])
+            continue
+        if magnitude < 0:
+            bits32 = (int(negative) << 31) | 0x7F800000
+        else:
+            bits32 = round_to_binary(magnitude, negative, 8, 23)
+        out.append(convert_float32(bits32, dtype))
+    return out

@@ -8,14 +8,12 @@ kernel's answers, one uint8 each.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit, prange
 
 from .. import api
-from ..kernels import quantize_block, scale_rules
-from ..kernels.options import code
+from ..kernels import elements, scale_rules
+from ..kernels.options import code, nvfp4_recipe_options
 from ..quantize import quantize
 
 
@@ -33,7 +31,7 @@ def encode_e4m3(bits: np.ndarray, tie: str, saturate: bool) -> np.ndarray:
 def _element_codes(x, tie, zero_sign, out):
     one = np.float32(1.0)
     for i in prange(x.size):
-        out[i] = quantize_block.element_code32(x[i], one, True, tie, zero_sign)
+        out[i] = elements.element_code(x[i], one, True, tie, zero_sign)
 
 
 @njit(parallel=True, cache=True)
@@ -49,20 +47,11 @@ def _nv_scales(x, recipe, tensor, clamp_low, clamp_high, zero_block, zero_scale,
                                                clamp_high, zero_block, zero_scale)
 
 
-def nv_arguments(recipe: str, tensor: float, clamp: tuple | None,
-                 zero_scale: float | None) -> tuple:
-    """The kernel arguments of an NVFP4 recipe setting after the block maxima (recipe
-    integer, operand, clamp low and high, whether a zero block gets ``zero_scale``, it)."""
-    low, high = clamp or (-math.inf, math.inf)  # no clamp: every non-NaN value stays
-    return (code("nvfp4_recipe", recipe), float(tensor), float(low), float(high),
-            zero_scale is not None, 0.0 if zero_scale is None else float(zero_scale))
-
-
 def element_code(bits: np.ndarray, tie: str, zero_sign: str) -> np.ndarray:
     """The quantizers' shared E2M1 element encoder at divisor 1 (y = |x|)."""
     out = np.empty(bits.size, np.uint8)
-    _element_codes(bits.view(np.float32), code("rounding", tie), code("zero_sign", zero_sign),
-                   out)
+    _element_codes(bits.view(np.float32), code("rounding", tie),
+                   code("zero_sign", zero_sign), out)
     return out
 
 
@@ -77,8 +66,10 @@ def nv_scale(bits: np.ndarray, recipe: str, tensor: float, clamp: tuple | None,
              zero_scale: float | None) -> np.ndarray:
     """The shared NVFP4 block-scale recipe at block maxima ``bits`` (``tensor``: the
     recipe's float32 operand)."""
+    o = nvfp4_recipe_options(recipe, float(tensor), clamp, zero_scale)
     out = np.empty(bits.size, np.uint8)
-    _nv_scales(bits.view(np.float32), *nv_arguments(recipe, tensor, clamp, zero_scale), out)
+    _nv_scales(bits.view(np.float32), o.nvfp4_recipe, o.tensor_operand, o.clamp_low,
+               o.clamp_high, o.zero_block, o.zero_block_scale, out)
     return out
 
 

@@ -16,9 +16,8 @@ import numpy as np
 from numba import cuda
 
 from .. import api
-from ..kernels import quantize_block, scale_rules
-from ..kernels.options import code
-from .cpu import nv_arguments
+from ..kernels import elements, scale_rules
+from ..kernels.options import code, nvfp4_recipe_options
 from .runner import EXAMPLES, Progress
 from .steps import Steps
 
@@ -49,7 +48,7 @@ def _iota(lo, bits):
 def _element_codes(x, tie, zero_sign, out):
     one = np.float32(1.0)
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        out[i] = quantize_block.element_code32(x[i], one, True, tie, zero_sign)
+        out[i] = elements.element_code(x[i], one, True, tie, zero_sign)
 
 
 @cuda.jit
@@ -144,9 +143,10 @@ def mx_scale(bits, rule: str):
 
 def nv_scale(bits, recipe: str, tensor: float, clamp: tuple | None, zero_scale: float | None):
     """The shared NVFP4 block-scale recipe, as a device function."""
+    o = nvfp4_recipe_options(recipe, float(tensor), clamp, zero_scale)
     out = cuda.device_array(bits.size, np.uint8)
-    _launch(_nv_scales, bits.size, bits.view(np.float32),
-            *nv_arguments(recipe, tensor, clamp, zero_scale), out)
+    _launch(_nv_scales, bits.size, bits.view(np.float32), o.nvfp4_recipe, o.tensor_operand,
+            o.clamp_low, o.clamp_high, o.zero_block, o.zero_block_scale, out)
     return out
 
 

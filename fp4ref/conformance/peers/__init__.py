@@ -19,17 +19,24 @@ One module per implementation; :data:`PEERS` lists them in the matrix's order.
 from __future__ import annotations
 
 from .base import E2M1, SENTINEL, Peer
+from .comfy import Comfy
 from .compressed_tensors import CompressedTensors
 from .gfloat import Gfloat
+from .ggml import Ggml
 from .gguf import Gguf
+from .mistralrs import MistralRs
 from .ml_dtypes import MlDtypes
+from .mlx import Mlx
 from .modelopt import ModelOpt
+from .quark import Quark
 from .qwantize import Qwantize
 from .torch import Torch
 from .torchao import Torchao
+from .vllm import Vllm, VllmRoundDown
 
 #: Every adapter, in the matrix's order.
-PEERS = (MlDtypes, Torch, Gfloat, Torchao, Gguf, Qwantize, CompressedTensors, ModelOpt)
+PEERS = (MlDtypes, Torch, Gfloat, Torchao, Gguf, Qwantize, CompressedTensors, ModelOpt, Mlx,
+         Comfy, Quark, Vllm, VllmRoundDown, Ggml, MistralRs)
 
 
 def available() -> dict[str, Peer]:
@@ -44,17 +51,24 @@ def available() -> dict[str, Peer]:
 
 
 __all__ = [
+    "Comfy",
     "CompressedTensors",
     "E2M1",
     "Gfloat",
+    "Ggml",
     "Gguf",
+    "MistralRs",
     "MlDtypes",
+    "Mlx",
     "ModelOpt",
     "PEERS",
     "Peer",
+    "Quark",
     "Qwantize",
     "SENTINEL",
     "Torch",
     "Torchao",
+    "Vllm",
+    "VllmRoundDown",
     "available",
 ]

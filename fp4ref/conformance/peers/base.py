@@ -126,3 +126,41 @@ class Peer:
     def dequantize_probe(self, blocks, scales, stored, format: str, dtype: str) -> np.ndarray:
         """Decode what :meth:`quantize_probe` returns with the peer's decoder."""
         raise NotImplementedError(f"{self.name} has no decoder adapted for probing")
+
+    def _own_profile(self, format: str, profile: str):
+        if self.profiles.get(format) != profile:
+            raise NotImplementedError(f"{self.name} is compared with profile "
+                                      f"{self.profiles.get(format)!r} for {format}")
+        from ...profiles import get
+
+        return get(profile)
+
+    def quantize_profile(
+        self, x, tensor_scale, activations=None, *, format, profile, scale_rule=None
+    ):
+        """The profile suites' quantize through :meth:`quantize_probe` (the glue: the
+        suite's scales in the profile's layout)."""
+        prof = self._own_profile(format, profile)
+        if scale_rule is not None:
+            raise NotImplementedError(f"{self.name} has no optimal scale search")
+        given = float(np.float32(tensor_scale)) if prof.tensor_scale else None
+        blocks, scales, _ = self.quantize_probe(np.ascontiguousarray(x), format, given)
+        if prof.scale_layout != "linear":
+            from ...layouts import swizzle
+
+            scales = swizzle(np.asarray(scales, np.uint8), prof.scale_layout)
+        return blocks, scales
+
+    def dequantize_profile(self, blocks, scales, tensor_scale, *, format, profile):
+        """The profile suites' decode through :meth:`dequantize_probe`, float32."""
+        prof = self._own_profile(format, profile)
+        if "float32" not in self.decode_dtypes:
+            raise NotImplementedError(f"{self.name} has no decoder adapted")
+        if prof.scale_layout != "linear":
+            from ...layouts import unswizzle
+
+            scales = unswizzle(scales, rows=blocks.shape[0], cols=blocks.shape[1] * 2 // 16,
+                               layout=prof.scale_layout)
+        stored = float(np.float32(tensor_scale)) if prof.tensor_scale else None
+        return self.dequantize_probe(blocks, np.asarray(scales).reshape(blocks.shape[0], -1),
+                                     stored, format, "float32")

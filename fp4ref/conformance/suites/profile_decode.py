@@ -35,7 +35,8 @@ def _cases(name: str, profile: Profile) -> list[Case]:
         if fmt == "mxfp4":
             stored_scale, decode = 1.0, None
             rows = [
-                mx.dequantize_block(row.tolist(), int(s), "float32", profile.e8m0_decode)
+                mx.dequantize_block(row.tolist(), int(s), "float32", profile.e8m0_decode,
+                                    profile.decode_arithmetic)
                 for row, s in zip(codes, scales[:, 0], strict=True)
             ]
             pins = f"{profile.description} E8M0 decode: {profile.e8m0_decode}"
@@ -45,7 +46,8 @@ def _cases(name: str, profile: Profile) -> list[Case]:
             decode = float(np.float32(1) / np.float32(stored_scale)) if encode else _DECODE
             bits = int(np.array(decode, np.float32).view(np.uint32))
             rows = [
-                nvfp4.dequantize_block(row.tolist(), int(s), bits, "float32")
+                nvfp4.dequantize_block(row.tolist(), int(s), bits, "float32",
+                                       profile.decode_arithmetic, profile.e4m3_decode)
                 for row, s in zip(codes, scales[:, 0], strict=True)
             ]
             pins = (

@@ -13,8 +13,14 @@ import numpy as np
 from numba import njit, prange
 
 from ..options import (
+    DECODE_EXACT,
+    DECODE_OUTPUT_DTYPE,
+    DECODE_SCALE_FIRST,
+    E4M3_GGML,
+    E4M3_OCP,
     E8M0_BITS,
     E8M0_GGML,
+    E8M0_INF,
     E8M0_OCP,
     HIGH_FIRST,
     OUT_FLOAT32,
@@ -29,47 +35,85 @@ from ..scalar import (
     e4m3_encode,
     e8m0_decode,
     output_bits,
+    rounded,
 )
-from .mx_block import FIRST_SCALE, LAST_SCALE, store_fence, store_mx_block
+from .simd.mx_block import FIRST_SCALE, LAST_SCALE, store_fence, store_mx_block
 
 
 @njit(cache=True)
-def mx_element_value(code, byte, e8m0_mode):
-    """Exact value (float64) of E2M1 ``code`` under E8M0 ``byte`` in a decode convention.
+def mx_element_parts(code, byte, e8m0_mode):
+    """(element, scale) values (float64) of E2M1 ``code`` under E8M0 ``byte`` in a decode
+    convention.
 
     ``E8M0_OCP``: 2^(byte - 127), 0xFF NaN (MX v1.0 5.4.1). ``E8M0_BITS``:
     float32_from_bits(byte << 23), so 0x00 is 0.0 and 0xFF is +Inf (mistral.rs's LUT).
     ``E8M0_GGML``: 0xFF is 2^128 (ggml's half scale 2^127 times doubled integers) and code
-    0x8 is +0.0 (its doubled-integer table has no -0).
+    0x8 is +0.0 (its doubled-integer table has no -0). ``E8M0_INF``: 0xFF is +Inf (MLX,
+    Quark).
     """
     element = e2m1_decode(code)
     scale = e8m0_decode(byte)
     if e8m0_mode == E8M0_BITS and byte == 0:
         scale = 0.0
-    elif e8m0_mode == E8M0_BITS and byte == 0xFF:
+    elif (e8m0_mode == E8M0_BITS or e8m0_mode == E8M0_INF) and byte == 0xFF:
         scale = math.inf
     elif e8m0_mode == E8M0_GGML:
         if byte == 0xFF:
             scale = math.ldexp(1.0, 128)
         if code == 0x8:
             element = 0.0
-    return element * scale
+    return element, scale
 
 
 @njit(cache=True)
-def fill_block_table(table, scale_format, tensor_scale, out_kind, e8m0_mode=E8M0_OCP):
-    """``table[s, c]``: output bits of element code ``c`` under scale byte ``s``.
+def nv_element_parts(code, byte, e4m3_mode):
+    """(element, block scale) values (float64) of E2M1 ``code`` under E4M3 ``byte``:
+    ``E4M3_OCP`` OFP8 v1.0; ``E4M3_GGML`` ggml's UE4M3 (sign bit ignored, 0x7F is 0, 0xFF
+    is 480) and code 0x8 +0."""
+    if e4m3_mode == E4M3_GGML:
+        element = 0.0 if code == 0x8 else e2m1_decode(code)
+        if byte == 0x7F:
+            return element, 0.0
+        return element, e4m3_decode(byte & 0x7F) if byte != 0xFF else 480.0
+    return e2m1_decode(code), e4m3_decode(byte)
 
-    MXFP4 (E8M0): the exact product rounded once to float32, with the scale bytes decoded
-    by ``e8m0_mode`` (:func:`mx_element_value`). NVFP4 (E4M3): the exact float32 product
-    ``P * s_block``, then one float32 multiply by ``tensor_scale``.
+
+@njit(cache=True)
+def block_value(s, c, scale_format, tensor_scale, out_kind, e8m0_mode, arithmetic,
+                e4m3_mode=E4M3_OCP):
+    """The float32 value element code ``c`` decodes to under scale byte ``s``.
+
+    MXFP4 (E8M0): the exact product rounded once to float32, the scale byte read by
+    ``e8m0_mode`` (:func:`mx_element_parts`); under ``DECODE_OUTPUT_DTYPE`` the scale is
+    rounded to the output encoding first. NVFP4 (E4M3): ``DECODE_EXACT`` the exact float32
+    product ``P * s_block`` times ``tensor_scale`` in float32; ``DECODE_SCALE_FIRST``
+    ``P * float32(s_block * tensor_scale)``; ``DECODE_OUTPUT_DTYPE`` both scales and each
+    product rounded to the output encoding (:data:`fp4ref.profiles.DECODE_ARITHMETIC`);
+    E4M3 bytes read by ``e4m3_mode`` (:func:`nv_element_parts`).
     """
+    if scale_format == SCALE_E8M0:
+        element, scale = mx_element_parts(c, s, e8m0_mode)
+        if arithmetic == DECODE_OUTPUT_DTYPE:
+            scale = rounded(scale, out_kind)
+        return np.float32(element * scale)
+    element, block = nv_element_parts(c, s, e4m3_mode)
+    if arithmetic == DECODE_SCALE_FIRST:
+        return np.float32(element * np.float32(block * tensor_scale))
+    if arithmetic == DECODE_OUTPUT_DTYPE:
+        total = rounded(rounded(tensor_scale, out_kind) * rounded(block, out_kind), out_kind)
+        return np.float32(rounded(element * total, out_kind))
+    return np.float32(element * block) * tensor_scale
+
+
+@njit(cache=True)
+def fill_block_table(table, scale_format, tensor_scale, out_kind, e8m0_mode=E8M0_OCP,
+                     arithmetic=DECODE_EXACT, e4m3_mode=E4M3_OCP):
+    """``table[s, c]``: output bits of element code ``c`` under scale byte ``s``
+    (:func:`block_value`)."""
     for s in range(256):
         for c in range(16):
-            if scale_format == SCALE_E8M0:
-                value = np.float32(mx_element_value(c, s, e8m0_mode))
-            else:
-                value = np.float32(e2m1_decode(c) * e4m3_decode(s)) * tensor_scale
+            value = block_value(s, c, scale_format, tensor_scale, out_kind, e8m0_mode,
+                                arithmetic, e4m3_mode)
             table[s, c] = output_bits(value, out_kind)
 
 
@@ -119,10 +163,10 @@ def dequantize_blocks(blocks, scales, pair_table, order, closed_form, stream, ch
     ``pairs`` the same memory viewed with elements twice as wide, so the adjacent-nibble
     orders store a byte's two outputs with one look-up in ``pair_table``
     (:func:`fill_pair_table`) and one store. With ``closed_form`` (an MXFP4 decode to
-    float32 or bfloat16 whose E8M0 bytes 2..252 follow :mod:`.mx_block`) those blocks
+    float32 or bfloat16 whose E8M0 bytes 2..252 follow :mod:`.simd.mx_block`) those blocks
     are computed instead, and with ``stream`` (``out`` on a cache-line boundary) written
     with streaming stores. The blocks are split into ``chunks`` runs, one thread each, that
-    end with :func:`~.mx_block.store_fence`.
+    end with :func:`~.simd.mx_block.store_fence`.
     """
     half = blocks.shape[1]
     width = 8 * out.itemsize

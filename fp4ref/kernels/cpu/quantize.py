@@ -16,24 +16,15 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ..options import NONFINITE_NAN_SCALE, RULE_FLOOR, ZERO_KEEP, ZERO_NEGATIVE
+from ..elements import THRESHOLDS, packed_byte
+from ..optimal import block_error, first_at_least, search, search_bounds, search_hessian
+from ..options import NONFINITE_NAN_SCALE, RULE_FLOOR
 from ..quantize_block import e8m0_reciprocal32
-from ..scalar import byte_elements, is_negative
-from ..scale_rules import (
-    THRESHOLDS,
-    block_error,
-    first_at_least,
-    mx_scale,
-    nvfp4_block_scale,
-    nvfp4_divisor,
-    search,
-    search_bounds,
-    search_hessian,
-)
-from .mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor_group
-from .mx_search import LANES, choose, measure, start_byte
-from .nvfp4_search import GROUP as NV_GROUP
-from .nvfp4_search import (
+from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
+from .simd.mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor_group
+from .simd.mx_search import LANES, choose, measure, start_byte
+from .simd.nvfp4_search import GROUP as NV_GROUP
+from .simd.nvfp4_search import (
     counting_table,
     decision_table,
     monotone_start,
@@ -80,15 +71,16 @@ def quantize_mx_rule(x, bits, options, scales, packed, hessian):
     max(e - 2, 0)); then y = |x| * 2^(127 - s), one float32 multiply by a power of two,
     which equals float32(|x| / X) (exact unless y is subnormal, and then y < 0.25 either
     way); the code is the number of thresholds of the tie rule (a row of
-    :data:`..scale_rules.THRESHOLDS`) below y. Both steps run as vector code on the whole
-    block (:mod:`.mx_block`); under the floor rule on 16 blocks at a time.
+    :data:`..elements.THRESHOLDS`) below y. Both steps run as vector code on the whole
+    block (:mod:`.simd.mx_block`); under the floor rule on 16 blocks at a time.
     """
     rule, zero_sign, order = options.scale_rule, options.zero_sign, options.nibble_order
     tie_thresholds = THRESHOLDS[options.rounding]
     nblocks, n = x.shape
     for chunk in prange((nblocks + _RULE_CHUNK - 1) // _RULE_CHUNK):
         first, last = chunk * _RULE_CHUNK, min(nblocks, (chunk + 1) * _RULE_CHUNK)
-        if rule == RULE_FLOOR:  # whole groups of blocks at once, the rest one by one below
+        if rule == RULE_FLOOR and not options.mx_zero_block:  # whole groups of blocks at
+            # once, the rest one by one below
             while last - first >= GROUP:
                 bad = store_mx_floor_group(bits, first * n, tie_thresholds, zero_sign, order,
                                            scales, first, packed, first * (n // 2))
@@ -113,12 +105,14 @@ def quantize_mx_rule(x, bits, options, scales, packed, hessian):
                 for i in range(n):
                     amax = max(amax, abs(x[blk, i]))
                 scale = mx_scale(float(amax), rule)
+            if top == 0 and options.mx_zero_block:
+                scale = options.mx_zero_block_scale
             _store_mx(bits, blk, n, scale, tie_thresholds, zero_sign, order, scales, packed)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _measure_mx(bits, index, start_rule, tie_thresholds, divisors):
-    """(amax bits, start byte, :func:`.mx_search.measure`) of the block at ``bits[index:]``."""
+    """(amax bits, start byte, :func:`.simd.mx_search.measure`) of the block at ``bits[index:]``."""
     top = block_max_magnitude(bits, index)
     start = start_byte(top, start_rule)
     return top, start, measure(bits, index, start, tie_thresholds, divisors)
@@ -128,7 +122,7 @@ def _measure_mx(bits, index, start_rule, tie_thresholds, divisors):
 def quantize_mx_optimal(x, bits, options, scales, packed, hessian):
     """MXFP4 by the optimal search over bytes ``e8m0_min..254`` from the start rule's byte,
     errors summed in 16 lanes: :func:`quantize_mx` without a Hessian and with
-    ``sum_lanes`` = 16, the search in vector code (:mod:`.mx_search`) and the codes stored
+    ``sum_lanes`` = 16, the search in vector code (:mod:`.simd.mx_search`) and the codes stored
     as in :func:`quantize_mx_rule` (``bits``: ``x`` viewed as uint32).
 
     Each block's numbers are measured one block ahead of its choice, so that the CPU
@@ -171,7 +165,7 @@ def _terms(a, d, multiply, t0, t1, t2, t3, t4, t5, t6):
 def candidate_errors(x, divisors32, low, high, multiply, tie, lanes, sse, clip):
     """Float32 SSE and clip error of the block ``x`` at every candidate byte ``low..high-1``
     (``sse[c]``, ``clip[c]`` for byte ``low + c``): the values of
-    :func:`..scale_rules.block_error` and :func:`..scale_rules.clip_error`, for all
+    :func:`..optimal.block_error` and :func:`..optimal.clip_error`, for all
     candidates at once. The inner loop runs across candidates (vectorised), the outer one
     over the lanes in torch's order, so each sum adds its terms in that order. Needs
     ``n == lanes`` or ``n == 2 * lanes``.
@@ -200,7 +194,7 @@ def candidate_errors(x, divisors32, low, high, multiply, tie, lanes, sse, clip):
 @njit(cache=True, error_model="numpy")
 def search_all(x, start, divisors, divisors32, first, last, multiply, tie, lanes, terms, ys,
                sse, clip):
-    """:func:`..scale_rules.search` (the same byte) with every in-range candidate's errors
+    """:func:`..optimal.search` (the same byte) with every in-range candidate's errors
     from :func:`candidate_errors`; then qwantize's scan over them (clip test against the
     best so far, strict improvement), ascending."""
     e0 = block_error(x, divisors[start], multiply, tie, lanes, terms)
@@ -221,45 +215,25 @@ def search_all(x, start, divisors, divisors32, first, last, multiply, tie, lanes
     return best
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def _code(v, d32, multiply, t0, t1, t2, t3, t4, t5, t6, keep_all, keep_below):
-    """E2M1 code of ``v`` at float32 divisor ``d32``, branch-free (see :func:`encode_block`):
-    a zero magnitude keeps the sign bit if ``keep_all``, or if ``keep_below`` and v < 0."""
-    a = np.float32(abs(v))
-    y = a * d32 if multiply else a / d32
-    code = (y > t0) + (y > t1) + (y > t2) + (y > t3) + (y > t4) + (y > t5) + (y > t6)
-    signed = is_negative(v) & ((code != 0) | keep_all | (keep_below & (v < 0)))
-    return code | (8 * signed)
-
-
 @njit(cache=True, error_model="numpy")
 def encode_block(row, d, multiply, tie, zero_sign, order, out):
-    """Pack the codes of the float32 block ``row`` at divisor ``d`` into ``out``.
-
-    Each magnitude is float32(|x| / d) (or float32(|x| * d)), one float32 operation, its
-    E2M1 code the count of :data:`..scale_rules.THRESHOLDS` below it (NaN: 0, Inf: 7), the
-    sign by ``zero_sign``: the codes of :func:`..scale_rules.element_code`.
-    """
-    n = row.shape[0]
+    """Pack the codes of the float32 block ``row`` at divisor ``d`` into ``out``: each
+    element by :func:`..elements.element_code` (float32(|x| / d), or float32(|x| * d), one
+    float32 operation; NaN gives code 0, Inf 7; the sign by ``zero_sign``), the encoder
+    the GPU kernels share."""
     d32 = np.float32(d)
-    t0, t1, t2, t3 = THRESHOLDS[tie, 0], THRESHOLDS[tie, 1], THRESHOLDS[tie, 2], THRESHOLDS[tie, 3]
-    t4, t5, t6 = THRESHOLDS[tie, 4], THRESHOLDS[tie, 5], THRESHOLDS[tie, 6]
-    keep_all = zero_sign == ZERO_KEEP
-    keep_below = zero_sign == ZERO_NEGATIVE
-    for i in range(n // 2):
-        low, high = byte_elements(i, order, n)
-        out[i] = (_code(row[low], d32, multiply, t0, t1, t2, t3, t4, t5, t6, keep_all,
-                        keep_below)
-                  | (_code(row[high], d32, multiply, t0, t1, t2, t3, t4, t5, t6, keep_all,
-                           keep_below) << 4))
+    for i in range(row.shape[0] // 2):
+        out[i] = packed_byte(row, i, order, d32, multiply, tie, zero_sign)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def quantize_mx(x, bits, options, scales, packed, hessian):
-    """MXFP4 by the optimal search over bytes ``e8m0_min..254`` from the start rule's byte
-    in scalar code (any ``sum_lanes``; the Hessian search); NaN/Inf blocks get 0xFF and
-    zero codes. The scale rules run in :func:`quantize_mx_rule`, the plain
-    search in 16 lanes in :func:`quantize_mx_optimal`.
+    """MXFP4 in scalar code: by the optimal search over bytes ``e8m0_min..254`` from the
+    start rule's byte (any ``sum_lanes``; the Hessian search), or without
+    ``options.optimal`` by the rule itself (the scalar path of :func:`quantize_mx_rule`,
+    :mod:`.simd`'s switch); NaN/Inf blocks get 0xFF and zero codes. With the vector code
+    on, the rules run in :func:`quantize_mx_rule` and the plain 16-lane search in
+    :func:`quantize_mx_optimal`.
 
     ``hessian`` is float64 ``[J, n, n]``: with J > 0 the search minimises ``r^T H r`` with
     ``H = hessian[b % J]`` for block b (rows of J column blocks)."""
@@ -285,7 +259,11 @@ def quantize_mx(x, bits, options, scales, packed, hessian):
                 packed[blk, :] = 0
                 continue
             start = mx_scale(float(amax), start_rule)
-            if columns:
+            if not options.optimal:
+                scale = start
+                if amax == 0 and options.mx_zero_block:
+                    scale = options.mx_zero_block_scale
+            elif columns:
                 scale = search_hessian(row, start, divisors[start], divisors, first, 254, False,
                                        tie, lanes, terms, ys, hessian[blk % columns], True, r)
             else:  # few powers of two lie inside the bounds: no batching needed
@@ -331,7 +309,7 @@ def quantize_nv(x, bits, options, scales, packed, hessian):
     bytes 1..126; by ``r^T H r`` with ``hessian[b % J]`` when ``hessian`` ``[J, n, n]`` has
     J > 0), elements ``float32(|x| / d)``; NaN blocks (and Inf blocks under
     ``nonfinite="nan-scale"``) get 0x7F and zero codes. Returns whether the blocks took the
-    division-free path (:mod:`.nvfp4_search`)."""
+    division-free path (:mod:`.simd.nvfp4_search`)."""
     recipe, tensor = options.nvfp4_recipe, options.tensor_operand
     clamp_low, clamp_high = options.clamp_low, options.clamp_high
     zero_block, zero_scale = options.zero_block, options.zero_block_scale
@@ -346,14 +324,15 @@ def quantize_nv(x, bits, options, scales, packed, hessian):
     nblocks, n = x.shape
     columns = hessian.shape[0]
     batched = n == lanes or n == 2 * lanes
-    # division-free blocks (.nvfp4_search): finite divisors, a start byte monotone in amax,
-    # and for the search one term a lane
-    fast = (n == 16 and not multiply and not columns and (lanes == 16 or not optimal)
+    # division-free blocks (.simd.nvfp4_search, unless switched off): finite divisors, a
+    # start byte monotone in amax, and for the search one term a lane
+    fast = (options.vector_code and n == 16 and not multiply and not columns
+            and (lanes == 16 or not optimal)
             and monotone_start(recipe, tensor, clamp_low, clamp_high, zero_block))
     for b in range(127):
         fast &= 0.0 <= divisors[b] < math.inf
     table = decision_table(divisors, 126 if fast else -1, tie)
-    # start bytes and search bounds counted in bucket tables (.nvfp4_search.count_at_most)
+    # start bytes and search bounds counted in bucket tables (.simd.nvfp4_search.count_at_most)
     if fast:
         breakpoint_counts = counting_table(
             start_breakpoints(recipe, tensor, clamp_low, clamp_high)[1:])
@@ -420,7 +399,8 @@ def quantize_nv(x, bits, options, scales, packed, hessian):
 KERNELS = {
     "mxfp4-rule": quantize_mx_rule,  # a scale rule: vector code, float32 only
     "mxfp4-search16": quantize_mx_optimal,  # the SSE search in 16 lanes: vector code
-    "mxfp4-search": quantize_mx,  # other lane counts, the Hessian search: scalar code
+    "mxfp4-search": quantize_mx,  # other lane counts, the Hessian search, and every
+    # MXFP4 call with the vector code switched off: scalar code
     "nvfp4": quantize_nv,  # every recipe and search (division-free blocks inside)
 }
 
@@ -430,6 +410,8 @@ def kernel_for(options) -> str:
     (:class:`..options.QuantizeOptions`)."""
     if options.format == "nvfp4":
         return "nvfp4"
+    if not options.kernel.vector_code:  # the switch of .simd: scalar code only
+        return "mxfp4-search"
     if not options.optimal:
         return "mxfp4-rule"
     if options.scale_rule == "optimal" and options.profile.sum_lanes == LANES:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32, int64, uint32, uint64
 
-from ..cpu.codec import mx_element_value
-from ..options import E8M0_OCP, OUT_FLOAT32, SCALE_E8M0
+from ..cpu.codec import block_value
+from ..options import DECODE_EXACT, E4M3_OCP, E8M0_OCP, OUT_FLOAT32
 from ..scalar import (
     byte_elements,
     e2m1_decode,
@@ -47,27 +47,26 @@ def _grid(n: int) -> tuple[int, int]:
 
 
 @cuda.jit
-def _fill_block_table(table, scale_format, tensor_scale, out_kind, e8m0_mode):
+def _fill_block_table(table, scale_format, tensor_scale, out_kind, e8m0_mode, arithmetic,
+                      e4m3_mode):
     for i in range(cuda.grid(1), TABLE_SIZE, cuda.gridsize(1)):
         s, c = i // 16, i % 16
-        if scale_format == SCALE_E8M0:
-            value = float32(mx_element_value(c, s, e8m0_mode))
-        else:
-            value = float32(e2m1_decode(c) * e4m3_decode(s)) * tensor_scale
+        value = block_value(s, c, scale_format, tensor_scale, out_kind, e8m0_mode, arithmetic,
+                            e4m3_mode)
         table[s, c] = output_bits(value, out_kind)
 
 
 def fill_block_table(table, scale_format: int, tensor_scale: np.float32, out_kind: int,
-                     e8m0_mode: int = E8M0_OCP) -> None:
+                     e8m0_mode: int = E8M0_OCP, arithmetic: int = DECODE_EXACT,
+                     e4m3_mode: int = E4M3_OCP) -> None:
     """``table[s, c]``: output bits of element code ``c`` under scale byte ``s``.
 
-    The same arithmetic as the CPU twin: MXFP4 (E8M0) rounds the exact product once to
-    float32, scale bytes decoded by ``e8m0_mode`` (:func:`..cpu.codec.mx_element_value`);
-    NVFP4 (E4M3) multiplies the exact float32 product by ``tensor_scale`` in float32.
+    The CPU twin's arithmetic, the same function (:func:`..cpu.codec.block_value`): scale
+    bytes read by ``e8m0_mode``, products in the order and precision ``arithmetic`` names.
     """
     blocks, threads = _grid(TABLE_SIZE)
     _fill_block_table[blocks, threads](table, scale_format, np.float32(tensor_scale), out_kind,
-                                       e8m0_mode)
+                                       e8m0_mode, arithmetic, e4m3_mode)
 
 
 @cuda.jit
@@ -100,28 +99,20 @@ def lookup(table, indices, out) -> None:
     _lookup[blocks, threads](table, indices, out)
 
 
-#: Launch shape of the dequantize kernel: threads a thread block, thread blocks an SM, and
-#: chunks a thread loads before it stores any (see :func:`_dequantize_kernel`).
-DEQUANTIZE_THREADS, DEQUANTIZE_BLOCKS_PER_SM, DEQUANTIZE_UNROLL = 256, 8, 4
-
-_DEQUANTIZE_KERNELS: dict[tuple[int, int, int, int], object] = {}
+_DEQUANTIZE_KERNELS: dict[tuple[int, int, int], object] = {}
 
 
-def _dequantize_kernel(order: int, block_size: int, per_slot: int, unroll: int):
-    """The dequantize kernel for one nibble order, block size, output width (``per_slot``
-    elements per 32-bit slot: 1 for float32, 2 for 16-bit) and ``unroll``, all constants.
+def _dequantize_kernel(order: int, block_size: int, per_slot: int):
+    """The dequantize kernel for one nibble order, block size and output width
+    (``per_slot`` elements per 32-bit slot: 1 for float32, 2 for 16-bit), all constants.
 
-    Thread ``t`` of a grid of ``T`` threads writes the 16-byte chunks ``t, t + T, ...`` of
-    the output with one wide store each (:func:`.wide.store4`), so a warp's store covers
-    512 contiguous bytes. It takes ``unroll`` of its chunks at a time and loads all their
-    inputs before it computes and stores any: the output is 8 (float32) or 4 (16-bit) times
-    the input, so the kernel is bound by how many loads are in flight, and a load after a
-    store cannot be moved before it (the arrays may alias). A chunk's elements come from one
-    aligned 64-bit word of packed codes (for every order), their values from the block
-    table, which every thread block first copies into shared memory. Indices are unsigned
-    (no negative-index wraparound code).
+    Thread ``t`` writes 16-byte chunks ``t, t + stride, ...`` of the output with one wide
+    store each (:func:`.wide.store4`), so a warp's store covers 512 contiguous bytes. The
+    chunk's elements come from one aligned 64-bit word of packed codes (for every order),
+    their values from the block table, which every thread block first copies into shared
+    memory. Indices are unsigned (no negative-index wraparound code).
     """
-    key = (order, block_size, per_slot, unroll)
+    key = (order, block_size, per_slot)
     if key in _DEQUANTIZE_KERNELS:
         return _DEQUANTIZE_KERNELS[key]
     count = 4 * per_slot  # elements per chunk
@@ -139,35 +130,23 @@ def _dequantize_kernel(order: int, block_size: int, per_slot: int, unroll: int):
         for r in range(cuda.threadIdx.x, TABLE_SIZE, cuda.blockDim.x):
             rows[r] = table[r]
         cuda.syncthreads()
-        chunks = uint64(out.size // 4)
-        stride = uint64(cuda.gridsize(1))
-        loaded = cuda.local.array(unroll, uint64)  # each chunk's word of codes
-        bases = cuda.local.array(unroll, uint32)  # its table row and bit offset
-        for start in range(uint64(cuda.grid(1)), chunks, stride * uint64(unroll)):
-            for u in range(unroll):  # every load first
-                chunk = start + uint64(u) * stride
-                if chunk < chunks:
-                    first = chunk * uint64(count)
-                    block = first // size
-                    byte, shift = element_nibble(int64(first - block * size), order,
-                                                 block_size)
-                    loaded[u] = words[(block * half + uint64(byte)) // eight]
-                    offset = uint32(8 * (byte & 7) + shift - first_shift)  # 0 or more
-                    bases[u] = (uint32(scales[block]) * sixteen) << uint32(8) | offset
-            for u in range(unroll):
-                chunk = start + uint64(u) * stride
-                if chunk < chunks:
-                    word, row = loaded[u], bases[u] >> uint32(8)
-                    offset = bases[u] & uint32(255)
-                    slots = cuda.local.array(4, uint32)
-                    for k in range(4):
-                        slot = uint32(0)
-                        for m in range(per_slot):
-                            at = offset + uint32(deltas[per_slot * k + m])
-                            code = uint32(word >> uint64(at)) & fifteen
-                            slot |= rows[row + code] << uint32(16 * m)
-                        slots[k] = slot
-                    store4(out, chunk * uint64(4), slots[0], slots[1], slots[2], slots[3])
+        for chunk in range(uint64(cuda.grid(1)), uint64(out.size // 4),
+                           uint64(cuda.gridsize(1))):
+            first = chunk * uint64(count)
+            block = first // size
+            row = uint32(scales[block]) * sixteen
+            byte, shift = element_nibble(int64(first - block * size), order, block_size)
+            word = words[(block * half + uint64(byte)) // eight]
+            offset = uint32(8 * (byte & 7) + shift - first_shift)  # 0 or more
+            slots = cuda.local.array(4, uint32)
+            for k in range(4):
+                slot = uint32(0)
+                for m in range(per_slot):
+                    at = offset + uint32(deltas[per_slot * k + m])
+                    code = uint32(word >> uint64(at)) & fifteen
+                    slot |= rows[row + code] << uint32(16 * m)
+                slots[k] = slot
+            store4(out, chunk * uint64(4), slots[0], slots[1], slots[2], slots[3])
 
     _DEQUANTIZE_KERNELS[key] = kernel
     return kernel
@@ -180,17 +159,10 @@ def dequantize_blocks(blocks, scales, table, order: int, out) -> None:
     ``out`` is ``[nblocks, block_size]`` of uint32 or uint16 output bits and starts at a
     16-byte aligned address (both hold for every device allocation).
     """
-    slots = out.reshape(-1).view(np.uint32)
-    chunks = slots.size // 4
-    if _simulated():
-        grid, threads = _grid(chunks)
-    else:
-        threads = DEQUANTIZE_THREADS
-        sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
-        grid = max(1, min(DEQUANTIZE_BLOCKS_PER_SM * sms, (chunks + threads - 1) // threads))
-    kernel = _dequantize_kernel(order, out.shape[1], 4 // out.dtype.itemsize,
-                                DEQUANTIZE_UNROLL)
+    kernel = _dequantize_kernel(order, out.shape[1], 4 // out.dtype.itemsize)
     words = blocks.reshape(-1).view(np.uint64)
+    slots = out.reshape(-1).view(np.uint32)
+    grid, threads = _grid(slots.size // 4)
     kernel[grid, threads](words, scales, table.reshape(-1), slots)
 
 

@@ -37,7 +37,8 @@ from numba import types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
-from ..options import HIGH_FIRST, LOW_FIRST, SPLIT_HALF, ZERO_DROP, ZERO_KEEP, ZERO_NEGATIVE
+from ...options import HIGH_FIRST, LOW_FIRST, SPLIT_HALF, ZERO_DROP, ZERO_KEEP, ZERO_NEGATIVE
+from .ir import F32, I8, I32, array_vector, contiguous, max_magnitude_codegen, splat
 
 #: Bytes of a cache line: streamed stores need an output aligned to this.
 LINE_BYTES = 64
@@ -45,8 +46,6 @@ LINE_BYTES = 64
 #: Smallest E8M0 byte and largest whose products are all normal and finite.
 FIRST_SCALE, LAST_SCALE = 2, 252
 
-_I8, _I32 = ir.IntType(8), ir.IntType(32)
-_F32 = ir.FloatType()
 _LANES = 32  # elements of an MXFP4 block (OCP MX v1.0 section 5)
 
 # Element order of the 16 low nibbles (0..15) and 16 high nibbles (16..31) of a block.
@@ -57,17 +56,8 @@ _ORDER_MASKS = {
 }
 
 
-def _contiguous(array: types.Type, *dtypes: types.Type) -> bool:
-    """Whether ``array`` is a C-contiguous numba array of one of ``dtypes`` (the intrinsics
-    address it by flat element index)."""
-    return isinstance(array, types.Array) and array.layout == "C" and array.dtype in dtypes
 
 
-def _splat(builder: ir.IRBuilder, value: ir.Value, lanes: int) -> ir.Value:
-    vector = ir.VectorType(value.type, lanes)
-    first = builder.insert_element(ir.Constant(vector, None), value, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(first, ir.Constant(vector, None),
-                                  ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes))
 
 
 def _vector(element: ir.IntType, value: int) -> ir.Constant:
@@ -78,7 +68,7 @@ def _codes(builder: ir.IRBuilder, packed: ir.Value, order: ir.Value) -> ir.Value
     """The block's 32 codes in element order, from its 16 packed bytes."""
     low = builder.and_(packed, ir.Constant(packed.type, [0xF] * 16))
     high = builder.lshr(packed, ir.Constant(packed.type, [4] * 16))
-    mask = ir.VectorType(_I32, _LANES)
+    mask = ir.VectorType(I32, _LANES)
     low_first, high_first, split_half = (
         builder.shuffle_vector(low, high, ir.Constant(mask, _ORDER_MASKS[name]))
         for name in ("low-first", "high-first", "split-half"))
@@ -97,7 +87,8 @@ def store_mx_block(typingctx, out, out_index, blocks, block_index, scale, order,
     kernel integer; with ``stream`` true the store is non-temporal and
     ``out[out_index:]`` must start on a :data:`LINE_BYTES` boundary.
     """
-    if not (_contiguous(out, types.uint32, types.uint16) and _contiguous(blocks, types.uint8)):
+    if not (contiguous(out, dtypes=(types.uint32, types.uint16))
+            and contiguous(blocks, dtypes=(types.uint8,))):
         return None
     sig = types.void(out, types.intp, blocks, types.intp, types.intp, types.intp, types.boolean)
     width = out.dtype.bitwidth
@@ -108,7 +99,7 @@ def store_mx_block(typingctx, out, out_index, blocks, block_index, scale, order,
         element = ir.IntType(width)
         block_bytes = context.make_array(signature.args[2])(context, builder, blocks_arg).data
         source = builder.bitcast(builder.gep(block_bytes, [block_index_arg]),
-                                 ir.VectorType(_I8, 16).as_pointer())
+                                 ir.VectorType(I8, 16).as_pointer())
         codes = builder.zext(_codes(builder, builder.load(source, align=1), order_arg),
                              ir.VectorType(element, _LANES))
         magnitude = builder.and_(codes, _vector(element, 7))
@@ -118,7 +109,7 @@ def store_mx_block(typingctx, out, out_index, blocks, block_index, scale, order,
         exponent = builder.shl(builder.trunc(builder.sub(scale_arg, ir.Constant(scale_arg.type, 1)),
                                              element), ir.Constant(element, mantissa))
         exponents = builder.select(builder.icmp_unsigned("!=", magnitude, _vector(element, 0)),
-                                   _splat(builder, exponent, _LANES), _vector(element, 0))
+                                   splat(builder, exponent, _LANES), _vector(element, 0))
         signs = builder.shl(builder.and_(codes, _vector(element, 8)), _vector(element, width - 4))
         bits = builder.or_(builder.add(fields, exponents), signs)
         out_data = context.make_array(signature.args[0])(context, builder, out_arg).data
@@ -128,7 +119,7 @@ def store_mx_block(typingctx, out, out_index, blocks, block_index, scale, order,
             with streamed:
                 store = builder.store(bits, target, align=LINE_BYTES)
                 store.set_metadata("nontemporal",
-                                   builder.module.add_metadata([ir.Constant(_I32, 1)]))
+                                   builder.module.add_metadata([ir.Constant(I32, 1)]))
             with cached:
                 builder.store(bits, target, align=width // 8)
         return context.get_dummy_value()
@@ -147,47 +138,26 @@ def store_fence(typingctx):
     return types.void(), codegen
 
 
-def _array_vector(context, builder, array_type, array, index, vector):
-    """Pointer to ``vector`` at element ``index`` of a numba array."""
-    data = context.make_array(array_type)(context, builder, array).data
-    return builder.bitcast(builder.gep(data, [index]), vector.as_pointer())
 
 
-def _reduce(builder: ir.IRBuilder, name: str, vector: ir.Value) -> ir.Value:
-    """``llvm.vector.reduce.<name>`` of an integer vector."""
-    function = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(vector.type.element, [vector.type]),
-        f"llvm.vector.reduce.{name}.v{vector.type.count}i{vector.type.element.width}")
-    return builder.call(function, [vector])
 
 
-def max_magnitude_codegen(lanes: int):
-    """The codegen of an intrinsic ``(bits, index) -> uint32``: the largest of
-    ``bits[index:index + lanes] & 0x7FFFFFFF`` (float32 bits), one vector reduction."""
-    def codegen(context, builder, signature, args):
-        vector = ir.VectorType(_I32, lanes)
-        source = _array_vector(context, builder, signature.args[0], args[0], args[1], vector)
-        magnitudes = builder.and_(builder.load(source, align=4),
-                                  ir.Constant(vector, [0x7FFFFFFF] * lanes))
-        return _reduce(builder, "umax", magnitudes)
-
-    return codegen
 
 
 @intrinsic
 def block_max_magnitude(typingctx, bits, index):
     """The largest of ``bits[index:index + 32] & 0x7FFFFFFF`` (float32 bits): the bits of
     the block's largest magnitude, 0x7F800000 or more when it holds an Inf or a NaN."""
-    if not _contiguous(bits, types.uint32):
+    if not contiguous(bits, dtypes=(types.uint32,)):
         return None
     return types.uint32(bits, types.intp), max_magnitude_codegen(_LANES)
 
 
 def _load_thresholds(context, builder, array_type, array):
-    """The seven float32 decision thresholds of a :data:`..scale_rules.THRESHOLDS` row, each
+    """The seven float32 decision thresholds of a :data:`...elements.THRESHOLDS` row, each
     splat over a block."""
     table = context.make_array(array_type)(context, builder, array).data
-    return [_splat(builder, builder.load(builder.gep(table, [ir.Constant(_I32, k)])), _LANES)
+    return [splat(builder, builder.load(builder.gep(table, [ir.Constant(I32, k)])), _LANES)
             for k in range(7)]
 
 
@@ -200,9 +170,9 @@ def _packed_codes(builder, x, multiplier, thresholds, zero_sign, order):
     ``ZERO_NEGATIVE``, ``ZERO_DROP``; a Python int, as is the nibble ``order``) says which
     elements coding to zero keep their sign: all, those below zero (not -0), none.
     """
-    floats = ir.VectorType(_F32, _LANES)
-    nibbles = ir.VectorType(_I8, _LANES)
-    y = builder.fmul(builder.bitcast(builder.and_(x, _vector(_I32, 0x7FFFFFFF)), floats),
+    floats = ir.VectorType(F32, _LANES)
+    nibbles = ir.VectorType(I8, _LANES)
+    y = builder.fmul(builder.bitcast(builder.and_(x, _vector(I32, 0x7FFFFFFF)), floats),
                      multiplier)
     t = thresholds  # ascending
     high = builder.fcmp_ordered(">", y, t[3])
@@ -210,18 +180,18 @@ def _packed_codes(builder, x, multiplier, thresholds, zero_sign, order):
     low = builder.fcmp_ordered(">", y, builder.select(
         middle, builder.select(high, t[6], t[2]), builder.select(high, t[4], t[0])))
     code = builder.or_(builder.or_(
-        builder.shl(builder.zext(high, nibbles), _vector(_I8, 2)),
-        builder.shl(builder.zext(middle, nibbles), _vector(_I8, 1))), builder.zext(low, nibbles))
+        builder.shl(builder.zext(high, nibbles), _vector(I8, 2)),
+        builder.shl(builder.zext(middle, nibbles), _vector(I8, 1))), builder.zext(low, nibbles))
     if zero_sign == ZERO_KEEP:  # the sign bit, whatever the code
-        signed = builder.icmp_signed("<", x, _vector(_I32, 0))
+        signed = builder.icmp_signed("<", x, _vector(I32, 0))
     elif zero_sign == ZERO_NEGATIVE:  # x < 0 (a finite block: no NaN)
         signed = builder.fcmp_ordered("<", builder.bitcast(x, floats),
                                       ir.Constant(floats, [0.0] * _LANES))
     else:  # ZERO_DROP: a nonzero code only
-        signed = builder.and_(builder.icmp_signed("<", x, _vector(_I32, 0)),
-                              builder.icmp_unsigned("!=", code, _vector(_I8, 0)))
-    code = builder.or_(code, builder.shl(builder.zext(signed, nibbles), _vector(_I8, 3)))
-    halves = ir.VectorType(_I32, 16)
+        signed = builder.and_(builder.icmp_signed("<", x, _vector(I32, 0)),
+                              builder.icmp_unsigned("!=", code, _vector(I8, 0)))
+    code = builder.or_(code, builder.shl(builder.zext(signed, nibbles), _vector(I8, 3)))
+    halves = ir.VectorType(I32, 16)
     firsts, seconds = {  # the elements of the low and of the high nibbles
         LOW_FIRST: (range(0, 32, 2), range(1, 32, 2)),
         HIGH_FIRST: (range(1, 32, 2), range(0, 32, 2)),
@@ -230,7 +200,7 @@ def _packed_codes(builder, x, multiplier, thresholds, zero_sign, order):
     return builder.or_(
         builder.shuffle_vector(code, code, ir.Constant(halves, list(firsts))),
         builder.shl(builder.shuffle_vector(code, code, ir.Constant(halves, list(seconds))),
-                    ir.Constant(ir.VectorType(_I8, 16), [4] * 16)))
+                    ir.Constant(ir.VectorType(I8, 16), [4] * 16)))
 
 
 def _specialised(builder, zero_sign, order, emit):
@@ -255,9 +225,9 @@ def store_mx_codes(typingctx, bits, index, multiplier, thresholds, zero_sign, or
                    packed_index):
     """Encode the float32 block at ``bits[index:index + 32]`` with ``multiplier``
     (2^(127 - s)) and store its 16 packed bytes at ``packed[packed_index:]`` in ``order``
-    (:func:`_packed_codes`; ``thresholds`` is a row of :data:`..scale_rules.THRESHOLDS`).
+    (:func:`_packed_codes`; ``thresholds`` is a row of :data:`...elements.THRESHOLDS`).
     """
-    if not (_contiguous(bits, types.uint32) and _contiguous(packed, types.uint8)):
+    if not (contiguous(bits, dtypes=(types.uint32,)) and contiguous(packed, dtypes=(types.uint8,))):
         return None
     sig = types.void(bits, types.intp, types.float32, thresholds, types.intp, types.intp,
                      packed, types.intp)
@@ -265,13 +235,13 @@ def store_mx_codes(typingctx, bits, index, multiplier, thresholds, zero_sign, or
     def codegen(context, builder, signature, args):
         (bits_arg, index_arg, multiplier_arg, thresholds_arg, zero_sign_arg, order_arg,
          packed_arg, packed_index_arg) = args
-        words = ir.VectorType(_I32, _LANES)
-        source = _array_vector(context, builder, signature.args[0], bits_arg, index_arg, words)
+        words = ir.VectorType(I32, _LANES)
+        source = array_vector(context, builder, signature.args[0], bits_arg, index_arg, words)
         x = builder.load(source, align=4)
-        multiplier = _splat(builder, multiplier_arg, _LANES)
+        multiplier = splat(builder, multiplier_arg, _LANES)
         thresholds = _load_thresholds(context, builder, signature.args[3], thresholds_arg)
-        target = _array_vector(context, builder, signature.args[6], packed_arg,
-                               packed_index_arg, ir.VectorType(_I8, 16))
+        target = array_vector(context, builder, signature.args[6], packed_arg,
+                               packed_index_arg, ir.VectorType(I8, 16))
 
         def emit(zero_sign, order):
             builder.store(_packed_codes(builder, x, multiplier, thresholds, zero_sign, order),
@@ -304,7 +274,7 @@ def _group_maxima(builder, maxima):
     while len(maxima) > 1:
         low = [start + j for start in range(0, 32, run) for j in range(run // 2)]
         high = [i + run // 2 for i in low]
-        mask = ir.VectorType(_I32, 16)
+        mask = ir.VectorType(I32, 16)
         maxima = [_umax(builder, builder.shuffle_vector(a, b, ir.Constant(mask, low)),
                         builder.shuffle_vector(a, b, ir.Constant(mask, high)))
                   for a, b in zip(maxima[0::2], maxima[1::2], strict=True)]
@@ -328,8 +298,8 @@ def store_mx_floor_group(typingctx, bits, index, thresholds, zero_sign, order, s
     :func:`_packed_codes` with multiplier 2^(127 - s), whose bits are (254 - s) << 23 (a
     normal float32: s <= 253).
     """
-    if not (_contiguous(bits, types.uint32) and _contiguous(scales, types.uint8)
-            and _contiguous(packed, types.uint8)):
+    if not (contiguous(bits, dtypes=(types.uint32,)) and contiguous(scales, dtypes=(types.uint8,))
+            and contiguous(packed, dtypes=(types.uint8,))):
         return None
     sig = types.uint32(bits, types.intp, thresholds, types.intp, types.intp, scales,
                        types.intp, packed, types.intp)
@@ -337,17 +307,17 @@ def store_mx_floor_group(typingctx, bits, index, thresholds, zero_sign, order, s
     def codegen(context, builder, signature, args):
         (bits_arg, index_arg, thresholds_arg, zero_sign_arg, order_arg, scales_arg,
          scale_index_arg, packed_arg, packed_index_arg) = args
-        words = ir.VectorType(_I32, _LANES)
-        half = ir.VectorType(_I32, 16)
+        words = ir.VectorType(I32, _LANES)
+        half = ir.VectorType(I32, 16)
 
         def block(b):
             at = builder.add(index_arg, ir.Constant(index_arg.type, b * _LANES))
             return builder.load(
-                _array_vector(context, builder, signature.args[0], bits_arg, at, words), align=4)
+                array_vector(context, builder, signature.args[0], bits_arg, at, words), align=4)
 
         maxima = []
         for b in range(GROUP):
-            magnitude = builder.and_(block(b), _vector(_I32, 0x7FFFFFFF))
+            magnitude = builder.and_(block(b), _vector(I32, 0x7FFFFFFF))
             maxima.append(_umax(
                 builder,
                 builder.shuffle_vector(magnitude, magnitude, ir.Constant(half, list(range(16)))),
@@ -360,19 +330,19 @@ def store_mx_floor_group(typingctx, bits, index, thresholds, zero_sign, order, s
                                builder.sub(exponent, two), ir.Constant(half, [0] * 16))
         bad = builder.icmp_unsigned(">=", top, ir.Constant(half, [0x7F800000] * 16))
         scale_bytes = builder.trunc(builder.select(bad, ir.Constant(half, [255] * 16), scale),
-                                    ir.VectorType(_I8, 16))
-        builder.store(scale_bytes, _array_vector(context, builder, signature.args[5],
+                                    ir.VectorType(I8, 16))
+        builder.store(scale_bytes, array_vector(context, builder, signature.args[5],
                                                  scales_arg, scale_index_arg,
                                                  scale_bytes.type), align=1)
         multipliers = builder.bitcast(
             builder.shl(builder.sub(ir.Constant(half, [254] * 16), scale),
-                        ir.Constant(half, [23] * 16)), ir.VectorType(_F32, 16))
+                        ir.Constant(half, [23] * 16)), ir.VectorType(F32, 16))
         thresholds = _load_thresholds(context, builder, signature.args[2], thresholds_arg)
-        lanes = ir.VectorType(_I32, _LANES)
+        lanes = ir.VectorType(I32, _LANES)
 
         prefetch = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), _I32,
-                                                             _I32, _I32]), "llvm.prefetch.p0i8")
+            builder.module, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), I32,
+                                                             I32, I32]), "llvm.prefetch.p0i8")
 
         def emit(zero_sign, order):
             for b in range(GROUP):  # loaded again: holding 16 blocks would spill registers
@@ -382,15 +352,15 @@ def store_mx_floor_group(typingctx, bits, index, thresholds, zero_sign, order, s
                     data = context.make_array(signature.args[0])(context, builder, bits_arg).data
                     builder.call(prefetch, [builder.bitcast(builder.gep(data, [at]),
                                                             ir.IntType(8).as_pointer()),
-                                            _I32(0), _I32(3), _I32(1)])
+                                            I32(0), I32(3), I32(1)])
                 multiplier = builder.shuffle_vector(multipliers, multipliers,
                                                     ir.Constant(lanes, [b] * _LANES))
                 out = _packed_codes(builder, block(b), multiplier, thresholds, zero_sign, order)
                 at = builder.add(packed_index_arg, ir.Constant(packed_index_arg.type, b * 16))
-                builder.store(out, _array_vector(context, builder, signature.args[7],
+                builder.store(out, array_vector(context, builder, signature.args[7],
                                                  packed_arg, at, out.type), align=1)
 
         _specialised(builder, zero_sign_arg, order_arg, emit)
-        return builder.zext(builder.bitcast(bad, ir.IntType(16)), _I32)
+        return builder.zext(builder.bitcast(bad, ir.IntType(16)), I32)
 
     return sig, codegen

@@ -1,12 +1,12 @@
 """The NVFP4 optimal search (:mod:`fp4ref.spec.optimal`) without divisions, sixteen
 candidate scales at a time in LLVM vector code (CPU only).
 
-It picks the byte of :func:`..scale_rules.search` for a 16-element block whose float32 SSE
+It picks the byte of :func:`...optimal.search` for a 16-element block whose float32 SSE
 sums one term per lane (``n == lanes == 16``) at divisors ``y = float32(|x| / d)``
 (``multiply`` false), with finite divisors ``d >= 0``. Three facts make it cheap.
 
 Codes by decision thresholds (:func:`decision_threshold`). The E2M1 code of ``y`` is the
-number of tie-rule thresholds ``t`` (a row of :data:`..scale_rules.THRESHOLDS`) with
+number of tie-rule thresholds ``t`` (a row of :data:`...elements.THRESHOLDS`) with
 ``y > t``. Rounding to float32 is monotone, so ``float32(a / d) > t`` holds exactly when
 the real ``a / d`` lies above the point ``m = t + ulp(t) / 2`` halfway to the next float32,
 or on it when the tie there goes up (round-to-nearest-even picks ``next(t)`` when ``t``'s
@@ -20,7 +20,7 @@ NaN (code 0) for ``a = 0``: thresholds 0.
 
 Values by table. The dequantized magnitude ``float32(q d)`` of code ``q`` is a table entry
 per divisor, and the rest of each term is ``float32(a - float32(q d))`` squared, as in
-:func:`..scale_rules.block_error`.
+:func:`...optimal.block_error`.
 
 No clip error. Where ``|x| > float32(6 d)``, ``float32(|x| / d) > 5`` and the code is 7, so
 the clip term ``max(|x| - float32(6 d), 0)^2`` equals the SSE term; elsewhere it is 0.
@@ -47,10 +47,11 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
-from ..options import HIGH_FIRST, RECIPE_PLAIN, SPLIT_HALF, ZERO_KEEP, ZERO_NEGATIVE
-from ..scalar import float32_bits
-from ..scale_rules import _E2M1, THRESHOLDS, nvfp4_block_scale
-from .mx_block import _array_vector, _reduce, _splat, max_magnitude_codegen
+from ...elements import E2M1_MAGNITUDES, THRESHOLDS
+from ...options import HIGH_FIRST, RECIPE_PLAIN, SPLIT_HALF, ZERO_KEEP, ZERO_NEGATIVE
+from ...scalar import float32_bits
+from ...scale_rules import nvfp4_block_scale
+from .ir import array_vector, contiguous, max_magnitude_codegen, reduce, splat
 
 #: Candidates evaluated together (one vector of float32 SSEs).
 WINDOW = 16
@@ -106,7 +107,8 @@ def decision_table(divisors, last, tie):
         for k in range(7):
             table[k, b + WINDOW] = decision_threshold(float(THRESHOLDS[tie, k]), d)
         for q in range(8):
-            table[7 + q, b + WINDOW] = np.float32(_E2M1[q] * d)  # exact product, one rounding
+            # exact product, one rounding
+            table[7 + q, b + WINDOW] = np.float32(E2M1_MAGNITUDES[q] * d)
     for b in range(8, last + 1):
         table[_DOUBLES_ROW, b + WINDOW] = doubles(table, b + WINDOW)
     return table
@@ -127,8 +129,6 @@ def doubles(table, column):
             and table[6, below] <= table[5, column])
 
 
-def _contiguous(*arrays: types.Type) -> bool:
-    return all(isinstance(a, types.Array) and a.layout == "C" for a in arrays)
 
 
 def _candidate_errors(context, builder, signature, magnitudes, offset, table, column, lanes,
@@ -147,14 +147,14 @@ def _candidate_errors(context, builder, signature, magnitudes, offset, table, co
     def row(k):
         index = builder.add(column, ir.Constant(column.type, k * WIDTH))
         return builder.load(
-            _array_vector(context, builder, signature.args[2], table, index, vector), align=4)
+            array_vector(context, builder, signature.args[2], table, index, vector), align=4)
 
     thresholds = [row(k) for k in range(7)]
     values = [row(7 + q) for q in range(8)]
     total = below = ir.Constant(vector, [0.0] * lanes)
     for i in range(WINDOW):
         index = builder.add(offset, ir.Constant(offset.type, i))
-        a = _splat(builder, builder.load(_array_vector(context, builder, signature.args[0],
+        a = splat(builder, builder.load(array_vector(context, builder, signature.args[0],
                                                   magnitudes, index, _F32)), lanes)
         value = values[0]
         for k in range(7):  # thresholds ascend: the last one below |x_i| picks the value
@@ -190,7 +190,7 @@ def _gather(builder, table_base, indices):
     """float32 ``table[indices]`` (a vector of flat indices) by ``llvm.masked.gather``."""
     lanes = indices.type.count
     pointers = builder.inttoptr(
-        builder.add(_splat(builder, builder.ptrtoint(table_base, ir.IntType(64)), lanes),
+        builder.add(splat(builder, builder.ptrtoint(table_base, ir.IntType(64)), lanes),
                     builder.mul(indices, ir.Constant(indices.type, [4] * lanes))),
         ir.VectorType(ir.PointerType(_F32), lanes))
     vector = ir.VectorType(_F32, lanes)
@@ -214,8 +214,8 @@ def open_searches(typingctx, x, row, starts, table, magnitudes, e0s, energies, s
     :func:`range_minimum` (and the energy for :func:`open_chunk`).
 
     The rows are transposed so that vector ``i`` holds element ``i`` of every block; each
-    lane then takes the float32 and float64 steps of :func:`..scale_rules.block_error`
-    and :func:`..scale_rules.search_bounds` for ``n == lanes == 16`` in their order:
+    lane then takes the float32 and float64 steps of :func:`...optimal.block_error`
+    and :func:`...optimal.search_bounds` for ``n == lanes == 16`` in their order:
 
     * energy and E0: the float32 terms added in element order from +0 (torch's order);
       E0's terms as :func:`_candidate_errors` forms them, on the start column's thresholds
@@ -229,7 +229,7 @@ def open_searches(typingctx, x, row, starts, table, magnitudes, e0s, energies, s
       0)`` and ``s_max = f32(y_(k*) / 0.25)``, each step in float64 and rounded as there
       (a NaN ``s_min`` becomes 0: no divisor lies below either).
     """
-    if not (_contiguous(x, starts, table, magnitudes, e0s, energies, s_mins, s_maxs)
+    if not (contiguous(x, starts, table, magnitudes, e0s, energies, s_mins, s_maxs)
             and x.dtype == table.dtype == magnitudes.dtype == e0s.dtype == energies.dtype
             == s_mins.dtype == s_maxs.dtype == types.float32 and starts.dtype == types.int64
             and x.ndim == 2 and table.ndim == 2):
@@ -253,10 +253,10 @@ def open_searches(typingctx, x, row, starts, table, magnitudes, e0s, energies, s
         rows = []
         for r in range(n):
             index = builder.mul(builder.add(row_arg, at(r)), at(n))
-            bits = builder.load(_array_vector(context, builder, signature.args[0], x_arg, index,
+            bits = builder.load(array_vector(context, builder, signature.args[0], x_arg, index,
                                          words), align=4)
             bits = builder.and_(bits, ir.Constant(words, [0x7FFFFFFF] * n))
-            builder.store(bits, _array_vector(context, builder, signature.args[4], magnitudes_arg,
+            builder.store(bits, array_vector(context, builder, signature.args[4], magnitudes_arg,
                                          builder.mul(builder.add(slot_arg, at(r)), at(n)),
                                          words), align=4)
             rows.append(bits)
@@ -281,7 +281,7 @@ def open_searches(typingctx, x, row, starts, table, magnitudes, e0s, energies, s
         for v in values:
             energy = builder.fadd(energy, builder.fmul(v, v))
 
-        starts = builder.load(_array_vector(context, builder, signature.args[2], starts_arg,
+        starts = builder.load(array_vector(context, builder, signature.args[2], starts_arg,
                                        slot_arg, longs), align=8)
         starts = builder.select(builder.icmp_signed("<", starts, ir.Constant(longs, [0] * n)),
                                 ir.Constant(longs, [0] * n), starts)
@@ -331,7 +331,7 @@ def open_searches(typingctx, x, row, starts, table, magnitudes, e0s, energies, s
         s_max = builder.select(keep, ir.Constant(floats, [-math.inf] * n), s_max)
         for array, arg, value in ((5, e0s_arg, e0), (6, energies_arg, energy),
                                   (7, s_mins_arg, s_min), (8, s_maxs_arg, s_max)):
-            builder.store(value, _array_vector(context, builder, signature.args[array], arg,
+            builder.store(value, array_vector(context, builder, signature.args[array], arg,
                                           slot_arg, floats), align=4)
         return context.get_dummy_value()
 
@@ -341,7 +341,7 @@ def open_searches(typingctx, x, row, starts, table, magnitudes, e0s, energies, s
 def _minimum_signature(magnitudes, table):
     """The signature of :func:`range_minimum` and :func:`tail_minimum` for float32
     ``magnitudes`` and a float32 decision table, else None."""
-    if not (_contiguous(magnitudes, table) and magnitudes.dtype == table.dtype
+    if not (contiguous(magnitudes, table) and magnitudes.dtype == table.dtype
             == types.float32 and table.ndim == 2):
         return None
     return types.Tuple([types.float32, types.int64])(magnitudes, types.intp, table,
@@ -395,24 +395,24 @@ def open_chunk(typingctx, magnitudes, offset, table, column, high, e0, energy):
 
         def row(r, shift):
             index = builder.add(column_arg, ir.Constant(column_arg.type, r * WIDTH + shift))
-            return builder.load(_array_vector(context, builder, signature.args[2], table_arg,
+            return builder.load(array_vector(context, builder, signature.args[2], table_arg,
                                               index, floats), align=4)
 
         d = row(7 + 2, half)  # float32(1 * d) below the candidates c'
         slack = builder.fmul(ir.Constant(floats, [_BOUND_SLACK] * half), builder.fadd(
-            _splat(builder, energy, half),
+            splat(builder, energy, half),
             builder.fmul(ir.Constant(floats, [16.0] * half), builder.fmul(d, d))))
         bound = builder.fsub(builder.fmul(upper, ir.Constant(floats, [_BOUND_SCALE] * half)),
                              slack)
         ruled_out = builder.and_(
-            builder.and_(builder.fcmp_ordered(">", bound, _splat(builder, best, half)),
+            builder.and_(builder.fcmp_ordered(">", bound, splat(builder, best, half)),
                          builder.fcmp_ordered("<", upper, ir.Constant(floats, [math.inf] * half))),
             builder.fcmp_ordered("==", row(_DOUBLES_ROW, CHUNK), ir.Constant(floats, [1.0] * half)))
         longs = ir.VectorType(ir.IntType(64), half)
-        columns = builder.add(_splat(builder, builder.add(column_arg, ir.Constant(
+        columns = builder.add(splat(builder, builder.add(column_arg, ir.Constant(
             column_arg.type, CHUNK)), half), ir.Constant(longs, list(range(half))))
         kept = builder.and_(builder.not_(ruled_out),
-                            builder.icmp_signed("<", columns, _splat(builder, high_arg, half)))
+                            builder.icmp_signed("<", columns, splat(builder, high_arg, half)))
         bits = builder.zext(builder.bitcast(kept, ir.IntType(half)), ir.IntType(64))
         after = builder.add(column_arg, ir.Constant(column_arg.type, CHUNK))
         beyond = builder.add(after, ir.Constant(column_arg.type, half))
@@ -468,14 +468,14 @@ def _first_minimum_values(builder, total, column, low, high):
     """The float32 and int64 values of :func:`_first_minimum`."""
     lanes = total.type.count
     words = ir.VectorType(ir.IntType(32), lanes)
-    columns = builder.add(_splat(builder, column, lanes), ir.Constant(
+    columns = builder.add(splat(builder, column, lanes), ir.Constant(
         ir.VectorType(ir.IntType(64), lanes), list(range(lanes))))
-    inside = builder.and_(builder.icmp_signed(">=", columns, _splat(builder, low, lanes)),
-                          builder.icmp_signed("<", columns, _splat(builder, high, lanes)))
+    inside = builder.and_(builder.icmp_signed(">=", columns, splat(builder, low, lanes)),
+                          builder.icmp_signed("<", columns, splat(builder, high, lanes)))
     bits = builder.select(inside, builder.bitcast(total, words),
                           ir.Constant(words, [0x7FFFFFFF] * lanes))
-    smallest = _reduce(builder, "umin", bits)
-    hits = builder.bitcast(builder.icmp_unsigned("==", bits, _splat(builder, smallest, lanes)),
+    smallest = reduce(builder, "umin", bits)
+    hits = builder.bitcast(builder.icmp_unsigned("==", bits, splat(builder, smallest, lanes)),
                            ir.IntType(lanes))
     cttz = cgutils.get_or_insert_function(
         builder.module, ir.FunctionType(ir.IntType(lanes), [ir.IntType(lanes), ir.IntType(1)]),
@@ -498,13 +498,13 @@ def tail_minimum(typingctx, magnitudes, offset, table, column, low, high):
     def codegen(context, builder, signature, args):
         magnitudes_arg, offset_arg, table_arg, column_arg, low_arg, high_arg = args
         floats = ir.VectorType(_F32, WINDOW)
-        a = builder.load(_array_vector(context, builder, signature.args[0], magnitudes_arg,
+        a = builder.load(array_vector(context, builder, signature.args[0], magnitudes_arg,
                                   offset_arg, floats), align=4)
         terms = []
         for c in range(TAIL):
             def entry(k, c=c):
                 index = builder.add(column_arg, ir.Constant(column_arg.type, k * WIDTH + c))
-                return _splat(builder, builder.load(_array_vector(
+                return splat(builder, builder.load(array_vector(
                     context, builder, signature.args[2], table_arg, index, _F32)), WINDOW)
 
             value = entry(7)
@@ -616,7 +616,7 @@ def monotone_start(recipe, tensor, clamp_low, clamp_high, zero_block):
 @njit(cache=True, error_model="numpy")
 def start_breakpoints(recipe, tensor, clamp_low, clamp_high):
     """float32 ``[127]``: entry ``b`` (1..126) is the smallest float32 ``amax >= 0`` whose
-    :func:`..scale_rules.nvfp4_block_scale` is at least ``b`` (NaN if none), so that the
+    :func:`...scale_rules.nvfp4_block_scale` is at least ``b`` (NaN if none), so that the
     start byte of ``amax`` is the number of entries at most ``amax``.
 
     Where :func:`monotone_start` holds that byte does not decrease as ``amax`` grows (its
@@ -647,7 +647,7 @@ def start_breakpoints(recipe, tensor, clamp_low, clamp_high):
 def block_max_magnitude(typingctx, bits, index):
     """The largest of ``bits[index:index + 16] & 0x7FFFFFFF`` (float32 bits): the bits of
     the block's largest magnitude, 0x7F800000 or more when it holds an Inf or a NaN."""
-    if not _contiguous(bits) or bits.dtype != types.uint32:
+    if not contiguous(bits) or bits.dtype != types.uint32:
         return None
     return types.uint32(bits, types.intp), max_magnitude_codegen(WINDOW)
 
@@ -663,7 +663,7 @@ def store_codes(typingctx, x, offset, table, column, zero_sign, order, packed, p
     bit is kept for nonzero codes, and for zero codes with ``zero_sign`` ``ZERO_KEEP``, or
     ``ZERO_NEGATIVE`` and ``x < 0`` (a nonzero magnitude).
     """
-    if not (_contiguous(x, table, packed) and x.dtype == table.dtype == types.float32
+    if not (contiguous(x, table, packed) and x.dtype == table.dtype == types.float32
             and packed.dtype == types.uint8):
         return None
     sig = types.void(x, types.intp, table, types.intp, types.intp, types.intp, packed,
@@ -674,16 +674,16 @@ def store_codes(typingctx, x, offset, table, column, zero_sign, order, packed, p
          packed_offset_arg) = args
         words = ir.VectorType(ir.IntType(32), WINDOW)
         nibbles = ir.VectorType(ir.IntType(8), WINDOW)
-        bits = builder.load(_array_vector(context, builder, signature.args[0], x_arg, offset_arg,
+        bits = builder.load(array_vector(context, builder, signature.args[0], x_arg, offset_arg,
                                      words), align=4)
         magnitude = builder.and_(bits, ir.Constant(words, [0x7FFFFFFF] * WINDOW))
         a = builder.bitcast(magnitude, ir.VectorType(_F32, WINDOW))
         code = ir.Constant(nibbles, [0] * WINDOW)
         for k in range(7):
             index = builder.add(column_arg, ir.Constant(column_arg.type, k * WIDTH))
-            threshold = builder.load(_array_vector(context, builder, signature.args[2], table_arg,
+            threshold = builder.load(array_vector(context, builder, signature.args[2], table_arg,
                                               index, _F32))
-            above = builder.fcmp_ordered(">", a, _splat(builder, threshold, WINDOW))
+            above = builder.fcmp_ordered(">", a, splat(builder, threshold, WINDOW))
             code = builder.add(code, builder.zext(above, nibbles))
         negative = builder.icmp_signed("<", bits, ir.Constant(words, [0] * WINDOW))
         keep_all = builder.icmp_signed("==", zero_sign_arg,
@@ -692,8 +692,8 @@ def store_codes(typingctx, x, offset, table, column, zero_sign, order, packed, p
                                            ir.Constant(zero_sign_arg.type, ZERO_NEGATIVE))
         kept = builder.or_(
             builder.icmp_unsigned("!=", code, ir.Constant(nibbles, [0] * WINDOW)),
-            builder.or_(_splat(builder, keep_all, WINDOW), builder.and_(
-                _splat(builder, keep_nonzero, WINDOW),
+            builder.or_(splat(builder, keep_all, WINDOW), builder.and_(
+                splat(builder, keep_nonzero, WINDOW),
                 builder.icmp_unsigned("!=", magnitude, ir.Constant(words, [0] * WINDOW)))))
         signs = builder.zext(builder.and_(negative, kept), nibbles)
         code = builder.or_(code, builder.shl(signs, ir.Constant(nibbles, [3] * WINDOW)))
@@ -712,7 +712,7 @@ def store_codes(typingctx, x, offset, table, column, zero_sign, order, packed, p
         out = builder.select(  # byte j holds elements j and j + 8 (scalar.byte_elements)
             builder.icmp_signed("==", order_arg, ir.Constant(order_arg.type, SPLIT_HALF)),
             pack(list(range(half)), list(range(half, WINDOW))), out)
-        builder.store(out, _array_vector(context, builder, signature.args[6], packed_arg,
+        builder.store(out, array_vector(context, builder, signature.args[6], packed_arg,
                                     packed_offset_arg, out.type), align=1)
         return context.get_dummy_value()
 

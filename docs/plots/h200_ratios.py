@@ -1,0 +1,64 @@
+"""Ratios to an equal-traffic device copy on the H200, before and after this session's work.
+
+Run from the repository root (needs matplotlib, the ``docs`` extra)::
+
+    python docs/plots/h200_ratios.py
+
+The figures are the ones ``fp4ref bench dequantize --backend cuda`` and ``bench quantize
+--backend cuda`` printed on an NVIDIA H200 on 2026-12-03 (the tables in
+``docs/benchmarks.md``: "before" is main before the change, "after" the branch, from two
+calls of the device, each ratio against a copy timed in the same run as the operation);
+the chart goes to ``docs/_static/h200_ratios.png``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+DOCS = Path(__file__).resolve().parent.parent
+
+#: (case, before, after): ratio to the copy, 1 GiB each, from docs/benchmarks.md.
+RATIOS = [
+    ("MXFP4 -> f32\nkernel", 0.81, 0.80),
+    ("MXFP4 -> bf16\nkernel", 0.83, 0.87),
+    ("NVFP4 -> f32\nkernel", 0.84, 0.82),
+    ("NVFP4 -> bf16\nkernel", 0.84, 0.82),
+    ("MXFP4 quantize\nkernel", 0.78, 0.75),
+    ("MXFP4 fp4ref.\nquantize", 0.53, 0.72),
+    ("NVFP4 quantize\nkernel", 0.58, 0.54),
+    ("NVFP4 tensor\namax pass", 0.40, 0.80),
+    ("NVFP4 fp4ref.\nquantize + amax", 0.18, 0.25),
+]
+#: The goals of issue 19: dequantize 0.90, quantize kernels 0.85, NVFP4 quantize 0.5.
+GOALS = [0.90] * 4 + [0.85, None, 0.85, None, 0.50]
+
+
+def main() -> None:
+    labels = [case for case, _, _ in RATIOS]
+    before = np.array([b for _, b, _ in RATIOS])
+    after = np.array([a for _, _, a in RATIOS])
+    x = np.arange(len(labels))
+    fig, ax = plt.subplots(figsize=(9.4, 4.2))  # 1034 px: the docs text column
+    ax.bar(x - 0.2, before, 0.4, label="before (main)", color="#9aa5b1")
+    ax.bar(x + 0.2, after, 0.4, label="after (speed branch)", color="#2f6db5")
+    for i, goal in enumerate(GOALS):
+        if goal is not None:
+            ax.hlines(goal, i - 0.45, i + 0.45, colors="#c0392b", linestyles="dashed")
+    ax.hlines([], 0, 0, colors="#c0392b", linestyles="dashed", label="goal (issue 19)")
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylabel("ratio to an equal-traffic device copy")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("NVIDIA H200, 1 GiB per operation, same-run copy roofline (2026-12-03)")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(DOCS / "_static" / "h200_ratios.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()

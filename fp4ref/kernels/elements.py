@@ -1,0 +1,114 @@
+"""E2M1 elements inside a block as numba scalar functions: the one element encoder of the
+CPU and GPU kernels, the fast layer's twin of :mod:`fp4ref.spec.elements`.
+
+An element's code is the E2M1 magnitude nearest to its scaled magnitude ``y`` (a float32
+quotient, :func:`quotient`) under the tie rule, saturating at 6 (OCP MX v1.0 section 6.3),
+with the sign of a zero code by the zero-sign rule. :func:`element_code` and
+:func:`packed_byte` compile for the CPU (the scalar paths of :mod:`.cpu.quantize`) and, as
+device functions, for the GPU (:mod:`.cuda.quantize`); the vector code of :mod:`.cpu.simd`
+counts the same :data:`THRESHOLDS`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+from numba.core.extending import overload
+
+from .options import TIE_AWAY, TIE_EVEN, TIE_ZERO, ZERO_DROP, ZERO_NEGATIVE
+from .scalar import byte_elements
+from .scale_rules import divide, f32
+
+# Halfway points between adjacent E2M1 magnitudes.
+_MIDPOINTS = (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)
+
+
+#: The E2M1 magnitudes of codes 0..7 (OCP MX v1.0 section 5.3.3).
+E2M1_MAGNITUDES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+
+
+@njit(cache=True, error_model="numpy")
+def quotient(x, d, multiply):
+    """float32(|x| / d), or float32(|x| * d)."""
+    if multiply:
+        return f32(abs(x) * d)
+    return divide(abs(x), d)
+
+
+def _thresholds() -> np.ndarray:
+    """``[tie, k]``: float32 t with E2M1 magnitude code = #{k : y > t[k]} for float32 y >= 0
+    (a midpoint a tie sends up becomes the float32 just below it: y >= m is y > prev(m))."""
+    up = {TIE_EVEN: (False, True, False, True, False, True, False),  # to the even code
+          TIE_AWAY: (True,) * 7, TIE_ZERO: (False,) * 7}
+    table = np.empty((len(up), 7), np.float32)
+    for tie, ups in up.items():
+        for k, midpoint in enumerate(_MIDPOINTS):
+            m = np.float32(midpoint)
+            table[tie, k] = np.nextafter(m, np.float32(0)) if ups[k] else m
+    return table
+
+
+#: :func:`_thresholds`, a compile-time constant of the kernels.
+THRESHOLDS = _thresholds()
+
+
+def count_below(y, t):
+    """How many of the seven ascending thresholds ``t`` lie below ``y`` (False for NaN).
+
+    One count, two shapes of code: on the CPU seven comparisons added up, branch-free
+    (LLVM keeps them in registers; a bisection there compiles to branches, about three times
+    slower in the scalar NVFP4 path), on the GPU a bisection of three comparisons and
+    selects (:mod:`.cuda.elements` registers it), which the GPU predicates."""
+    return sum(y > t[k] for k in range(7))
+
+
+@overload(count_below, inline="always")
+def _count_below_cpu(y, t):
+    return lambda y, t: ((y > t[0]) + (y > t[1]) + (y > t[2]) + (y > t[3]) + (y > t[4])
+                         + (y > t[5]) + (y > t[6]))
+
+
+@njit(cache=True, error_model="numpy")
+def magnitude_code(y, tie):
+    """E2M1 magnitude code (0..7) of a float32 scaled magnitude ``y`` >= 0 (saturating; NaN
+    gives 0): the number of :data:`THRESHOLDS` of the tie rule below ``y`` (the nearest
+    magnitude, :func:`fp4ref.spec.elements.element_code`), by :func:`count_below`. The
+    thresholds are the exact float32 midpoints (or the float32 just below one that the tie
+    sends up), so each float32 comparison decides as the float64 one does."""
+    return count_below(y, THRESHOLDS[tie])
+
+
+@njit(cache=True, error_model="numpy")
+def element_code(x, d, multiply, tie, zero_sign):
+    """E2M1 code of element ``x`` (a float32 value) at float32 divisor ``d``, in float32
+    operations: y = float32(|x| / d), or float32(|x| * d) when ``multiply``, one IEEE
+    float32 operation, the very value :func:`quotient` rounds to; then the code of
+    :func:`magnitude_code` and the sign by ``zero_sign``
+    (:data:`fp4ref.spec.elements.ZERO_SIGNS`), branch-free.
+
+    MXFP4 passes d = 2^(127 - s) with ``multiply``: a product by a power of two is exact in
+    float32 when it is normal or infinite (the float64 product is then that value, or past
+    6 like Inf); when the exact product is below 2^-126 < 0.25, float32 rounds it to at most
+    2^-126, and both give code 0 (:func:`magnitude_code`)."""
+    v = np.float32(x)
+    a = abs(v)
+    y = a * d if multiply else a / d
+    code = magnitude_code(y, tie)
+    signed = math.copysign(np.float32(1.0), v) < np.float32(0.0)
+    if zero_sign == ZERO_DROP:  # a zero code drops the sign
+        signed = signed & (code != 0)
+    elif zero_sign == ZERO_NEGATIVE:  # a zero code keeps it only for x < 0 (not -0)
+        signed = signed & ((code != 0) | (v < np.float32(0.0)))
+    return code | (8 * signed)
+
+
+@njit(cache=True, error_model="numpy")
+def packed_byte(row, i, order, d, multiply, tie, zero_sign):
+    """Packed byte ``i`` of a block at float32 divisor ``d`` (:func:`element_code`; an
+    MXFP4 block with scale 2^(s - 127) has d = 2^(127 - s) and ``multiply``), its element
+    ``byte_elements(i, order)[0]`` in the low nibble."""
+    low, high = byte_elements(i, order, row.shape[0])
+    return (element_code(row[low], d, multiply, tie, zero_sign)
+            | (element_code(row[high], d, multiply, tie, zero_sign) << 4))
