@@ -15,6 +15,7 @@ import pytest
 import fp4ref
 import fp4ref.verify
 from fp4ref.cli import main
+from fp4ref.profiles import E8M0_DECODES
 from fp4ref.verify import cpu, decoders, runner, sweeps
 from fp4ref.verify.steps import discover, segments
 
@@ -99,7 +100,7 @@ def test_ci_subset_of_every_sweep_agrees_on_numba():
     assert report.ok, report.table()
     names = {r.sweep for r in report.results}
     singles = [s for s in SWEEPS if s.family != "quantize"]
-    decoder_rows = 3 + 3 + len(decoders.tensor_multipliers())  # scalars, E8M0 conventions
+    decoder_rows = 3 + len(E8M0_DECODES) + len(decoders.tensor_multipliers())
     assert len(names) == len(singles) + decoder_rows
     assert all(r.covered > 0 for r in report.results)
 
@@ -139,7 +140,8 @@ def test_quantizer_sweep_of_one_binade_agrees():
 def test_cli_prints_the_table_and_fails_on_a_disagreement(capsys, monkeypatch):
     assert main(["verify", "--only", "mx-scale", "--quiet", "--stride", str(1 << 22)]) == 0
     out = capsys.readouterr().out
-    assert "mxfp4 scale ggml" in out and "8 sweeps agree, 0 disagree" in out
+    rules = len(sweeps.scale_rules.MX_RULES)
+    assert "mxfp4 scale ggml" in out and f"{rules} sweeps agree, 0 disagree" in out
     monkeypatch.setattr(cpu, "mx_scale", lambda bits, rule: np.zeros(bits.size, np.uint8))
     assert main(["verify", "--only", "mx-scale", "--quiet", "--stride", str(1 << 22)]) == 1
     assert "first disagreements" in capsys.readouterr().out
@@ -251,6 +253,7 @@ _SIMULATED = """
 import dataclasses, numpy as np
 import fp4ref
 import fp4ref.verify
+from fp4ref.profiles import E8M0_DECODES
 from fp4ref.verify import cuda, runner, sweeps
 report = fp4ref.verify.run(backends=["cuda"], stride=1 << 26, radius=0, progress=None,
                            families=("e2m1", "element", "e4m3", "mx-scale", "nv-scale"))
