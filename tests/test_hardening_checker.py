@@ -42,7 +42,7 @@ HOSTILE = {
 }
 
 
-def _check(tmp_path: Path, source: str, *args: str, timeout: int = 120):
+def _check(tmp_path: Path, source: str, *args: str, timeout: int = 600):
     """``fp4ref conformance check`` run in ``tmp_path`` holding ``impl.py`` (a fresh process,
     as a user runs it: the module is found in the current folder, no PYTHONPATH)."""
     (tmp_path / "impl.py").write_text(source)
@@ -271,7 +271,7 @@ def test_sigterm_during_a_check_stops_the_child_too(tmp_path):
             pass
         child = int((tmp_path / "child.pid").read_text())
         parent.send_signal(signal.SIGTERM)
-        _, err = parent.communicate(timeout=60)
+        _, err = parent.communicate(timeout=300)
     finally:
         parent.kill()
     assert parent.returncode == 143 and err.strip() == \
