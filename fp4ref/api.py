@@ -74,6 +74,7 @@ class Packed(NamedTuple):
     leading: tuple  #: the shape of the decoded array but its last axis
     k: int
     decode_arithmetic: str = "exact"  #: :data:`fp4ref.profiles.DECODE_ARITHMETIC`
+    e4m3_decode: str = "ocp"  #: :data:`fp4ref.profiles.E4M3_DECODES`
 
 
 def packed(
@@ -132,7 +133,7 @@ def packed(
                 scale = np.float32(1.0) / scale  # vLLM: 1 / weight_global_scale in float32
     leading, k = _block_shapes(blocks, scales, block_size, fmt)
     return Packed(blocks, scales, fmt, block_size, scale_format, scale, order, e8m0, leading, k,
-                  prof.decode_arithmetic)
+                  prof.decode_arithmetic, prof.e4m3_decode)
 
 
 @arrays.front_door
@@ -226,7 +227,7 @@ def dequantize(
     engine.dequantize(
         blocks.reshape(-1, w.block_size // 2), scales.reshape(-1), w.scale_format,
         w.tensor_scale, w.nibble_order, out_dtype, bits.reshape(-1, w.block_size), w.e8m0_decode,
-        w.decode_arithmetic,
+        w.decode_arithmetic, w.e4m3_decode,
     )
     return result
 

@@ -35,6 +35,11 @@ E8M0_DECODES = ("ocp", "bits", "ggml", "inf")
 #: ``dt(P * dt(X))``; for float32 output the same as ``"scale-first"``.
 DECODE_ARITHMETIC = ("exact", "scale-first", "output-dtype")
 
+#: NVFP4 block-scale decode: ``"ocp"`` E4M3 as OFP8 v1.0 (0x7F/0xFF NaN); ``"ggml"``
+#: ggml's UE4M3 (``ggml_ue4m3_to_fp32``): the sign bit is ignored, 0x7F is 0 and 0xFF is
+#: 480, and element code 0x8 is +0 (its doubled-integer table has no -0).
+E4M3_DECODES = ("ocp", "ggml")
+
 #: Non-finite input policies: ``"nan-scale"``: a block holding NaN or Inf gets the NaN
 #: scale (0xFF / 0x7F) and zero codes; ``"ieee"``: NaN does, Inf runs through the recipe's
 #: float32 arithmetic (NVFP4 only: Inf saturates the block scale to 448, its code to 6).
@@ -56,6 +61,7 @@ CHOICES: dict[str, tuple] = {
     "nonfinite": NONFINITE,
     "e8m0_decode": E8M0_DECODES,
     "decode_arithmetic": DECODE_ARITHMETIC,
+    "e4m3_decode": E4M3_DECODES,
     "nvfp4_recipe": (*NV_RECIPES, None),
     "tensor_scale_direction": TENSOR_SCALE_DIRECTIONS,
     "nibble_order": NIBBLE_ORDERS,
@@ -102,6 +108,10 @@ def _check(profile: Profile) -> None:
     zero = profile.zero_block_scale
     if zero is not None and not (_real(zero) and math.isfinite(zero) and zero >= 0):
         raise _bad("zero_block_scale", zero, "None or a finite real >= 0")
+    byte = profile.mx_zero_block_scale
+    if byte is not None and not (isinstance(byte, int) and not isinstance(byte, bool)
+                                 and 0 <= byte <= 254):
+        raise _bad("mx_zero_block_scale", byte, "None or an int in 0..254")
 
 
 @dataclass(frozen=True)
@@ -125,6 +135,8 @@ class Profile:
         NaN/Inf policy (see :data:`NONFINITE`).
     e8m0_decode : {"ocp", "bits", "ggml", "inf"}
         How scale bytes 0x00/0xFF decode (see :data:`E8M0_DECODES`).
+    e4m3_decode : {"ocp", "ggml"}
+        How NVFP4 scale bytes decode (see :data:`E4M3_DECODES`).
     decode_arithmetic : {"exact", "scale-first", "output-dtype"}
         The order and precision of the decode's multiplications (see
         :data:`DECODE_ARITHMETIC`).
@@ -137,6 +149,9 @@ class Profile:
         How the NVFP4 tensor scale is stored and passed in.
     block_scale_clamp : (float, float) or None
         NVFP4 clamp of the block scale before the E4M3 cast.
+    mx_zero_block_scale : int or None
+        MXFP4: the E8M0 byte a block of zeros gets under a scale rule (None: what the rule
+        gives, 0x00 for most); MLX 0x7F, AMD Quark 0x01. The searches ignore it.
     zero_block_scale : float or None
         NVFP4 scale given to a zero block (None: whatever the recipe computes, 0).
     nibble_order : {"low-first", "high-first", "split-half"}
@@ -157,11 +172,13 @@ class Profile:
     nonfinite: str = "nan-scale"
     e8m0_decode: str = "ocp"
     decode_arithmetic: str = "exact"
+    e4m3_decode: str = "ocp"
     nvfp4_recipe: str | None = "modelopt"
     tensor_scale: bool = True
     tensor_scale_direction: str = "decode"
     block_scale_clamp: tuple[float, float] | None = None
     zero_block_scale: float | None = None
+    mx_zero_block_scale: int | None = None
     nibble_order: str = "low-first"
     scale_layout: str = "linear"
     sum_lanes: int = 16
@@ -183,19 +200,25 @@ _PROFILES = (
             "block -> scale 0xFF; NVFP4 per NVIDIA's documentation: tensor scale "
             "amax/(6*448) as decode multiplier, block scale e4m3(amax_b/(6*s_t)), elements "
             "x/(s_b*s_t) by float32 division, zero block -> scale 0."),
-    Profile("mistralrs", "mistral.rs 0.8 ISQ MXFP4 (mistralrs-quant mxfp4/mod.rs, seed): "
+    Profile("mistralrs", "mistral.rs 0.9.5 in-situ MXFP4 (run: the PyPI wheel's Runner with "
+            "in_situ_quant='mxfp4' writing UQFF 1.2, read back by fp4ref): "
             "floor(log2f(amax/6))+127 clamped to [0, 254], zero block 127, ties away from "
-            "zero, -0.0 -> +0; decode LUT from bits: E8M0 0x00 -> 0.0, 0xFF -> +Inf. "
-            "(mistral.rs encodes NaN elements as 6; fp4ref gives such blocks the NaN scale.)",
+            "zero, -0.0 -> +0; decode LUT from bits (read from source, no callable decoder): "
+            "E8M0 0x00 -> 0.0, 0xFF -> +Inf. Not emulated (docs/findings.md): an Inf block "
+            "wraps to scale 0 with codes +-6, NaN is skipped in the max and coded 7.",
             rounding="away", zero_sign="negative", scale_rule="mistralrs", e8m0_decode="bits",
             nvfp4_recipe=None),
-    Profile("ggml", "ggml / llama.cpp / gguf-py 0.19 MXFP4 (run): floor(log2f(amax))-2+127 "
-            "without clamp (wraps below 2^-125), ties toward zero, zero codes always +0, "
-            "split-half nibbles (17-byte block_mxfp4 records), 0xFF decodes as 2^128 and "
-            "0x8 as +0. gguf-py has no NVFP4 quantizer. (ggml gives NaN/Inf blocks scale 0; "
-            "fp4ref gives them 0xFF.)",
+    Profile("ggml", "ggml C (llama-cpp-python 0.3.36 sdist, run through ctypes: "
+            "ggml_quantize_chunk and to_float, types 39 and 40) and gguf-py 0.19 (run): MXFP4 "
+            "floor(log2f(amax))-2+127 without clamp (wraps below 2^-125), ties toward zero, "
+            "zero codes always +0, split-half nibbles (17-byte block_mxfp4 records), 0xFF "
+            "decodes as 2^128 and 0x8 as +0; NVFP4 (type 40, 36-byte records of 64) "
+            "e4m3(amax_b / 6) without tensor scale, decoded as UE4M3. Not emulated "
+            "(docs/findings.md): float32-max blocks code 5, NaN skipped in the max, Inf "
+            "blocks scale 0 (MXFP4) / 0x7E (NVFP4).",
             rounding="zero", zero_sign="drop", scale_rule="ggml", e8m0_decode="ggml",
-            nibble_order="split-half", nvfp4_recipe="plain", tensor_scale=False),
+            nibble_order="split-half", nvfp4_recipe="plain", tensor_scale=False,
+            e4m3_decode="ggml"),
     Profile("torchao-floor", "torchao 0.18 mx_formats to_mx FLOOR (run) and nvfp4_quantize: "
             "exponent bits of amax minus 2, RNE, clamp +-6; NVFP4 block scale "
             "e4m3(clamp((amax/6)/s_t, 2^-6, 448)), elements x*((1/s_t)/s_b). Not emulated: "
@@ -235,10 +258,12 @@ _PROFILES = (
             nonfinite="ieee", nvfp4_recipe="plain", tensor_scale=False),
     Profile("quark", "AMD Quark 0.13 OCP_MXFP4Spec export (run on CPU: PerBlockMXObserver, "
             "scaled_real_quantize, Pack_fp4, to_e8m0_uint8): the EVEN scale rule, ties to even, "
-            "zero codes +0; import (Pack_fp4.unpack, kernel.dequantize): 0xFF is 2 ** 128 = +Inf, "
-            "the scale in the output dtype. No NVFP4 quantizer adapted.",
+            "zero codes +0, a zero block 0x01; import (Pack_fp4.unpack, kernel.dequantize): "
+            "0xFF is 2 ** 128 = +Inf, the scale in the output dtype. Not emulated: amax below "
+            "2^-126 quantized with 2^-127 but stored as 0x01, float32 max, NaN and Inf blocks "
+            "(docs/findings.md). No NVFP4 quantizer adapted.",
             zero_sign="drop", scale_rule="even", nvfp4_recipe=None, e8m0_decode="inf",
-            decode_arithmetic="output-dtype"),
+            decode_arithmetic="output-dtype", mx_zero_block_scale=0x01),
     Profile("vllm", "vLLM 0.33.0 torch reference paths (run from its wheel): MXFP4 "
             "downcast_to_mxfp_torch ROUND_UP (rceil by a bit trick, ties away, signs kept), "
             "upcast_from_mxfp_torch (scale bytes as float32 bits); NVFP4 ref_nvfp4_quant with "
@@ -247,16 +272,18 @@ _PROFILES = (
             nvfp4_recipe="compressed-tensors", tensor_scale_direction="encode",
             decode_arithmetic="scale-first"),
     Profile("vllm-round-down", "vLLM 0.33.0 downcast_to_mxfp_torch ROUND_DOWN (run from its "
-            "wheel): the exponent of float32(amax / 6), ties away.",
-            rounding="away", scale_rule="floor", e8m0_decode="bits", nvfp4_recipe=None),
+            "wheel): the exponent field of float32(amax / 6) (the 'exponent' rule), ties away.",
+            rounding="away", scale_rule="exponent", e8m0_decode="bits", nvfp4_recipe=None,
+            decode_arithmetic="scale-first"),
     Profile("mlx", "MLX 0.32.4 on CPU (run: mx.quantize / mx.dequantize, modes mxfp4 and "
             "nvfp4): MXFP4 scale rceil, elements by argmin over the E2M1 table (ties toward "
             "zero, zero codes +0); NVFP4 plain e4m3(amax / 6) when no global_scale is given. "
-            "Not yet emulated (docs/findings.md): zero block 0x7F, scales below 2^-127 wrap, "
+            "Zero block 0x7F. Not yet emulated (docs/findings.md): scales below 2^-127 wrap, "
             "NaN/Inf blocks 0x80, global_scale taken as the tensor amax. Decode: 0xFF is +Inf, "
             "float16 output rounds the scale to float16 first.",
             scale_rule="rceil", rounding="zero", zero_sign="drop", nvfp4_recipe="plain",
-            tensor_scale=False, e8m0_decode="inf", decode_arithmetic="output-dtype"),
+            tensor_scale=False, e8m0_decode="inf", decode_arithmetic="output-dtype",
+            mx_zero_block_scale=0x7F),
     Profile("flashinfer", "flashinfer / TensorRT-LLM fp4_quantize in exact-division mode (read "
             "from source, not run): MXFP4 rceil; NVFP4 global_scale = 6*448/amax (encode), block "
             "scale e4m3(G*amax_b/6), elements x/(s_b/G), zero block 0; 128x4 swizzled scales.",

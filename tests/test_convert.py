@@ -222,6 +222,13 @@ def test_cli_md_examples_run_as_written(folder, capsys):
                 assert os.path.exists(name), line
     # the GGUF section's round trip came back byte-identical
     assert filecmp.cmp("model.safetensors", "model-again.safetensors", shallow=False)
+    # --quantize '*.experts.*_proj': the experts requantized from the bf16 file, their
+    # biases and the router left in bf16
+    names = set(load("experts-only.safetensors"))
+    p = "model.layers.0.mlp."
+    assert {p + "experts.gate_up_proj_blocks", p + "experts.down_proj_scales",
+            p + "experts.gate_up_proj_bias", p + "router.weight"} <= names
+    assert not any(n.startswith(p + "router") and n != p + "router.weight" for n in names)
     assert commands.TARGETS[-1] == "gguf"
 
 

@@ -93,3 +93,18 @@ def test_scale_first_differs_from_the_exact_order():
                                 tensor_scale=t)
         assert got[0, 0].view(np.uint32) == np.float32(want).view(np.uint32)
     assert exact != first
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ggml_ue4m3_decode(backend):
+    """ggml's UE4M3: the sign bit ignored, 0x7F is 0, 0xFF is 480; code 0x8 is +0 (values
+    from ml_dtypes' E4M3 of the byte without its sign)."""
+    blocks, scales, code = every_pair(16)
+    profile = get("ocp").with_options(e4m3_decode="ggml", nvfp4_recipe="plain",
+                                      tensor_scale=False)
+    got = fp4ref.dequantize(blocks, scales, format="nvfp4", profile=profile, backend=backend)
+    magnitude = (scales[:, 0] & 0x7F).view(ml_dtypes.float8_e4m3fn).astype(np.float32)
+    magnitude[0x7F], magnitude[0xFF] = 0.0, 480.0
+    want = E2M1[code] * magnitude[:, None]
+    want[code == 0x8] = 0.0
+    assert np.array_equal(bits(got), bits(want.astype(np.float32)))

@@ -39,7 +39,6 @@ KNOWN: dict[tuple[str, str], set[str]] = {
         'e8m0-near-0x00/quantize',
         'infinities/quantize',
         'nans/quantize',
-        'zero-blocks/quantize',
     },
     ('mlx', 'nvfp4'): {
         'block-scales-underflow/quantize',
@@ -73,7 +72,6 @@ KNOWN: dict[tuple[str, str], set[str]] = {
         'float32-max/quantize',
         'infinities/quantize',
         'nans/quantize',
-        'zero-blocks/quantize',
     },
     ('vllm', 'mxfp4'): {
         'adversarial-blocks/quantize',
@@ -106,9 +104,6 @@ KNOWN: dict[tuple[str, str], set[str]] = {
         'elements-at-scale-2^-127/quantize',
         'infinities/quantize',
         'nans/quantize',
-        'normal-seed0/quantize',
-        'normal-seed1/quantize',
-        'normal-seed2/quantize',
     },
     ('ggml', 'mxfp4'): {
         'adversarial-blocks/quantize',
@@ -123,7 +118,6 @@ KNOWN: dict[tuple[str, str], set[str]] = {
         'huge-tensor/quantize',
         'infinities/quantize',
         'nans/quantize',
-        'stored-bytes/decode-float32',
         'subnormal-tensor/quantize',
     },
     ('mistralrs', 'mxfp4'): {

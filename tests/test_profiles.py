@@ -124,6 +124,7 @@ BAD_FIELDS = [
     ("nonfinite", "raise", "one of ('nan-scale', 'ieee')"),
     ("e8m0_decode", "ieee", "one of ('ocp', 'bits', 'ggml', 'inf')"),
     ("decode_arithmetic", "float64", "one of ('exact', 'scale-first', 'output-dtype')"),
+    ("e4m3_decode", "ue4m3", "one of ('ocp', 'ggml')"),
     ("nvfp4_recipe", "nvidia", "'compressed-tensors', None)"),
     ("tensor_scale_direction", "sideways", "one of ('decode', 'encode')"),
     ("nibble_order", "big-endian", "'split-half')"),

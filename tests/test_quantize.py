@@ -233,7 +233,8 @@ def test_dequantize_accepts_quantized_tensor():
     assert np.array_equal(fp4ref.dequantize(q), fp4ref.dequantize(q.blocks, q.scales))
     q = fp4ref.quantize(x, format="nvfp4", profile="comfy")
     expected = fp4ref.dequantize(q.blocks, q.scales, format="nvfp4", tensor_scale=q.tensor_scale,
-                                 nibble_order="high-first", scale_layout="128x4")
+                                 nibble_order="high-first", scale_layout="128x4",
+                                 profile="comfy")  # its decode arithmetic
     assert np.array_equal(fp4ref.dequantize(q), expected)
 
 
@@ -251,7 +252,7 @@ def test_empty_and_shapes():
     ({"x": np.zeros(32, np.float32), "profile": "nope"}, ValueError, "profile must be one of"),
     ({"x": np.zeros(32, np.float32), "scale_rule": "nope"}, ValueError, "scale_rule must be"),
     ({"x": np.zeros(32, np.float32), "rounding": "up"}, ValueError, "rounding must be"),
-    ({"x": np.zeros(32, np.float32), "format": "nvfp4", "profile": "ggml"}, ValueError,
+    ({"x": np.zeros(32, np.float32), "format": "nvfp4", "profile": "mistralrs"}, ValueError,
      "no NVFP4 quantizer"),
     ({"x": np.zeros(32, np.float32), "tensor_scale": 1.0}, ValueError, "nvfp4"),
     ({"x": np.zeros(32, np.float32), "backend": "gpu"}, ValueError, "backend must be"),
@@ -275,7 +276,8 @@ def test_bad_input(kwargs, error, match):
 def test_profiles_listed_with_sources():
     names = set(fp4ref.profiles())
     assert names == {"ocp", "mistralrs", "ggml", "torchao-floor", "torchao-rceil", "modelopt",
-                     "compressed-tensors", "comfy", "qwantize", "mlx", "flashinfer"}
+                     "compressed-tensors", "comfy", "qwantize", "mlx", "flashinfer", "quark",
+                     "vllm", "vllm-round-down"}
     for profile in fp4ref.profiles().values():
         assert profile.description
 

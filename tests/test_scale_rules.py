@@ -42,6 +42,10 @@ CASES = [
     # ggml: floor(log2f amax) - 2 + 127 mod 256
     ("ggml", 0.0, 0), ("ggml", BELOW_8, 128), ("ggml", 2.0**-125, 0), ("ggml", 2.0**-126, 255),
     ("ggml", 2.0**-127, 254), ("ggml", 2.0**-128, 253), ("ggml", 2.0**-149, 232),
+    # exponent (vLLM ROUND_DOWN): the exponent field of f32(amax / 6); subnormal -> 0
+    ("exponent", 0.0, 0), ("exponent", 6.0, 127), ("exponent", 11.99, 127),
+    ("exponent", 12.0, 128), ("exponent", 5.99, 126), ("exponent", BELOW_8, 127),
+    ("exponent", 6 * 2.0**-126, 1), ("exponent", 6 * 2.0**-127, 0), ("exponent", MAX32, 252),
 ]
 
 

@@ -102,3 +102,17 @@ def test_switch_arguments():
     assert simd.use_vector_code(False) is True
     assert simd.vector_code() is False
     assert simd.use_vector_code(True) is False
+
+
+def test_environment_switch():
+    import os
+    import subprocess
+    import sys
+
+    code = ("from fp4ref.kernels.cpu import simd; import fp4ref, numpy as np\n"
+            "from fp4ref.kernels.options import QuantizeOptions\n"
+            "o = QuantizeOptions('mxfp4', 'floor', fp4ref.profiles()['ocp'])\n"
+            "print(simd.vector_code(), o.kernel.vector_code)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "FP4REF_VECTOR": "0"}, timeout=120)
+    assert run.stdout.split() == ["False", "False"], run.stderr

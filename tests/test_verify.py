@@ -15,7 +15,7 @@ import pytest
 import fp4ref
 import fp4ref.verify
 from fp4ref.cli import main
-from fp4ref.verify import cpu, runner, sweeps
+from fp4ref.verify import cpu, decoders, runner, sweeps
 from fp4ref.verify.steps import discover, segments
 
 ROOT = Path(__file__).parent.parent
@@ -99,7 +99,8 @@ def test_ci_subset_of_every_sweep_agrees_on_numba():
     assert report.ok, report.table()
     names = {r.sweep for r in report.results}
     singles = [s for s in SWEEPS if s.family != "quantize"]
-    assert len(names) == len(singles) + 10  # the float32 sweeps and ten decoder rows
+    decoder_rows = 3 + 3 + len(decoders.tensor_multipliers())  # scalars, E8M0 conventions
+    assert len(names) == len(singles) + decoder_rows
     assert all(r.covered > 0 for r in report.results)
 
 

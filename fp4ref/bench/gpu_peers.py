@@ -13,14 +13,6 @@ from typing import Any
 E2M1_MAGNITUDES = [0, .5, 1, 1.5, 2, 3, 4, 6]
 
 
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
-
-
 def missing(module: str) -> str | None:
     """Why ``module`` cannot be compared here, or None when it imports."""
     try:
@@ -34,8 +26,9 @@ def torchao_quantizers(x, tensor_scale: float) -> dict[str, Callable[[], Any]]:
     """torchao's MXFP4 ``to_mx`` (FLOOR) and ``nvfp4_quantize`` (given ``tensor_scale``)
     of the device float32 tensor ``x``, eager and compiled: name -> call returning
     ``(scale bytes, packed bytes)`` as uint8 tensors."""
-    torch = _torch()
     import warnings
+
+    import torch
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -62,8 +55,9 @@ def torchao_mx_dequantizers(blocks, scales, dtype: str) -> dict[str, Callable[[]
     """torchao's MXFP4 decode (``mx_tensor.to_dtype``) of the packed low-first uint8 device
     tensor ``blocks`` ``[rows, K/2]`` with E8M0 ``scales`` ``[rows, K/32]`` to ``dtype``,
     eager and compiled: name -> call returning the ``[rows, K]`` tensor."""
-    torch = _torch()
     import warnings
+
+    import torch
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -94,7 +88,8 @@ def qwantize_bytes(fmt: str, scales, values, rows: int):
     """(scale bytes ``[rows, K/B]``, codes ``[rows, K]``) of qwantize's float outputs: an
     E8M0 byte log2(s) + 127 (MXFP4) or the E4M3 byte of s (NVFP4), and each value's E2M1
     code (magnitude index, sign in bit 3)."""
-    torch = _torch()
+    import torch
+
     if fmt == "mxfp4":
         scale_bytes = (torch.log2(scales) + 127).round().to(torch.uint8)
     else:
@@ -107,7 +102,8 @@ def qwantize_bytes(fmt: str, scales, values, rows: int):
 
 def unpacked(blocks):
     """Codes ``[rows, K]`` of packed low-first bytes ``[rows, K/2]`` (a torch uint8 tensor)."""
-    torch = _torch()
+    import torch
+
     return torch.stack((blocks & 15, blocks >> 4), dim=-1).reshape(blocks.shape[0], -1)
 
 

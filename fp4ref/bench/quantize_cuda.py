@@ -102,9 +102,10 @@ def _compare_peers(t, repeat: int) -> None:
     """fp4ref's public calls beside torchao's and qwantize's on the same device matrix (the
     torch tensor ``t``), every output allocated by the call, with whether the bytes are
     fp4ref's."""
+    import torch
+
     from . import gpu_peers
 
-    torch = gpu_peers._torch()
     rows = t.shape[0]
     amax = t.abs().max()
     tensor_scale = float(amax.to(torch.float32) / (448.0 * 6.0))  # torchao's, in float32

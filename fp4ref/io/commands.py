@@ -34,8 +34,10 @@ TARGETS = ("uqff0", "uqff1", *checkpoints.CONVENTIONS, "gguf")
 FUSED = ("*.experts.gate_up_proj", "*.experts.down_proj")
 #: Tensors of a float file that ``convert`` quantizes by default (shell patterns).
 QUANTIZE = ("*.weight", *FUSED)
-#: Tensors left in float by default even when they match :data:`QUANTIZE`.
-KEEP = ("*embed*", "*lm_head*")
+#: Tensors left in float by default even when they match :data:`QUANTIZE`: embeddings, the
+#: output head and MoE routers (gpt-oss ``mlp.router``, Qwen/Mixtral ``mlp.gate``), as the
+#: published MXFP4/NVFP4 checkpoints leave them.
+KEEP = ("*embed*", "*lm_head*", "*router*", "*.mlp.gate.weight")
 #: The safetensors metadata key naming the convention of a checkpoint fp4ref wrote.
 CONVENTION_KEY = checkpoints.CONVENTION_KEY
 _FLOATS = ("F16", "BF16", "F32", "F64")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
 
-from ..profiles import DECODE_ARITHMETIC, E8M0_DECODES, NONFINITE, Profile
+from ..profiles import DECODE_ARITHMETIC, E4M3_DECODES, E8M0_DECODES, NONFINITE, Profile
 from ..spec.elements import ZERO_SIGNS
 from ..spec.layouts import LAYOUTS
 from ..spec.nibbles import NIBBLE_ORDERS
@@ -47,6 +47,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "nonfinite": NONFINITE,
     "e8m0_decode": E8M0_DECODES,
     "decode_arithmetic": DECODE_ARITHMETIC,
+    "e4m3_decode": E4M3_DECODES,
     "scale_layout": LAYOUTS,
     "dtype": OUTPUT_DTYPES,
     "scale_format": SCALE_FORMATS,
@@ -64,13 +65,14 @@ ZERO_KEEP, ZERO_NEGATIVE, ZERO_DROP = (code("zero_sign", n) for n in ("keep", "n
 LOW_FIRST, HIGH_FIRST, SPLIT_HALF = (
     code("nibble_order", n) for n in ("low-first", "high-first", "split-half"))
 (RULE_FLOOR, RULE_RCEIL, RULE_CEIL, RULE_EVEN, RULE_NEAREST, RULE_MISTRALRS, RULE_QWANTIZE,
- RULE_GGML) = (code("scale_rule", n) for n in (
-     "floor", "rceil", "ceil", "even", "nearest", "mistralrs", "qwantize", "ggml"))
+ RULE_GGML, RULE_EXPONENT) = (code("scale_rule", n) for n in (
+     "floor", "rceil", "ceil", "even", "nearest", "mistralrs", "qwantize", "ggml", "exponent"))
 RECIPE_PLAIN, RECIPE_MODELOPT, RECIPE_TORCHAO, RECIPE_CT = (
     code("nvfp4_recipe", n) for n in ("plain", "modelopt", "torchao", "compressed-tensors"))
 NONFINITE_NAN_SCALE, NONFINITE_IEEE = (code("nonfinite", n) for n in ("nan-scale", "ieee"))
 E8M0_OCP, E8M0_BITS, E8M0_GGML, E8M0_INF = (
     code("e8m0_decode", n) for n in ("ocp", "bits", "ggml", "inf"))
+E4M3_OCP, E4M3_GGML = (code("e4m3_decode", n) for n in ("ocp", "ggml"))
 DECODE_EXACT, DECODE_SCALE_FIRST, DECODE_OUTPUT_DTYPE = (
     code("decode_arithmetic", n) for n in ("exact", "scale-first", "output-dtype"))
 LAYOUT_LINEAR, LAYOUT_128X4, LAYOUT_8X4 = (
@@ -108,6 +110,10 @@ class KernelOptions(NamedTuple):
         Whether a zero NVFP4 block gets ``zero_block_scale``.
     zero_block_scale : float
         That scale (0.0 when ``zero_block`` is False: not read).
+    mx_zero_block : bool
+        Whether a zero MXFP4 block gets ``mx_zero_block_scale`` under a scale rule.
+    mx_zero_block_scale : int
+        That E8M0 byte (0 when ``mx_zero_block`` is False: not read).
     vector_code : bool
         Not a convention: whether the CPU kernels may take their LLVM vector paths (the
         switch of :mod:`.cpu.simd`, read when the record is built).
@@ -127,6 +133,8 @@ class KernelOptions(NamedTuple):
     clamp_high: float
     zero_block: bool
     zero_block_scale: float
+    mx_zero_block: bool
+    mx_zero_block_scale: int
     vector_code: bool
 
 
@@ -191,6 +199,8 @@ class QuantizeOptions:
             clamp_high=float(high),
             zero_block=p.zero_block_scale is not None,
             zero_block_scale=float(p.zero_block_scale or 0.0),
+            mx_zero_block=p.mx_zero_block_scale is not None,
+            mx_zero_block_scale=int(p.mx_zero_block_scale or 0),
             vector_code=vector_code(),
         )
 

@@ -23,6 +23,7 @@ from .options import (
     RECIPE_TORCHAO,
     RULE_CEIL,
     RULE_EVEN,
+    RULE_EXPONENT,
     RULE_FLOOR,
     RULE_GGML,
     RULE_MISTRALRS,
@@ -87,6 +88,8 @@ def mx_scale(amax, rule):
         if quotient == 0.0:
             return 0
         return min(max(int(math.floor(log2f(quotient))) + 127, 0), 254)
+    if rule == RULE_EXPONENT:
+        return float32_bits_of(f32(amax / 6.0)) >> 23
     if rule == RULE_EVEN:
         bits = (float32_bits_of(amax) + 0x200000) & 0x7F800000
         return _clamp_biased((bits >> 23) - 129, -127, 128)

@@ -60,7 +60,7 @@ def dequantize_block(
 def quantize_block(
     values: Sequence[float], rule: str = "floor", rounding: str = "even",
     zero_sign: str = "keep", start: str = "floor", min_byte: int = 0, lanes: int = 16,
-    hessian: Sequence[Sequence[float]] | None = None,
+    hessian: Sequence[Sequence[float]] | None = None, zero_byte: int | None = None,
 ) -> tuple[int, list[int]]:
     """(E8M0 scale byte, element codes) of one block of float32 values.
 
@@ -71,7 +71,8 @@ def quantize_block(
     then each element is
     ``float32(|V_i| / X)`` rounded to E2M1 with the tie rule ``rounding``, saturating to 6.
     A block holding NaN or Inf gets scale 0xFF (NaN) and all-zero codes: fp4ref's policy,
-    as the OCP reference code does for NaN (the spec text leaves it open).
+    as the OCP reference code does for NaN (the spec text leaves it open). A block of zeros
+    gets ``zero_byte`` under a rule when it is given (MLX 0x7F, Quark 0x01).
     """
     from .elements import element_code
     from .optimal import search, search_hessian
@@ -90,7 +91,7 @@ def quantize_block(
             scale = search_hessian(values, first, e8m0_divisor(first), candidates, False,
                                    rounding, lanes, hessian, "e0")
     else:
-        scale = mx_scale(amax, rule)
+        scale = mx_scale(amax, rule) if amax != 0 or zero_byte is None else zero_byte
     divisor = e8m0_divisor(scale) if scale != e8m0.NAN else math.nan
     codes = [element_code(v, quotient(v, divisor, False), rounding, zero_sign) for v in values]
     if scale == e8m0.NAN:  # ggml's wrapped exponents can land on 0xFF

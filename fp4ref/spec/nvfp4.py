@@ -23,13 +23,15 @@ BLOCK_SIZE = 16
 
 def dequantize_block(
     codes: Sequence[int], scale: int, tensor_scale_bits: int = 0x3F800000, dtype: str = "float32",
-    arithmetic: str = "exact",
+    arithmetic: str = "exact", e4m3_decode: str = "ocp",
 ) -> list[int]:
     """Bit patterns of ``float32(P_i * s_block) * s_tensor`` for each element code (the
     ``"exact"`` arithmetic; ``"scale-first"`` is ``P_i * float32(s_block * s_tensor)``,
     ``"output-dtype"`` ``dt(P_i * dt(dt(s_tensor) * dt(s_block)))`` with every product
     rounded to float32 and then to the output dtype ``dt``, see
-    :data:`fp4ref.profiles.DECODE_ARITHMETIC`).
+    :data:`fp4ref.profiles.DECODE_ARITHMETIC`). ``e4m3_decode="ggml"`` reads the scale
+    byte as ggml's UE4M3 (sign bit ignored, 0x7F is 0, 0xFF 480) and code 0x8 as +0
+    (:data:`fp4ref.profiles.E4M3_DECODES`).
 
     Parameters
     ----------
@@ -42,12 +44,18 @@ def dequantize_block(
     dtype : {"float32", "bfloat16", "float16"}
         Output dtype.
     """
-    block_scale = e4m3.decode(scale)
+    if e4m3_decode == "ggml":  # UE4M3: the sign bit ignored, 0x7F is 0, 0xFF is 480
+        codes = [0 if c == 0x8 else c for c in codes]
+        block_scale = 0.0 if scale == 0x7F else (
+            480.0 if scale == 0xFF else e4m3.decode(scale & 0x7F))
+        scale &= 0x7F
+    else:
+        block_scale = e4m3.decode(scale)
     tensor_magnitude, tensor_negative = binary_value(tensor_scale_bits, "float32")
     if block_scale != block_scale or tensor_magnitude is None:
         return [CANONICAL_NAN[dtype]] * len(codes)
     if arithmetic != "exact":
-        return _scale_first(codes, scale, tensor_scale_bits, dtype, arithmetic)
+        return _scale_first(codes, block_scale, tensor_scale_bits, dtype, arithmetic)
     scale_negative = bool(scale & 0x80)
     out = []
     for code in codes:
@@ -118,11 +126,11 @@ def _product(a: tuple, b: tuple, dtype: str) -> tuple:
     return binary_value(bits, dtype)
 
 
-def _scale_first(codes, scale, tensor_scale_bits, dtype, arithmetic):
+def _scale_first(codes, block_scale, tensor_scale_bits, dtype, arithmetic):
     """The ``"scale-first"`` and ``"output-dtype"`` decodes of :func:`dequantize_block`."""
     within = dtype if arithmetic == "output-dtype" else "float32"
     tensor = binary_value(convert_float32(tensor_scale_bits, within), within)
-    block = abs(Fraction(e4m3.decode(scale))), bool(scale & 0x80)
+    block = abs(Fraction(block_scale)), math.copysign(1.0, block_scale) < 0
     total = _product(tensor, block, within)
     out = []
     for code in codes:

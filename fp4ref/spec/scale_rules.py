@@ -23,7 +23,8 @@ from . import e4m3
 
 #: MXFP4 scale rules, by name (``"optimal"`` and ``"optimal-hessian"`` start from a base
 #: rule and search; see :mod:`fp4ref.spec.optimal`).
-MX_RULES = ("floor", "rceil", "ceil", "even", "nearest", "mistralrs", "qwantize", "ggml")
+MX_RULES = ("floor", "rceil", "ceil", "even", "nearest", "mistralrs", "qwantize", "ggml",
+            "exponent")
 SEARCH_RULES = ("optimal", "optimal-hessian")
 
 #: NVFP4 two-level recipes (see :func:`nvfp4_block_scale`).
@@ -95,13 +96,17 @@ def mx_scale(amax: float, rule: str) -> int:
         - ``"ceil"``: X = 2^(ceil(log2 amax) - 2), exact (torchao CEIL, from the exponent bits).
         - ``"even"``: torchao EVEN / Quark / compressed-tensors: add 0x200000 to the float32
           bits of amax, mask the mantissa off, then the floor rule.
-        - ``"nearest"``: X = 2^round(log2(float32(amax / 6))), exact (MLX); no ties exist.
+        - ``"nearest"``: X = 2^round(log2(float32(amax / 6))), exact (MLX's source; MLX
+          0.32.4 on CPU runs ``"rceil"``); no ties exist.
         - ``"mistralrs"``: mistral.rs ISQ, ``floor(log2f(amax / 6.0)) + 127`` clamped to
           [0, 254] in f32 arithmetic; amax = 0 gives 127.
         - ``"qwantize"``: qwantize 0.1.1 ``mxfp4_naive``: ``floor(log2f(max(amax, 1e-30))
           - 2 + 127)`` in float32, clamped to [1, 254]; amax = 0 gives 25.
         - ``"ggml"``: gguf-py 0.19 / ggml: ``uint8(floor(log2f(amax)) - 2 + 127)`` with no
           clamp, so exponents below 0 wrap modulo 256; amax = 0 gives 0.
+        - ``"exponent"``: the biased exponent field of float32(amax / 6), vLLM's
+          ``downcast_to_mxfp_torch`` ROUND_DOWN (``bits & 0x7F800000``): a subnormal or zero
+          quotient gives 0x00.
     """
     if rule == "qwantize":
         t = f32(f32(log2f(max(amax, f32(1e-30))) - 2) + 127)
@@ -115,6 +120,8 @@ def mx_scale(amax: float, rule: str) -> int:
         if quotient == 0:  # log2(0) = -inf, cast to i32::MIN, clamped to 0
             return 0
         return min(max(math.floor(log2f(quotient)) + 127, 0), 254)
+    if rule == "exponent":
+        return float32_bits(f32(amax / 6)) >> 23
     if rule == "even":
         bits = (float32_bits(amax) + 0x200000) & 0x7F800000
         return _biased((bits >> 23) - 127 - EMAX_ELEM, high=128)

@@ -40,12 +40,13 @@ def add_parser(subparsers) -> None:
     """Register ``fp4ref verify``."""
     p = subparsers.add_parser(
         "verify", help="sweep every float32 input and stored byte through every kernel",
-        description="Every float32 bit pattern through the E2M1 and E4M3 encoders and the "
-        "element encoder, every non-negative block maximum through every scale rule and "
-        "NVFP4 recipe, every stored byte through every decoder, on numba (and cuda), "
-        "against the spec layer (docs/verify.md). Without --full: the CI subset.")
+        description="Every float32 bit pattern through the E2M1 and E4M3 encoders, the "
+        "element encoder and fp4ref.quantize under every profile, every non-negative block "
+        "maximum through every scale rule and NVFP4 recipe, every stored byte through every "
+        "decoder, on numba (and cuda), against the spec layer (docs/verify.md). Without "
+        "--full: the CI subset.")
     p.add_argument("--full", action="store_true",
-                   help="every input (minutes on a CPU, about a second a sweep on a GPU)")
+                   help="every input (about a minute a sweep on a 2-core CPU)")
     p.add_argument("--backend", action="append", choices=("numba", "cuda"),
                    help="only this backend (repeatable; default numba, and cuda on a GPU)")
     p.add_argument("--only", action="append", choices=ALL_FAMILIES,

@@ -28,7 +28,7 @@ class Result:
     backend: str
     covered: int
     disagreements: int
-    seconds: float  #: the kernel's and the judge's time
+    seconds: float  #: the kernel's and the judge's time (after a first call that compiles)
     argument: str
     examples: list = field(default_factory=list)  #: (input, kernel's answer, oracle's)
     oracle_seconds: float = 0.0  #: building the oracle's table (shared by the backends)
@@ -85,6 +85,9 @@ def run_sweep(sweep: Sweep, module, backend: str, *, full: bool, stride: int = 1
     """Run one sweep on ``module`` (:mod:`.cpu` or :mod:`.cuda`), judged by the oracle's
     step table (:func:`oracle_steps`, built here unless given)."""
     steps, oracle_seconds = steps or oracle_steps(sweep)
+    if full:  # compile the kernels (numba, numba-cuda) before the clock starts
+        warm = np.arange(sweep.lo, sweep.lo + sweep.block, dtype=np.uint32)
+        module.host(sweep.kernel(module, module.device(warm)))
     start = time.perf_counter()
     label = f"{sweep.name} [{backend}]"
     if not full:

@@ -47,7 +47,7 @@ def _cases(name: str, profile: Profile) -> list[Case]:
             bits = int(np.array(decode, np.float32).view(np.uint32))
             rows = [
                 nvfp4.dequantize_block(row.tolist(), int(s), bits, "float32",
-                                       profile.decode_arithmetic)
+                                       profile.decode_arithmetic, profile.e4m3_decode)
                 for row, s in zip(codes, scales[:, 0], strict=True)
             ]
             pins = (

@@ -138,11 +138,13 @@ def _mx_expected(
     lanes: int = 16,
     order: str = "low-first",
     hessian: list | None = None,
+    zero_byte: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     scales, packed = [], []
     for row in x.reshape(-1, mx.BLOCK_SIZE):
         scale, codes = mx.quantize_block(
-            [float(v) for v in row], rule, rounding, zero_sign, start, min_byte, lanes, hessian
+            [float(v) for v in row], rule, rounding, zero_sign, start, min_byte, lanes, hessian,
+            zero_byte,
         )
         scales.append(scale)
         packed.append(nibbles.pack(codes, order, mx.BLOCK_SIZE))
@@ -201,10 +203,11 @@ _RULE_PINS = {
     "rceil": "NVIDIA cvt.rp ue8m0 / flashinfer / torchao RCEIL: 2^ceil(log2(f32(amax / 6)))",
     "ceil": "torchao CEIL: 2^(ceil(log2 amax) - 2)",
     "even": "torchao EVEN / AMD Quark / compressed-tensors: amax bits + 0x200000, then floor",
-    "nearest": "MLX: 2^round(log2(f32(amax / 6)))",
+    "nearest": "2^round(log2(f32(amax / 6))) (MLX's source; MLX 0.32.4 on CPU runs rceil)",
     "mistralrs": "mistral.rs ISQ: floor(log2f(amax / 6)) + 127 in [0, 254], zero block 127",
     "qwantize": "qwantize 0.1.1 naive: floor(log2f(max(amax, 1e-30)) - 2 + 127) in [1, 254]",
     "ggml": "ggml / gguf-py: uint8(floor(log2f(amax)) - 2 + 127), wrapping below 2^-125",
+    "exponent": "vLLM downcast_to_mxfp_torch ROUND_DOWN: the exponent field of f32(amax / 6)",
 }
 
 
@@ -363,6 +366,7 @@ def _profile_suite(name: str, profile: Profile) -> Suite:
                 profile.e8m0_min,
                 profile.sum_lanes,
                 profile.nibble_order,
+                zero_byte=profile.mx_zero_block_scale,
             )
             label = "mxfp4" + ("_optimal" if extra else "")
             cases.append(

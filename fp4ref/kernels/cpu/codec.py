@@ -16,6 +16,8 @@ from ..options import (
     DECODE_EXACT,
     DECODE_OUTPUT_DTYPE,
     DECODE_SCALE_FIRST,
+    E4M3_GGML,
+    E4M3_OCP,
     E8M0_BITS,
     E8M0_GGML,
     E8M0_INF,
@@ -64,7 +66,21 @@ def mx_element_parts(code, byte, e8m0_mode):
 
 
 @njit(cache=True)
-def block_value(s, c, scale_format, tensor_scale, out_kind, e8m0_mode, arithmetic):
+def nv_element_parts(code, byte, e4m3_mode):
+    """(element, block scale) values (float64) of E2M1 ``code`` under E4M3 ``byte``:
+    ``E4M3_OCP`` OFP8 v1.0; ``E4M3_GGML`` ggml's UE4M3 (sign bit ignored, 0x7F is 0, 0xFF
+    is 480) and code 0x8 +0."""
+    if e4m3_mode == E4M3_GGML:
+        element = 0.0 if code == 0x8 else e2m1_decode(code)
+        if byte == 0x7F:
+            return element, 0.0
+        return element, e4m3_decode(byte & 0x7F) if byte != 0xFF else 480.0
+    return e2m1_decode(code), e4m3_decode(byte)
+
+
+@njit(cache=True)
+def block_value(s, c, scale_format, tensor_scale, out_kind, e8m0_mode, arithmetic,
+                e4m3_mode=E4M3_OCP):
     """The float32 value element code ``c`` decodes to under scale byte ``s``.
 
     MXFP4 (E8M0): the exact product rounded once to float32, the scale byte read by
@@ -72,31 +88,32 @@ def block_value(s, c, scale_format, tensor_scale, out_kind, e8m0_mode, arithmeti
     rounded to the output encoding first. NVFP4 (E4M3): ``DECODE_EXACT`` the exact float32
     product ``P * s_block`` times ``tensor_scale`` in float32; ``DECODE_SCALE_FIRST``
     ``P * float32(s_block * tensor_scale)``; ``DECODE_OUTPUT_DTYPE`` both scales and each
-    product rounded to the output encoding (:data:`fp4ref.profiles.DECODE_ARITHMETIC`).
+    product rounded to the output encoding (:data:`fp4ref.profiles.DECODE_ARITHMETIC`);
+    E4M3 bytes read by ``e4m3_mode`` (:func:`nv_element_parts`).
     """
     if scale_format == SCALE_E8M0:
         element, scale = mx_element_parts(c, s, e8m0_mode)
         if arithmetic == DECODE_OUTPUT_DTYPE:
             scale = rounded(scale, out_kind)
         return np.float32(element * scale)
+    element, block = nv_element_parts(c, s, e4m3_mode)
     if arithmetic == DECODE_SCALE_FIRST:
-        return np.float32(e2m1_decode(c) * np.float32(e4m3_decode(s) * tensor_scale))
+        return np.float32(element * np.float32(block * tensor_scale))
     if arithmetic == DECODE_OUTPUT_DTYPE:
-        total = rounded(rounded(tensor_scale, out_kind) * rounded(e4m3_decode(s), out_kind),
-                        out_kind)
-        return np.float32(rounded(e2m1_decode(c) * total, out_kind))
-    return np.float32(e2m1_decode(c) * e4m3_decode(s)) * tensor_scale
+        total = rounded(rounded(tensor_scale, out_kind) * rounded(block, out_kind), out_kind)
+        return np.float32(rounded(element * total, out_kind))
+    return np.float32(element * block) * tensor_scale
 
 
 @njit(cache=True)
 def fill_block_table(table, scale_format, tensor_scale, out_kind, e8m0_mode=E8M0_OCP,
-                     arithmetic=DECODE_EXACT):
+                     arithmetic=DECODE_EXACT, e4m3_mode=E4M3_OCP):
     """``table[s, c]``: output bits of element code ``c`` under scale byte ``s``
     (:func:`block_value`)."""
     for s in range(256):
         for c in range(16):
             value = block_value(s, c, scale_format, tensor_scale, out_kind, e8m0_mode,
-                                arithmetic)
+                                arithmetic, e4m3_mode)
             table[s, c] = output_bits(value, out_kind)
 
 

@@ -79,7 +79,8 @@ def quantize_mx_rule(x, bits, options, scales, packed, hessian):
     nblocks, n = x.shape
     for chunk in prange((nblocks + _RULE_CHUNK - 1) // _RULE_CHUNK):
         first, last = chunk * _RULE_CHUNK, min(nblocks, (chunk + 1) * _RULE_CHUNK)
-        if rule == RULE_FLOOR:  # whole groups of blocks at once, the rest one by one below
+        if rule == RULE_FLOOR and not options.mx_zero_block:  # whole groups of blocks at
+            # once, the rest one by one below
             while last - first >= GROUP:
                 bad = store_mx_floor_group(bits, first * n, tie_thresholds, zero_sign, order,
                                            scales, first, packed, first * (n // 2))
@@ -104,6 +105,8 @@ def quantize_mx_rule(x, bits, options, scales, packed, hessian):
                 for i in range(n):
                     amax = max(amax, abs(x[blk, i]))
                 scale = mx_scale(float(amax), rule)
+            if top == 0 and options.mx_zero_block:
+                scale = options.mx_zero_block_scale
             _store_mx(bits, blk, n, scale, tie_thresholds, zero_sign, order, scales, packed)
 
 
@@ -258,6 +261,8 @@ def quantize_mx(x, bits, options, scales, packed, hessian):
             start = mx_scale(float(amax), start_rule)
             if not options.optimal:
                 scale = start
+                if amax == 0 and options.mx_zero_block:
+                    scale = options.mx_zero_block_scale
             elif columns:
                 scale = search_hessian(row, start, divisors[start], divisors, first, 254, False,
                                        tie, lanes, terms, ys, hessian[blk % columns], True, r)

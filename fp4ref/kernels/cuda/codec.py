@@ -15,7 +15,7 @@ import numpy as np
 from numba import cuda, float32, int64, uint32, uint64
 
 from ..cpu.codec import block_value
-from ..options import DECODE_EXACT, E8M0_OCP, OUT_FLOAT32
+from ..options import DECODE_EXACT, E4M3_OCP, E8M0_OCP, OUT_FLOAT32
 from ..scalar import (
     byte_elements,
     e2m1_decode,
@@ -47,15 +47,18 @@ def _grid(n: int) -> tuple[int, int]:
 
 
 @cuda.jit
-def _fill_block_table(table, scale_format, tensor_scale, out_kind, e8m0_mode, arithmetic):
+def _fill_block_table(table, scale_format, tensor_scale, out_kind, e8m0_mode, arithmetic,
+                      e4m3_mode):
     for i in range(cuda.grid(1), TABLE_SIZE, cuda.gridsize(1)):
         s, c = i // 16, i % 16
-        value = block_value(s, c, scale_format, tensor_scale, out_kind, e8m0_mode, arithmetic)
+        value = block_value(s, c, scale_format, tensor_scale, out_kind, e8m0_mode, arithmetic,
+                            e4m3_mode)
         table[s, c] = output_bits(value, out_kind)
 
 
 def fill_block_table(table, scale_format: int, tensor_scale: np.float32, out_kind: int,
-                     e8m0_mode: int = E8M0_OCP, arithmetic: int = DECODE_EXACT) -> None:
+                     e8m0_mode: int = E8M0_OCP, arithmetic: int = DECODE_EXACT,
+                     e4m3_mode: int = E4M3_OCP) -> None:
     """``table[s, c]``: output bits of element code ``c`` under scale byte ``s``.
 
     The CPU twin's arithmetic, the same function (:func:`..cpu.codec.block_value`): scale
@@ -63,7 +66,7 @@ def fill_block_table(table, scale_format: int, tensor_scale: np.float32, out_kin
     """
     blocks, threads = _grid(TABLE_SIZE)
     _fill_block_table[blocks, threads](table, scale_format, np.float32(tensor_scale), out_kind,
-                                       e8m0_mode, arithmetic)
+                                       e8m0_mode, arithmetic, e4m3_mode)
 
 
 @cuda.jit

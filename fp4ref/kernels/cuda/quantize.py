@@ -46,7 +46,7 @@ from ..quantize_block import (
     nv_block_scale,
 )
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
-from . import unfused  # noqa: F401 (the GPU's mul for the shared search functions)
+from . import elements, unfused  # noqa: F401 (the GPU's count_below and mul overloads)
 from .codec import _grid, _simulated
 from .warp import index_shuffle, xor_shuffle
 from .wide import load4, store4
@@ -170,6 +170,8 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int):
                     scale = max((top >> 23) - 2, 0)
                 else:
                     scale = mx_scale(amax, rule)
+                if zero_block and top == 0:  # a rule's zero block, as the profile says
+                    scale = int32(zero_scale)
                 d = e8m0_reciprocal32(min(scale, 254))  # |x| / X = |x| * 2^(127 - s)
                 zero_codes = scale == MX_NAN  # ggml's wrapped exponents can land there too
             block = step * uint64(32) + uint64(part * per_load + lane // uint32(group))
@@ -319,8 +321,8 @@ def quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
         return
     blocks, threads = _warp_grid((scales.size + 31) // 32)
     _rule_kernel(False, o.scale_rule, o.nibble_order, o.rounding, o.zero_sign)[blocks, threads](
-        x.view(np.uint32), divisors, 1.0, o.clamp_low, o.clamp_high, False, 0.0, True, scales,
-        _rule_out(packed, o.nibble_order))
+        x.view(np.uint32), divisors, 1.0, o.clamp_low, o.clamp_high, o.mx_zero_block,
+        float(o.mx_zero_block_scale), True, scales, _rule_out(packed, o.nibble_order))
 
 
 def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
