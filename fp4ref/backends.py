@@ -260,16 +260,16 @@ class NumbaBackend:
                         packed: np.ndarray, hessian: np.ndarray) -> str:
         """Quantize the float32 ``blocks`` ``[b, B]`` into ``scales`` ``[b]`` and ``packed``
         ``[b, B/2]`` by the kernel :func:`fp4ref.kernels.cpu.quantize.kernel_for` picks;
-        returns its key (``"nvfp4-fast"`` where the NVFP4 blocks took the division-free
-        path)."""
+        returns its key (``"nvfp4-rule-fast"``, ``"nvfp4-fast"`` where the NVFP4 blocks took
+        the division-free path)."""
         from .kernels.cpu import quantize as kernels
 
         path = kernels.kernel_for(options)
         if blocks.shape[0]:
             fast = kernels.KERNELS[path](blocks, blocks.view(np.uint32), options.kernel, scales,
                                          packed, hessian)
-            if path == "nvfp4" and fast:
-                return "nvfp4-fast"
+            if path.startswith("nvfp4") and fast:
+                return f"{path}-fast"
         return path
 
 

@@ -123,7 +123,7 @@ def test_fifo_gives_one_line_not_a_hang(tmp_path):
     with pytest.raises(fp4ref.FormatError, match="FIFO"):
         SafetensorsReader(fifo)
     done = subprocess.run([sys.executable, "-m", "fp4ref", "inspect", str(fifo)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 2
     assert "regular files only" in _one_error_line(done.stderr, "inspect")
 
@@ -219,7 +219,7 @@ def test_signal_leaves_nothing_and_one_line(model, tmp_path, number, command):
         assert child.stdout.readline().strip() == "waiting"
         assert _leftovers(out.parent), "the temporary file should exist meanwhile"
         child.send_signal(number)
-        _, err = child.communicate(timeout=60)
+        _, err = child.communicate(timeout=300)
     finally:
         child.kill()
     assert child.returncode == 128 + number, err

@@ -15,8 +15,9 @@ import sys
 import numpy as np
 from numba import cuda
 
-from .. import api
+from .. import _device, api
 from ..kernels import elements, scale_rules
+from ..kernels.cuda import elements as _gpu_elements  # noqa: F401 (the GPU's count_below)
 from ..kernels.options import code, nvfp4_recipe_options
 from .runner import EXAMPLES, Progress
 from .steps import Steps
@@ -102,6 +103,7 @@ def _consecutive_answers(scales, packed, per, out):
 
 
 def _launch(kernel, n, *args):
+    _device.quiet_launches()  # small sweeps launch small grids on purpose
     blocks, threads = _grid(n)
     kernel[blocks, threads](*args)
 

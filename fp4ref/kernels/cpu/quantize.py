@@ -30,6 +30,8 @@ from .simd.nvfp4_search import (
     monotone_start,
     quantize_blocks,
     start_breakpoints,
+    start_bytes,
+    store_blocks,
 )
 
 #: Blocks per parallel work item (scratch arrays are allocated once per item).
@@ -311,34 +313,18 @@ def quantize_nv(x, bits, options, scales, packed, hessian):
     ``nonfinite="nan-scale"``) get 0x7F and zero codes. Returns whether the blocks took the
     division-free path (:mod:`.simd.nvfp4_search`)."""
     recipe, tensor = options.nvfp4_recipe, options.tensor_operand
-    clamp_low, clamp_high = options.clamp_low, options.clamp_high
     zero_block, zero_scale = options.zero_block, options.zero_block_scale
     optimal, inf_nan = options.optimal, options.nonfinite == NONFINITE_NAN_SCALE
     tie, zero_sign = options.rounding, options.zero_sign
     lanes, order = options.sum_lanes, options.nibble_order
-    divisors = np.empty(256)
-    multiply = nvfp4_divisor(0x38, recipe, tensor)[1]
-    for b in range(256):
-        divisors[b] = nvfp4_divisor(b, recipe, tensor)[0]
-    divisors32 = divisors.astype(np.float32)
+    clamp_low, clamp_high = options.clamp_low, options.clamp_high
     nblocks, n = x.shape
     columns = hessian.shape[0]
     batched = n == lanes or n == 2 * lanes
-    # division-free blocks (.simd.nvfp4_search, unless switched off): finite divisors, a
-    # start byte monotone in amax, and for the search one term a lane
-    fast = (options.vector_code and n == 16 and not multiply and not columns
-            and (lanes == 16 or not optimal)
-            and monotone_start(recipe, tensor, clamp_low, clamp_high, zero_block))
-    for b in range(127):
-        fast &= 0.0 <= divisors[b] < math.inf
-    table = decision_table(divisors, 126 if fast else -1, tie)
-    # start bytes and search bounds counted in bucket tables (.simd.nvfp4_search.count_at_most)
-    if fast:
-        breakpoint_counts = counting_table(
-            start_breakpoints(recipe, tensor, clamp_low, clamp_high)[1:])
-        divisor_counts = counting_table(divisors32[1:127])
-    else:
-        breakpoint_counts = divisor_counts = counting_table(divisors32[:0])
+    divisors, multiply, fast, table, breakpoint_counts = _nv_tables(options, n, columns)
+    divisors32 = divisors.astype(np.float32)
+    # search bounds counted in a bucket table (.simd.nvfp4_search.count_at_most)
+    divisor_counts = counting_table(divisors32[1:127] if fast else divisors32[:0])
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
         terms = np.empty(n)
         ys = np.empty(n)
@@ -364,14 +350,7 @@ def quantize_nv(x, bits, options, scales, packed, hessian):
             continue
         for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
             row = x[blk]
-            amax = 0.0
-            bad = False
-            for i in range(n):
-                a = abs(np.float64(row[i]))
-                if a != a or (inf_nan and a == math.inf):
-                    bad = True
-                elif a > amax:
-                    amax = a
+            amax, bad = _nv_amax(row, inf_nan)
             if bad:
                 scales[blk] = 0x7F
                 packed[blk, :] = 0
@@ -387,12 +366,102 @@ def quantize_nv(x, bits, options, scales, packed, hessian):
             elif optimal:
                 scale = search(row, scale, divisors[scale], divisors, 1, 126, multiply, tie, lanes,
                                terms, ys)
-            scales[blk] = scale
-            if scale & 0x7F == 0x7F:  # the NaN byte: zero codes (a NaN divisor of another
-                packed[blk, :] = 0  # byte, as 0 x Inf, encodes every |x| / d = NaN as 0)
-                continue
-            encode_block(row, divisors[scale], multiply, tie, zero_sign, order, packed[blk])
+            _store_nv(row, blk, scale, divisors, multiply, tie, zero_sign, order, scales, packed)
     return fast
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def quantize_nv_rule(x, bits, options, scales, packed, hessian):
+    """NVFP4 by the recipe alone (``options.optimal`` false): :func:`quantize_nv` without
+    its search code, so that a call by a recipe compiles only this. The block scale by
+    :func:`..scale_rules.nvfp4_block_scale`, the elements ``float32(|x| / d)``, NaN blocks
+    (and Inf blocks under ``nonfinite="nan-scale"``) 0x7F and zero codes; where
+    :func:`_nv_tables` allows, the start bytes and codes of :mod:`.simd.nvfp4_search`
+    without divisions. Returns whether the blocks took that path."""
+    recipe, tensor = options.nvfp4_recipe, options.tensor_operand
+    zero_block, zero_scale = options.zero_block, options.zero_block_scale
+    inf_nan = options.nonfinite == NONFINITE_NAN_SCALE
+    tie, zero_sign, order = options.rounding, options.zero_sign, options.nibble_order
+    clamp_low, clamp_high = options.clamp_low, options.clamp_high
+    nblocks, n = x.shape
+    divisors, multiply, fast, table, breakpoint_counts = _nv_tables(options, n,
+                                                                    hessian.shape[0])
+    for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
+        stop = min(nblocks, (chunk + 1) * _CHUNK)
+        if fast:
+            starts = np.empty(NV_GROUP, np.int64)
+            for group in range(chunk * _CHUNK, stop, NV_GROUP):
+                end = min(group + NV_GROUP, stop)
+                start_bytes(bits, group, end, breakpoint_counts, inf_nan, starts)
+                store_blocks(x, group, end, table, zero_sign, order, starts, scales, packed)
+            continue
+        for blk in range(chunk * _CHUNK, stop):
+            row = x[blk]
+            amax, bad = _nv_amax(row, inf_nan)
+            if bad:
+                scales[blk] = 0x7F
+                packed[blk, :] = 0
+                continue
+            scale = nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_block,
+                                      zero_scale)
+            _store_nv(row, blk, scale, divisors, multiply, tie, zero_sign, order, scales, packed)
+    return fast
+
+
+@njit(cache=True, error_model="numpy")
+def _nv_tables(options, n, columns):
+    """What both NVFP4 kernels precompute for a call on ``[*, n]`` blocks (``columns``
+    Hessian matrices): the divisor of every E4M3 byte (float64 ``[256]``), whether the
+    recipe multiplies by it, whether the blocks take the division-free path of
+    :mod:`.simd.nvfp4_search`, its :func:`.simd.nvfp4_search.decision_table` and the
+    :func:`.simd.nvfp4_search.counting_table` of the recipe's start breakpoints (both
+    empty off that path)."""
+    recipe, tensor = options.nvfp4_recipe, options.tensor_operand
+    clamp_low, clamp_high = options.clamp_low, options.clamp_high
+    divisors = np.empty(256)
+    multiply = nvfp4_divisor(0x38, recipe, tensor)[1]
+    for b in range(256):
+        divisors[b] = nvfp4_divisor(b, recipe, tensor)[0]
+    # division-free blocks (unless switched off): finite divisors, a start byte monotone
+    # in amax, and for the search one term a lane
+    fast = (options.vector_code and n == 16 and not multiply and not columns
+            and (options.sum_lanes == 16 or not options.optimal)
+            and monotone_start(recipe, tensor, clamp_low, clamp_high, options.zero_block))
+    for b in range(127):
+        fast &= 0.0 <= divisors[b] < math.inf
+    table = decision_table(divisors, 126 if fast else -1, options.rounding)
+    # start bytes counted in a bucket table (.simd.nvfp4_search.count_at_most)
+    if fast:
+        breakpoint_counts = counting_table(
+            start_breakpoints(recipe, tensor, clamp_low, clamp_high)[1:])
+    else:
+        breakpoint_counts = counting_table(divisors.astype(np.float32)[:0])
+    return divisors, multiply, fast, table, breakpoint_counts
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _nv_amax(row, inf_nan):
+    """(the largest ``|x|`` of the NVFP4 block ``row`` as float64, whether the block is a
+    NaN block: a NaN in it, or an Inf with ``inf_nan``)."""
+    amax = 0.0
+    bad = False
+    for i in range(row.shape[0]):
+        a = abs(np.float64(row[i]))
+        if a != a or (inf_nan and a == math.inf):
+            bad = True
+        elif a > amax:
+            amax = a
+    return amax, bad
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _store_nv(row, blk, scale, divisors, multiply, tie, zero_sign, order, scales, packed):
+    """Write NVFP4 block ``blk``'s scale byte and the codes of ``row`` at its divisor."""
+    scales[blk] = scale
+    if scale & 0x7F == 0x7F:  # the NaN byte: zero codes (a NaN divisor of another
+        packed[blk, :] = 0  # byte, as 0 x Inf, encodes every |x| / d = NaN as 0)
+        return
+    encode_block(row, divisors[scale], multiply, tie, zero_sign, order, packed[blk])
 
 
 #: The CPU kernel of each kind of quantization (:func:`kernel_for` picks one).
@@ -401,7 +470,8 @@ KERNELS = {
     "mxfp4-search16": quantize_mx_optimal,  # the SSE search in 16 lanes: vector code
     "mxfp4-search": quantize_mx,  # other lane counts, the Hessian search, and every
     # MXFP4 call with the vector code switched off: scalar code
-    "nvfp4": quantize_nv,  # every recipe and search (division-free blocks inside)
+    "nvfp4-rule": quantize_nv_rule,  # a recipe, no search (division-free blocks inside)
+    "nvfp4": quantize_nv,  # the searches (division-free blocks inside)
 }
 
 
@@ -409,7 +479,7 @@ def kernel_for(options) -> str:
     """The key of :data:`KERNELS` that quantizes under ``options``
     (:class:`..options.QuantizeOptions`)."""
     if options.format == "nvfp4":
-        return "nvfp4"
+        return "nvfp4" if options.optimal else "nvfp4-rule"
     if not options.kernel.vector_code:  # the switch of .simd: scalar code only
         return "mxfp4-search"
     if not options.optimal:

@@ -22,14 +22,17 @@ vector path exists, the scalar path after "|".
 * MXFP4 ``"optimal"`` in 16 lanes -> :mod:`.mx_search` (``measure``, ``choose``; a block
   failing its exact-prefix check takes the scalar search) | ``quantize_mx``.
 * MXFP4 in other lane counts, ``"optimal-hessian"`` -> none | ``quantize_mx``.
-* NVFP4 recipe or ``"optimal"`` (16 lanes) with a division recipe, finite divisors and a
-  start byte monotone in amax -> :func:`.nvfp4_search.quantize_blocks` (64 blocks a
-  group) | ``quantize_nv``'s block loop.
-* NVFP4, every other block -> none | ``quantize_nv``'s block loop.
+* NVFP4 recipe with a division recipe, finite divisors and a start byte monotone in amax
+  -> :func:`.nvfp4_search.start_bytes` and :func:`.nvfp4_search.store_blocks` (64 blocks
+  a group) | ``quantize_nv_rule``'s block loop.
+* NVFP4 ``"optimal"`` (16 lanes) on the same recipes -> :func:`.nvfp4_search.quantize_blocks`
+  (64 blocks a group) | ``quantize_nv``'s block loop.
+* NVFP4, every other block -> none | ``quantize_nv_rule``'s or ``quantize_nv``'s block loop.
 
-(``quantize_mx``, ``quantize_nv``: :mod:`fp4ref.kernels.cpu.quantize`; the choice is
-:func:`fp4ref.kernels.cpu.quantize.kernel_for` and, for NVFP4, ``quantize_nv``'s
-``fast`` test.) The IR helpers the three modules share are in :mod:`.ir`.
+(``quantize_mx``, ``quantize_nv``, ``quantize_nv_rule``: :mod:`fp4ref.kernels.cpu.quantize`;
+the choice is :func:`fp4ref.kernels.cpu.quantize.kernel_for` and, for NVFP4, the kernels'
+``fast`` test, :func:`fp4ref.kernels.cpu.quantize._nv_tables`.) The IR helpers the three
+modules share are in :mod:`.ir`.
 
 Ledger: what each step bought
 -----------------------------

@@ -744,13 +744,7 @@ def quantize_blocks(x, bits, first_block, stop_block, breakpoint_counts, divisor
     ``GROUP``, ``magnitudes`` of ``16 GROUP``, ``tail`` float32 ``[16, 16]``.
     """
     count = stop_block - first_block
-    for j in range(count):
-        blk = first_block + j
-        top = block_max_magnitude(bits, blk * WINDOW)  # integer order = magnitudes'
-        if top > np.uint32(0x7F800000) or (inf_nan and top == np.uint32(0x7F800000)):
-            starts[j] = -1  # NaN (or Inf) block
-        else:
-            starts[j] = count_at_most(breakpoint_counts, top)
+    start_bytes(bits, first_block, stop_block, breakpoint_counts, inf_nan, starts)
     if search:
         for j in range(0, count, WINDOW):
             if j + WINDOW <= count:
@@ -784,7 +778,30 @@ def quantize_blocks(x, bits, first_block, stop_block, breakpoint_counts, divisor
             if lows[j] < highs[j] and starts[j] >= 0:
                 starts[j] = close_search(starts[j], e0s[j], lows[j], highs[j], table,
                                          magnitudes, j)
-    for j in range(count):
+    store_blocks(x, first_block, stop_block, table, zero_sign, order, starts, scales, packed)
+
+
+@njit(cache=True, error_model="numpy")
+def start_bytes(bits, first_block, stop_block, breakpoint_counts, inf_nan, starts):
+    """The start byte of each block ``first_block..stop_block - 1`` (``bits``: float32
+    ``[nblocks, 16]`` as uint32) to ``starts[0:]``: the number of the recipe's
+    :func:`start_breakpoints` at most its amax (``breakpoint_counts``, their
+    :func:`counting_table`), or -1 for a NaN block (and an Inf block with ``inf_nan``)."""
+    for j in range(stop_block - first_block):
+        top = block_max_magnitude(bits, (first_block + j) * WINDOW)  # integer order =
+        # magnitudes'
+        if top > np.uint32(0x7F800000) or (inf_nan and top == np.uint32(0x7F800000)):
+            starts[j] = -1  # NaN (or Inf) block
+        else:
+            starts[j] = count_at_most(breakpoint_counts, top)
+
+
+@njit(cache=True, error_model="numpy")
+def store_blocks(x, first_block, stop_block, table, zero_sign, order, starts, scales, packed):
+    """Block ``first_block + j``'s scale byte ``starts[j]`` and its codes by
+    :func:`store_codes` at that column of ``table``; -1 stores the NaN byte 0x7F and zero
+    codes."""
+    for j in range(stop_block - first_block):
         blk = first_block + j
         scale = starts[j]
         if scale < 0:
