@@ -35,8 +35,9 @@ def quiet_launches() -> None:
     """Silence numba-cuda's low-occupancy warning ("Grid size N will likely result in GPU
     under-utilization"), which every small fp4ref call would print: fp4ref sizes its grids
     to the data, and a small input is not a mistake. Other warnings stay."""
-    warnings.filterwarnings(
-        "ignore", message=r"Grid size \d+ will likely result in GPU under-utilization")
+    warnings.filterwarnings(  # numba may open the message with a terminal highlight code
+        "ignore", message=r"(\x1b\[[0-9;]*m)?Grid size \d+ will likely result in GPU "
+        r"under-utilization")
 
 
 def _kind(value: Any) -> str:
