@@ -83,6 +83,23 @@ def _expected(table: np.ndarray, blocks: np.ndarray, scales: np.ndarray, order: 
     return table[scales[:, None], codes]
 
 
+def _every_order(table: np.ndarray, blocks: np.ndarray, scales: np.ndarray, dtype: str,
+                 backend: str, start: float, **options) -> list[Result]:
+    """``fp4ref.dequantize(blocks, scales, **options)`` in every nibble order, compared with
+    ``table[scale, code]`` (``start``: when the first order's timing began)."""
+    block_size = 2 * blocks.shape[1]
+    out = []
+    for order in nibbles.NIBBLE_ORDERS:
+        got = api.dequantize(blocks, scales, nibble_order=order, dtype=dtype, backend=backend,
+                             **options)
+        want = _expected(table, blocks, scales, order, block_size)
+        out.append(_compare(
+            f"{order}, {dtype}", backend, lambda i: _element(i, scales, block_size, blocks),
+            np.asarray(got).view(_BITS[dtype]), want, start))
+        start = time.perf_counter()
+    return out
+
+
 def mx_decoders(backend: str) -> list[Result]:
     """MXFP4 dequantize of every (E8M0 byte, packed byte) by each convention, nibble order
     and output dtype."""
@@ -94,15 +111,8 @@ def mx_decoders(backend: str) -> list[Result]:
             start = time.perf_counter()  # the first order's time includes the oracle's
             table = np.array([mx.dequantize_block(range(16), s, dtype, convention)
                               for s in range(256)], _BITS[dtype])
-            for order in nibbles.NIBBLE_ORDERS:
-                got = api.dequantize(blocks, scales, format="mxfp4", e8m0_decode=convention,
-                                     nibble_order=order, dtype=dtype, backend=backend)
-                want = _expected(table, blocks, scales, order, mx.BLOCK_SIZE)
-                out.append(_compare(
-                    f"{order}, {dtype}", backend,
-                    lambda i: _element(i, scales, mx.BLOCK_SIZE, blocks),
-                    np.asarray(got).view(_BITS[dtype]), want, start))
-                start = time.perf_counter()
+            out += _every_order(table, blocks, scales, dtype, backend, start, format="mxfp4",
+                                e8m0_decode=convention)
         rows.append(_merged(f"mxfp4 decode, e8m0 {convention} (3 orders x 3 dtypes)", out))
     return rows
 
@@ -136,15 +146,8 @@ def nv_decoders(backend: str) -> list[Result]:
             start = time.perf_counter()  # the first order's time includes the oracle's
             table = np.array([nvfp4.dequantize_block(range(16), s, tensor_bits, dtype)
                               for s in range(256)], _BITS[dtype])
-            for order in nibbles.NIBBLE_ORDERS:
-                got = api.dequantize(blocks, scales, format="nvfp4", tensor_scale=tensor,
-                                     nibble_order=order, dtype=dtype, backend=backend)
-                want = _expected(table, blocks, scales, order, nvfp4.BLOCK_SIZE)
-                out.append(_compare(
-                    f"{order}, {dtype}", backend,
-                    lambda i: _element(i, scales, nvfp4.BLOCK_SIZE, blocks),
-                    np.asarray(got).view(_BITS[dtype]), want, start))
-                start = time.perf_counter()
+            out += _every_order(table, blocks, scales, dtype, backend, start, format="nvfp4",
+                                tensor_scale=tensor)
         rows.append(_merged(f"nvfp4 decode, tensor {tensor:.8g} (3 orders x 3 dtypes)", out))
     return rows
 
