@@ -26,10 +26,11 @@ def bits(x):
     return np.asarray(x, np.float32).view(np.uint32)
 
 
-def write_with_gguf_py(path, tensors):
-    """A GGUF file written by gguf-py itself: name -> (array, raw ggml type or None)."""
-    writer = gguf.GGUFWriter(str(path), "test")
-    writer.add_string("general.name", "fp4ref test")
+def write_with_gguf_py(path, tensors, title="fp4ref test", **options):
+    """A GGUF file written by gguf-py itself: name -> (array, raw ggml type or None);
+    ``options`` go to its ``GGUFWriter`` (``split_max_tensors``)."""
+    writer = gguf.GGUFWriter(str(path), "test", **options)
+    writer.add_string("general.name", title)
     for name, (array, raw) in tensors.items():
         writer.add_tensor(name, array, raw_dtype=raw)
     writer.write_header_to_file()
@@ -326,14 +327,7 @@ def test_split_gguf_reads_whole(peer_file, tmp_path):
     """A GGUF split by gguf-py's writer (split_max_tensors, as llama.cpp's gguf-split names
     the files) opens from any of its files with every tensor."""
     _, tensors = peer_file
-    writer = gguf.GGUFWriter(str(tmp_path / "m.gguf"), "test", split_max_tensors=3)
-    writer.add_string("general.name", "split")
-    for name, (array, raw) in tensors.items():
-        writer.add_tensor(name, array, raw_dtype=raw)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    write_with_gguf_py(tmp_path / "m.gguf", tensors, "split", split_max_tensors=3)
     files = sorted(p.name for p in tmp_path.glob("m-*.gguf"))
     assert files == [f"m-0000{i}-of-00003.gguf" for i in (1, 2, 3)]
     whole = G.read(tmp_path / "m-00002-of-00003.gguf")
