@@ -42,8 +42,13 @@ E4M3_DECODES = ("ocp", "ggml")
 
 #: Non-finite input policies: ``"nan-scale"``: a block holding NaN or Inf gets the NaN
 #: scale (0xFF / 0x7F) and zero codes; ``"ieee"``: NaN does, Inf runs through the recipe's
-#: float32 arithmetic (NVFP4 only: Inf saturates the block scale to 448, its code to 6).
-NONFINITE = ("nan-scale", "ieee")
+#: float32 arithmetic (NVFP4 only: Inf saturates the block scale to 448, its code to 6);
+#: ``"comfy"`` (NVFP4, with the ``"comfy"`` recipe only): nothing special-cased, NaN and Inf
+#: run through comfy-kitchen's eager float32 arithmetic on x86 (a NaN element or tensor
+#: scale gives scale byte 0x7F, a NaN made by 0/0 or Inf/Inf the negative default NaN,
+#: byte 0xFF; each NaN quotient is coded by its bits, 3 or 4 (payload bit 21) with its
+#: sign: :func:`fp4ref.spec.nvfp4.comfy_block`).
+NONFINITE = ("nan-scale", "ieee", "comfy")
 
 #: Directions of the NVFP4 tensor scale as stored: ``"decode"`` amax / (6 * 448), a
 #: multiplier (ModelOpt ``weight_scale_2``, torchao); ``"encode"`` 6 * 448 / amax
@@ -105,6 +110,9 @@ def _check(profile: Profile) -> None:
             raise _bad("block_scale_clamp", clamp,
                        "None or (low, high), finite reals with 0 <= low <= high")
         object.__setattr__(profile, "block_scale_clamp", (float(pair[0]), float(pair[1])))
+    if profile.nonfinite == "comfy" and profile.nvfp4_recipe not in ("comfy", None):
+        raise _bad("nonfinite", profile.nonfinite,
+                   f"'comfy' only with nvfp4_recipe='comfy' (got {profile.nvfp4_recipe!r})")
     zero = profile.zero_block_scale
     if zero is not None and not (_real(zero) and math.isfinite(zero) and zero >= 0):
         raise _bad("zero_block_scale", zero, "None or a finite real >= 0")
@@ -131,7 +139,7 @@ class Profile:
         from it.
     e8m0_min : int
         Smallest E8M0 byte the optimal search may pick (qwantize: 1).
-    nonfinite : {"nan-scale", "ieee"}
+    nonfinite : {"nan-scale", "ieee", "comfy"}
         NaN/Inf policy (see :data:`NONFINITE`).
     e8m0_decode : {"ocp", "bits", "ggml", "inf"}
         How scale bytes 0x00/0xFF decode (see :data:`E8M0_DECODES`).
@@ -248,8 +256,8 @@ _PROFILES = (
             "nibble first, scales stored 128x4-swizzled; decode q * (s_t * s_b) in the output "
             "dtype. Not yet emulated: an all-zero tensor gives scale 0xFF and codes 0xC (NaN), "
             "a scale-0 block +0 codes (docs/findings.md).",
-            nonfinite="ieee", nibble_order="high-first", scale_layout="128x4",
-            decode_arithmetic="output-dtype"),
+            nvfp4_recipe="comfy", nonfinite="comfy", nibble_order="high-first",
+            scale_layout="128x4", decode_arithmetic="output-dtype"),
     Profile("qwantize", "qwantize 0.1.1 reference (run): MXFP4 scale floor(log2f(max(amax, "
             "1e-30))-2+127) in [1, 254], optimal search over bytes 1..254; NVFP4 without tensor "
             "scale, block scale e4m3(amax/6); elements |x|/s ties toward zero; -0.0 -> +0; "

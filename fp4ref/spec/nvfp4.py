@@ -76,7 +76,7 @@ def quantize_block(
     clamp: tuple[float, float] | None = None, zero_scale: float | None = None,
     optimal: bool = False, rounding: str = "even", zero_sign: str = "keep",
     nan_scale_for_inf: bool = True, lanes: int = 16,
-    hessian: Sequence[Sequence[float]] | None = None,
+    hessian: Sequence[Sequence[float]] | None = None, nonfinite: str | None = None,
 ) -> tuple[int, list[int]]:
     """(E4M3 block-scale byte, element codes) of one NVFP4 block of float32 values.
 
@@ -88,14 +88,23 @@ def quantize_block(
     :func:`fp4ref.spec.scale_rules.nvfp4_divisor`, rounded to E2M1 with ``rounding``. A
     block with NaN gets 0x7F (NaN) and zero codes; with Inf the same if
     ``nan_scale_for_inf``, else the recipe's float32 arithmetic runs on (Inf saturates to 448).
+    ``nonfinite`` (the profile's :data:`fp4ref.profiles.NONFINITE` choice), when given,
+    overrides ``nan_scale_for_inf``; ``"comfy"`` takes NaN and Inf through the ``"comfy"``
+    recipe's arithmetic (:func:`comfy_block`). The ``"comfy"`` recipe has no search.
     """
     from .elements import element_code
     from .optimal import search, search_hessian
     from .scale_rules import nvfp4_block_scale, nvfp4_divisor, quotient
 
-    if any(math.isnan(v) for v in values) or (
-            nan_scale_for_inf and any(math.isinf(v) for v in values)):
+    if nonfinite is not None:
+        nan_scale_for_inf = nonfinite == "nan-scale"
+    if nonfinite != "comfy" and (any(math.isnan(v) for v in values) or (
+            nan_scale_for_inf and any(math.isinf(v) for v in values))):
         return e4m3.NAN, [0] * len(values)
+    if recipe == "comfy":
+        if optimal:
+            raise ValueError("the 'comfy' recipe has no scale search")
+        return comfy_block(values, tensor, rounding, zero_sign)
     amax = max((abs(v) for v in values), default=0.0)
     scale = nvfp4_block_scale(amax, recipe, tensor, clamp, zero_scale)
     if optimal:
@@ -111,6 +120,96 @@ def quantize_block(
     if e4m3.decode(scale) != e4m3.decode(scale):
         codes = [0] * len(values)
     return scale, codes
+
+
+#: x86's default NaN, what an invalid float32 operation (0 / 0, Inf / Inf, Inf * 0) gives
+#: on the CPU comfy-kitchen's eager backend runs on (SSE/AVX: the sign bit set).
+X86_DEFAULT_NAN = 0xFFC00000
+
+
+def _bits32(value: float) -> int:
+    """The float32 bits of a float32 ``value`` given as a Python float (NaN payload and sign
+    kept, as float32 -> float64 -> float32 keeps them)."""
+    import numpy as np
+
+    return int(np.array(value, np.float64).astype(np.float32).view(np.uint32))
+
+
+def _is_nan32(bits: int) -> bool:
+    return bits & 0x7FFFFFFF > 0x7F800000
+
+
+def comfy_nan_code(bits: int) -> int:
+    """The E2M1 code comfy-kitchen's ``_f32_to_floatx_unpacked`` gives the NaN float32
+    ``bits``: its normal-path integer arithmetic (add ``((1 - 127) << 23) + 0x1FFFFF`` and
+    the mantissa's odd bit, shift right 22, keep 8 bits) on the sign-cleared bits, 3 for a
+    quiet NaN whose payload bit 21 is clear, 4 when it is set; the sign bit kept."""
+    magnitude = bits & 0x7FFFFFFF
+    odd = (magnitude >> 22) & 1
+    code = ((magnitude - 0x3F000000 + 0x1FFFFF + odd) >> 22) & 0xFF
+    return code | (0x8 if bits >> 31 else 0)
+
+
+def comfy_block(values: Sequence[float], tensor: float, rounding: str = "even",
+                zero_sign: str = "keep") -> tuple[int, list[int]]:
+    """(scale byte, codes) of one block by comfy-kitchen 0.2.40's eager ``quantize_nvfp4``
+    (``backends/eager/quantization.py``), in x86 float32 arithmetic, NaN and Inf included.
+
+    ``y = f32(f32(amax / 6) / s_t)`` (``s_t`` = ``tensor``, the decode multiplier),
+    ``min(y, 448)``, E4M3 nearest even; a NaN ``y`` is 0x7F when it comes from a NaN
+    element or tensor scale (propagated, positive: ``amax`` is of ``|x|``), else 0xFF (0 / 0
+    or Inf / Inf: :data:`X86_DEFAULT_NAN`). The elements: ``q = f32(x / t)`` with
+    ``t = f32(s_t * s_b)``; when ``t == 0`` every code is +0 (comfy's zero-scale mask); else
+    ``q`` clamped to +-6 and rounded to E2M1 by ``rounding``/``zero_sign``, and a NaN ``q``
+    (x86: the NaN operand, quieted, the first one if both are; else the default NaN) coded
+    by :func:`comfy_nan_code`. E4M3 NaN bytes widen to float32 as torch does, 0x7F to
+    0x7FF00000 and 0xFF to 0xFFF00000.
+    """
+    from .elements import element_code
+    from .scale_rules import _f32_divide, f32
+
+    xs = [_bits32(v) for v in values]
+    t_bits = _bits32(tensor)
+    nan_in = any(_is_nan32(b) for b in xs)
+    amax = max((abs(v) for v in values if v == v), default=0.0)
+    if nan_in or _is_nan32(t_bits):
+        scale = 0x7F if nan_in or not t_bits >> 31 else 0xFF  # the propagated NaN's sign
+    else:
+        y = _f32_divide(f32(amax / 6), tensor)
+        if y != y:
+            scale = 0xFF  # X86_DEFAULT_NAN
+        else:
+            scale = e4m3.encode(min(y, 448.0), "even", saturate=True)
+    if _is_nan32(t_bits):
+        total_bits = t_bits | 0x00400000
+    elif scale & 0x7F == 0x7F:
+        total_bits = 0x7FF00000 | ((scale & 0x80) << 24)
+    elif math.isinf(tensor) and e4m3.decode(scale) == 0:
+        total_bits = X86_DEFAULT_NAN
+    else:
+        total_bits = _bits32(f32(tensor * e4m3.decode(scale)))
+    if total_bits & 0x7FFFFFFF == 0:  # comfy: where(total == 0, 0, x / 1)
+        return scale, [0] * len(values)
+    total = math.nan if _is_nan32(total_bits) else _float32(total_bits)
+    codes = []
+    for v, bits in zip(values, xs, strict=True):
+        if _is_nan32(bits):
+            codes.append(comfy_nan_code(bits | 0x00400000))
+        elif _is_nan32(total_bits):
+            codes.append(comfy_nan_code(total_bits))
+        elif math.isinf(v) and math.isinf(total):
+            codes.append(comfy_nan_code(X86_DEFAULT_NAN))
+        else:
+            q = _f32_divide(abs(v), abs(total))
+            signed = -v if total_bits >> 31 else v  # the sign of x / t
+            codes.append(element_code(signed, min(q, 6.0), rounding, zero_sign))
+    return scale, codes
+
+
+def _float32(bits: int) -> float:
+    import numpy as np
+
+    return float(np.array(bits, np.uint32).view(np.float32))
 
 
 def _product(a: tuple, b: tuple, dtype: str) -> tuple:
