@@ -186,6 +186,9 @@ def quantize(
         if scale_rule is not None and prof.nvfp4_recipe == "torchao":
             raise ValueError(f"scale_rule={scale_rule!r} needs a division recipe; profile "
                              f"{prof.name!r} multiplies by reciprocals")
+        if scale_rule is not None and prof.nvfp4_recipe == "comfy":
+            raise ValueError(f"scale_rule={scale_rule!r}: the 'comfy' recipe of profile "
+                             f"{prof.name!r} has no scale search")
     if engine.name == "cuda":
         flat, shape = _device_input(engine, x, block)
     else:

@@ -18,7 +18,8 @@ from numba import njit, prange
 
 from ..elements import THRESHOLDS, packed_byte
 from ..optimal import block_error, first_at_least, search, search_bounds, search_hessian
-from ..options import NONFINITE_NAN_SCALE, RULE_FLOOR
+from ..comfy import comfy_block
+from ..options import NONFINITE_COMFY, NONFINITE_NAN_SCALE, RULE_FLOOR
 from ..quantize_block import e8m0_reciprocal32
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
 from .simd.mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor_group
@@ -464,6 +465,25 @@ def _store_nv(row, blk, scale, divisors, multiply, tie, zero_sign, order, scales
     encode_block(row, divisors[scale], multiply, tie, zero_sign, order, packed[blk])
 
 
+@njit(parallel=True, cache=True, error_model="numpy")
+def quantize_nv_comfy(x, bits, options, scales, packed, hessian):
+    """NVFP4 by the ``"comfy"`` recipe (no search): each block by :func:`..comfy.comfy_block`,
+    comfy-kitchen's x86 float32 arithmetic with every NaN followed by its bits."""
+    tensor = options.tensor_operand
+    tensor_bits = np.float32(tensor).view(np.uint32)  # x86 keeps a NaN's payload and sign
+    bad_mode = (0 if options.nonfinite == NONFINITE_COMFY
+                else 2 if options.nonfinite == NONFINITE_NAN_SCALE else 1)
+    tie, zero_sign, order = options.rounding, options.zero_sign, options.nibble_order
+    nblocks, n = x.shape
+    flat = packed.reshape(-1)
+    words = bits.reshape(-1)
+    for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
+        for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
+            scales[blk] = comfy_block(words, blk * n, n, tensor, tensor_bits, bad_mode, tie,
+                                      zero_sign, order, flat, blk * (n // 2))
+    return False
+
+
 #: The CPU kernel of each kind of quantization (:func:`kernel_for` picks one).
 KERNELS = {
     "mxfp4-rule": quantize_mx_rule,  # a scale rule: vector code, float32 only
@@ -472,6 +492,7 @@ KERNELS = {
     # MXFP4 call with the vector code switched off: scalar code
     "nvfp4-rule": quantize_nv_rule,  # a recipe, no search (division-free blocks inside)
     "nvfp4": quantize_nv,  # the searches (division-free blocks inside)
+    "nvfp4-comfy": quantize_nv_comfy,  # comfy-kitchen's recipe, NaN bits followed
 }
 
 
@@ -479,6 +500,8 @@ def kernel_for(options) -> str:
     """The key of :data:`KERNELS` that quantizes under ``options``
     (:class:`..options.QuantizeOptions`)."""
     if options.format == "nvfp4":
+        if options.profile.nvfp4_recipe == "comfy" and not options.optimal:
+            return "nvfp4-comfy"
         return "nvfp4" if options.optimal else "nvfp4-rule"
     if not options.kernel.vector_code:  # the switch of .simd: scalar code only
         return "mxfp4-search"

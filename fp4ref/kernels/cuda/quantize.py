@@ -35,9 +35,11 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32, float64, int32, uint32, uint64
 
+from ..comfy import comfy_block
 from ..elements import element_code, packed_byte
 from ..optimal import search_hessian
 from ..options import HIGH_FIRST, NONFINITE_NAN_SCALE, RECIPE_TORCHAO, RULE_FLOOR, SPLIT_HALF
+from ..options import NONFINITE_COMFY, RECIPE_COMFY
 from ..quantize_block import (
     block_amax,
     e8m0_reciprocal32,
@@ -331,6 +333,9 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
     float64 ``[J, 16, 16]`` on the device, with ``optimal``, as in :func:`quantize_mx`)."""
     o = options
     multiply = o.nvfp4_recipe == RECIPE_TORCHAO  # torchao multiplies by the reciprocal
+    if o.nvfp4_recipe == RECIPE_COMFY and not o.optimal:
+        quantize_nv_comfy(x, o, scales, packed)
+        return
     if o.optimal:
         _search(True, x, divisors, o, multiply, scales, packed, hessian)
         return
@@ -340,6 +345,28 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
         x.view(np.uint32), divisors, o.tensor_operand, o.clamp_low, o.clamp_high, o.zero_block,
         o.zero_block_scale, o.nonfinite == NONFINITE_NAN_SCALE, scales,
         _rule_out(packed, o.nibble_order))
+
+
+@cuda.jit
+def _comfy_kernel(bits, tensor, tensor_bits, bad_mode, tie, zero_sign, order, scales, packed):
+    words, out = _njit_view(bits), _njit_view(packed)
+    for blk in range(cuda.grid(1), scales.size, cuda.gridsize(1)):
+        scales[blk] = comfy_block(words, blk * 16, 16, tensor, tensor_bits, bad_mode, tie,
+                                  zero_sign, order, out, blk * 8)
+
+
+def quantize_nv_comfy(x, options, scales, packed) -> None:
+    """NVFP4 by the ``"comfy"`` recipe, as :func:`..cpu.quantize.quantize_nv_comfy`: a thread
+    a block, :func:`..comfy.comfy_block` (every NaN followed by its bits, so the GPU gives
+    the x86 run's bytes; the tensor scale's bits are taken on the host)."""
+    o = options
+    tensor_bits = int(np.float32(o.tensor_operand).view(np.uint32))
+    bad_mode = (0 if o.nonfinite == NONFINITE_COMFY
+                else 2 if o.nonfinite == NONFINITE_NAN_SCALE else 1)
+    blocks, threads = _block_grid(scales.size)
+    _comfy_kernel[blocks, threads](x.view(np.uint32), o.tensor_operand, tensor_bits, bad_mode,
+                                   o.rounding, o.zero_sign, o.nibble_order, scales,
+                                   packed.reshape(-1))
 
 
 @cuda.jit
