@@ -75,6 +75,9 @@ class Packed(NamedTuple):
     k: int
     decode_arithmetic: str = "exact"  #: :data:`fp4ref.profiles.DECODE_ARITHMETIC`
     e4m3_decode: str = "ocp"  #: :data:`fp4ref.profiles.E4M3_DECODES`
+    #: NVFP4: the encode scale G (the stored value, or float32 1 / the decode multiplier),
+    #: what ``decode_arithmetic="compressed-tensors"`` divides the block scale by
+    tensor_divisor: np.float32 = np.float32(1.0)
 
 
 def packed(
@@ -105,8 +108,13 @@ def packed(
         scale_layout = getattr(layer, "scale_layout", None)
         profile = getattr(layer, "profile", None) if profile is None else profile
         direction = "decode"  # a layer holds the decode multiplier
+        stored = getattr(layer, "stored_tensor_scale", None)
+        if stored is not None and getattr(getattr(layer, "profile", None),
+                                          "tensor_scale_direction", None) != "encode":
+            stored = None
     else:
         direction = None
+        stored = None
     prof = get_profile("ocp" if profile is None else profile)
     nibble_order = prof.nibble_order if nibble_order is None else nibble_order
     scale_layout = prof.scale_layout if scale_layout is None else scale_layout
@@ -121,6 +129,7 @@ def packed(
     layout = _checks.choice("scale_layout", scale_layout, layouts.LAYOUTS)
     if layout != "linear":
         scales = _linear_scales(blocks, scales, block_size, layout, backend)
+    divisor = np.float32(1.0)
     if fmt == "mxfp4":
         if tensor_scale is not None:
             raise ValueError("tensor_scale applies to format='nvfp4' only; got one for 'mxfp4'")
@@ -130,10 +139,15 @@ def packed(
             "tensor_scale", tensor_scale)
         if tensor_scale is not None and direction == "encode":
             with np.errstate(divide="ignore"):
-                scale = np.float32(1.0) / scale  # vLLM: 1 / weight_global_scale in float32
+                divisor, scale = scale, np.float32(1.0) / scale  # vLLM: 1 / G in float32
+        elif stored is not None:  # a layer of an encode-direction profile: its G
+            divisor = np.float32(stored)
+        else:
+            with np.errstate(divide="ignore"):
+                divisor = np.float32(1.0) / scale
     leading, k = _block_shapes(blocks, scales, block_size, fmt)
     return Packed(blocks, scales, fmt, block_size, scale_format, scale, order, e8m0, leading, k,
-                  prof.decode_arithmetic, prof.e4m3_decode)
+                  prof.decode_arithmetic, prof.e4m3_decode, divisor)
 
 
 @arrays.front_door
@@ -224,9 +238,12 @@ def dequantize(
     engine = backends.get(backend, blocks, scales, out)
     result = _output("out", out, (*leading, k), out_dtype, (blocks, scales))
     bits = result.view(np.uint32 if out_dtype == "float32" else np.uint16)
+    # compressed-tensors divides the block scale by its encode scale G
+    multiplier = w.tensor_divisor if (w.decode_arithmetic == "compressed-tensors"
+                                      and w.format == "nvfp4") else w.tensor_scale
     engine.dequantize(
         blocks.reshape(-1, w.block_size // 2), scales.reshape(-1), w.scale_format,
-        w.tensor_scale, w.nibble_order, out_dtype, bits.reshape(-1, w.block_size), w.e8m0_decode,
+        multiplier, w.nibble_order, out_dtype, bits.reshape(-1, w.block_size), w.e8m0_decode,
         w.decode_arithmetic, w.e4m3_decode,
     )
     return result

@@ -32,8 +32,13 @@ E8M0_DECODES = ("ocp", "bits", "ggml", "inf")
 #: the scales converted to the output dtype and each product rounded to float32 and then
 #: to it, as torch and MLX multiply bfloat16/float16 tensors (comfy-kitchen
 #: ``dequantize_nvfp4``, Quark, MLX): ``dt(P * dt(dt(s_t) * dt(s_b)))``, MXFP4
-#: ``dt(P * dt(X))``; for float32 output the same as ``"scale-first"``.
-DECODE_ARITHMETIC = ("exact", "scale-first", "output-dtype")
+#: ``dt(P * dt(X))``; for float32 output the same as ``"scale-first"``;
+#: ``"compressed-tensors"`` (its ``_dequantize``): NVFP4 ``dt(P * f32(s_b / G))`` with G
+#: the stored encode tensor scale (``weight_global_scale``), MXFP4 as ``"output-dtype"``;
+#: ``"modelopt"`` (``NVFP4QTensor.dequantize``): NVFP4 ``dt(P * f32(s_b * s_t))`` with
+#: code 0x8 read as +0 (its ``e2m1_values`` table), MXFP4 as ``"exact"``.
+DECODE_ARITHMETIC = ("exact", "scale-first", "output-dtype", "compressed-tensors",
+                     "modelopt")
 
 #: NVFP4 block-scale decode: ``"ocp"`` E4M3 as OFP8 v1.0 (0x7F/0xFF NaN); ``"ggml"``
 #: ggml's UE4M3 (``ggml_ue4m3_to_fp32``): the sign bit is ignored, 0x7F is 0 and 0xFF is
@@ -145,7 +150,7 @@ class Profile:
         How scale bytes 0x00/0xFF decode (see :data:`E8M0_DECODES`).
     e4m3_decode : {"ocp", "ggml"}
         How NVFP4 scale bytes decode (see :data:`E4M3_DECODES`).
-    decode_arithmetic : {"exact", "scale-first", "output-dtype"}
+    decode_arithmetic : {"exact", "scale-first", "output-dtype", "compressed-tensors", "modelopt"}
         The order and precision of the decode's multiplications (see
         :data:`DECODE_ARITHMETIC`).
     nvfp4_recipe : str or None
@@ -243,13 +248,14 @@ _PROFILES = (
             "[2^-9, 448], e4m3 RNE; elements x/(s_b*s_t), RNE, -0.0 -> +0. MXFP4 scale rule "
             "rceil (ModelOpt's MXFP4 ties toward zero and writes +0 as 0x8: not emulated).",
             zero_sign="negative", scale_rule="rceil", nonfinite="ieee",
-            block_scale_clamp=(2.0 ** -9, 448.0), zero_block_scale=1.0),
+            block_scale_clamp=(2.0 ** -9, 448.0), zero_block_scale=1.0,
+            e8m0_decode="inf", decode_arithmetic="modelopt"),
     Profile("compressed-tensors", "compressed-tensors 0.20 (llm-compressor) (run): NVFP4 "
             "weight_global_scale G = 6*448/amax (encode), block scale e4m3(G*(amax_b/6)), a "
             "zero byte -> 0.125, elements x/(s_b/G), RNE, -0.0 -> +0; MXFP4 uses the EVEN rule.",
             zero_sign="negative", scale_rule="even", nonfinite="ieee",
             nvfp4_recipe="compressed-tensors", tensor_scale_direction="encode",
-            zero_block_scale=0.125),
+            zero_block_scale=0.125, e8m0_decode="inf", decode_arithmetic="compressed-tensors"),
     Profile("comfy", "comfy-kitchen 0.2.40, ComfyUI's kernels, eager backend (run on CPU: "
             "TensorCoreNVFP4Layout.quantize, quantize_nvfp4, dequantize_nvfp4): tensor scale "
             "amax/2688 (decode), block scale e4m3(min(f32(amax_b / 6) / s_t, 448)), high "

@@ -71,6 +71,8 @@ RECIPE_PLAIN, RECIPE_MODELOPT, RECIPE_TORCHAO, RECIPE_CT = (
     code("nvfp4_recipe", n) for n in ("plain", "modelopt", "torchao", "compressed-tensors"))
 NONFINITE_NAN_SCALE, NONFINITE_IEEE = (code("nonfinite", n) for n in ("nan-scale", "ieee"))
 RECIPE_COMFY = code("nvfp4_recipe", "comfy")
+DECODE_CT, DECODE_MODELOPT = (code("decode_arithmetic", n)
+                              for n in ("compressed-tensors", "modelopt"))
 NONFINITE_COMFY = code("nonfinite", "comfy")
 E8M0_OCP, E8M0_BITS, E8M0_GGML, E8M0_INF = (
     code("e8m0_decode", n) for n in ("ocp", "bits", "ggml", "inf"))

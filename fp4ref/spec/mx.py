@@ -32,8 +32,8 @@ def dequantize_block(
 
     ``arithmetic`` (:data:`fp4ref.profiles.DECODE_ARITHMETIC`): ``"output-dtype"`` rounds
     the scale to ``dtype`` first (a float16 2^-127 is 0, 2^16 and up Inf) and the product
-    to float32 and then to ``dtype``, as torch and MLX multiply half-precision tensors; the
-    other choices are the exact product above.
+    to float32 and then to ``dtype``, as torch and MLX multiply half-precision tensors
+    (``"compressed-tensors"`` too); the other choices are the exact product above.
     """
     infinite = scale == e8m0.NAN and e8m0_decode in ("bits", "inf")
     if e8m0_decode == "bits" and scale == 0x00:
@@ -42,7 +42,7 @@ def dequantize_block(
     if scale == e8m0.NAN and e8m0_decode in ("ocp",):
         return [CANONICAL_NAN[dtype]] * len(codes)
     x = Fraction(2) ** 128 if scale == e8m0.NAN else Fraction(e8m0.decode(scale))
-    if arithmetic == "output-dtype" and not infinite:
+    if arithmetic in ("output-dtype", "compressed-tensors") and not infinite:
         x, _ = binary_value(convert_float32(round_to_binary(x, False, 8, 23), dtype), dtype)
         infinite = x < 0  # the scale overflowed the output dtype
     out = []

@@ -29,7 +29,9 @@ def dequantize_block(
     ``"exact"`` arithmetic; ``"scale-first"`` is ``P_i * float32(s_block * s_tensor)``,
     ``"output-dtype"`` ``dt(P_i * dt(dt(s_tensor) * dt(s_block)))`` with every product
     rounded to float32 and then to the output dtype ``dt``, see
-    :data:`fp4ref.profiles.DECODE_ARITHMETIC`). ``e4m3_decode="ggml"`` reads the scale
+    :data:`fp4ref.profiles.DECODE_ARITHMETIC`; under ``"compressed-tensors"``
+    ``tensor_scale_bits`` are the bits of the encode scale G the block scale is divided
+    by, ``P_i * f32(s_block / G)``). ``e4m3_decode="ggml"`` reads the scale
     byte as ggml's UE4M3 (sign bit ignored, 0x7F is 0, 0xFF 480) and code 0x8 as +0
     (:data:`fp4ref.profiles.E4M3_DECODES`).
 
@@ -54,6 +56,8 @@ def dequantize_block(
     tensor_magnitude, tensor_negative = binary_value(tensor_scale_bits, "float32")
     if block_scale != block_scale or tensor_magnitude is None:
         return [CANONICAL_NAN[dtype]] * len(codes)
+    if arithmetic == "modelopt":  # e2m1_values[8] is +0; then P * f32(s_b * s_t)
+        codes = [0 if c == 0x8 else c for c in codes]
     if arithmetic != "exact":
         return _scale_first(codes, block_scale, tensor_scale_bits, dtype, arithmetic)
     scale_negative = bool(scale & 0x80)
@@ -225,12 +229,29 @@ def _product(a: tuple, b: tuple, dtype: str) -> tuple:
     return binary_value(bits, dtype)
 
 
+def _quotient(a: tuple, b: tuple) -> tuple:
+    """(magnitude, negative) of ``a / b`` rounded to float32 (IEEE: 0 / 0 and Inf / Inf
+    are NaN, magnitude None; x / 0 is infinite, magnitude -1; x / Inf is 0)."""
+    (ma, na), (mb, nb) = a, b
+    negative = na != nb
+    if ma is None or mb is None or (ma == 0 and mb == 0) or (ma < 0 and mb < 0):
+        return None, negative
+    if ma < 0 or mb == 0:
+        return Fraction(-1), negative
+    if mb < 0:
+        return Fraction(0), negative
+    return binary_value(round_to_binary(ma / mb, negative, 8, 23), "float32")
+
+
 def _scale_first(codes, block_scale, tensor_scale_bits, dtype, arithmetic):
     """The ``"scale-first"`` and ``"output-dtype"`` decodes of :func:`dequantize_block`."""
     within = dtype if arithmetic == "output-dtype" else "float32"
     tensor = binary_value(convert_float32(tensor_scale_bits, within), within)
     block = abs(Fraction(block_scale)), math.copysign(1.0, block_scale) < 0
-    total = _product(tensor, block, within)
+    if arithmetic == "compressed-tensors":  # f32(s_b / G)
+        total = _quotient(block, tensor)
+    else:
+        total = _product(tensor, block, within)
     out = []
     for code in codes:
         element = (e2m1.magnitude(code), bool(code & 0x8))

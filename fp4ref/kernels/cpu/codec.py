@@ -13,7 +13,9 @@ import numpy as np
 from numba import njit, prange
 
 from ..options import (
+    DECODE_CT,
     DECODE_EXACT,
+    DECODE_MODELOPT,
     DECODE_OUTPUT_DTYPE,
     DECODE_SCALE_FIRST,
     E4M3_GGML,
@@ -37,6 +39,7 @@ from ..scalar import (
     output_bits,
     rounded,
 )
+from ..scale_rules import divide
 from .simd.mx_block import FIRST_SCALE, LAST_SCALE, store_fence, store_mx_block
 
 
@@ -87,16 +90,24 @@ def block_value(s, c, scale_format, tensor_scale, out_kind, e8m0_mode, arithmeti
     ``e8m0_mode`` (:func:`mx_element_parts`); under ``DECODE_OUTPUT_DTYPE`` the scale is
     rounded to the output encoding first. NVFP4 (E4M3): ``DECODE_EXACT`` the exact float32
     product ``P * s_block`` times ``tensor_scale`` in float32; ``DECODE_SCALE_FIRST``
-    ``P * float32(s_block * tensor_scale)``; ``DECODE_OUTPUT_DTYPE`` both scales and each
+    ``P * float32(s_block * tensor_scale)``; ``DECODE_CT`` ``P * float32(s_block /
+    tensor_scale)`` (``tensor_scale`` is then compressed-tensors' encode scale G; MXFP4 as
+    ``DECODE_OUTPUT_DTYPE``); ``DECODE_MODELOPT`` as ``DECODE_SCALE_FIRST`` with code 0x8
+    read as +0; ``DECODE_OUTPUT_DTYPE`` both scales and each
     product rounded to the output encoding (:data:`fp4ref.profiles.DECODE_ARITHMETIC`);
     E4M3 bytes read by ``e4m3_mode`` (:func:`nv_element_parts`).
     """
     if scale_format == SCALE_E8M0:
         element, scale = mx_element_parts(c, s, e8m0_mode)
-        if arithmetic == DECODE_OUTPUT_DTYPE:
+        if arithmetic == DECODE_OUTPUT_DTYPE or arithmetic == DECODE_CT:
             scale = rounded(scale, out_kind)
         return np.float32(element * scale)
     element, block = nv_element_parts(c, s, e4m3_mode)
+    if arithmetic == DECODE_CT:  # compressed-tensors: P * f32(s_b / G), G = tensor_scale
+        return np.float32(element * np.float32(divide(block, tensor_scale)))
+    if arithmetic == DECODE_MODELOPT:  # ModelOpt: code 0x8 is +0, then P * f32(s_b * s_t)
+        element = 0.0 if c == 0x8 else element
+        return np.float32(element * np.float32(block * tensor_scale))
     if arithmetic == DECODE_SCALE_FIRST:
         return np.float32(element * np.float32(block * tensor_scale))
     if arithmetic == DECODE_OUTPUT_DTYPE:
