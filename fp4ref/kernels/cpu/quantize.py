@@ -16,9 +16,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ..comfy import comfy_block
 from ..elements import THRESHOLDS, packed_byte
 from ..optimal import block_error, first_at_least, search, search_bounds, search_hessian
-from ..comfy import comfy_block
 from ..options import NONFINITE_COMFY, NONFINITE_NAN_SCALE, RULE_FLOOR
 from ..quantize_block import e8m0_reciprocal32
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor

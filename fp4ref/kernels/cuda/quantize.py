@@ -38,8 +38,15 @@ from numba import cuda, float32, float64, int32, uint32, uint64
 from ..comfy import comfy_block
 from ..elements import element_code, packed_byte
 from ..optimal import search_hessian
-from ..options import HIGH_FIRST, NONFINITE_NAN_SCALE, RECIPE_TORCHAO, RULE_FLOOR, SPLIT_HALF
-from ..options import NONFINITE_COMFY, RECIPE_COMFY
+from ..options import (
+    HIGH_FIRST,
+    NONFINITE_COMFY,
+    NONFINITE_NAN_SCALE,
+    RECIPE_COMFY,
+    RECIPE_TORCHAO,
+    RULE_FLOOR,
+    SPLIT_HALF,
+)
 from ..quantize_block import (
     block_amax,
     e8m0_reciprocal32,
