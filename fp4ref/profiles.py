@@ -137,7 +137,7 @@ class Profile:
         The profile's name and where its behaviour comes from (project and version).
     rounding : {"even", "away", "zero"}
         E2M1 element tie rule.
-    zero_sign : {"keep", "negative", "drop"}
+    zero_sign : {"keep", "negative", "drop", "quotient"}
         Sign of an element code whose magnitude rounds to 0 (:mod:`fp4ref.spec.elements`).
     scale_rule : str
         MXFP4 scale rule (:data:`fp4ref.spec.scale_rules.MX_RULES`); ``"optimal"`` starts
@@ -247,13 +247,13 @@ _PROFILES = (
             "(weight_scale_2, decode), block scale amax_b/(6*s_t) with 0 -> 1.0, clamped to "
             "[2^-9, 448], e4m3 RNE; elements x/(s_b*s_t), RNE, -0.0 -> +0. MXFP4 scale rule "
             "rceil (ModelOpt's MXFP4 ties toward zero and writes +0 as 0x8: not emulated).",
-            zero_sign="negative", scale_rule="rceil", nonfinite="ieee",
+            zero_sign="quotient", scale_rule="rceil", nonfinite="ieee",
             block_scale_clamp=(2.0 ** -9, 448.0), zero_block_scale=1.0,
             e8m0_decode="inf", decode_arithmetic="modelopt"),
     Profile("compressed-tensors", "compressed-tensors 0.20 (llm-compressor) (run): NVFP4 "
             "weight_global_scale G = 6*448/amax (encode), block scale e4m3(G*(amax_b/6)), a "
             "zero byte -> 0.125, elements x/(s_b/G), RNE, -0.0 -> +0; MXFP4 uses the EVEN rule.",
-            zero_sign="negative", scale_rule="even", nonfinite="ieee",
+            zero_sign="quotient", scale_rule="even", nonfinite="ieee",
             nvfp4_recipe="compressed-tensors", tensor_scale_direction="encode",
             zero_block_scale=0.125, e8m0_decode="inf", decode_arithmetic="compressed-tensors"),
     Profile("comfy", "comfy-kitchen 0.2.40, ComfyUI's kernels, eager backend (run on CPU: "

@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit
 from numba.core.extending import overload
 
-from .options import TIE_AWAY, TIE_EVEN, TIE_ZERO, ZERO_DROP, ZERO_NEGATIVE
+from .options import TIE_AWAY, TIE_EVEN, TIE_ZERO, ZERO_DROP, ZERO_NEGATIVE, ZERO_QUOTIENT
 from .scalar import byte_elements
 from .scale_rules import divide, f32
 
@@ -101,6 +101,8 @@ def element_code(x, d, multiply, tie, zero_sign):
         signed = signed & (code != 0)
     elif zero_sign == ZERO_NEGATIVE:  # a zero code keeps it only for x < 0 (not -0)
         signed = signed & ((code != 0) | (v < np.float32(0.0)))
+    elif zero_sign == ZERO_QUOTIENT:  # only for a quotient < 0 (not -0, not underflowed)
+        signed = signed & ((code != 0) | (y > np.float32(0.0)))
     return code | (8 * signed)
 
 

@@ -19,7 +19,7 @@ from numba import njit, prange
 from ..comfy import comfy_block
 from ..elements import THRESHOLDS, packed_byte
 from ..optimal import block_error, first_at_least, search, search_bounds, search_hessian
-from ..options import NONFINITE_COMFY, NONFINITE_NAN_SCALE, RULE_FLOOR
+from ..options import NONFINITE_COMFY, NONFINITE_NAN_SCALE, RULE_FLOOR, ZERO_QUOTIENT
 from ..quantize_block import e8m0_reciprocal32
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
 from .simd.mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor_group
@@ -426,6 +426,7 @@ def _nv_tables(options, n, columns):
     # division-free blocks (unless switched off): finite divisors, a start byte monotone
     # in amax, and for the search one term a lane
     fast = (options.vector_code and n == 16 and not multiply and not columns
+            and options.zero_sign != ZERO_QUOTIENT  # not in the vector code
             and (options.sum_lanes == 16 or not options.optimal)
             and monotone_start(recipe, tensor, clamp_low, clamp_high, options.zero_block))
     for b in range(127):
@@ -504,6 +505,8 @@ def kernel_for(options) -> str:
             return "nvfp4-comfy"
         return "nvfp4" if options.optimal else "nvfp4-rule"
     if not options.kernel.vector_code:  # the switch of .simd: scalar code only
+        return "mxfp4-search"
+    if options.profile.zero_sign == "quotient":  # not in the vector code: scalar code
         return "mxfp4-search"
     if not options.optimal:
         return "mxfp4-rule"
