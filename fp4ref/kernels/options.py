@@ -21,6 +21,8 @@ from functools import cached_property
 from typing import NamedTuple
 
 from ..profiles import DECODE_ARITHMETIC, E4M3_DECODES, E8M0_DECODES, NONFINITE, Profile
+from ..spec import e2m1 as _e2m1
+from ..spec import e4m3 as _e4m3
 from ..spec.elements import ZERO_SIGNS
 from ..spec.layouts import LAYOUTS
 from ..spec.nibbles import NIBBLE_ORDERS
@@ -52,6 +54,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "dtype": OUTPUT_DTYPES,
     "scale_format": SCALE_FORMATS,
     "scalar_format": SCALAR_FORMATS,
+    "e2m1_nan": _e2m1.NAN_CODES,
+    "e4m3_nan": _e4m3.NAN_CODES,
 }
 
 
@@ -80,6 +84,9 @@ LAYOUT_LINEAR, LAYOUT_128X4, LAYOUT_8X4 = (
 OUT_FLOAT32, OUT_BFLOAT16, OUT_FLOAT16 = (
     code("dtype", n) for n in ("float32", "bfloat16", "float16"))
 SCALE_E8M0, SCALE_E4M3 = (code("scale_format", n) for n in ("e8m0", "e4m3"))
+NAN_SIGN, NAN_ML_DTYPES, NAN_TORCHAO, NAN_COMPRESSED_TENSORS, NAN_REFUSE = (
+    code("e2m1_nan", n) for n in ("sign", "ml_dtypes", "torchao", "compressed-tensors", "refuse"))
+E4M3_NAN_SIGN, E4M3_NAN_GFLOAT = (code("e4m3_nan", n) for n in ("sign", "gfloat"))
 
 
 class KernelOptions(NamedTuple):
