@@ -82,11 +82,11 @@ class Backend:
     def decode_e4m3(self, codes):
         return api.decode_e4m3(codes, backend=self.backend)
 
-    def encode_e2m1(self, x, *, rounding):
-        return api.encode_e2m1(x, rounding, backend=self.backend)
+    def encode_e2m1(self, x, *, rounding, zero_sign="keep", nan="sign"):
+        return api.encode_e2m1(x, rounding, zero_sign=zero_sign, nan=nan, backend=self.backend)
 
-    def encode_e4m3(self, x, *, rounding, saturate):
-        return api.encode_e4m3(x, rounding, saturate, backend=self.backend)
+    def encode_e4m3(self, x, *, rounding, saturate, nan_byte="sign"):
+        return api.encode_e4m3(x, rounding, saturate, nan=nan_byte, backend=self.backend)
 
     def pack(self, codes, *, order, block_size):
         return api.pack(codes, order, block_size=block_size, backend=self.backend)
@@ -228,7 +228,8 @@ def as_array(value: Any) -> np.ndarray:
 
 #: Keyword parameters an implementation may leave out, and the value it then implements.
 DEFAULTS = {"dtype": "float32", "nibble_order": "low-first", "order": "low-first",
-            "rounding": "even", "scale_rule": "floor", "block_size": 32}
+            "rounding": "even", "scale_rule": "floor", "block_size": 32,
+            "zero_sign": "keep", "nan": "sign", "nan_byte": "sign"}
 
 
 def fit_params(function: Any, params: dict) -> tuple[dict, str]:
