@@ -42,8 +42,12 @@ E4M3_DECODES = ("ocp", "ggml")
 
 #: Non-finite input policies: ``"nan-scale"``: a block holding NaN or Inf gets the NaN
 #: scale (0xFF / 0x7F) and zero codes; ``"ieee"``: NaN does, Inf runs through the recipe's
-#: float32 arithmetic (NVFP4 only: Inf saturates the block scale to 448, its code to 6).
-NONFINITE = ("nan-scale", "ieee")
+#: float32 arithmetic (NVFP4 only: Inf saturates the block scale to 448, its code to 6);
+#: ``"gfloat"`` (MXFP4 only, gfloat 0.5 ``compute_scale_amax`` + ``encode_block``): a NaN
+#: anywhere is refused (``ValueError``; gfloat raises "No NaN in format ocp_e2m1"), a block
+#: holding Inf gets scale 0xFE (``floor(log2(Inf)) - 2`` clipped to 127) and its elements
+#: are coded as ``V / 2^127`` (Inf -> +-6, the rest by the tie rule, e.g. 1.0 -> 0).
+NONFINITE = ("nan-scale", "ieee", "gfloat")
 
 #: Directions of the NVFP4 tensor scale as stored: ``"decode"`` amax / (6 * 448), a
 #: multiplier (ModelOpt ``weight_scale_2``, torchao); ``"encode"`` 6 * 448 / amax
@@ -131,7 +135,7 @@ class Profile:
         from it.
     e8m0_min : int
         Smallest E8M0 byte the optimal search may pick (qwantize: 1).
-    nonfinite : {"nan-scale", "ieee"}
+    nonfinite : {"nan-scale", "ieee", "gfloat"}
         NaN/Inf policy (see :data:`NONFINITE`).
     e8m0_decode : {"ocp", "bits", "ggml", "inf"}
         How scale bytes 0x00/0xFF decode (see :data:`E8M0_DECODES`).

@@ -125,8 +125,10 @@ class Backend:
         q = quantize(x, backend=self.backend, **options)
         return q.blocks, q.scales
 
-    def quantize_mxfp4(self, x, *, scale_rule, rounding):
-        return self._quantize(x, format="mxfp4", scale_rule=scale_rule, rounding=rounding)
+    def quantize_mxfp4(self, x, *, scale_rule, rounding, nonfinite="nan-scale"):
+        profile = profiles()["ocp"].with_options(nonfinite=nonfinite)
+        return self._quantize(x, format="mxfp4", profile=profile, scale_rule=scale_rule,
+                              rounding=rounding)
 
     def quantize_nvfp4(self, x, tensor_scale, *, tensor_scale_direction):
         profile = profiles()["ocp"].with_options(tensor_scale_direction=tensor_scale_direction)
@@ -229,7 +231,7 @@ def as_array(value: Any) -> np.ndarray:
 #: Keyword parameters an implementation may leave out, and the value it then implements.
 DEFAULTS = {"dtype": "float32", "nibble_order": "low-first", "order": "low-first",
             "rounding": "even", "scale_rule": "floor", "block_size": 32,
-            "zero_sign": "keep", "nan": "sign", "nan_byte": "sign"}
+            "zero_sign": "keep", "nan": "sign", "nan_byte": "sign", "nonfinite": "nan-scale"}
 
 
 def fit_params(function: Any, params: dict) -> tuple[dict, str]:

@@ -61,6 +61,7 @@ def quantize_block(
     values: Sequence[float], rule: str = "floor", rounding: str = "even",
     zero_sign: str = "keep", start: str = "floor", min_byte: int = 0, lanes: int = 16,
     hessian: Sequence[Sequence[float]] | None = None, zero_byte: int | None = None,
+    nonfinite: str = "nan-scale",
 ) -> tuple[int, list[int]]:
     """(E8M0 scale byte, element codes) of one block of float32 values.
 
@@ -72,12 +73,22 @@ def quantize_block(
     ``float32(|V_i| / X)`` rounded to E2M1 with the tie rule ``rounding``, saturating to 6.
     A block holding NaN or Inf gets scale 0xFF (NaN) and all-zero codes: fp4ref's policy,
     as the OCP reference code does for NaN (the spec text leaves it open). A block of zeros
-    gets ``zero_byte`` under a rule when it is given (MLX 0x7F, Quark 0x01).
+    gets ``zero_byte`` under a rule when it is given (MLX 0x7F, Quark 0x01). Under
+    ``nonfinite="gfloat"`` (:data:`fp4ref.profiles.NONFINITE`) a NaN is refused
+    (``ValueError``) and a block holding Inf gets scale 0xFE, its elements coded as
+    float32(|V_i| / 2^127) (gfloat 0.5 ``compute_scale_amax`` clips ``floor(log2(Inf)) - 2``
+    to 127).
     """
     from .elements import element_code
     from .optimal import search, search_hessian
     from .scale_rules import e8m0_divisor, mx_scale, quotient
 
+    if nonfinite == "gfloat" and any(math.isnan(v) for v in values):
+        raise ValueError("NaN in a block: refused under nonfinite='gfloat'")
+    if nonfinite == "gfloat" and any(math.isinf(v) for v in values):  # gfloat block.py
+        divisor = e8m0_divisor(0xFE)
+        return 0xFE, [element_code(v, quotient(v, divisor, False), rounding, zero_sign)
+                      for v in values]
     if any(math.isnan(v) or math.isinf(v) for v in values):
         return e8m0.NAN, [0] * len(values)
     amax = max((abs(v) for v in values), default=0.0)

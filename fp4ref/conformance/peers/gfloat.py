@@ -10,9 +10,10 @@ from .base import SENTINEL, Peer, _pack
 class Gfloat(Peer):
     name, module = "gfloat", "gfloat"
     own = ("ties to even or away, both overflow modes, OCP floor scale rule; E2M1 refuses NaN "
-           "(ValueError), E4M3 NaN is 0xFF whatever the sign")
+           "(ValueError), E4M3 NaN is 0xFF whatever the sign; MXFP4 Inf blocks 0xFE, NaN "
+           "refused")
     native = {"rounding": ("even", "away"), "scale_rule": ("floor",), "zero_sign": ("keep",),
-              "nan": ("refuse",), "nan_byte": ("gfloat",)}
+              "nan": ("refuse",), "nan_byte": ("gfloat",), "nonfinite": ("gfloat",)}
 
     def _format(self, which):
         from gfloat import formats
@@ -61,8 +62,11 @@ class Gfloat(Peer):
         rounding, _ = self.choose(rounding=rounding, nan_byte=nan_byte)
         return self._encode(x, "e4m3", rounding, saturate)
 
-    def quantize_mxfp4(self, x, *, scale_rule, rounding):
-        _, rounding = self.choose(scale_rule=scale_rule, rounding=rounding)
+    def quantize_mxfp4(self, x, *, scale_rule, rounding, nonfinite=None):
+        """gfloat's compute_scale_amax + encode_block per block; a block it refuses (a NaN:
+        encode_float raises ValueError) makes the call refuse the input."""
+        _, rounding, _ = self.choose(scale_rule=scale_rule, rounding=rounding,
+                                     nonfinite=nonfinite)
         from gfloat.formats import format_info_mxfp4_e2m1 as mx
 
         flat = x.reshape(-1, 32).astype(np.float64)
@@ -75,7 +79,7 @@ class Gfloat(Peer):
                     self.lib.encode_block(mx, scale, block / scale, self._mode(rounding))
                 )
                 scales[b], codes[b] = encoded[0], encoded[1:]
-            except (ValueError, OverflowError):
+            except OverflowError:
                 scales[b] = SENTINEL
         rows = x.shape[0]
         return _pack(codes.reshape(rows, -1)), scales.reshape(rows, -1)

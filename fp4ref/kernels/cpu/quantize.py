@@ -18,7 +18,7 @@ from numba import njit, prange
 
 from ..elements import THRESHOLDS, packed_byte
 from ..optimal import block_error, first_at_least, search, search_bounds, search_hessian
-from ..options import NONFINITE_NAN_SCALE, RULE_FLOOR
+from ..options import NONFINITE_GFLOAT, NONFINITE_NAN_SCALE, RULE_FLOOR
 from ..quantize_block import e8m0_reciprocal32
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
 from .simd.mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor_group
@@ -78,6 +78,7 @@ def quantize_mx_rule(x, bits, options, scales, packed, hessian):
     """
     rule, zero_sign, order = options.scale_rule, options.zero_sign, options.nibble_order
     tie_thresholds = THRESHOLDS[options.rounding]
+    gfloat = options.nonfinite == NONFINITE_GFLOAT  # Inf blocks 0xFE, V / 2^127 (no NaN)
     nblocks, n = x.shape
     for chunk in prange((nblocks + _RULE_CHUNK - 1) // _RULE_CHUNK):
         first, last = chunk * _RULE_CHUNK, min(nblocks, (chunk + 1) * _RULE_CHUNK)
@@ -91,10 +92,16 @@ def quantize_mx_rule(x, bits, options, scales, packed, hessian):
                     while not bad >> b & 1:
                         b += 1
                     packed[first + b, :] = 0
+                    if gfloat and block_max_magnitude(bits, (first + b) * n) == 0x7F800000:
+                        _store_mx(bits, first + b, n, 254, tie_thresholds, zero_sign, order,
+                                  scales, packed)  # gfloat: an Inf block gets 0xFE
                     bad ^= np.uint32(1) << np.uint32(b)
                 first += GROUP
         for blk in range(first, last):
             top = block_max_magnitude(bits, blk * n)
+            if gfloat and top == 0x7F800000:  # nonfinite="gfloat": an Inf block gets 0xFE
+                _store_mx(bits, blk, n, 254, tie_thresholds, zero_sign, order, scales, packed)
+                continue
             if top >= 0x7F800000:  # NaN or Inf in the block
                 scales[blk] = 255
                 packed[blk, :] = 0
@@ -143,6 +150,9 @@ def quantize_mx_optimal(x, bits, options, scales, packed, hessian):
             top, start, measured = ahead
             if blk + 1 < high:
                 ahead = _measure_mx(bits, (blk + 1) * n, start_rule, tie_thresholds, divisors)
+            if top == 0x7F800000 and options.nonfinite == NONFINITE_GFLOAT:  # Inf: 0xFE
+                _store_mx(bits, blk, n, 254, tie_thresholds, zero_sign, order, scales, packed)
+                continue
             if top >= 0x7F800000:  # NaN or Inf in the block
                 scales[blk] = 255
                 packed[blk, :] = 0
@@ -256,6 +266,10 @@ def quantize_mx(x, bits, options, scales, packed, hessian):
             finite = True
             for i in range(n):
                 finite &= abs(row[i]) < np.float32(math.inf)
+            if not finite and amax == math.inf and options.nonfinite == NONFINITE_GFLOAT:
+                scales[blk] = 254  # gfloat: an Inf block (NaN was refused) gets 0xFE
+                encode_block(row, divisors[254], False, tie, zero_sign, order, packed[blk])
+                continue
             if not finite:
                 scales[blk] = 255
                 packed[blk, :] = 0

@@ -37,7 +37,14 @@ from numba import cuda, float32, float64, int32, uint32, uint64
 
 from ..elements import element_code, packed_byte
 from ..optimal import search_hessian
-from ..options import HIGH_FIRST, NONFINITE_NAN_SCALE, RECIPE_TORCHAO, RULE_FLOOR, SPLIT_HALF
+from ..options import (
+    HIGH_FIRST,
+    NONFINITE_GFLOAT,
+    NONFINITE_NAN_SCALE,
+    RECIPE_TORCHAO,
+    RULE_FLOOR,
+    SPLIT_HALF,
+)
 from ..quantize_block import (
     block_amax,
     e8m0_reciprocal32,
@@ -56,6 +63,7 @@ MX_NAN, NV_NAN = 0xFF, 0x7F
 
 #: float32 bits of +Inf: a sign-cleared value above it is a NaN (IEEE 754 3.4).
 _INF_BITS = 0x7F800000
+_INF32 = np.float32(np.inf)
 
 #: The rule kernels hand a block's divisor to its lanes as float32 bits; these bits (a NaN
 #: no divisor is sent as: a NaN divisor goes as the canonical 0x7FC00000) say "NaN scale
@@ -166,6 +174,8 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int):
             else:
                 if top >= bad_from:
                     scale = MX_NAN
+                    if not inf_nan and top == _INF_BITS:  # nonfinite="gfloat": Inf -> 0xFE
+                        scale = 254
                 elif rule == RULE_FLOOR:  # OCP 6.3, off the exponent field (as on the CPU)
                     scale = max((top >> 23) - 2, 0)
                 else:
@@ -238,6 +248,8 @@ def _search_kernel(nv: bool, hessian: bool, order: int, tie: int, zero_sign: int
             scale = NV_NAN if nv else MX_NAN
             if bad:
                 pass
+            elif not nv and not inf_nan and amax == _INF32:  # nonfinite="gfloat": Inf -> 0xFE
+                scale = 254
             elif hessian:  # as the CPU's quantize_mx / quantize_nv
                 h = _njit_view(hessians[blk % columns])
                 if nv:
@@ -301,7 +313,8 @@ def _search(nv: bool, x, divisors, options, multiply: bool, scales, packed, hess
     kernel[blocks, threads](
         x, divisors, o.nvfp4_recipe if nv else o.scale_rule, o.tensor_operand, o.clamp_low,
         o.clamp_high, o.zero_block, o.zero_block_scale, multiply,
-        not nv or o.nonfinite == NONFINITE_NAN_SCALE, 1 if nv else o.e8m0_min, o.sum_lanes,
+        o.nonfinite != NONFINITE_GFLOAT if not nv else o.nonfinite == NONFINITE_NAN_SCALE,
+        1 if nv else o.e8m0_min, o.sum_lanes,
         hessian, scales, packed.reshape(-1).view(np.uint32))
 
 
@@ -322,7 +335,8 @@ def quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
     blocks, threads = _warp_grid((scales.size + 31) // 32)
     _rule_kernel(False, o.scale_rule, o.nibble_order, o.rounding, o.zero_sign)[blocks, threads](
         x.view(np.uint32), divisors, 1.0, o.clamp_low, o.clamp_high, o.mx_zero_block,
-        float(o.mx_zero_block_scale), True, scales, _rule_out(packed, o.nibble_order))
+        float(o.mx_zero_block_scale), o.nonfinite != NONFINITE_GFLOAT, scales,
+        _rule_out(packed, o.nibble_order))
 
 
 def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
