@@ -20,8 +20,15 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
 
-from ..profiles import DECODE_ARITHMETIC, E4M3_DECODES, E8M0_DECODES, NONFINITE, Profile
-from ..profiles import E4M3_ENCODES, ELEMENT_RULES
+from ..profiles import (
+    DECODE_ARITHMETIC,
+    E4M3_DECODES,
+    E4M3_ENCODES,
+    E8M0_DECODES,
+    ELEMENT_RULES,
+    NONFINITE,
+    Profile,
+)
 from ..spec.elements import ZERO_SIGNS
 from ..spec.layouts import LAYOUTS
 from ..spec.nibbles import NIBBLE_ORDERS

@@ -18,10 +18,10 @@ from numba import njit, prange
 
 from ..elements import THRESHOLDS, packed_byte
 from ..ggml import ggml_block
-from ..scalar import byte_elements
 from ..optimal import block_error, first_at_least, search, search_bounds, search_hessian
 from ..options import NONFINITE_NAN_SCALE, RULE_FLOOR
 from ..quantize_block import e8m0_reciprocal32
+from ..scalar import byte_elements
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
 from .simd.mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor_group
 from .simd.mx_search import LANES, choose, measure, start_byte

@@ -38,9 +38,17 @@ from numba import cuda, float32, float64, int32, uint32, uint64
 from ..elements import element_code, packed_byte
 from ..ggml import ggml_block
 from ..optimal import search_hessian
-from ..options import ELEMENT_GGML, ENCODE_E4M3_GGML, NONFINITE_GGML, NONFINITE_GGUF_PY
-from ..scalar import byte_elements
-from ..options import HIGH_FIRST, NONFINITE_NAN_SCALE, RECIPE_TORCHAO, RULE_FLOOR, SPLIT_HALF
+from ..options import (
+    ELEMENT_GGML,
+    ENCODE_E4M3_GGML,
+    HIGH_FIRST,
+    NONFINITE_GGML,
+    NONFINITE_GGUF_PY,
+    NONFINITE_NAN_SCALE,
+    RECIPE_TORCHAO,
+    RULE_FLOOR,
+    SPLIT_HALF,
+)
 from ..quantize_block import (
     block_amax,
     e8m0_reciprocal32,
@@ -48,6 +56,7 @@ from ..quantize_block import (
     mx_block_scale,
     nv_block_scale,
 )
+from ..scalar import byte_elements
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
 from . import elements, unfused  # noqa: F401 (the GPU's count_below and mul overloads)
 from .codec import _grid, _simulated
