@@ -18,7 +18,8 @@ from .base import E2M1, Peer, _codes, _to_numpy, _torch
 class CompressedTensors(Peer):
     name, module = "compressed-tensors", "compressed_tensors"
     own = "llm-compressor NVFP4 (encode-direction global scale) and MXFP4 (EVEN rule)"
-    native = {"rounding": ("even",), "scale_rule": ("even",), "profile": ("compressed-tensors",)}
+    native = {"rounding": ("even",), "scale_rule": ("even",), "profile": ("compressed-tensors",),
+              "zero_sign": ("negative",), "nan": ("compressed-tensors",)}
     capabilities = {"order": ("low-first",)}
     profiles = {"mxfp4": "compressed-tensors", "nvfp4": "compressed-tensors"}
     decode_dtypes = ("float32", "bfloat16", "float16")
@@ -28,11 +29,17 @@ class CompressedTensors(Peer):
         super().__init__()
         self.torch = _torch()
 
-    def encode_e2m1(self, x, *, rounding):
-        self.choose(rounding=rounding)
+    def encode_e2m1(self, x, *, rounding, zero_sign=None, nan=None):
+        """``cast_to_fp4`` then ``pack_fp4_to_uint8`` (its codes: the only place a NaN,
+        which ``cast_to_fp4`` leaves NaN, becomes a code), unpacked by the glue."""
+        self.choose(rounding=rounding, zero_sign=zero_sign, nan=nan)
+        from compressed_tensors.compressors.nvfp4.helpers import pack_fp4_to_uint8
         from compressed_tensors.quantization.utils.fp4_utils import cast_to_fp4
 
-        return _codes(cast_to_fp4(self.torch.from_numpy(x.copy())).numpy())
+        padded = np.concatenate([x, np.zeros(x.size % 2, np.float32)]).reshape(1, -1)
+        values = cast_to_fp4(self.torch.from_numpy(padded.copy()))
+        packed = pack_fp4_to_uint8(values).numpy().reshape(-1)
+        return np.stack([packed & 0xF, packed >> 4], -1).reshape(-1)[: x.size].astype(np.int16)
 
     def pack(self, codes, *, order, block_size):
         self.choose(order=order)

@@ -33,8 +33,10 @@ from ..scalar import (
     byte_elements,
     e2m1_decode,
     e2m1_encode,
+    e2m1_encode_with,
     e4m3_decode,
     e4m3_encode,
+    e4m3_encode_with,
     e8m0_decode,
     output_bits,
     rounded,
@@ -213,6 +215,21 @@ def encode_e4m3(x, tie, saturate, out):
     """E4M3 bytes of the flat float array ``x``."""
     for i in prange(x.size):
         out[i] = e4m3_encode(x[i], tie, saturate)
+
+
+@njit(parallel=True, cache=True)
+def encode_e2m1_with(x, bits, tie, zero_sign, nan, out):
+    """E2M1 codes of the flat float array ``x`` with a ``zero_sign`` and a ``nan`` choice;
+    ``bits`` is the float32 bit pattern of each element (read for NaN), or one 0 for all."""
+    for i in prange(x.size):
+        out[i] = e2m1_encode_with(x[i], bits[i % bits.size], tie, zero_sign, nan)
+
+
+@njit(parallel=True, cache=True)
+def encode_e4m3_with(x, tie, saturate, nan, out):
+    """E4M3 bytes of the flat float array ``x`` with the NaN byte by ``nan``."""
+    for i in prange(x.size):
+        out[i] = e4m3_encode_with(x[i], tie, saturate, nan)
 
 
 @njit(parallel=True, cache=True)

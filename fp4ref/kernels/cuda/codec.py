@@ -20,8 +20,10 @@ from ..scalar import (
     byte_elements,
     e2m1_decode,
     e2m1_encode,
+    e2m1_encode_with,
     e4m3_decode,
     e4m3_encode,
+    e4m3_encode_with,
     e8m0_decode,
     element_nibble,
     output_bits,
@@ -188,6 +190,31 @@ def encode_e4m3(x, tie: int, saturate: bool, out) -> None:
     """E4M3 bytes of the flat float array ``x``."""
     blocks, threads = _grid(x.size)
     _encode_e4m3[blocks, threads](x, tie, saturate, out)
+
+
+@cuda.jit
+def _encode_e2m1_with(x, bits, tie, zero_sign, nan, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        out[i] = e2m1_encode_with(x[i], bits[i % bits.size], tie, zero_sign, nan)
+
+
+def encode_e2m1_with(x, bits, tie: int, zero_sign: int, nan: int, out) -> None:
+    """E2M1 codes of the flat float array ``x`` with a ``zero_sign`` and a ``nan`` choice
+    (``bits``: each element's float32 bit pattern, or one 0 for all)."""
+    blocks, threads = _grid(x.size)
+    _encode_e2m1_with[blocks, threads](x, bits, tie, zero_sign, nan, out)
+
+
+@cuda.jit
+def _encode_e4m3_with(x, tie, saturate, nan, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        out[i] = e4m3_encode_with(x[i], tie, saturate, nan)
+
+
+def encode_e4m3_with(x, tie: int, saturate: bool, nan: int, out) -> None:
+    """E4M3 bytes of the flat float array ``x`` with the NaN byte by ``nan``."""
+    blocks, threads = _grid(x.size)
+    _encode_e4m3_with[blocks, threads](x, tie, saturate, nan, out)
 
 
 @cuda.jit
