@@ -198,9 +198,9 @@ def quantize(
     if fmt == "nvfp4" and prof.element_rule == "ggml" and prof.nvfp4_recipe == "torchao":
         raise ValueError("element_rule='ggml' needs a recipe that divides by its scale; "
                          "'torchao' multiplies by a reciprocal")
-        if scale_rule is not None and prof.nvfp4_recipe == "comfy":
-            raise ValueError(f"scale_rule={scale_rule!r}: the 'comfy' recipe of profile "
-                             f"{prof.name!r} has no scale search")
+    if fmt == "nvfp4" and scale_rule is not None and prof.nvfp4_recipe == "comfy":
+        raise ValueError(f"scale_rule={scale_rule!r}: the 'comfy' recipe of profile "
+                         f"{prof.name!r} has no scale search")
     if engine.name == "cuda":
         flat, shape = _device_input(engine, x, block)
     else:
