@@ -448,8 +448,15 @@ class CudaBackend:
                 self._tables["e8m0 divisors"] = self.cuda.to_device(divisors)
             kernels.quantize_mx(x, self._tables["e8m0 divisors"], k, scales, packed, matrices)
             return scales, packed
-        divisors = _device.empty(256, np.float64)
-        kernels.nv_divisors(k.nvfp4_recipe, k.tensor_operand, divisors)
+        key = ("nv divisors", k.nvfp4_recipe,
+               int(np.float64(k.tensor_operand).view(np.uint64)))  # NaN keys match
+        if key not in self._tables:  # a table a recipe and tensor operand, kept
+            divisors = _device.empty(256, np.float64)
+            kernels.nv_divisors(k.nvfp4_recipe, k.tensor_operand, divisors)
+            if len(self._tables) > 64:
+                self._tables.clear()
+            self._tables[key] = divisors
+        divisors = self._tables[key]
         kernels.quantize_nv(x, divisors, k, scales, packed, matrices)
         return scales, packed
 

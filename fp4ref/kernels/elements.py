@@ -107,6 +107,23 @@ def element_code(x, d, multiply, tie, zero_sign):
 
 
 @njit(cache=True, error_model="numpy")
+def threshold_code(x, t, zero_sign):
+    """:func:`element_code` of element ``x`` (a float32 value) by decision thresholds: the
+    magnitude code is the number of the seven float32 ``t`` (a tuple, ascending) below
+    ``|x|``, which equals :func:`magnitude_code` of ``float32(|x| / d)`` when ``t`` are the
+    thresholds of ``d`` (:func:`.cpu.simd.nvfp4_search.decision_threshold`, for a finite
+    divisor ``d >= 0``); the sign as there."""
+    v = np.float32(x)
+    code = count_below(abs(v), t)
+    signed = math.copysign(np.float32(1.0), v) < np.float32(0.0)
+    if zero_sign == ZERO_DROP:
+        signed = signed & (code != 0)
+    elif zero_sign == ZERO_NEGATIVE:
+        signed = signed & ((code != 0) | (v < np.float32(0.0)))
+    return code | (8 * signed)
+
+
+@njit(cache=True, error_model="numpy")
 def packed_byte(row, i, order, d, multiply, tie, zero_sign):
     """Packed byte ``i`` of a block at float32 divisor ``d`` (:func:`element_code`; an
     MXFP4 block with scale 2^(s - 127) has d = 2^(127 - s) and ``multiply``), its element
