@@ -337,7 +337,7 @@ def encode_e2m1(x: Any, rounding: str = "even", *, zero_sign: str = "keep", nan:
         sign bit, 0x0 or 0x8).
     """
     tie = _checks.choice("rounding", rounding, rounding_rules())
-    zero = _checks.choice("zero_sign", zero_sign, ZERO_SIGNS)
+    zero = _checks.choice("zero_sign", zero_sign, ZERO_SIGNS[:3])  # keep, negative, drop
     nan = _checks.choice("nan", nan, E2M1_NAN_CODES)
     engine = backends.get(backend, x)
     array = _checks.float_array("x", x)

@@ -175,12 +175,12 @@ def _e2m1_encode() -> list[Case]:
             params: dict[str, object] = {"rounding": rule}
             plain = x[~np.isnan(x)]
             if any(not np.array_equal(_e2m1_codes(plain, rule, zs), _e2m1_codes(plain, rule))
-                   for zs in ZERO_SIGNS):
+                   for zs in ZERO_SIGNS[1:3]):
                 params["zero_sign"] = "keep"
             if np.isnan(x).any():
                 params["nan"] = "sign"
             cases.append(Case(f"{group}_{rule}", tests, pins, {"x": x}, {"codes": codes}, params))
-            for zs in ZERO_SIGNS[1:] if "zero_sign" in params else ():
+            for zs in ZERO_SIGNS[1:3] if "zero_sign" in params else ():  # negative, drop
                 codes = _e2m1_codes(plain, rule, zs)
                 cases.append(Case(
                     f"{group}_{rule}_{zs}", f"{tests} (NaN left out), zero codes by {zs!r}",
