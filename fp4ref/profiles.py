@@ -42,12 +42,41 @@ E4M3_DECODES = ("ocp", "ggml")
 
 #: Non-finite input policies: ``"nan-scale"``: a block holding NaN or Inf gets the NaN
 #: scale (0xFF / 0x7F) and zero codes; ``"ieee"``: NaN does, Inf runs through the recipe's
-#: float32 arithmetic (NVFP4 only: Inf saturates the block scale to 448, its code to 6);
+#: float32 arithmetic (NVFP4 only: Inf saturates the block scale to 448, its code to 6).
+#: ``"ggml"``: ggml's C quantizers (``quantize_row_mxfp4_ref``, ``quantize_row_nvfp4_ref``):
+#: NaN never enters the block max (``if (amax < fabsf(v))``); a block whose max is Inf
+#: gets MXFP4 scale byte 0x00 (``(uint8_t)(floorf(log2f(Inf)) - 2 + 127)``, undefined in C:
+#: x86-64 ``cvttss2si`` gives 0x80000000, low byte 0) and NVFP4 the recipe's float32
+#: arithmetic on Inf (plain: Inf / 6, encoded 0x7E). ``"gguf-py"``: gguf-py 0.19's numpy
+#: ``MXFP4.quantize_blocks``: ``max`` propagates NaN and ``d > 0`` is False, so a block
+#: holding NaN gets 0x00; Inf as ``"ggml"``. Under both, NaN and Inf elements are coded by
+#: the element rule (:data:`ELEMENT_RULES`; ``"ggml"``: code 0).
 #: ``"gfloat"`` (MXFP4 only, gfloat 0.5 ``compute_scale_amax`` + ``encode_block``): a NaN
 #: anywhere is refused (``ValueError``; gfloat raises "No NaN in format ocp_e2m1"), a block
 #: holding Inf gets scale 0xFE (``floor(log2(Inf)) - 2`` clipped to 127) and its elements
 #: are coded as ``V / 2^127`` (Inf -> +-6, the rest by the tie rule, e.g. 1.0 -> 0).
-NONFINITE = ("nan-scale", "ieee", "gfloat")
+NONFINITE = ("nan-scale", "ieee", "gfloat", "ggml", "gguf-py")
+
+#: How an element's code is chosen: ``"nearest"`` the float32 quotient |x| / d rounded to
+#: the nearest E2M1 magnitude by ``rounding`` (saturating at 6), its sign by ``zero_sign``;
+#: ``"ggml"`` ggml's ``best_index_mxfp4(x, e)``: with e = f32(d / 2) (ggml's half scale, its
+#: table holds doubled magnitudes k = 0, 1, 2, 3, 4, 6, 8, 12, then their negatives), the
+#: first index of the least float32 error ``fabsf(f32(k * e) - x)``. That is ties toward
+#: zero and zero codes +0 wherever the errors are exact, but NaN and +-Inf elements get
+#: code 0 (every error NaN or Inf), a product k * e that overflows is never chosen (MXFP4
+#: scale 0xFD and |x| > 3.5 * 2^126: code 5, not 6), an element whose errors all round to
+#: the same float32 (|x| far past 12 e, or e = 0) gets code 0, and ``rounding`` and
+#: ``zero_sign`` are not read. Not for recipes that multiply by a reciprocal (torchao).
+ELEMENT_RULES = ("nearest", "ggml")
+
+#: NVFP4 block-scale encode: ``"ocp"`` the nearest E4M3 (ties to even), saturating to
+#: 448 (torch's ``.to(float8_e4m3fn)`` after the clamp); ``"ggml"`` ggml's
+#: ``ggml_fp32_to_ue4m3``: NaN, zero and negatives give 0x00; past 448 clamps to 448;
+#: below 2^-6 the mantissa ``(int)(f32(x * 512 + 0.5))`` (float32 add, then truncation)
+#: capped at 7; otherwise the float32 mantissa's top 3 bits plus its fourth (ties away from
+#: zero), and every result whose exponent field reaches 15 (x >= 248 after rounding) is
+#: 0x7E (448).
+E4M3_ENCODES = ("ocp", "ggml")
 
 #: Directions of the NVFP4 tensor scale as stored: ``"decode"`` amax / (6 * 448), a
 #: multiplier (ModelOpt ``weight_scale_2``, torchao); ``"encode"`` 6 * 448 / amax
@@ -66,6 +95,8 @@ CHOICES: dict[str, tuple] = {
     "e8m0_decode": E8M0_DECODES,
     "decode_arithmetic": DECODE_ARITHMETIC,
     "e4m3_decode": E4M3_DECODES,
+    "element_rule": ELEMENT_RULES,
+    "e4m3_encode": E4M3_ENCODES,
     "nvfp4_recipe": (*NV_RECIPES, None),
     "tensor_scale_direction": TENSOR_SCALE_DIRECTIONS,
     "nibble_order": NIBBLE_ORDERS,
@@ -135,8 +166,12 @@ class Profile:
         from it.
     e8m0_min : int
         Smallest E8M0 byte the optimal search may pick (qwantize: 1).
-    nonfinite : {"nan-scale", "ieee", "gfloat"}
+    nonfinite : {"nan-scale", "ieee", "gfloat", "ggml", "gguf-py"}
         NaN/Inf policy (see :data:`NONFINITE`).
+    element_rule : {"nearest", "ggml"}
+        How an element's code is chosen (see :data:`ELEMENT_RULES`).
+    e4m3_encode : {"ocp", "ggml"}
+        How the NVFP4 block scale is encoded to E4M3 (see :data:`E4M3_ENCODES`).
     e8m0_decode : {"ocp", "bits", "ggml", "inf"}
         How scale bytes 0x00/0xFF decode (see :data:`E8M0_DECODES`).
     e4m3_decode : {"ocp", "ggml"}
@@ -186,6 +221,8 @@ class Profile:
     nibble_order: str = "low-first"
     scale_layout: str = "linear"
     sum_lanes: int = 16
+    element_rule: str = "nearest"
+    e4m3_encode: str = "ocp"
 
     def __post_init__(self) -> None:
         _check(self)
@@ -212,17 +249,29 @@ _PROFILES = (
             "wraps to scale 0 with codes +-6, NaN is skipped in the max and coded 7.",
             rounding="away", zero_sign="negative", scale_rule="mistralrs", e8m0_decode="bits",
             nvfp4_recipe=None),
-    Profile("ggml", "ggml C (llama-cpp-python 0.3.36 sdist, run through ctypes: "
-            "ggml_quantize_chunk and to_float, types 39 and 40) and gguf-py 0.19 (run): MXFP4 "
-            "floor(log2f(amax))-2+127 without clamp (wraps below 2^-125), ties toward zero, "
-            "zero codes always +0, split-half nibbles (17-byte block_mxfp4 records), 0xFF "
-            "decodes as 2^128 and 0x8 as +0; NVFP4 (type 40, 36-byte records of 64) "
-            "e4m3(amax_b / 6) without tensor scale, decoded as UE4M3. Not emulated "
-            "(docs/findings.md): float32-max blocks code 5, NaN skipped in the max, Inf "
-            "blocks scale 0 (MXFP4) / 0x7E (NVFP4).",
+    Profile("ggml", "ggml C (llama-cpp-python 0.3.36 sdist, built by .ci/peers/ggml.sh and "
+            "run through ctypes on x86-64: ggml_quantize_chunk, i.e. quantize_row_mxfp4_ref / "
+            "quantize_row_nvfp4_ref, and the type traits' to_float, types 39 and 40): MXFP4 "
+            "scale uint8(floor(log2f(amax)) - 2 + 127) without clamp (wraps below 2^-125), "
+            "elements by best_index_mxfp4 (argmin of float32 errors: ties toward zero, zero "
+            "codes +0, float32-max elements code 5 because 8 * 2^125 overflows), NaN skipped "
+            "in the max and coded 0, an Inf block scale 0x00 (x86 cast of an infinite "
+            "exponent) with Inf coded 0, split-half nibbles (17-byte block_mxfp4 records), "
+            "0xFF decodes as 2^128 and 0x8 as +0; NVFP4 (type 40, 36-byte records of 64) "
+            "ggml_fp32_to_ue4m3(amax_b / 6) without tensor scale (ties away, >= 248 -> 0x7E, "
+            "subnormals by (int)(x * 512 + 0.5) capped at 7), a scale-0 block codes 0, decoded "
+            "as UE4M3 (docs/findings.md 14).",
             rounding="zero", zero_sign="drop", scale_rule="ggml", e8m0_decode="ggml",
             nibble_order="split-half", nvfp4_recipe="plain", tensor_scale=False,
-            e4m3_decode="ggml"),
+            e4m3_decode="ggml", nonfinite="ggml", element_rule="ggml", e4m3_encode="ggml"),
+    Profile("gguf-py", "gguf-py 0.19 (run: gguf.quants.quantize / dequantize, "
+            "GGMLQuantizationType.MXFP4; numpy): the ggml C code's MXFP4 (profile ggml) except "
+            "that numpy's max propagates NaN, so a block holding NaN gets scale 0x00 and its "
+            "finite elements are coded against 2^-127 (docs/findings.md 14); no NVFP4 "
+            "quantizer (its NVFP4 decode is the C code's).",
+            rounding="zero", zero_sign="drop", scale_rule="ggml", e8m0_decode="ggml",
+            nibble_order="split-half", nvfp4_recipe=None, tensor_scale=False,
+            e4m3_decode="ggml", nonfinite="gguf-py", element_rule="ggml", e4m3_encode="ggml"),
     Profile("torchao-floor", "torchao 0.18 mx_formats to_mx FLOOR (run) and nvfp4_quantize: "
             "exponent bits of amax minus 2, RNE, clamp +-6; NVFP4 block scale "
             "e4m3(clamp((amax/6)/s_t, 2^-6, 448)), elements x*((1/s_t)/s_b). Not emulated: "

@@ -121,7 +121,7 @@ BAD_FIELDS = [
     ("rounding", None, None),  # with_options ignores None: no error
     ("zero_sign", "positive", "one of ('keep', 'negative', 'drop')"),
     ("scale_rule", "round", "'optimal-hessian')"),
-    ("nonfinite", "raise", "one of ('nan-scale', 'ieee', 'gfloat')"),
+    ("nonfinite", "raise", "one of ('nan-scale', 'ieee'"),
     ("e8m0_decode", "ieee", "one of ('ocp', 'bits', 'ggml', 'inf')"),
     ("decode_arithmetic", "float64", "one of ('exact', 'scale-first', 'output-dtype')"),
     ("e4m3_decode", "ue4m3", "one of ('ocp', 'ggml')"),

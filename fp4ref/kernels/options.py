@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
 
-from ..profiles import DECODE_ARITHMETIC, E4M3_DECODES, E8M0_DECODES, NONFINITE, Profile
+from ..profiles import (
+    DECODE_ARITHMETIC,
+    E4M3_DECODES,
+    E4M3_ENCODES,
+    E8M0_DECODES,
+    ELEMENT_RULES,
+    NONFINITE,
+    Profile,
+)
 from ..spec import e2m1 as _e2m1
 from ..spec import e4m3 as _e4m3
 from ..spec.elements import ZERO_SIGNS
@@ -50,6 +58,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "e8m0_decode": E8M0_DECODES,
     "decode_arithmetic": DECODE_ARITHMETIC,
     "e4m3_decode": E4M3_DECODES,
+    "element_rule": ELEMENT_RULES,
+    "e4m3_encode": E4M3_ENCODES,
     "scale_layout": LAYOUTS,
     "dtype": OUTPUT_DTYPES,
     "scale_format": SCALE_FORMATS,
@@ -78,6 +88,9 @@ NONFINITE_GFLOAT = code("nonfinite", "gfloat")
 E8M0_OCP, E8M0_BITS, E8M0_GGML, E8M0_INF = (
     code("e8m0_decode", n) for n in ("ocp", "bits", "ggml", "inf"))
 E4M3_OCP, E4M3_GGML = (code("e4m3_decode", n) for n in ("ocp", "ggml"))
+NONFINITE_GGML, NONFINITE_GGUF_PY = (code("nonfinite", n) for n in ("ggml", "gguf-py"))
+ELEMENT_NEAREST, ELEMENT_GGML = (code("element_rule", n) for n in ("nearest", "ggml"))
+ENCODE_E4M3_OCP, ENCODE_E4M3_GGML = (code("e4m3_encode", n) for n in ("ocp", "ggml"))
 DECODE_EXACT, DECODE_SCALE_FIRST, DECODE_OUTPUT_DTYPE = (
     code("decode_arithmetic", n) for n in ("exact", "scale-first", "output-dtype"))
 LAYOUT_LINEAR, LAYOUT_128X4, LAYOUT_8X4 = (
@@ -125,6 +138,10 @@ class KernelOptions(NamedTuple):
     vector_code : bool
         Not a convention: whether the CPU kernels may take their LLVM vector paths (the
         switch of :mod:`.cpu.simd`, read when the record is built).
+    element_rule : int
+        :data:`ELEMENT_NEAREST` or :data:`ELEMENT_GGML` (ggml's argmin of float32 errors).
+    e4m3_encode : int
+        NVFP4 block-scale encode: :data:`ENCODE_E4M3_OCP` or :data:`ENCODE_E4M3_GGML`.
     """
 
     scale_rule: int
@@ -144,6 +161,8 @@ class KernelOptions(NamedTuple):
     mx_zero_block: bool
     mx_zero_block_scale: int
     vector_code: bool
+    element_rule: int = 0
+    e4m3_encode: int = 0
 
 
 @dataclass(frozen=True)
@@ -210,7 +229,17 @@ class QuantizeOptions:
             mx_zero_block=p.mx_zero_block_scale is not None,
             mx_zero_block_scale=int(p.mx_zero_block_scale or 0),
             vector_code=vector_code(),
+            element_rule=code("element_rule", p.element_rule),
+            e4m3_encode=code("e4m3_encode", p.e4m3_encode),
         )
+
+    @property
+    def ggml(self) -> bool:
+        """Whether a ggml convention (element rule, non-finite policy or E4M3 encode) is
+        chosen: those run in the ggml kernels (:func:`fp4ref.kernels.quantize_block.ggml_block`)."""
+        p = self.profile
+        return (p.element_rule == "ggml" or p.nonfinite in ("ggml", "gguf-py")
+                or (self.format == "nvfp4" and p.e4m3_encode == "ggml"))
 
 
 def nvfp4_recipe_options(recipe: str, tensor_operand: float,

@@ -84,3 +84,35 @@ def encode(x: float, rounding: str = "even", saturate: bool = True, nan: str = "
     if code == NAN:  # overflow: the nearest magnitude is past 448
         return sign | MAX_CODE if saturate else nan_byte
     return sign | code
+
+
+def encode_ggml(x: float) -> int:
+    """ggml's ``ggml_fp32_to_ue4m3`` (ggml-impl.h) of the float32 value ``x``: the NVFP4
+    block-scale byte of the ggml profile (:data:`fp4ref.profiles.E4M3_ENCODES`).
+
+    Not a nearest rounding: NaN, zero and negatives give 0x00; x > 448 becomes 448; below
+    2^-6 the byte is ``(int)(f32(f32(x * 512) + 0.5))`` (a float32 add, then truncation),
+    capped at 7 (so [15/1024, 2^-6) gives 0x07, not 0x08); otherwise the top three mantissa
+    bits of x plus its fourth (ties away from zero), and any exponent field of 15 (x >= 248
+    once rounded) gives 0x7E (448): 0x78..0x7D are never produced.
+    """
+    import numpy as np
+
+    if not x > 0:
+        return 0
+    x = min(float(np.float32(x)), MAX_NORMAL)
+    bits = int(np.array(x, np.float32).view(np.uint32))
+    exponent = ((bits >> 23) & 0xFF) - 127 + EXPONENT_BIAS
+    if exponent <= 0:  # (int)(x * 512.0f + 0.5f), each step one float32 operation
+        steps = int(float(np.float32(float(np.float32(x * 512.0)) + 0.5)))
+        steps = min(steps, 7)
+        return steps if steps >= 1 else 0
+    if exponent >= 15:
+        return MAX_CODE
+    mantissa = ((bits >> 20) & 0x7) + ((bits >> 19) & 1)
+    if mantissa > 7:
+        mantissa = 0
+        exponent += 1
+        if exponent >= 15:
+            return MAX_CODE
+    return (exponent << 3) | mantissa

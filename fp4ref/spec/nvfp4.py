@@ -76,7 +76,8 @@ def quantize_block(
     clamp: tuple[float, float] | None = None, zero_scale: float | None = None,
     optimal: bool = False, rounding: str = "even", zero_sign: str = "keep",
     nan_scale_for_inf: bool = True, lanes: int = 16,
-    hessian: Sequence[Sequence[float]] | None = None,
+    hessian: Sequence[Sequence[float]] | None = None, nonfinite: str | None = None,
+    element_rule: str = "nearest", e4m3_encode: str = "ocp",
 ) -> tuple[int, list[int]]:
     """(E4M3 block-scale byte, element codes) of one NVFP4 block of float32 values.
 
@@ -88,16 +89,26 @@ def quantize_block(
     :func:`fp4ref.spec.scale_rules.nvfp4_divisor`, rounded to E2M1 with ``rounding``. A
     block with NaN gets 0x7F (NaN) and zero codes; with Inf the same if
     ``nan_scale_for_inf``, else the recipe's float32 arithmetic runs on (Inf saturates to 448).
+
+    ``nonfinite="ggml"`` (:data:`fp4ref.profiles.NONFINITE`) leaves NaN out of the max and
+    runs the recipe on an infinite one; ``element_rule="ggml"`` codes the elements by
+    :func:`fp4ref.spec.elements.ggml_code` with half the divisor;
+    ``e4m3_encode="ggml"`` casts the block scale with
+    :func:`fp4ref.spec.e4m3.encode_ggml`.
     """
     from .elements import element_code
     from .optimal import search, search_hessian
     from .scale_rules import nvfp4_block_scale, nvfp4_divisor, quotient
 
-    if any(math.isnan(v) for v in values) or (
-            nan_scale_for_inf and any(math.isinf(v) for v in values)):
+    ggml = nonfinite == "ggml"
+    if nonfinite == "gguf-py":
+        raise ValueError("nonfinite='gguf-py' is MXFP4 only (gguf-py has no NVFP4 quantizer)")
+    if not ggml and (any(math.isnan(v) for v in values) or (
+            nan_scale_for_inf and any(math.isinf(v) for v in values))):
         return e4m3.NAN, [0] * len(values)
-    amax = max((abs(v) for v in values), default=0.0)
-    scale = nvfp4_block_scale(amax, recipe, tensor, clamp, zero_scale)
+    # ggml's max: `if (amax < fabsf(v)) amax = fabsf(v)` never takes a NaN
+    amax = max((abs(v) for v in values if not math.isnan(v)), default=0.0)
+    scale = nvfp4_block_scale(amax, recipe, tensor, clamp, zero_scale, e4m3_encode)
     if optimal:
         candidates = [(b, nvfp4_divisor(b, recipe, tensor)[0]) for b in range(1, 0x7F)]
         d0, multiply = nvfp4_divisor(scale, recipe, tensor)
@@ -107,6 +118,18 @@ def quantize_block(
             scale = search_hessian(values, scale, d0, candidates, multiply, rounding, lanes,
                                    hessian, "best10")
     d, multiply = nvfp4_divisor(scale, recipe, tensor)
+    if element_rule == "ggml":
+        from .elements import ggml_code
+        from .scale_rules import f32
+
+        if multiply:
+            raise ValueError(f"element_rule='ggml' needs a recipe that divides by its scale; "
+                             f"{recipe!r} multiplies by a reciprocal")
+        half = f32(d * 0.5)  # ggml_ue4m3_to_fp32: the E4M3 value times 0.5
+        codes = [ggml_code(v, half) for v in values]
+        if e4m3.decode(scale) != e4m3.decode(scale):
+            codes = [0] * len(values)
+        return scale, codes
     codes = [element_code(v, quotient(v, d, multiply), rounding, zero_sign) for v in values]
     if e4m3.decode(scale) != e4m3.decode(scale):
         codes = [0] * len(values)

@@ -150,7 +150,7 @@ def e8m0_divisor(byte: int) -> float:
 
 def nvfp4_block_scale(
     amax: float, recipe: str, tensor: float, clamp: tuple[float, float] | None,
-    zero_scale: float | None,
+    zero_scale: float | None, encode: str = "ocp",
 ) -> int:
     """The E4M3 block-scale byte of an NVFP4 block whose largest magnitude is ``amax``.
 
@@ -166,6 +166,8 @@ def nvfp4_block_scale(
 
     Then ``clamp`` (low, high) if given (torchao [2^-6, 448], ModelOpt [2^-9, 448]) and the
     E4M3 cast: nearest even, saturating to 448 (torch 2.13's cast). NaN gives 0x7F.
+    ``encode="ggml"`` casts with ggml's ``ggml_fp32_to_ue4m3`` instead
+    (:func:`fp4ref.spec.e4m3.encode_ggml`).
     """
     if recipe == "plain":
         y = f32(amax / 6)
@@ -183,7 +185,10 @@ def nvfp4_block_scale(
         y = min(max(y, clamp[0]), clamp[1])
     if y != y:  # a NaN made by the arithmetic (Inf / Inf) has the hardware's sign (x86
         return 0x7F  # negative, CUDA positive); fp4ref writes the positive NaN byte
-    byte = e4m3.encode(y, "even", saturate=True)
+    if encode == "ggml":
+        byte = e4m3.encode_ggml(y)
+    else:
+        byte = e4m3.encode(y, "even", saturate=True)
     if recipe == "compressed-tensors" and byte == 0 and zero_scale is not None:
         byte = e4m3.encode(zero_scale)
     return byte

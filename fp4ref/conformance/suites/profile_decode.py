@@ -44,6 +44,8 @@ def _cases(name: str, profile: Profile) -> list[Case]:
             encode = profile.tensor_scale_direction == "encode"
             stored_scale = float(np.float32(1) / np.float32(_DECODE)) if encode else _DECODE
             decode = float(np.float32(1) / np.float32(stored_scale)) if encode else _DECODE
+            if not profile.tensor_scale:  # no tensor scale (ggml, qwantize): 1.0
+                stored_scale = decode = 1.0
             bits = int(np.array(decode, np.float32).view(np.uint32))
             rows = [
                 nvfp4.dequantize_block(row.tolist(), int(s), bits, "float32",

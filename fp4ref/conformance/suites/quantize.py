@@ -140,12 +140,13 @@ def _mx_expected(
     hessian: list | None = None,
     zero_byte: int | None = None,
     nonfinite: str = "nan-scale",
+    element_rule: str = "nearest",
 ) -> tuple[np.ndarray, np.ndarray]:
     scales, packed = [], []
     for row in x.reshape(-1, mx.BLOCK_SIZE):
         scale, codes = mx.quantize_block(
             [float(v) for v in row], rule, rounding, zero_sign, start, min_byte, lanes, hessian,
-            zero_byte, nonfinite,
+            zero_byte, nonfinite, element_rule,
         )
         scales.append(scale)
         packed.append(nibbles.pack(codes, order, mx.BLOCK_SIZE))
@@ -189,6 +190,9 @@ def _nv_expected(
             profile.nonfinite == "nan-scale",
             profile.sum_lanes,
             hessian,
+            profile.nonfinite,
+            profile.element_rule,
+            profile.e4m3_encode,
         )
         scales.append(scale)
         packed.append(nibbles.pack(codes, profile.nibble_order, nvfp4.BLOCK_SIZE))
@@ -389,6 +393,8 @@ def _profile_suite(name: str, profile: Profile) -> Suite:
                 profile.sum_lanes,
                 profile.nibble_order,
                 zero_byte=profile.mx_zero_block_scale,
+                nonfinite=profile.nonfinite,
+                element_rule=profile.element_rule,
             )
             label = "mxfp4" + ("_optimal" if extra else "")
             cases.append(

@@ -17,9 +17,11 @@ import numpy as np
 from numba import njit, prange
 
 from ..elements import THRESHOLDS, packed_byte
+from ..ggml import ggml_block
 from ..optimal import block_error, first_at_least, search, search_bounds, search_hessian
 from ..options import NONFINITE_GFLOAT, NONFINITE_NAN_SCALE, RULE_FLOOR
 from ..quantize_block import e8m0_reciprocal32
+from ..scalar import byte_elements
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
 from .simd.mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor_group
 from .simd.mx_search import LANES, choose, measure, start_byte
@@ -478,6 +480,42 @@ def _store_nv(row, blk, scale, divisors, multiply, tie, zero_sign, order, scales
     encode_block(row, divisors[scale], multiply, tie, zero_sign, order, packed[blk])
 
 
+@njit(parallel=True, cache=True, error_model="numpy")
+def _quantize_ggml(x, options, scales, packed, nv):
+    """The blocks of ``x`` by :func:`..ggml.ggml_block`, packed in the options' order."""
+    o = options
+    rule = o.nvfp4_recipe if nv else o.scale_rule
+    low = o.clamp_low if nv else 0.0
+    high = o.clamp_high if nv else 0.0
+    zero_block = o.zero_block if nv else o.mx_zero_block
+    zero_scale = o.zero_block_scale if nv else float(o.mx_zero_block_scale)
+    nblocks, n = x.shape
+    for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
+        codes = np.empty(n, np.int64)
+        for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
+            scales[blk] = ggml_block(x[blk], nv, rule, o.tensor_operand, low, high, zero_block,
+                                     zero_scale, o.nonfinite, o.element_rule, o.e4m3_encode,
+                                     o.rounding, o.zero_sign, codes)
+            for i in range(n // 2):
+                first, second = byte_elements(i, o.nibble_order, n)
+                packed[blk, i] = codes[first] | (codes[second] << 4)
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_mx_ggml(x, bits, options, scales, packed, hessian):
+    """MXFP4 under a ggml convention (element rule, non-finite policy): scalar code,
+    :func:`..ggml.ggml_block` per block (no search: :func:`fp4ref.quantize` refuses one)."""
+    _quantize_ggml(x, options, scales, packed, False)
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_nv_ggml(x, bits, options, scales, packed, hessian):
+    """NVFP4 under a ggml convention (element rule, non-finite policy, E4M3 encode), as
+    :func:`quantize_mx_ggml`; returns False (no division-free path)."""
+    _quantize_ggml(x, options, scales, packed, True)
+    return False
+
+
 #: The CPU kernel of each kind of quantization (:func:`kernel_for` picks one).
 KERNELS = {
     "mxfp4-rule": quantize_mx_rule,  # a scale rule: vector code, float32 only
@@ -486,12 +524,16 @@ KERNELS = {
     # MXFP4 call with the vector code switched off: scalar code
     "nvfp4-rule": quantize_nv_rule,  # a recipe, no search (division-free blocks inside)
     "nvfp4": quantize_nv,  # the searches (division-free blocks inside)
+    "mxfp4-ggml": quantize_mx_ggml,  # ggml's element rule / non-finite policy: scalar code
+    "nvfp4-ggml": quantize_nv_ggml,  # the same, and ggml's E4M3 encode
 }
 
 
 def kernel_for(options) -> str:
     """The key of :data:`KERNELS` that quantizes under ``options``
     (:class:`..options.QuantizeOptions`)."""
+    if options.ggml:  # ggml's conventions: their own scalar kernels (no vector code)
+        return f"{options.format}-ggml"
     if options.format == "nvfp4":
         return "nvfp4" if options.optimal else "nvfp4-rule"
     if not options.kernel.vector_code:  # the switch of .simd: scalar code only

@@ -36,10 +36,15 @@ import numpy as np
 from numba import cuda, float32, float64, int32, uint32, uint64
 
 from ..elements import element_code, packed_byte
+from ..ggml import ggml_block
 from ..optimal import search_hessian
 from ..options import (
+    ELEMENT_GGML,
+    ENCODE_E4M3_GGML,
     HIGH_FIRST,
     NONFINITE_GFLOAT,
+    NONFINITE_GGML,
+    NONFINITE_GGUF_PY,
     NONFINITE_NAN_SCALE,
     RECIPE_TORCHAO,
     RULE_FLOOR,
@@ -52,6 +57,7 @@ from ..quantize_block import (
     mx_block_scale,
     nv_block_scale,
 )
+from ..scalar import byte_elements
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
 from . import elements, unfused  # noqa: F401 (the GPU's count_below and mul overloads)
 from .codec import _grid, _simulated
@@ -318,6 +324,55 @@ def _search(nv: bool, x, divisors, options, multiply: bool, scales, packed, hess
         hessian, scales, packed.reshape(-1).view(np.uint32))
 
 
+def _ggml_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int, nonfinite: int,
+                 element_rule: int, encode: int):
+    """The kernel of the ggml conventions (:func:`..ggml.ggml_block`), a thread a block,
+    for MXFP4 rule (or, with ``nv``, NVFP4 recipe) ``rule`` and one set of options, all
+    compile-time constants; bytes written one by one."""
+    key = ("ggml", nv, rule, order, tie, zero_sign, nonfinite, element_rule, encode)
+    if key in _KERNELS:
+        return _KERNELS[key]
+    n = 16 if nv else 32
+
+    @cuda.jit
+    def kernel(x, tensor, clamp_low, clamp_high, zero_block, zero_scale, scales, out):
+        row = cuda.local.array(n, float32)
+        codes = cuda.local.array(n, int32)
+        for blk in range(uint64(cuda.grid(1)), uint64(scales.size), uint64(cuda.gridsize(1))):
+            base = blk * uint64(n)
+            for k in range(n):
+                row[k] = x[base + uint64(k)]
+            scales[blk] = ggml_block(row, nv, rule, tensor, clamp_low, clamp_high, zero_block,
+                                     zero_scale, nonfinite, element_rule, encode, tie,
+                                     zero_sign, codes)
+            for i in range(n // 2):
+                first, second = byte_elements(i, order, n)
+                out[blk * uint64(n // 2) + uint64(i)] = codes[first] | (codes[second] << 4)
+
+    _KERNELS[key] = kernel
+    return kernel
+
+
+def _ggml(nv: bool, x, options) -> bool:
+    """Whether ``options`` choose a ggml convention (then :func:`_ggml_kernel` runs)."""
+    o = options
+    return (o.element_rule == ELEMENT_GGML or o.nonfinite == NONFINITE_GGML
+            or o.nonfinite == NONFINITE_GGUF_PY or (nv and o.e4m3_encode == ENCODE_E4M3_GGML))
+
+
+def _launch_ggml(nv: bool, x, options, scales, packed) -> None:
+    o = options
+    kernel = _ggml_kernel(nv, o.nvfp4_recipe if nv else o.scale_rule, o.nibble_order,
+                          o.rounding, o.zero_sign, o.nonfinite, o.element_rule, o.e4m3_encode)
+    blocks, threads = _block_grid(scales.size)
+    if nv:
+        kernel[blocks, threads](x, o.tensor_operand, o.clamp_low, o.clamp_high, o.zero_block,
+                                o.zero_block_scale, scales, packed.reshape(-1))
+    else:
+        kernel[blocks, threads](x, 1.0, 0.0, 0.0, o.mx_zero_block,
+                                float(o.mx_zero_block_scale), scales, packed.reshape(-1))
+
+
 def quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
     """MXFP4 blocks of the flat float32 device array ``x`` into ``scales`` (one byte per
     block) and ``packed`` (16 bytes per block), as :func:`..cpu.quantize.quantize_mx` and
@@ -329,6 +384,9 @@ def quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
     minimise ``r^T H r`` with ``H = hessian[b % J]`` for block b.
     """
     o = options
+    if _ggml(False, x, o):  # ggml's conventions: their own kernel (no search)
+        _launch_ggml(False, x, o, scales, packed)
+        return
     if o.optimal:
         _search(False, x, divisors, o, False, scales, packed, hessian)
         return
@@ -345,6 +403,9 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
     float64 ``[J, 16, 16]`` on the device, with ``optimal``, as in :func:`quantize_mx`)."""
     o = options
     multiply = o.nvfp4_recipe == RECIPE_TORCHAO  # torchao multiplies by the reciprocal
+    if _ggml(True, x, o):  # ggml's conventions: their own kernel (no search)
+        _launch_ggml(True, x, o, scales, packed)
+        return
     if o.optimal:
         _search(True, x, divisors, o, multiply, scales, packed, hessian)
         return
