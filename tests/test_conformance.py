@@ -86,6 +86,7 @@ def test_the_hex_twin_holds_the_safetensors_data(vectors):
                 fields = next(rows)
                 assert fields[0] == case["name"]
                 cells = dict(f.split("=") for f in fields[1:])
+                assert (cells.get("error") == "refused") == bool(case["error"])
                 for arg, array in columns:
                     width = array.dtype.itemsize
                     bits = array.reshape(-1).view(f"u{width}")[i]

@@ -211,7 +211,8 @@ For elementwise suites `<suite>.txt` holds one line per element:
 
 Fields are separated by single spaces; parameters come in sorted order, then the inputs,
 then the expected results, each as the upper-case hex of its bits (2 digits for uint8,
-8 for float32). Lines starting with `#` are comments.
+8 for float32). Lines starting with `#` are comments. A case whose input must be refused
+has no results; its lines end in `error=refused` instead.
 
 ## Suites
 """
