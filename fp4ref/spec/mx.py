@@ -77,7 +77,7 @@ def quantize_block(
 
     Under ``nonfinite="gfloat"`` (:data:`fp4ref.profiles.NONFINITE`) a NaN is refused
     (``ValueError``) and a block holding Inf gets scale 0xFE, its elements coded as
-    float32(|V_i| / 2^127) (gfloat 0.5 ``compute_scale_amax`` clips ``floor(log2(Inf)) - 2``
+    ``float32(abs(V_i) / 2^127)`` (gfloat 0.5 ``compute_scale_amax`` clips ``floor(log2(Inf)) - 2``
     to 127).
 
     ``nonfinite`` ``"ggml"`` / ``"gguf-py"`` (:data:`fp4ref.profiles.NONFINITE`) replace

@@ -83,6 +83,9 @@ class Peer:
     #: The fp4ref profile the peer's default quantizer is compared against, by format
     #: (:mod:`fp4ref.conformance.peers.probing`); empty when it has none.
     profiles: dict[str, str] = {}
+    #: Suites (by name) whose own column may fail because the peer is not deterministic
+    #: there, with the reason the matrix prints in the row (empty: none).
+    nondeterministic: dict[str, str] = {}
     #: Output dtypes its decoder produces (probing compares each).
     decode_dtypes: tuple[str, ...] = ("float32",)
     #: How probing compares decoded NaNs: ``"exact"`` bits, or ``"any"`` where the peer's
