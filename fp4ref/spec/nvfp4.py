@@ -94,12 +94,14 @@ def quantize_block(
     runs the recipe on an infinite one; ``element_rule="ggml"`` codes the elements by
     :func:`fp4ref.spec.elements.ggml_code` with half the divisor;
     ``e4m3_encode="ggml"`` casts the block scale with
-    :func:`fp4ref.spec.e4m3.encode_ggml`.
+    :func:`fp4ref.spec.e4m3.encode_ggml`. The searches (``optimal``) ignore the three.
     """
     from .elements import element_code
     from .optimal import search, search_hessian
     from .scale_rules import nvfp4_block_scale, nvfp4_divisor, quotient
 
+    if optimal:  # the searches ignore ggml's conventions (the policy: nan_scale_for_inf)
+        nonfinite, element_rule, e4m3_encode = None, "nearest", "ocp"
     ggml = nonfinite == "ggml"
     if nonfinite == "gguf-py":
         raise ValueError("nonfinite='gguf-py' is MXFP4 only (gguf-py has no NVFP4 quantizer)")
