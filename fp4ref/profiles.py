@@ -32,8 +32,13 @@ E8M0_DECODES = ("ocp", "bits", "ggml", "inf")
 #: the scales converted to the output dtype and each product rounded to float32 and then
 #: to it, as torch and MLX multiply bfloat16/float16 tensors (comfy-kitchen
 #: ``dequantize_nvfp4``, Quark, MLX): ``dt(P * dt(dt(s_t) * dt(s_b)))``, MXFP4
-#: ``dt(P * dt(X))``; for float32 output the same as ``"scale-first"``.
-DECODE_ARITHMETIC = ("exact", "scale-first", "output-dtype")
+#: ``dt(P * dt(X))``; for float32 output the same as ``"scale-first"``;
+#: ``"compressed-tensors"`` (its ``_dequantize``): NVFP4 ``dt(P * f32(s_b / G))`` with G
+#: the stored encode tensor scale (``weight_global_scale``), MXFP4 as ``"output-dtype"``;
+#: ``"modelopt"`` (``NVFP4QTensor.dequantize``): NVFP4 ``dt(P * f32(s_b * s_t))`` with
+#: code 0x8 read as +0 (its ``e2m1_values`` table), MXFP4 as ``"exact"``.
+DECODE_ARITHMETIC = ("exact", "scale-first", "output-dtype", "compressed-tensors",
+                     "modelopt")
 
 #: NVFP4 block-scale decode: ``"ocp"`` E4M3 as OFP8 v1.0 (0x7F/0xFF NaN); ``"ggml"``
 #: ggml's UE4M3 (``ggml_ue4m3_to_fp32``): the sign bit is ignored, 0x7F is 0 and 0xFF is
@@ -43,7 +48,6 @@ E4M3_DECODES = ("ocp", "ggml")
 #: Non-finite input policies: ``"nan-scale"``: a block holding NaN or Inf gets the NaN
 #: scale (0xFF / 0x7F) and zero codes; ``"ieee"``: NaN does, Inf runs through the recipe's
 #: float32 arithmetic (NVFP4 only: Inf saturates the block scale to 448, its code to 6).
-NONFINITE = ("nan-scale", "ieee", "ggml", "gguf-py")
 #: ``"ggml"``: ggml's C quantizers (``quantize_row_mxfp4_ref``, ``quantize_row_nvfp4_ref``):
 #: NaN never enters the block max (``if (amax < fabsf(v))``); a block whose max is Inf
 #: gets MXFP4 scale byte 0x00 (``(uint8_t)(floorf(log2f(Inf)) - 2 + 127)``, undefined in C:
@@ -52,6 +56,16 @@ NONFINITE = ("nan-scale", "ieee", "ggml", "gguf-py")
 #: ``MXFP4.quantize_blocks``: ``max`` propagates NaN and ``d > 0`` is False, so a block
 #: holding NaN gets 0x00; Inf as ``"ggml"``. Under both, NaN and Inf elements are coded by
 #: the element rule (:data:`ELEMENT_RULES`; ``"ggml"``: code 0).
+#: ``"gfloat"`` (MXFP4 only, gfloat 0.5 ``compute_scale_amax`` + ``encode_block``): a NaN
+#: anywhere is refused (``ValueError``; gfloat raises "No NaN in format ocp_e2m1"), a block
+#: holding Inf gets scale 0xFE (``floor(log2(Inf)) - 2`` clipped to 127) and its elements
+#: are coded as ``V / 2^127`` (Inf -> +-6, the rest by the tie rule, e.g. 1.0 -> 0).
+#: ``"comfy"`` (NVFP4, with the ``"comfy"`` recipe only): nothing special-cased, NaN and Inf
+#: run through comfy-kitchen's eager float32 arithmetic on x86 (a NaN element or tensor
+#: scale gives scale byte 0x7F, a NaN made by 0/0 or Inf/Inf the negative default NaN,
+#: byte 0xFF; each NaN quotient is coded by its bits, 3 or 4 (payload bit 21) with its
+#: sign: :func:`fp4ref.spec.nvfp4.comfy_block`).
+NONFINITE = ("nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy")
 
 #: How an element's code is chosen: ``"nearest"`` the float32 quotient |x| / d rounded to
 #: the nearest E2M1 magnitude by ``rounding`` (saturating at 6), its sign by ``zero_sign``;
@@ -136,6 +150,9 @@ def _check(profile: Profile) -> None:
             raise _bad("block_scale_clamp", clamp,
                        "None or (low, high), finite reals with 0 <= low <= high")
         object.__setattr__(profile, "block_scale_clamp", (float(pair[0]), float(pair[1])))
+    if profile.nonfinite == "comfy" and profile.nvfp4_recipe not in ("comfy", None):
+        raise _bad("nonfinite", profile.nonfinite,
+                   f"'comfy' only with nvfp4_recipe='comfy' (got {profile.nvfp4_recipe!r})")
     zero = profile.zero_block_scale
     if zero is not None and not (_real(zero) and math.isfinite(zero) and zero >= 0):
         raise _bad("zero_block_scale", zero, "None or a finite real >= 0")
@@ -155,14 +172,14 @@ class Profile:
         The profile's name and where its behaviour comes from (project and version).
     rounding : {"even", "away", "zero"}
         E2M1 element tie rule.
-    zero_sign : {"keep", "negative", "drop"}
+    zero_sign : {"keep", "negative", "drop", "quotient"}
         Sign of an element code whose magnitude rounds to 0 (:mod:`fp4ref.spec.elements`).
     scale_rule : str
         MXFP4 scale rule (:data:`fp4ref.spec.scale_rules.MX_RULES`); ``"optimal"`` starts
         from it.
     e8m0_min : int
         Smallest E8M0 byte the optimal search may pick (qwantize: 1).
-    nonfinite : {"nan-scale", "ieee", "ggml", "gguf-py"}
+    nonfinite : {"nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy"}
         NaN/Inf policy (see :data:`NONFINITE`).
     element_rule : {"nearest", "ggml"}
         How an element's code is chosen (see :data:`ELEMENT_RULES`).
@@ -172,7 +189,7 @@ class Profile:
         How scale bytes 0x00/0xFF decode (see :data:`E8M0_DECODES`).
     e4m3_decode : {"ocp", "ggml"}
         How NVFP4 scale bytes decode (see :data:`E4M3_DECODES`).
-    decode_arithmetic : {"exact", "scale-first", "output-dtype"}
+    decode_arithmetic : {"exact", "scale-first", "output-dtype", "compressed-tensors", "modelopt"}
         The order and precision of the decode's multiplications (see
         :data:`DECODE_ARITHMETIC`).
     nvfp4_recipe : str or None
@@ -283,22 +300,23 @@ _PROFILES = (
             "(weight_scale_2, decode), block scale amax_b/(6*s_t) with 0 -> 1.0, clamped to "
             "[2^-9, 448], e4m3 RNE; elements x/(s_b*s_t), RNE, -0.0 -> +0. MXFP4 scale rule "
             "rceil (ModelOpt's MXFP4 ties toward zero and writes +0 as 0x8: not emulated).",
-            zero_sign="negative", scale_rule="rceil", nonfinite="ieee",
-            block_scale_clamp=(2.0 ** -9, 448.0), zero_block_scale=1.0),
+            zero_sign="quotient", scale_rule="rceil", nonfinite="ieee",
+            block_scale_clamp=(2.0 ** -9, 448.0), zero_block_scale=1.0,
+            e8m0_decode="inf", decode_arithmetic="modelopt"),
     Profile("compressed-tensors", "compressed-tensors 0.20 (llm-compressor) (run): NVFP4 "
             "weight_global_scale G = 6*448/amax (encode), block scale e4m3(G*(amax_b/6)), a "
             "zero byte -> 0.125, elements x/(s_b/G), RNE, -0.0 -> +0; MXFP4 uses the EVEN rule.",
-            zero_sign="negative", scale_rule="even", nonfinite="ieee",
+            zero_sign="quotient", scale_rule="even", nonfinite="ieee",
             nvfp4_recipe="compressed-tensors", tensor_scale_direction="encode",
-            zero_block_scale=0.125),
+            zero_block_scale=0.125, e8m0_decode="inf", decode_arithmetic="compressed-tensors"),
     Profile("comfy", "comfy-kitchen 0.2.40, ComfyUI's kernels, eager backend (run on CPU: "
             "TensorCoreNVFP4Layout.quantize, quantize_nvfp4, dequantize_nvfp4): tensor scale "
             "amax/2688 (decode), block scale e4m3(min(f32(amax_b / 6) / s_t, 448)), high "
             "nibble first, scales stored 128x4-swizzled; decode q * (s_t * s_b) in the output "
             "dtype. Not yet emulated: an all-zero tensor gives scale 0xFF and codes 0xC (NaN), "
             "a scale-0 block +0 codes (docs/findings.md).",
-            nonfinite="ieee", nibble_order="high-first", scale_layout="128x4",
-            decode_arithmetic="output-dtype"),
+            nvfp4_recipe="comfy", nonfinite="comfy", nibble_order="high-first",
+            scale_layout="128x4", decode_arithmetic="output-dtype"),
     Profile("qwantize", "qwantize 0.1.1 reference (run): MXFP4 scale floor(log2f(max(amax, "
             "1e-30))-2+127) in [1, 254], optimal search over bytes 1..254; NVFP4 without tensor "
             "scale, block scale e4m3(amax/6); elements |x|/s ties toward zero; -0.0 -> +0; "

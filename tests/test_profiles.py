@@ -119,7 +119,7 @@ def test_python_equals_numba(seed, decode, dtype):
 BAD_FIELDS = [
     ("rounding", "bogus", "one of ('even', 'away', 'zero')"),
     ("rounding", None, None),  # with_options ignores None: no error
-    ("zero_sign", "positive", "one of ('keep', 'negative', 'drop')"),
+    ("zero_sign", "positive", "one of ('keep', 'negative', 'drop', 'quotient')"),
     ("scale_rule", "round", "'optimal-hessian')"),
     ("nonfinite", "raise", "one of ('nan-scale', 'ieee'"),
     ("e8m0_decode", "ieee", "one of ('ocp', 'bits', 'ggml', 'inf')"),

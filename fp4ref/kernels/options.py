@@ -29,6 +29,8 @@ from ..profiles import (
     NONFINITE,
     Profile,
 )
+from ..spec import e2m1 as _e2m1
+from ..spec import e4m3 as _e4m3
 from ..spec.elements import ZERO_SIGNS
 from ..spec.layouts import LAYOUTS
 from ..spec.nibbles import NIBBLE_ORDERS
@@ -62,6 +64,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "dtype": OUTPUT_DTYPES,
     "scale_format": SCALE_FORMATS,
     "scalar_format": SCALAR_FORMATS,
+    "e2m1_nan": _e2m1.NAN_CODES,
+    "e4m3_nan": _e4m3.NAN_CODES,
 }
 
 
@@ -72,6 +76,7 @@ def code(convention: str, name: str) -> int:
 
 TIE_EVEN, TIE_AWAY, TIE_ZERO = (code("rounding", n) for n in ("even", "away", "zero"))
 ZERO_KEEP, ZERO_NEGATIVE, ZERO_DROP = (code("zero_sign", n) for n in ("keep", "negative", "drop"))
+ZERO_QUOTIENT = code("zero_sign", "quotient")
 LOW_FIRST, HIGH_FIRST, SPLIT_HALF = (
     code("nibble_order", n) for n in ("low-first", "high-first", "split-half"))
 (RULE_FLOOR, RULE_RCEIL, RULE_CEIL, RULE_EVEN, RULE_NEAREST, RULE_MISTRALRS, RULE_QWANTIZE,
@@ -80,6 +85,11 @@ LOW_FIRST, HIGH_FIRST, SPLIT_HALF = (
 RECIPE_PLAIN, RECIPE_MODELOPT, RECIPE_TORCHAO, RECIPE_CT = (
     code("nvfp4_recipe", n) for n in ("plain", "modelopt", "torchao", "compressed-tensors"))
 NONFINITE_NAN_SCALE, NONFINITE_IEEE = (code("nonfinite", n) for n in ("nan-scale", "ieee"))
+NONFINITE_GFLOAT = code("nonfinite", "gfloat")
+RECIPE_COMFY = code("nvfp4_recipe", "comfy")
+DECODE_CT, DECODE_MODELOPT = (code("decode_arithmetic", n)
+                              for n in ("compressed-tensors", "modelopt"))
+NONFINITE_COMFY = code("nonfinite", "comfy")
 E8M0_OCP, E8M0_BITS, E8M0_GGML, E8M0_INF = (
     code("e8m0_decode", n) for n in ("ocp", "bits", "ggml", "inf"))
 E4M3_OCP, E4M3_GGML = (code("e4m3_decode", n) for n in ("ocp", "ggml"))
@@ -93,6 +103,9 @@ LAYOUT_LINEAR, LAYOUT_128X4, LAYOUT_8X4 = (
 OUT_FLOAT32, OUT_BFLOAT16, OUT_FLOAT16 = (
     code("dtype", n) for n in ("float32", "bfloat16", "float16"))
 SCALE_E8M0, SCALE_E4M3 = (code("scale_format", n) for n in ("e8m0", "e4m3"))
+NAN_SIGN, NAN_ML_DTYPES, NAN_TORCHAO, NAN_COMPRESSED_TENSORS, NAN_REFUSE = (
+    code("e2m1_nan", n) for n in ("sign", "ml_dtypes", "torchao", "compressed-tensors", "refuse"))
+E4M3_NAN_SIGN, E4M3_NAN_GFLOAT = (code("e4m3_nan", n) for n in ("sign", "gfloat"))
 
 
 class KernelOptions(NamedTuple):
@@ -228,11 +241,13 @@ class QuantizeOptions:
     @property
     def ggml(self) -> bool:
         """Whether a ggml convention (element rule, non-finite policy or E4M3 encode) is
-        chosen, and no search: those run in the ggml kernels (:func:`fp4ref.kernels.ggml.ggml_block`;
-        the searches ignore the three, as the oracle's do)."""
+        chosen, and no search: those run in the ggml kernels
+        (:func:`fp4ref.kernels.ggml.ggml_block`; the searches ignore the three, as the
+        oracle's do)."""
         p = self.profile
-        return not self.optimal and (p.element_rule == "ggml" or p.nonfinite in ("ggml", "gguf-py")
-                or (self.format == "nvfp4" and p.e4m3_encode == "ggml"))
+        return not self.optimal and (
+            p.element_rule == "ggml" or p.nonfinite in ("ggml", "gguf-py")
+            or (self.format == "nvfp4" and p.e4m3_encode == "ggml"))
 
 
 def nvfp4_recipe_options(recipe: str, tensor_operand: float,

@@ -46,7 +46,13 @@ def decode(byte: int) -> float:
 MAGNITUDES = tuple((magnitude(code), code) for code in range(0x80))
 
 
-def encode(x: float, rounding: str = "even", saturate: bool = True) -> int:
+#: How an encode writes NaN (an input NaN, or an overflow under ``saturate=False``):
+#: ``"sign"`` 0x7F or 0xFF by the sign of the input (fp4ref, torch, ml_dtypes); ``"gfloat"``
+#: always 0xFF (gfloat 0.5 ``encode_float(format_info_ocp_e4m3, nan)``, whatever the sign).
+NAN_CODES = ("sign", "gfloat")
+
+
+def encode(x: float, rounding: str = "even", saturate: bool = True, nan: str = "sign") -> int:
     """The E4M3 code nearest to ``x``.
 
     Parameters
@@ -58,19 +64,25 @@ def encode(x: float, rounding: str = "even", saturate: bool = True) -> int:
     saturate : bool
         What happens when the rounded magnitude exceeds 448 (OFP8 v1.0 allows both):
         ``True`` clamps to +-448, ``False`` gives NaN. Infinity follows the same rule.
+    nan : {"sign", "gfloat"}
+        The NaN byte (:data:`NAN_CODES`).
 
     Returns
     -------
     int
-        The byte. NaN encodes to 0x7F with the NaN's sign bit; the sign of zero is kept.
+        The byte. NaN encodes to 0x7F with the NaN's sign bit (``nan="sign"``) or to 0xFF
+        (``nan="gfloat"``); the sign of zero is kept.
     """
     check_tie_rule(rounding)
+    if nan not in NAN_CODES:
+        raise ValueError(f"nan must be one of {NAN_CODES}; got {nan!r}")
     sign = 0x80 if math.copysign(1.0, x) < 0 else 0
+    nan_byte = 0xFF if nan == "gfloat" else sign | NAN
     if math.isnan(x):
-        return sign | NAN
+        return nan_byte
     code = NAN if math.isinf(x) else nearest_code(abs(Fraction(x)), MAGNITUDES, rounding)
     if code == NAN:  # overflow: the nearest magnitude is past 448
-        return sign | (MAX_CODE if saturate else NAN)
+        return sign | MAX_CODE if saturate else nan_byte
     return sign | code
 
 

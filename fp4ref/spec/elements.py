@@ -17,8 +17,11 @@ from .rounding import nearest_code
 
 #: Sign of a code whose magnitude rounds to 0: ``"keep"`` the input's sign bit (-0.0 and
 #: negatives give 0x8: OCP, torchao, gfloat); ``"negative"``: 0x8 only for inputs < 0 (-0.0
-#: gives 0x0: qwantize, compressed-tensors, ModelOpt NVFP4); ``"drop"``: always 0x0 (ggml).
-ZERO_SIGNS = ("keep", "negative", "drop")
+#: gives 0x0: qwantize); ``"drop"``: always 0x0 (ggml); ``"quotient"``: 0x8 only when the
+#: signed float32 quotient x / d is < 0, so a negative x whose quotient underflows to -0
+#: (x / Inf) gives 0x0 too (ModelOpt NVFP4QTensor ``_cast_fp4``'s ``weight < 0``,
+#: compressed-tensors ``cast_to_fp4``).
+ZERO_SIGNS = ("keep", "negative", "drop", "quotient")
 
 
 def element_code(x: float, magnitude: float, rounding: str, zero_sign: str) -> int:
@@ -35,6 +38,8 @@ def element_code(x: float, magnitude: float, rounding: str, zero_sign: str) -> i
     negative_bit = math.copysign(1.0, x) < 0
     if code == 0:
         if zero_sign == "drop" or (zero_sign == "negative" and not x < 0):
+            negative_bit = False
+        if zero_sign == "quotient" and not (x < 0 and magnitude > 0):
             negative_bit = False
     return code | (0x8 if negative_bit else 0)
 

@@ -32,8 +32,8 @@ def dequantize_block(
 
     ``arithmetic`` (:data:`fp4ref.profiles.DECODE_ARITHMETIC`): ``"output-dtype"`` rounds
     the scale to ``dtype`` first (a float16 2^-127 is 0, 2^16 and up Inf) and the product
-    to float32 and then to ``dtype``, as torch and MLX multiply half-precision tensors; the
-    other choices are the exact product above.
+    to float32 and then to ``dtype``, as torch and MLX multiply half-precision tensors
+    (``"compressed-tensors"`` too); the other choices are the exact product above.
     """
     infinite = scale == e8m0.NAN and e8m0_decode in ("bits", "inf")
     if e8m0_decode == "bits" and scale == 0x00:
@@ -42,7 +42,7 @@ def dequantize_block(
     if scale == e8m0.NAN and e8m0_decode in ("ocp",):
         return [CANONICAL_NAN[dtype]] * len(codes)
     x = Fraction(2) ** 128 if scale == e8m0.NAN else Fraction(e8m0.decode(scale))
-    if arithmetic == "output-dtype" and not infinite:
+    if arithmetic in ("output-dtype", "compressed-tensors") and not infinite:
         x, _ = binary_value(convert_float32(round_to_binary(x, False, 8, 23), dtype), dtype)
         infinite = x < 0  # the scale overflowed the output dtype
     out = []
@@ -75,6 +75,11 @@ def quantize_block(
     as the OCP reference code does for NaN (the spec text leaves it open). A block of zeros
     gets ``zero_byte`` under a rule when it is given (MLX 0x7F, Quark 0x01).
 
+    Under ``nonfinite="gfloat"`` (:data:`fp4ref.profiles.NONFINITE`) a NaN is refused
+    (``ValueError``) and a block holding Inf gets scale 0xFE, its elements coded as
+    float32(|V_i| / 2^127) (gfloat 0.5 ``compute_scale_amax`` clips ``floor(log2(Inf)) - 2``
+    to 127).
+
     ``nonfinite`` ``"ggml"`` / ``"gguf-py"`` (:data:`fp4ref.profiles.NONFINITE`) replace
     that policy: NaN is left out of the max (ggml) or makes the scale 0x00 (gguf-py), and a
     block whose max is Inf gets 0x00. ``element_rule="ggml"`` codes every element by
@@ -85,8 +90,16 @@ def quantize_block(
     from .optimal import search, search_hessian
     from .scale_rules import e8m0_divisor, mx_scale, quotient
 
+    if nonfinite == "gfloat" and any(math.isnan(v) for v in values):
+        raise ValueError("NaN in a block: refused under nonfinite='gfloat'")
+    if nonfinite == "gfloat" and any(math.isinf(v) for v in values):  # gfloat block.py
+        divisor = e8m0_divisor(0xFE)
+        return 0xFE, [element_code(v, quotient(v, divisor, False), rounding, zero_sign)
+                      for v in values]
     if rule in ("optimal", "optimal-hessian"):  # the searches ignore ggml's conventions
-        nonfinite, element_rule = "nan-scale", "nearest"
+        element_rule = "nearest"
+        if nonfinite in ("ggml", "gguf-py"):
+            nonfinite = "nan-scale"
     ggml = nonfinite in ("ggml", "gguf-py")
     if not ggml and any(math.isnan(v) or math.isinf(v) for v in values):
         return e8m0.NAN, [0] * len(values)

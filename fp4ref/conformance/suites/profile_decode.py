@@ -46,7 +46,9 @@ def _cases(name: str, profile: Profile) -> list[Case]:
             decode = float(np.float32(1) / np.float32(stored_scale)) if encode else _DECODE
             if not profile.tensor_scale:  # no tensor scale (ggml, qwantize): 1.0
                 stored_scale = decode = 1.0
-            bits = int(np.array(decode, np.float32).view(np.uint32))
+            # compressed-tensors divides the block scale by the stored encode scale G
+            divisor = stored_scale if profile.decode_arithmetic == "compressed-tensors" else decode
+            bits = int(np.array(divisor, np.float32).view(np.uint32))
             rows = [
                 nvfp4.dequantize_block(row.tolist(), int(s), bits, "float32",
                                        profile.decode_arithmetic, profile.e4m3_decode)
