@@ -3,6 +3,8 @@ bit patterns, values at every exponent, NVFP4 block maxima near the E4M3 grid an
 ties, with NaN, Inf, -0.0 and float32 max sprinkled in (``pytest -m peers``): every block's
 scale byte and codes must agree."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -44,6 +46,8 @@ def test_ggml_c_on_fuzz(fmt):
     try:
         peer = ggml.Ggml()
     except ImportError as error:
+        if os.environ.get("FP4REF_REQUIRE_PEERS") == "1":  # CI's peers step
+            raise
         pytest.skip(str(error))
     size = 32 if fmt == "mxfp4" else 16
     x = fuzz(700, 1)
