@@ -188,11 +188,6 @@ def quantize(
         if scale_rule is not None and prof.nvfp4_recipe == "torchao":
             raise ValueError(f"scale_rule={scale_rule!r} needs a division recipe; profile "
                              f"{prof.name!r} multiplies by reciprocals")
-    ggml = (prof.element_rule == "ggml" or prof.nonfinite in ("ggml", "gguf-py")
-            or (fmt == "nvfp4" and prof.e4m3_encode == "ggml"))
-    if ggml and rule in scale_rules.SEARCH_RULES:
-        raise ValueError(f"scale_rule={rule!r}: the ggml conventions (element_rule, nonfinite, "
-                         f"e4m3_encode of profile {prof.name!r}) have no optimal search")
     if fmt == "nvfp4" and prof.nonfinite == "gguf-py":
         raise ValueError("nonfinite='gguf-py' is MXFP4 only (gguf-py has no NVFP4 quantizer)")
     if fmt == "nvfp4" and prof.element_rule == "ggml" and prof.nvfp4_recipe == "torchao":

@@ -241,10 +241,13 @@ class QuantizeOptions:
     @property
     def ggml(self) -> bool:
         """Whether a ggml convention (element rule, non-finite policy or E4M3 encode) is
-        chosen: those run in the ggml kernels (:func:`fp4ref.kernels.quantize_block.ggml_block`)."""
+        chosen, and no search: those run in the ggml kernels
+        (:func:`fp4ref.kernels.ggml.ggml_block`; the searches ignore the three, as the
+        oracle's do)."""
         p = self.profile
-        return (p.element_rule == "ggml" or p.nonfinite in ("ggml", "gguf-py")
-                or (self.format == "nvfp4" and p.e4m3_encode == "ggml"))
+        return not self.optimal and (
+            p.element_rule == "ggml" or p.nonfinite in ("ggml", "gguf-py")
+            or (self.format == "nvfp4" and p.e4m3_encode == "ggml"))
 
 
 def nvfp4_recipe_options(recipe: str, tensor_operand: float,

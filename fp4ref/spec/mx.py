@@ -84,7 +84,7 @@ def quantize_block(
     that policy: NaN is left out of the max (ggml) or makes the scale 0x00 (gguf-py), and a
     block whose max is Inf gets 0x00. ``element_rule="ggml"`` codes every element by
     :func:`fp4ref.spec.elements.ggml_code` with half the scale, 2^(s - 128), instead of the
-    rounded quotient (:data:`fp4ref.profiles.ELEMENT_RULES`).
+    rounded quotient (:data:`fp4ref.profiles.ELEMENT_RULES`). The searches ignore both.
     """
     from .elements import element_code
     from .optimal import search, search_hessian
@@ -96,6 +96,10 @@ def quantize_block(
         divisor = e8m0_divisor(0xFE)
         return 0xFE, [element_code(v, quotient(v, divisor, False), rounding, zero_sign)
                       for v in values]
+    if rule in ("optimal", "optimal-hessian"):  # the searches ignore ggml's conventions
+        element_rule = "nearest"
+        if nonfinite in ("ggml", "gguf-py"):
+            nonfinite = "nan-scale"
     ggml = nonfinite in ("ggml", "gguf-py")
     if not ggml and any(math.isnan(v) or math.isinf(v) for v in values):
         return e8m0.NAN, [0] * len(values)

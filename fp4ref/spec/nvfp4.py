@@ -98,7 +98,7 @@ def quantize_block(
     runs the recipe on an infinite one; ``element_rule="ggml"`` codes the elements by
     :func:`fp4ref.spec.elements.ggml_code` with half the divisor;
     ``e4m3_encode="ggml"`` casts the block scale with
-    :func:`fp4ref.spec.e4m3.encode_ggml`.
+    :func:`fp4ref.spec.e4m3.encode_ggml`. The searches (``optimal``) ignore the three.
 
     ``nonfinite`` (the profile's :data:`fp4ref.profiles.NONFINITE` choice), when given,
     overrides ``nan_scale_for_inf``; ``"comfy"`` takes NaN and Inf through the ``"comfy"``
@@ -110,6 +110,10 @@ def quantize_block(
 
     if nonfinite is not None:
         nan_scale_for_inf = nonfinite == "nan-scale"
+    if optimal:  # the searches ignore ggml's conventions (Inf: the recipe's arithmetic)
+        element_rule, e4m3_encode = "nearest", "ocp"
+        if nonfinite in ("ggml", "gguf-py"):
+            nonfinite = None
     ggml = nonfinite == "ggml"
     if nonfinite == "gguf-py":
         raise ValueError("nonfinite='gguf-py' is MXFP4 only (gguf-py has no NVFP4 quantizer)")

@@ -436,8 +436,9 @@ def _ggml_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int, nonf
 def _ggml(nv: bool, x, options) -> bool:
     """Whether ``options`` choose a ggml convention (then :func:`_ggml_kernel` runs)."""
     o = options
-    return (o.element_rule == ELEMENT_GGML or o.nonfinite == NONFINITE_GGML
-            or o.nonfinite == NONFINITE_GGUF_PY or (nv and o.e4m3_encode == ENCODE_E4M3_GGML))
+    return not o.optimal and (
+        o.element_rule == ELEMENT_GGML or o.nonfinite == NONFINITE_GGML
+        or o.nonfinite == NONFINITE_GGUF_PY or (nv and o.e4m3_encode == ENCODE_E4M3_GGML))
 
 
 def _launch_ggml(nv: bool, x, options, scales, packed) -> None:
