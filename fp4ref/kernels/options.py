@@ -21,6 +21,7 @@ from functools import cached_property
 from typing import NamedTuple
 
 from ..profiles import DECODE_ARITHMETIC, E4M3_DECODES, E8M0_DECODES, NONFINITE, Profile
+from ..profiles import MX_ELEMENT_SCALES
 from ..spec.elements import ZERO_SIGNS
 from ..spec.layouts import LAYOUTS
 from ..spec.nibbles import NIBBLE_ORDERS
@@ -52,6 +53,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "dtype": OUTPUT_DTYPES,
     "scale_format": SCALE_FORMATS,
     "scalar_format": SCALAR_FORMATS,
+    "mx_element_scale": MX_ELEMENT_SCALES,
 }
 
 
@@ -80,6 +82,10 @@ LAYOUT_LINEAR, LAYOUT_128X4, LAYOUT_8X4 = (
 OUT_FLOAT32, OUT_BFLOAT16, OUT_FLOAT16 = (
     code("dtype", n) for n in ("float32", "bfloat16", "float16"))
 SCALE_E8M0, SCALE_E4M3 = (code("scale_format", n) for n in ("e8m0", "e4m3"))
+RULE_QUARK, RULE_EXPONENT_UP = (code("scale_rule", n) for n in ("quark", "exponent-up"))
+NONFINITE_QUARK, NONFINITE_VLLM = (code("nonfinite", n) for n in ("quark", "vllm"))
+MX_DIVIDE, MX_BITS_RECIPROCAL = (
+    code("mx_element_scale", n) for n in ("divide", "bits-reciprocal"))
 
 
 class KernelOptions(NamedTuple):
@@ -117,6 +123,14 @@ class KernelOptions(NamedTuple):
     vector_code : bool
         Not a convention: whether the CPU kernels may take their LLVM vector paths (the
         switch of :mod:`.cpu.simd`, read when the record is built).
+    mx_element_scale : int
+        :data:`MX_DIVIDE` or :data:`MX_BITS_RECIPROCAL` (``Profile.mx_element_scale``).
+    e8m0_stored_min : int
+        MXFP4: the smallest scale byte stored (``Profile.e8m0_stored_min``).
+    mx_quirks : bool
+        Not a convention: whether an MXFP4 rule quantization needs the quirk kernels
+        (:func:`.quantize_block.mx_quirk_block`): nonfinite ``"quark"``/``"vllm"``,
+        ``mx_element_scale`` or ``e8m0_stored_min`` off their defaults.
     """
 
     scale_rule: int
@@ -136,6 +150,9 @@ class KernelOptions(NamedTuple):
     mx_zero_block: bool
     mx_zero_block_scale: int
     vector_code: bool
+    mx_element_scale: int
+    e8m0_stored_min: int
+    mx_quirks: bool
 
 
 @dataclass(frozen=True)
@@ -202,6 +219,10 @@ class QuantizeOptions:
             mx_zero_block=p.mx_zero_block_scale is not None,
             mx_zero_block_scale=int(p.mx_zero_block_scale or 0),
             vector_code=vector_code(),
+            mx_element_scale=code("mx_element_scale", p.mx_element_scale),
+            e8m0_stored_min=int(p.e8m0_stored_min),
+            mx_quirks=(p.nonfinite in ("quark", "vllm") or p.mx_element_scale != "divide"
+                       or p.e8m0_stored_min != 0),
         )
 
 

@@ -19,7 +19,9 @@ import math
 import numpy as np
 from numba import njit
 
+from .elements import element_code
 from .optimal import search
+from .options import MX_BITS_RECIPROCAL, NONFINITE_QUARK, NONFINITE_VLLM
 from .scale_rules import mx_scale, nvfp4_block_scale
 
 _INF32 = np.float32(math.inf)
@@ -97,3 +99,54 @@ def half_value(bits, bfloat):
         magnitude = math.ldexp(float(fraction + (1 << fraction_bits)),
                                exponent - bias - fraction_bits)
     return -magnitude if bits >> 15 else magnitude
+
+
+@njit(cache=True, error_model="numpy")
+def mx_quirk_scale(row, rule, zero_block, zero_byte, nonfinite):
+    """(byte the elements use, whether the block is a Quark NaN block) of an MXFP4 block
+    under AMD Quark's or vLLM's conventions (:func:`fp4ref.spec.mx.quirk_block`): a NaN
+    block is 0x7F under ``nonfinite="quark"``; else under ``"quark"``/``"vllm"`` the
+    block's amax is NaN (``"vllm"``) or Inf if an element is, and goes through ``rule``;
+    under other policies a NaN/Inf block is 0xFF."""
+    amax = np.float32(0.0)
+    nan = False
+    inf = False
+    for i in range(row.shape[0]):
+        a = abs(np.float32(row[i]))
+        nan = nan | (a != a)
+        inf = inf | (a == _INF32)
+        if a == a:
+            amax = max(amax, a)
+    quirky = nonfinite == NONFINITE_QUARK or nonfinite == NONFINITE_VLLM
+    if (nan or inf) and not quirky:
+        return 255, False
+    if nan and nonfinite == NONFINITE_QUARK:
+        return 0x7F, True
+    value = float(amax)
+    if nan:
+        value = math.nan  # torch.abs then max: a positive NaN
+    if value == 0.0 and zero_block:
+        return zero_byte, False
+    return mx_scale(value, rule), False
+
+
+@njit(cache=True, error_model="numpy")
+def mx_quirk_code(x, scale, nan_block, tie, zero_sign, nonfinite, element_scale):
+    """E2M1 code of element ``x`` of a block whose elements use byte ``scale``
+    (:func:`mx_quirk_scale`; see :func:`fp4ref.spec.mx.quirk_block`)."""
+    v = np.float32(x)
+    negative = math.copysign(np.float32(1.0), v) < np.float32(0.0)
+    if nan_block:  # Quark: every x / NaN is NaN, NaN elements keep their sign
+        return 0xF if (v != v and negative) else 0x7
+    if element_scale == MX_BITS_RECIPROCAL:  # vLLM quant_scale: 0 for X = 0 or Inf
+        if v != v:
+            return 0x7 | (8 * negative)
+        r = np.float32(0.0)
+        if scale != 0 and scale != 255:
+            r = e8m0_reciprocal32(scale)
+        if abs(v) == _INF32 and r == np.float32(0.0):  # Inf * 0: x86's default NaN
+            return 0xF
+        return element_code(v, r, True, tie, zero_sign)
+    if abs(v) == _INF32 and nonfinite == NONFINITE_QUARK:  # Pack_fp4 of Inf: 6
+        return 0x6 | (8 * negative)
+    return element_code(v, e8m0_reciprocal32(min(scale, 254)), True, tie, zero_sign)

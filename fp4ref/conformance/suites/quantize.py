@@ -139,12 +139,13 @@ def _mx_expected(
     order: str = "low-first",
     hessian: list | None = None,
     zero_byte: int | None = None,
+    quirks: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     scales, packed = [], []
     for row in x.reshape(-1, mx.BLOCK_SIZE):
         scale, codes = mx.quantize_block(
             [float(v) for v in row], rule, rounding, zero_sign, start, min_byte, lanes, hessian,
-            zero_byte,
+            zero_byte, **(quirks or {}),
         )
         scales.append(scale)
         packed.append(nibbles.pack(codes, order, mx.BLOCK_SIZE))
@@ -367,6 +368,9 @@ def _profile_suite(name: str, profile: Profile) -> Suite:
                 profile.sum_lanes,
                 profile.nibble_order,
                 zero_byte=profile.mx_zero_block_scale,
+                quirks={"nonfinite": profile.nonfinite,
+                        "element_scale": profile.mx_element_scale,
+                        "stored_min": profile.e8m0_stored_min},
             )
             label = "mxfp4" + ("_optimal" if extra else "")
             cases.append(

@@ -19,7 +19,8 @@ from numba import njit, prange
 from ..elements import THRESHOLDS, packed_byte
 from ..optimal import block_error, first_at_least, search, search_bounds, search_hessian
 from ..options import NONFINITE_NAN_SCALE, RULE_FLOOR
-from ..quantize_block import e8m0_reciprocal32
+from ..quantize_block import e8m0_reciprocal32, mx_quirk_code, mx_quirk_scale
+from ..scalar import byte_elements
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
 from .simd.mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor_group
 from .simd.mx_search import LANES, choose, measure, start_byte
@@ -464,6 +465,30 @@ def _store_nv(row, blk, scale, divisors, multiply, tie, zero_sign, order, scales
     encode_block(row, divisors[scale], multiply, tie, zero_sign, order, packed[blk])
 
 
+@njit(parallel=True, cache=True, error_model="numpy")
+def quantize_mx_quirks(x, bits, options, scales, packed, hessian):
+    """MXFP4 by a scale rule under AMD Quark's or vLLM's conventions
+    (``options.mx_quirks``): per block :func:`..quantize_block.mx_quirk_scale` and
+    :func:`..quantize_block.mx_quirk_code`, scalar code (the vector paths of :mod:`.simd`
+    know none of them); the stored byte is at least ``options.e8m0_stored_min``."""
+    rule, tie, zero_sign = options.scale_rule, options.rounding, options.zero_sign
+    nonfinite, element_scale = options.nonfinite, options.mx_element_scale
+    zero_block, zero_byte = options.mx_zero_block, options.mx_zero_block_scale
+    order, stored_min = options.nibble_order, options.e8m0_stored_min
+    nblocks, n = x.shape
+    for blk in prange(nblocks):
+        row = x[blk]
+        scale, nan_block = mx_quirk_scale(row, rule, zero_block, zero_byte, nonfinite)
+        for i in range(n // 2):
+            low, high = byte_elements(i, order, n)
+            packed[blk, i] = (
+                mx_quirk_code(row[low], scale, nan_block, tie, zero_sign, nonfinite,
+                              element_scale)
+                | (mx_quirk_code(row[high], scale, nan_block, tie, zero_sign, nonfinite,
+                                 element_scale) << 4))
+        scales[blk] = max(scale, stored_min)
+
+
 #: The CPU kernel of each kind of quantization (:func:`kernel_for` picks one).
 KERNELS = {
     "mxfp4-rule": quantize_mx_rule,  # a scale rule: vector code, float32 only
@@ -472,6 +497,7 @@ KERNELS = {
     # MXFP4 call with the vector code switched off: scalar code
     "nvfp4-rule": quantize_nv_rule,  # a recipe, no search (division-free blocks inside)
     "nvfp4": quantize_nv,  # the searches (division-free blocks inside)
+    "mxfp4-quirks": quantize_mx_quirks,  # a rule with Quark's / vLLM's conventions
 }
 
 
@@ -480,6 +506,8 @@ def kernel_for(options) -> str:
     (:class:`..options.QuantizeOptions`)."""
     if options.format == "nvfp4":
         return "nvfp4" if options.optimal else "nvfp4-rule"
+    if options.kernel.mx_quirks and not options.optimal:
+        return "mxfp4-quirks"
     if not options.kernel.vector_code:  # the switch of .simd: scalar code only
         return "mxfp4-search"
     if not options.optimal:

@@ -43,8 +43,11 @@ from ..quantize_block import (
     e8m0_reciprocal32,
     half_value,
     mx_block_scale,
+    mx_quirk_code,
+    mx_quirk_scale,
     nv_block_scale,
 )
+from ..scalar import byte_elements
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
 from . import elements, unfused  # noqa: F401 (the GPU's count_below and mul overloads)
 from .codec import _grid, _simulated
@@ -305,6 +308,37 @@ def _search(nv: bool, x, divisors, options, multiply: bool, scales, packed, hess
         hessian, scales, packed.reshape(-1).view(np.uint32))
 
 
+def _quirk_kernel(rule: int, order: int, tie: int, zero_sign: int, nonfinite: int,
+                  element_scale: int):
+    """The MXFP4 rule kernel under Quark's / vLLM's conventions: a thread a block, as
+    :func:`..cpu.quantize.quantize_mx_quirks` (the same device functions)."""
+    key = ("quirks", rule, order, tie, zero_sign, nonfinite, element_scale)
+    if key in _KERNELS:
+        return _KERNELS[key]
+    n = 32
+
+    @cuda.jit
+    def kernel(x, zero_block, zero_byte, stored_min, scales, packed):
+        row = cuda.local.array(n, float32)
+        for blk in range(uint64(cuda.grid(1)), uint64(scales.size), uint64(cuda.gridsize(1))):
+            base = blk * uint64(n)
+            for k in range(n // 4):
+                a, b, c, d = load4(x, base + uint64(4 * k))
+                row[4 * k], row[4 * k + 1], row[4 * k + 2], row[4 * k + 3] = a, b, c, d
+            scale, nan_block = mx_quirk_scale(row, rule, zero_block, zero_byte, nonfinite)
+            for i in range(n // 2):
+                low, high = byte_elements(i, order, n)
+                packed[blk * uint64(n // 2) + uint64(i)] = (
+                    mx_quirk_code(row[low], scale, nan_block, tie, zero_sign, nonfinite,
+                                  element_scale)
+                    | (mx_quirk_code(row[high], scale, nan_block, tie, zero_sign, nonfinite,
+                                     element_scale) << 4))
+            scales[blk] = max(scale, stored_min)
+
+    _KERNELS[key] = kernel
+    return kernel
+
+
 def quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
     """MXFP4 blocks of the flat float32 device array ``x`` into ``scales`` (one byte per
     block) and ``packed`` (16 bytes per block), as :func:`..cpu.quantize.quantize_mx` and
@@ -318,6 +352,13 @@ def quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
     o = options
     if o.optimal:
         _search(False, x, divisors, o, False, scales, packed, hessian)
+        return
+    if o.mx_quirks:
+        blocks, threads = _block_grid(scales.size)
+        _quirk_kernel(o.scale_rule, o.nibble_order, o.rounding, o.zero_sign, o.nonfinite,
+                      o.mx_element_scale)[blocks, threads](
+            x, o.mx_zero_block, o.mx_zero_block_scale, o.e8m0_stored_min, scales,
+            packed.reshape(-1))
         return
     blocks, threads = _warp_grid((scales.size + 31) // 32)
     _rule_kernel(False, o.scale_rule, o.nibble_order, o.rounding, o.zero_sign)[blocks, threads](
