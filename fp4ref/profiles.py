@@ -305,7 +305,7 @@ _PROFILES = (
             "bits); NVFP4 ref_nvfp4_quant with the global scale its callers pass, 2688 / "
             "amax (encode), and dequantize_to_dtype.",
             rounding="away", scale_rule="exponent-up", e8m0_decode="bits", nonfinite="vllm",
-            nvfp4_recipe="compressed-tensors", tensor_scale_direction="encode",
+            nvfp4_recipe="vllm", tensor_scale_direction="encode",
             decode_arithmetic="scale-first", mx_element_scale="bits-reciprocal"),
     Profile("vllm-round-down", "vLLM 0.33.0 downcast_to_mxfp_torch ROUND_DOWN (run from its "
             "wheel): the exponent field of float32(amax / 6) (the 'exponent' rule: a "

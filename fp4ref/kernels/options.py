@@ -20,8 +20,14 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
 
-from ..profiles import DECODE_ARITHMETIC, E4M3_DECODES, E8M0_DECODES, NONFINITE, Profile
-from ..profiles import MX_ELEMENT_SCALES
+from ..profiles import (
+    DECODE_ARITHMETIC,
+    E4M3_DECODES,
+    E8M0_DECODES,
+    MX_ELEMENT_SCALES,
+    NONFINITE,
+    Profile,
+)
 from ..spec.elements import ZERO_SIGNS
 from ..spec.layouts import LAYOUTS
 from ..spec.nibbles import NIBBLE_ORDERS
@@ -83,6 +89,7 @@ OUT_FLOAT32, OUT_BFLOAT16, OUT_FLOAT16 = (
     code("dtype", n) for n in ("float32", "bfloat16", "float16"))
 SCALE_E8M0, SCALE_E4M3 = (code("scale_format", n) for n in ("e8m0", "e4m3"))
 RULE_QUARK, RULE_EXPONENT_UP = (code("scale_rule", n) for n in ("quark", "exponent-up"))
+RECIPE_VLLM = code("nvfp4_recipe", "vllm")
 NONFINITE_QUARK, NONFINITE_VLLM = (code("nonfinite", n) for n in ("quark", "vllm"))
 MX_DIVIDE, MX_BITS_RECIPROCAL = (
     code("mx_element_scale", n) for n in ("divide", "bits-reciprocal"))

@@ -19,10 +19,11 @@ import math
 import numpy as np
 from numba import njit
 
-from .elements import element_code
+from .elements import element_code, magnitude_code
 from .optimal import search
-from .options import MX_BITS_RECIPROCAL, NONFINITE_QUARK, NONFINITE_VLLM
-from .scale_rules import mx_scale, nvfp4_block_scale
+from .options import MX_BITS_RECIPROCAL, NONFINITE_QUARK, NONFINITE_VLLM, TIE_EVEN
+from .scalar import e4m3_decode, e4m3_encode
+from .scale_rules import f32, mx_scale, nvfp4_block_scale
 
 _INF32 = np.float32(math.inf)
 
@@ -150,3 +151,56 @@ def mx_quirk_code(x, scale, nan_block, tie, zero_sign, nonfinite, element_scale)
     if abs(v) == _INF32 and nonfinite == NONFINITE_QUARK:  # Pack_fp4 of Inf: 6
         return 0x6 | (8 * negative)
     return element_code(v, e8m0_reciprocal32(min(scale, 254)), True, tie, zero_sign)
+
+
+@njit(cache=True, error_model="numpy")
+def _vllm_reciprocal(v):
+    """vLLM ``get_reciprocal`` in float32: 1 / (v + (v == 0) * 1e8); 1 / Inf is 0."""
+    v = f32(v + (1e8 if v == 0.0 else 0.0))
+    if v == math.inf or v == -math.inf:
+        return 0.0
+    return f32(1.0 / v)
+
+
+@njit(cache=True, error_model="numpy")
+def vllm_nv_block(row, g):
+    """(E4M3 byte, output_scale) of an NVFP4 block by vLLM ``ref_nvfp4_quant`` at global
+    scale ``g`` (:func:`fp4ref.spec.nvfp4.vllm_block`); output_scale is NaN where every
+    element is NaN. The NaN bytes are decided from the operands, not the hardware's NaN:
+    0x7F for a NaN element (or positive G), 0xFF for 0 * Inf (x86's default NaN)."""
+    nan = False
+    amax = 0.0
+    for i in range(row.shape[0]):
+        a = abs(float(row[i]))
+        if a != a:
+            nan = True
+        elif a > amax:
+            amax = a
+    a = f32(amax * f32(1.0 / 6.0))
+    if g != g:
+        byte = 0xFF if math.copysign(1.0, g) < 0.0 else 0x7F
+    elif nan:
+        byte = 0x7F
+    elif (g == 0.0 and a == math.inf) or ((g == math.inf or g == -math.inf) and a == 0.0):
+        byte = 0xFF
+    else:
+        byte = e4m3_encode(min(max(f32(g * a), -448.0), 448.0), TIE_EVEN, True)
+    s = e4m3_decode(byte)
+    r = _vllm_reciprocal(g)
+    if s != s or (s == 0.0 and r == math.inf):  # NaN * r, 0 * Inf
+        return byte, math.nan
+    return byte, _vllm_reciprocal(f32(s * r))
+
+
+@njit(cache=True, error_model="numpy")
+def vllm_nv_code(x, scale):
+    """E2M1 code of element ``x`` at vLLM's output_scale ``scale``: q = float32(x * scale)
+    clamped to +-6, ``cast_to_fp4`` (ties to even), the sign bit iff q < 0; a NaN q (NaN
+    scale, Inf * 0, 0 * Inf) is written 0xF (vLLM gives the value NaN)."""
+    v = float(np.float32(x))
+    if scale != scale or ((v == math.inf or v == -math.inf) and scale == 0.0) or (
+            v == 0.0 and scale == math.inf):
+        return 0xF
+    q = f32(v * scale)
+    q = min(max(q, -6.0), 6.0)
+    return magnitude_code(np.float32(abs(q)), TIE_EVEN) | (8 * (q < 0.0))

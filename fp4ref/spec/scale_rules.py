@@ -28,7 +28,7 @@ MX_RULES = ("floor", "rceil", "ceil", "even", "nearest", "mistralrs", "qwantize"
 SEARCH_RULES = ("optimal", "optimal-hessian")
 
 #: NVFP4 two-level recipes (see :func:`nvfp4_block_scale`).
-NV_RECIPES = ("plain", "modelopt", "torchao", "compressed-tensors")
+NV_RECIPES = ("plain", "modelopt", "torchao", "compressed-tensors", "vllm")
 
 #: emax_elem of E2M1 (OCP MX v1.0 section 6.3).
 EMAX_ELEM = 2
@@ -177,6 +177,9 @@ def nvfp4_block_scale(
     - ``"torchao"`` (torchao 0.18 2-level): y = (amax / 6) / s_t.
     - ``"compressed-tensors"`` (0.20): y = G * (amax / 6), G the encode scale; a zero
       *byte* after the cast becomes ``zero_scale`` (0.125).
+    - ``"vllm"`` (vLLM 0.33.0 ``ref_nvfp4_quant``): its own block function,
+      :func:`fp4ref.spec.nvfp4.vllm_block` (this function and :func:`nvfp4_divisor` do not
+      take it).
 
     Then ``clamp`` (low, high) if given (torchao [2^-6, 448], ModelOpt [2^-9, 448]) and the
     E4M3 cast: nearest even, saturating to 448 (torch 2.13's cast). NaN gives 0x7F.

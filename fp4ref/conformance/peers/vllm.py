@@ -116,6 +116,10 @@ class Vllm(Peer):
     profiles = {"mxfp4": "vllm", "nvfp4": "vllm"}
     decode_dtypes = ("float32", "bfloat16", "float16")
     nan_bits = "any"
+    # ref_nvfp4_quant's scale G * a of a NaN block under a NaN G (a NaN tensor): x86 keeps
+    # the first NaN operand, and which one is first differs between torch's vector body
+    # (G's 0xFFFFFFFF: 0xFF) and its tails (a's 0x7FC00000: 0x7F), by the block's position
+    nan_scale_sign = "any"
     rounding_mode = "ROUND_UP"
 
     def __init__(self) -> None:
@@ -136,8 +140,11 @@ class Vllm(Peer):
             mode = self.mxfp.DequantScaleRoundingMode[self.rounding_mode]
             blocks, scales = self.mxfp.downcast_to_mxfp_torch(t, torch.uint8, -1, mode)
             return blocks.numpy(), scales.numpy(), None
-        if tensor_scale is None:  # what vLLM's callers pass: 448 * 6 / amax
-            tensor_scale = np.float32(2688.0) / np.abs(x).max()
+        if tensor_scale is None:  # what vLLM's callers pass, in torch (as its tests'
+            # nvfp4_utils: (FLOAT8_E4M3_MAX * FLOAT4_E2M1_MAX) / amax; torch evaluates a
+            # scalar / tensor as tensor.reciprocal() * scalar)
+            g = (448.0 * 6.0) / torch.abs(t).max().to(torch.float32)
+            tensor_scale = np.float32(g.item())
         g = torch.tensor(np.float32(tensor_scale))
         with np.errstate(all="ignore"):
             values, scale = self.nvfp4.ref_nvfp4_quant(t, g, 16)

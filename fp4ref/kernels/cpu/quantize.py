@@ -18,8 +18,14 @@ from numba import njit, prange
 
 from ..elements import THRESHOLDS, packed_byte
 from ..optimal import block_error, first_at_least, search, search_bounds, search_hessian
-from ..options import NONFINITE_NAN_SCALE, RULE_FLOOR
-from ..quantize_block import e8m0_reciprocal32, mx_quirk_code, mx_quirk_scale
+from ..options import NONFINITE_NAN_SCALE, RECIPE_VLLM, RULE_FLOOR
+from ..quantize_block import (
+    e8m0_reciprocal32,
+    mx_quirk_code,
+    mx_quirk_scale,
+    vllm_nv_block,
+    vllm_nv_code,
+)
 from ..scalar import byte_elements
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
 from .simd.mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor_group
@@ -489,6 +495,23 @@ def quantize_mx_quirks(x, bits, options, scales, packed, hessian):
         scales[blk] = max(scale, stored_min)
 
 
+@njit(parallel=True, cache=True, error_model="numpy")
+def quantize_nv_vllm(x, bits, options, scales, packed, hessian):
+    """NVFP4 by vLLM 0.33.0 ``ref_nvfp4_quant`` (recipe ``"vllm"``, the global scale G in
+    ``options.tensor_operand``): per block :func:`..quantize_block.vllm_nv_block` and
+    :func:`..quantize_block.vllm_nv_code`, scalar code."""
+    g, order = options.tensor_operand, options.nibble_order
+    nblocks, n = x.shape
+    for blk in prange(nblocks):
+        row = x[blk]
+        scale, output_scale = vllm_nv_block(row, g)
+        for i in range(n // 2):
+            low, high = byte_elements(i, order, n)
+            packed[blk, i] = (vllm_nv_code(row[low], output_scale)
+                              | (vllm_nv_code(row[high], output_scale) << 4))
+        scales[blk] = scale
+
+
 #: The CPU kernel of each kind of quantization (:func:`kernel_for` picks one).
 KERNELS = {
     "mxfp4-rule": quantize_mx_rule,  # a scale rule: vector code, float32 only
@@ -498,6 +521,7 @@ KERNELS = {
     "nvfp4-rule": quantize_nv_rule,  # a recipe, no search (division-free blocks inside)
     "nvfp4": quantize_nv,  # the searches (division-free blocks inside)
     "mxfp4-quirks": quantize_mx_quirks,  # a rule with Quark's / vLLM's conventions
+    "nvfp4-vllm": quantize_nv_vllm,  # vLLM's ref_nvfp4_quant
 }
 
 
@@ -505,6 +529,8 @@ def kernel_for(options) -> str:
     """The key of :data:`KERNELS` that quantizes under ``options``
     (:class:`..options.QuantizeOptions`)."""
     if options.format == "nvfp4":
+        if options.kernel.nvfp4_recipe == RECIPE_VLLM:
+            return "nvfp4-vllm"
         return "nvfp4" if options.optimal else "nvfp4-rule"
     if options.kernel.mx_quirks and not options.optimal:
         return "mxfp4-quirks"

@@ -38,6 +38,7 @@ from numba import cuda, float32, float64, int32, uint32, uint64
 from ..elements import element_code, packed_byte
 from ..optimal import search_hessian
 from ..options import HIGH_FIRST, NONFINITE_NAN_SCALE, RECIPE_TORCHAO, RULE_FLOOR, SPLIT_HALF
+from ..options import RECIPE_VLLM
 from ..quantize_block import (
     block_amax,
     e8m0_reciprocal32,
@@ -46,6 +47,8 @@ from ..quantize_block import (
     mx_quirk_code,
     mx_quirk_scale,
     nv_block_scale,
+    vllm_nv_block,
+    vllm_nv_code,
 )
 from ..scalar import byte_elements
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
@@ -339,6 +342,34 @@ def _quirk_kernel(rule: int, order: int, tie: int, zero_sign: int, nonfinite: in
     return kernel
 
 
+def _vllm_kernel(order: int):
+    """The NVFP4 kernel of recipe ``"vllm"`` (vLLM ``ref_nvfp4_quant``): a thread a block,
+    as :func:`..cpu.quantize.quantize_nv_vllm` (the same device functions)."""
+    key = ("vllm", order)
+    if key in _KERNELS:
+        return _KERNELS[key]
+    n = 16
+
+    @cuda.jit
+    def kernel(x, g, scales, packed):
+        row = cuda.local.array(n, float32)
+        for blk in range(uint64(cuda.grid(1)), uint64(scales.size), uint64(cuda.gridsize(1))):
+            base = blk * uint64(n)
+            for k in range(n // 4):
+                a, b, c, d = load4(x, base + uint64(4 * k))
+                row[4 * k], row[4 * k + 1], row[4 * k + 2], row[4 * k + 3] = a, b, c, d
+            scale, output_scale = vllm_nv_block(row, g)
+            for i in range(n // 2):
+                low, high = byte_elements(i, order, n)
+                packed[blk * uint64(n // 2) + uint64(i)] = (
+                    vllm_nv_code(row[low], output_scale)
+                    | (vllm_nv_code(row[high], output_scale) << 4))
+            scales[blk] = scale
+
+    _KERNELS[key] = kernel
+    return kernel
+
+
 def quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
     """MXFP4 blocks of the flat float32 device array ``x`` into ``scales`` (one byte per
     block) and ``packed`` (16 bytes per block), as :func:`..cpu.quantize.quantize_mx` and
@@ -371,6 +402,11 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
     :func:`..cpu.quantize.quantize_nv` (``divisors`` from :func:`nv_divisors`; ``hessian``
     float64 ``[J, 16, 16]`` on the device, with ``optimal``, as in :func:`quantize_mx`)."""
     o = options
+    if o.nvfp4_recipe == RECIPE_VLLM:
+        blocks, threads = _block_grid(scales.size)
+        _vllm_kernel(o.nibble_order)[blocks, threads](x, o.tensor_operand, scales,
+                                                      packed.reshape(-1))
+        return
     multiply = o.nvfp4_recipe == RECIPE_TORCHAO  # torchao multiplies by the reciprocal
     if o.optimal:
         _search(True, x, divisors, o, multiply, scales, packed, hessian)
