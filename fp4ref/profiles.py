@@ -43,7 +43,7 @@ E4M3_DECODES = ("ocp", "ggml")
 #: Non-finite input policies: ``"nan-scale"``: a block holding NaN or Inf gets the NaN
 #: scale (0xFF / 0x7F) and zero codes; ``"ieee"``: NaN does, Inf runs through the recipe's
 #: float32 arithmetic (NVFP4 only: Inf saturates the block scale to 448, its code to 6).
-NONFINITE = ("nan-scale", "ieee", "quark", "vllm")
+NONFINITE = ("nan-scale", "ieee", "quark", "vllm", "vllm-triton")
 #: ``"quark"`` (MXFP4, AMD Quark 0.13 PerBlockMXObserver + scaled_real_quantize + Pack_fp4):
 #: a block holding NaN gets scale 0x7F (``to_e8m0_uint8``: NaN -> int16 is 0 on x86) and
 #: code 7 everywhere (every x / NaN is NaN; Pack_fp4 reads bits 22-24 of NaN / 2^126 as 7),
@@ -55,7 +55,10 @@ NONFINITE = ("nan-scale", "ieee", "quark", "vllm")
 #: -> 0x00, Inf -> 0xFF; ``"exponent"``: both 0xFF); with ``mx_element_scale="bits-reciprocal"``
 #: the elements are x * 0: finite ones +-0 codes (sign kept), NaN 0x7 with its sign bit
 #: (the bit conversion saturates its exponent), Inf 0xF (Inf * 0 is x86's default NaN,
-#: negative).
+#: negative). ``"vllm-triton"`` (MXFP4, vLLM 0.33.0 ``mxfp4_utils._compute_quant_and_scale``):
+#: NaN never enters the block max (``tl.max`` skips it; a block of NaNs has max NaN, whose
+#: bits go through the rule: ``"quark"`` gives 0xFE), an Inf max goes through the rule;
+#: NaN and Inf elements code 7 with their sign (the bit conversion saturates exponent 255).
 
 #: Directions of the NVFP4 tensor scale as stored: ``"decode"`` amax / (6 * 448), a
 #: multiplier (ModelOpt ``weight_scale_2``, torchao); ``"encode"`` 6 * 448 / amax
@@ -314,6 +317,17 @@ _PROFILES = (
             rounding="away", scale_rule="exponent", e8m0_decode="bits", nvfp4_recipe=None,
             decode_arithmetic="scale-first", nonfinite="vllm",
             mx_element_scale="bits-reciprocal"),
+    Profile("vllm-triton", "vLLM 0.33.0 Triton MXFP4 quantizer (mxfp4_utils.downcast_to_mxfp, "
+            "kernel _downcast_to_mxfp, what mxfp4_quantize runs without XPU or aiter; run in "
+            "Triton 3.9's CPU interpreter on float16 input): the EVEN rule clamped to "
+            "[-127, 127] (as Quark's even_round: 'quark'), elements x * f32(1/X), ties to "
+            "even with a sticky bit, signs kept; NaN skipped in the block max, NaN and Inf "
+            "elements code 7 with their sign, an Inf max -> 0xFE (nonfinite='vllm-triton'). "
+            "Decode as vllm (upcast_from_mxfp_torch; the Triton upcast kernel not run). The "
+            "interpreter's bfloat16 -> float32 emulation flushes subnormals (and not the GPU), "
+            "so bfloat16 input was not compared.",
+            scale_rule="quark", nonfinite="vllm-triton", e8m0_decode="bits", nvfp4_recipe=None,
+            decode_arithmetic="scale-first"),
     Profile("mlx", "MLX 0.32.4 on CPU (run: mx.quantize / mx.dequantize, modes mxfp4 and "
             "nvfp4): MXFP4 scale rceil, elements by argmin over the E2M1 table (ties toward "
             "zero, zero codes +0); NVFP4 plain e4m3(amax / 6) when no global_scale is given. "

@@ -90,7 +90,8 @@ OUT_FLOAT32, OUT_BFLOAT16, OUT_FLOAT16 = (
 SCALE_E8M0, SCALE_E4M3 = (code("scale_format", n) for n in ("e8m0", "e4m3"))
 RULE_QUARK, RULE_EXPONENT_UP = (code("scale_rule", n) for n in ("quark", "exponent-up"))
 RECIPE_VLLM = code("nvfp4_recipe", "vllm")
-NONFINITE_QUARK, NONFINITE_VLLM = (code("nonfinite", n) for n in ("quark", "vllm"))
+NONFINITE_QUARK, NONFINITE_VLLM, NONFINITE_VLLM_TRITON = (
+    code("nonfinite", n) for n in ("quark", "vllm", "vllm-triton"))
 MX_DIVIDE, MX_BITS_RECIPROCAL = (
     code("mx_element_scale", n) for n in ("divide", "bits-reciprocal"))
 
@@ -228,7 +229,8 @@ class QuantizeOptions:
             vector_code=vector_code(),
             mx_element_scale=code("mx_element_scale", p.mx_element_scale),
             e8m0_stored_min=int(p.e8m0_stored_min),
-            mx_quirks=(p.nonfinite in ("quark", "vllm") or p.mx_element_scale != "divide"
+            mx_quirks=(p.nonfinite in ("quark", "vllm", "vllm-triton")
+                       or p.mx_element_scale != "divide"
                        or p.e8m0_stored_min != 0),
         )
 

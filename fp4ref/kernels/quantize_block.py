@@ -21,7 +21,13 @@ from numba import njit
 
 from .elements import element_code, magnitude_code
 from .optimal import search
-from .options import MX_BITS_RECIPROCAL, NONFINITE_QUARK, NONFINITE_VLLM, TIE_EVEN
+from .options import (
+    MX_BITS_RECIPROCAL,
+    NONFINITE_QUARK,
+    NONFINITE_VLLM,
+    NONFINITE_VLLM_TRITON,
+    TIE_EVEN,
+)
 from .scalar import e4m3_decode, e4m3_encode
 from .scale_rules import f32, mx_scale, nvfp4_block_scale
 
@@ -118,9 +124,18 @@ def mx_quirk_scale(row, rule, zero_block, zero_byte, nonfinite):
         inf = inf | (a == _INF32)
         if a == a:
             amax = max(amax, a)
-    quirky = nonfinite == NONFINITE_QUARK or nonfinite == NONFINITE_VLLM
+    quirky = (nonfinite == NONFINITE_QUARK or nonfinite == NONFINITE_VLLM
+              or nonfinite == NONFINITE_VLLM_TRITON)
     if (nan or inf) and not quirky:
         return 255, False
+    if nonfinite == NONFINITE_VLLM_TRITON:  # tl.max skips NaN: NaN only for all-NaN
+        all_nan = True
+        for i in range(row.shape[0]):
+            all_nan = all_nan & (row[i] != row[i])
+        value = math.nan if all_nan else float(amax)
+        if value == 0.0 and zero_block:
+            return zero_byte, False
+        return mx_scale(value, rule), False
     if nan and nonfinite == NONFINITE_QUARK:
         return 0x7F, True
     value = float(amax)
@@ -150,6 +165,8 @@ def mx_quirk_code(x, scale, nan_block, tie, zero_sign, nonfinite, element_scale)
         return element_code(v, r, True, tie, zero_sign)
     if abs(v) == _INF32 and nonfinite == NONFINITE_QUARK:  # Pack_fp4 of Inf: 6
         return 0x6 | (8 * negative)
+    if (v != v or abs(v) == _INF32) and nonfinite == NONFINITE_VLLM_TRITON:
+        return 0x7 | (8 * negative)  # the bit conversion saturates exponent 255
     return element_code(v, e8m0_reciprocal32(min(scale, 254)), True, tie, zero_sign)
 
 

@@ -85,7 +85,8 @@ def quantize_block(
     from .scale_rules import e8m0_divisor, mx_scale, quotient
 
     if rule not in ("optimal", "optimal-hessian") and (
-            nonfinite in ("quark", "vllm") or element_scale != "divide" or stored_min):
+            nonfinite in ("quark", "vllm", "vllm-triton") or element_scale != "divide"
+            or stored_min):
         return quirk_block(values, rule, rounding, zero_sign, zero_byte, nonfinite,
                            element_scale, stored_min)
     if any(math.isnan(v) or math.isinf(v) for v in values):
@@ -122,6 +123,8 @@ def quirk_block(
     positive NaN except NaN elements, which keep theirs; ``Pack_fp4`` reads bits 22-24 of
     NaN / 2^126 as 7). Otherwise (and always under ``"vllm"``) amax is Inf if an element is
     (NaN under ``"vllm"`` if one is: torch.max propagates it) and goes through the rule;
+    ``"vllm-triton"`` leaves NaN out of the max (NaN for a block of NaNs) and codes NaN and
+    Inf elements 7 with their sign;
     under ``"quark"`` an infinite quotient codes 6 with its sign (Pack_fp4 reads Inf's
     bits as 6).
 
@@ -138,8 +141,17 @@ def quirk_block(
 
     nan = any(math.isnan(v) for v in values)
     inf = any(math.isinf(v) for v in values)
-    if (nan or inf) and nonfinite not in ("quark", "vllm"):
+    if (nan or inf) and nonfinite not in ("quark", "vllm", "vllm-triton"):
         return e8m0.NAN, [0] * len(values)
+    if nonfinite == "vllm-triton":  # tl.max skips NaN; NaN and Inf elements code 7
+        finite = [abs(v) for v in values if not math.isnan(v)]
+        amax = max(finite) if finite else math.nan
+        scale = mx_scale(amax, rule) if amax != 0 or zero_byte is None else zero_byte
+        codes = [0x7 | (0x8 if math.copysign(1.0, v) < 0 else 0)
+                 if math.isnan(v) or math.isinf(v)
+                 else element_code(v, f32(abs(v) / e8m0_divisor(scale)), rounding, zero_sign)
+                 for v in values]
+        return max(scale, stored_min), codes
     if nonfinite == "quark" and nan:  # 0x7F, every element NaN (the sign: NaN elements')
         return 0x7F, [0xF if math.isnan(v) and math.copysign(1.0, v) < 0 else 0x7
                       for v in values]

@@ -106,6 +106,9 @@ def compare(peer: Peer, format: str, *, seeds: int = 3, shape: tuple[int, int] =
     block = _BLOCK[format]
     result = Comparison(peer.name, format, name)
     for label, x, given, random in _cases(format, seeds, shape):
+        if peer.input_dtype != "float32":  # what the peer takes, for both sides
+            with np.errstate(over="ignore"):
+                x = x.astype(peer.input_dtype).astype(np.float32)
         try:
             blocks, scales, stored = peer.quantize_probe(x, format, given)
         except NotImplementedError as error:  # e.g. a tensor scale where the peer takes none

@@ -1,7 +1,7 @@
 """The vLLM adapters (see :mod:`fp4ref.conformance.peers`): vLLM 0.33.0's torch reference
 functions, loaded from its wheel's files without installing vLLM or its dependencies.
 
-``.ci/peers/vllm.sh`` unpacks the three files used into ``peers_dir()/vllm-0.33.0``:
+``.ci/peers/vllm.sh`` unpacks the four files used into ``peers_dir()/vllm-0.33.0``:
 
 - ``vllm/third_party/triton_kernels/numerics_details/mxfp.py``: ``downcast_to_mxfp_torch``
   (MXFP4, ``DequantScaleRoundingMode.ROUND_UP``, the default, or ``ROUND_DOWN``) and
@@ -10,7 +10,10 @@ functions, loaded from its wheel's files without installing vLLM or its dependen
   ``ref_nvfp4_quant`` (NVFP4; its codes come back as E2M1 float values) and
   ``dequantize_to_dtype`` (``swizzle=False``);
 - ``vllm/scalar_type.py`` (standard library only), which the NVFP4 module reads
-  ``float4_e2m1f.max()`` from.
+  ``float4_e2m1f.max()`` from;
+- ``vllm/model_executor/layers/quantization/utils/mxfp4_utils.py``: its Triton MXFP4
+  quantizer ``downcast_to_mxfp`` and kernels, run by the real ``triton`` in its CPU
+  interpreter (:func:`load_triton_quantizer`; nothing is stubbed for it).
 
 What is stubbed, only while those modules are executed (``sys.modules`` is restored after):
 ``triton`` (``cdiv``, and ``jit`` as the identity: the Triton kernels in the same files are
@@ -24,7 +27,9 @@ modules ``mxfp.py`` imports from ``mxfp_details`` (their kernels and
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 import sys
 import types
 
@@ -36,6 +41,10 @@ VERSION = "0.33.0"
 _MXFP = "vllm/third_party/triton_kernels/numerics_details/mxfp.py"
 _NVFP4 = "vllm/model_executor/layers/quantization/utils/nvfp4_emulation_utils.py"
 _SCALAR = "vllm/scalar_type.py"
+_MXFP4_UTILS = "vllm/model_executor/layers/quantization/utils/mxfp4_utils.py"
+#: The functions of ``mxfp4_utils.py`` the Triton adapter runs, taken from the file by name.
+_TRITON_FUNCTIONS = ("permute_shape", "_compute_quant_and_scale", "_downcast_to_mxfp",
+                     "downcast_to_mxfp")
 
 
 class _Anything:
@@ -169,3 +178,71 @@ class VllmRoundDown(Vllm):
     own = "vLLM 0.33.0 downcast_to_mxfp_torch with DequantScaleRoundingMode.ROUND_DOWN"
     profiles = {"mxfp4": "vllm-round-down"}
     rounding_mode = "ROUND_DOWN"
+
+
+def load_triton_quantizer(root=None):
+    """``downcast_to_mxfp`` of vLLM 0.33.0's ``mxfp4_utils.py`` (what ``mxfp4_quantize``
+    runs where there is neither XPU nor aiter), with its two ``@triton.jit`` kernels, for
+    Triton's CPU interpreter: the four functions are taken from the file by name (its
+    module-level code registers torch custom ops and imports vLLM, so it is not executed)
+    and defined with the real ``triton``, ``triton.language`` and ``torch``.
+    ``TRITON_INTERPRET=1`` is set while they are defined (``triton.jit`` then makes
+    interpreted functions). ImportError without triton or the unpacked file."""
+    import ast
+
+    root = peers_dir() / f"vllm-{VERSION}" if root is None else root
+    path = root / _MXFP4_UTILS
+    if not path.is_file():
+        raise ImportError(f"vLLM {VERSION}'s {_MXFP4_UTILS} is not unpacked at {root} "
+                          "(run .ci/peers/vllm.sh)")
+    torch = _torch()
+    with _interpreted():
+        import triton
+        import triton.language as tl
+
+        tree = ast.parse(path.read_text())
+        wanted = [node for node in tree.body if isinstance(node, ast.FunctionDef)
+                  and node.name in _TRITON_FUNCTIONS]
+        scope = {"torch": torch, "triton": triton, "tl": tl}
+        exec(compile(ast.Module(wanted, []), str(path), "exec"), scope)
+    return scope["downcast_to_mxfp"]
+
+
+@contextlib.contextmanager
+def _interpreted():
+    """``TRITON_INTERPRET=1`` for the duration (Triton reads it when a kernel is defined
+    and again when the interpreter runs it)."""
+    saved = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("TRITON_INTERPRET", None)
+        else:
+            os.environ["TRITON_INTERPRET"] = saved
+
+
+class VllmTriton(Vllm):
+    """vLLM's Triton MXFP4 quantizer (``mxfp4_utils.downcast_to_mxfp``) in Triton's CPU
+    interpreter. It takes bfloat16 or float16 input only; the interpreter emulates
+    bfloat16 -> float32 with a converter that flushes subnormals (a GPU converts exactly),
+    so the probes are rounded to float16, whose conversion is exact, for it and for fp4ref
+    alike. Decoded by ``upcast_from_mxfp_torch``."""
+
+    name = "vllm-triton"
+    own = ("vLLM 0.33.0 mxfp4_utils.downcast_to_mxfp (Triton kernel _downcast_to_mxfp, "
+           "TRITON_INTERPRET=1 on CPU, bfloat16 input)")
+    profiles = {"mxfp4": "vllm-triton"}
+    input_dtype = "float16"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.downcast = load_triton_quantizer()
+
+    def quantize_probe(self, x, format, tensor_scale):
+        torch = self.torch
+        t = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(getattr(torch, self.input_dtype))
+        with np.errstate(all="ignore"), _interpreted():
+            blocks, scales, _ = self.downcast(t, -1)
+        return blocks.numpy(), scales.numpy(), None

@@ -209,6 +209,10 @@ _RULE_PINS = {
     "qwantize": "qwantize 0.1.1 naive: floor(log2f(max(amax, 1e-30)) - 2 + 127) in [1, 254]",
     "ggml": "ggml / gguf-py: uint8(floor(log2f(amax)) - 2 + 127), wrapping below 2^-125",
     "exponent": "vLLM downcast_to_mxfp_torch ROUND_DOWN: the exponent field of f32(amax / 6)",
+    "quark": "AMD Quark even_round: amax bits + 0x200000, floor(log2) - 2 clamped to "
+             "[-127, 127] (exponent field 255 -> 0xFE)",
+    "exponent-up": "vLLM downcast_to_mxfp_torch ROUND_UP: ((bits(f32(amax / 6)) + 0x7FFFFF) "
+                   "& 0x7F800000) >> 23",
 }
 
 
