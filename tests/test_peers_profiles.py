@@ -26,7 +26,7 @@ ADAPTERS = {
     "quark": ("quark", quark.Quark),
     "vllm": (None, vllm.Vllm),
     "vllm-round-down": (None, vllm.VllmRoundDown),
-    "vllm-triton": ("triton", vllm.VllmTriton),
+    "vllm-triton": (None, vllm.VllmTriton),
     "ggml": (None, ggml.Ggml),
     "mistralrs": ("mistralrs", mistralrs.MistralRs),
 }

@@ -64,6 +64,16 @@ MINIMAL = [
     # ROUND_DOWN: the exponent field of a subnormal quotient is 0 -> quant_scale 0: +-0
     ("vllm-round-down", [6 * 2.0**-127, -2.0**-128], 0x00, [0, 8, 0]),
     ("vllm-round-down", [math.nan, -2.0], 0xFF, [7, 8, 0]),
+    # vLLM's Triton quantizer: tl.max skips NaN (amax 2 -> 0x7E), NaN codes 7 with its sign
+    ("vllm-triton", [math.nan, 1.0, -2.0, _bits(0xFFC00000)], 0x7E, [7, 4, 14, 15, 0]),
+    # a block of NaNs: max NaN, bits + 0x200000 -> exponent 255 -> log2 Inf -> 127: 0xFE
+    ("vllm-triton", [math.nan] * 32, 0xFE, [7] * 32),
+    # Inf: 0xFE, Inf * 2^-127 = Inf codes 7; -2 * 2^-127 is -0: 8 (signs kept)
+    ("vllm-triton", [math.inf, 1.0, -2.0], 0xFE, [7, 0, 8]),
+    # ties to even (5 -> 4.0, 0.75 -> 1.0, -2.5 -> -2.0), -0.0 keeps its sign
+    ("vllm-triton", [6.0, 5.0, 0.25, 0.75, -2.5, -0.0], 0x7F, [7, 6, 0, 2, 12, 8]),
+    # the clamped EVEN rule's 2^-127 is stored as 0x00 here (Quark: 0x01)
+    ("vllm-triton", [2.0**-127, 2.0**-128], 0x00, [2, 1, 0]),
 ]
 
 
@@ -121,7 +131,8 @@ def test_vllm_nvfp4_refuses_a_search():
 
 @pytest.mark.parametrize("vector", [True, False])
 @pytest.mark.parametrize("name,fmt", [("quark", "mxfp4"), ("vllm", "mxfp4"),
-                                      ("vllm-round-down", "mxfp4"), ("vllm", "nvfp4")])
+                                      ("vllm-round-down", "mxfp4"), ("vllm", "nvfp4"),
+                                      ("vllm-triton", "mxfp4")])
 def test_oracle_and_numba_agree_on_the_probes(name, fmt, vector):
     before = simd.use_vector_code(vector)
     try:

@@ -108,7 +108,8 @@ def recipes() -> list[Recipe]:
     """Every distinct (recipe, clamp, zero scale) of the NVFP4 profiles, first seen first."""
     seen: dict[tuple, list[str]] = {}
     for name, prof in profiles().items():
-        if prof.nvfp4_recipe is not None:
+        if prof.nvfp4_recipe not in (None, "vllm"):  # "vllm" is a block function of its
+            # own (no block-scale function to sweep): tests/test_quark_vllm.py, the peers
             key = (prof.nvfp4_recipe, prof.block_scale_clamp, prof.zero_block_scale)
             seen.setdefault(key, []).append(name)
     return [Recipe(*key, tuple(names)) for key, names in seen.items()]
@@ -173,12 +174,16 @@ def _nv(recipe: Recipe, label: str, tensor: float) -> Sweep:
 QUANTIZE_BLOCKS = {"mxfp4": (31, 0x40FFFFFF), "nvfp4": (15, 0x40C00000)}
 
 
-def _heaviest(u: int, per: int, pin: int) -> int:
+def _heaviest(u: int, per: int, pin: int, skip_nan: bool = False) -> int:
     """The pattern of largest magnitude in ``u``'s quantizer block, pin included (NaN >
     Inf > finite, as magnitude bits order them): beside ``u`` it gives the block's amax
-    and its NaN/Inf status, so the block's scale and ``u``'s code."""
+    and its NaN/Inf status, so the block's scale and ``u``'s code. With ``skip_nan`` (a
+    policy whose block max leaves NaN out, ``nonfinite="vllm-triton"``) NaN patterns are
+    passed over."""
     first = u - u % per
-    top = max(range(first, min(first + per, ALL)), key=lambda v: v & 0x7FFFFFFF)
+    candidates = [v for v in range(first, min(first + per, ALL))
+                  if not skip_nan or v & 0x7FFFFFFF <= 0x7F800000]
+    top = max(candidates, key=lambda v: v & 0x7FFFFFFF, default=pin)
     return top if top & 0x7FFFFFFF > pin else pin
 
 
@@ -194,8 +199,9 @@ def quantize_profiles(fmt: str) -> list[str]:
     seen, names = set(), []
     for name, p in profiles().items():
         if fmt == "mxfp4":
-            key = (p.scale_rule, p.rounding, p.zero_sign)
-        elif p.nvfp4_recipe is None:
+            key = (p.scale_rule, p.rounding, p.zero_sign, p.nonfinite, p.mx_element_scale,
+                   p.e8m0_stored_min)
+        elif p.nvfp4_recipe in (None, "vllm"):  # "vllm": see recipes()
             continue
         else:
             key = (p.nvfp4_recipe, p.block_scale_clamp, p.tensor_scale, p.rounding,
@@ -211,9 +217,12 @@ def _quantize(fmt: str, name: str) -> Sweep:
     p = profiles()[name]
 
     def oracle(u: int) -> int:
-        block = [value(u), value(_heaviest(u, per, pin))]  # the same amax and NaN/Inf
+        block = [value(u), value(_heaviest(u, per, pin, p.nonfinite == "vllm-triton"))]
         if fmt == "mxfp4":
-            scale, codes = mx.quantize_block(block, p.scale_rule, p.rounding, p.zero_sign)
+            scale, codes = mx.quantize_block(
+                block, p.scale_rule, p.rounding, p.zero_sign, zero_byte=p.mx_zero_block_scale,
+                nonfinite=p.nonfinite, element_scale=p.mx_element_scale,
+                stored_min=p.e8m0_stored_min)
         else:  # a tensor scale of 1 is its own reciprocal: the operand of every recipe
             scale, codes = nvfp4.quantize_block(
                 block, p.nvfp4_recipe, 1.0, p.block_scale_clamp, p.zero_block_scale,

@@ -27,7 +27,6 @@ modules ``mxfp.py`` imports from ``mxfp_details`` (their kernels and
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import sys
@@ -185,9 +184,10 @@ def load_triton_quantizer(root=None):
     runs where there is neither XPU nor aiter), with its two ``@triton.jit`` kernels, for
     Triton's CPU interpreter: the four functions are taken from the file by name (its
     module-level code registers torch custom ops and imports vLLM, so it is not executed)
-    and defined with the real ``triton``, ``triton.language`` and ``torch``.
-    ``TRITON_INTERPRET=1`` is set while they are defined (``triton.jit`` then makes
-    interpreted functions). ImportError without triton or the unpacked file."""
+    and defined with the real ``triton``, ``triton.language`` and ``torch``. Triton must
+    have been imported with ``TRITON_INTERPRET=1`` (its own library functions, ``tl.max``,
+    are interpreted only then): :class:`VllmTriton` calls this in a process of its own.
+    ImportError without the unpacked file."""
     import ast
 
     root = peers_dir() / f"vllm-{VERSION}" if root is None else root
@@ -196,31 +196,36 @@ def load_triton_quantizer(root=None):
         raise ImportError(f"vLLM {VERSION}'s {_MXFP4_UTILS} is not unpacked at {root} "
                           "(run .ci/peers/vllm.sh)")
     torch = _torch()
-    with _interpreted():
-        import triton
-        import triton.language as tl
+    import triton
+    import triton.language as tl
 
-        tree = ast.parse(path.read_text())
-        wanted = [node for node in tree.body if isinstance(node, ast.FunctionDef)
-                  and node.name in _TRITON_FUNCTIONS]
-        scope = {"torch": torch, "triton": triton, "tl": tl}
-        exec(compile(ast.Module(wanted, []), str(path), "exec"), scope)
+    tree = ast.parse(path.read_text())
+    wanted = [node for node in tree.body if isinstance(node, ast.FunctionDef)
+              and node.name in _TRITON_FUNCTIONS]
+    scope = {"torch": torch, "triton": triton, "tl": tl}
+    exec(compile(ast.Module(wanted, []), str(path), "exec"), scope)
     return scope["downcast_to_mxfp"]
 
 
-@contextlib.contextmanager
-def _interpreted():
-    """``TRITON_INTERPRET=1`` for the duration (Triton reads it when a kernel is defined
-    and again when the interpreter runs it)."""
-    saved = os.environ.get("TRITON_INTERPRET")
-    os.environ["TRITON_INTERPRET"] = "1"
+#: The Triton worker: reads pickled float16 arrays from stdin, answers pickled (blocks,
+#: scales) from ``downcast_to_mxfp(x, axis=-1)``; started with ``TRITON_INTERPRET=1``.
+_WORKER = """
+import pickle, sys, warnings
+import numpy as np, torch
+from fp4ref.conformance.peers.vllm import load_triton_quantizer
+warnings.simplefilter("ignore")
+downcast = load_triton_quantizer()
+pickle.dump("ready", sys.stdout.buffer); sys.stdout.buffer.flush()
+while True:
     try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("TRITON_INTERPRET", None)
-        else:
-            os.environ["TRITON_INTERPRET"] = saved
+        x = pickle.load(sys.stdin.buffer)
+    except EOFError:
+        break
+    with np.errstate(all="ignore"):
+        blocks, scales, _ = downcast(torch.from_numpy(x), -1)
+    pickle.dump((blocks.numpy(), scales.numpy()), sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+"""
 
 
 class VllmTriton(Vllm):
@@ -237,12 +242,43 @@ class VllmTriton(Vllm):
     input_dtype = "float16"
 
     def __init__(self) -> None:
+        import subprocess
+        from pathlib import Path
+
+        if importlib.util.find_spec("triton") is None:
+            raise ImportError("vllm-triton needs triton (the peers extra)")
         super().__init__()
-        self.downcast = load_triton_quantizer()
+        if not (peers_dir() / f"vllm-{VERSION}" / _MXFP4_UTILS).is_file():
+            raise ImportError(f"vLLM {VERSION}'s {_MXFP4_UTILS} is not unpacked (run "
+                              ".ci/peers/vllm.sh)")
+        package = str(Path(__file__).resolve().parents[3])  # this fp4ref, for the worker
+        env = dict(os.environ, TRITON_INTERPRET="1",
+                   PYTHONPATH=os.pathsep.join(filter(None, (package,
+                                                            os.environ.get("PYTHONPATH")))))
+        self.worker = subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, env=env)
+        if self._receive() != "ready":
+            raise ImportError("the Triton worker did not start")
+
+    def _receive(self):
+        import pickle
+
+        try:
+            return pickle.load(self.worker.stdout)
+        except EOFError:
+            raise RuntimeError("the Triton worker exited") from None
 
     def quantize_probe(self, x, format, tensor_scale):
-        torch = self.torch
-        t = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(getattr(torch, self.input_dtype))
-        with np.errstate(all="ignore"), _interpreted():
-            blocks, scales, _ = self.downcast(t, -1)
-        return blocks.numpy(), scales.numpy(), None
+        import pickle
+
+        with np.errstate(over="ignore"):
+            half = np.ascontiguousarray(x, np.float32).astype(self.input_dtype)
+        pickle.dump(half, self.worker.stdin)
+        self.worker.stdin.flush()
+        return self._receive() + (None,)
+
+    def __del__(self):
+        worker = getattr(self, "worker", None)
+        if worker is not None and worker.poll() is None:
+            worker.stdin.close()
+            worker.wait(timeout=30)

@@ -162,8 +162,8 @@ def _nv_operand(profile: Profile, stored: float) -> float:
     if not profile.tensor_scale:
         return 1.0
     encode = profile.tensor_scale_direction == "encode"
-    if (profile.nvfp4_recipe == "compressed-tensors") == encode:
-        return stored
+    if (profile.nvfp4_recipe in ("compressed-tensors", "vllm")) == encode:
+        return stored  # vLLM's ref_nvfp4_quant takes G, the encode scale, too
     return float(np.float32(1.0) / np.float32(stored))
 
 

@@ -37,8 +37,14 @@ from numba import cuda, float32, float64, int32, uint32, uint64
 
 from ..elements import element_code, packed_byte
 from ..optimal import search_hessian
-from ..options import HIGH_FIRST, NONFINITE_NAN_SCALE, RECIPE_TORCHAO, RULE_FLOOR, SPLIT_HALF
-from ..options import RECIPE_VLLM
+from ..options import (
+    HIGH_FIRST,
+    NONFINITE_NAN_SCALE,
+    RECIPE_TORCHAO,
+    RECIPE_VLLM,
+    RULE_FLOOR,
+    SPLIT_HALF,
+)
 from ..quantize_block import (
     block_amax,
     e8m0_reciprocal32,
