@@ -305,8 +305,13 @@ _PROFILES = (
             "elements x * f32(1/X) with 0 for X = 0 or Inf, ties away by its bit conversion, "
             "signs kept; NaN in a block -> scale 0x00, NaN codes 7|sign, Inf -> 0xFF and "
             "codes 0xF (nonfinite='vllm')), upcast_from_mxfp_torch (scale bytes as float32 "
-            "bits); NVFP4 ref_nvfp4_quant with the global scale its callers pass, 2688 / "
-            "amax (encode), and dequantize_to_dtype.",
+            "bits); NVFP4 ref_nvfp4_quant (recipe 'vllm': e4m3(clamp(G * (amax * f32(1/6)), "
+            "448)), elements x * r(s * r(G)) with r(v) = 1/(v + (v == 0) * 1e8), clamped to 6, "
+            "cast_to_fp4 ties to even, sign iff the product is < 0, NaN values written 0xF) "
+            "with the global scale its callers pass, G = 2688 / amax as torch computes it "
+            "(reciprocal * 2688, no clamps: a zero tensor gives G = Inf and NaN scales 0xFF), "
+            "and dequantize_to_dtype (P * f32(s * (1/G))). The NaN byte of a NaN block under "
+            "a NaN G depends on its position in torch's loop (docs/findings.md).",
             rounding="away", scale_rule="exponent-up", e8m0_decode="bits", nonfinite="vllm",
             nvfp4_recipe="vllm", tensor_scale_direction="encode",
             decode_arithmetic="scale-first", mx_element_scale="bits-reciprocal"),

@@ -26,6 +26,9 @@ from .options import (
     NONFINITE_QUARK,
     NONFINITE_VLLM,
     NONFINITE_VLLM_TRITON,
+    RULE_EXPONENT,
+    RULE_EXPONENT_UP,
+    RULE_QUARK,
     TIE_EVEN,
 )
 from .scalar import e4m3_decode, e4m3_encode
@@ -110,11 +113,13 @@ def half_value(bits, bfloat):
 
 @njit(cache=True, error_model="numpy")
 def mx_quirk_scale(row, rule, zero_block, zero_byte, nonfinite):
-    """(byte the elements use, whether the block is a Quark NaN block) of an MXFP4 block
+    """(byte the elements use, mode) of an MXFP4 block
     under AMD Quark's or vLLM's conventions (:func:`fp4ref.spec.mx.quirk_block`): a NaN
     block is 0x7F under ``nonfinite="quark"``; else under ``"quark"``/``"vllm"`` the
     block's amax is NaN (``"vllm"``) or Inf if an element is, and goes through ``rule``;
-    under other policies a NaN/Inf block is 0xFF."""
+    under other policies (and for another rule than ``"quark"``, ``"exponent"``,
+    ``"exponent-up"``) a NaN/Inf block is 0xFF. Mode: 0 the codes by the elements, 1 a Quark
+    NaN block, 2 zero codes."""
     amax = np.float32(0.0)
     nan = False
     inf = False
@@ -126,34 +131,41 @@ def mx_quirk_scale(row, rule, zero_block, zero_byte, nonfinite):
             amax = max(amax, a)
     quirky = (nonfinite == NONFINITE_QUARK or nonfinite == NONFINITE_VLLM
               or nonfinite == NONFINITE_VLLM_TRITON)
+    bitwise = rule == RULE_QUARK or rule == RULE_EXPONENT or rule == RULE_EXPONENT_UP
     if (nan or inf) and not quirky:
-        return 255, False
+        return 255, 2
     if nonfinite == NONFINITE_VLLM_TRITON:  # tl.max skips NaN: NaN only for all-NaN
         all_nan = True
         for i in range(row.shape[0]):
             all_nan = all_nan & (row[i] != row[i])
         value = math.nan if all_nan else float(amax)
+        if not bitwise and not (value == value and value < math.inf):
+            return 255, 2
         if value == 0.0 and zero_block:
-            return zero_byte, False
-        return mx_scale(value, rule), False
+            return zero_byte, 0
+        return mx_scale(value, rule), 0
     if nan and nonfinite == NONFINITE_QUARK:
-        return 0x7F, True
+        return 0x7F, 1
+    if (inf or nan) and not bitwise:  # only the bit-arithmetic rules take Inf / NaN
+        return 255, 2
     value = float(amax)
     if nan:
         value = math.nan  # torch.abs then max: a positive NaN
     if value == 0.0 and zero_block:
-        return zero_byte, False
-    return mx_scale(value, rule), False
+        return zero_byte, 0
+    return mx_scale(value, rule), 0
 
 
 @njit(cache=True, error_model="numpy")
-def mx_quirk_code(x, scale, nan_block, tie, zero_sign, nonfinite, element_scale):
-    """E2M1 code of element ``x`` of a block whose elements use byte ``scale``
-    (:func:`mx_quirk_scale`; see :func:`fp4ref.spec.mx.quirk_block`)."""
+def mx_quirk_code(x, scale, mode, tie, zero_sign, nonfinite, element_scale):
+    """E2M1 code of element ``x`` of a block whose elements use byte ``scale`` and
+    ``mode`` (:func:`mx_quirk_scale`; see :func:`fp4ref.spec.mx.quirk_block`)."""
     v = np.float32(x)
     negative = math.copysign(np.float32(1.0), v) < np.float32(0.0)
-    if nan_block:  # Quark: every x / NaN is NaN, NaN elements keep their sign
+    if mode == 1:  # Quark: every x / NaN is NaN, NaN elements keep their sign
         return 0xF if (v != v and negative) else 0x7
+    if mode == 2 or (scale == 255 and element_scale != MX_BITS_RECIPROCAL):
+        return 0
     if element_scale == MX_BITS_RECIPROCAL:  # vLLM quant_scale: 0 for X = 0 or Inf
         if v != v:
             return 0x7 | (8 * negative)

@@ -124,7 +124,9 @@ def quirk_block(
     NaN / 2^126 as 7). Otherwise (and always under ``"vllm"``) amax is Inf if an element is
     (NaN under ``"vllm"`` if one is: torch.max propagates it) and goes through the rule;
     ``"vllm-triton"`` leaves NaN out of the max (NaN for a block of NaNs) and codes NaN and
-    Inf elements 7 with their sign;
+    Inf elements 7 with their sign; an amax of Inf or NaN goes through the rules
+    ``"quark"``, ``"exponent"`` and ``"exponent-up"`` only: under another rule (a keyword
+    override) such a block gets 0xFF and zero codes;
     under ``"quark"`` an infinite quotient codes 6 with its sign (Pack_fp4 reads Inf's
     bits as 6).
 
@@ -146,7 +148,11 @@ def quirk_block(
     if nonfinite == "vllm-triton":  # tl.max skips NaN; NaN and Inf elements code 7
         finite = [abs(v) for v in values if not math.isnan(v)]
         amax = max(finite) if finite else math.nan
+        if not math.isfinite(amax) and rule not in ("quark", "exponent", "exponent-up"):
+            return e8m0.NAN, [0] * len(values)
         scale = mx_scale(amax, rule) if amax != 0 or zero_byte is None else zero_byte
+        if scale == e8m0.NAN:  # a wrapped rule (ggml) lands there
+            return max(scale, stored_min), [0] * len(values)
         codes = [0x7 | (0x8 if math.copysign(1.0, v) < 0 else 0)
                  if math.isnan(v) or math.isinf(v)
                  else element_code(v, f32(abs(v) / e8m0_divisor(scale)), rounding, zero_sign)
@@ -155,6 +161,8 @@ def quirk_block(
     if nonfinite == "quark" and nan:  # 0x7F, every element NaN (the sign: NaN elements')
         return 0x7F, [0xF if math.isnan(v) and math.copysign(1.0, v) < 0 else 0x7
                       for v in values]
+    if (inf or nan and nonfinite == "vllm") and rule not in ("quark", "exponent", "exponent-up"):
+        return e8m0.NAN, [0] * len(values)  # only the bit-arithmetic rules take Inf/NaN
     if nan:
         amax = math.nan  # torch.abs then max: a positive NaN
     elif inf:
@@ -162,6 +170,8 @@ def quirk_block(
     else:
         amax = max((abs(v) for v in values), default=0.0)
     scale = mx_scale(amax, rule) if amax != 0 or zero_byte is None else zero_byte
+    if scale == e8m0.NAN and element_scale == "divide":  # a wrapped rule (ggml) lands there
+        return max(scale, stored_min), [0] * len(values)
     codes = []
     for v in values:
         negative = math.copysign(1.0, v) < 0

@@ -484,13 +484,13 @@ def quantize_mx_quirks(x, bits, options, scales, packed, hessian):
     nblocks, n = x.shape
     for blk in prange(nblocks):
         row = x[blk]
-        scale, nan_block = mx_quirk_scale(row, rule, zero_block, zero_byte, nonfinite)
+        scale, mode = mx_quirk_scale(row, rule, zero_block, zero_byte, nonfinite)
         for i in range(n // 2):
             low, high = byte_elements(i, order, n)
             packed[blk, i] = (
-                mx_quirk_code(row[low], scale, nan_block, tie, zero_sign, nonfinite,
+                mx_quirk_code(row[low], scale, mode, tie, zero_sign, nonfinite,
                               element_scale)
-                | (mx_quirk_code(row[high], scale, nan_block, tie, zero_sign, nonfinite,
+                | (mx_quirk_code(row[high], scale, mode, tie, zero_sign, nonfinite,
                                  element_scale) << 4))
         scales[blk] = max(scale, stored_min)
 

@@ -334,13 +334,13 @@ def _quirk_kernel(rule: int, order: int, tie: int, zero_sign: int, nonfinite: in
             for k in range(n // 4):
                 a, b, c, d = load4(x, base + uint64(4 * k))
                 row[4 * k], row[4 * k + 1], row[4 * k + 2], row[4 * k + 3] = a, b, c, d
-            scale, nan_block = mx_quirk_scale(row, rule, zero_block, zero_byte, nonfinite)
+            scale, mode = mx_quirk_scale(row, rule, zero_block, zero_byte, nonfinite)
             for i in range(n // 2):
                 low, high = byte_elements(i, order, n)
                 packed[blk * uint64(n // 2) + uint64(i)] = (
-                    mx_quirk_code(row[low], scale, nan_block, tie, zero_sign, nonfinite,
+                    mx_quirk_code(row[low], scale, mode, tie, zero_sign, nonfinite,
                                   element_scale)
-                    | (mx_quirk_code(row[high], scale, nan_block, tie, zero_sign, nonfinite,
+                    | (mx_quirk_code(row[high], scale, mode, tie, zero_sign, nonfinite,
                                      element_scale) << 4))
             scales[blk] = max(scale, stored_min)
 
