@@ -237,7 +237,7 @@ class VllmTriton(Vllm):
 
     name = "vllm-triton"
     own = ("vLLM 0.33.0 mxfp4_utils.downcast_to_mxfp (Triton kernel _downcast_to_mxfp, "
-           "TRITON_INTERPRET=1 on CPU, bfloat16 input)")
+           "TRITON_INTERPRET=1 on CPU, float16 input)")
     profiles = {"mxfp4": "vllm-triton"}
     input_dtype = "float16"
 
@@ -267,6 +267,17 @@ class VllmTriton(Vllm):
             return pickle.load(self.worker.stdout)
         except EOFError:
             raise RuntimeError("the Triton worker exited") from None
+
+    def quantize_profile(self, x, tensor_scale, activations=None, *, format, profile,
+                         scale_rule=None):
+        x = np.asarray(x, np.float32)
+        with np.errstate(over="ignore"):
+            exact = np.array_equal(x.astype(self.input_dtype).astype(np.float32), x,
+                                   equal_nan=True)
+        if not exact:  # a suite's float32 case the float16-only quantizer cannot take
+            raise NotImplementedError(f"{self.name} takes {self.input_dtype} input only")
+        return super().quantize_profile(x, tensor_scale, activations, format=format,
+                                        profile=profile, scale_rule=scale_rule)
 
     def quantize_probe(self, x, format, tensor_scale):
         import pickle
