@@ -129,25 +129,22 @@ def test_vllm_nvfp4_refuses_a_search():
                         scale_rule="optimal")
 
 
-@pytest.mark.parametrize("vector", [True, False])
 @pytest.mark.parametrize("name,fmt", [("quark", "mxfp4"), ("vllm", "mxfp4"),
                                       ("vllm-round-down", "mxfp4"), ("vllm", "nvfp4"),
                                       ("vllm-triton", "mxfp4")])
-def test_oracle_and_numba_agree_on_the_probes(name, fmt, vector):
-    before = simd.use_vector_code(vector)
-    try:
-        for probe in probes.probes(fmt):
-            if probe.label == "adversarial-blocks":
-                x = probe.x[:24]  # the oracle is slow: a part of the largest probe
-            else:
-                x = probe.x
-            kw = {"tensor_scale": probe.tensor_scale} if fmt == "nvfp4" else {}
-            a = fp4ref.quantize(x, format=fmt, profile=name, backend="python", **kw)
-            b = fp4ref.quantize(x, format=fmt, profile=name, backend="numba", **kw)
-            assert np.array_equal(a.blocks, b.blocks), probe.label
-            assert np.array_equal(a.scales, b.scales), probe.label
-    finally:
-        simd.use_vector_code(before)
+def test_oracle_and_numba_agree_on_the_probes(name, fmt):
+    for probe in probes.probes(fmt):
+        x = probe.x[:24] if probe.label == "adversarial-blocks" else probe.x  # the oracle
+        kw = {"tensor_scale": probe.tensor_scale} if fmt == "nvfp4" else {}  # is slow
+        a = fp4ref.quantize(x, format=fmt, profile=name, backend="python", **kw)
+        for vector in (True, False):  # the vector switch on and off
+            before = simd.use_vector_code(vector)
+            try:
+                b = fp4ref.quantize(x, format=fmt, profile=name, backend="numba", **kw)
+            finally:
+                simd.use_vector_code(before)
+            assert np.array_equal(a.blocks, b.blocks), (probe.label, vector)
+            assert np.array_equal(a.scales, b.scales), (probe.label, vector)
 
 
 def test_new_fields_are_validated():
