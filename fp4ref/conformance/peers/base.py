@@ -92,6 +92,13 @@ class Peer:
     #: NaNs come from float arithmetic (Inf * 0), whose sign and payload are the hardware's
     #: (x86 gives 0xFFC00000, Arm 0x7FC00000), not the implementation's.
     nan_bits: str = "exact"
+    #: How probing compares NVFP4 NaN scale bytes: ``"exact"``, or ``"any"`` where the
+    #: sign of the peer's NaN byte (0x7F or 0xFF) is the position of the block in torch's
+    #: vectorized loop, not a function of the block (vLLM: G * a with both NaN).
+    nan_scale_sign: str = "exact"
+    #: The float dtype the peer's quantizer takes: probing rounds each probe to it (for the
+    #: peer and for fp4ref alike) when it is not float32.
+    input_dtype: str = "float32"
 
     def __init__(self) -> None:
         self.lib = importlib.import_module(self.module)
