@@ -131,9 +131,14 @@ def packed(
         if tensor_scale is not None and direction == "encode":
             with np.errstate(divide="ignore"):
                 scale = np.float32(1.0) / scale  # vLLM: 1 / weight_global_scale in float32
+        elif tensor_scale is not None and direction == "amax":
+            scale = np.float32(scale / np.float32(2688.0))  # MLX: global_scale / (448 * 6)
     leading, k = _block_shapes(blocks, scales, block_size, fmt)
+    arithmetic = prof.decode_arithmetic
+    if arithmetic == "mlx":  # MLX's dequantize: MXFP4 in the output dtype, NVFP4 scale first
+        arithmetic = "output-dtype" if fmt == "mxfp4" else "scale-first"
     return Packed(blocks, scales, fmt, block_size, scale_format, scale, order, e8m0, leading, k,
-                  prof.decode_arithmetic, prof.e4m3_decode)
+                  arithmetic, prof.e4m3_decode)
 
 
 @arrays.front_door
@@ -182,7 +187,9 @@ def dequantize(
         it is the stored encode scale G (``weight_global_scale``, ``6 * 448 / amax``), and
         the decode multiplier is float32(1 / G), one correctly rounded float32 division, as
         vLLM's compressed-tensors NVFP4 path computes ``1 / weight_global_scale`` (G = 0
-        gives +Inf). A quantized layer's ``tensor_scale`` is always the decode multiplier.
+        gives +Inf). Under ``"amax"`` (``mlx``) it is MLX's ``global_scale``, the tensor amax
+        G, and the decode multiplier is float32(G / 2688). A quantized layer's
+        ``tensor_scale`` is always the decode multiplier.
     nibble_order : {"low-first", "high-first", "split-half"}, optional
         Where each element sits in its byte (see :mod:`fp4ref.spec.nibbles`).
     scale_layout : {"linear", "128x4", "8x4"}, optional

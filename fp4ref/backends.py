@@ -114,12 +114,13 @@ class PythonBackend:
             if options.format == "mxfp4":
                 scale, codes = mx.quantize_block(
                     values, options.scale_rule, p.rounding, p.zero_sign, options.start_rule,
-                    p.e8m0_min, p.sum_lanes, h, p.mx_zero_block_scale)
+                    p.e8m0_min, p.sum_lanes, h, p.mx_zero_block_scale, p.nonfinite,
+                    p.element_rule)
             else:
                 scale, codes = nvfp4.quantize_block(
                     values, p.nvfp4_recipe, options.tensor_operand, p.block_scale_clamp,
                     p.zero_block_scale, options.optimal, p.rounding, p.zero_sign,
-                    p.nonfinite == "nan-scale", p.sum_lanes, h)
+                    p.nonfinite == "nan-scale", p.sum_lanes, h, p.nonfinite, p.element_rule)
             scales[b] = scale
             packed[b] = nibbles.pack(codes, p.nibble_order, block)
         return scales, packed

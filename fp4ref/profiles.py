@@ -32,8 +32,11 @@ E8M0_DECODES = ("ocp", "bits", "ggml", "inf")
 #: the scales converted to the output dtype and each product rounded to float32 and then
 #: to it, as torch and MLX multiply bfloat16/float16 tensors (comfy-kitchen
 #: ``dequantize_nvfp4``, Quark, MLX): ``dt(P * dt(dt(s_t) * dt(s_b)))``, MXFP4
-#: ``dt(P * dt(X))``; for float32 output the same as ``"scale-first"``.
-DECODE_ARITHMETIC = ("exact", "scale-first", "output-dtype")
+#: ``dt(P * dt(X))``; for float32 output the same as ``"scale-first"``; ``"mlx"`` (MLX
+#: 0.32.4 ``mx.dequantize``): MXFP4 as ``"output-dtype"``, NVFP4 as ``"scale-first"``
+#: (MLX multiplies ``lut * (from_fp8(s_b) * (global_scale / 2688))``, promoted to float32
+#: by the float32 global scale; without one the product is exact in every dtype).
+DECODE_ARITHMETIC = ("exact", "scale-first", "output-dtype", "mlx")
 
 #: NVFP4 block-scale decode: ``"ocp"`` E4M3 as OFP8 v1.0 (0x7F/0xFF NaN); ``"ggml"``
 #: ggml's UE4M3 (``ggml_ue4m3_to_fp32``): the sign bit is ignored, 0x7F is 0 and 0xFF is
@@ -42,13 +45,30 @@ E4M3_DECODES = ("ocp", "ggml")
 
 #: Non-finite input policies: ``"nan-scale"``: a block holding NaN or Inf gets the NaN
 #: scale (0xFF / 0x7F) and zero codes; ``"ieee"``: NaN does, Inf runs through the recipe's
-#: float32 arithmetic (NVFP4 only: Inf saturates the block scale to 448, its code to 6).
-NONFINITE = ("nan-scale", "ieee")
+#: float32 arithmetic (NVFP4 only: Inf saturates the block scale to 448, its code to 6);
+#: ``"mlx"`` (MLX 0.32.4 on CPU, ``fp_quantize``): MXFP4 a block holding NaN or Inf gets
+#: byte 0x80 and zero codes (its exponent is not finite; MLX's int32 cast and ``2^e``
+#: give 0x80 and quotients +-Inf/NaN that argmin codes 0); NVFP4 nothing is special: NaN
+#: propagates into the block max and Inf runs through the recipe's float32 arithmetic
+#: (recipe ``"mlx"``: the E4M3 cast saturates NaN and Inf to 0x7E; NaN and Inf elements get
+#: code 0 under ``element_rule="argmin"``).
+NONFINITE = ("nan-scale", "ieee", "mlx")
 
 #: Directions of the NVFP4 tensor scale as stored: ``"decode"`` amax / (6 * 448), a
 #: multiplier (ModelOpt ``weight_scale_2``, torchao); ``"encode"`` 6 * 448 / amax
-#: (compressed-tensors ``weight_global_scale``, flashinfer ``global_scale``).
-TENSOR_SCALE_DIRECTIONS = ("decode", "encode")
+#: (compressed-tensors ``weight_global_scale``, flashinfer ``global_scale``); ``"amax"``
+#: the tensor amax G itself (MLX ``global_scale``): the recipe's operand is float32(2688 /
+#: G), the decode multiplier float32(G / 2688), and none is computed when none is given.
+TENSOR_SCALE_DIRECTIONS = ("decode", "encode", "amax")
+
+#: How an element's scaled magnitude q becomes an E2M1 code: ``"nearest"`` the nearest
+#: magnitude under the tie rule, saturating at 6 (Inf -> 6, NaN -> 0); ``"argmin"`` MLX
+#: 0.32.4's ``argmin(abs(q - lut))`` over its 16-entry table: the first code whose float32
+#: distance ``|f32(q - v)|`` is least. For finite q below 2^24 that is ``"nearest"`` with
+#: ties toward zero and every zero code +0; a NaN or infinite q gets code 0 (all distances
+#: NaN/Inf), and so does a huge q whose float32 distances round equal (q >= 2^27 gives 0;
+#: between 2^24 and 2^27 the rounded distances may pick 4 or 6).
+ELEMENT_RULES = ("nearest", "argmin")
 
 #: Scale layouts (:data:`fp4ref.spec.layouts.LAYOUTS`).
 SCALE_LAYOUTS = LAYOUTS
@@ -64,6 +84,7 @@ CHOICES: dict[str, tuple] = {
     "e4m3_decode": E4M3_DECODES,
     "nvfp4_recipe": (*NV_RECIPES, None),
     "tensor_scale_direction": TENSOR_SCALE_DIRECTIONS,
+    "element_rule": ELEMENT_RULES,
     "nibble_order": NIBBLE_ORDERS,
     "scale_layout": LAYOUTS,
 }
@@ -131,13 +152,13 @@ class Profile:
         from it.
     e8m0_min : int
         Smallest E8M0 byte the optimal search may pick (qwantize: 1).
-    nonfinite : {"nan-scale", "ieee"}
+    nonfinite : {"nan-scale", "ieee", "mlx"}
         NaN/Inf policy (see :data:`NONFINITE`).
     e8m0_decode : {"ocp", "bits", "ggml", "inf"}
         How scale bytes 0x00/0xFF decode (see :data:`E8M0_DECODES`).
     e4m3_decode : {"ocp", "ggml"}
         How NVFP4 scale bytes decode (see :data:`E4M3_DECODES`).
-    decode_arithmetic : {"exact", "scale-first", "output-dtype"}
+    decode_arithmetic : {"exact", "scale-first", "output-dtype", "mlx"}
         The order and precision of the decode's multiplications (see
         :data:`DECODE_ARITHMETIC`).
     nvfp4_recipe : str or None
@@ -145,8 +166,9 @@ class Profile:
         project has no NVFP4 quantizer.
     tensor_scale : bool
         NVFP4: whether there is a tensor scale (computed from the tensor amax unless given).
-    tensor_scale_direction : {"decode", "encode"}
-        How the NVFP4 tensor scale is stored and passed in.
+    tensor_scale_direction : {"decode", "encode", "amax"}
+        How the NVFP4 tensor scale is stored and passed in (see
+        :data:`TENSOR_SCALE_DIRECTIONS`).
     block_scale_clamp : (float, float) or None
         NVFP4 clamp of the block scale before the E4M3 cast.
     mx_zero_block_scale : int or None
@@ -161,6 +183,8 @@ class Profile:
         them so and :func:`fp4ref.dequantize` reads them so unless told otherwise.
     sum_lanes : int
         float32 summation order of the optimal search's errors (torch CPU: 16 on AVX-512).
+    element_rule : {"nearest", "argmin"}
+        How a scaled magnitude becomes an E2M1 code (see :data:`ELEMENT_RULES`).
     """
 
     name: str
@@ -182,6 +206,7 @@ class Profile:
     nibble_order: str = "low-first"
     scale_layout: str = "linear"
     sum_lanes: int = 16
+    element_rule: str = "nearest"
 
     def __post_init__(self) -> None:
         _check(self)
@@ -276,14 +301,23 @@ _PROFILES = (
             rounding="away", scale_rule="exponent", e8m0_decode="bits", nvfp4_recipe=None,
             decode_arithmetic="scale-first"),
     Profile("mlx", "MLX 0.32.4 on CPU (run: mx.quantize / mx.dequantize, modes mxfp4 and "
-            "nvfp4): MXFP4 scale rceil, elements by argmin over the E2M1 table (ties toward "
-            "zero, zero codes +0); NVFP4 plain e4m3(amax / 6) when no global_scale is given. "
-            "Zero block 0x7F. Not yet emulated (docs/findings.md): scales below 2^-127 wrap, "
-            "NaN/Inf blocks 0x80, global_scale taken as the tensor amax. Decode: 0xFF is +Inf, "
-            "float16 output rounds the scale to float16 first.",
-            scale_rule="rceil", rounding="zero", zero_sign="drop", nvfp4_recipe="plain",
-            tensor_scale=False, e8m0_decode="inf", decode_arithmetic="output-dtype",
-            mx_zero_block_scale=0x7F),
+            "nvfp4, mlx[cpu] wheel, x86-64): MXFP4 scale 2^e, e the exact ceil of "
+            "log2(f32(amax / 6)) (0 for a zero quotient: a zero block gets 0x7F), stored as "
+            "uint8(e + 127), which wraps below 2^-127 ([2^-126] -> 0xFF, [2^-128] -> 0xFD) while "
+            "the elements are divided by 2^e; a NaN/Inf block gets 0x80 and zero codes. "
+            "Elements: argmin of the float32 distance to the 16-entry table (ties toward zero, "
+            "zero codes +0, NaN/Inf/huge quotients code 0). NVFP4: global_scale is the tensor "
+            "amax G as given (none computed when none is given): block scale "
+            "e4m3(f32(amax_b / 6) * f32(2688 / G)) (1 without G; NaN saturates to 0x7E), "
+            "elements f32(f32(x / s_b) * f32(2688 / G)), so a block whose scale underflows "
+            "to 0 or saturates far (float32 max) codes 0. Decode: E8M0 0x00 is 2^-127, 0xFF "
+            "+Inf, the scale in the output dtype (float16: 0 below 2^-24); NVFP4 "
+            "e2m1 * f32(e4m3 * f32(G / 2688)), in float32 whatever dtype= asks when G is "
+            "given (docs/findings.md 10-11). MLX's Metal kernels may differ: this is the CPU "
+            "device.",
+            scale_rule="mlx", rounding="zero", zero_sign="drop", nonfinite="mlx",
+            nvfp4_recipe="mlx", tensor_scale_direction="amax", e8m0_decode="inf",
+            decode_arithmetic="mlx", element_rule="argmin"),
     Profile("flashinfer", "flashinfer / TensorRT-LLM fp4_quantize in exact-division mode (read "
             "from source, not run): MXFP4 rceil; NVFP4 global_scale = 6*448/amax (encode), block "
             "scale e4m3(G*amax_b/6), elements x/(s_b/G), zero block 0; 128x4 swizzled scales.",

@@ -33,7 +33,7 @@ def dequantize_block(
     ``arithmetic`` (:data:`fp4ref.profiles.DECODE_ARITHMETIC`): ``"output-dtype"`` rounds
     the scale to ``dtype`` first (a float16 2^-127 is 0, 2^16 and up Inf) and the product
     to float32 and then to ``dtype``, as torch and MLX multiply half-precision tensors; the
-    other choices are the exact product above.
+    other choices are the exact product above (``"mlx"`` is ``"output-dtype"`` for MXFP4).
     """
     infinite = scale == e8m0.NAN and e8m0_decode in ("bits", "inf")
     if e8m0_decode == "bits" and scale == 0x00:
@@ -42,7 +42,7 @@ def dequantize_block(
     if scale == e8m0.NAN and e8m0_decode in ("ocp",):
         return [CANONICAL_NAN[dtype]] * len(codes)
     x = Fraction(2) ** 128 if scale == e8m0.NAN else Fraction(e8m0.decode(scale))
-    if arithmetic == "output-dtype" and not infinite:
+    if arithmetic in ("output-dtype", "mlx") and not infinite:
         x, _ = binary_value(convert_float32(round_to_binary(x, False, 8, 23), dtype), dtype)
         infinite = x < 0  # the scale overflowed the output dtype
     out = []
@@ -61,6 +61,7 @@ def quantize_block(
     values: Sequence[float], rule: str = "floor", rounding: str = "even",
     zero_sign: str = "keep", start: str = "floor", min_byte: int = 0, lanes: int = 16,
     hessian: Sequence[Sequence[float]] | None = None, zero_byte: int | None = None,
+    nonfinite: str = "nan-scale", element_rule: str = "nearest",
 ) -> tuple[int, list[int]]:
     """(E8M0 scale byte, element codes) of one block of float32 values.
 
@@ -72,14 +73,17 @@ def quantize_block(
     ``float32(|V_i| / X)`` rounded to E2M1 with the tie rule ``rounding``, saturating to 6.
     A block holding NaN or Inf gets scale 0xFF (NaN) and all-zero codes: fp4ref's policy,
     as the OCP reference code does for NaN (the spec text leaves it open). A block of zeros
-    gets ``zero_byte`` under a rule when it is given (MLX 0x7F, Quark 0x01).
+    gets ``zero_byte`` under a rule when it is given (Quark 0x01). ``nonfinite="mlx"``
+    gives a NaN/Inf block byte 0x80 instead (MLX 0.32.4); ``element_rule`` is
+    :func:`fp4ref.spec.elements.element_code`'s ``rule``. Under rule ``"mlx"`` the stored
+    byte wraps and the elements are divided by 2^e (:func:`fp4ref.spec.scale_rules.mx_divisor`).
     """
     from .elements import element_code
     from .optimal import search, search_hessian
-    from .scale_rules import e8m0_divisor, mx_scale, quotient
+    from .scale_rules import e8m0_divisor, mx_divisor, mx_scale, quotient
 
     if any(math.isnan(v) or math.isinf(v) for v in values):
-        return e8m0.NAN, [0] * len(values)
+        return (0x80 if nonfinite == "mlx" else e8m0.NAN), [0] * len(values)
     amax = max((abs(v) for v in values), default=0.0)
     if rule in ("optimal", "optimal-hessian"):
         first = mx_scale(amax, start)
@@ -92,8 +96,12 @@ def quantize_block(
                                    rounding, lanes, hessian, "e0")
     else:
         scale = mx_scale(amax, rule) if amax != 0 or zero_byte is None else zero_byte
-    divisor = e8m0_divisor(scale) if scale != e8m0.NAN else math.nan
-    codes = [element_code(v, quotient(v, divisor, False), rounding, zero_sign) for v in values]
-    if scale == e8m0.NAN:  # ggml's wrapped exponents can land on 0xFF
+    if rule == "mlx":  # the stored byte wraps; the elements see 2^e
+        divisor = mx_divisor(amax, scale, rule)
+    else:
+        divisor = e8m0_divisor(scale) if scale != e8m0.NAN else math.nan
+    codes = [element_code(v, quotient(v, divisor, False), rounding, zero_sign, element_rule)
+             for v in values]
+    if scale == e8m0.NAN and rule != "mlx":  # ggml's wrapped exponents can land on 0xFF
         codes = [0] * len(values)
     return scale, codes

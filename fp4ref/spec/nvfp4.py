@@ -28,7 +28,7 @@ def dequantize_block(
     """Bit patterns of ``float32(P_i * s_block) * s_tensor`` for each element code (the
     ``"exact"`` arithmetic; ``"scale-first"`` is ``P_i * float32(s_block * s_tensor)``,
     ``"output-dtype"`` ``dt(P_i * dt(dt(s_tensor) * dt(s_block)))`` with every product
-    rounded to float32 and then to the output dtype ``dt``, see
+    rounded to float32 and then to the output dtype ``dt``; ``"mlx"`` is ``"scale-first"``, see
     :data:`fp4ref.profiles.DECODE_ARITHMETIC`). ``e4m3_decode="ggml"`` reads the scale
     byte as ggml's UE4M3 (sign bit ignored, 0x7F is 0, 0xFF 480) and code 0x8 as +0
     (:data:`fp4ref.profiles.E4M3_DECODES`).
@@ -76,7 +76,8 @@ def quantize_block(
     clamp: tuple[float, float] | None = None, zero_scale: float | None = None,
     optimal: bool = False, rounding: str = "even", zero_sign: str = "keep",
     nan_scale_for_inf: bool = True, lanes: int = 16,
-    hessian: Sequence[Sequence[float]] | None = None,
+    hessian: Sequence[Sequence[float]] | None = None, nonfinite: str | None = None,
+    element_rule: str = "nearest",
 ) -> tuple[int, list[int]]:
     """(E4M3 block-scale byte, element codes) of one NVFP4 block of float32 values.
 
@@ -88,15 +89,22 @@ def quantize_block(
     :func:`fp4ref.spec.scale_rules.nvfp4_divisor`, rounded to E2M1 with ``rounding``. A
     block with NaN gets 0x7F (NaN) and zero codes; with Inf the same if
     ``nan_scale_for_inf``, else the recipe's float32 arithmetic runs on (Inf saturates to 448).
+    ``nonfinite="mlx"``: no NaN scale at all, a NaN is the block's max (recipe ``"mlx"``
+    saturates it to 0x7E). ``element_rule`` is :func:`fp4ref.spec.elements.element_code`'s
+    ``rule``; recipe ``"mlx"`` codes :func:`fp4ref.spec.scale_rules.mlx_quotient`.
     """
     from .elements import element_code
     from .optimal import search, search_hessian
-    from .scale_rules import nvfp4_block_scale, nvfp4_divisor, quotient
+    from .scale_rules import mlx_quotient, nvfp4_block_scale, nvfp4_divisor, quotient
 
-    if any(math.isnan(v) for v in values) or (
+    if nonfinite == "mlx":  # MLX: max(abs(x)) propagates NaN into the arithmetic
+        amax = max((abs(v) for v in values), default=0.0)
+        amax = math.nan if any(math.isnan(v) for v in values) else amax
+    elif any(math.isnan(v) for v in values) or (
             nan_scale_for_inf and any(math.isinf(v) for v in values)):
         return e4m3.NAN, [0] * len(values)
-    amax = max((abs(v) for v in values), default=0.0)
+    else:
+        amax = max((abs(v) for v in values), default=0.0)
     scale = nvfp4_block_scale(amax, recipe, tensor, clamp, zero_scale)
     if optimal:
         candidates = [(b, nvfp4_divisor(b, recipe, tensor)[0]) for b in range(1, 0x7F)]
@@ -107,7 +115,12 @@ def quantize_block(
             scale = search_hessian(values, scale, d0, candidates, multiply, rounding, lanes,
                                    hessian, "best10")
     d, multiply = nvfp4_divisor(scale, recipe, tensor)
-    codes = [element_code(v, quotient(v, d, multiply), rounding, zero_sign) for v in values]
+    if recipe == "mlx":
+        codes = [element_code(v, mlx_quotient(v, d, tensor), rounding, zero_sign, element_rule)
+                 for v in values]
+    else:
+        codes = [element_code(v, quotient(v, d, multiply), rounding, zero_sign, element_rule)
+                 for v in values]
     if e4m3.decode(scale) != e4m3.decode(scale):
         codes = [0] * len(values)
     return scale, codes

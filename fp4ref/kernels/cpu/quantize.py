@@ -16,11 +16,12 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ..elements import THRESHOLDS, packed_byte
+from ..elements import THRESHOLDS, packed_byte, scaled_element_code
 from ..optimal import block_error, first_at_least, search, search_bounds, search_hessian
-from ..options import NONFINITE_NAN_SCALE, RULE_FLOOR
+from ..options import NONFINITE_MLX, NONFINITE_NAN_SCALE, RECIPE_MLX, RULE_FLOOR, RULE_MLX
 from ..quantize_block import e8m0_reciprocal32
-from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
+from ..scalar import byte_elements
+from ..scale_rules import mlx_exponent, mx_scale, nvfp4_block_scale, nvfp4_divisor
 from .simd.mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor_group
 from .simd.mx_search import LANES, choose, measure, start_byte
 from .simd.nvfp4_search import GROUP as NV_GROUP
@@ -78,10 +79,12 @@ def quantize_mx_rule(x, bits, options, scales, packed, hessian):
     """
     rule, zero_sign, order = options.scale_rule, options.zero_sign, options.nibble_order
     tie_thresholds = THRESHOLDS[options.rounding]
+    nan_byte = 0x80 if options.nonfinite == NONFINITE_MLX else 255  # MLX: 0x80
     nblocks, n = x.shape
     for chunk in prange((nblocks + _RULE_CHUNK - 1) // _RULE_CHUNK):
         first, last = chunk * _RULE_CHUNK, min(nblocks, (chunk + 1) * _RULE_CHUNK)
-        if rule == RULE_FLOOR and not options.mx_zero_block:  # whole groups of blocks at
+        if (rule == RULE_FLOOR and not options.mx_zero_block
+                and options.nonfinite != NONFINITE_MLX):  # whole groups of blocks at
             # once, the rest one by one below
             while last - first >= GROUP:
                 bad = store_mx_floor_group(bits, first * n, tie_thresholds, zero_sign, order,
@@ -96,8 +99,11 @@ def quantize_mx_rule(x, bits, options, scales, packed, hessian):
         for blk in range(first, last):
             top = block_max_magnitude(bits, blk * n)
             if top >= 0x7F800000:  # NaN or Inf in the block
-                scales[blk] = 255
+                scales[blk] = nan_byte
                 packed[blk, :] = 0
+                continue
+            if rule == RULE_MLX:
+                _store_mx_mlx(x[blk], blk, options, scales, packed)
                 continue
             if rule == RULE_FLOOR:
                 exponent = np.int64(top >> np.uint32(23))
@@ -110,6 +116,20 @@ def quantize_mx_rule(x, bits, options, scales, packed, hessian):
             if top == 0 and options.mx_zero_block:
                 scale = options.mx_zero_block_scale
             _store_mx(bits, blk, n, scale, tie_thresholds, zero_sign, order, scales, packed)
+
+
+@njit(cache=True, error_model="numpy")
+def _store_mx_mlx(row, blk, options, scales, packed):
+    """MXFP4 block ``blk`` under rule ``"mlx"``: the byte uint8(e + 127), which wraps below
+    2^-127, and the codes of float32(|x| / 2^e), one division by a float32 power of two
+    (subnormal down to 2^-149: exact), not by the stored byte's value."""
+    amax = np.float32(0.0)
+    for i in range(row.shape[0]):
+        amax = max(amax, abs(row[i]))
+    exponent = mlx_exponent(float(amax))
+    scales[blk] = (exponent + 127) % 256
+    encode_block(row, math.ldexp(1.0, exponent), False, options.rounding, options.zero_sign,
+                 options.nibble_order, packed[blk])
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -133,6 +153,7 @@ def quantize_mx_optimal(x, bits, options, scales, packed, hessian):
     zero_sign, order = options.zero_sign, options.nibble_order
     tie_thresholds = THRESHOLDS[tie]
     divisors = _e8m0_divisors()
+    nan_byte = 0x80 if options.nonfinite == NONFINITE_MLX else 255  # MLX: 0x80
     nblocks, n = x.shape
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
         terms = np.empty(n)
@@ -144,7 +165,7 @@ def quantize_mx_optimal(x, bits, options, scales, packed, hessian):
             if blk + 1 < high:
                 ahead = _measure_mx(bits, (blk + 1) * n, start_rule, tie_thresholds, divisors)
             if top >= 0x7F800000:  # NaN or Inf in the block
-                scales[blk] = 255
+                scales[blk] = nan_byte
                 packed[blk, :] = 0
                 continue
             scale = choose(bits, blk * n, x[blk], float(np.uint32(top).view(np.float32)), start,
@@ -242,6 +263,7 @@ def quantize_mx(x, bits, options, scales, packed, hessian):
     start_rule, first, tie = options.scale_rule, options.e8m0_min, options.rounding
     zero_sign, lanes, order = options.zero_sign, options.sum_lanes, options.nibble_order
     divisors = _e8m0_divisors()
+    nan_byte = 0x80 if options.nonfinite == NONFINITE_MLX else 255  # MLX: 0x80
     nblocks, n = x.shape
     columns = hessian.shape[0]
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
@@ -257,8 +279,11 @@ def quantize_mx(x, bits, options, scales, packed, hessian):
             for i in range(n):
                 finite &= abs(row[i]) < np.float32(math.inf)
             if not finite:
-                scales[blk] = 255
+                scales[blk] = nan_byte
                 packed[blk, :] = 0
+                continue
+            if start_rule == RULE_MLX and not options.optimal:
+                _store_mx_mlx(row, blk, options, scales, packed)
                 continue
             start = mx_scale(float(amax), start_rule)
             if not options.optimal:
@@ -315,6 +340,7 @@ def quantize_nv(x, bits, options, scales, packed, hessian):
     recipe, tensor = options.nvfp4_recipe, options.tensor_operand
     zero_block, zero_scale = options.zero_block, options.zero_block_scale
     optimal, inf_nan = options.optimal, options.nonfinite == NONFINITE_NAN_SCALE
+    nan_runs = options.nonfinite == NONFINITE_MLX
     tie, zero_sign = options.rounding, options.zero_sign
     lanes, order = options.sum_lanes, options.nibble_order
     clamp_low, clamp_high = options.clamp_low, options.clamp_high
@@ -351,6 +377,8 @@ def quantize_nv(x, bits, options, scales, packed, hessian):
         for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
             row = x[blk]
             amax, bad = _nv_amax(row, inf_nan)
+            if bad and nan_runs:  # MLX: the NaN is the block's max
+                amax, bad = math.nan, False
             if bad:
                 scales[blk] = 0x7F
                 packed[blk, :] = 0
@@ -381,6 +409,7 @@ def quantize_nv_rule(x, bits, options, scales, packed, hessian):
     recipe, tensor = options.nvfp4_recipe, options.tensor_operand
     zero_block, zero_scale = options.zero_block, options.zero_block_scale
     inf_nan = options.nonfinite == NONFINITE_NAN_SCALE
+    nan_runs = options.nonfinite == NONFINITE_MLX
     tie, zero_sign, order = options.rounding, options.zero_sign, options.nibble_order
     clamp_low, clamp_high = options.clamp_low, options.clamp_high
     nblocks, n = x.shape
@@ -398,12 +427,18 @@ def quantize_nv_rule(x, bits, options, scales, packed, hessian):
         for blk in range(chunk * _CHUNK, stop):
             row = x[blk]
             amax, bad = _nv_amax(row, inf_nan)
+            if bad and nan_runs:  # MLX: the NaN is the block's max
+                amax, bad = math.nan, False
             if bad:
                 scales[blk] = 0x7F
                 packed[blk, :] = 0
                 continue
             scale = nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_block,
                                       zero_scale)
+            if recipe == RECIPE_MLX:
+                _store_nv_mlx(row, blk, scale, divisors, tensor, tie, zero_sign, order, scales,
+                              packed)
+                continue
             _store_nv(row, blk, scale, divisors, multiply, tie, zero_sign, order, scales, packed)
     return fast
 
@@ -425,6 +460,7 @@ def _nv_tables(options, n, columns):
     # division-free blocks (unless switched off): finite divisors, a start byte monotone
     # in amax, and for the search one term a lane
     fast = (options.vector_code and n == 16 and not multiply and not columns
+            and recipe != RECIPE_MLX and options.nonfinite != NONFINITE_MLX
             and (options.sum_lanes == 16 or not options.optimal)
             and monotone_start(recipe, tensor, clamp_low, clamp_high, options.zero_block))
     for b in range(127):
@@ -462,6 +498,19 @@ def _store_nv(row, blk, scale, divisors, multiply, tie, zero_sign, order, scales
         packed[blk, :] = 0  # byte, as 0 x Inf, encodes every |x| / d = NaN as 0)
         return
     encode_block(row, divisors[scale], multiply, tie, zero_sign, order, packed[blk])
+
+
+@njit(cache=True, error_model="numpy")
+def _store_nv_mlx(row, blk, scale, divisors, tensor, tie, zero_sign, order, scales, packed):
+    """Write NVFP4 block ``blk`` under recipe ``"mlx"``: its byte, and each element coded
+    from float32(float32(|x| / s_b) * E) (:func:`..elements.scaled_element_code`)."""
+    scales[blk] = scale
+    d = divisors[scale]
+    n = row.shape[0]
+    for i in range(n // 2):
+        low, high = byte_elements(i, order, n)
+        packed[blk, i] = (scaled_element_code(row[low], d, tensor, tie, zero_sign)
+                          | (scaled_element_code(row[high], d, tensor, tie, zero_sign) << 4))
 
 
 #: The CPU kernel of each kind of quantization (:func:`kernel_for` picks one).
