@@ -35,17 +35,27 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32, float64, int32, uint32, uint64
 
-from ..elements import element_code, packed_byte
+from ..elements import element_code, packed_byte, scaled_element_code
 from ..optimal import search_hessian
-from ..options import HIGH_FIRST, NONFINITE_NAN_SCALE, RECIPE_TORCHAO, RULE_FLOOR, SPLIT_HALF
+from ..options import (
+    HIGH_FIRST,
+    NONFINITE_MLX,
+    NONFINITE_NAN_SCALE,
+    RECIPE_MLX,
+    RECIPE_TORCHAO,
+    RULE_FLOOR,
+    RULE_MLX,
+    SPLIT_HALF,
+)
 from ..quantize_block import (
     block_amax,
     e8m0_reciprocal32,
     half_value,
     mx_block_scale,
     nv_block_scale,
+    pow2_32,
 )
-from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
+from ..scale_rules import mlx_exponent, mx_scale, nvfp4_block_scale, nvfp4_divisor
 from . import elements, unfused  # noqa: F401 (the GPU's count_below and mul overloads)
 from .codec import _grid, _simulated
 from .warp import index_shuffle, xor_shuffle
@@ -53,6 +63,9 @@ from .wide import load4, store4
 
 #: NaN scale bytes: E8M0 0xFF (MX v1.0 5.4.1), E4M3 0x7F.
 MX_NAN, NV_NAN = 0xFF, 0x7F
+
+#: The byte MLX gives a NaN/Inf MXFP4 block (``nonfinite="mlx"``).
+MX_MLX_NONFINITE = 0x80
 
 #: float32 bits of +Inf: a sign-cleared value above it is a NaN (IEEE 754 3.4).
 _INF_BITS = 0x7F800000
@@ -104,10 +117,12 @@ def _warp_grid(steps: int) -> tuple[int, int]:
     return max(1, (32 * steps + _RULE_THREADS - 1) // _RULE_THREADS), _RULE_THREADS
 
 
-def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int):
+def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
+                 mlx_nonfinite: bool = False):
     """The kernel for MXFP4 rule ``rule`` (or, with ``nv``, NVFP4 recipe ``rule``) and one
-    set of element options; see the module docstring."""
-    key = ("rule", nv, rule, order, tie, zero_sign)
+    set of element options; see the module docstring. ``mlx_nonfinite``:
+    ``nonfinite="mlx"`` (MXFP4 NaN/Inf blocks 0x80, NVFP4 no NaN scale)."""
+    key = ("rule", nv, rule, order, tie, zero_sign, mlx_nonfinite)
     if key in _KERNELS:
         return _KERNELS[key]
     n = 16 if nv else 32
@@ -115,6 +130,9 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int):
     per_load = 32 // group  # blocks a load instruction of the warp covers
     span = 32 * n  # floats of a step: 32 blocks, a block's scale for each lane
     multiply = nv and rule == RECIPE_TORCHAO  # torchao multiplies by the reciprocal
+    mx_mlx = not nv and rule == RULE_MLX  # MLX: elements / 2^e, the byte wraps
+    nv_mlx = nv and rule == RECIPE_MLX  # MLX: float32(|x| / s_b) * E
+    mx_multiply = (multiply or not nv) and not mx_mlx
 
     @cuda.jit
     def kernel(bits, divisors, tensor, clamp_low, clamp_high, zero_block, zero_scale, inf_nan,
@@ -158,7 +176,7 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int):
             amax = float(np.uint32(top).view(np.float32))  # exact
             if nv:
                 scale = NV_NAN
-                if top < bad_from:
+                if top < bad_from or mlx_nonfinite:  # MLX: a NaN is the block's max
                     scale = nvfp4_block_scale(amax, rule, tensor, clamp_low, clamp_high,
                                               zero_block, zero_scale)
                 d = float32(divisors[scale])  # exact
@@ -174,6 +192,14 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int):
                     scale = int32(zero_scale)
                 d = e8m0_reciprocal32(min(scale, 254))  # |x| / X = |x| * 2^(127 - s)
                 zero_codes = scale == MX_NAN  # ggml's wrapped exponents can land there too
+                if mx_mlx and top < bad_from:  # MLX: the byte wraps, |x| / 2^e
+                    exponent = mlx_exponent(amax)
+                    scale = (exponent + 127) % 256
+                    d = pow2_32(exponent)
+                    zero_codes = False
+                if mlx_nonfinite and top >= bad_from:
+                    scale = MX_MLX_NONFINITE
+                    zero_codes = True
             block = step * uint64(32) + uint64(part * per_load + lane // uint32(group))
             if block < nblocks:  # this lane's block: load `part`, group lane // group
                 scales[block] = scale
@@ -188,7 +214,10 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int):
                 if sent != _ZERO_CODES:
                     for k in range(4):
                         v = np.uint32(values[4 * j + k]).view(np.float32)
-                        code = element_code(v, d, multiply or not nv, tie, zero_sign)
+                        if nv_mlx:
+                            code = scaled_element_code(v, d, tensor, tie, zero_sign)
+                        else:
+                            code = element_code(v, d, mx_multiply, tie, zero_sign)
                         codes |= uint32(code) << uint32(4 * k)
                 if order == SPLIT_HALF:  # byte i: elements i, i + n/2 (a lane n/8 along)
                     other = uint32(xor_shuffle(int32(codes), group // 2))
@@ -209,10 +238,12 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int):
     return kernel
 
 
-def _search_kernel(nv: bool, hessian: bool, order: int, tie: int, zero_sign: int):
+def _search_kernel(nv: bool, hessian: bool, order: int, tie: int, zero_sign: int,
+                   mlx_nonfinite: bool = False):
     """The optimal-search kernel for MXFP4 (or NVFP4, ``nv``), by SSE or, with ``hessian``,
-    by ``r^T H r``, and one set of element options."""
-    key = ("search", nv, hessian, order, tie, zero_sign)
+    by ``r^T H r``, and one set of element options (``mlx_nonfinite``: MXFP4 NaN/Inf
+    blocks get 0x80, ``nonfinite="mlx"``)."""
+    key = ("search", nv, hessian, order, tie, zero_sign, mlx_nonfinite)
     if key in _KERNELS:
         return _KERNELS[key]
     n = 16 if nv else 32
@@ -256,13 +287,15 @@ def _search_kernel(nv: bool, hessian: bool, order: int, tie: int, zero_sign: int
             else:
                 scale = mx_block_scale(row, float(amax), 0, True, rule, first, tie, lanes, table,
                                        terms, ys)
+            if bad and mlx_nonfinite and not nv:
+                scale = MX_MLX_NONFINITE
             scales[blk] = scale
             if nv:
                 d = float32(table[scale])  # exact
                 zero = scale & 0x7F == NV_NAN  # the NaN bytes get zero codes
             else:
                 d = e8m0_reciprocal32(min(scale, 254))  # |x| / X = |x| * 2^(127 - s)
-                zero = scale == MX_NAN
+                zero = scale == MX_NAN or bad
             out = cuda.local.array(4, uint32)
             for k in range(n // 8):
                 word = uint32(0)
@@ -294,7 +327,8 @@ def _search(nv: bool, x, divisors, options, multiply: bool, scales, packed, hess
     or None to search by SSE."""
     n = 16 if nv else 32
     o = options
-    kernel = _search_kernel(nv, hessian is not None, o.nibble_order, o.rounding, o.zero_sign)
+    kernel = _search_kernel(nv, hessian is not None, o.nibble_order, o.rounding, o.zero_sign,
+                            o.nonfinite == NONFINITE_MLX)
     if hessian is None:  # not read: a float64 [1, n, n] array types the argument
         hessian = cuda.device_array((1, n, n), np.float64)
     blocks, threads = _block_grid(scales.size)
@@ -320,7 +354,8 @@ def quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
         _search(False, x, divisors, o, False, scales, packed, hessian)
         return
     blocks, threads = _warp_grid((scales.size + 31) // 32)
-    _rule_kernel(False, o.scale_rule, o.nibble_order, o.rounding, o.zero_sign)[blocks, threads](
+    _rule_kernel(False, o.scale_rule, o.nibble_order, o.rounding, o.zero_sign,
+                 o.nonfinite == NONFINITE_MLX)[blocks, threads](
         x.view(np.uint32), divisors, 1.0, o.clamp_low, o.clamp_high, o.mx_zero_block,
         float(o.mx_zero_block_scale), True, scales, _rule_out(packed, o.nibble_order))
 
@@ -335,8 +370,8 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
         _search(True, x, divisors, o, multiply, scales, packed, hessian)
         return
     blocks, threads = _warp_grid((scales.size + 31) // 32)
-    _rule_kernel(True, o.nvfp4_recipe, o.nibble_order, o.rounding, o.zero_sign)[
-        blocks, threads](
+    _rule_kernel(True, o.nvfp4_recipe, o.nibble_order, o.rounding, o.zero_sign,
+                 o.nonfinite == NONFINITE_MLX)[blocks, threads](
         x.view(np.uint32), divisors, o.tensor_operand, o.clamp_low, o.clamp_high, o.zero_block,
         o.zero_block_scale, o.nonfinite == NONFINITE_NAN_SCALE, scales,
         _rule_out(packed, o.nibble_order))
