@@ -96,8 +96,8 @@ def mx_scale(amax: float, rule: str) -> int:
         - ``"ceil"``: X = 2^(ceil(log2 amax) - 2), exact (torchao CEIL, from the exponent bits).
         - ``"even"``: torchao EVEN / Quark / compressed-tensors: add 0x200000 to the float32
           bits of amax, mask the mantissa off, then the floor rule.
-        - ``"nearest"``: X = 2^round(log2(float32(amax / 6))), exact (MLX's source; MLX
-          0.32.4 on CPU runs ``"rceil"``); no ties exist.
+        - ``"nearest"``: X = 2^round(log2(float32(amax / 6))), exact (MLX's source at
+          0.32.2; MLX 0.32.4 on CPU runs ``"mlx"``); no ties exist.
         - ``"mistralrs"``: mistral.rs ISQ, ``floor(log2f(amax / 6.0)) + 127`` clamped to
           [0, 254] in f32 arithmetic; amax = 0 gives 127.
         - ``"qwantize"``: qwantize 0.1.1 ``mxfp4_naive``: ``floor(log2f(max(amax, 1e-30))
