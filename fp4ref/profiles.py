@@ -66,8 +66,9 @@ TENSOR_SCALE_DIRECTIONS = ("decode", "encode", "amax")
 #: 0.32.4's ``argmin(abs(q - lut))`` over its 16-entry table: the first code whose float32
 #: distance ``|f32(q - v)|`` is least. For finite q below 2^24 that is ``"nearest"`` with
 #: ties toward zero and every zero code +0; a NaN or infinite q gets code 0 (all distances
-#: NaN/Inf), and so does a huge q whose float32 distances round equal (q >= 2^27 gives 0;
-#: between 2^24 and 2^27 the rounded distances may pick 4 or 6).
+#: NaN/Inf), and so does a huge q whose float32 distances round equal (above 2^27; MLX run
+#: on 4000 quotients in 2^21..2^31: 7 below 2^25, 4 or 7 in [2^25, 2^26), 6 or 7 in
+#: [2^26, 2^27), 0 above).
 ELEMENT_RULES = ("nearest", "argmin")
 
 #: Scale layouts (:data:`fp4ref.spec.layouts.LAYOUTS`).
