@@ -314,8 +314,9 @@ _PROFILES = (
             "to 0 or saturates far (float32 max) codes 0. Decode: E8M0 0x00 is 2^-127, 0xFF "
             "+Inf, the scale in the output dtype (float16: 0 below 2^-24); NVFP4 "
             "e2m1 * f32(e4m3 * f32(G / 2688)), in float32 whatever dtype= asks when G is "
-            "given (docs/findings.md 10-11). MLX's Metal kernels may differ: this is the CPU "
-            "device.",
+            "given (docs/findings.md 10-11). Not emulated: on x86 the NaN of 0 * Inf (a zero "
+            "block with G = 0) is negative and MLX writes 0xFE, fp4ref 0x7E. MLX's Metal "
+            "kernels may differ: this is the CPU device.",
             scale_rule="mlx", rounding="zero", zero_sign="drop", nonfinite="mlx",
             nvfp4_recipe="mlx", tensor_scale_direction="amax", e8m0_decode="inf",
             decode_arithmetic="mlx", element_rule="argmin"),

@@ -199,6 +199,10 @@ def quantize(
         if scale_rule is not None and prof.nvfp4_recipe == "torchao":
             raise ValueError(f"scale_rule={scale_rule!r} needs a division recipe; profile "
                              f"{prof.name!r} multiplies by reciprocals")
+    if rule in scale_rules.SEARCH_RULES and prof.element_rule == "argmin":
+        raise ValueError(f"scale_rule={rule!r} searches with round-to-nearest codes; profile "
+                         f"{prof.name!r} codes elements by MLX's argmin (element_rule="
+                         "'argmin'), which has no search")
     if engine.name == "cuda":
         flat, shape = _device_input(engine, x, block)
     else:

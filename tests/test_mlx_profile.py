@@ -157,3 +157,51 @@ def test_argmin_kernel_equals_the_oracle():
                          [2.0**25 + 8, 2.0**25 + 24, 2.0**26 + 40, 2.0**26 + 48]]).astype(F32)
     for q in qs:
         assert kernel_elements.magnitude_code(q, TIE_ARGMIN) == elements.argmin_code(float(q))
+
+
+#: The new choices combined with other profiles' conventions (each choice is its own field).
+COMBOS = [
+    ("mxfp4", "ocp", {"scale_rule": "mlx"}),
+    ("mxfp4", "ocp", {"scale_rule": "mlx", "rounding": "even", "zero_sign": "keep",
+                      "nibble_order": "split-half"}),
+    ("mxfp4", "ggml", {"nonfinite": "mlx", "element_rule": "argmin"}),
+    ("mxfp4", "mlx", {"element_rule": "nearest", "rounding": "away"}),
+    ("nvfp4", "modelopt", {"element_rule": "argmin", "nonfinite": "mlx"}),
+    ("nvfp4", "torchao-floor", {"element_rule": "argmin"}),
+    ("nvfp4", "ocp", {"nvfp4_recipe": "mlx", "tensor_scale_direction": "amax"}),
+    ("nvfp4", "mlx", {"element_rule": "nearest", "zero_sign": "keep"}),
+    ("nvfp4", "compressed-tensors", {"nonfinite": "mlx"}),
+]
+
+
+def combo_inputs(fmt):
+    from fp4ref.conformance import probes
+
+    return [*probes.probes(fmt), probes.Probe("gaussian", fmt, probes.gaussian((4, 64), 1))]
+
+
+@pytest.mark.parametrize("fmt,base,options", COMBOS, ids=[f"{c[0]}-{c[1]}-{i}"
+                                                          for i, c in enumerate(COMBOS)])
+def test_new_choices_in_other_profiles(fmt, base, options):
+    """Oracle, numba (vector and scalar) agree on every probe under each combination."""
+    profile = fp4ref.profiles()[base].with_options(**options)
+    for probe in combo_inputs(fmt):
+        given = probe.tensor_scale if profile.tensor_scale else None
+        outs = []
+        for backend in BACKENDS:
+            previous = simd.use_vector_code(backend != "numba-scalar")
+            try:
+                q = fp4ref.quantize(probe.x, format=fmt, profile=profile, tensor_scale=given,
+                                    backend="python" if backend == "python" else "numba",
+                                    scale_layout="linear")
+            finally:
+                simd.use_vector_code(previous)
+            outs.append((np.asarray(q.scales), np.asarray(q.blocks)))
+        for scales, blocks in outs[1:]:
+            assert np.array_equal(scales, outs[0][0]), probe.label
+            assert np.array_equal(blocks, outs[0][1]), probe.label
+
+
+def test_no_search_with_argmin_codes():
+    with pytest.raises(ValueError, match="MLX's argmin"):
+        fp4ref.quantize(_row([1.0], 32), profile="mlx", scale_rule="optimal")

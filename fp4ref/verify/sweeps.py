@@ -127,6 +127,8 @@ def tensor_operands(recipe: Recipe) -> list[tuple[str, float]]:
         return [("1", 1.0)]
 
     def stored(amax: float) -> float:
+        if prof.tensor_scale_direction == "amax":  # MLX: the stored scale is the amax
+            return amax
         return float(_tensor_scales(prof, None, amax=lambda: amax)[2])
 
     def operand(scale: float) -> float:
@@ -142,6 +144,8 @@ def tensor_operands(recipe: Recipe) -> list[tuple[str, float]]:
         if scale not in seen:
             seen.add(scale)
             out.append((f"{label} = {scale:.8g}", operand(scale)))
+    if prof.tensor_scale_direction == "amax":  # MLX without a global_scale: E = 1
+        out.insert(0, ("none", 1.0))
     return out
 
 
@@ -194,12 +198,14 @@ def quantize_profiles(fmt: str) -> list[str]:
     seen, names = set(), []
     for name, p in profiles().items():
         if fmt == "mxfp4":
-            key = (p.scale_rule, p.rounding, p.zero_sign)
+            key = (p.scale_rule, p.rounding, p.zero_sign, p.nonfinite, p.element_rule)
         elif p.nvfp4_recipe is None:
             continue
+        elif p.element_rule == "argmin":  # MLX's codes of saturated blocks alternate with
+            continue  # the float32 rounding of huge quotients (2^25..2^27): no runs to sweep
         else:
             key = (p.nvfp4_recipe, p.block_scale_clamp, p.tensor_scale, p.rounding,
-                   p.zero_sign, p.nonfinite)
+                   p.zero_sign, p.nonfinite, p.element_rule)
         if key not in seen:
             seen.add(key)
             names.append(name)
@@ -213,12 +219,14 @@ def _quantize(fmt: str, name: str) -> Sweep:
     def oracle(u: int) -> int:
         block = [value(u), value(_heaviest(u, per, pin))]  # the same amax and NaN/Inf
         if fmt == "mxfp4":
-            scale, codes = mx.quantize_block(block, p.scale_rule, p.rounding, p.zero_sign)
+            scale, codes = mx.quantize_block(block, p.scale_rule, p.rounding, p.zero_sign,
+                                             nonfinite=p.nonfinite, element_rule=p.element_rule)
         else:  # a tensor scale of 1 is its own reciprocal: the operand of every recipe
             scale, codes = nvfp4.quantize_block(
                 block, p.nvfp4_recipe, 1.0, p.block_scale_clamp, p.zero_block_scale,
                 rounding=p.rounding, zero_sign=p.zero_sign,
-                nan_scale_for_inf=p.nonfinite == "nan-scale")
+                nan_scale_for_inf=p.nonfinite == "nan-scale", nonfinite=p.nonfinite,
+                element_rule=p.element_rule)
         return scale << 8 | codes[0]
 
     what = p.scale_rule if fmt == "mxfp4" else p.nvfp4_recipe
