@@ -103,7 +103,15 @@ def quantize_mx_rule(x, bits, options, scales, packed, hessian):
                 packed[blk, :] = 0
                 continue
             if rule == RULE_MLX:
-                _store_mx_mlx(x[blk], blk, options, scales, packed)
+                amax = np.float32(0.0)
+                for i in range(n):
+                    amax = max(amax, abs(x[blk, i]))
+                exponent = mlx_exponent(float(amax))
+                if exponent >= -127:  # the byte is e + 127 (<= 253): the vector codes
+                    _store_mx(bits, blk, n, exponent + 127, tie_thresholds, zero_sign, order,
+                              scales, packed)
+                else:  # wrapped: divide by the subnormal 2^e
+                    _store_mx_mlx(x[blk], blk, options, scales, packed)
                 continue
             if rule == RULE_FLOOR:
                 exponent = np.int64(top >> np.uint32(23))
