@@ -174,7 +174,7 @@ class Profile:
         NVFP4 clamp of the block scale before the E4M3 cast.
     mx_zero_block_scale : int or None
         MXFP4: the E8M0 byte a block of zeros gets under a scale rule (None: what the rule
-        gives, 0x00 for most); MLX 0x7F, AMD Quark 0x01. The searches ignore it.
+        gives, 0x00 for most); AMD Quark 0x01 (MLX's 0x7F is its rule's). The searches ignore it.
     zero_block_scale : float or None
         NVFP4 scale given to a zero block (None: whatever the recipe computes, 0).
     nibble_order : {"low-first", "high-first", "split-half"}
