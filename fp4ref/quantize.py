@@ -167,7 +167,9 @@ def quantize(
     Notes
     -----
     NaN anywhere in a block gives it the NaN scale (0xFF, or 0x7F for NVFP4) and zero codes;
-    so does Inf under the profile's ``nonfinite="nan-scale"`` (the OCP default). An all-zero
+    so does Inf under the profile's ``nonfinite="nan-scale"`` (the OCP default). Under
+    ``nonfinite="gfloat"`` (MXFP4) NaN is refused with ``ValueError`` and an Inf block gets
+    scale 0xFE with its elements coded as V / 2^127 (Inf -> +-6). An all-zero
     block gets the rule's zero-amax scale (0x00 under OCP). Empty inputs give empty outputs.
     """
     fmt = _checks.choice("format", format, ("mxfp4", "nvfp4"))
@@ -203,6 +205,14 @@ def quantize(
         raise ValueError(f"scale_rule={rule!r} searches with round-to-nearest codes; profile "
                          f"{prof.name!r} codes elements by MLX's argmin (element_rule="
                          "'argmin'), which has no search")
+    if fmt == "nvfp4" and prof.nonfinite == "gguf-py":
+        raise ValueError("nonfinite='gguf-py' is MXFP4 only (gguf-py has no NVFP4 quantizer)")
+    if fmt == "nvfp4" and prof.element_rule == "ggml" and prof.nvfp4_recipe == "torchao":
+        raise ValueError("element_rule='ggml' needs a recipe that divides by its scale; "
+                         "'torchao' multiplies by a reciprocal")
+    if fmt == "nvfp4" and scale_rule is not None and prof.nvfp4_recipe == "comfy":
+        raise ValueError(f"scale_rule={scale_rule!r}: the 'comfy' recipe of profile "
+                         f"{prof.name!r} has no scale search")
     if engine.name == "cuda":
         flat, shape = _device_input(engine, x, block)
     else:
@@ -212,6 +222,13 @@ def quantize(
     if prof.scale_layout != "linear" and len(shape) < 2:
         raise ValueError(f"x must have shape [..., N, K] for scale_layout "
                          f"{prof.scale_layout!r}; got shape {shape}")
+    if prof.nonfinite == "gfloat":  # gfloat raises on NaN (encode_float: no NaN in E2M1)
+        if fmt == "nvfp4":
+            raise ValueError("nonfinite='gfloat' is an MXFP4 convention (gfloat has no NVFP4 "
+                             "quantizer)")
+        if math.isnan(engine.largest_magnitude(flat)):
+            raise ValueError("x holds NaN, refused under nonfinite='gfloat' (gfloat raises "
+                             "'No NaN in format ocp_e2m1')")
     operand, decode, stored = 1.0, None, None
     if fmt == "nvfp4":
         operand, decode, stored = _tensor_scales(

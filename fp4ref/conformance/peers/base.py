@@ -83,6 +83,9 @@ class Peer:
     #: The fp4ref profile the peer's default quantizer is compared against, by format
     #: (:mod:`fp4ref.conformance.peers.probing`); empty when it has none.
     profiles: dict[str, str] = {}
+    #: Suites (by name) whose own column may fail because the peer is not deterministic
+    #: there, with the reason the matrix prints in the row (empty: none).
+    nondeterministic: dict[str, str] = {}
     #: Output dtypes its decoder produces (probing compares each).
     decode_dtypes: tuple[str, ...] = ("float32",)
     #: How probing compares decoded NaNs: ``"exact"`` bits, or ``"any"`` where the peer's
@@ -101,9 +104,13 @@ class Peer:
 
     def choose(self, **params):
         """The values to run with: capabilities must be met; conventions must be native
-        unless ``lenient`` (then the peer's first native value is used)."""
+        unless ``lenient`` (then the peer's first native value is used). A value of None
+        (a parameter the case does not name) is passed on unchecked."""
         chosen = []
         for key, value in params.items():
+            if value is None:
+                chosen.append(value)
+                continue
             if key in self.capabilities and value not in self.capabilities[key]:
                 raise NotImplementedError(f"{self.name} cannot do {key}={value!r}")
             if key in self.native and value not in self.native[key]:
