@@ -36,9 +36,12 @@ E8M0_DECODES = ("ocp", "bits", "ggml", "inf")
 #: ``"compressed-tensors"`` (its ``_dequantize``): NVFP4 ``dt(P * f32(s_b / G))`` with G
 #: the stored encode tensor scale (``weight_global_scale``), MXFP4 as ``"output-dtype"``;
 #: ``"modelopt"`` (``NVFP4QTensor.dequantize``): NVFP4 ``dt(P * f32(s_b * s_t))`` with
-#: code 0x8 read as +0 (its ``e2m1_values`` table), MXFP4 as ``"exact"``.
+#: code 0x8 read as +0 (its ``e2m1_values`` table), MXFP4 as ``"exact"``; ``"mlx"`` (MLX
+#: 0.32.4 ``mx.dequantize``): MXFP4 as ``"output-dtype"``, NVFP4 as ``"scale-first"``
+#: (MLX multiplies ``lut * (from_fp8(s_b) * (global_scale / 2688))``, promoted to float32
+#: by the float32 global scale; without one the product is exact in every dtype).
 DECODE_ARITHMETIC = ("exact", "scale-first", "output-dtype", "compressed-tensors",
-                     "modelopt")
+                     "modelopt", "mlx")
 
 #: NVFP4 block-scale decode: ``"ocp"`` E4M3 as OFP8 v1.0 (0x7F/0xFF NaN); ``"ggml"``
 #: ggml's UE4M3 (``ggml_ue4m3_to_fp32``): the sign bit is ignored, 0x7F is 0 and 0xFF is
@@ -80,8 +83,14 @@ E4M3_DECODES = ("ocp", "ggml")
 #: NaN never enters the block max (``tl.max`` skips it; a block of NaNs has max NaN, whose
 #: bits go through the rule: ``"quark"`` gives 0xFE), an Inf max goes through the rule;
 #: NaN and Inf elements code 7 with their sign (the bit conversion saturates exponent 255).
+#: ``"mlx"`` (MLX 0.32.4 on CPU, ``fp_quantize``): MXFP4 a block holding NaN or Inf gets
+#: byte 0x80 and zero codes (its exponent is not finite; MLX's int32 cast and ``2^e``
+#: give 0x80 and quotients +-Inf/NaN that argmin codes 0); NVFP4 nothing is special: NaN
+#: propagates into the block max and Inf runs through the recipe's float32 arithmetic
+#: (recipe ``"mlx"``: the E4M3 cast saturates NaN and Inf to 0x7E; NaN and Inf elements get
+#: code 0 under ``element_rule="argmin"``).
 NONFINITE = ("nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy", "quark", "vllm",
-             "vllm-triton")
+             "vllm-triton", "mlx")
 
 #: How an element's code is chosen: ``"nearest"`` the float32 quotient |x| / d rounded to
 #: the nearest E2M1 magnitude by ``rounding`` (saturating at 6), its sign by ``zero_sign``;
@@ -93,7 +102,14 @@ NONFINITE = ("nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy", "quark",
 #: scale 0xFD and |x| > 3.5 * 2^126: code 5, not 6), an element whose errors all round to
 #: the same float32 (|x| far past 12 e, or e = 0) gets code 0, and ``rounding`` and
 #: ``zero_sign`` are not read. Not for recipes that multiply by a reciprocal (torchao).
-ELEMENT_RULES = ("nearest", "ggml")
+#: ``"argmin"`` MLX 0.32.4's ``argmin(abs(q - lut))`` over its 16-entry table: the first
+#: code whose float32 distance ``|f32(q - v)|`` from the scaled magnitude q is least. For
+#: finite q below 2^24 that is ``"nearest"`` with ties toward zero and every zero code +0;
+#: a NaN or infinite q gets code 0 (all distances NaN/Inf), and so does a huge q whose
+#: float32 distances round equal (above 2^27; MLX run on 4000 quotients in 2^21..2^31: 7
+#: below 2^25, 4 or 7 in [2^25, 2^26), 6 or 7 in [2^26, 2^27), 0 above); ``zero_sign``
+#: still applies (``"drop"`` is MLX's), ``rounding`` is not read.
+ELEMENT_RULES = ("nearest", "ggml", "argmin")
 
 #: NVFP4 block-scale encode: ``"ocp"`` the nearest E4M3 (ties to even), saturating to
 #: 448 (torch's ``.to(float8_e4m3fn)`` after the clamp); ``"ggml"`` ggml's
@@ -106,8 +122,10 @@ E4M3_ENCODES = ("ocp", "ggml")
 
 #: Directions of the NVFP4 tensor scale as stored: ``"decode"`` amax / (6 * 448), a
 #: multiplier (ModelOpt ``weight_scale_2``, torchao); ``"encode"`` 6 * 448 / amax
-#: (compressed-tensors ``weight_global_scale``, flashinfer ``global_scale``).
-TENSOR_SCALE_DIRECTIONS = ("decode", "encode")
+#: (compressed-tensors ``weight_global_scale``, flashinfer ``global_scale``); ``"amax"``
+#: the tensor amax G itself (MLX ``global_scale``): the recipe's operand is float32(2688 /
+#: G), the decode multiplier float32(G / 2688), and none is computed when none is given.
+TENSOR_SCALE_DIRECTIONS = ("decode", "encode", "amax")
 
 #: How MXFP4 elements are scaled: ``"divide"`` float32(|x| / X), X = 2^(byte - 127) (0x00
 #: is 2^-127); ``"bits-reciprocal"`` float32(x * q), q = float32(1 / X) with X = float32
@@ -203,9 +221,9 @@ class Profile:
         from it.
     e8m0_min : int
         Smallest E8M0 byte the optimal search may pick (qwantize: 1).
-    nonfinite : {"nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy"}
+    nonfinite : {"nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy", "mlx"}
         NaN/Inf policy (see :data:`NONFINITE`).
-    element_rule : {"nearest", "ggml"}
+    element_rule : {"nearest", "ggml", "argmin"}
         How an element's code is chosen (see :data:`ELEMENT_RULES`).
     e4m3_encode : {"ocp", "ggml"}
         How the NVFP4 block scale is encoded to E4M3 (see :data:`E4M3_ENCODES`).
@@ -213,7 +231,8 @@ class Profile:
         How scale bytes 0x00/0xFF decode (see :data:`E8M0_DECODES`).
     e4m3_decode : {"ocp", "ggml"}
         How NVFP4 scale bytes decode (see :data:`E4M3_DECODES`).
-    decode_arithmetic : {"exact", "scale-first", "output-dtype", "compressed-tensors", "modelopt"}
+    decode_arithmetic : {"exact", "scale-first", "output-dtype", "compressed-tensors",
+                         "modelopt", "mlx"}
         The order and precision of the decode's multiplications (see
         :data:`DECODE_ARITHMETIC`).
     nvfp4_recipe : str or None
@@ -221,14 +240,15 @@ class Profile:
         project has no NVFP4 quantizer.
     tensor_scale : bool
         NVFP4: whether there is a tensor scale (computed from the tensor amax unless given).
-    tensor_scale_direction : {"decode", "encode"}
-        How the NVFP4 tensor scale is stored and passed in.
+    tensor_scale_direction : {"decode", "encode", "amax"}
+        How the NVFP4 tensor scale is stored and passed in (see
+        :data:`TENSOR_SCALE_DIRECTIONS`).
     block_scale_clamp : (float, float) or None
         NVFP4 clamp of the block scale before the E4M3 cast.
     mx_zero_block_scale : int or None
         MXFP4: the E8M0 byte a block of zeros gets under a scale rule (None: what the rule
-        gives, 0x00 for most); MLX 0x7F (AMD Quark stores 0x01 by ``e8m0_stored_min``).
-        The searches ignore it.
+        gives, 0x00 for most; MLX's 0x7F is its rule's, AMD Quark's 0x01 its
+        ``e8m0_stored_min``). The searches ignore it.
     zero_block_scale : float or None
         NVFP4 scale given to a zero block (None: whatever the recipe computes, 0).
     nibble_order : {"low-first", "high-first", "split-half"}
@@ -403,14 +423,24 @@ _PROFILES = (
             scale_rule="quark", nonfinite="vllm-triton", e8m0_decode="bits", nvfp4_recipe=None,
             decode_arithmetic="scale-first"),
     Profile("mlx", "MLX 0.32.4 on CPU (run: mx.quantize / mx.dequantize, modes mxfp4 and "
-            "nvfp4): MXFP4 scale rceil, elements by argmin over the E2M1 table (ties toward "
-            "zero, zero codes +0); NVFP4 plain e4m3(amax / 6) when no global_scale is given. "
-            "Zero block 0x7F. Not yet emulated (docs/findings.md): scales below 2^-127 wrap, "
-            "NaN/Inf blocks 0x80, global_scale taken as the tensor amax. Decode: 0xFF is +Inf, "
-            "float16 output rounds the scale to float16 first.",
-            scale_rule="rceil", rounding="zero", zero_sign="drop", nvfp4_recipe="plain",
-            tensor_scale=False, e8m0_decode="inf", decode_arithmetic="output-dtype",
-            mx_zero_block_scale=0x7F),
+            "nvfp4, mlx[cpu] wheel, x86-64): MXFP4 scale 2^e, e the exact ceil of "
+            "log2(f32(amax / 6)) (0 for a zero quotient: a zero block gets 0x7F), stored as "
+            "uint8(e + 127), which wraps below 2^-127 ([2^-126] -> 0xFF, [2^-128] -> 0xFD) while "
+            "the elements are divided by 2^e; a NaN/Inf block gets 0x80 and zero codes. "
+            "Elements: argmin of the float32 distance to the 16-entry table (ties toward zero, "
+            "zero codes +0, NaN/Inf/huge quotients code 0). NVFP4: global_scale is the tensor "
+            "amax G as given (none computed when none is given): block scale "
+            "e4m3(f32(amax_b / 6) * f32(2688 / G)) (1 without G; NaN saturates to 0x7E), "
+            "elements f32(f32(x / s_b) * f32(2688 / G)), so a block whose scale underflows "
+            "to 0 or saturates far (float32 max) codes 0. Decode: E8M0 0x00 is 2^-127, 0xFF "
+            "+Inf, the scale in the output dtype (float16: 0 below 2^-24); NVFP4 "
+            "e2m1 * f32(e4m3 * f32(G / 2688)), in float32 whatever dtype= asks when G is "
+            "given (docs/findings.md 10-11). Not emulated: on x86 the NaN of 0 * Inf (a zero "
+            "block with G = 0) is negative and MLX writes 0xFE, fp4ref 0x7E. MLX's Metal "
+            "kernels may differ: this is the CPU device.",
+            scale_rule="mlx", rounding="zero", zero_sign="drop", nonfinite="mlx",
+            nvfp4_recipe="mlx", tensor_scale_direction="amax", e8m0_decode="inf",
+            decode_arithmetic="mlx", element_rule="argmin"),
     Profile("flashinfer", "flashinfer / TensorRT-LLM fp4_quantize in exact-division mode (read "
             "from source, not run): MXFP4 rceil; NVFP4 global_scale = 6*448/amax (encode), block "
             "scale e4m3(G*amax_b/6), elements x/(s_b/G), zero block 0; 128x4 swizzled scales.",

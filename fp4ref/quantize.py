@@ -79,6 +79,14 @@ def _tensor_scales(profile: Profile, tensor_scale: Any, amax: Any):
             raise ValueError(f"profile {profile.name!r} has no NVFP4 tensor scale; got "
                              f"tensor_scale={tensor_scale!r}")
         return 1.0, None, None
+    if profile.tensor_scale_direction == "amax":  # MLX global_scale: the tensor amax G as
+        if tensor_scale is None:  # given, none computed without it
+            return 1.0, None, None
+        stored = _checks.float32_scalar("tensor_scale", tensor_scale)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # MLX: 2688 / G
+            operand = np.float32(2688.0) / stored
+            decode = np.float32(stored / np.float32(2688.0))
+        return float(operand), decode, np.float32(stored)
     encode = profile.tensor_scale_direction == "encode"
     if tensor_scale is not None:
         stored = float(_checks.float32_scalar("tensor_scale", tensor_scale))
@@ -139,7 +147,8 @@ def quantize(
         Element tie rule; overrides the profile.
     tensor_scale : float, optional
         NVFP4: the tensor scale in the profile's stored direction (decode multiplier, or
-        compressed-tensors' encode scale); computed from the tensor amax if omitted.
+        compressed-tensors' encode scale, or MLX's ``global_scale``, the tensor amax);
+        computed from the tensor amax if omitted (none for ``"amax"``, as MLX).
     hessian : array_like, optional
         For ``scale_rule="optimal-hessian"`` (and only then): either the per-column-block
         Hessians, float ``[K/B, B, B]`` (``H_j`` for columns ``j*B .. j*B + B - 1``), or
@@ -197,9 +206,17 @@ def quantize(
         if scale_rule is not None and prof.nvfp4_recipe == "vllm":
             raise ValueError(f"scale_rule={scale_rule!r} cannot search profile {prof.name!r}'s "
                              "NVFP4 recipe 'vllm' (its own block arithmetic)")
+        if scale_rule is not None and prof.nvfp4_recipe == "mlx":
+            raise ValueError(f"scale_rule={scale_rule!r} needs a one-operation recipe; "
+                             f"profile {prof.name!r} divides by s_b and then multiplies by E "
+                             "(MLX), which the searches do not model")
         if scale_rule is not None and prof.nvfp4_recipe == "torchao":
             raise ValueError(f"scale_rule={scale_rule!r} needs a division recipe; profile "
                              f"{prof.name!r} multiplies by reciprocals")
+    if rule in scale_rules.SEARCH_RULES and prof.element_rule == "argmin":
+        raise ValueError(f"scale_rule={rule!r} searches with round-to-nearest codes; profile "
+                         f"{prof.name!r} codes elements by MLX's argmin (element_rule="
+                         "'argmin'), which has no search")
     if fmt == "nvfp4" and prof.nonfinite == "gguf-py":
         raise ValueError("nonfinite='gguf-py' is MXFP4 only (gguf-py has no NVFP4 quantizer)")
     if fmt == "nvfp4" and prof.element_rule == "ggml" and prof.nvfp4_recipe == "torchao":

@@ -37,8 +37,9 @@ _OCP = kernel_options("nvfp4")
 NO_CLAMP = (_OCP.clamp_low, _OCP.clamp_high)
 NO_ZERO_BLOCK = (_OCP.zero_block, _OCP.zero_block_scale)
 
-# NVFP4 profiles whose blocks take the division-free path (no zero-block scale, division).
-FAST_PROFILES = ("qwantize", "ocp", "comfy", "mlx", "flashinfer", "ggml", "vllm")
+# NVFP4 profiles whose blocks take the division-free path (no zero-block scale, division;
+# not mlx, whose elements are a division then a multiply and which has no search).
+FAST_PROFILES = ("qwantize", "ocp", "comfy", "flashinfer", "ggml", "vllm")
 MIDPOINTS = (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)
 E4M3 = np.array([e4m3_decode(b) for b in range(127)], np.float32)
 

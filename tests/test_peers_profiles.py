@@ -35,24 +35,6 @@ CASES = [(name, fmt) for name, (_, cls) in ADAPTERS.items() for fmt in cls.profi
 
 #: The (probe label/what) keys where a profile still departs from its implementation.
 KNOWN: dict[tuple[str, str], set[str]] = {
-    ('mlx', 'mxfp4'): {
-        'adversarial-blocks/quantize',
-        'block-max-powers-and-6x2^k/quantize',
-        'e8m0-near-0x00/quantize',
-        'infinities/quantize',
-        'nans/quantize',
-    },
-    ('mlx', 'nvfp4'): {
-        'block-scales-underflow/quantize',
-        'float32-max/quantize',
-        'given-tensor-scale-0/profile-has-no-tensor-scale',
-        'given-tensor-scale-1.17549e-38/profile-has-no-tensor-scale',
-        'given-tensor-scale-1.26765e+30/profile-has-no-tensor-scale',
-        'given-tensor-scale-7.17465e-43/profile-has-no-tensor-scale',
-        'given-tensor-scale-inf/profile-has-no-tensor-scale',
-        'huge-tensor/quantize',
-        'subnormal-tensor/quantize',
-    },
     ('mistralrs', 'mxfp4'): {
         'adversarial-blocks/quantize',
         'infinities/quantize',

@@ -155,6 +155,8 @@ def finite_blocks(block):
 @given(x=finite_blocks(32), profile=st.sampled_from(sorted(fp4ref.profiles())),
        rule=st.sampled_from([None, "floor", "rceil", "ceil", "even", "nearest", "optimal"]))
 def test_mx_python_equals_numba(x, profile, rule):
+    if rule == "optimal" and fp4ref.profiles()[profile].element_rule == "argmin":
+        rule = None  # MLX's argmin codes have no search (refused)
     a = fp4ref.quantize(x, profile=profile, scale_rule=rule, backend="python")
     b = fp4ref.quantize(x, profile=profile, scale_rule=rule, backend="numba")
     assert np.array_equal(a.scales, b.scales) and np.array_equal(a.blocks, b.blocks)

@@ -84,6 +84,15 @@ LOW_FIRST, HIGH_FIRST, SPLIT_HALF = (
 (RULE_FLOOR, RULE_RCEIL, RULE_CEIL, RULE_EVEN, RULE_NEAREST, RULE_MISTRALRS, RULE_QWANTIZE,
  RULE_GGML, RULE_EXPONENT) = (code("scale_rule", n) for n in (
      "floor", "rceil", "ceil", "even", "nearest", "mistralrs", "qwantize", "ggml", "exponent"))
+RULE_MLX = code("scale_rule", "mlx")
+RECIPE_MLX = code("nvfp4_recipe", "mlx")
+NONFINITE_MLX = code("nonfinite", "mlx")
+ELEMENT_ARGMIN = code("element_rule", "argmin")
+#: The kernels' tie integer under ``element_rule="argmin"`` (which reads no tie rule): one
+#: past the tie rules, so :attr:`KernelOptions.rounding` carries the element rule too and
+#: every element encoder (:func:`.elements.magnitude_code`) sees it; its row of
+#: :data:`.elements.THRESHOLDS` is the ``"zero"`` row (the same codes for finite q < 2^24).
+TIE_ARGMIN = len(TIE_RULES)
 RECIPE_PLAIN, RECIPE_MODELOPT, RECIPE_TORCHAO, RECIPE_CT = (
     code("nvfp4_recipe", n) for n in ("plain", "modelopt", "torchao", "compressed-tensors"))
 NONFINITE_NAN_SCALE, NONFINITE_IEEE = (code("nonfinite", n) for n in ("nan-scale", "ieee"))
@@ -128,7 +137,8 @@ class KernelOptions(NamedTuple):
     e8m0_min : int
         Smallest E8M0 byte the MXFP4 search may pick.
     rounding, zero_sign, nibble_order : int
-        Element tie rule, sign of a zero code, nibble order.
+        Element tie rule (:data:`TIE_ARGMIN` under ``element_rule="argmin"``), sign of a
+        zero code, nibble order.
     sum_lanes : int
         float32 summation lanes of the search's errors.
     nvfp4_recipe : int
@@ -136,7 +146,7 @@ class KernelOptions(NamedTuple):
     tensor_operand : float
         NVFP4: the recipe's tensor operand (:func:`fp4ref.quantize` computes it).
     nonfinite : int
-        :data:`NONFINITE_NAN_SCALE` or :data:`NONFINITE_IEEE`.
+        :data:`NONFINITE_NAN_SCALE`, :data:`NONFINITE_IEEE` or :data:`NONFINITE_MLX`.
     clamp_low, clamp_high : float
         NVFP4 block-scale clamp; a profile without one clamps to [-Inf, Inf], which leaves
         every non-NaN value as it is.
@@ -226,6 +236,8 @@ class QuantizeOptions:
         if self.format == "mxfp4" and not self.optimal:
             return self.scale_rule
         rule = self.profile.scale_rule
+        if rule == "mlx":  # a search starts from MLX's rule unwrapped: rceil
+            return "rceil"
         return rule if rule in MX_RULES else "floor"
 
     @cached_property
@@ -239,7 +251,7 @@ class QuantizeOptions:
             scale_rule=code("scale_rule", self.start_rule),
             optimal=self.optimal,
             e8m0_min=int(p.e8m0_min),
-            rounding=code("rounding", p.rounding),
+            rounding=(TIE_ARGMIN if p.element_rule == "argmin" else code("rounding", p.rounding)),
             zero_sign=code("zero_sign", p.zero_sign),
             nibble_order=code("nibble_order", p.nibble_order),
             sum_lanes=int(p.sum_lanes),

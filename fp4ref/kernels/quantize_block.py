@@ -65,6 +65,17 @@ def e8m0_reciprocal32(scale):
 
 
 @njit(cache=True, error_model="numpy")
+def pow2_32(exponent):
+    """float32 2^e for e in -149..127, from its bits (subnormal below -126; exact): MLX's
+    MXFP4 element divisor (rule ``"mlx"``), past the range of the E8M0 reciprocals."""
+    if exponent >= -126:
+        bits = (exponent + 127) << 23
+    else:
+        bits = 1 << (exponent + 149)
+    return np.uint32(bits).view(np.float32)
+
+
+@njit(cache=True, error_model="numpy")
 def mx_block_scale(row, amax, rule, optimal, start_rule, first, tie, lanes, divisors, terms,
                    ys):
     """E8M0 byte of a finite MXFP4 block with largest magnitude ``amax``: by ``rule``, or

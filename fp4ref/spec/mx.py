@@ -33,7 +33,8 @@ def dequantize_block(
     ``arithmetic`` (:data:`fp4ref.profiles.DECODE_ARITHMETIC`): ``"output-dtype"`` rounds
     the scale to ``dtype`` first (a float16 2^-127 is 0, 2^16 and up Inf) and the product
     to float32 and then to ``dtype``, as torch and MLX multiply half-precision tensors
-    (``"compressed-tensors"`` too); the other choices are the exact product above.
+    (``"compressed-tensors"`` and ``"mlx"`` too); the other choices are the exact product
+    above.
     """
     infinite = scale == e8m0.NAN and e8m0_decode in ("bits", "inf")
     if e8m0_decode == "bits" and scale == 0x00:
@@ -42,7 +43,7 @@ def dequantize_block(
     if scale == e8m0.NAN and e8m0_decode in ("ocp",):
         return [CANONICAL_NAN[dtype]] * len(codes)
     x = Fraction(2) ** 128 if scale == e8m0.NAN else Fraction(e8m0.decode(scale))
-    if arithmetic in ("output-dtype", "compressed-tensors") and not infinite:
+    if arithmetic in ("output-dtype", "compressed-tensors", "mlx") and not infinite:
         x, _ = binary_value(convert_float32(round_to_binary(x, False, 8, 23), dtype), dtype)
         infinite = x < 0  # the scale overflowed the output dtype
     out = []
@@ -74,7 +75,10 @@ def quantize_block(
     ``float32(|V_i| / X)`` rounded to E2M1 with the tie rule ``rounding``, saturating to 6.
     A block holding NaN or Inf gets scale 0xFF (NaN) and all-zero codes: fp4ref's policy,
     as the OCP reference code does for NaN (the spec text leaves it open). A block of zeros
-    gets ``zero_byte`` under a rule when it is given (MLX 0x7F, Quark 0x01).
+    gets ``zero_byte`` under a rule when it is given (Quark 0x01). ``nonfinite="mlx"``
+    gives a NaN/Inf block byte 0x80 instead (MLX 0.32.4); ``element_rule="argmin"`` codes
+    by :func:`fp4ref.spec.elements.argmin_code`. Under rule ``"mlx"`` the stored byte
+    wraps and the elements are divided by 2^e (:func:`fp4ref.spec.scale_rules.mx_divisor`).
 
     Under ``nonfinite="gfloat"`` (:data:`fp4ref.profiles.NONFINITE`) a NaN is refused
     (``ValueError``) and a block holding Inf gets scale 0xFE, its elements coded as
@@ -94,7 +98,7 @@ def quantize_block(
     """
     from .elements import element_code
     from .optimal import search, search_hessian
-    from .scale_rules import e8m0_divisor, mx_scale, quotient
+    from .scale_rules import e8m0_divisor, mx_divisor, mx_scale, quotient
 
     if nonfinite == "gfloat" and any(math.isnan(v) for v in values):
         raise ValueError("NaN in a block: refused under nonfinite='gfloat'")
@@ -113,7 +117,7 @@ def quantize_block(
             nonfinite = "nan-scale"
     ggml = nonfinite in ("ggml", "gguf-py")
     if not ggml and any(math.isnan(v) or math.isinf(v) for v in values):
-        return e8m0.NAN, [0] * len(values)
+        return (0x80 if nonfinite == "mlx" else e8m0.NAN), [0] * len(values)
     # ggml's max: `if (amax < fabsf(v)) amax = fabsf(v)` never takes a NaN
     amax = max((abs(v) for v in values if not math.isnan(v)), default=0.0)
     if ggml and (math.isinf(amax) or (nonfinite == "gguf-py"
@@ -137,9 +141,13 @@ def quantize_block(
 
         half = math.ldexp(1.0, scale - 128)
         return scale, [ggml_code(v, half) for v in values]
-    divisor = e8m0_divisor(scale) if scale != e8m0.NAN else math.nan
-    codes = [element_code(v, quotient(v, divisor, False), rounding, zero_sign) for v in values]
-    if scale == e8m0.NAN:  # ggml's wrapped exponents can land on 0xFF
+    if rule == "mlx":  # the stored byte wraps; the elements see 2^e
+        divisor = mx_divisor(amax, scale, rule)
+    else:
+        divisor = e8m0_divisor(scale) if scale != e8m0.NAN else math.nan
+    codes = [element_code(v, quotient(v, divisor, False), rounding, zero_sign, element_rule)
+             for v in values]
+    if scale == e8m0.NAN and rule != "mlx":  # ggml's wrapped exponents can land on 0xFF
         codes = [0] * len(values)
     return scale, codes
 

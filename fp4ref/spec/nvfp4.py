@@ -31,9 +31,9 @@ def dequantize_block(
     rounded to float32 and then to the output dtype ``dt``, see
     :data:`fp4ref.profiles.DECODE_ARITHMETIC`; under ``"compressed-tensors"``
     ``tensor_scale_bits`` are the bits of the encode scale G the block scale is divided
-    by, ``P_i * f32(s_block / G)``). ``e4m3_decode="ggml"`` reads the scale
-    byte as ggml's UE4M3 (sign bit ignored, 0x7F is 0, 0xFF 480) and code 0x8 as +0
-    (:data:`fp4ref.profiles.E4M3_DECODES`).
+    by, ``P_i * f32(s_block / G)``; ``"mlx"`` is ``"scale-first"``).
+    ``e4m3_decode="ggml"`` reads the scale byte as ggml's UE4M3 (sign bit ignored, 0x7F
+    is 0, 0xFF 480) and code 0x8 as +0 (:data:`fp4ref.profiles.E4M3_DECODES`).
 
     Parameters
     ----------
@@ -103,10 +103,14 @@ def quantize_block(
     ``nonfinite`` (the profile's :data:`fp4ref.profiles.NONFINITE` choice), when given,
     overrides ``nan_scale_for_inf``; ``"comfy"`` takes NaN and Inf through the ``"comfy"``
     recipe's arithmetic (:func:`comfy_block`). The ``"comfy"`` recipe has no search.
+    ``nonfinite="mlx"``: no NaN scale at all, a NaN is the block's max (recipe ``"mlx"``
+    saturates it to 0x7E); ``element_rule="argmin"`` codes by
+    :func:`fp4ref.spec.elements.argmin_code`; recipe ``"mlx"`` codes
+    :func:`fp4ref.spec.scale_rules.mlx_quotient`.
     """
     from .elements import element_code
     from .optimal import search, search_hessian
-    from .scale_rules import nvfp4_block_scale, nvfp4_divisor, quotient
+    from .scale_rules import mlx_quotient, nvfp4_block_scale, nvfp4_divisor, quotient
 
     if recipe == "vllm":  # its own arithmetic throughout, NaN and Inf included
         return vllm_block(values, tensor)
@@ -119,8 +123,9 @@ def quantize_block(
     ggml = nonfinite == "ggml"
     if nonfinite == "gguf-py":
         raise ValueError("nonfinite='gguf-py' is MXFP4 only (gguf-py has no NVFP4 quantizer)")
-    if not ggml and nonfinite != "comfy" and (any(math.isnan(v) for v in values) or (
-            nan_scale_for_inf and any(math.isinf(v) for v in values))):
+    if not ggml and nonfinite not in ("comfy", "mlx") and (
+            any(math.isnan(v) for v in values)
+            or (nan_scale_for_inf and any(math.isinf(v) for v in values))):
         return e4m3.NAN, [0] * len(values)
     if recipe == "comfy":
         if optimal:
@@ -128,6 +133,8 @@ def quantize_block(
         return comfy_block(values, tensor, rounding, zero_sign)
     # ggml's max: `if (amax < fabsf(v)) amax = fabsf(v)` never takes a NaN
     amax = max((abs(v) for v in values if not math.isnan(v)), default=0.0)
+    if nonfinite == "mlx" and any(math.isnan(v) for v in values):  # MLX: max(abs(x))
+        amax = math.nan  # propagates NaN into the arithmetic
     scale = nvfp4_block_scale(amax, recipe, tensor, clamp, zero_scale, e4m3_encode)
     if optimal:
         candidates = [(b, nvfp4_divisor(b, recipe, tensor)[0]) for b in range(1, 0x7F)]
@@ -150,7 +157,12 @@ def quantize_block(
         if e4m3.decode(scale) != e4m3.decode(scale):
             codes = [0] * len(values)
         return scale, codes
-    codes = [element_code(v, quotient(v, d, multiply), rounding, zero_sign) for v in values]
+    if recipe == "mlx":
+        codes = [element_code(v, mlx_quotient(v, d, tensor), rounding, zero_sign, element_rule)
+                 for v in values]
+    else:
+        codes = [element_code(v, quotient(v, d, multiply), rounding, zero_sign, element_rule)
+                 for v in values]
     if e4m3.decode(scale) != e4m3.decode(scale):
         codes = [0] * len(values)
     return scale, codes

@@ -128,6 +128,8 @@ def tensor_operands(recipe: Recipe) -> list[tuple[str, float]]:
         return [("1", 1.0)]
 
     def stored(amax: float) -> float:
+        if prof.tensor_scale_direction == "amax":  # MLX: the stored scale is the amax
+            return amax
         return float(_tensor_scales(prof, None, amax=lambda: amax)[2])
 
     def operand(scale: float) -> float:
@@ -143,6 +145,8 @@ def tensor_operands(recipe: Recipe) -> list[tuple[str, float]]:
         if scale not in seen:
             seen.add(scale)
             out.append((f"{label} = {scale:.8g}", operand(scale)))
+    if prof.tensor_scale_direction == "amax":  # MLX without a global_scale: E = 1
+        out.insert(0, ("none", 1.0))
     return out
 
 
@@ -179,8 +183,7 @@ def _heaviest(u: int, per: int, pin: int, skip_nan: bool = False) -> int:
     Inf > finite, as magnitude bits order them): beside ``u`` it gives the block's amax
     and its NaN/Inf status, so the block's scale and ``u``'s code. With ``skip_nan`` (a
     policy whose block max leaves NaN out: ``nonfinite`` ``"ggml"``, ``"gguf-py"``,
-    ``"vllm-triton"``) NaN patterns are
-    passed over."""
+    ``"vllm-triton"``) NaN patterns are passed over."""
     first = u - u % per
     candidates = [v for v in range(first, min(first + per, ALL))
                   if not skip_nan or v & 0x7FFFFFFF <= 0x7F800000]
@@ -204,6 +207,8 @@ def quantize_profiles(fmt: str) -> list[str]:
                    p.mx_element_scale, p.e8m0_stored_min)
         elif p.nvfp4_recipe in (None, "vllm"):  # "vllm": see recipes()
             continue
+        elif p.element_rule == "argmin":  # MLX's codes of saturated blocks alternate with
+            continue  # the float32 rounding of huge quotients (2^25..2^27): no runs to sweep
         else:
             key = (p.nvfp4_recipe, p.block_scale_clamp, p.tensor_scale, p.rounding,
                    p.zero_sign, p.nonfinite, p.element_rule, p.e4m3_encode)

@@ -157,7 +157,8 @@ class Peer:
         prof = self._own_profile(format, profile)
         if scale_rule is not None:
             raise NotImplementedError(f"{self.name} has no optimal scale search")
-        given = float(np.float32(tensor_scale)) if prof.tensor_scale else None
+        given = (float(np.float32(tensor_scale)) if prof.tensor_scale and format == "nvfp4"
+                 else None)  # MXFP4 has no tensor scale
         blocks, scales, _ = self.quantize_probe(np.ascontiguousarray(x), format, given)
         if prof.scale_layout != "linear":
             from ...layouts import swizzle
@@ -175,6 +176,7 @@ class Peer:
 
             scales = unswizzle(scales, rows=blocks.shape[0], cols=blocks.shape[1] * 2 // 16,
                                layout=prof.scale_layout)
-        stored = float(np.float32(tensor_scale)) if prof.tensor_scale else None
+        stored = (float(np.float32(tensor_scale)) if prof.tensor_scale and format == "nvfp4"
+                  else None)  # MXFP4 has no tensor scale
         return self.dequantize_probe(blocks, np.asarray(scales).reshape(blocks.shape[0], -1),
                                      stored, format, "float32")

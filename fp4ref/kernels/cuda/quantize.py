@@ -40,7 +40,13 @@ from numba import cuda, float32, float64, int32, njit, uint32, uint64
 
 from ..comfy import comfy_block
 from ..cpu.simd.nvfp4_search import decision_threshold
-from ..elements import THRESHOLDS, element_code, packed_byte, threshold_code
+from ..elements import (
+    THRESHOLDS,
+    element_code,
+    packed_byte,
+    scaled_element_code,
+    threshold_code,
+)
 from ..ggml import ggml_block
 from ..optimal import search_hessian
 from ..options import (
@@ -51,12 +57,16 @@ from ..options import (
     NONFINITE_GFLOAT,
     NONFINITE_GGML,
     NONFINITE_GGUF_PY,
+    NONFINITE_MLX,
     NONFINITE_NAN_SCALE,
     RECIPE_COMFY,
+    RECIPE_MLX,
     RECIPE_TORCHAO,
     RECIPE_VLLM,
     RULE_FLOOR,
+    RULE_MLX,
     SPLIT_HALF,
+    TIE_ARGMIN,
 )
 from ..quantize_block import (
     block_amax,
@@ -66,11 +76,12 @@ from ..quantize_block import (
     mx_quirk_code,
     mx_quirk_scale,
     nv_block_scale,
+    pow2_32,
     vllm_nv_block,
     vllm_nv_code,
 )
 from ..scalar import byte_elements
-from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
+from ..scale_rules import mlx_exponent, mx_scale, nvfp4_block_scale, nvfp4_divisor
 from . import elements, unfused  # noqa: F401 (the GPU's count_below and mul overloads)
 from .codec import _grid, _simulated, resident_grid
 from .warp import index_shuffle, xor_shuffle
@@ -78,6 +89,9 @@ from .wide import hinted_load4, load4, store4
 
 #: NaN scale bytes: E8M0 0xFF (MX v1.0 5.4.1), E4M3 0x7F.
 MX_NAN, NV_NAN = 0xFF, 0x7F
+
+#: The byte MLX gives a NaN/Inf MXFP4 block (``nonfinite="mlx"``).
+MX_MLX_NONFINITE = 0x80
 
 #: float32 bits of +Inf: a sign-cleared value above it is a NaN (IEEE 754 3.4).
 _INF_BITS = 0x7F800000
@@ -178,15 +192,19 @@ def threshold_table(recipe: int, tensor: float, tie: int):
 
 
 def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
-                 by_threshold: bool = False, threads: int = 128, loads: str = ""):
+                 by_threshold: bool = False, threads: int = 128, loads: str = "",
+                 mlx_nonfinite: bool = False):
     """The kernel for MXFP4 rule ``rule`` (or, with ``nv``, NVFP4 recipe ``rule``) and one
     set of element options; see the module docstring. With ``by_threshold`` (NVFP4, a
     division recipe whose every scale byte but the NaN ones has a finite divisor >= 0) an
     element's code is counted against its block's seven decision thresholds
     (:func:`threshold_table`) instead of computed from ``|x| / d``: the same codes, no
     division. ``threads``: of a thread block (the size of its threshold table copy);
-    ``loads``: PTX qualifiers of the 16-byte loads (:func:`.wide.hinted_load4`)."""
-    key = ("rule", nv, rule, order, tie, zero_sign, by_threshold, threads, loads)
+    ``loads``: PTX qualifiers of the 16-byte loads (:func:`.wide.hinted_load4`).
+    ``mlx_nonfinite``: ``nonfinite="mlx"`` (MXFP4 NaN/Inf blocks 0x80, NVFP4 no NaN
+    scale)."""
+    key = ("rule", nv, rule, order, tie, zero_sign, by_threshold, threads, loads,
+           mlx_nonfinite)
     if key in _KERNELS:
         return _KERNELS[key]
     n = 16 if nv else 32
@@ -195,6 +213,9 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
     span = 32 * n  # floats of a step: 32 blocks, a block's scale for each lane
     multiply = nv and rule == RECIPE_TORCHAO  # torchao multiplies by the reciprocal
     fetch = hinted_load4(loads) if loads else load4
+    mx_mlx = not nv and rule == RULE_MLX  # MLX: elements / 2^e, the byte wraps
+    nv_mlx = nv and rule == RECIPE_MLX  # MLX: float32(|x| / s_b) * E
+    mx_multiply = (multiply or not nv) and not mx_mlx
 
     @cuda.jit
     def kernel(bits, divisors, tensor, clamp_low, clamp_high, zero_block, zero_scale, inf_nan,
@@ -243,7 +264,7 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
             amax = float(np.uint32(top).view(np.float32))  # exact
             if nv:
                 scale = NV_NAN
-                if top < bad_from:
+                if top < bad_from or mlx_nonfinite:  # MLX: a NaN is the block's max
                     scale = nvfp4_block_scale(amax, rule, tensor, clamp_low, clamp_high,
                                               zero_block, zero_scale)
                 d = float32(divisors[scale])  # exact
@@ -261,6 +282,14 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
                     scale = int32(zero_scale)
                 d = e8m0_reciprocal32(min(scale, 254))  # |x| / X = |x| * 2^(127 - s)
                 zero_codes = scale == MX_NAN  # ggml's wrapped exponents can land there too
+                if mx_mlx and top < bad_from:  # MLX: the byte wraps, |x| / 2^e
+                    exponent = mlx_exponent(amax)
+                    scale = (exponent + 127) % 256
+                    d = pow2_32(exponent)
+                    zero_codes = False
+                if mlx_nonfinite and top >= bad_from:
+                    scale = MX_MLX_NONFINITE
+                    zero_codes = True
             block = step * uint64(32) + uint64(part * per_load + lane // uint32(group))
             if block < nblocks:  # this lane's block: load `part`, group lane // group
                 scales[block] = scale
@@ -289,7 +318,10 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
                         d = np.uint32(sent).view(np.float32)
                     for k in range(4):
                         v = np.uint32(values[4 * j + k]).view(np.float32)
-                        code = element_code(v, d, multiply or not nv, tie, zero_sign)
+                        if nv_mlx:
+                            code = scaled_element_code(v, d, tensor, tie, zero_sign)
+                        else:
+                            code = element_code(v, d, mx_multiply, tie, zero_sign)
                         codes |= uint32(code) << uint32(4 * k)
                 if order == SPLIT_HALF:  # byte i: elements i, i + n/2 (a lane n/8 along)
                     other = uint32(xor_shuffle(int32(codes), group // 2))
@@ -310,10 +342,12 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
     return kernel
 
 
-def _search_kernel(nv: bool, hessian: bool, order: int, tie: int, zero_sign: int):
+def _search_kernel(nv: bool, hessian: bool, order: int, tie: int, zero_sign: int,
+                   mlx_nonfinite: bool = False):
     """The optimal-search kernel for MXFP4 (or NVFP4, ``nv``), by SSE or, with ``hessian``,
-    by ``r^T H r``, and one set of element options."""
-    key = ("search", nv, hessian, order, tie, zero_sign)
+    by ``r^T H r``, and one set of element options (``mlx_nonfinite``: MXFP4 NaN/Inf
+    blocks get 0x80, ``nonfinite="mlx"``)."""
+    key = ("search", nv, hessian, order, tie, zero_sign, mlx_nonfinite)
     if key in _KERNELS:
         return _KERNELS[key]
     n = 16 if nv else 32
@@ -359,13 +393,15 @@ def _search_kernel(nv: bool, hessian: bool, order: int, tie: int, zero_sign: int
             else:
                 scale = mx_block_scale(row, float(amax), 0, True, rule, first, tie, lanes, table,
                                        terms, ys)
+            if bad and mlx_nonfinite and not nv:
+                scale = MX_MLX_NONFINITE
             scales[blk] = scale
             if nv:
                 d = float32(table[scale])  # exact
                 zero = scale & 0x7F == NV_NAN  # the NaN bytes get zero codes
             else:
                 d = e8m0_reciprocal32(min(scale, 254))  # |x| / X = |x| * 2^(127 - s)
-                zero = scale == MX_NAN
+                zero = scale == MX_NAN or bad
             out = cuda.local.array(4, uint32)
             for k in range(n // 8):
                 word = uint32(0)
@@ -397,7 +433,8 @@ def _search(nv: bool, x, divisors, options, multiply: bool, scales, packed, hess
     or None to search by SSE."""
     n = 16 if nv else 32
     o = options
-    kernel = _search_kernel(nv, hessian is not None, o.nibble_order, o.rounding, o.zero_sign)
+    kernel = _search_kernel(nv, hessian is not None, o.nibble_order, o.rounding, o.zero_sign,
+                            o.nonfinite == NONFINITE_MLX)
     if hessian is None:  # not read: a float64 [1, n, n] array types the argument
         hessian = cuda.device_array((1, n, n), np.float64)
     blocks, threads = _block_grid(scales.size)
@@ -545,7 +582,8 @@ def quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
     shape = RULE_SHAPE
     blocks, threads = _warp_grid((scales.size + 31) // 32, shape["threads"])
     _rule_kernel(False, o.scale_rule, o.nibble_order, o.rounding, o.zero_sign, False, threads,
-                 "" if _simulated() else shape["loads"])[blocks, threads](
+                 "" if _simulated() else shape["loads"],
+                 o.nonfinite == NONFINITE_MLX)[blocks, threads](
         x.view(np.uint32), divisors, 1.0, o.clamp_low, o.clamp_high, o.mx_zero_block,
         float(o.mx_zero_block_scale), o.nonfinite != NONFINITE_GFLOAT, scales,
         _rule_out(packed, o.nibble_order), _no_thresholds())
@@ -574,11 +612,12 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
     shape = RULE_SHAPE
     blocks, threads = _warp_grid((scales.size + 31) // 32, shape["threads"])
     thresholds = None
-    if shape["by_threshold"] and not multiply:
+    if (shape["by_threshold"] and not multiply and o.nvfp4_recipe != RECIPE_MLX
+            and o.rounding != TIE_ARGMIN):  # MLX: a division then a multiply; argmin
         thresholds = threshold_table(o.nvfp4_recipe, o.tensor_operand, o.rounding)
     loads = "" if _simulated() else shape["loads"]
     kernel = _rule_kernel(True, o.nvfp4_recipe, o.nibble_order, o.rounding, o.zero_sign,
-                          thresholds is not None, threads, loads)
+                          thresholds is not None, threads, loads, o.nonfinite == NONFINITE_MLX)
     args = (x.view(np.uint32), divisors, o.tensor_operand, o.clamp_low, o.clamp_high,
             o.zero_block, o.zero_block_scale, o.nonfinite == NONFINITE_NAN_SCALE, scales,
             _rule_out(packed, o.nibble_order),
