@@ -8,6 +8,7 @@ import ml_dtypes
 import numpy as np
 
 from . import _checks, _device, arrays, backends, buffers, layouts
+from .kernels.options import decode_arithmetic
 from .profiles import E8M0_DECODES
 from .profiles import get as get_profile
 from .spec import mx, nibbles, nvfp4, rounding
@@ -133,7 +134,7 @@ def packed(
                 scale = np.float32(1.0) / scale  # vLLM: 1 / weight_global_scale in float32
     leading, k = _block_shapes(blocks, scales, block_size, fmt)
     return Packed(blocks, scales, fmt, block_size, scale_format, scale, order, e8m0, leading, k,
-                  prof.decode_arithmetic, prof.e4m3_decode)
+                  decode_arithmetic(prof.decode_arithmetic, fmt), prof.e4m3_decode)
 
 
 @arrays.front_door

@@ -114,7 +114,8 @@ class PythonBackend:
             if options.format == "mxfp4":
                 scale, codes = mx.quantize_block(
                     values, options.scale_rule, p.rounding, p.zero_sign, options.start_rule,
-                    p.e8m0_min, p.sum_lanes, h, p.mx_zero_block_scale)
+                    p.e8m0_min, p.sum_lanes, h, p.mx_zero_block_scale, p.nonfinite,
+                    p.e8m0_zero_divisor)
             else:
                 scale, codes = nvfp4.quantize_block(
                     values, p.nvfp4_recipe, options.tensor_operand, p.block_scale_clamp,

@@ -33,7 +33,10 @@ E8M0_DECODES = ("ocp", "bits", "ggml", "inf")
 #: to it, as torch and MLX multiply bfloat16/float16 tensors (comfy-kitchen
 #: ``dequantize_nvfp4``, Quark, MLX): ``dt(P * dt(dt(s_t) * dt(s_b)))``, MXFP4
 #: ``dt(P * dt(X))``; for float32 output the same as ``"scale-first"``.
-DECODE_ARITHMETIC = ("exact", "scale-first", "output-dtype")
+#: ``"torchao"``: MXFP4 as ``"output-dtype"`` (torchao 0.18 ``to_dtype``: ``data.to(dt) *
+#: get_fp_scale(s).to(dt)``), NVFP4 as ``"scale-first"`` (``NVFP4Tensor.dequantize``:
+#: ``(P * f32(s_t * s_b)).to(dt)``).
+DECODE_ARITHMETIC = ("exact", "scale-first", "output-dtype", "torchao")
 
 #: NVFP4 block-scale decode: ``"ocp"`` E4M3 as OFP8 v1.0 (0x7F/0xFF NaN); ``"ggml"``
 #: ggml's UE4M3 (``ggml_ue4m3_to_fp32``): the sign bit is ignored, 0x7F is 0 and 0xFF is
@@ -43,7 +46,28 @@ E4M3_DECODES = ("ocp", "ggml")
 #: Non-finite input policies: ``"nan-scale"``: a block holding NaN or Inf gets the NaN
 #: scale (0xFF / 0x7F) and zero codes; ``"ieee"``: NaN does, Inf runs through the recipe's
 #: float32 arithmetic (NVFP4 only: Inf saturates the block scale to 448, its code to 6).
-NONFINITE = ("nan-scale", "ieee")
+#: MXFP4 blocks with a NaN or an Inf, as implementations code them (scale rules only;
+#: the searches keep ``"nan-scale"``; NaN codes are those of the quiet NaN, as the float32
+#: operations leave a signalling one):
+#: ``"torchao"`` (torchao 0.18 ``to_mx`` FLOOR/CEIL/EVEN, CPU): a NaN block gets 0xFF and
+#: its elements are divided by the float32 with bits 0xFF << 23 (+Inf): finite ones become
+#: signed zeros, an Inf the x86 default NaN (0xFFC00000); an Inf block (no NaN) gets 253
+#: (the exponent field 255 gives 2^126) and its elements are divided by 2^126, Inf coding
+#: as 6. A NaN element's code is torchao's ``f32_to_f4_unpacked`` bit trick on it: its sign,
+#: magnitude 3 + bit 21 of its bits (0x7FC00000 -> 3).
+#: ``"torchao-rceil"`` (``to_mx`` RCEIL, CPU fallback ``_to_mx_rceil``): a NaN block gets
+#: 0xFF and its elements are multiplied by ``amax / 6``, which torch's ``amax`` makes
+#: 0x7FC00000 whatever the block's NaNs: every code is 3 (1.5); an Inf block gets 254 and
+#: its elements times 2^-127 (Inf codes as 6).
+#: ``"qwantize"`` (qwantize 0.1.1 ``mxfp4_naive``/``nvfp4_naive``): a NaN block gets the
+#: NaN scale (0xFF / 0x7F) and, since ``|x| / NaN`` falls in the last bucket, code 6 with
+#: its sign for every nonzero element, 0 for zeros and for NaNs (``torch.sign(NaN)`` is
+#: 0); an Inf block (no NaN): MXFP4 254 (log2 of Inf clamped), elements divided by 2^127;
+#: NVFP4 as ``"ieee"``.
+#: ``"mistralrs"`` (mistral.rs 0.9.5 in-situ MXFP4): NaN elements are left out of the
+#: block max and coded 7 (+6) whatever their sign; a block max of Inf gives byte 0
+#: (``floor(log2(Inf)) as i32 + 127`` wraps, clamped to 0) and elements divided by 2^-127.
+NONFINITE = ("nan-scale", "ieee", "torchao", "torchao-rceil", "qwantize", "mistralrs")
 
 #: Directions of the NVFP4 tensor scale as stored: ``"decode"`` amax / (6 * 448), a
 #: multiplier (ModelOpt ``weight_scale_2``, torchao); ``"encode"`` 6 * 448 / amax
@@ -108,6 +132,9 @@ def _check(profile: Profile) -> None:
     zero = profile.zero_block_scale
     if zero is not None and not (_real(zero) and math.isfinite(zero) and zero >= 0):
         raise _bad("zero_block_scale", zero, "None or a finite real >= 0")
+    divisor = profile.e8m0_zero_divisor
+    if divisor is not None and not (_real(divisor) and math.isfinite(divisor) and divisor > 0):
+        raise _bad("e8m0_zero_divisor", divisor, "None or a finite real > 0")
     byte = profile.mx_zero_block_scale
     if byte is not None and not (isinstance(byte, int) and not isinstance(byte, bool)
                                  and 0 <= byte <= 254):
@@ -154,6 +181,11 @@ class Profile:
         gives, 0x00 for most); MLX 0x7F, AMD Quark 0x01. The searches ignore it.
     zero_block_scale : float or None
         NVFP4 scale given to a zero block (None: whatever the recipe computes, 0).
+    e8m0_zero_divisor : float or None
+        MXFP4 under a scale rule: what the elements of a block whose scale byte is 0x00 are
+        divided by (None: 2^-127, the byte's value); torchao FLOOR/CEIL/EVEN 2^-126
+        (``scale_fp32.clamp(min=F32_MIN_NORMAL)``), torchao RCEIL on CPU 1.0 (its
+        reciprocal ``torch.where(exponent == 0, 1.0, ...)``).
     nibble_order : {"low-first", "high-first", "split-half"}
         Where element 2j and 2j+1 sit in their byte.
     scale_layout : {"linear", "128x4", "8x4"}
@@ -179,6 +211,7 @@ class Profile:
     block_scale_clamp: tuple[float, float] | None = None
     zero_block_scale: float | None = None
     mx_zero_block_scale: int | None = None
+    e8m0_zero_divisor: float | None = None
     nibble_order: str = "low-first"
     scale_layout: str = "linear"
     sum_lanes: int = 16
@@ -207,7 +240,7 @@ _PROFILES = (
             "E8M0 0x00 -> 0.0, 0xFF -> +Inf. Not emulated (docs/findings.md): an Inf block "
             "wraps to scale 0 with codes +-6, NaN is skipped in the max and coded 7.",
             rounding="away", zero_sign="negative", scale_rule="mistralrs", e8m0_decode="bits",
-            nvfp4_recipe=None),
+            nvfp4_recipe=None, nonfinite="mistralrs"),
     Profile("ggml", "ggml C (llama-cpp-python 0.3.36 sdist, run through ctypes: "
             "ggml_quantize_chunk and to_float, types 39 and 40) and gguf-py 0.19 (run): MXFP4 "
             "floor(log2f(amax))-2+127 without clamp (wraps below 2^-125), ties toward zero, "
@@ -224,12 +257,14 @@ _PROFILES = (
             "e4m3(clamp((amax/6)/s_t, 2^-6, 448)), elements x*((1/s_t)/s_b). Not emulated: "
             "Inf blocks get 253 in torchao, and scale-byte-0 blocks are encoded against 2^-126 "
             "(docs/findings.md).",
-            nonfinite="ieee", nvfp4_recipe="torchao", block_scale_clamp=(2.0 ** -6, 448.0)),
+            nonfinite="torchao", nvfp4_recipe="torchao", block_scale_clamp=(2.0 ** -6, 448.0),
+            e8m0_zero_divisor=2.0 ** -126, decode_arithmetic="torchao"),
     Profile("torchao-rceil", "torchao 0.18 to_mx RCEIL: ceil(log2(amax/6)) (the cvt.rp "
             "semantics; torchao's CPU fallback uses float32 log2, docs/findings.md); NVFP4 as "
             "torchao-floor.",
-            scale_rule="rceil", nonfinite="ieee", nvfp4_recipe="torchao",
-            block_scale_clamp=(2.0 ** -6, 448.0)),
+            scale_rule="torchao-rceil", nonfinite="torchao-rceil", nvfp4_recipe="torchao",
+            block_scale_clamp=(2.0 ** -6, 448.0), e8m0_zero_divisor=1.0,
+            decode_arithmetic="torchao"),
     Profile("modelopt", "NVIDIA ModelOpt 0.47 NVFP4QTensor (run on CPU): s_t = amax/(6*448) "
             "(weight_scale_2, decode), block scale amax_b/(6*s_t) with 0 -> 1.0, clamped to "
             "[2^-9, 448], e4m3 RNE; elements x/(s_b*s_t), RNE, -0.0 -> +0. MXFP4 scale rule "
@@ -255,7 +290,7 @@ _PROFILES = (
             "scale, block scale e4m3(amax/6); elements |x|/s ties toward zero; -0.0 -> +0; "
             "float32 errors summed in torch's AVX-512 order.",
             rounding="zero", zero_sign="negative", scale_rule="qwantize", e8m0_min=1,
-            nonfinite="ieee", nvfp4_recipe="plain", tensor_scale=False),
+            nonfinite="qwantize", nvfp4_recipe="plain", tensor_scale=False),
     Profile("quark", "AMD Quark 0.13 OCP_MXFP4Spec export (run on CPU: PerBlockMXObserver, "
             "scaled_real_quantize, Pack_fp4, to_e8m0_uint8): the EVEN scale rule, ties to even, "
             "zero codes +0, a zero block 0x01; import (Pack_fp4.unpack, kernel.dequantize): "

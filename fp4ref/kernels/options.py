@@ -67,14 +67,28 @@ LOW_FIRST, HIGH_FIRST, SPLIT_HALF = (
 (RULE_FLOOR, RULE_RCEIL, RULE_CEIL, RULE_EVEN, RULE_NEAREST, RULE_MISTRALRS, RULE_QWANTIZE,
  RULE_GGML, RULE_EXPONENT) = (code("scale_rule", n) for n in (
      "floor", "rceil", "ceil", "even", "nearest", "mistralrs", "qwantize", "ggml", "exponent"))
+RULE_TORCHAO_RCEIL = code("scale_rule", "torchao-rceil")
 RECIPE_PLAIN, RECIPE_MODELOPT, RECIPE_TORCHAO, RECIPE_CT = (
     code("nvfp4_recipe", n) for n in ("plain", "modelopt", "torchao", "compressed-tensors"))
 NONFINITE_NAN_SCALE, NONFINITE_IEEE = (code("nonfinite", n) for n in ("nan-scale", "ieee"))
+NONFINITE_TORCHAO, NONFINITE_TORCHAO_RCEIL, NONFINITE_QWANTIZE, NONFINITE_MISTRALRS = (
+    code("nonfinite", n) for n in ("torchao", "torchao-rceil", "qwantize", "mistralrs"))
 E8M0_OCP, E8M0_BITS, E8M0_GGML, E8M0_INF = (
     code("e8m0_decode", n) for n in ("ocp", "bits", "ggml", "inf"))
 E4M3_OCP, E4M3_GGML = (code("e4m3_decode", n) for n in ("ocp", "ggml"))
 DECODE_EXACT, DECODE_SCALE_FIRST, DECODE_OUTPUT_DTYPE = (
     code("decode_arithmetic", n) for n in ("exact", "scale-first", "output-dtype"))
+
+#: The decode arithmetic a profile's choice means for each format (a choice named after an
+#: implementation that decodes the two formats differently); others mean themselves.
+_DECODE_BY_FORMAT = {"torchao": {"mxfp4": "output-dtype", "nvfp4": "scale-first"}}
+
+
+def decode_arithmetic(name: str, format: str) -> str:
+    """The :data:`fp4ref.profiles.DECODE_ARITHMETIC` choice the kernels run for a profile's
+    ``decode_arithmetic`` ``name`` on ``format`` (``"torchao"``: ``"output-dtype"`` for
+    MXFP4, ``"scale-first"`` for NVFP4)."""
+    return _DECODE_BY_FORMAT.get(name, {}).get(format, name)
 LAYOUT_LINEAR, LAYOUT_128X4, LAYOUT_8X4 = (
     code("scale_layout", n) for n in ("linear", "128x4", "8x4"))
 OUT_FLOAT32, OUT_BFLOAT16, OUT_FLOAT16 = (
@@ -102,7 +116,9 @@ class KernelOptions(NamedTuple):
     tensor_operand : float
         NVFP4: the recipe's tensor operand (:func:`fp4ref.quantize` computes it).
     nonfinite : int
-        :data:`NONFINITE_NAN_SCALE` or :data:`NONFINITE_IEEE`.
+        :data:`NONFINITE_NAN_SCALE`, :data:`NONFINITE_IEEE`, or an implementation's MXFP4
+        NaN/Inf coding (:data:`NONFINITE_TORCHAO`, ...; NVFP4 reads them as ``"ieee"``,
+        :data:`NONFINITE_QWANTIZE` with its NaN-block codes).
     clamp_low, clamp_high : float
         NVFP4 block-scale clamp; a profile without one clamps to [-Inf, Inf], which leaves
         every non-NaN value as it is.
@@ -114,6 +130,9 @@ class KernelOptions(NamedTuple):
         Whether a zero MXFP4 block gets ``mx_zero_block_scale`` under a scale rule.
     mx_zero_block_scale : int
         That E8M0 byte (0 when ``mx_zero_block`` is False: not read).
+    e8m0_zero_divisor : float
+        MXFP4: the divisor of a scale-0x00 block's elements, 0.0 for the byte's own 2^-127
+        (``Profile.e8m0_zero_divisor`` None).
     vector_code : bool
         Not a convention: whether the CPU kernels may take their LLVM vector paths (the
         switch of :mod:`.cpu.simd`, read when the record is built).
@@ -135,6 +154,7 @@ class KernelOptions(NamedTuple):
     zero_block_scale: float
     mx_zero_block: bool
     mx_zero_block_scale: int
+    e8m0_zero_divisor: float
     vector_code: bool
 
 
@@ -177,6 +197,16 @@ class QuantizeOptions:
         rule = self.profile.scale_rule
         return rule if rule in MX_RULES else "floor"
 
+    @property
+    def mx_quirks(self) -> bool:
+        """MXFP4 under a rule with a convention only the scalar block function
+        :func:`..quantize_block.mx_rule_block` implements (an implementation's NaN/Inf
+        coding, a scale-0x00 divisor): the vector code and the warp kernels step aside."""
+        p = self.profile
+        return (self.format == "mxfp4" and not self.optimal
+                and (p.nonfinite not in ("nan-scale", "ieee")
+                     or p.e8m0_zero_divisor is not None))
+
     @cached_property
     def kernel(self) -> KernelOptions:
         """These options as the kernels read them."""
@@ -201,6 +231,7 @@ class QuantizeOptions:
             zero_block_scale=float(p.zero_block_scale or 0.0),
             mx_zero_block=p.mx_zero_block_scale is not None,
             mx_zero_block_scale=int(p.mx_zero_block_scale or 0),
+            e8m0_zero_divisor=float(p.e8m0_zero_divisor or 0.0),
             vector_code=vector_code(),
         )
 

@@ -19,7 +19,16 @@ import math
 import numpy as np
 from numba import njit
 
+from .elements import element_code
 from .optimal import search
+from .options import (
+    NONFINITE_IEEE,
+    NONFINITE_MISTRALRS,
+    NONFINITE_NAN_SCALE,
+    NONFINITE_QWANTIZE,
+    NONFINITE_TORCHAO,
+    NONFINITE_TORCHAO_RCEIL,
+)
 from .scale_rules import mx_scale, nvfp4_block_scale
 
 _INF32 = np.float32(math.inf)
@@ -97,3 +106,88 @@ def half_value(bits, bfloat):
         magnitude = math.ldexp(float(fraction + (1 << fraction_bits)),
                                exponent - bias - fraction_bits)
     return -magnitude if bits >> 15 else magnitude
+
+
+@njit(cache=True, error_model="numpy")
+def torchao_nan_code(bits):
+    """torchao's ``f32_to_f4_unpacked`` code of the NaN with float32 ``bits``, quieted
+    first (:func:`fp4ref.spec.mx.torchao_nan_code`): its sign, magnitude 3 + bit 21."""
+    bits = np.uint32(bits) | np.uint32(0x00400000)
+    sign = 8 if bits >> np.uint32(31) else 0
+    return sign | (3 + int((bits >> np.uint32(21)) & np.uint32(1)))
+
+
+@njit(cache=True, error_model="numpy")
+def mx_rule_block(bits, base, n, rule, nonfinite, zero_divisor, zero_block, zero_byte, tie,
+                  zero_sign, codes):
+    """E8M0 byte of the MXFP4 block of the float32 bits ``bits[base:base + n]`` under scale
+    rule ``rule``, its element codes written to ``codes[:n]``, with the conventions only
+    this function implements: an implementation's NaN/Inf coding (``nonfinite``, see
+    :func:`fp4ref.spec.mx.nonfinite_block`) and the divisor ``zero_divisor`` of a scale-0
+    block's elements (0.0: 2^-127). The CPU scalar kernel and the GPU quirk kernel both call
+    it. Divisions by powers of two are the products by their reciprocals (exact, as in
+    :func:`..elements.element_code`)."""
+    top = np.uint32(0)  # largest magnitude of the non-NaN elements
+    first_nan = -1
+    for i in range(n):
+        m = np.uint32(bits[base + i]) & np.uint32(0x7FFFFFFF)
+        if m > np.uint32(0x7F800000):
+            if first_nan < 0:
+                first_nan = i
+        elif m > top:
+            top = m
+    amax = float(np.uint32(top).view(np.float32))
+    special = nonfinite not in (NONFINITE_NAN_SCALE, NONFINITE_IEEE)
+    if special and (first_nan >= 0 or top == np.uint32(0x7F800000)):
+        if nonfinite == NONFINITE_MISTRALRS:
+            if top == np.uint32(0x7F800000):
+                scale = 0  # floor(log2(Inf)) as i32 saturates, + 127 wraps, clamped to 0
+            elif top == 0 and zero_block:
+                scale = zero_byte
+            else:
+                scale = mx_scale(amax, rule)
+            d = e8m0_reciprocal32(scale)
+            for i in range(n):
+                v = np.uint32(bits[base + i]).view(np.float32)
+                codes[i] = 7 if v != v else element_code(v, d, True, tie, zero_sign)
+            return scale
+        if first_nan >= 0:
+            for i in range(n):
+                b = np.uint32(bits[base + i])
+                v = b.view(np.float32)
+                if nonfinite == NONFINITE_QWANTIZE:  # sign(x) * 6; sign(NaN) = sign(0) = 0
+                    codes[i] = (0 if v != v or v == np.float32(0.0)
+                                else element_code(v, _INF32, True, tie, zero_sign))
+                elif nonfinite == NONFINITE_TORCHAO_RCEIL:  # x * amax / 6: 0x7FC00000
+                    codes[i] = torchao_nan_code(0x7FC00000)
+                elif v != v:  # torchao: x / Inf
+                    codes[i] = torchao_nan_code(b)
+                elif abs(v) == _INF32:  # Inf / Inf: the x86 default NaN
+                    codes[i] = torchao_nan_code(0xFFC00000)
+                else:
+                    codes[i] = element_code(v, np.float32(0.0), True, tie, zero_sign)
+            return 255
+        scale = 253 if nonfinite == NONFINITE_TORCHAO else 254  # Inf, no NaN
+        d = e8m0_reciprocal32(scale)
+        for i in range(n):
+            codes[i] = element_code(np.uint32(bits[base + i]).view(np.float32), d, True, tie,
+                                    zero_sign)
+        return scale
+    if first_nan >= 0 or top == np.uint32(0x7F800000):
+        for i in range(n):
+            codes[i] = 0
+        return 255
+    scale = mx_scale(amax, rule)
+    if top == 0 and zero_block:
+        scale = zero_byte
+    if scale == 255:  # ggml's wrapped exponents
+        for i in range(n):
+            codes[i] = 0
+        return scale
+    d = e8m0_reciprocal32(scale)
+    if scale == 0 and zero_divisor > 0.0:
+        d = np.float32(1.0) / np.float32(zero_divisor)  # a power of two: exact
+    for i in range(n):
+        codes[i] = element_code(np.uint32(bits[base + i]).view(np.float32), d, True, tie,
+                                zero_sign)
+    return scale

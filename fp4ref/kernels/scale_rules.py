@@ -29,6 +29,7 @@ from .options import (
     RULE_MISTRALRS,
     RULE_QWANTIZE,
     RULE_RCEIL,
+    RULE_TORCHAO_RCEIL,
     TIE_EVEN,
 )
 from .scalar import e4m3_decode, e4m3_encode, float32_bits
@@ -90,6 +91,11 @@ def mx_scale(amax, rule):
         return min(max(int(math.floor(log2f(quotient))) + 127, 0), 254)
     if rule == RULE_EXPONENT:
         return float32_bits_of(f32(amax / 6.0)) >> 23
+    if rule == RULE_TORCHAO_RCEIL:  # float32 torch.log2, then ceil
+        quotient = f32(amax / 6.0)
+        if quotient == 0.0:
+            return 0
+        return _clamp_biased(int(math.ceil(log2f(quotient))), -127, 127)
     if rule == RULE_EVEN:
         bits = (float32_bits_of(amax) + 0x200000) & 0x7F800000
         return _clamp_biased((bits >> 23) - 129, -127, 128)

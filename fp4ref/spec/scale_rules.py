@@ -24,7 +24,7 @@ from . import e4m3
 #: MXFP4 scale rules, by name (``"optimal"`` and ``"optimal-hessian"`` start from a base
 #: rule and search; see :mod:`fp4ref.spec.optimal`).
 MX_RULES = ("floor", "rceil", "ceil", "even", "nearest", "mistralrs", "qwantize", "ggml",
-            "exponent")
+            "exponent", "torchao-rceil")
 SEARCH_RULES = ("optimal", "optimal-hessian")
 
 #: NVFP4 two-level recipes (see :func:`nvfp4_block_scale`).
@@ -107,6 +107,10 @@ def mx_scale(amax: float, rule: str) -> int:
         - ``"exponent"``: the biased exponent field of float32(amax / 6), vLLM's
           ``downcast_to_mxfp_torch`` ROUND_DOWN (``bits & 0x7F800000``): a subnormal or zero
           quotient gives 0x00.
+        - ``"torchao-rceil"``: torchao 0.18 ``_to_mx_rceil`` on CPU (its fallback of the
+          ``cvt.rp`` instruction): ``clamp(ceil(log2f(float32(amax / 6))), -127, 127) +
+          127`` with float32 ``torch.log2``, so a quotient a few ulps above a power of two
+          rounds down to it; a zero quotient gives 0x00.
     """
     if rule == "qwantize":
         t = f32(f32(log2f(max(amax, f32(1e-30))) - 2) + 127)
@@ -122,6 +126,9 @@ def mx_scale(amax: float, rule: str) -> int:
         return min(max(math.floor(log2f(quotient)) + 127, 0), 254)
     if rule == "exponent":
         return float32_bits(f32(amax / 6)) >> 23
+    if rule == "torchao-rceil":  # torch.ceil(torch.log2(descale)), float32
+        quotient = f32(amax / 6)
+        return 0 if quotient == 0 else _biased(math.ceil(log2f(quotient)))
     if rule == "even":
         bits = (float32_bits(amax) + 0x200000) & 0x7F800000
         return _biased((bits >> 23) - 127 - EMAX_ELEM, high=128)

@@ -194,7 +194,7 @@ def quantize_profiles(fmt: str) -> list[str]:
     seen, names = set(), []
     for name, p in profiles().items():
         if fmt == "mxfp4":
-            key = (p.scale_rule, p.rounding, p.zero_sign)
+            key = (p.scale_rule, p.rounding, p.zero_sign, p.nonfinite, p.e8m0_zero_divisor)
         elif p.nvfp4_recipe is None:
             continue
         else:
@@ -213,7 +213,9 @@ def _quantize(fmt: str, name: str) -> Sweep:
     def oracle(u: int) -> int:
         block = [value(u), value(_heaviest(u, per, pin))]  # the same amax and NaN/Inf
         if fmt == "mxfp4":
-            scale, codes = mx.quantize_block(block, p.scale_rule, p.rounding, p.zero_sign)
+            scale, codes = mx.quantize_block(block, p.scale_rule, p.rounding, p.zero_sign,
+                                             nonfinite=p.nonfinite,
+                                             zero_divisor=p.e8m0_zero_divisor)
         else:  # a tensor scale of 1 is its own reciprocal: the operand of every recipe
             scale, codes = nvfp4.quantize_block(
                 block, p.nvfp4_recipe, 1.0, p.block_scale_clamp, p.zero_block_scale,

@@ -139,12 +139,14 @@ def _mx_expected(
     order: str = "low-first",
     hessian: list | None = None,
     zero_byte: int | None = None,
+    nonfinite: str = "nan-scale",
+    zero_divisor: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     scales, packed = [], []
     for row in x.reshape(-1, mx.BLOCK_SIZE):
         scale, codes = mx.quantize_block(
             [float(v) for v in row], rule, rounding, zero_sign, start, min_byte, lanes, hessian,
-            zero_byte,
+            zero_byte, nonfinite, zero_divisor,
         )
         scales.append(scale)
         packed.append(nibbles.pack(codes, order, mx.BLOCK_SIZE))
@@ -367,6 +369,8 @@ def _profile_suite(name: str, profile: Profile) -> Suite:
                 profile.sum_lanes,
                 profile.nibble_order,
                 zero_byte=profile.mx_zero_block_scale,
+                nonfinite=profile.nonfinite,
+                zero_divisor=profile.e8m0_zero_divisor,
             )
             label = "mxfp4" + ("_optimal" if extra else "")
             cases.append(

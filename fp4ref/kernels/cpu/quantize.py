@@ -19,7 +19,8 @@ from numba import njit, prange
 from ..elements import THRESHOLDS, packed_byte
 from ..optimal import block_error, first_at_least, search, search_bounds, search_hessian
 from ..options import NONFINITE_NAN_SCALE, RULE_FLOOR
-from ..quantize_block import e8m0_reciprocal32
+from ..quantize_block import e8m0_reciprocal32, mx_rule_block
+from ..scalar import byte_elements
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
 from .simd.mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor_group
 from .simd.mx_search import LANES, choose, measure, start_byte
@@ -278,6 +279,24 @@ def quantize_mx(x, bits, options, scales, packed, hessian):
             encode_block(row, divisors[scale], False, tie, zero_sign, order, packed[blk])
 
 
+@njit(parallel=True, cache=True, error_model="numpy")
+def quantize_mx_quirks(x, bits, options, scales, packed, hessian):
+    """MXFP4 by the scale rule with the conventions of
+    :func:`..quantize_block.mx_rule_block` (an implementation's NaN/Inf coding, a scale-0
+    divisor), one block at a time in scalar code, as the GPU's quirk kernel does."""
+    nblocks, n = x.shape
+    o = options
+    for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
+        codes = np.empty(n, np.int64)
+        for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
+            scales[blk] = mx_rule_block(bits.reshape(-1), blk * n, n, o.scale_rule, o.nonfinite,
+                                        o.e8m0_zero_divisor, o.mx_zero_block,
+                                        o.mx_zero_block_scale, o.rounding, o.zero_sign, codes)
+            for i in range(n // 2):
+                low, high = byte_elements(i, o.nibble_order, n)
+                packed[blk, i] = codes[low] | (codes[high] << 4)
+
+
 #: Elements per parallel work item of :func:`largest_magnitude`.
 _REDUCE_CHUNK = 1 << 16
 
@@ -467,6 +486,8 @@ def _store_nv(row, blk, scale, divisors, multiply, tie, zero_sign, order, scales
 #: The CPU kernel of each kind of quantization (:func:`kernel_for` picks one).
 KERNELS = {
     "mxfp4-rule": quantize_mx_rule,  # a scale rule: vector code, float32 only
+    "mxfp4-quirks": quantize_mx_quirks,  # a rule with an implementation's NaN/Inf coding
+    # or scale-0 divisor (QuantizeOptions.mx_quirks): scalar code
     "mxfp4-search16": quantize_mx_optimal,  # the SSE search in 16 lanes: vector code
     "mxfp4-search": quantize_mx,  # other lane counts, the Hessian search, and every
     # MXFP4 call with the vector code switched off: scalar code
@@ -480,6 +501,8 @@ def kernel_for(options) -> str:
     (:class:`..options.QuantizeOptions`)."""
     if options.format == "nvfp4":
         return "nvfp4" if options.optimal else "nvfp4-rule"
+    if options.mx_quirks:
+        return "mxfp4-quirks"
     if not options.kernel.vector_code:  # the switch of .simd: scalar code only
         return "mxfp4-search"
     if not options.optimal:
