@@ -210,6 +210,7 @@ _RULE_PINS = {
     "qwantize": "qwantize 0.1.1 naive: floor(log2f(max(amax, 1e-30)) - 2 + 127) in [1, 254]",
     "ggml": "ggml / gguf-py: uint8(floor(log2f(amax)) - 2 + 127), wrapping below 2^-125",
     "exponent": "vLLM downcast_to_mxfp_torch ROUND_DOWN: the exponent field of f32(amax / 6)",
+    "torchao-rceil": "torchao 0.18 _to_mx_rceil on CPU: ceil(float32 log2(f32(amax / 6)))",
 }
 
 

@@ -37,14 +37,23 @@ from numba import cuda, float32, float64, int32, uint32, uint64
 
 from ..elements import element_code, packed_byte
 from ..optimal import search_hessian
-from ..options import HIGH_FIRST, NONFINITE_NAN_SCALE, RECIPE_TORCHAO, RULE_FLOOR, SPLIT_HALF
+from ..options import (
+    HIGH_FIRST,
+    NONFINITE_IEEE,
+    NONFINITE_NAN_SCALE,
+    RECIPE_TORCHAO,
+    RULE_FLOOR,
+    SPLIT_HALF,
+)
 from ..quantize_block import (
     block_amax,
     e8m0_reciprocal32,
     half_value,
     mx_block_scale,
+    mx_rule_block,
     nv_block_scale,
 )
+from ..scalar import byte_elements
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
 from . import elements, unfused  # noqa: F401 (the GPU's count_below and mul overloads)
 from .codec import _grid, _simulated
@@ -282,6 +291,22 @@ def _search_kernel(nv: bool, hessian: bool, order: int, tie: int, zero_sign: int
     return kernel
 
 
+@cuda.jit
+def _mx_quirk_kernel(bits, rule, nonfinite, zero_divisor, zero_block, zero_byte, order, tie,
+                     zero_sign, scales, packed):
+    """MXFP4 under a rule with the conventions of :func:`..quantize_block.mx_rule_block`
+    (an implementation's NaN/Inf coding, a scale-0 divisor): a thread a block, the very
+    function the CPU's ``quantize_mx_quirks`` calls."""
+    codes = cuda.local.array(32, int32)
+    words = _njit_view(bits)
+    for blk in range(cuda.grid(1), scales.size, cuda.gridsize(1)):
+        scales[blk] = mx_rule_block(words, blk * 32, 32, rule, nonfinite, zero_divisor,
+                                    zero_block, zero_byte, tie, zero_sign, codes)
+        for i in range(16):
+            low, high = byte_elements(i, order, 32)
+            packed[blk * 16 + i] = codes[low] | (codes[high] << 4)
+
+
 def _rule_out(packed, order: int):
     """``packed`` viewed as the words the rule kernels store: uint32 for SPLIT_HALF (4 bytes
     a lane of the block's first half), else uint16 (2 bytes a lane)."""
@@ -318,6 +343,13 @@ def quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
     o = options
     if o.optimal:
         _search(False, x, divisors, o, False, scales, packed, hessian)
+        return
+    if o.nonfinite not in (NONFINITE_NAN_SCALE, NONFINITE_IEEE) or o.e8m0_zero_divisor > 0:
+        blocks, threads = _grid(scales.size)
+        _mx_quirk_kernel[blocks, threads](
+            x.view(np.uint32), o.scale_rule, o.nonfinite, o.e8m0_zero_divisor, o.mx_zero_block,
+            o.mx_zero_block_scale, o.nibble_order, o.rounding, o.zero_sign, scales,
+            packed.reshape(-1))
         return
     blocks, threads = _warp_grid((scales.size + 31) // 32)
     _rule_kernel(False, o.scale_rule, o.nibble_order, o.rounding, o.zero_sign)[blocks, threads](
