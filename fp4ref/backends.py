@@ -120,7 +120,7 @@ class PythonBackend:
                 scale, codes = nvfp4.quantize_block(
                     values, p.nvfp4_recipe, options.tensor_operand, p.block_scale_clamp,
                     p.zero_block_scale, options.optimal, p.rounding, p.zero_sign,
-                    p.nonfinite == "nan-scale", p.sum_lanes, h)
+                    p.nonfinite == "nan-scale", p.sum_lanes, h, p.nonfinite)
             scales[b] = scale
             packed[b] = nibbles.pack(codes, p.nibble_order, block)
         return scales, packed

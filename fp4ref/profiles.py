@@ -62,8 +62,8 @@ E4M3_DECODES = ("ocp", "ggml")
 #: ``"qwantize"`` (qwantize 0.1.1 ``mxfp4_naive``/``nvfp4_naive``): a NaN block gets the
 #: NaN scale (0xFF / 0x7F) and, since ``|x| / NaN`` falls in the last bucket, code 6 with
 #: its sign for every nonzero element, 0 for zeros and for NaNs (``torch.sign(NaN)`` is
-#: 0); an Inf block (no NaN): MXFP4 254 (log2 of Inf clamped), elements divided by 2^127;
-#: NVFP4 as ``"ieee"``.
+#: 0), NVFP4 as MXFP4; an Inf block (no NaN): MXFP4 254 (log2 of Inf clamped), elements
+#: divided by 2^127; NVFP4 as ``"ieee"``.
 #: ``"mistralrs"`` (mistral.rs 0.9.5 in-situ MXFP4): NaN elements are left out of the
 #: block max and coded 7 (+6) whatever their sign; a block max of Inf gives byte 0
 #: (``floor(log2(Inf)) as i32 + 127`` wraps, clamped to 0) and elements divided by 2^-127.
@@ -236,9 +236,10 @@ _PROFILES = (
     Profile("mistralrs", "mistral.rs 0.9.5 in-situ MXFP4 (run: the PyPI wheel's Runner with "
             "in_situ_quant='mxfp4' writing UQFF 1.2, read back by fp4ref): "
             "floor(log2f(amax/6))+127 clamped to [0, 254], zero block 127, ties away from "
-            "zero, -0.0 -> +0; decode LUT from bits (read from source, no callable decoder): "
-            "E8M0 0x00 -> 0.0, 0xFF -> +Inf. Not emulated (docs/findings.md): an Inf block "
-            "wraps to scale 0 with codes +-6, NaN is skipped in the max and coded 7.",
+            "zero, -0.0 -> +0; NaN left out of the block max and coded 7 whatever its sign, a "
+            "block max of Inf wraps to scale 0 (nonfinite='mistralrs', docs/findings.md 15); "
+            "decode LUT from bits (read from source, no callable decoder): E8M0 0x00 -> 0.0, "
+            "0xFF -> +Inf.",
             rounding="away", zero_sign="negative", scale_rule="mistralrs", e8m0_decode="bits",
             nvfp4_recipe=None, nonfinite="mistralrs"),
     Profile("ggml", "ggml C (llama-cpp-python 0.3.36 sdist, run through ctypes: "
@@ -252,16 +253,23 @@ _PROFILES = (
             rounding="zero", zero_sign="drop", scale_rule="ggml", e8m0_decode="ggml",
             nibble_order="split-half", nvfp4_recipe="plain", tensor_scale=False,
             e4m3_decode="ggml"),
-    Profile("torchao-floor", "torchao 0.18 mx_formats to_mx FLOOR (run) and nvfp4_quantize: "
-            "exponent bits of amax minus 2, RNE, clamp +-6; NVFP4 block scale "
-            "e4m3(clamp((amax/6)/s_t, 2^-6, 448)), elements x*((1/s_t)/s_b). Not emulated: "
-            "Inf blocks get 253 in torchao, and scale-byte-0 blocks are encoded against 2^-126 "
-            "(docs/findings.md).",
+    Profile("torchao-floor", "torchao 0.18 on CPU (run: to_mx FLOOR and to_dtype; "
+            "nvfp4_quantize with per_tensor_amax_to_scale or the given scale, "
+            "NVFP4Tensor.dequantize): MXFP4 exponent bits of amax minus 2, RNE, -0 keeps its "
+            "sign; a scale-0x00 block's elements divided by 2^-126 (e8m0_zero_divisor); NaN "
+            "block 0xFF with x / Inf codes, Inf block 253 (nonfinite='torchao'); decode "
+            "data.to(dt) * scale.to(dt). NVFP4 block scale e4m3(clamp((amax/6)/s_t, 2^-6, "
+            "448)), elements x*((1/s_t)/s_b), decode (P * f32(s_t * s_b)).to(dt) "
+            "(decode_arithmetic='torchao'). Not emulated (docs/findings.md 16): NVFP4 blocks "
+            "whose reciprocal is NaN or Inf (zero or non-finite tensors, tensor scale 0).",
             nonfinite="torchao", nvfp4_recipe="torchao", block_scale_clamp=(2.0 ** -6, 448.0),
             e8m0_zero_divisor=2.0 ** -126, decode_arithmetic="torchao"),
-    Profile("torchao-rceil", "torchao 0.18 to_mx RCEIL: ceil(log2(amax/6)) (the cvt.rp "
-            "semantics; torchao's CPU fallback uses float32 log2, docs/findings.md); NVFP4 as "
-            "torchao-floor.",
+    Profile("torchao-rceil", "torchao 0.18 to_mx RCEIL on CPU (run: its fallback "
+            "_to_mx_rceil): clamp(ceil(float32 log2(f32(amax/6))), -127, 127) + 127 (scale "
+            "rule 'torchao-rceil': one byte below cvt.rp where the log2 rounds onto an "
+            "integer), elements times 2^(127 - s) but 1.0 at byte 0 (e8m0_zero_divisor); NaN "
+            "block 0xFF with every code 3, Inf block 254 (nonfinite='torchao-rceil'); decode "
+            "and NVFP4 as torchao-floor.",
             scale_rule="torchao-rceil", nonfinite="torchao-rceil", nvfp4_recipe="torchao",
             block_scale_clamp=(2.0 ** -6, 448.0), e8m0_zero_divisor=1.0,
             decode_arithmetic="torchao"),
@@ -285,10 +293,13 @@ _PROFILES = (
             "a scale-0 block +0 codes (docs/findings.md).",
             nonfinite="ieee", nibble_order="high-first", scale_layout="128x4",
             decode_arithmetic="output-dtype"),
-    Profile("qwantize", "qwantize 0.1.1 reference (run): MXFP4 scale floor(log2f(max(amax, "
-            "1e-30))-2+127) in [1, 254], optimal search over bytes 1..254; NVFP4 without tensor "
-            "scale, block scale e4m3(amax/6); elements |x|/s ties toward zero; -0.0 -> +0; "
-            "float32 errors summed in torch's AVX-512 order.",
+    Profile("qwantize", "qwantize 0.1.1 reference (run: mxfp4_naive, nvfp4_naive; the "
+            "optimal searches as its suites): MXFP4 scale floor(log2f(max(amax, 1e-30))-2+127) "
+            "in [1, 254], optimal search over bytes 1..254; NVFP4 without tensor scale, block "
+            "scale e4m3(amax/6); elements |x|/s ties toward zero; -0.0 -> +0; float32 errors "
+            "summed in torch's AVX-512 order; MXFP4 NaN block 0xFF with codes +-6 for nonzero "
+            "elements and 0 for zeros and NaNs, Inf block 254; NVFP4 NaN blocks 0x7F with the "
+            "same codes (nonfinite='qwantize', docs/findings.md 4).",
             rounding="zero", zero_sign="negative", scale_rule="qwantize", e8m0_min=1,
             nonfinite="qwantize", nvfp4_recipe="plain", tensor_scale=False),
     Profile("quark", "AMD Quark 0.13 OCP_MXFP4Spec export (run on CPU: PerBlockMXObserver, "

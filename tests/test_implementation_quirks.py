@@ -87,6 +87,19 @@ def _edge_blocks() -> np.ndarray:
     return np.concatenate(rows + [mixed])
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_qwantize_nvfp4_nan_block(backend):
+    """nvfp4_naive: the NaN scale casts to 0x7F; |x| / NaN buckets to 6, times sign(x)."""
+    x = np.zeros((2, 16), np.float32)
+    x[0, :4] = [NAN, 1.0, -0.5, -0.0]
+    x[1, :2] = [3.0, 1.0]  # finite: e4m3(3 / 6) = 0.5 (0x30), codes 7 (3 / 0.5 = 6), 4 (2)
+    q = fp4ref.quantize(x, format="nvfp4", profile="qwantize", backend=backend)
+    assert q.scales.reshape(-1).tolist() == [0x7F, 0x30]
+    codes = fp4ref.unpack(q.blocks, block_size=16)
+    assert codes[0, :5].tolist() == [0, 7, 0xF, 0, 0]
+    assert codes[1, :3].tolist() == [7, 4, 0]
+
+
 @pytest.mark.parametrize("name", ["torchao-floor", "torchao-rceil", "qwantize", "mistralrs"])
 def test_oracle_numba_and_cuda_agree(name):
     x = _edge_blocks()

@@ -147,10 +147,6 @@ KNOWN: dict[tuple[str, str], set[str]] = {
         'subnormal-tensor/quantize',
         'zero-tensor/quantize',
     },
-    ('qwantize', 'nvfp4'): {
-        'adversarial-blocks/quantize',
-        'nans/quantize',
-    },
 }
 
 

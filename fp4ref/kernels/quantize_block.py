@@ -191,3 +191,17 @@ def mx_rule_block(bits, base, n, rule, nonfinite, zero_divisor, zero_block, zero
         codes[i] = element_code(np.uint32(bits[base + i]).view(np.float32), d, True, tie,
                                 zero_sign)
     return scale
+
+
+@njit(cache=True, error_model="numpy")
+def qwantize_nan_codes(bits, base, n, tie, zero_sign, codes):
+    """Whether the block ``bits[base:base + n]`` (float32 bits) holds a NaN, and then its
+    codes as qwantize 0.1.1 gives them (``|x| / NaN`` buckets to 6, times ``torch.sign(x)``):
+    +-6 for nonzero elements, 0 for zeros and NaNs, in ``codes[:n]``."""
+    found = False
+    for i in range(n):
+        v = np.uint32(bits[base + i]).view(np.float32)
+        found = found | (v != v)
+        codes[i] = (0 if v != v or v == np.float32(0.0)
+                    else element_code(v, _INF32, True, tie, zero_sign))
+    return found

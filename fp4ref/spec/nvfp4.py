@@ -76,7 +76,7 @@ def quantize_block(
     clamp: tuple[float, float] | None = None, zero_scale: float | None = None,
     optimal: bool = False, rounding: str = "even", zero_sign: str = "keep",
     nan_scale_for_inf: bool = True, lanes: int = 16,
-    hessian: Sequence[Sequence[float]] | None = None,
+    hessian: Sequence[Sequence[float]] | None = None, nonfinite: str | None = None,
 ) -> tuple[int, list[int]]:
     """(E4M3 block-scale byte, element codes) of one NVFP4 block of float32 values.
 
@@ -88,11 +88,16 @@ def quantize_block(
     :func:`fp4ref.spec.scale_rules.nvfp4_divisor`, rounded to E2M1 with ``rounding``. A
     block with NaN gets 0x7F (NaN) and zero codes; with Inf the same if
     ``nan_scale_for_inf``, else the recipe's float32 arithmetic runs on (Inf saturates to 448).
+    ``nonfinite="qwantize"`` gives a NaN block qwantize 0.1.1's codes instead (``|x| / NaN``
+    buckets to 6, times ``torch.sign(x)``: +-6 for nonzero elements, 0 for zeros and NaNs).
     """
     from .elements import element_code
     from .optimal import search, search_hessian
     from .scale_rules import nvfp4_block_scale, nvfp4_divisor, quotient
 
+    if nonfinite == "qwantize" and any(math.isnan(v) for v in values):
+        return e4m3.NAN, [0 if math.isnan(v) or v == 0 else (7 | (8 if v < 0 else 0))
+                          for v in values]
     if any(math.isnan(v) for v in values) or (
             nan_scale_for_inf and any(math.isinf(v) for v in values)):
         return e4m3.NAN, [0] * len(values)

@@ -220,7 +220,7 @@ def _quantize(fmt: str, name: str) -> Sweep:
             scale, codes = nvfp4.quantize_block(
                 block, p.nvfp4_recipe, 1.0, p.block_scale_clamp, p.zero_block_scale,
                 rounding=p.rounding, zero_sign=p.zero_sign,
-                nan_scale_for_inf=p.nonfinite == "nan-scale")
+                nan_scale_for_inf=p.nonfinite == "nan-scale", nonfinite=p.nonfinite)
         return scale << 8 | codes[0]
 
     what = p.scale_rule if fmt == "mxfp4" else p.nvfp4_recipe

@@ -190,6 +190,7 @@ def _nv_expected(
             profile.nonfinite == "nan-scale",
             profile.sum_lanes,
             hessian,
+            profile.nonfinite,
         )
         scales.append(scale)
         packed.append(nibbles.pack(codes, profile.nibble_order, nvfp4.BLOCK_SIZE))

@@ -18,8 +18,8 @@ from numba import njit, prange
 
 from ..elements import THRESHOLDS, packed_byte
 from ..optimal import block_error, first_at_least, search, search_bounds, search_hessian
-from ..options import NONFINITE_NAN_SCALE, RULE_FLOOR
-from ..quantize_block import e8m0_reciprocal32, mx_rule_block
+from ..options import NONFINITE_NAN_SCALE, NONFINITE_QWANTIZE, RULE_FLOOR
+from ..quantize_block import e8m0_reciprocal32, mx_rule_block, qwantize_nan_codes
 from ..scalar import byte_elements
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
 from .simd.mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor_group
@@ -386,7 +386,24 @@ def quantize_nv(x, bits, options, scales, packed, hessian):
                 scale = search(row, scale, divisors[scale], divisors, 1, 126, multiply, tie, lanes,
                                terms, ys)
             _store_nv(row, blk, scale, divisors, multiply, tie, zero_sign, order, scales, packed)
+    if options.nonfinite == NONFINITE_QWANTIZE:
+        _qwantize_nan_blocks(bits, options, scales, packed)
     return fast
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _qwantize_nan_blocks(bits, options, scales, packed):
+    """NVFP4 NaN blocks (scale 0x7F) recoded as qwantize codes them
+    (:func:`..quantize_block.qwantize_nan_codes`)."""
+    nblocks, n = bits.shape
+    for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
+        codes = np.empty(n, np.int64)
+        for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
+            if scales[blk] == 0x7F and qwantize_nan_codes(
+                    bits.reshape(-1), blk * n, n, options.rounding, options.zero_sign, codes):
+                for i in range(n // 2):
+                    low, high = byte_elements(i, options.nibble_order, n)
+                    packed[blk, i] = codes[low] | (codes[high] << 4)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -424,6 +441,8 @@ def quantize_nv_rule(x, bits, options, scales, packed, hessian):
             scale = nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_block,
                                       zero_scale)
             _store_nv(row, blk, scale, divisors, multiply, tie, zero_sign, order, scales, packed)
+    if options.nonfinite == NONFINITE_QWANTIZE:
+        _qwantize_nan_blocks(bits, options, scales, packed)
     return fast
 
 

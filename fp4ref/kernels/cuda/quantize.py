@@ -41,6 +41,7 @@ from ..options import (
     HIGH_FIRST,
     NONFINITE_IEEE,
     NONFINITE_NAN_SCALE,
+    NONFINITE_QWANTIZE,
     RECIPE_TORCHAO,
     RULE_FLOOR,
     SPLIT_HALF,
@@ -52,6 +53,7 @@ from ..quantize_block import (
     mx_block_scale,
     mx_rule_block,
     nv_block_scale,
+    qwantize_nan_codes,
 )
 from ..scalar import byte_elements
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
@@ -307,6 +309,20 @@ def _mx_quirk_kernel(bits, rule, nonfinite, zero_divisor, zero_block, zero_byte,
             packed[blk * 16 + i] = codes[low] | (codes[high] << 4)
 
 
+@cuda.jit
+def _qwantize_nan_kernel(bits, order, tie, zero_sign, scales, packed):
+    """NVFP4 NaN blocks (scale 0x7F) recoded as qwantize codes them, after the quantize
+    kernel: the CPU's ``_qwantize_nan_blocks``, a thread a block."""
+    codes = cuda.local.array(16, int32)
+    words = _njit_view(bits)
+    for blk in range(cuda.grid(1), scales.size, cuda.gridsize(1)):
+        if scales[blk] == NV_NAN and qwantize_nan_codes(words, blk * 16, 16, tie, zero_sign,
+                                                        codes):
+            for i in range(8):
+                low, high = byte_elements(i, order, 16)
+                packed[blk * 8 + i] = codes[low] | (codes[high] << 4)
+
+
 def _rule_out(packed, order: int):
     """``packed`` viewed as the words the rule kernels store: uint32 for SPLIT_HALF (4 bytes
     a lane of the block's first half), else uint16 (2 bytes a lane)."""
@@ -365,13 +381,17 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
     multiply = o.nvfp4_recipe == RECIPE_TORCHAO  # torchao multiplies by the reciprocal
     if o.optimal:
         _search(True, x, divisors, o, multiply, scales, packed, hessian)
-        return
-    blocks, threads = _warp_grid((scales.size + 31) // 32)
-    _rule_kernel(True, o.nvfp4_recipe, o.nibble_order, o.rounding, o.zero_sign)[
-        blocks, threads](
-        x.view(np.uint32), divisors, o.tensor_operand, o.clamp_low, o.clamp_high, o.zero_block,
-        o.zero_block_scale, o.nonfinite == NONFINITE_NAN_SCALE, scales,
-        _rule_out(packed, o.nibble_order))
+    else:
+        blocks, threads = _warp_grid((scales.size + 31) // 32)
+        _rule_kernel(True, o.nvfp4_recipe, o.nibble_order, o.rounding, o.zero_sign)[
+            blocks, threads](
+            x.view(np.uint32), divisors, o.tensor_operand, o.clamp_low, o.clamp_high,
+            o.zero_block, o.zero_block_scale, o.nonfinite == NONFINITE_NAN_SCALE, scales,
+            _rule_out(packed, o.nibble_order))
+    if o.nonfinite == NONFINITE_QWANTIZE:
+        blocks, threads = _grid(scales.size)
+        _qwantize_nan_kernel[blocks, threads](x.view(np.uint32), o.nibble_order, o.rounding,
+                                              o.zero_sign, scales, packed.reshape(-1))
 
 
 @cuda.jit
