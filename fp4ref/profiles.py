@@ -46,9 +46,9 @@ E4M3_DECODES = ("ocp", "ggml")
 #: Non-finite input policies: ``"nan-scale"``: a block holding NaN or Inf gets the NaN
 #: scale (0xFF / 0x7F) and zero codes; ``"ieee"``: NaN does, Inf runs through the recipe's
 #: float32 arithmetic (NVFP4 only: Inf saturates the block scale to 448, its code to 6).
-#: MXFP4 blocks with a NaN or an Inf, as implementations code them (scale rules only;
-#: the searches keep ``"nan-scale"``; NaN codes are those of the quiet NaN, as the float32
-#: operations leave a signalling one):
+#: MXFP4 blocks with a NaN or an Inf, as implementations code them (under the rule and the
+#: searches alike, as qwantize's searches do; NaN codes are those of the quiet NaN, as the
+#: float32 operations leave a signalling one):
 #: ``"torchao"`` (torchao 0.18 ``to_mx`` FLOOR/CEIL/EVEN, CPU): a NaN block gets 0xFF and
 #: its elements are divided by the float32 with bits 0xFF << 23 (+Inf): finite ones become
 #: signed zeros, an Inf the x86 default NaN (0xFFC00000); an Inf block (no NaN) gets 253

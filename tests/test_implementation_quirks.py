@@ -13,6 +13,7 @@ import fp4ref
 from fp4ref.conformance import probes
 from fp4ref.kernels.cpu import simd
 from fp4ref.profiles import get
+from fp4ref.spec.scale_rules import mx_scale
 
 from .helpers import BACKENDS
 
@@ -100,31 +101,45 @@ def test_qwantize_nvfp4_nan_block(backend):
     assert codes[1, :3].tolist() == [7, 4, 0]
 
 
-@pytest.mark.parametrize("name", ["torchao-floor", "torchao-rceil", "qwantize", "mistralrs"])
-def test_oracle_numba_and_cuda_agree(name):
+@pytest.mark.parametrize("name,fmt,rule", [
+    ("torchao-floor", "mxfp4", None), ("torchao-rceil", "mxfp4", None),
+    ("qwantize", "mxfp4", None), ("mistralrs", "mxfp4", None),
+    ("qwantize", "mxfp4", "optimal"), ("qwantize", "nvfp4", None),
+    ("qwantize", "nvfp4", "optimal")])
+def test_oracle_numba_and_cuda_agree(name, fmt, rule):
     x = _edge_blocks()
-    want = fp4ref.quantize(x, profile=name, backend="python")
+    if rule:  # the searches are slow in the oracle: fewer blocks
+        x = x[-4:]
+    options = {"profile": name, "format": fmt, "scale_rule": rule}
+    want = fp4ref.quantize(x, backend="python", **options)
     results = []
     for vector in (True, False):
         before = simd.use_vector_code(vector)
         try:
-            results.append(fp4ref.quantize(x, profile=name, backend="numba"))
+            results.append(fp4ref.quantize(x, backend="numba", **options))
         finally:
             simd.use_vector_code(before)
     if "cuda" in BACKENDS:
-        results.append(fp4ref.quantize(x, profile=name, backend="cuda"))
+        results.append(fp4ref.quantize(x, backend="cuda", **options))
     for got in results:
         assert np.array_equal(got.scales, want.scales)
         assert np.array_equal(got.blocks, want.blocks)
 
 
 def test_torchao_rceil_rule_only_where_float32_log2_rounds():
-    """The rule equals exact rceil except where float32 log2 of the quotient rounds onto an
-    integer: here on N(0, 1) data never."""
-    x = probes.gaussian((16, 256), 2)
-    a = fp4ref.quantize(x, profile="ocp", scale_rule="rceil")
-    b = fp4ref.quantize(x, profile="ocp", scale_rule="torchao-rceil")
-    assert np.array_equal(a.scales, b.scales)
+    """The rule is exact rceil but where float32 log2 of the quotient rounds onto an
+    integer: a quotient 1 ulp above 2^k, log2 k + 1.7e-7, for |k| >= 4 (half an ulp of k is
+    above 1.7e-7: 1 byte lower), not k = 2 (half an ulp of 2 is 1.2e-7); never on N(0, 1)
+    block maxima."""
+    amax = np.abs(probes.gaussian((64, 32), 2)).max(1)
+    for a in amax:
+        assert mx_scale(float(a), "torchao-rceil") == mx_scale(float(a), "rceil")
+    for k in (2, 4, 20, -20, 100):
+        q = np.nextafter(np.float32(2.0**k), np.float32(np.inf))
+        a = float(q * np.float32(6))  # f32(a / 6) is q again
+        assert float(np.float32(a) / np.float32(6)) == float(q)
+        assert mx_scale(a, "rceil") == 127 + k + 1
+        assert mx_scale(a, "torchao-rceil") == 127 + k + (k == 2)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -194,14 +194,27 @@ def mx_rule_block(bits, base, n, rule, nonfinite, zero_divisor, zero_block, zero
 
 
 @njit(cache=True, error_model="numpy")
-def qwantize_nan_codes(bits, base, n, tie, zero_sign, codes):
-    """Whether the block ``bits[base:base + n]`` (float32 bits) holds a NaN, and then its
-    codes as qwantize 0.1.1 gives them (``|x| / NaN`` buckets to 6, times ``torch.sign(x)``):
-    +-6 for nonzero elements, 0 for zeros and NaNs, in ``codes[:n]``."""
+def nv_nan_recoded(nonfinite):
+    """Whether NVFP4 NaN blocks get :func:`nv_nan_codes` under ``nonfinite`` (torchao's
+    and qwantize's choices) rather than zero codes."""
+    return (nonfinite == NONFINITE_TORCHAO or nonfinite == NONFINITE_TORCHAO_RCEIL
+            or nonfinite == NONFINITE_QWANTIZE)
+
+
+@njit(cache=True, error_model="numpy")
+def nv_nan_codes(bits, base, n, nonfinite, tie, zero_sign, codes):
+    """Whether the NVFP4 block ``bits[base:base + n]`` (float32 bits) holds a NaN, and then
+    its codes in ``codes[:n]`` as the implementation ``nonfinite`` gives them: qwantize
+    0.1.1 (``|x| / NaN`` buckets to 6, times ``torch.sign(x)``): +-6 for nonzero elements, 0
+    for zeros and NaNs; torchao 0.18 (the elements times ``(1 / s_t) / f32(0x7F)``, the
+    E4M3 NaN's float32 0x7FF00000, through ``f32_to_f4_unpacked``): 4 everywhere."""
     found = False
     for i in range(n):
         v = np.uint32(bits[base + i]).view(np.float32)
         found = found | (v != v)
-        codes[i] = (0 if v != v or v == np.float32(0.0)
-                    else element_code(v, _INF32, True, tie, zero_sign))
+        if nonfinite != NONFINITE_QWANTIZE:
+            codes[i] = torchao_nan_code(0x7FF00000)
+        else:
+            codes[i] = (0 if v != v or v == np.float32(0.0)
+                        else element_code(v, _INF32, True, tie, zero_sign))
     return found

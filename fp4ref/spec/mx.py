@@ -77,9 +77,10 @@ def quantize_block(
     as the OCP reference code does for NaN (the spec text leaves it open). A block of zeros
     gets ``zero_byte`` under a rule when it is given (MLX 0x7F, Quark 0x01).
 
-    Under a rule, ``nonfinite`` names an implementation's coding of NaN/Inf blocks instead
+    ``nonfinite`` names an implementation's coding of NaN/Inf blocks instead
     (:data:`fp4ref.profiles.NONFINITE`: ``"torchao"``, ``"torchao-rceil"``, ``"qwantize"``,
-    ``"mistralrs"``; see :func:`nonfinite_block`), and ``zero_divisor`` is what the elements
+    ``"mistralrs"``; see :func:`nonfinite_block`; the searches too, as qwantize's do), and,
+    under a rule, ``zero_divisor`` is what the elements
     of a block whose scale byte is 0x00 are divided by (torchao: 2^-126, or 1.0 on its RCEIL
     CPU path) instead of 2^-127.
     """
@@ -87,9 +88,11 @@ def quantize_block(
     from .optimal import search, search_hessian
     from .scale_rules import e8m0_divisor, mx_scale, quotient
 
-    plain = rule in ("optimal", "optimal-hessian") or nonfinite in ("nan-scale", "ieee")
-    if not plain and any(math.isnan(v) or math.isinf(v) for v in values):
-        return nonfinite_block(values, rule, rounding, zero_sign, nonfinite, zero_byte)
+    if nonfinite not in ("nan-scale", "ieee") and any(
+            math.isnan(v) or math.isinf(v) for v in values):  # the searches' too (qwantize)
+        searched = rule in ("optimal", "optimal-hessian")
+        return nonfinite_block(values, start if searched else rule, rounding, zero_sign,
+                               nonfinite, None if searched else zero_byte)
     if any(math.isnan(v) or math.isinf(v) for v in values):
         return e8m0.NAN, [0] * len(values)
     amax = max((abs(v) for v in values), default=0.0)

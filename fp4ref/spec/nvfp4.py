@@ -89,7 +89,9 @@ def quantize_block(
     block with NaN gets 0x7F (NaN) and zero codes; with Inf the same if
     ``nan_scale_for_inf``, else the recipe's float32 arithmetic runs on (Inf saturates to 448).
     ``nonfinite="qwantize"`` gives a NaN block qwantize 0.1.1's codes instead (``|x| / NaN``
-    buckets to 6, times ``torch.sign(x)``: +-6 for nonzero elements, 0 for zeros and NaNs).
+    buckets to 6, times ``torch.sign(x)``: +-6 for nonzero elements, 0 for zeros and NaNs),
+    ``"torchao"``/``"torchao-rceil"`` torchao 0.18's (with a finite tensor scale: every
+    element times the NaN ``(1 / s_t) / f32(0x7F)`` = 0x7FF00000, code 4).
     """
     from .elements import element_code
     from .optimal import search, search_hessian
@@ -98,6 +100,11 @@ def quantize_block(
     if nonfinite == "qwantize" and any(math.isnan(v) for v in values):
         return e4m3.NAN, [0 if math.isnan(v) or v == 0 else (7 | (8 if v < 0 else 0))
                           for v in values]
+    if nonfinite in ("torchao", "torchao-rceil") and any(math.isnan(v) for v in values):
+        # x * ((1 / s_t) / f32(e4m3 0x7F)): the NaN 0x7FF00000, through f32_to_f4_unpacked
+        from .mx import torchao_nan_code
+
+        return e4m3.NAN, [torchao_nan_code(0x7FF00000)] * len(values)
     if any(math.isnan(v) for v in values) or (
             nan_scale_for_inf and any(math.isinf(v) for v in values)):
         return e4m3.NAN, [0] * len(values)

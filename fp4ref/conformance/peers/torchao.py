@@ -14,8 +14,14 @@ class Torchao(Peer):
     own = "to_mx FLOOR/RCEIL/CEIL/EVEN, nvfp4_quantize (profiles torchao-floor, torchao-rceil)"
     native = {
         "rounding": ("even",),
-        "scale_rule": ("floor", "rceil", "ceil", "even"),
+        "scale_rule": ("floor", "torchao-rceil", "ceil", "even"),
         "profile": ("torchao-floor", "torchao-rceil"),
+        # how torchao codes NaN/Inf blocks and divides scale-0x00 blocks (the profiles'
+        # nonfinite and e8m0_zero_divisor): the rule suites' fp4ref policy (NaN scale, zero
+        # codes; 2^-127) is not torchao's, so only the OCP column runs them
+        "nonfinite": ("torchao", "torchao-rceil"),
+        # nvfp4_quantize's recipe: (amax / 6) / s_t, elements x * ((1 / s_t) / s_b)
+        "nvfp4_recipe": ("torchao",),
     }
     capabilities = {
         "order": ("low-first",),
@@ -103,11 +109,11 @@ class Torchao(Peer):
         return data.numpy(), scale.view(self.torch.uint8).numpy()
 
     def quantize_mxfp4(self, x, *, scale_rule, rounding):
-        rule, _ = self.choose(scale_rule=scale_rule, rounding=rounding)
-        return self._mx(x, rule)
+        rule, _, _ = self.choose(scale_rule=scale_rule, rounding=rounding, nonfinite="nan-scale")
+        return self._mx(x, "rceil" if rule == "torchao-rceil" else rule)
 
     def quantize_nvfp4(self, x, tensor_scale, *, tensor_scale_direction):
-        self.choose(tensor_scale_direction=tensor_scale_direction)
+        self.choose(tensor_scale_direction=tensor_scale_direction, nvfp4_recipe="modelopt")
         return self._nv(x, tensor_scale[()])
 
     def quantize_profile(

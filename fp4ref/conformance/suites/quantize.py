@@ -331,6 +331,7 @@ def _qwantize_search_cases(name: str, profile: Profile) -> list[Case]:
                     profile.sum_lanes,
                     profile.nibble_order,
                     weights,
+                    nonfinite=profile.nonfinite,
                 )
             else:
                 blocks, scales = _nv_expected(x, profile, 1.0, True, weights)

@@ -18,8 +18,8 @@ from numba import njit, prange
 
 from ..elements import THRESHOLDS, packed_byte
 from ..optimal import block_error, first_at_least, search, search_bounds, search_hessian
-from ..options import NONFINITE_NAN_SCALE, NONFINITE_QWANTIZE, RULE_FLOOR
-from ..quantize_block import e8m0_reciprocal32, mx_rule_block, qwantize_nan_codes
+from ..options import NONFINITE_IEEE, NONFINITE_NAN_SCALE, RULE_FLOOR
+from ..quantize_block import e8m0_reciprocal32, mx_rule_block, nv_nan_codes, nv_nan_recoded
 from ..scalar import byte_elements
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
 from .simd.mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor_group
@@ -62,6 +62,22 @@ def _store_mx(bits, blk, n, scale, tie_thresholds, zero_sign, order, scales, pac
     else:
         store_mx_codes(bits, blk * n, e8m0_reciprocal32(scale), tie_thresholds, zero_sign,
                        order, packed, blk * (n // 2))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _store_nonfinite_mx(bits, blk, n, options, codes, scales, packed):
+    """A NaN/Inf block of a search: 0xFF and zero codes, or the profile's implementation's
+    coding of it (:func:`..quantize_block.mx_rule_block`, qwantize's searches)."""
+    if options.nonfinite == NONFINITE_NAN_SCALE or options.nonfinite == NONFINITE_IEEE:
+        scales[blk] = 255
+        packed[blk, :] = 0
+        return
+    scales[blk] = mx_rule_block(bits.reshape(-1), blk * n, n, options.scale_rule,
+                                options.nonfinite, 0.0, False, 0, options.rounding,
+                                options.zero_sign, codes)
+    for i in range(n // 2):
+        low, high = byte_elements(i, options.nibble_order, n)
+        packed[blk, i] = codes[low] | (codes[high] << 4)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -138,6 +154,7 @@ def quantize_mx_optimal(x, bits, options, scales, packed, hessian):
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
         terms = np.empty(n)
         ys = np.empty(n)
+        codes = np.empty(n, np.int64)
         low, high = chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)
         ahead = _measure_mx(bits, low * n, start_rule, tie_thresholds, divisors)
         for blk in range(low, high):
@@ -145,8 +162,7 @@ def quantize_mx_optimal(x, bits, options, scales, packed, hessian):
             if blk + 1 < high:
                 ahead = _measure_mx(bits, (blk + 1) * n, start_rule, tie_thresholds, divisors)
             if top >= 0x7F800000:  # NaN or Inf in the block
-                scales[blk] = 255
-                packed[blk, :] = 0
+                _store_nonfinite_mx(bits, blk, n, options, codes, scales, packed)
                 continue
             scale = choose(bits, blk * n, x[blk], float(np.uint32(top).view(np.float32)), start,
                            first, tie_thresholds, tie, divisors, terms, ys, measured)
@@ -249,6 +265,7 @@ def quantize_mx(x, bits, options, scales, packed, hessian):
         terms = np.empty(n)
         ys = np.empty(n)
         r = np.empty(n)
+        codes = np.empty(n, np.int64)
         for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
             row = x[blk]
             amax = np.float32(0.0)
@@ -258,8 +275,7 @@ def quantize_mx(x, bits, options, scales, packed, hessian):
             for i in range(n):
                 finite &= abs(row[i]) < np.float32(math.inf)
             if not finite:
-                scales[blk] = 255
-                packed[blk, :] = 0
+                _store_nonfinite_mx(bits, blk, n, options, codes, scales, packed)
                 continue
             start = mx_scale(float(amax), start_rule)
             if not options.optimal:
@@ -386,21 +402,22 @@ def quantize_nv(x, bits, options, scales, packed, hessian):
                 scale = search(row, scale, divisors[scale], divisors, 1, 126, multiply, tie, lanes,
                                terms, ys)
             _store_nv(row, blk, scale, divisors, multiply, tie, zero_sign, order, scales, packed)
-    if options.nonfinite == NONFINITE_QWANTIZE:
-        _qwantize_nan_blocks(bits, options, scales, packed)
+    if nv_nan_recoded(options.nonfinite):  # torchao, torchao-rceil, qwantize
+        _nv_nan_blocks(bits, options, scales, packed)
     return fast
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _qwantize_nan_blocks(bits, options, scales, packed):
+def _nv_nan_blocks(bits, options, scales, packed):
     """NVFP4 NaN blocks (scale 0x7F) recoded as qwantize codes them
-    (:func:`..quantize_block.qwantize_nan_codes`)."""
+    (:func:`..quantize_block.nv_nan_codes`)."""
     nblocks, n = bits.shape
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
         codes = np.empty(n, np.int64)
         for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
-            if scales[blk] == 0x7F and qwantize_nan_codes(
-                    bits.reshape(-1), blk * n, n, options.rounding, options.zero_sign, codes):
+            if scales[blk] == 0x7F and nv_nan_codes(
+                    bits.reshape(-1), blk * n, n, options.nonfinite, options.rounding,
+                    options.zero_sign, codes):
                 for i in range(n // 2):
                     low, high = byte_elements(i, options.nibble_order, n)
                     packed[blk, i] = codes[low] | (codes[high] << 4)
@@ -441,8 +458,8 @@ def quantize_nv_rule(x, bits, options, scales, packed, hessian):
             scale = nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_block,
                                       zero_scale)
             _store_nv(row, blk, scale, divisors, multiply, tie, zero_sign, order, scales, packed)
-    if options.nonfinite == NONFINITE_QWANTIZE:
-        _qwantize_nan_blocks(bits, options, scales, packed)
+    if nv_nan_recoded(options.nonfinite):  # torchao, torchao-rceil, qwantize
+        _nv_nan_blocks(bits, options, scales, packed)
     return fast
 
 

@@ -41,7 +41,6 @@ from ..options import (
     HIGH_FIRST,
     NONFINITE_IEEE,
     NONFINITE_NAN_SCALE,
-    NONFINITE_QWANTIZE,
     RECIPE_TORCHAO,
     RULE_FLOOR,
     SPLIT_HALF,
@@ -53,7 +52,8 @@ from ..quantize_block import (
     mx_block_scale,
     mx_rule_block,
     nv_block_scale,
-    qwantize_nan_codes,
+    nv_nan_codes,
+    nv_nan_recoded,
 )
 from ..scalar import byte_elements
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
@@ -295,13 +295,16 @@ def _search_kernel(nv: bool, hessian: bool, order: int, tie: int, zero_sign: int
 
 @cuda.jit
 def _mx_quirk_kernel(bits, rule, nonfinite, zero_divisor, zero_block, zero_byte, order, tie,
-                     zero_sign, scales, packed):
+                     zero_sign, only_nan, scales, packed):
     """MXFP4 under a rule with the conventions of :func:`..quantize_block.mx_rule_block`
     (an implementation's NaN/Inf coding, a scale-0 divisor): a thread a block, the very
-    function the CPU's ``quantize_mx_quirks`` calls."""
+    function the CPU's ``quantize_mx_quirks`` calls; with ``only_nan``, after a search, the
+    blocks it gave 0xFF (its NaN/Inf blocks) only."""
     codes = cuda.local.array(32, int32)
     words = _njit_view(bits)
     for blk in range(cuda.grid(1), scales.size, cuda.gridsize(1)):
+        if only_nan and scales[blk] != MX_NAN:
+            continue
         scales[blk] = mx_rule_block(words, blk * 32, 32, rule, nonfinite, zero_divisor,
                                     zero_block, zero_byte, tie, zero_sign, codes)
         for i in range(16):
@@ -310,14 +313,14 @@ def _mx_quirk_kernel(bits, rule, nonfinite, zero_divisor, zero_block, zero_byte,
 
 
 @cuda.jit
-def _qwantize_nan_kernel(bits, order, tie, zero_sign, scales, packed):
-    """NVFP4 NaN blocks (scale 0x7F) recoded as qwantize codes them, after the quantize
-    kernel: the CPU's ``_qwantize_nan_blocks``, a thread a block."""
+def _nv_nan_kernel(bits, nonfinite, order, tie, zero_sign, scales, packed):
+    """NVFP4 NaN blocks (scale 0x7F) recoded as the profile's implementation codes them,
+    after the quantize kernel: the CPU's ``_nv_nan_blocks``, a thread a block."""
     codes = cuda.local.array(16, int32)
     words = _njit_view(bits)
     for blk in range(cuda.grid(1), scales.size, cuda.gridsize(1)):
-        if scales[blk] == NV_NAN and qwantize_nan_codes(words, blk * 16, 16, tie, zero_sign,
-                                                        codes):
+        if scales[blk] == NV_NAN and nv_nan_codes(words, blk * 16, 16, nonfinite, tie,
+                                                  zero_sign, codes):
             for i in range(8):
                 low, high = byte_elements(i, order, 16)
                 packed[blk * 8 + i] = codes[low] | (codes[high] << 4)
@@ -357,15 +360,17 @@ def quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
     minimise ``r^T H r`` with ``H = hessian[b % J]`` for block b.
     """
     o = options
-    if o.optimal:
-        _search(False, x, divisors, o, False, scales, packed, hessian)
-        return
-    if o.nonfinite not in (NONFINITE_NAN_SCALE, NONFINITE_IEEE) or o.e8m0_zero_divisor > 0:
-        blocks, threads = _grid(scales.size)
-        _mx_quirk_kernel[blocks, threads](
-            x.view(np.uint32), o.scale_rule, o.nonfinite, o.e8m0_zero_divisor, o.mx_zero_block,
-            o.mx_zero_block_scale, o.nibble_order, o.rounding, o.zero_sign, scales,
-            packed.reshape(-1))
+    special = o.nonfinite not in (NONFINITE_NAN_SCALE, NONFINITE_IEEE)
+    if o.optimal or special or o.e8m0_zero_divisor > 0:
+        if o.optimal:
+            _search(False, x, divisors, o, False, scales, packed, hessian)
+        if special or not o.optimal:
+            blocks, threads = _grid(scales.size)
+            _mx_quirk_kernel[blocks, threads](
+                x.view(np.uint32), o.scale_rule, o.nonfinite,
+                0.0 if o.optimal else o.e8m0_zero_divisor, o.mx_zero_block and not o.optimal,
+                o.mx_zero_block_scale, o.nibble_order, o.rounding, o.zero_sign, o.optimal,
+                scales, packed.reshape(-1))
         return
     blocks, threads = _warp_grid((scales.size + 31) // 32)
     _rule_kernel(False, o.scale_rule, o.nibble_order, o.rounding, o.zero_sign)[blocks, threads](
@@ -388,10 +393,10 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
             x.view(np.uint32), divisors, o.tensor_operand, o.clamp_low, o.clamp_high,
             o.zero_block, o.zero_block_scale, o.nonfinite == NONFINITE_NAN_SCALE, scales,
             _rule_out(packed, o.nibble_order))
-    if o.nonfinite == NONFINITE_QWANTIZE:
+    if nv_nan_recoded(o.nonfinite):  # torchao, torchao-rceil, qwantize
         blocks, threads = _grid(scales.size)
-        _qwantize_nan_kernel[blocks, threads](x.view(np.uint32), o.nibble_order, o.rounding,
-                                              o.zero_sign, scales, packed.reshape(-1))
+        _nv_nan_kernel[blocks, threads](x.view(np.uint32), o.nonfinite, o.nibble_order,
+                                        o.rounding, o.zero_sign, scales, packed.reshape(-1))
 
 
 @cuda.jit
