@@ -101,11 +101,46 @@ def test_qwantize_nvfp4_nan_block(backend):
     assert codes[1, :3].tolist() == [7, 4, 0]
 
 
+def _nv(*values):
+    x = np.zeros((1, 16), np.float32)
+    x[0, : len(values)] = values
+    return x
+
+
+#: torchao nvfp4_quantize (x86 NaN rules): (block, given s_t or None, byte, first codes).
+NV_CASES = [
+    # all zeros: s_t = 0 / 2688 = 0; (0 / 6) / 0 is the default NaN 0xFFC00000: byte 0xFF,
+    # f32(0xFF) = 0xFFF00000, r = (1 / 0) / NaN is it, every x * r too: code 0xC
+    (_nv(), None, 0xFF, [0xC, 0xC]),
+    # s_t = 0 given: (1 / 6) / 0 = Inf -> 448 (0x7E); r = Inf / 448 = Inf; 1 * Inf, -0.5 *
+    # Inf saturate (7, 0xF); 0 * Inf is 0xFFC00000: 0xB
+    (_nv(1.0, -0.5), 0.0, 0x7E, [7, 0xF, 0xB]),
+    # s_t = 1: a NaN block's NaN amax 0x7FC00000 gives 0x7F, f32(0x7F) = 0x7FF00000 = r:
+    # code 4 everywhere
+    (_nv(NAN, 1.0, 0.0), 1.0, 0x7F, [4, 4, 4]),
+    # s_t = 1, Inf: Inf -> 448, Inf * (1 / 448) saturates, 1 / 448 rounds to 0
+    (_nv(INF, 1.0), 1.0, 0x7E, [7, 0, 0]),
+    # s_t = Inf: (3 / 6) / Inf = 0 -> clamped to 2^-6 (0x08); r = (1 / Inf) / 2^-6 = 0
+    (_nv(3.0, -1.0), float("inf"), 0x08, [0, 8, 0]),
+    # s_t = Inf, an Inf block: Inf / Inf is 0xFFC00000 (0xFF); r = 0 / 0xFFF00000 is it
+    (_nv(INF, 1.0), float("inf"), 0xFF, [0xC, 0xC, 0xC]),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("x,given,scale,codes", NV_CASES)
+def test_torchao_nvfp4_nonfinite(backend, x, given, scale, codes):
+    q = fp4ref.quantize(x, format="nvfp4", profile="torchao-floor", tensor_scale=given,
+                        backend=backend)
+    assert int(q.scales.reshape(-1)[0]) == scale
+    assert fp4ref.unpack(q.blocks, block_size=16)[0, : len(codes)].tolist() == codes
+
+
 @pytest.mark.parametrize("name,fmt,rule", [
     ("torchao-floor", "mxfp4", None), ("torchao-rceil", "mxfp4", None),
     ("qwantize", "mxfp4", None), ("mistralrs", "mxfp4", None),
     ("qwantize", "mxfp4", "optimal"), ("qwantize", "nvfp4", None),
-    ("qwantize", "nvfp4", "optimal")])
+    ("qwantize", "nvfp4", "optimal"), ("torchao-floor", "nvfp4", None)])
 def test_oracle_numba_and_cuda_agree(name, fmt, rule):
     x = _edge_blocks()
     if rule:  # the searches are slow in the oracle: fewer blocks

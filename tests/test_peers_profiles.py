@@ -133,19 +133,13 @@ KNOWN: dict[tuple[str, str], set[str]] = {
         'nans/quantize',
         'subnormal-tensor/quantize',
     },
-    # torchao nvfp4_quantize where its reciprocal (1 / s_t) / s_b is NaN or Inf: the codes
-    # are those of the NaN torch's vectorised CPU clamp leaves (all ones: code 0xC) or of
-    # 0 * Inf (the x86 default NaN: 0xB), the scale byte 0x7F or 0xFF by the NaN's sign, which
-    # torch's scalar and vector loops give differently (docs/findings.md 16): not emulated.
+    # torchao with a NaN in the tensor: the per-tensor scale its callers compute,
+    # per_tensor_amax_to_scale(torch.max(|x|)), is the NaN torch's vectorised max makes
+    # (0xFFFFFFFF; its scalar loop keeps the input's), fp4ref's tensor amax the canonical
+    # NaN; the blocks follow that NaN's sign (docs/findings.md 16)
     ('torchao', 'nvfp4'): {
         'adversarial-blocks/quantize',
-        'given-tensor-scale-0/quantize',
-        'given-tensor-scale-7.17465e-43/quantize',
-        'infinities/quantize',
         'nans/quantize',
-        'negative-zero-tensor/quantize',
-        'subnormal-tensor/quantize',
-        'zero-tensor/quantize',
     },
 }
 

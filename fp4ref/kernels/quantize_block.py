@@ -28,7 +28,9 @@ from .options import (
     NONFINITE_QWANTIZE,
     NONFINITE_TORCHAO,
     NONFINITE_TORCHAO_RCEIL,
+    TIE_EVEN,
 )
+from .scalar import e4m3_decode, e4m3_encode
 from .scale_rules import mx_scale, nvfp4_block_scale
 
 _INF32 = np.float32(math.inf)
@@ -195,26 +197,95 @@ def mx_rule_block(bits, base, n, rule, nonfinite, zero_divisor, zero_block, zero
 
 @njit(cache=True, error_model="numpy")
 def nv_nan_recoded(nonfinite):
-    """Whether NVFP4 NaN blocks get :func:`nv_nan_codes` under ``nonfinite`` (torchao's
-    and qwantize's choices) rather than zero codes."""
+    """Whether NVFP4 blocks get :func:`nv_nonfinite_block` under ``nonfinite`` (torchao's
+    and qwantize's choices)."""
     return (nonfinite == NONFINITE_TORCHAO or nonfinite == NONFINITE_TORCHAO_RCEIL
             or nonfinite == NONFINITE_QWANTIZE)
 
 
 @njit(cache=True, error_model="numpy")
-def nv_nan_codes(bits, base, n, nonfinite, tie, zero_sign, codes):
-    """Whether the NVFP4 block ``bits[base:base + n]`` (float32 bits) holds a NaN, and then
-    its codes in ``codes[:n]`` as the implementation ``nonfinite`` gives them: qwantize
-    0.1.1 (``|x| / NaN`` buckets to 6, times ``torch.sign(x)``): +-6 for nonzero elements, 0
-    for zeros and NaNs; torchao 0.18 (the elements times ``(1 / s_t) / f32(0x7F)``, the
-    E4M3 NaN's float32 0x7FF00000, through ``f32_to_f4_unpacked``): 4 everywhere."""
-    found = False
+def _is_nan_bits(b):
+    return (np.uint32(b) & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+
+
+@njit(cache=True, error_model="numpy")
+def x86_op(a, b, multiply):
+    """float32 bits of ``a / b`` (or ``a * b``) for float32 bits ``a``, ``b`` as an x86 CPU
+    computes them: a NaN operand comes back quieted, the first one if both are; an invalid
+    operation (0 / 0, Inf / Inf, 0 * Inf) gives the default NaN 0xFFC00000."""
+    if _is_nan_bits(a):
+        return np.uint32(a) | np.uint32(0x00400000)
+    if _is_nan_bits(b):
+        return np.uint32(b) | np.uint32(0x00400000)
+    x = np.uint32(a).view(np.float32)
+    y = np.uint32(b).view(np.float32)
+    r = np.float32(x * y) if multiply else np.float32(x / y)
+    if r != r:
+        return np.uint32(0xFFC00000)
+    return np.float32(r).view(np.uint32)
+
+
+@njit(cache=True, error_model="numpy")
+def torchao_nv_block(bits, base, n, tensor, clamp_low, clamp_high, tie, zero_sign, codes):
+    """E4M3 byte and codes (``codes[:n]``) of the NVFP4 block ``bits[base:base + n]`` as
+    torchao 0.18's ``nvfp4_quantize`` computes them on an x86 CPU, NaNs included
+    (:func:`fp4ref.spec.nvfp4.torchao_block`): ``y = (amax / 6) / s_t`` (a block's NaN amax
+    is 0x7FC00000), clamped, cast (a NaN to 0x7F or 0xFF by its sign); the reciprocal
+    ``(1 / s_t) / f32(byte)`` (the NaN bytes' float32 0x7FF00000, 0xFFF00000); elements
+    ``x * r`` (r's NaN first), clamped to 6, coded (a NaN by :func:`torchao_nan_code`)."""
+    top = np.uint32(0)
+    nan = False
     for i in range(n):
-        v = np.uint32(bits[base + i]).view(np.float32)
-        found = found | (v != v)
-        if nonfinite != NONFINITE_QWANTIZE:
-            codes[i] = torchao_nan_code(0x7FF00000)
+        m = np.uint32(bits[base + i]) & np.uint32(0x7FFFFFFF)
+        nan = nan | (m > np.uint32(0x7F800000))
+        top = max(top, m)
+    amax = np.uint32(0x7FC00000) if nan else top
+    t = np.float32(tensor).view(np.uint32)
+    y = x86_op(x86_op(amax, np.float32(6.0).view(np.uint32), False), t, False)
+    if _is_nan_bits(y):
+        scale = 0x7F | (0x80 if y >> np.uint32(31) else 0)
+        s32 = np.uint32(0x7FF00000) | (np.uint32(scale & 0x80) << np.uint32(24))
+    else:
+        v = np.uint32(y).view(np.float32)
+        v = min(max(v, np.float32(clamp_low)), np.float32(clamp_high))
+        scale = e4m3_encode(v, TIE_EVEN, True)
+        s32 = np.float32(e4m3_decode(scale)).view(np.uint32)
+    r = x86_op(x86_op(np.float32(1.0).view(np.uint32), t, False), s32, False)
+    for i in range(n):
+        e = r if _is_nan_bits(r) else x86_op(bits[base + i], r, True)
+        if _is_nan_bits(e):
+            codes[i] = torchao_nan_code(e)
         else:
+            v = np.uint32(e).view(np.float32)
+            v = min(max(v, np.float32(-6.0)), np.float32(6.0))
+            codes[i] = element_code(v, np.float32(1.0), True, tie, zero_sign)
+    return scale
+
+
+@njit(cache=True, error_model="numpy")
+def nv_nonfinite_block(bits, base, n, nonfinite, tensor, clamp_low, clamp_high, tie,
+                       zero_sign, codes):
+    """The E4M3 byte (codes in ``codes[:n]``) the implementation ``nonfinite`` gives the
+    NVFP4 block ``bits[base:base + n]`` where the recipe's IEEE steps do not say (-1
+    elsewhere): qwantize 0.1.1 a NaN block (0x7F; ``|x| / NaN`` buckets to 6, times
+    ``torch.sign(x)``: +-6 for nonzero elements, 0 for zeros and NaNs); torchao 0.18 a block
+    with a NaN or an Inf, and every block when the tensor scale ``tensor`` is 0, not finite
+    or has no finite reciprocal (:func:`torchao_nv_block`)."""
+    special = False
+    for i in range(n):
+        special = special | (
+            (np.uint32(bits[base + i]) & np.uint32(0x7FFFFFFF)) >= np.uint32(0x7F800000))
+    if nonfinite == NONFINITE_QWANTIZE:
+        found = False
+        for i in range(n):
+            v = np.uint32(bits[base + i]).view(np.float32)
+            found = found | (v != v)
             codes[i] = (0 if v != v or v == np.float32(0.0)
                         else element_code(v, _INF32, True, tie, zero_sign))
-    return found
+        return 0x7F if found else -1
+    t = np.float32(tensor)
+    inverse = np.float32(1.0) / t if t != np.float32(0.0) else _INF32
+    if special or not (abs(t) < _INF32 and abs(inverse) < _INF32):
+        return torchao_nv_block(bits, base, n, tensor, clamp_low, clamp_high, tie, zero_sign,
+                                codes)
+    return -1

@@ -19,7 +19,12 @@ from numba import njit, prange
 from ..elements import THRESHOLDS, packed_byte
 from ..optimal import block_error, first_at_least, search, search_bounds, search_hessian
 from ..options import NONFINITE_IEEE, NONFINITE_NAN_SCALE, RULE_FLOOR
-from ..quantize_block import e8m0_reciprocal32, mx_rule_block, nv_nan_codes, nv_nan_recoded
+from ..quantize_block import (
+    e8m0_reciprocal32,
+    mx_rule_block,
+    nv_nan_recoded,
+    nv_nonfinite_block,
+)
 from ..scalar import byte_elements
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
 from .simd.mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor_group
@@ -409,15 +414,19 @@ def quantize_nv(x, bits, options, scales, packed, hessian):
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _nv_nan_blocks(bits, options, scales, packed):
-    """NVFP4 NaN blocks (scale 0x7F) recoded as qwantize codes them
-    (:func:`..quantize_block.nv_nan_codes`)."""
+    """NVFP4 blocks with NaN/Inf (torchao: all, with a tensor scale of 0, Inf or NaN)
+    recoded as the profile's implementation codes them
+    (:func:`..quantize_block.nv_nonfinite_block`), after the kernel."""
     nblocks, n = bits.shape
+    o = options
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
         codes = np.empty(n, np.int64)
         for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
-            if scales[blk] == 0x7F and nv_nan_codes(
-                    bits.reshape(-1), blk * n, n, options.nonfinite, options.rounding,
-                    options.zero_sign, codes):
+            scale = nv_nonfinite_block(bits.reshape(-1), blk * n, n, o.nonfinite,
+                                       o.tensor_operand, o.clamp_low, o.clamp_high, o.rounding,
+                                       o.zero_sign, codes)
+            if scale >= 0:
+                scales[blk] = scale
                 for i in range(n // 2):
                     low, high = byte_elements(i, options.nibble_order, n)
                     packed[blk, i] = codes[low] | (codes[high] << 4)

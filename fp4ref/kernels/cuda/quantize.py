@@ -52,8 +52,8 @@ from ..quantize_block import (
     mx_block_scale,
     mx_rule_block,
     nv_block_scale,
-    nv_nan_codes,
     nv_nan_recoded,
+    nv_nonfinite_block,
 )
 from ..scalar import byte_elements
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
@@ -313,14 +313,18 @@ def _mx_quirk_kernel(bits, rule, nonfinite, zero_divisor, zero_block, zero_byte,
 
 
 @cuda.jit
-def _nv_nan_kernel(bits, nonfinite, order, tie, zero_sign, scales, packed):
-    """NVFP4 NaN blocks (scale 0x7F) recoded as the profile's implementation codes them,
-    after the quantize kernel: the CPU's ``_nv_nan_blocks``, a thread a block."""
+def _nv_nan_kernel(bits, nonfinite, tensor, clamp_low, clamp_high, order, tie, zero_sign,
+                   scales, packed):
+    """NVFP4 blocks recoded as the profile's implementation codes their NaN/Inf
+    (:func:`..quantize_block.nv_nonfinite_block`), after the quantize kernel: the CPU's
+    ``_nv_nan_blocks``, a thread a block."""
     codes = cuda.local.array(16, int32)
     words = _njit_view(bits)
     for blk in range(cuda.grid(1), scales.size, cuda.gridsize(1)):
-        if scales[blk] == NV_NAN and nv_nan_codes(words, blk * 16, 16, nonfinite, tie,
-                                                  zero_sign, codes):
+        scale = nv_nonfinite_block(words, blk * 16, 16, nonfinite, tensor, clamp_low,
+                                   clamp_high, tie, zero_sign, codes)
+        if scale >= 0:
+            scales[blk] = scale
             for i in range(8):
                 low, high = byte_elements(i, order, 16)
                 packed[blk * 8 + i] = codes[low] | (codes[high] << 4)
@@ -395,7 +399,8 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
             _rule_out(packed, o.nibble_order))
     if nv_nan_recoded(o.nonfinite):  # torchao, torchao-rceil, qwantize
         blocks, threads = _grid(scales.size)
-        _nv_nan_kernel[blocks, threads](x.view(np.uint32), o.nonfinite, o.nibble_order,
+        _nv_nan_kernel[blocks, threads](x.view(np.uint32), o.nonfinite, o.tensor_operand,
+                                        o.clamp_low, o.clamp_high, o.nibble_order,
                                         o.rounding, o.zero_sign, scales, packed.reshape(-1))
 
 
