@@ -64,6 +64,11 @@ E4M3_DECODES = ("ocp", "ggml")
 #: its sign for every nonzero element, 0 for zeros and for NaNs (``torch.sign(NaN)`` is
 #: 0), NVFP4 as MXFP4; an Inf block (no NaN): MXFP4 254 (log2 of Inf clamped), elements
 #: divided by 2^127; NVFP4 as ``"ieee"``.
+#: NVFP4 under ``"torchao"`` / ``"torchao-rceil"``: a block with NaN or Inf, and every
+#: block under a tensor scale of 0, Inf, NaN or one without a finite float32 reciprocal,
+#: gets torchao 0.18 ``nvfp4_quantize``'s bytes under x86's NaN rules
+#: (:func:`fp4ref.spec.nvfp4.torchao_block`; an all-zero tensor: 0xFF, codes 0xC); other
+#: blocks run the recipe as ``"ieee"`` does.
 #: ``"mistralrs"`` (mistral.rs 0.9.5 in-situ MXFP4): NaN elements are left out of the
 #: block max and coded 7 (+6) whatever their sign; a block max of Inf gives byte 0
 #: (``floor(log2(Inf)) as i32 + 127`` wraps, clamped to 0) and elements divided by 2^-127.
@@ -260,8 +265,9 @@ _PROFILES = (
             "block 0xFF with x / Inf codes, Inf block 253 (nonfinite='torchao'); decode "
             "data.to(dt) * scale.to(dt). NVFP4 block scale e4m3(clamp((amax/6)/s_t, 2^-6, "
             "448)), elements x*((1/s_t)/s_b), decode (P * f32(s_t * s_b)).to(dt) "
-            "(decode_arithmetic='torchao'). Not emulated (docs/findings.md 16): NVFP4 blocks "
-            "whose reciprocal is NaN or Inf (zero or non-finite tensors, tensor scale 0).",
+            "(decode_arithmetic='torchao'); NaN/Inf blocks and tensor scales 0, Inf, NaN as x86 "
+            "computes them (docs/findings.md 16). Not emulated: the NaN per-tensor scale "
+            "torch.max makes of a tensor holding a NaN.",
             nonfinite="torchao", nvfp4_recipe="torchao", block_scale_clamp=(2.0 ** -6, 448.0),
             e8m0_zero_divisor=2.0 ** -126, decode_arithmetic="torchao"),
     Profile("torchao-rceil", "torchao 0.18 to_mx RCEIL on CPU (run: its fallback "
