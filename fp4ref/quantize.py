@@ -85,17 +85,26 @@ def _tensor_scales(profile: Profile, tensor_scale: Any, amax: Any):
     else:
         amax = amax()
         amax = math.nan if amax != amax else amax  # NaN tensors: fp4ref's canonical NaN
-        if encode:  # compressed-tensors generate_gparam: 2688 / amax, non-finite -> 1;
+        if recipe == "vllm":  # vLLM's callers: 2688 / amax in torch, reciprocal * 2688,
+            # IEEE throughout (a zero tensor gives Inf, an Inf one 0, NaN NaN)
+            with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+                stored = float(np.float32(np.float32(1.0) / np.float32(amax))
+                               * np.float32(2688.0))
+            if amax != amax:  # torch's max reduction on x86 gives the NaN 0xFFFFFFFF
+                stored = float(np.uint32(0xFFFFFFFF).view(np.float32))
+        elif encode:  # compressed-tensors generate_gparam: 2688 / amax, non-finite -> 1;
             # torch evaluates scalar / tensor as tensor.reciprocal() * scalar
             amax = max(amax, float(np.finfo(np.float32).tiny))
             stored = scale_rules.f32(scale_rules.f32(1.0 / amax) * 2688.0)
             stored = stored if np.isfinite(stored) else 1.0
         else:  # ModelOpt / torchao: amax / (6 * 448)
             stored = scale_rules.f32(amax / 2688.0)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         inverse = float(np.float32(1.0) / np.float32(stored))
     decode = inverse if encode else stored
     operand = stored if (recipe == "compressed-tensors") == encode else inverse
+    if recipe == "vllm":  # ref_nvfp4_quant takes the global scale G (encode direction)
+        operand = stored if encode else inverse
     return operand, np.float32(decode), np.float32(stored)
 
 
@@ -158,7 +167,9 @@ def quantize(
     Notes
     -----
     NaN anywhere in a block gives it the NaN scale (0xFF, or 0x7F for NVFP4) and zero codes;
-    so does Inf under the profile's ``nonfinite="nan-scale"`` (the OCP default). An all-zero
+    so does Inf under the profile's ``nonfinite="nan-scale"`` (the OCP default). Under
+    ``nonfinite="gfloat"`` (MXFP4) NaN is refused with ``ValueError`` and an Inf block gets
+    scale 0xFE with its elements coded as V / 2^127 (Inf -> +-6). An all-zero
     block gets the rule's zero-amax scale (0x00 under OCP). Empty inputs give empty outputs.
     """
     fmt = _checks.choice("format", format, ("mxfp4", "nvfp4"))
@@ -183,9 +194,20 @@ def quantize(
         block = nvfp4.BLOCK_SIZE
         if prof.nvfp4_recipe is None:
             raise ValueError(f"profile {prof.name!r} has no NVFP4 quantizer")
+        if scale_rule is not None and prof.nvfp4_recipe == "vllm":
+            raise ValueError(f"scale_rule={scale_rule!r} cannot search profile {prof.name!r}'s "
+                             "NVFP4 recipe 'vllm' (its own block arithmetic)")
         if scale_rule is not None and prof.nvfp4_recipe == "torchao":
             raise ValueError(f"scale_rule={scale_rule!r} needs a division recipe; profile "
                              f"{prof.name!r} multiplies by reciprocals")
+    if fmt == "nvfp4" and prof.nonfinite == "gguf-py":
+        raise ValueError("nonfinite='gguf-py' is MXFP4 only (gguf-py has no NVFP4 quantizer)")
+    if fmt == "nvfp4" and prof.element_rule == "ggml" and prof.nvfp4_recipe == "torchao":
+        raise ValueError("element_rule='ggml' needs a recipe that divides by its scale; "
+                         "'torchao' multiplies by a reciprocal")
+    if fmt == "nvfp4" and scale_rule is not None and prof.nvfp4_recipe == "comfy":
+        raise ValueError(f"scale_rule={scale_rule!r}: the 'comfy' recipe of profile "
+                         f"{prof.name!r} has no scale search")
     if engine.name == "cuda":
         flat, shape = _device_input(engine, x, block)
     else:
@@ -195,6 +217,13 @@ def quantize(
     if prof.scale_layout != "linear" and len(shape) < 2:
         raise ValueError(f"x must have shape [..., N, K] for scale_layout "
                          f"{prof.scale_layout!r}; got shape {shape}")
+    if prof.nonfinite == "gfloat":  # gfloat raises on NaN (encode_float: no NaN in E2M1)
+        if fmt == "nvfp4":
+            raise ValueError("nonfinite='gfloat' is an MXFP4 convention (gfloat has no NVFP4 "
+                             "quantizer)")
+        if math.isnan(engine.largest_magnitude(flat)):
+            raise ValueError("x holds NaN, refused under nonfinite='gfloat' (gfloat raises "
+                             "'No NaN in format ocp_e2m1')")
     operand, decode, stored = 1.0, None, None
     if fmt == "nvfp4":
         operand, decode, stored = _tensor_scales(

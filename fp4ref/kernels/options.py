@@ -20,7 +20,18 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
 
-from ..profiles import DECODE_ARITHMETIC, E4M3_DECODES, E8M0_DECODES, NONFINITE, Profile
+from ..profiles import (
+    DECODE_ARITHMETIC,
+    E4M3_DECODES,
+    E4M3_ENCODES,
+    E8M0_DECODES,
+    ELEMENT_RULES,
+    MX_ELEMENT_SCALES,
+    NONFINITE,
+    Profile,
+)
+from ..spec import e2m1 as _e2m1
+from ..spec import e4m3 as _e4m3
 from ..spec.elements import ZERO_SIGNS
 from ..spec.layouts import LAYOUTS
 from ..spec.nibbles import NIBBLE_ORDERS
@@ -48,10 +59,15 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "e8m0_decode": E8M0_DECODES,
     "decode_arithmetic": DECODE_ARITHMETIC,
     "e4m3_decode": E4M3_DECODES,
+    "element_rule": ELEMENT_RULES,
+    "e4m3_encode": E4M3_ENCODES,
     "scale_layout": LAYOUTS,
     "dtype": OUTPUT_DTYPES,
     "scale_format": SCALE_FORMATS,
     "scalar_format": SCALAR_FORMATS,
+    "e2m1_nan": _e2m1.NAN_CODES,
+    "e4m3_nan": _e4m3.NAN_CODES,
+    "mx_element_scale": MX_ELEMENT_SCALES,
 }
 
 
@@ -62,6 +78,7 @@ def code(convention: str, name: str) -> int:
 
 TIE_EVEN, TIE_AWAY, TIE_ZERO = (code("rounding", n) for n in ("even", "away", "zero"))
 ZERO_KEEP, ZERO_NEGATIVE, ZERO_DROP = (code("zero_sign", n) for n in ("keep", "negative", "drop"))
+ZERO_QUOTIENT = code("zero_sign", "quotient")
 LOW_FIRST, HIGH_FIRST, SPLIT_HALF = (
     code("nibble_order", n) for n in ("low-first", "high-first", "split-half"))
 (RULE_FLOOR, RULE_RCEIL, RULE_CEIL, RULE_EVEN, RULE_NEAREST, RULE_MISTRALRS, RULE_QWANTIZE,
@@ -71,11 +88,19 @@ RULE_TORCHAO_RCEIL = code("scale_rule", "torchao-rceil")
 RECIPE_PLAIN, RECIPE_MODELOPT, RECIPE_TORCHAO, RECIPE_CT = (
     code("nvfp4_recipe", n) for n in ("plain", "modelopt", "torchao", "compressed-tensors"))
 NONFINITE_NAN_SCALE, NONFINITE_IEEE = (code("nonfinite", n) for n in ("nan-scale", "ieee"))
+NONFINITE_GFLOAT = code("nonfinite", "gfloat")
+RECIPE_COMFY = code("nvfp4_recipe", "comfy")
+DECODE_CT, DECODE_MODELOPT = (code("decode_arithmetic", n)
+                              for n in ("compressed-tensors", "modelopt"))
+NONFINITE_COMFY = code("nonfinite", "comfy")
 NONFINITE_TORCHAO, NONFINITE_TORCHAO_RCEIL, NONFINITE_QWANTIZE, NONFINITE_MISTRALRS = (
     code("nonfinite", n) for n in ("torchao", "torchao-rceil", "qwantize", "mistralrs"))
 E8M0_OCP, E8M0_BITS, E8M0_GGML, E8M0_INF = (
     code("e8m0_decode", n) for n in ("ocp", "bits", "ggml", "inf"))
 E4M3_OCP, E4M3_GGML = (code("e4m3_decode", n) for n in ("ocp", "ggml"))
+NONFINITE_GGML, NONFINITE_GGUF_PY = (code("nonfinite", n) for n in ("ggml", "gguf-py"))
+ELEMENT_NEAREST, ELEMENT_GGML = (code("element_rule", n) for n in ("nearest", "ggml"))
+ENCODE_E4M3_OCP, ENCODE_E4M3_GGML = (code("e4m3_encode", n) for n in ("ocp", "ggml"))
 DECODE_EXACT, DECODE_SCALE_FIRST, DECODE_OUTPUT_DTYPE = (
     code("decode_arithmetic", n) for n in ("exact", "scale-first", "output-dtype"))
 
@@ -94,6 +119,15 @@ LAYOUT_LINEAR, LAYOUT_128X4, LAYOUT_8X4 = (
 OUT_FLOAT32, OUT_BFLOAT16, OUT_FLOAT16 = (
     code("dtype", n) for n in ("float32", "bfloat16", "float16"))
 SCALE_E8M0, SCALE_E4M3 = (code("scale_format", n) for n in ("e8m0", "e4m3"))
+NAN_SIGN, NAN_ML_DTYPES, NAN_TORCHAO, NAN_COMPRESSED_TENSORS, NAN_REFUSE = (
+    code("e2m1_nan", n) for n in ("sign", "ml_dtypes", "torchao", "compressed-tensors", "refuse"))
+E4M3_NAN_SIGN, E4M3_NAN_GFLOAT = (code("e4m3_nan", n) for n in ("sign", "gfloat"))
+RULE_QUARK, RULE_EXPONENT_UP = (code("scale_rule", n) for n in ("quark", "exponent-up"))
+RECIPE_VLLM = code("nvfp4_recipe", "vllm")
+NONFINITE_QUARK, NONFINITE_VLLM, NONFINITE_VLLM_TRITON = (
+    code("nonfinite", n) for n in ("quark", "vllm", "vllm-triton"))
+MX_DIVIDE, MX_BITS_RECIPROCAL = (
+    code("mx_element_scale", n) for n in ("divide", "bits-reciprocal"))
 
 
 class KernelOptions(NamedTuple):
@@ -136,6 +170,18 @@ class KernelOptions(NamedTuple):
     vector_code : bool
         Not a convention: whether the CPU kernels may take their LLVM vector paths (the
         switch of :mod:`.cpu.simd`, read when the record is built).
+    mx_element_scale : int
+        :data:`MX_DIVIDE` or :data:`MX_BITS_RECIPROCAL` (``Profile.mx_element_scale``).
+    e8m0_stored_min : int
+        MXFP4: the smallest scale byte stored (``Profile.e8m0_stored_min``).
+    mx_quirks : bool
+        Not a convention: whether an MXFP4 rule quantization needs the quirk kernels
+        (:func:`.quantize_block.mx_quirk_block`): nonfinite ``"quark"``/``"vllm"``,
+        ``mx_element_scale`` or ``e8m0_stored_min`` off their defaults.
+    element_rule : int
+        :data:`ELEMENT_NEAREST` or :data:`ELEMENT_GGML` (ggml's argmin of float32 errors).
+    e4m3_encode : int
+        NVFP4 block-scale encode: :data:`ENCODE_E4M3_OCP` or :data:`ENCODE_E4M3_GGML`.
     """
 
     scale_rule: int
@@ -156,6 +202,11 @@ class KernelOptions(NamedTuple):
     mx_zero_block_scale: int
     e8m0_zero_divisor: float
     vector_code: bool
+    mx_element_scale: int
+    e8m0_stored_min: int
+    mx_quirks: bool
+    element_rule: int = 0
+    e4m3_encode: int = 0
 
 
 @dataclass(frozen=True)
@@ -198,13 +249,14 @@ class QuantizeOptions:
         return rule if rule in MX_RULES else "floor"
 
     @property
-    def mx_quirks(self) -> bool:
+    def mx_rule_block(self) -> bool:
         """MXFP4 under a rule with a convention only the scalar block function
-        :func:`..quantize_block.mx_rule_block` implements (an implementation's NaN/Inf
-        coding, a scale-0x00 divisor): the vector code and the warp kernels step aside."""
+        :func:`..quantize_block.mx_rule_block` implements (torchao's, qwantize's or
+        mistral.rs's NaN/Inf coding, a scale-0x00 divisor): the vector code and the warp
+        kernels step aside."""
         p = self.profile
         return (self.format == "mxfp4" and not self.optimal
-                and (p.nonfinite not in ("nan-scale", "ieee")
+                and (p.nonfinite in ("torchao", "torchao-rceil", "qwantize", "mistralrs")
                      or p.e8m0_zero_divisor is not None))
 
     @cached_property
@@ -233,7 +285,25 @@ class QuantizeOptions:
             mx_zero_block_scale=int(p.mx_zero_block_scale or 0),
             e8m0_zero_divisor=float(p.e8m0_zero_divisor or 0.0),
             vector_code=vector_code(),
+            element_rule=code("element_rule", p.element_rule),
+            e4m3_encode=code("e4m3_encode", p.e4m3_encode),
+            mx_element_scale=code("mx_element_scale", p.mx_element_scale),
+            e8m0_stored_min=int(p.e8m0_stored_min),
+            mx_quirks=(p.nonfinite in ("quark", "vllm", "vllm-triton")
+                       or p.mx_element_scale != "divide"
+                       or p.e8m0_stored_min != 0),
         )
+
+    @property
+    def ggml(self) -> bool:
+        """Whether a ggml convention (element rule, non-finite policy or E4M3 encode) is
+        chosen, and no search: those run in the ggml kernels
+        (:func:`fp4ref.kernels.ggml.ggml_block`; the searches ignore the three, as the
+        oracle's do)."""
+        p = self.profile
+        return not self.optimal and (
+            p.element_rule == "ggml" or p.nonfinite in ("ggml", "gguf-py")
+            or (self.format == "nvfp4" and p.e4m3_encode == "ggml"))
 
 
 def nvfp4_recipe_options(recipe: str, tensor_operand: float,

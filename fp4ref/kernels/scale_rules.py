@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit
 
 from .options import (
+    RECIPE_COMFY,
     RECIPE_CT,
     RECIPE_MODELOPT,
     RECIPE_PLAIN,
@@ -24,9 +25,11 @@ from .options import (
     RULE_CEIL,
     RULE_EVEN,
     RULE_EXPONENT,
+    RULE_EXPONENT_UP,
     RULE_FLOOR,
     RULE_GGML,
     RULE_MISTRALRS,
+    RULE_QUARK,
     RULE_QWANTIZE,
     RULE_RCEIL,
     RULE_TORCHAO_RCEIL,
@@ -91,6 +94,11 @@ def mx_scale(amax, rule):
         return min(max(int(math.floor(log2f(quotient))) + 127, 0), 254)
     if rule == RULE_EXPONENT:
         return float32_bits_of(f32(amax / 6.0)) >> 23
+    if rule == RULE_EXPONENT_UP:  # vLLM ROUND_UP (also NaN -> 0x00 and Inf -> 0xFF)
+        return ((float32_bits_of(f32(amax / 6.0)) + 0x7FFFFF) & 0x7F800000) >> 23
+    if rule == RULE_QUARK:  # Quark even_round: field 255 (>= 1.75 * 2^127, Inf) -> 0xFE
+        field = ((float32_bits_of(amax) + 0x200000) & 0x7F800000) >> 23
+        return 254 if field == 255 else _clamp_biased(field - 129, -127, 127)
     if rule == RULE_TORCHAO_RCEIL:  # float32 torch.log2, then ceil
         quotient = f32(amax / 6.0)
         if quotient == 0.0:
@@ -136,7 +144,7 @@ def nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_block, z
         y = divide(amax, f32(6.0 * tensor))
         if y == 0.0 and zero_block:
             y = zero_scale
-    elif recipe == RECIPE_TORCHAO:
+    elif recipe == RECIPE_TORCHAO or recipe == RECIPE_COMFY:  # comfy: as torchao's, unclamped
         y = divide(f32(amax / 6.0), tensor)
     else:
         y = f32(tensor * f32(amax / 6.0))
@@ -156,7 +164,7 @@ def nvfp4_divisor(byte, recipe, tensor):
     scale = e4m3_decode(byte)
     if recipe == RECIPE_PLAIN:
         return scale, False
-    if recipe == RECIPE_MODELOPT:
+    if recipe == RECIPE_MODELOPT or recipe == RECIPE_COMFY:
         return f32(scale * tensor), False
     if recipe == RECIPE_CT:
         return divide(scale, tensor), False

@@ -24,11 +24,11 @@ from . import e4m3
 #: MXFP4 scale rules, by name (``"optimal"`` and ``"optimal-hessian"`` start from a base
 #: rule and search; see :mod:`fp4ref.spec.optimal`).
 MX_RULES = ("floor", "rceil", "ceil", "even", "nearest", "mistralrs", "qwantize", "ggml",
-            "exponent", "torchao-rceil")
+            "exponent", "quark", "exponent-up", "torchao-rceil")
 SEARCH_RULES = ("optimal", "optimal-hessian")
 
 #: NVFP4 two-level recipes (see :func:`nvfp4_block_scale`).
-NV_RECIPES = ("plain", "modelopt", "torchao", "compressed-tensors")
+NV_RECIPES = ("plain", "modelopt", "torchao", "compressed-tensors", "comfy", "vllm")
 
 #: emax_elem of E2M1 (OCP MX v1.0 section 6.3).
 EMAX_ELEM = 2
@@ -107,11 +107,25 @@ def mx_scale(amax: float, rule: str) -> int:
         - ``"exponent"``: the biased exponent field of float32(amax / 6), vLLM's
           ``downcast_to_mxfp_torch`` ROUND_DOWN (``bits & 0x7F800000``): a subnormal or zero
           quotient gives 0x00.
+        - ``"quark"``: AMD Quark 0.13 ``even_round``: the ``"even"`` bit trick, then
+          ``floor(log2) - 2`` clamped to [-127, 127]: an exponent field of 255 after the add
+          (amax >= 1.75 * 2^127, and amax = Inf) is log2(Inf), clamped to 127: 0xFE.
+        - ``"exponent-up"``: vLLM ``downcast_to_mxfp_torch`` ROUND_UP (its default),
+          ``((bits + 0x7FFFFF) & 0x7F800000) >> 23`` of float32(amax / 6): rceil, except
+          that a subnormal quotient gives 0x01 (rceil: 0x00 up to 2^-127).
+
+        ``"exponent"``, ``"exponent-up"`` and ``"quark"`` also take amax = Inf or NaN (a
+        block under ``nonfinite="vllm"`` or ``"quark"``): their bit arithmetic on it.
         - ``"torchao-rceil"``: torchao 0.18 ``_to_mx_rceil`` on CPU (its fallback of the
           ``cvt.rp`` instruction): ``clamp(ceil(log2f(float32(amax / 6))), -127, 127) +
           127`` with float32 ``torch.log2``, so a quotient a few ulps above a power of two
           rounds down to it; a zero quotient gives 0x00.
     """
+    if rule == "quark":  # quark/torch/quantization/utils.py even_round
+        field = ((float32_bits(amax) + 0x200000) & 0x7F800000) >> 23
+        return 254 if field == 255 else _biased(field - 127 - EMAX_ELEM)
+    if rule == "exponent-up":  # vllm mxfp.py downcast_to_mxfp_torch, ROUND_UP
+        return ((float32_bits(f32(amax / 6)) + 0x7FFFFF) & 0x7F800000) >> 23
     if rule == "qwantize":
         t = f32(f32(log2f(max(amax, f32(1e-30))) - 2) + 127)
         return min(max(math.floor(t), 1), 254)
@@ -157,7 +171,7 @@ def e8m0_divisor(byte: int) -> float:
 
 def nvfp4_block_scale(
     amax: float, recipe: str, tensor: float, clamp: tuple[float, float] | None,
-    zero_scale: float | None,
+    zero_scale: float | None, encode: str = "ocp",
 ) -> int:
     """The E4M3 block-scale byte of an NVFP4 block whose largest magnitude is ``amax``.
 
@@ -170,9 +184,16 @@ def nvfp4_block_scale(
     - ``"torchao"`` (torchao 0.18 2-level): y = (amax / 6) / s_t.
     - ``"compressed-tensors"`` (0.20): y = G * (amax / 6), G the encode scale; a zero
       *byte* after the cast becomes ``zero_scale`` (0.125).
+    - ``"comfy"`` (comfy-kitchen 0.2.40): y = (amax / 6) / s_t, rounded twice (its NaN
+      bytes and zero-divisor blocks: :func:`fp4ref.spec.nvfp4.comfy_block`).
+    - ``"vllm"`` (vLLM 0.33.0 ``ref_nvfp4_quant``): its own block function,
+      :func:`fp4ref.spec.nvfp4.vllm_block` (this function and :func:`nvfp4_divisor` do not
+      take it).
 
     Then ``clamp`` (low, high) if given (torchao [2^-6, 448], ModelOpt [2^-9, 448]) and the
     E4M3 cast: nearest even, saturating to 448 (torch 2.13's cast). NaN gives 0x7F.
+    ``encode="ggml"`` casts with ggml's ``ggml_fp32_to_ue4m3`` instead
+    (:func:`fp4ref.spec.e4m3.encode_ggml`).
     """
     if recipe == "plain":
         y = f32(amax / 6)
@@ -184,13 +205,18 @@ def nvfp4_block_scale(
         y = _f32_divide(f32(amax / 6), tensor)
     elif recipe == "compressed-tensors":
         y = f32(tensor * f32(amax / 6))
+    elif recipe == "comfy":  # comfy-kitchen 0.2.40 quantize_nvfp4: two roundings
+        y = _f32_divide(f32(amax / 6), tensor)
     else:
         raise ValueError(f"recipe must be one of {NV_RECIPES}; got {recipe!r}")
     if clamp is not None and y == y:
         y = min(max(y, clamp[0]), clamp[1])
     if y != y:  # a NaN made by the arithmetic (Inf / Inf) has the hardware's sign (x86
         return 0x7F  # negative, CUDA positive); fp4ref writes the positive NaN byte
-    byte = e4m3.encode(y, "even", saturate=True)
+    if encode == "ggml":
+        byte = e4m3.encode_ggml(y)
+    else:
+        byte = e4m3.encode(y, "even", saturate=True)
     if recipe == "compressed-tensors" and byte == 0 and zero_scale is not None:
         byte = e4m3.encode(zero_scale)
     return byte
@@ -210,6 +236,8 @@ def nvfp4_divisor(byte: int, recipe: str, tensor: float) -> tuple[float, bool]:
         return f32(scale * tensor), False
     if recipe == "compressed-tensors":
         return _f32_divide(scale, tensor), False
+    if recipe == "comfy":  # x / f32(s_t * s_b), as ModelOpt
+        return f32(scale * tensor), False
     return _f32_divide(_f32_divide(1.0, tensor), scale), True
 
 

@@ -14,6 +14,8 @@ class Torchao(Peer):
     own = "to_mx FLOOR/RCEIL/CEIL/EVEN, nvfp4_quantize (profiles torchao-floor, torchao-rceil)"
     native = {
         "rounding": ("even",),
+        "zero_sign": ("keep",),
+        "nan": ("torchao",),
         "scale_rule": ("floor", "torchao-rceil", "ceil", "even"),
         "profile": ("torchao-floor", "torchao-rceil"),
         # how torchao codes NaN/Inf blocks and divides scale-0x00 blocks (the profiles'
@@ -58,8 +60,8 @@ class Torchao(Peer):
     def decode_e2m1(self, codes):
         return self.kernels.f4_unpacked_to_f32(self.torch.from_numpy(codes.copy())).numpy()
 
-    def encode_e2m1(self, x, *, rounding):
-        self.choose(rounding=rounding)
+    def encode_e2m1(self, x, *, rounding, zero_sign=None, nan=None):
+        self.choose(rounding=rounding, zero_sign=zero_sign, nan=nan)
         return self.kernels.f32_to_f4_unpacked(self.torch.from_numpy(x.copy())).numpy()
 
     def pack(self, codes, *, order, block_size):
@@ -108,8 +110,8 @@ class Torchao(Peer):
         )
         return data.numpy(), scale.view(self.torch.uint8).numpy()
 
-    def quantize_mxfp4(self, x, *, scale_rule, rounding):
-        rule, _, _ = self.choose(scale_rule=scale_rule, rounding=rounding, nonfinite="nan-scale")
+    def quantize_mxfp4(self, x, *, scale_rule, rounding, nonfinite="nan-scale"):
+        rule, _, _ = self.choose(scale_rule=scale_rule, rounding=rounding, nonfinite=nonfinite)
         return self._mx(x, "rceil" if rule == "torchao-rceil" else rule)
 
     def quantize_nvfp4(self, x, tensor_scale, *, tensor_scale_direction):
