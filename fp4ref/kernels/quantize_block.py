@@ -302,6 +302,9 @@ def nv_nonfinite_block(bits, base, n, nonfinite, tensor, clamp_low, clamp_high, 
         return torchao_nv_block(bits, base, n, tensor, clamp_low, clamp_high, tie, zero_sign,
                                 codes)
     return -1
+
+
+@njit(cache=True, error_model="numpy")
 def mx_quirk_scale(row, rule, zero_block, zero_byte, nonfinite):
     """(byte the elements use, mode) of an MXFP4 block
     under AMD Quark's or vLLM's conventions (:func:`fp4ref.spec.mx.quirk_block`): a NaN

@@ -236,6 +236,8 @@ def nonfinite_block(
 
 #: The choices :func:`nonfinite_block` implements.
 _NONFINITE = ("torchao", "torchao-rceil", "qwantize", "mistralrs")
+
+
 def quirk_block(
     values: Sequence[float], rule: str, rounding: str, zero_sign: str, zero_byte: int | None,
     nonfinite: str, element_scale: str, stored_min: int,

@@ -389,6 +389,8 @@ def torchao_block(
         v = min(max(_value32(e), -6.0), 6.0)
         codes.append(element_code(v, abs(v), rounding, zero_sign))
     return scale, codes
+
+
 def vllm_block(values: Sequence[float], tensor: float) -> tuple[int, list[int]]:
     """(E4M3 byte, codes) of one block by vLLM 0.33.0 ``ref_nvfp4_quant`` (the ``"vllm"``
     recipe), with ``tensor`` the global scale G it is passed (encode direction), every step
