@@ -8,6 +8,7 @@ import ml_dtypes
 import numpy as np
 
 from . import _checks, _device, arrays, backends, buffers, layouts
+from .kernels.options import decode_arithmetic
 from .profiles import E8M0_DECODES
 from .profiles import get as get_profile
 from .spec import mx, nibbles, nvfp4, rounding
@@ -153,11 +154,8 @@ def packed(
             with np.errstate(divide="ignore"):
                 divisor = np.float32(1.0) / scale
     leading, k = _block_shapes(blocks, scales, block_size, fmt)
-    arithmetic = prof.decode_arithmetic
-    if arithmetic == "mlx":  # MLX's dequantize: MXFP4 in the output dtype, NVFP4 scale first
-        arithmetic = "output-dtype" if fmt == "mxfp4" else "scale-first"
     return Packed(blocks, scales, fmt, block_size, scale_format, scale, order, e8m0, leading, k,
-                  arithmetic, prof.e4m3_decode, divisor)
+                  decode_arithmetic(prof.decode_arithmetic, fmt), prof.e4m3_decode, divisor)
 
 
 @arrays.front_door

@@ -133,7 +133,7 @@ class PythonBackend:
                     values, options.scale_rule, p.rounding, p.zero_sign, options.start_rule,
                     p.e8m0_min, p.sum_lanes, h, p.mx_zero_block_scale, nonfinite=p.nonfinite,
                     element_rule=p.element_rule, element_scale=p.mx_element_scale,
-                    stored_min=p.e8m0_stored_min)
+                    stored_min=p.e8m0_stored_min, zero_divisor=p.e8m0_zero_divisor)
             else:
                 scale, codes = nvfp4.quantize_block(
                     values, p.nvfp4_recipe, options.tensor_operand, p.block_scale_clamp,

@@ -36,12 +36,14 @@ E8M0_DECODES = ("ocp", "bits", "ggml", "inf")
 #: ``"compressed-tensors"`` (its ``_dequantize``): NVFP4 ``dt(P * f32(s_b / G))`` with G
 #: the stored encode tensor scale (``weight_global_scale``), MXFP4 as ``"output-dtype"``;
 #: ``"modelopt"`` (``NVFP4QTensor.dequantize``): NVFP4 ``dt(P * f32(s_b * s_t))`` with
-#: code 0x8 read as +0 (its ``e2m1_values`` table), MXFP4 as ``"exact"``; ``"mlx"`` (MLX
-#: 0.32.4 ``mx.dequantize``): MXFP4 as ``"output-dtype"``, NVFP4 as ``"scale-first"``
-#: (MLX multiplies ``lut * (from_fp8(s_b) * (global_scale / 2688))``, promoted to float32
-#: by the float32 global scale; without one the product is exact in every dtype).
+#: code 0x8 read as +0 (its ``e2m1_values`` table), MXFP4 as ``"exact"``; ``"by-format"``:
+#: MXFP4 as ``"output-dtype"``, NVFP4 as ``"scale-first"``, the torch-style decodes of two
+#: implementations: torchao 0.18 (``to_dtype``: ``data.to(dt) * get_fp_scale(s).to(dt)``;
+#: ``NVFP4Tensor.dequantize``: ``(P * f32(s_t * s_b)).to(dt)``) and MLX 0.32.4
+#: ``mx.dequantize`` (``lut * (from_fp8(s_b) * (global_scale / 2688))``, promoted to
+#: float32 by the float32 global scale; without one the product is exact in every dtype).
 DECODE_ARITHMETIC = ("exact", "scale-first", "output-dtype", "compressed-tensors",
-                     "modelopt", "mlx")
+                     "modelopt", "by-format")
 
 #: NVFP4 block-scale decode: ``"ocp"`` E4M3 as OFP8 v1.0 (0x7F/0xFF NaN); ``"ggml"``
 #: ggml's UE4M3 (``ggml_ue4m3_to_fp32``): the sign bit is ignored, 0x7F is 0 and 0xFF is
@@ -83,6 +85,32 @@ E4M3_DECODES = ("ocp", "ggml")
 #: NaN never enters the block max (``tl.max`` skips it; a block of NaNs has max NaN, whose
 #: bits go through the rule: ``"quark"`` gives 0xFE), an Inf max goes through the rule;
 #: NaN and Inf elements code 7 with their sign (the bit conversion saturates exponent 255).
+#: MXFP4 blocks with a NaN or an Inf, as implementations code them (under the rule and the
+#: searches alike, as qwantize's searches do; NaN codes are those of the quiet NaN, as the
+#: float32 operations leave a signalling one):
+#: ``"torchao"`` (torchao 0.18 ``to_mx`` FLOOR/CEIL/EVEN, CPU): a NaN block gets 0xFF and
+#: its elements are divided by the float32 with bits 0xFF << 23 (+Inf): finite ones become
+#: signed zeros, an Inf the x86 default NaN (0xFFC00000); an Inf block (no NaN) gets 253
+#: (the exponent field 255 gives 2^126) and its elements are divided by 2^126, Inf coding
+#: as 6. A NaN element's code is torchao's ``f32_to_f4_unpacked`` bit trick on it: its sign,
+#: magnitude 3 + bit 21 of its bits (0x7FC00000 -> 3).
+#: ``"torchao-rceil"`` (``to_mx`` RCEIL, CPU fallback ``_to_mx_rceil``): a NaN block gets
+#: 0xFF and its elements are multiplied by ``amax / 6``, which torch's ``amax`` makes
+#: 0x7FC00000 whatever the block's NaNs: every code is 3 (1.5); an Inf block gets 254 and
+#: its elements times 2^-127 (Inf codes as 6).
+#: ``"qwantize"`` (qwantize 0.1.1 ``mxfp4_naive``/``nvfp4_naive``): a NaN block gets the
+#: NaN scale (0xFF / 0x7F) and, since ``|x| / NaN`` falls in the last bucket, code 6 with
+#: its sign for every nonzero element, 0 for zeros and for NaNs (``torch.sign(NaN)`` is
+#: 0), NVFP4 as MXFP4; an Inf block (no NaN): MXFP4 254 (log2 of Inf clamped), elements
+#: divided by 2^127; NVFP4 as ``"ieee"``.
+#: NVFP4 under ``"torchao"`` / ``"torchao-rceil"``: a block with NaN or Inf, and every
+#: block under a tensor scale of 0, Inf, NaN or one without a finite float32 reciprocal,
+#: gets torchao 0.18 ``nvfp4_quantize``'s bytes under x86's NaN rules
+#: (:func:`fp4ref.spec.nvfp4.torchao_block`; an all-zero tensor: 0xFF, codes 0xC); other
+#: blocks run the recipe as ``"ieee"`` does.
+#: ``"mistralrs"`` (mistral.rs 0.9.5 in-situ MXFP4): NaN elements are left out of the
+#: block max and coded 7 (+6) whatever their sign; a block max of Inf gives byte 0
+#: (``floor(log2(Inf)) as i32 + 127`` wraps, clamped to 0) and elements divided by 2^-127.
 #: ``"mlx"`` (MLX 0.32.4 on CPU, ``fp_quantize``): MXFP4 a block holding NaN or Inf gets
 #: byte 0x80 and zero codes (its exponent is not finite; MLX's int32 cast and ``2^e``
 #: give 0x80 and quotients +-Inf/NaN that argmin codes 0); NVFP4 nothing is special: NaN
@@ -90,7 +118,7 @@ E4M3_DECODES = ("ocp", "ggml")
 #: (recipe ``"mlx"``: the E4M3 cast saturates NaN and Inf to 0x7E; NaN and Inf elements get
 #: code 0 under ``element_rule="argmin"``).
 NONFINITE = ("nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy", "quark", "vllm",
-             "vllm-triton", "mlx")
+             "vllm-triton", "torchao", "torchao-rceil", "qwantize", "mistralrs", "mlx")
 
 #: How an element's code is chosen: ``"nearest"`` the float32 quotient |x| / d rounded to
 #: the nearest E2M1 magnitude by ``rounding`` (saturating at 6), its sign by ``zero_sign``;
@@ -198,6 +226,9 @@ def _check(profile: Profile) -> None:
     zero = profile.zero_block_scale
     if zero is not None and not (_real(zero) and math.isfinite(zero) and zero >= 0):
         raise _bad("zero_block_scale", zero, "None or a finite real >= 0")
+    divisor = profile.e8m0_zero_divisor
+    if divisor is not None and not (_real(divisor) and math.isfinite(divisor) and divisor > 0):
+        raise _bad("e8m0_zero_divisor", divisor, "None or a finite real > 0")
     byte = profile.mx_zero_block_scale
     if byte is not None and not (isinstance(byte, int) and not isinstance(byte, bool)
                                  and 0 <= byte <= 254):
@@ -251,6 +282,11 @@ class Profile:
         ``e8m0_stored_min``). The searches ignore it.
     zero_block_scale : float or None
         NVFP4 scale given to a zero block (None: whatever the recipe computes, 0).
+    e8m0_zero_divisor : float or None
+        MXFP4 under a scale rule: what the elements of a block whose scale byte is 0x00 are
+        divided by (None: 2^-127, the byte's value); torchao FLOOR/CEIL/EVEN 2^-126
+        (``scale_fp32.clamp(min=F32_MIN_NORMAL)``), torchao RCEIL on CPU 1.0 (its
+        reciprocal ``torch.where(exponent == 0, 1.0, ...)``).
     nibble_order : {"low-first", "high-first", "split-half"}
         Where element 2j and 2j+1 sit in their byte.
     scale_layout : {"linear", "128x4", "8x4"}
@@ -282,6 +318,7 @@ class Profile:
     block_scale_clamp: tuple[float, float] | None = None
     zero_block_scale: float | None = None
     mx_zero_block_scale: int | None = None
+    e8m0_zero_divisor: float | None = None
     nibble_order: str = "low-first"
     scale_layout: str = "linear"
     sum_lanes: int = 16
@@ -310,11 +347,12 @@ _PROFILES = (
     Profile("mistralrs", "mistral.rs 0.9.5 in-situ MXFP4 (run: the PyPI wheel's Runner with "
             "in_situ_quant='mxfp4' writing UQFF 1.2, read back by fp4ref): "
             "floor(log2f(amax/6))+127 clamped to [0, 254], zero block 127, ties away from "
-            "zero, -0.0 -> +0; decode LUT from bits (read from source, no callable decoder): "
-            "E8M0 0x00 -> 0.0, 0xFF -> +Inf. Not emulated (docs/findings.md): an Inf block "
-            "wraps to scale 0 with codes +-6, NaN is skipped in the max and coded 7.",
+            "zero, -0.0 -> +0; NaN left out of the block max and coded 7 whatever its sign, a "
+            "block max of Inf wraps to scale 0 (nonfinite='mistralrs', docs/findings.md 15); "
+            "decode LUT from bits (read from source, no callable decoder): E8M0 0x00 -> 0.0, "
+            "0xFF -> +Inf.",
             rounding="away", zero_sign="negative", scale_rule="mistralrs", e8m0_decode="bits",
-            nvfp4_recipe=None),
+            nvfp4_recipe=None, nonfinite="mistralrs"),
     Profile("ggml", "ggml C (llama-cpp-python 0.3.36 sdist, built by .ci/peers/ggml.sh and "
             "run through ctypes on x86-64: ggml_quantize_chunk, i.e. quantize_row_mxfp4_ref / "
             "quantize_row_nvfp4_ref, and the type traits' to_float, types 39 and 40): MXFP4 "
@@ -338,17 +376,27 @@ _PROFILES = (
             rounding="zero", zero_sign="drop", scale_rule="ggml", e8m0_decode="ggml",
             nibble_order="split-half", nvfp4_recipe=None, tensor_scale=False,
             e4m3_decode="ggml", nonfinite="gguf-py", element_rule="ggml", e4m3_encode="ggml"),
-    Profile("torchao-floor", "torchao 0.18 mx_formats to_mx FLOOR (run) and nvfp4_quantize: "
-            "exponent bits of amax minus 2, RNE, clamp +-6; NVFP4 block scale "
-            "e4m3(clamp((amax/6)/s_t, 2^-6, 448)), elements x*((1/s_t)/s_b). Not emulated: "
-            "Inf blocks get 253 in torchao, and scale-byte-0 blocks are encoded against 2^-126 "
-            "(docs/findings.md).",
-            nonfinite="ieee", nvfp4_recipe="torchao", block_scale_clamp=(2.0 ** -6, 448.0)),
-    Profile("torchao-rceil", "torchao 0.18 to_mx RCEIL: ceil(log2(amax/6)) (the cvt.rp "
-            "semantics; torchao's CPU fallback uses float32 log2, docs/findings.md); NVFP4 as "
-            "torchao-floor.",
-            scale_rule="rceil", nonfinite="ieee", nvfp4_recipe="torchao",
-            block_scale_clamp=(2.0 ** -6, 448.0)),
+    Profile("torchao-floor", "torchao 0.18 on CPU (run: to_mx FLOOR and to_dtype; "
+            "nvfp4_quantize with per_tensor_amax_to_scale or the given scale, "
+            "NVFP4Tensor.dequantize): MXFP4 exponent bits of amax minus 2, RNE, -0 keeps its "
+            "sign; a scale-0x00 block's elements divided by 2^-126 (e8m0_zero_divisor); NaN "
+            "block 0xFF with x / Inf codes, Inf block 253 (nonfinite='torchao'); decode "
+            "data.to(dt) * scale.to(dt). NVFP4 block scale e4m3(clamp((amax/6)/s_t, 2^-6, "
+            "448)), elements x*((1/s_t)/s_b), decode (P * f32(s_t * s_b)).to(dt) "
+            "(decode_arithmetic='torchao'); NaN/Inf blocks and tensor scales 0, Inf, NaN as x86 "
+            "computes them (docs/findings.md 20). Not emulated: the NaN per-tensor scale "
+            "torch.max makes of a tensor holding a NaN.",
+            nonfinite="torchao", nvfp4_recipe="torchao", block_scale_clamp=(2.0 ** -6, 448.0),
+            e8m0_zero_divisor=2.0 ** -126, decode_arithmetic="by-format"),
+    Profile("torchao-rceil", "torchao 0.18 to_mx RCEIL on CPU (run: its fallback "
+            "_to_mx_rceil): clamp(ceil(float32 log2(f32(amax/6))), -127, 127) + 127 (scale "
+            "rule 'torchao-rceil': one byte below cvt.rp where the log2 rounds onto an "
+            "integer), elements times 2^(127 - s) but 1.0 at byte 0 (e8m0_zero_divisor); NaN "
+            "block 0xFF with every code 3, Inf block 254 (nonfinite='torchao-rceil'); decode "
+            "and NVFP4 as torchao-floor.",
+            scale_rule="torchao-rceil", nonfinite="torchao-rceil", nvfp4_recipe="torchao",
+            block_scale_clamp=(2.0 ** -6, 448.0), e8m0_zero_divisor=1.0,
+            decode_arithmetic="by-format"),
     Profile("modelopt", "NVIDIA ModelOpt 0.47 NVFP4QTensor (run on CPU): s_t = amax/(6*448) "
             "(weight_scale_2, decode), block scale amax_b/(6*s_t) with 0 -> 1.0, clamped to "
             "[2^-9, 448], e4m3 RNE; elements x/(s_b*s_t), RNE, -0.0 -> +0. MXFP4 scale rule "
@@ -370,12 +418,15 @@ _PROFILES = (
             "a scale-0 block +0 codes (docs/findings.md).",
             nvfp4_recipe="comfy", nonfinite="comfy", nibble_order="high-first",
             scale_layout="128x4", decode_arithmetic="output-dtype"),
-    Profile("qwantize", "qwantize 0.1.1 reference (run): MXFP4 scale floor(log2f(max(amax, "
-            "1e-30))-2+127) in [1, 254], optimal search over bytes 1..254; NVFP4 without tensor "
-            "scale, block scale e4m3(amax/6); elements |x|/s ties toward zero; -0.0 -> +0; "
-            "float32 errors summed in torch's AVX-512 order.",
+    Profile("qwantize", "qwantize 0.1.1 reference (run: mxfp4_naive, nvfp4_naive; the "
+            "optimal searches as its suites): MXFP4 scale floor(log2f(max(amax, 1e-30))-2+127) "
+            "in [1, 254], optimal search over bytes 1..254; NVFP4 without tensor scale, block "
+            "scale e4m3(amax/6); elements |x|/s ties toward zero; -0.0 -> +0; float32 errors "
+            "summed in torch's AVX-512 order; MXFP4 NaN block 0xFF with codes +-6 for nonzero "
+            "elements and 0 for zeros and NaNs, Inf block 254; NVFP4 NaN blocks 0x7F with the "
+            "same codes (nonfinite='qwantize', docs/findings.md 4).",
             rounding="zero", zero_sign="negative", scale_rule="qwantize", e8m0_min=1,
-            nonfinite="ieee", nvfp4_recipe="plain", tensor_scale=False),
+            nonfinite="qwantize", nvfp4_recipe="plain", tensor_scale=False),
     Profile("quark", "AMD Quark 0.13 OCP_MXFP4Spec export (run on CPU: PerBlockMXObserver, "
             "calculate_qparams -> even_round, scaled_real_quantize('fp4'), Pack_fp4.pack, "
             "to_e8m0_uint8): the EVEN scale rule with the exponent clamped to [-127, 127] "
@@ -440,7 +491,7 @@ _PROFILES = (
             "kernels may differ: this is the CPU device.",
             scale_rule="mlx", rounding="zero", zero_sign="drop", nonfinite="mlx",
             nvfp4_recipe="mlx", tensor_scale_direction="amax", e8m0_decode="inf",
-            decode_arithmetic="mlx", element_rule="argmin"),
+            decode_arithmetic="by-format", element_rule="argmin"),
     Profile("flashinfer", "flashinfer / TensorRT-LLM fp4_quantize in exact-division mode (read "
             "from source, not run): MXFP4 rceil; NVFP4 global_scale = 6*448/amax (encode), block "
             "scale e4m3(G*amax_b/6), elements x/(s_b/G), zero block 0; 128x4 swizzled scales.",

@@ -141,6 +141,8 @@ BAD_FIELDS = [
     ("block_scale_clamp", (5.0, 1.0), "0 <= low <= high"),
     ("block_scale_clamp", (-1.0, 1.0), "0 <= low <= high"),
     ("block_scale_clamp", (1.0, float("inf")), "finite reals"),
+    ("e8m0_zero_divisor", 0.0, "None or a finite real > 0"),
+    ("e8m0_zero_divisor", float("inf"), "None or a finite real > 0"),
     ("block_scale_clamp", (1.0, float("nan")), "finite reals"),
     ("block_scale_clamp", (1.0,), "(low, high)"),
     ("block_scale_clamp", "1,2", "(low, high)"),

@@ -93,6 +93,7 @@ ELEMENT_ARGMIN = code("element_rule", "argmin")
 #: every element encoder (:func:`.elements.magnitude_code`) sees it; its row of
 #: :data:`.elements.THRESHOLDS` is the ``"zero"`` row (the same codes for finite q < 2^24).
 TIE_ARGMIN = len(TIE_RULES)
+RULE_TORCHAO_RCEIL = code("scale_rule", "torchao-rceil")
 RECIPE_PLAIN, RECIPE_MODELOPT, RECIPE_TORCHAO, RECIPE_CT = (
     code("nvfp4_recipe", n) for n in ("plain", "modelopt", "torchao", "compressed-tensors"))
 NONFINITE_NAN_SCALE, NONFINITE_IEEE = (code("nonfinite", n) for n in ("nan-scale", "ieee"))
@@ -101,6 +102,8 @@ RECIPE_COMFY = code("nvfp4_recipe", "comfy")
 DECODE_CT, DECODE_MODELOPT = (code("decode_arithmetic", n)
                               for n in ("compressed-tensors", "modelopt"))
 NONFINITE_COMFY = code("nonfinite", "comfy")
+NONFINITE_TORCHAO, NONFINITE_TORCHAO_RCEIL, NONFINITE_QWANTIZE, NONFINITE_MISTRALRS = (
+    code("nonfinite", n) for n in ("torchao", "torchao-rceil", "qwantize", "mistralrs"))
 E8M0_OCP, E8M0_BITS, E8M0_GGML, E8M0_INF = (
     code("e8m0_decode", n) for n in ("ocp", "bits", "ggml", "inf"))
 E4M3_OCP, E4M3_GGML = (code("e4m3_decode", n) for n in ("ocp", "ggml"))
@@ -109,6 +112,19 @@ ELEMENT_NEAREST, ELEMENT_GGML = (code("element_rule", n) for n in ("nearest", "g
 ENCODE_E4M3_OCP, ENCODE_E4M3_GGML = (code("e4m3_encode", n) for n in ("ocp", "ggml"))
 DECODE_EXACT, DECODE_SCALE_FIRST, DECODE_OUTPUT_DTYPE = (
     code("decode_arithmetic", n) for n in ("exact", "scale-first", "output-dtype"))
+
+#: The decode arithmetic a profile's choice means for each format (a choice named after an
+#: implementation that decodes the two formats differently); others mean themselves.
+_DECODE_BY_FORMAT = {"by-format": {"mxfp4": "output-dtype", "nvfp4": "scale-first"}}
+
+
+def decode_arithmetic(name: str, format: str) -> str:
+    """The :data:`fp4ref.profiles.DECODE_ARITHMETIC` choice the kernels run for a profile's
+    ``decode_arithmetic`` ``name`` on ``format`` (``"by-format"``: ``"output-dtype"`` for
+    MXFP4, ``"scale-first"`` for NVFP4)."""
+    return _DECODE_BY_FORMAT.get(name, {}).get(format, name)
+
+
 LAYOUT_LINEAR, LAYOUT_128X4, LAYOUT_8X4 = (
     code("scale_layout", n) for n in ("linear", "128x4", "8x4"))
 OUT_FLOAT32, OUT_BFLOAT16, OUT_FLOAT16 = (
@@ -146,7 +162,9 @@ class KernelOptions(NamedTuple):
     tensor_operand : float
         NVFP4: the recipe's tensor operand (:func:`fp4ref.quantize` computes it).
     nonfinite : int
-        :data:`NONFINITE_NAN_SCALE`, :data:`NONFINITE_IEEE` or :data:`NONFINITE_MLX`.
+        :data:`NONFINITE_NAN_SCALE`, :data:`NONFINITE_IEEE`, :data:`NONFINITE_MLX`, or an
+        implementation's MXFP4 NaN/Inf coding (:data:`NONFINITE_TORCHAO`, ...; NVFP4 reads
+        them as ``"ieee"``, :data:`NONFINITE_QWANTIZE` with its NaN-block codes).
     clamp_low, clamp_high : float
         NVFP4 block-scale clamp; a profile without one clamps to [-Inf, Inf], which leaves
         every non-NaN value as it is.
@@ -158,6 +176,9 @@ class KernelOptions(NamedTuple):
         Whether a zero MXFP4 block gets ``mx_zero_block_scale`` under a scale rule.
     mx_zero_block_scale : int
         That E8M0 byte (0 when ``mx_zero_block`` is False: not read).
+    e8m0_zero_divisor : float
+        MXFP4: the divisor of a scale-0x00 block's elements, 0.0 for the byte's own 2^-127
+        (``Profile.e8m0_zero_divisor`` None).
     vector_code : bool
         Not a convention: whether the CPU kernels may take their LLVM vector paths (the
         switch of :mod:`.cpu.simd`, read when the record is built).
@@ -191,6 +212,7 @@ class KernelOptions(NamedTuple):
     zero_block_scale: float
     mx_zero_block: bool
     mx_zero_block_scale: int
+    e8m0_zero_divisor: float
     vector_code: bool
     mx_element_scale: int
     e8m0_stored_min: int
@@ -240,6 +262,17 @@ class QuantizeOptions:
             return "rceil"
         return rule if rule in MX_RULES else "floor"
 
+    @property
+    def mx_rule_block(self) -> bool:
+        """MXFP4 under a rule with a convention only the scalar block function
+        :func:`..quantize_block.mx_rule_block` implements (torchao's, qwantize's or
+        mistral.rs's NaN/Inf coding, a scale-0x00 divisor): the vector code and the warp
+        kernels step aside."""
+        p = self.profile
+        return (self.format == "mxfp4" and not self.optimal
+                and (p.nonfinite in ("torchao", "torchao-rceil", "qwantize", "mistralrs")
+                     or p.e8m0_zero_divisor is not None))
+
     @cached_property
     def kernel(self) -> KernelOptions:
         """These options as the kernels read them."""
@@ -264,6 +297,7 @@ class QuantizeOptions:
             zero_block_scale=float(p.zero_block_scale or 0.0),
             mx_zero_block=p.mx_zero_block_scale is not None,
             mx_zero_block_scale=int(p.mx_zero_block_scale or 0),
+            e8m0_zero_divisor=float(p.e8m0_zero_divisor or 0.0),
             vector_code=vector_code(),
             element_rule=code("element_rule", p.element_rule),
             e4m3_encode=code("e4m3_encode", p.e4m3_encode),

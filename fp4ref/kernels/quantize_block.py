@@ -23,7 +23,11 @@ from .elements import element_code, magnitude_code
 from .optimal import search
 from .options import (
     MX_BITS_RECIPROCAL,
+    NONFINITE_MISTRALRS,
     NONFINITE_QUARK,
+    NONFINITE_QWANTIZE,
+    NONFINITE_TORCHAO,
+    NONFINITE_TORCHAO_RCEIL,
     NONFINITE_VLLM,
     NONFINITE_VLLM_TRITON,
     RULE_EXPONENT,
@@ -120,6 +124,195 @@ def half_value(bits, bfloat):
         magnitude = math.ldexp(float(fraction + (1 << fraction_bits)),
                                exponent - bias - fraction_bits)
     return -magnitude if bits >> 15 else magnitude
+
+
+@njit(cache=True, error_model="numpy")
+def torchao_nan_code(bits):
+    """torchao's ``f32_to_f4_unpacked`` code of the NaN with float32 ``bits``, quieted
+    first (:func:`fp4ref.spec.mx.torchao_nan_code`): its sign, magnitude 3 + bit 21."""
+    bits = np.uint32(bits) | np.uint32(0x00400000)
+    sign = 8 if bits >> np.uint32(31) else 0
+    return sign | (3 + int((bits >> np.uint32(21)) & np.uint32(1)))
+
+
+@njit(cache=True, error_model="numpy")
+def mx_implementation_nonfinite(nonfinite):
+    """Whether ``nonfinite`` is one of the MXFP4 NaN/Inf codings :func:`mx_rule_block`
+    implements (torchao's, qwantize's, mistral.rs's)."""
+    return (nonfinite == NONFINITE_TORCHAO or nonfinite == NONFINITE_TORCHAO_RCEIL
+            or nonfinite == NONFINITE_QWANTIZE or nonfinite == NONFINITE_MISTRALRS)
+
+
+@njit(cache=True, error_model="numpy")
+def mx_rule_block(bits, base, n, rule, nonfinite, zero_divisor, zero_block, zero_byte, tie,
+                  zero_sign, codes):
+    """E8M0 byte of the MXFP4 block of the float32 bits ``bits[base:base + n]`` under scale
+    rule ``rule``, its element codes written to ``codes[:n]``, with the conventions only
+    this function implements: an implementation's NaN/Inf coding (``nonfinite``, see
+    :func:`fp4ref.spec.mx.nonfinite_block`) and the divisor ``zero_divisor`` of a scale-0
+    block's elements (0.0: 2^-127). The CPU scalar kernel and the GPU quirk kernel both call
+    it. Divisions by powers of two are the products by their reciprocals (exact, as in
+    :func:`..elements.element_code`)."""
+    top = np.uint32(0)  # largest magnitude of the non-NaN elements
+    first_nan = -1
+    for i in range(n):
+        m = np.uint32(bits[base + i]) & np.uint32(0x7FFFFFFF)
+        if m > np.uint32(0x7F800000):
+            if first_nan < 0:
+                first_nan = i
+        elif m > top:
+            top = m
+    amax = float(np.uint32(top).view(np.float32))
+    special = mx_implementation_nonfinite(nonfinite)
+    if special and (first_nan >= 0 or top == np.uint32(0x7F800000)):
+        if nonfinite == NONFINITE_MISTRALRS:
+            if top == np.uint32(0x7F800000):
+                scale = 0  # floor(log2(Inf)) as i32 saturates, + 127 wraps, clamped to 0
+            elif top == 0 and zero_block:
+                scale = zero_byte
+            else:
+                scale = mx_scale(amax, rule)
+            d = e8m0_reciprocal32(scale)
+            for i in range(n):
+                v = np.uint32(bits[base + i]).view(np.float32)
+                codes[i] = 7 if v != v else element_code(v, d, True, tie, zero_sign)
+            return scale
+        if first_nan >= 0:
+            for i in range(n):
+                b = np.uint32(bits[base + i])
+                v = b.view(np.float32)
+                if nonfinite == NONFINITE_QWANTIZE:  # sign(x) * 6; sign(NaN) = sign(0) = 0
+                    codes[i] = (0 if v != v or v == np.float32(0.0)
+                                else element_code(v, _INF32, True, tie, zero_sign))
+                elif nonfinite == NONFINITE_TORCHAO_RCEIL:  # x * amax / 6: 0x7FC00000
+                    codes[i] = torchao_nan_code(0x7FC00000)
+                elif v != v:  # torchao: x / Inf
+                    codes[i] = torchao_nan_code(b)
+                elif abs(v) == _INF32:  # Inf / Inf: the x86 default NaN
+                    codes[i] = torchao_nan_code(0xFFC00000)
+                else:
+                    codes[i] = element_code(v, np.float32(0.0), True, tie, zero_sign)
+            return 255
+        scale = 253 if nonfinite == NONFINITE_TORCHAO else 254  # Inf, no NaN
+        d = e8m0_reciprocal32(scale)
+        for i in range(n):
+            codes[i] = element_code(np.uint32(bits[base + i]).view(np.float32), d, True, tie,
+                                    zero_sign)
+        return scale
+    if first_nan >= 0 or top == np.uint32(0x7F800000):
+        for i in range(n):
+            codes[i] = 0
+        return 255
+    scale = mx_scale(amax, rule)
+    if top == 0 and zero_block:
+        scale = zero_byte
+    if scale == 255:  # ggml's wrapped exponents
+        for i in range(n):
+            codes[i] = 0
+        return scale
+    d = e8m0_reciprocal32(scale)
+    if scale == 0 and zero_divisor > 0.0:
+        d = np.float32(1.0) / np.float32(zero_divisor)  # a power of two: exact
+    for i in range(n):
+        codes[i] = element_code(np.uint32(bits[base + i]).view(np.float32), d, True, tie,
+                                zero_sign)
+    return scale
+
+
+@njit(cache=True, error_model="numpy")
+def nv_nan_recoded(nonfinite):
+    """Whether NVFP4 blocks get :func:`nv_nonfinite_block` under ``nonfinite`` (torchao's
+    and qwantize's choices)."""
+    return (nonfinite == NONFINITE_TORCHAO or nonfinite == NONFINITE_TORCHAO_RCEIL
+            or nonfinite == NONFINITE_QWANTIZE)
+
+
+@njit(cache=True, error_model="numpy")
+def _is_nan_bits(b):
+    return (np.uint32(b) & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+
+
+@njit(cache=True, error_model="numpy")
+def x86_op(a, b, multiply):
+    """float32 bits of ``a / b`` (or ``a * b``) for float32 bits ``a``, ``b`` as an x86 CPU
+    computes them: a NaN operand comes back quieted, the first one if both are; an invalid
+    operation (0 / 0, Inf / Inf, 0 * Inf) gives the default NaN 0xFFC00000."""
+    if _is_nan_bits(a):
+        return np.uint32(a) | np.uint32(0x00400000)
+    if _is_nan_bits(b):
+        return np.uint32(b) | np.uint32(0x00400000)
+    x = np.uint32(a).view(np.float32)
+    y = np.uint32(b).view(np.float32)
+    r = np.float32(x * y) if multiply else np.float32(x / y)
+    if r != r:
+        return np.uint32(0xFFC00000)
+    return np.float32(r).view(np.uint32)
+
+
+@njit(cache=True, error_model="numpy")
+def torchao_nv_block(bits, base, n, tensor, clamp_low, clamp_high, tie, zero_sign, codes):
+    """E4M3 byte and codes (``codes[:n]``) of the NVFP4 block ``bits[base:base + n]`` as
+    torchao 0.18's ``nvfp4_quantize`` computes them on an x86 CPU, NaNs included
+    (:func:`fp4ref.spec.nvfp4.torchao_block`): ``y = (amax / 6) / s_t`` (a block's NaN amax
+    is 0x7FC00000), clamped, cast (a NaN to 0x7F or 0xFF by its sign); the reciprocal
+    ``(1 / s_t) / f32(byte)`` (the NaN bytes' float32 0x7FF00000, 0xFFF00000); elements
+    ``x * r`` (r's NaN first), clamped to 6, coded (a NaN by :func:`torchao_nan_code`)."""
+    top = np.uint32(0)
+    nan = False
+    for i in range(n):
+        m = np.uint32(bits[base + i]) & np.uint32(0x7FFFFFFF)
+        nan = nan | (m > np.uint32(0x7F800000))
+        top = max(top, m)
+    amax = np.uint32(0x7FC00000) if nan else top
+    t = np.float32(tensor).view(np.uint32)
+    y = x86_op(x86_op(amax, np.float32(6.0).view(np.uint32), False), t, False)
+    if _is_nan_bits(y):
+        scale = 0x7F | (0x80 if y >> np.uint32(31) else 0)
+        s32 = np.uint32(0x7FF00000) | (np.uint32(scale & 0x80) << np.uint32(24))
+    else:
+        v = np.uint32(y).view(np.float32)
+        v = min(max(v, np.float32(clamp_low)), np.float32(clamp_high))
+        scale = e4m3_encode(v, TIE_EVEN, True)
+        s32 = np.float32(e4m3_decode(scale)).view(np.uint32)
+    r = x86_op(x86_op(np.float32(1.0).view(np.uint32), t, False), s32, False)
+    for i in range(n):
+        e = r if _is_nan_bits(r) else x86_op(bits[base + i], r, True)
+        if _is_nan_bits(e):
+            codes[i] = torchao_nan_code(e)
+        else:
+            v = np.uint32(e).view(np.float32)
+            v = min(max(v, np.float32(-6.0)), np.float32(6.0))
+            codes[i] = element_code(v, np.float32(1.0), True, tie, zero_sign)
+    return scale
+
+
+@njit(cache=True, error_model="numpy")
+def nv_nonfinite_block(bits, base, n, nonfinite, tensor, clamp_low, clamp_high, tie,
+                       zero_sign, codes):
+    """The E4M3 byte (codes in ``codes[:n]``) the implementation ``nonfinite`` gives the
+    NVFP4 block ``bits[base:base + n]`` where the recipe's IEEE steps do not say (-1
+    elsewhere): qwantize 0.1.1 a NaN block (0x7F; ``|x| / NaN`` buckets to 6, times
+    ``torch.sign(x)``: +-6 for nonzero elements, 0 for zeros and NaNs); torchao 0.18 a block
+    with a NaN or an Inf, and every block when the tensor scale ``tensor`` is 0, not finite
+    or has no finite reciprocal (:func:`torchao_nv_block`)."""
+    special = False
+    for i in range(n):
+        special = special | (
+            (np.uint32(bits[base + i]) & np.uint32(0x7FFFFFFF)) >= np.uint32(0x7F800000))
+    if nonfinite == NONFINITE_QWANTIZE:
+        found = False
+        for i in range(n):
+            v = np.uint32(bits[base + i]).view(np.float32)
+            found = found | (v != v)
+            codes[i] = (0 if v != v or v == np.float32(0.0)
+                        else element_code(v, _INF32, True, tie, zero_sign))
+        return 0x7F if found else -1
+    t = np.float32(tensor)
+    inverse = np.float32(1.0) / t if t != np.float32(0.0) else _INF32
+    if special or not (abs(t) < _INF32 and abs(inverse) < _INF32):
+        return torchao_nv_block(bits, base, n, tensor, clamp_low, clamp_high, tie, zero_sign,
+                                codes)
+    return -1
 
 
 @njit(cache=True, error_model="numpy")

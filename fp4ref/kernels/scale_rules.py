@@ -34,6 +34,7 @@ from .options import (
     RULE_QUARK,
     RULE_QWANTIZE,
     RULE_RCEIL,
+    RULE_TORCHAO_RCEIL,
     TIE_EVEN,
 )
 from .scalar import e4m3_decode, e4m3_encode, float32_bits
@@ -113,6 +114,11 @@ def mx_scale(amax, rule):
         return 254 if field == 255 else _clamp_biased(field - 129, -127, 127)
     if rule == RULE_MLX:  # uint8(e + 127): wraps below 2^-127 (elements: 2^e, not the byte)
         return (mlx_exponent(amax) + 127) % 256
+    if rule == RULE_TORCHAO_RCEIL:  # float32 torch.log2, then ceil
+        quotient = f32(amax / 6.0)
+        if quotient == 0.0:
+            return 0
+        return _clamp_biased(int(math.ceil(log2f(quotient))), -127, 127)
     if rule == RULE_EVEN:
         bits = (float32_bits_of(amax) + 0x200000) & 0x7F800000
         return _clamp_biased((bits >> 23) - 129, -127, 128)

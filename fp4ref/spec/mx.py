@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -33,8 +34,8 @@ def dequantize_block(
     ``arithmetic`` (:data:`fp4ref.profiles.DECODE_ARITHMETIC`): ``"output-dtype"`` rounds
     the scale to ``dtype`` first (a float16 2^-127 is 0, 2^16 and up Inf) and the product
     to float32 and then to ``dtype``, as torch and MLX multiply half-precision tensors
-    (``"compressed-tensors"`` and ``"mlx"`` too); the other choices are the exact product
-    above.
+    (``"compressed-tensors"`` and ``"by-format"`` too: torchao's ``to_dtype``, MLX); the
+    other choices are the exact product above.
     """
     infinite = scale == e8m0.NAN and e8m0_decode in ("bits", "inf")
     if e8m0_decode == "bits" and scale == 0x00:
@@ -43,7 +44,7 @@ def dequantize_block(
     if scale == e8m0.NAN and e8m0_decode in ("ocp",):
         return [CANONICAL_NAN[dtype]] * len(codes)
     x = Fraction(2) ** 128 if scale == e8m0.NAN else Fraction(e8m0.decode(scale))
-    if arithmetic in ("output-dtype", "compressed-tensors", "mlx") and not infinite:
+    if arithmetic in ("output-dtype", "compressed-tensors", "by-format") and not infinite:
         x, _ = binary_value(convert_float32(round_to_binary(x, False, 8, 23), dtype), dtype)
         infinite = x < 0  # the scale overflowed the output dtype
     out = []
@@ -63,7 +64,7 @@ def quantize_block(
     zero_sign: str = "keep", start: str = "floor", min_byte: int = 0, lanes: int = 16,
     hessian: Sequence[Sequence[float]] | None = None, zero_byte: int | None = None,
     nonfinite: str = "nan-scale", element_rule: str = "nearest", element_scale: str = "divide",
-    stored_min: int = 0,
+    stored_min: int = 0, zero_divisor: float | None = None,
 ) -> tuple[int, list[int]]:
     """(E8M0 scale byte, element codes) of one block of float32 values.
 
@@ -95,11 +96,23 @@ def quantize_block(
     ``"bits-reciprocal"`` and ``stored_min`` > 0 (:data:`fp4ref.profiles.NONFINITE`,
     :data:`fp4ref.profiles.MX_ELEMENT_SCALES`, ``Profile.e8m0_stored_min``) are
     :func:`quirk_block`'s.
+
+    ``nonfinite`` ``"torchao"``, ``"torchao-rceil"``, ``"qwantize"`` and ``"mistralrs"`` name
+    an implementation's coding of NaN/Inf blocks instead (:data:`fp4ref.profiles.NONFINITE`;
+    see :func:`nonfinite_block`; the searches too, as qwantize's do), and,
+    under a rule, ``zero_divisor`` is what the elements
+    of a block whose scale byte is 0x00 are divided by (torchao: 2^-126, or 1.0 on its RCEIL
+    CPU path) instead of 2^-127.
     """
     from .elements import element_code
     from .optimal import search, search_hessian
     from .scale_rules import e8m0_divisor, mx_divisor, mx_scale, quotient
 
+    if nonfinite in _NONFINITE and any(
+            math.isnan(v) or math.isinf(v) for v in values):  # the searches' too (qwantize)
+        searched = rule in ("optimal", "optimal-hessian")
+        return nonfinite_block(values, start if searched else rule, rounding, zero_sign,
+                               nonfinite, None if searched else zero_byte)
     if nonfinite == "gfloat" and any(math.isnan(v) for v in values):
         raise ValueError("NaN in a block: refused under nonfinite='gfloat'")
     if nonfinite == "gfloat" and any(math.isinf(v) for v in values):  # gfloat block.py
@@ -145,11 +158,92 @@ def quantize_block(
         divisor = mx_divisor(amax, scale, rule)
     else:
         divisor = e8m0_divisor(scale) if scale != e8m0.NAN else math.nan
+    if scale == 0 and zero_divisor is not None and rule not in ("optimal", "optimal-hessian"):
+        divisor = zero_divisor  # torchao: scale_fp32.clamp(min=2^-126), or RCEIL's 1.0
     codes = [element_code(v, quotient(v, divisor, False), rounding, zero_sign, element_rule)
              for v in values]
     if scale == e8m0.NAN and rule != "mlx":  # ggml's wrapped exponents can land on 0xFF
         codes = [0] * len(values)
     return scale, codes
+
+
+def _float32_bits(v: float) -> int:
+    """The float32 bits of ``v`` (a NaN keeps its sign and the top of its payload)."""
+    return struct.unpack("<I", struct.pack("<f", v))[0]
+
+
+def torchao_nan_code(bits: int) -> int:
+    """The E2M1 code torchao 0.18's ``f32_to_f4_unpacked`` gives the NaN with float32
+    ``bits``, quieted first (as the division or product before it leaves it): its
+    magnitude branch adds ``(1 - 127) << 23``, 0x1FFFFF and the odd bit (bit 22) and keeps
+    bits 22 up, cast to uint8: 3 + bit 21; then the sign."""
+    bits |= 0x00400000
+    magnitude = (((bits & 0x7FFFFFFF) - (126 << 23) + 0x1FFFFF + 1) >> 22) & 0xFF
+    return (0x8 if bits >> 31 else 0) | (magnitude & 0x7)
+
+
+def nonfinite_block(
+    values: Sequence[float], rule: str, rounding: str, zero_sign: str, nonfinite: str,
+    zero_byte: int | None = None,
+) -> tuple[int, list[int]]:
+    """(scale byte, codes) of a block holding a NaN or an Inf under an implementation's
+    coding of them (:data:`fp4ref.profiles.NONFINITE`), written from each one's steps:
+
+    - ``"torchao"`` (``to_mx`` FLOOR/CEIL/EVEN): NaN: 0xFF, elements divided by +Inf (the
+      float32 of 0xFF << 23), so finite ones are signed zeros, Inf the x86 default NaN
+      0xFFC00000, and NaNs are coded by :func:`torchao_nan_code`; Inf: the exponent field
+      255 gives 2^(128 - 2), byte 253, elements divided by 2^126.
+    - ``"torchao-rceil"`` (``_to_mx_rceil`` on CPU): NaN: 0xFF and elements times the
+      reciprocal, ``amax / 6``: torch's ``amax`` of a block with any NaN is 0x7FC00000
+      whatever the NaN, and the product is that NaN, so every code is 3; Inf: 254,
+      elements times 2^-127.
+    - ``"qwantize"``: NaN: 0xFF, ``|x| / NaN`` buckets to 6, times ``torch.sign(x)`` (0 for
+      zeros and NaNs); Inf: ``clamp(floor(log2(Inf) + 125), 1, 254)`` = 254, elements
+      divided by 2^127.
+    - ``"mistralrs"``: NaNs left out of the max and coded 7; a max of Inf gives byte 0
+      (the i32 cast of Inf saturates and + 127 wraps below the clamp), elements divided by
+      2^-127; otherwise the rule's byte.
+    """
+    from .elements import element_code
+    from .scale_rules import e8m0_divisor, mx_scale, quotient
+
+    def code(v: float, divisor: float) -> int:
+        return element_code(v, quotient(v, divisor, False), rounding, zero_sign)
+
+    nans = [v for v in values if math.isnan(v)]
+    if nonfinite == "mistralrs":
+        amax = max((abs(v) for v in values if not math.isnan(v)), default=0.0)
+        if math.isinf(amax):
+            scale = 0
+        elif amax == 0 and zero_byte is not None:
+            scale = zero_byte
+        else:
+            scale = mx_scale(amax, rule)
+        divisor = e8m0_divisor(scale)
+        return scale, [7 if math.isnan(v) else code(v, divisor) for v in values]
+    if nans:
+        if nonfinite == "qwantize":
+            return e8m0.NAN, [0 if math.isnan(v) or v == 0 else code(v, 0.0) for v in values]
+        if nonfinite == "torchao":
+            return e8m0.NAN, [
+                torchao_nan_code(_float32_bits(v)) if math.isnan(v)
+                else torchao_nan_code(0xFFC00000) if math.isinf(v)
+                else code(v, math.inf) for v in values]
+        if nonfinite == "torchao-rceil":  # x * (amax / 6): torch.amax gives 0x7FC00000
+            return e8m0.NAN, [torchao_nan_code(0x7FC00000)] * len(values)
+        raise ValueError(f"nonfinite must be one of {_NONFINITE}; got {nonfinite!r}")
+    if nonfinite == "torchao":
+        scale = 253
+    elif nonfinite in ("torchao-rceil", "qwantize"):
+        scale = 254
+    else:
+        raise ValueError(f"nonfinite must be one of {_NONFINITE}; got {nonfinite!r}")
+    divisor = e8m0_divisor(scale)
+    return scale, [code(v, divisor) for v in values]
+
+
+#: The choices :func:`nonfinite_block` implements.
+_NONFINITE = ("torchao", "torchao-rceil", "qwantize", "mistralrs")
 
 
 def quirk_block(

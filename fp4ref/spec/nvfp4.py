@@ -12,6 +12,7 @@ gives NaN.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -107,11 +108,24 @@ def quantize_block(
     saturates it to 0x7E); ``element_rule="argmin"`` codes by
     :func:`fp4ref.spec.elements.argmin_code`; recipe ``"mlx"`` codes
     :func:`fp4ref.spec.scale_rules.mlx_quotient`.
+    ``nonfinite="qwantize"`` gives a NaN block qwantize 0.1.1's codes instead (``|x| / NaN``
+    buckets to 6, times ``torch.sign(x)``: +-6 for nonzero elements, 0 for zeros and NaNs),
+    ``"torchao"``/``"torchao-rceil"`` gives a block with NaN or Inf, and every block under a
+    tensor scale of 0, Inf, NaN or one without a finite reciprocal, torchao 0.18's bytes
+    (:func:`torchao_block`).
     """
     from .elements import element_code
     from .optimal import search, search_hessian
     from .scale_rules import mlx_quotient, nvfp4_block_scale, nvfp4_divisor, quotient
 
+    if nonfinite == "qwantize" and any(math.isnan(v) for v in values):
+        return e4m3.NAN, [0 if math.isnan(v) or v == 0 else (7 | (8 if v < 0 else 0))
+                          for v in values]
+    if nonfinite in ("torchao", "torchao-rceil") and (
+            any(math.isnan(v) or math.isinf(v) for v in values)
+            or not (math.isfinite(tensor) and tensor != 0
+                    and abs(tensor) > 2.0**-128)):  # f32(1 / s_t) finite: above 2^-128
+        return torchao_block(values, tensor, clamp, rounding, zero_sign)
     if recipe == "vllm":  # its own arithmetic throughout, NaN and Inf included
         return vllm_block(values, tensor)
     if nonfinite is not None:
@@ -307,6 +321,86 @@ def _scale_first(codes, block_scale, tensor_scale_bits, dtype, arithmetic):
             bits32 = round_to_binary(magnitude, negative, 8, 23)
         out.append(convert_float32(bits32, dtype))
     return out
+
+
+def _bits32(v: float) -> int:
+    return struct.unpack("<I", struct.pack("<f", v))[0]
+
+
+def _value32(bits: int) -> float:
+    return struct.unpack("<f", struct.pack("<I", bits))[0]
+
+
+def _nan32(bits: int) -> bool:
+    return (bits & 0x7FFFFFFF) > 0x7F800000
+
+
+def _x86(a: int, b: int, multiply: bool) -> int:
+    """float32 bits of ``a / b`` (``a * b``) as an x86 CPU gives them: a NaN operand comes
+    back quieted (the first of two), an invalid operation gives the default NaN 0xFFC00000;
+    otherwise the IEEE result."""
+    for operand in (a, b):
+        if _nan32(operand):
+            return operand | 0x00400000
+    x, y = _value32(a), _value32(b)
+    if multiply:
+        if (x == 0 and math.isinf(y)) or (y == 0 and math.isinf(x)):
+            return 0xFFC00000
+        negative = math.copysign(1, x) * math.copysign(1, y) < 0
+        if math.isinf(x) or math.isinf(y):
+            return (int(negative) << 31) | 0x7F800000
+        return round_to_binary(abs(Fraction(x) * Fraction(y)), negative, 8, 23)
+    if (x == 0 and y == 0) or (math.isinf(x) and math.isinf(y)):
+        return 0xFFC00000
+    negative = math.copysign(1, x) * math.copysign(1, y) < 0
+    if y == 0 or math.isinf(x):
+        return (int(negative) << 31) | 0x7F800000
+    if math.isinf(y):
+        return int(negative) << 31
+    return round_to_binary(abs(Fraction(x) / Fraction(y)), negative, 8, 23)
+
+
+def torchao_block(
+    values: Sequence[float], tensor: float, clamp: tuple[float, float] | None, rounding: str,
+    zero_sign: str,
+) -> tuple[int, list[int]]:
+    """(E4M3 byte, codes) of an NVFP4 block as torchao 0.18's ``nvfp4_quantize`` computes it
+    on an x86 CPU, NaNs included, step by step (``tensor`` the per-tensor scale s_t):
+    ``y = (amax / 6) / s_t`` (torch's ``amax`` of a block with a NaN is 0x7FC00000),
+    ``clamp(y, 2^-6, 448)`` (a NaN passes), the E4M3 cast (a NaN to 0x7F or, negative,
+    0xFF); ``r = (1 / s_t) / f32(byte)`` (the NaN bytes are 0x7FF00000 and 0xFFF00000 in
+    float32); each element ``x * r`` (r's NaN when r is one, as torch's broadcast product
+    gives it), clamped to +-6 and coded by ``f32_to_f4_unpacked`` (a NaN by
+    :func:`fp4ref.spec.mx.torchao_nan_code`). Divisions and products of NaNs follow x86
+    (:func:`_x86`): 0 / 0, Inf / Inf and 0 * Inf are 0xFFC00000 (code 0xB)."""
+    from .elements import element_code
+    from .mx import torchao_nan_code
+
+    if any(math.isnan(v) for v in values):
+        amax = 0x7FC00000
+    else:
+        amax = _bits32(max((abs(v) for v in values), default=0.0))
+    t = _bits32(tensor)
+    y = _x86(_x86(amax, _bits32(6.0), False), t, False)
+    if _nan32(y):
+        scale = 0xFF if y >> 31 else 0x7F
+        s32 = 0xFFF00000 if y >> 31 else 0x7FF00000
+    else:
+        v = _value32(y)
+        if clamp is not None:
+            v = min(max(v, clamp[0]), clamp[1])
+        scale = e4m3.encode(v, "even", saturate=True)
+        s32 = _bits32(e4m3.decode(scale))
+    r = _x86(_x86(_bits32(1.0), t, False), s32, False)
+    codes = []
+    for x in values:
+        e = r if _nan32(r) else _x86(_bits32(x), r, True)
+        if _nan32(e):
+            codes.append(torchao_nan_code(e))
+            continue
+        v = min(max(_value32(e), -6.0), 6.0)
+        codes.append(element_code(v, abs(v), rounding, zero_sign))
+    return scale, codes
 
 
 def vllm_block(values: Sequence[float], tensor: float) -> tuple[int, list[int]]:

@@ -24,7 +24,7 @@ from . import e4m3
 #: MXFP4 scale rules, by name (``"optimal"`` and ``"optimal-hessian"`` start from a base
 #: rule and search; see :mod:`fp4ref.spec.optimal`).
 MX_RULES = ("floor", "rceil", "ceil", "even", "nearest", "mistralrs", "qwantize", "ggml",
-            "exponent", "quark", "exponent-up", "mlx")
+            "exponent", "quark", "exponent-up", "mlx", "torchao-rceil")
 SEARCH_RULES = ("optimal", "optimal-hessian")
 
 #: NVFP4 two-level recipes (see :func:`nvfp4_block_scale`).
@@ -120,6 +120,10 @@ def mx_scale(amax: float, rule: str) -> int:
 
         ``"exponent"``, ``"exponent-up"`` and ``"quark"`` also take amax = Inf or NaN (a
         block under ``nonfinite="vllm"`` or ``"quark"``): their bit arithmetic on it.
+        - ``"torchao-rceil"``: torchao 0.18 ``_to_mx_rceil`` on CPU (its fallback of the
+          ``cvt.rp`` instruction): ``clamp(ceil(log2f(float32(amax / 6))), -127, 127) +
+          127`` with float32 ``torch.log2``, so a quotient a few ulps above a power of two
+          rounds down to it; a zero quotient gives 0x00.
     """
     if rule == "quark":  # quark/torch/quantization/utils.py even_round
         field = ((float32_bits(amax) + 0x200000) & 0x7F800000) >> 23
@@ -142,6 +146,9 @@ def mx_scale(amax: float, rule: str) -> int:
         return float32_bits(f32(amax / 6)) >> 23
     if rule == "mlx":
         return (mlx_exponent(amax) + 127) % 256
+    if rule == "torchao-rceil":  # torch.ceil(torch.log2(descale)), float32
+        quotient = f32(amax / 6)
+        return 0 if quotient == 0 else _biased(math.ceil(log2f(quotient)))
     if rule == "even":
         bits = (float32_bits(amax) + 0x200000) & 0x7F800000
         return _biased((bits >> 23) - 127 - EMAX_ELEM, high=128)

@@ -204,7 +204,7 @@ def quantize_profiles(fmt: str) -> list[str]:
     for name, p in profiles().items():
         if fmt == "mxfp4":
             key = (p.scale_rule, p.rounding, p.zero_sign, p.element_rule, p.nonfinite,
-                   p.mx_element_scale, p.e8m0_stored_min)
+                   p.mx_element_scale, p.e8m0_stored_min, p.e8m0_zero_divisor)
         elif p.nvfp4_recipe in (None, "vllm"):  # "vllm": see recipes()
             continue
         elif p.element_rule == "argmin":  # MLX's codes of saturated blocks alternate with
@@ -232,7 +232,8 @@ def _quantize(fmt: str, name: str) -> Sweep:
             scale, codes = mx.quantize_block(
                 block, p.scale_rule, p.rounding, p.zero_sign, zero_byte=p.mx_zero_block_scale,
                 nonfinite=p.nonfinite, element_rule=p.element_rule,
-                element_scale=p.mx_element_scale, stored_min=p.e8m0_stored_min)
+                element_scale=p.mx_element_scale, stored_min=p.e8m0_stored_min,
+                zero_divisor=p.e8m0_zero_divisor)
         else:  # a tensor scale of 1 is its own reciprocal: the operand of every recipe
             scale, codes = nvfp4.quantize_block(
                 block, p.nvfp4_recipe, 1.0, p.block_scale_clamp, p.zero_block_scale,

@@ -142,12 +142,13 @@ def _mx_expected(
     nonfinite: str = "nan-scale",
     element_rule: str = "nearest",
     quirks: dict | None = None,
+    zero_divisor: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     scales, packed = [], []
     for row in x.reshape(-1, mx.BLOCK_SIZE):
         scale, codes = mx.quantize_block(
             [float(v) for v in row], rule, rounding, zero_sign, start, min_byte, lanes, hessian,
-            zero_byte, nonfinite, element_rule, **(quirks or {}),
+            zero_byte, nonfinite, element_rule, **(quirks or {}), zero_divisor=zero_divisor,
         )
         scales.append(scale)
         packed.append(nibbles.pack(codes, order, mx.BLOCK_SIZE))
@@ -222,6 +223,7 @@ _RULE_PINS = {
                    "& 0x7F800000) >> 23",
     "mlx": "MLX 0.32.4 CPU: X = 2^e, e = ceil(log2(f32(amax / 6))) exactly (0 for a zero "
     "quotient), stored uint8(e + 127), wrapping below 2^-127 (X is not the stored byte's)",
+    "torchao-rceil": "torchao 0.18 _to_mx_rceil on CPU: ceil(float32 log2(f32(amax / 6)))",
 }
 
 
@@ -362,6 +364,7 @@ def _qwantize_search_cases(name: str, profile: Profile) -> list[Case]:
                     profile.sum_lanes,
                     profile.nibble_order,
                     weights,
+                    nonfinite=profile.nonfinite,
                 )
             else:
                 blocks, scales = _nv_expected(x, profile, 1.0, True, weights)
@@ -406,6 +409,7 @@ def _profile_suite(name: str, profile: Profile) -> Suite:
                 element_rule=profile.element_rule,
                 quirks={"element_scale": profile.mx_element_scale,
                         "stored_min": profile.e8m0_stored_min},
+                zero_divisor=profile.e8m0_zero_divisor,
             )
             label = "mxfp4" + ("_optimal" if extra else "")
             cases.append(

@@ -33,8 +33,12 @@ from ..options import (
 )
 from ..quantize_block import (
     e8m0_reciprocal32,
+    mx_implementation_nonfinite,
     mx_quirk_code,
     mx_quirk_scale,
+    mx_rule_block,
+    nv_nan_recoded,
+    nv_nonfinite_block,
     vllm_nv_block,
     vllm_nv_code,
 )
@@ -80,6 +84,22 @@ def _store_mx(bits, blk, n, scale, tie_thresholds, zero_sign, order, scales, pac
     else:
         store_mx_codes(bits, blk * n, e8m0_reciprocal32(scale), tie_thresholds, zero_sign,
                        order, packed, blk * (n // 2))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _store_nonfinite_mx(bits, blk, n, options, codes, scales, packed):
+    """A NaN/Inf block of a search: 0xFF and zero codes, or the profile's implementation's
+    coding of it (:func:`..quantize_block.mx_rule_block`, qwantize's searches)."""
+    if not mx_implementation_nonfinite(options.nonfinite):
+        scales[blk] = 0x80 if options.nonfinite == NONFINITE_MLX else 255  # MLX: 0x80
+        packed[blk, :] = 0
+        return
+    scales[blk] = mx_rule_block(bits.reshape(-1), blk * n, n, options.scale_rule,
+                                options.nonfinite, 0.0, False, 0, options.rounding,
+                                options.zero_sign, codes)
+    for i in range(n // 2):
+        low, high = byte_elements(i, options.nibble_order, n)
+        packed[blk, i] = codes[low] | (codes[high] << 4)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -186,11 +206,11 @@ def quantize_mx_optimal(x, bits, options, scales, packed, hessian):
     zero_sign, order = options.zero_sign, options.nibble_order
     tie_thresholds = THRESHOLDS[tie]
     divisors = _e8m0_divisors()
-    nan_byte = 0x80 if options.nonfinite == NONFINITE_MLX else 255  # MLX: 0x80
     nblocks, n = x.shape
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
         terms = np.empty(n)
         ys = np.empty(n)
+        codes = np.empty(n, np.int64)
         low, high = chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)
         ahead = _measure_mx(bits, low * n, start_rule, tie_thresholds, divisors)
         for blk in range(low, high):
@@ -201,8 +221,7 @@ def quantize_mx_optimal(x, bits, options, scales, packed, hessian):
                 _store_mx(bits, blk, n, 254, tie_thresholds, zero_sign, order, scales, packed)
                 continue
             if top >= 0x7F800000:  # NaN or Inf in the block
-                scales[blk] = nan_byte
-                packed[blk, :] = 0
+                _store_nonfinite_mx(bits, blk, n, options, codes, scales, packed)
                 continue
             scale = choose(bits, blk * n, x[blk], float(np.uint32(top).view(np.float32)), start,
                            first, tie_thresholds, tie, divisors, terms, ys, measured)
@@ -299,13 +318,13 @@ def quantize_mx(x, bits, options, scales, packed, hessian):
     start_rule, first, tie = options.scale_rule, options.e8m0_min, options.rounding
     zero_sign, lanes, order = options.zero_sign, options.sum_lanes, options.nibble_order
     divisors = _e8m0_divisors()
-    nan_byte = 0x80 if options.nonfinite == NONFINITE_MLX else 255  # MLX: 0x80
     nblocks, n = x.shape
     columns = hessian.shape[0]
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
         terms = np.empty(n)
         ys = np.empty(n)
         r = np.empty(n)
+        codes = np.empty(n, np.int64)
         for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
             row = x[blk]
             amax = np.float32(0.0)
@@ -319,8 +338,7 @@ def quantize_mx(x, bits, options, scales, packed, hessian):
                 encode_block(row, divisors[254], False, tie, zero_sign, order, packed[blk])
                 continue
             if not finite:
-                scales[blk] = nan_byte
-                packed[blk, :] = 0
+                _store_nonfinite_mx(bits, blk, n, options, codes, scales, packed)
                 continue
             if start_rule == RULE_MLX and not options.optimal:
                 _store_mx_mlx(row, blk, options, scales, packed)
@@ -341,6 +359,24 @@ def quantize_mx(x, bits, options, scales, packed, hessian):
                 packed[blk, :] = 0
                 continue
             encode_block(row, divisors[scale], False, tie, zero_sign, order, packed[blk])
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def quantize_mx_rule_block(x, bits, options, scales, packed, hessian):
+    """MXFP4 by the scale rule with the conventions of
+    :func:`..quantize_block.mx_rule_block` (an implementation's NaN/Inf coding, a scale-0
+    divisor), one block at a time in scalar code, as the GPU's quirk kernel does."""
+    nblocks, n = x.shape
+    o = options
+    for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
+        codes = np.empty(n, np.int64)
+        for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
+            scales[blk] = mx_rule_block(bits.reshape(-1), blk * n, n, o.scale_rule, o.nonfinite,
+                                        o.e8m0_zero_divisor, o.mx_zero_block,
+                                        o.mx_zero_block_scale, o.rounding, o.zero_sign, codes)
+            for i in range(n // 2):
+                low, high = byte_elements(i, o.nibble_order, n)
+                packed[blk, i] = codes[low] | (codes[high] << 4)
 
 
 #: Elements per parallel work item of :func:`largest_magnitude`.
@@ -435,7 +471,29 @@ def quantize_nv(x, bits, options, scales, packed, hessian):
                 scale = search(row, scale, divisors[scale], divisors, 1, 126, multiply, tie, lanes,
                                terms, ys)
             _store_nv(row, blk, scale, divisors, multiply, tie, zero_sign, order, scales, packed)
+    if nv_nan_recoded(options.nonfinite):  # torchao, torchao-rceil, qwantize
+        _nv_nan_blocks(bits, options, scales, packed)
     return fast
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _nv_nan_blocks(bits, options, scales, packed):
+    """NVFP4 blocks with NaN/Inf (torchao: all, with a tensor scale of 0, Inf or NaN)
+    recoded as the profile's implementation codes them
+    (:func:`..quantize_block.nv_nonfinite_block`), after the kernel."""
+    nblocks, n = bits.shape
+    o = options
+    for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
+        codes = np.empty(n, np.int64)
+        for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
+            scale = nv_nonfinite_block(bits.reshape(-1), blk * n, n, o.nonfinite,
+                                       o.tensor_operand, o.clamp_low, o.clamp_high, o.rounding,
+                                       o.zero_sign, codes)
+            if scale >= 0:
+                scales[blk] = scale
+                for i in range(n // 2):
+                    low, high = byte_elements(i, options.nibble_order, n)
+                    packed[blk, i] = codes[low] | (codes[high] << 4)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -480,6 +538,8 @@ def quantize_nv_rule(x, bits, options, scales, packed, hessian):
                               packed)
                 continue
             _store_nv(row, blk, scale, divisors, multiply, tie, zero_sign, order, scales, packed)
+    if nv_nan_recoded(options.nonfinite):  # torchao, torchao-rceil, qwantize
+        _nv_nan_blocks(bits, options, scales, packed)
     return fast
 
 
@@ -651,6 +711,8 @@ def quantize_nv_vllm(x, bits, options, scales, packed, hessian):
 #: The CPU kernel of each kind of quantization (:func:`kernel_for` picks one).
 KERNELS = {
     "mxfp4-rule": quantize_mx_rule,  # a scale rule: vector code, float32 only
+    "mxfp4-rule-block": quantize_mx_rule_block,  # a rule with torchao's, qwantize's or
+    # mistral.rs's NaN/Inf coding or a scale-0 divisor (QuantizeOptions.mx_rule_block)
     "mxfp4-search16": quantize_mx_optimal,  # the SSE search in 16 lanes: vector code
     "mxfp4-search": quantize_mx,  # other lane counts, the Hessian search, and every
     # MXFP4 call with the vector code switched off: scalar code
@@ -675,6 +737,8 @@ def kernel_for(options) -> str:
         if options.kernel.nvfp4_recipe == RECIPE_VLLM:
             return "nvfp4-vllm"
         return "nvfp4" if options.optimal else "nvfp4-rule"
+    if options.mx_rule_block:
+        return "mxfp4-rule-block"
     if options.kernel.mx_quirks and not options.optimal:
         return "mxfp4-quirks"
     if not options.kernel.vector_code:  # the switch of .simd: scalar code only

@@ -73,9 +73,13 @@ from ..quantize_block import (
     e8m0_reciprocal32,
     half_value,
     mx_block_scale,
+    mx_implementation_nonfinite,
     mx_quirk_code,
     mx_quirk_scale,
+    mx_rule_block,
     nv_block_scale,
+    nv_nan_recoded,
+    nv_nonfinite_block,
     pow2_32,
     vllm_nv_block,
     vllm_nv_code,
@@ -421,6 +425,43 @@ def _search_kernel(nv: bool, hessian: bool, order: int, tie: int, zero_sign: int
     return kernel
 
 
+@cuda.jit
+def _mx_rule_block_kernel(bits, rule, nonfinite, zero_divisor, zero_block, zero_byte, order, tie,
+                     zero_sign, only_nan, scales, packed):
+    """MXFP4 under a rule with the conventions of :func:`..quantize_block.mx_rule_block`
+    (an implementation's NaN/Inf coding, a scale-0 divisor): a thread a block, the very
+    function the CPU's ``quantize_mx_quirks`` calls; with ``only_nan``, after a search, the
+    blocks it gave 0xFF (its NaN/Inf blocks) only."""
+    codes = cuda.local.array(32, int32)
+    words = _njit_view(bits)
+    for blk in range(cuda.grid(1), scales.size, cuda.gridsize(1)):
+        if only_nan and scales[blk] != MX_NAN:
+            continue
+        scales[blk] = mx_rule_block(words, blk * 32, 32, rule, nonfinite, zero_divisor,
+                                    zero_block, zero_byte, tie, zero_sign, codes)
+        for i in range(16):
+            low, high = byte_elements(i, order, 32)
+            packed[blk * 16 + i] = codes[low] | (codes[high] << 4)
+
+
+@cuda.jit
+def _nv_nan_kernel(bits, nonfinite, tensor, clamp_low, clamp_high, order, tie, zero_sign,
+                   scales, packed):
+    """NVFP4 blocks recoded as the profile's implementation codes their NaN/Inf
+    (:func:`..quantize_block.nv_nonfinite_block`), after the quantize kernel: the CPU's
+    ``_nv_nan_blocks``, a thread a block."""
+    codes = cuda.local.array(16, int32)
+    words = _njit_view(bits)
+    for blk in range(cuda.grid(1), scales.size, cuda.gridsize(1)):
+        scale = nv_nonfinite_block(words, blk * 16, 16, nonfinite, tensor, clamp_low,
+                                   clamp_high, tie, zero_sign, codes)
+        if scale >= 0:
+            scales[blk] = scale
+            for i in range(8):
+                low, high = byte_elements(i, order, 16)
+                packed[blk * 8 + i] = codes[low] | (codes[high] << 4)
+
+
 def _rule_out(packed, order: int):
     """``packed`` viewed as the words the rule kernels store: uint32 for SPLIT_HALF (4 bytes
     a lane of the block's first half), else uint16 (2 bytes a lane)."""
@@ -569,8 +610,21 @@ def quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
     if _ggml(False, x, o):  # ggml's conventions: their own kernel (no search)
         _launch_ggml(False, x, o, scales, packed)
         return
+    mine = mx_implementation_nonfinite(o.nonfinite)  # torchao's, qwantize's, mistral.rs's
     if o.optimal:
         _search(False, x, divisors, o, False, scales, packed, hessian)
+        if mine:  # the search's NaN/Inf blocks (0xFF) as the implementation codes them
+            blocks, threads = _grid(scales.size)
+            _mx_rule_block_kernel[blocks, threads](
+                x.view(np.uint32), o.scale_rule, o.nonfinite, 0.0, False, 0, o.nibble_order,
+                o.rounding, o.zero_sign, True, scales, packed.reshape(-1))
+        return
+    if mine or o.e8m0_zero_divisor > 0:
+        blocks, threads = _grid(scales.size)
+        _mx_rule_block_kernel[blocks, threads](
+            x.view(np.uint32), o.scale_rule, o.nonfinite, o.e8m0_zero_divisor,
+            o.mx_zero_block, o.mx_zero_block_scale, o.nibble_order, o.rounding, o.zero_sign,
+            False, scales, packed.reshape(-1))
         return
     if o.mx_quirks:
         blocks, threads = _block_grid(scales.size)
@@ -608,26 +662,32 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
         return
     if o.optimal:
         _search(True, x, divisors, o, multiply, scales, packed, hessian)
-        return
-    shape = RULE_SHAPE
-    blocks, threads = _warp_grid((scales.size + 31) // 32, shape["threads"])
-    thresholds = None
-    if (shape["by_threshold"] and not multiply and o.nvfp4_recipe != RECIPE_MLX
-            and o.rounding != TIE_ARGMIN):  # MLX: a division then a multiply; argmin
-        thresholds = threshold_table(o.nvfp4_recipe, o.tensor_operand, o.rounding)
-    loads = "" if _simulated() else shape["loads"]
-    kernel = _rule_kernel(True, o.nvfp4_recipe, o.nibble_order, o.rounding, o.zero_sign,
-                          thresholds is not None, threads, loads, o.nonfinite == NONFINITE_MLX)
-    args = (x.view(np.uint32), divisors, o.tensor_operand, o.clamp_low, o.clamp_high,
-            o.zero_block, o.zero_block_scale, o.nonfinite == NONFINITE_NAN_SCALE, scales,
-            _rule_out(packed, o.nibble_order),
-            _no_thresholds() if thresholds is None else thresholds)
-    if thresholds is not None and not _simulated() and shape["resident"]:
-        # each thread block copies the table first: as many as fit at once, looping
-        blocks = min(blocks, shape["resident"] * resident_grid(
-            kernel, args, threads, ("nv rule", o.nvfp4_recipe, o.nibble_order, o.rounding,
-                                    o.zero_sign, threads, loads)))
-    kernel[blocks, threads](*args)
+    else:
+        shape = RULE_SHAPE
+        blocks, threads = _warp_grid((scales.size + 31) // 32, shape["threads"])
+        thresholds = None
+        if (shape["by_threshold"] and not multiply and o.nvfp4_recipe != RECIPE_MLX
+                and o.rounding != TIE_ARGMIN):  # MLX: a division then a multiply; argmin
+            thresholds = threshold_table(o.nvfp4_recipe, o.tensor_operand, o.rounding)
+        loads = "" if _simulated() else shape["loads"]
+        kernel = _rule_kernel(True, o.nvfp4_recipe, o.nibble_order, o.rounding, o.zero_sign,
+                              thresholds is not None, threads, loads,
+                              o.nonfinite == NONFINITE_MLX)
+        args = (x.view(np.uint32), divisors, o.tensor_operand, o.clamp_low, o.clamp_high,
+                o.zero_block, o.zero_block_scale, o.nonfinite == NONFINITE_NAN_SCALE, scales,
+                _rule_out(packed, o.nibble_order),
+                _no_thresholds() if thresholds is None else thresholds)
+        if thresholds is not None and not _simulated() and shape["resident"]:
+            # each thread block copies the table first: as many as fit at once, looping
+            blocks = min(blocks, shape["resident"] * resident_grid(
+                kernel, args, threads, ("nv rule", o.nvfp4_recipe, o.nibble_order, o.rounding,
+                                        o.zero_sign, threads, loads)))
+        kernel[blocks, threads](*args)
+    if nv_nan_recoded(o.nonfinite):  # torchao, torchao-rceil, qwantize: after the kernel
+        blocks, threads = _grid(scales.size)
+        _nv_nan_kernel[blocks, threads](x.view(np.uint32), o.nonfinite, o.tensor_operand,
+                                        o.clamp_low, o.clamp_high, o.nibble_order,
+                                        o.rounding, o.zero_sign, scales, packed.reshape(-1))
 
 
 def _no_thresholds():
