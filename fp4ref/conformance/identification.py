@@ -442,7 +442,7 @@ def identify(
     format: str = "mxfp4",
     seeds: int = 2,
     shape: tuple[int, int] = (16, 256),
-    starts: int | None = None,
+    starts: int | None = 3,
     max_changes: int = 4,
     minimize: bool = True,
 ) -> Identification:
@@ -457,9 +457,10 @@ def identify(
     format : {"mxfp4", "nvfp4"}
     seeds, shape : int, (int, int)
         The seeded N(0, 1) matrices beside the probes.
-    starts : int, optional
-        How many of the closest named profiles the field search starts from (default all;
-        on equal scores the answer with fewer changes wins, then the earlier profile).
+    starts : int or None
+        How many of the closest named profiles (those agreeing and disagreeing alike count
+        once) the field search starts from, beside ``"ocp"`` (None: all). On equal scores
+        the answer with fewer changes wins, then the profile listed first.
     max_changes : int
         The most fields changed from a profile.
     minimize : bool
@@ -510,11 +511,15 @@ def _identify(fn, operation, format, seeds, shape, starts, max_changes, minimize
             seen.add(sig)
             distinct.append(profile)
     fields = [f for f in _profiles.FIELDS if f in _profiles.CHOICES or len(field_values(f)) > 1]
+    order = {p.name: i for i, p in enumerate(_profiles.PROFILES.values())}
+    chosen = distinct[:starts]
+    if named[0] not in chosen:  # the reference, always
+        chosen.append(named[0])
     best = None
-    for start in distinct[:starts]:
+    for start in sorted(chosen, key=lambda p: order[p.name]):
         limit = max_changes
         if best is not None and best[4].blocks == 0:  # only an exact answer with fewer
-            limit = len(best[2]) - 1  # changes could win
+            limit = len(best[2]) - 1  # changes could win (ties: the earlier profile)
             if limit < 0:
                 break
         score, changes, config = _search(start, format, cases, bad_of, fields, cache, limit)
@@ -667,3 +672,21 @@ def identify_all(impl, *, operation="quantize", formats=FORMATS, **options):
     return out
 
 
+
+
+def peer_functions(peer) -> dict:
+    """A peer adapter (:mod:`fp4ref.conformance.peers`) as the two callables
+    :func:`identify` takes, by operation (the glue of its ``quantize_probe`` and
+    ``dequantize_probe``)."""
+
+    def quantize(x, *, format, tensor_scale):
+        if format not in peer.profiles:
+            raise NotImplementedError(f"{peer.name} has no {format} quantizer adapted")
+        return peer.quantize_probe(x, format, tensor_scale)
+
+    def dequantize(blocks, scales, *, format, tensor_scale, dtype):
+        if format not in peer.profiles or dtype not in peer.decode_dtypes:
+            raise NotImplementedError(f"{peer.name} has no {format} {dtype} decoder adapted")
+        return peer.dequantize_probe(blocks, scales, tensor_scale, format, dtype)
+
+    return {"quantize": quantize, "dequantize": dequantize}
