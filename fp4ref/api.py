@@ -11,6 +11,9 @@ from . import _checks, _device, arrays, backends, buffers, layouts
 from .profiles import E8M0_DECODES
 from .profiles import get as get_profile
 from .spec import mx, nibbles, nvfp4, rounding
+from .spec.e2m1 import NAN_CODES as E2M1_NAN_CODES
+from .spec.e4m3 import NAN_CODES as E4M3_NAN_CODES
+from .spec.elements import ZERO_SIGNS
 
 #: Block formats: (elements per scale, scale format, the ml_dtypes type taken as scale bytes).
 FORMATS = {
@@ -75,6 +78,9 @@ class Packed(NamedTuple):
     k: int
     decode_arithmetic: str = "exact"  #: :data:`fp4ref.profiles.DECODE_ARITHMETIC`
     e4m3_decode: str = "ocp"  #: :data:`fp4ref.profiles.E4M3_DECODES`
+    #: NVFP4: the encode scale G (the stored value, or float32 1 / the decode multiplier),
+    #: what ``decode_arithmetic="compressed-tensors"`` divides the block scale by
+    tensor_divisor: np.float32 = np.float32(1.0)
 
 
 def packed(
@@ -105,8 +111,13 @@ def packed(
         scale_layout = getattr(layer, "scale_layout", None)
         profile = getattr(layer, "profile", None) if profile is None else profile
         direction = "decode"  # a layer holds the decode multiplier
+        stored = getattr(layer, "stored_tensor_scale", None)
+        if stored is not None and getattr(getattr(layer, "profile", None),
+                                          "tensor_scale_direction", None) != "encode":
+            stored = None
     else:
         direction = None
+        stored = None
     prof = get_profile("ocp" if profile is None else profile)
     nibble_order = prof.nibble_order if nibble_order is None else nibble_order
     scale_layout = prof.scale_layout if scale_layout is None else scale_layout
@@ -121,6 +132,7 @@ def packed(
     layout = _checks.choice("scale_layout", scale_layout, layouts.LAYOUTS)
     if layout != "linear":
         scales = _linear_scales(blocks, scales, block_size, layout, backend)
+    divisor = np.float32(1.0)
     if fmt == "mxfp4":
         if tensor_scale is not None:
             raise ValueError("tensor_scale applies to format='nvfp4' only; got one for 'mxfp4'")
@@ -130,10 +142,15 @@ def packed(
             "tensor_scale", tensor_scale)
         if tensor_scale is not None and direction == "encode":
             with np.errstate(divide="ignore"):
-                scale = np.float32(1.0) / scale  # vLLM: 1 / weight_global_scale in float32
+                divisor, scale = scale, np.float32(1.0) / scale  # vLLM: 1 / G in float32
+        elif stored is not None:  # a layer of an encode-direction profile: its G
+            divisor = np.float32(stored)
+        else:
+            with np.errstate(divide="ignore"):
+                divisor = np.float32(1.0) / scale
     leading, k = _block_shapes(blocks, scales, block_size, fmt)
     return Packed(blocks, scales, fmt, block_size, scale_format, scale, order, e8m0, leading, k,
-                  prof.decode_arithmetic, prof.e4m3_decode)
+                  prof.decode_arithmetic, prof.e4m3_decode, divisor)
 
 
 @arrays.front_door
@@ -224,9 +241,12 @@ def dequantize(
     engine = backends.get(backend, blocks, scales, out)
     result = _output("out", out, (*leading, k), out_dtype, (blocks, scales))
     bits = result.view(np.uint32 if out_dtype == "float32" else np.uint16)
+    # compressed-tensors divides the block scale by its encode scale G
+    multiplier = w.tensor_divisor if (w.decode_arithmetic == "compressed-tensors"
+                                      and w.format == "nvfp4") else w.tensor_scale
     engine.dequantize(
         blocks.reshape(-1, w.block_size // 2), scales.reshape(-1), w.scale_format,
-        w.tensor_scale, w.nibble_order, out_dtype, bits.reshape(-1, w.block_size), w.e8m0_decode,
+        multiplier, w.nibble_order, out_dtype, bits.reshape(-1, w.block_size), w.e8m0_decode,
         w.decode_arithmetic, w.e4m3_decode,
     )
     return result
@@ -306,7 +326,8 @@ def decode_e4m3(b: Any, *, backend: str = "auto") -> np.ndarray:
 
 @arrays.front_door
 @_device.returns_like_inputs
-def encode_e2m1(x: Any, rounding: str = "even", *, backend: str = "auto") -> np.ndarray:
+def encode_e2m1(x: Any, rounding: str = "even", *, zero_sign: str = "keep", nan: str = "sign",
+                backend: str = "auto") -> np.ndarray:
     """Nearest E2M1 codes (uint8, one per element) to ``x``.
 
     Parameters
@@ -315,23 +336,46 @@ def encode_e2m1(x: Any, rounding: str = "even", *, backend: str = "auto") -> np.
         Taken exactly (no intermediate rounding).
     rounding : {"even", "away", "zero"}
         Tie rule: nearest even (the OCP default), away from zero, or toward zero.
+    zero_sign : {"keep", "negative", "drop"}
+        Sign of a code whose magnitude rounds to 0: the input's sign bit (default), 0x8
+        only for inputs < 0 (-0.0 gives 0x0: compressed-tensors ``cast_to_fp4``), or never.
+    nan : {"sign", "ml_dtypes", "torchao", "compressed-tensors", "refuse"}
+        How NaN is coded (:data:`fp4ref.spec.e2m1.NAN_CODES`): a zero with the NaN's sign
+        (default), with the opposite sign (ml_dtypes), torchao's bit arithmetic on the
+        NaN's float32 bits (codes 2..4 with its sign), +0 (compressed-tensors), or a
+        ``ValueError`` when ``x`` holds a NaN (gfloat).
     backend : {"auto", "python", "numba"}
 
     Returns
     -------
     numpy.ndarray of uint8
         Same shape as ``x``. Magnitudes above 6 and infinities saturate to +-6; the sign of
-        zero is kept; NaN encodes to a zero with the NaN's sign bit (0x0 or 0x8).
+        zero follows ``zero_sign``; NaN follows ``nan`` (by default a zero with the NaN's
+        sign bit, 0x0 or 0x8).
     """
     tie = _checks.choice("rounding", rounding, rounding_rules())
+    zero = _checks.choice("zero_sign", zero_sign, ZERO_SIGNS)
+    nan = _checks.choice("nan", nan, E2M1_NAN_CODES)
     engine = backends.get(backend, x)
-    return engine.encode_e2m1(_checks.float_array("x", x), tie)
+    array = _checks.float_array("x", x)
+    if nan == "refuse" and _any_nan(array):
+        raise ValueError("x holds NaN, which has no E2M1 code (nan='refuse')")
+    if zero == "keep" and nan == "sign":
+        return engine.encode_e2m1(array, tie)
+    return engine.encode_e2m1(array, tie, zero, nan)
+
+
+def _any_nan(array) -> bool:
+    """Whether the float array (host or device) holds a NaN."""
+    host = array.copy_to_host() if _device.is_device(array) else array
+    return bool(np.isnan(host).any())
 
 
 @arrays.front_door
 @_device.returns_like_inputs
 def encode_e4m3(
-    x: Any, rounding: str = "even", saturate: bool = True, *, backend: str = "auto"
+    x: Any, rounding: str = "even", saturate: bool = True, *, nan: str = "sign",
+    backend: str = "auto",
 ) -> np.ndarray:
     """Nearest E4M3 bytes to ``x``.
 
@@ -344,18 +388,25 @@ def encode_e4m3(
     saturate : bool
         Overflow rule (OFP8 v1.0 allows both): ``True`` clamps magnitudes that round past
         448 (and infinities) to +-448; ``False`` gives NaN (0x7F / 0xFF).
+    nan : {"sign", "gfloat"}
+        The NaN byte (:data:`fp4ref.spec.e4m3.NAN_CODES`): 0x7F or 0xFF by the sign of the
+        input (default), or always 0xFF (gfloat).
     backend : {"auto", "python", "numba"}
 
     Returns
     -------
     numpy.ndarray of uint8
-        Same shape as ``x``. NaN encodes to 0x7F or 0xFF by its sign bit.
+        Same shape as ``x``. NaN (and overflow without ``saturate``) encodes to 0x7F or 0xFF
+        by its sign bit, or to 0xFF under ``nan="gfloat"``.
     """
     tie = _checks.choice("rounding", rounding, rounding_rules())
     if not isinstance(saturate, (bool, np.bool_)):
         raise TypeError(f"saturate must be a bool; got {type(saturate).__name__}")
+    nan = _checks.choice("nan", nan, E4M3_NAN_CODES)
     engine = backends.get(backend, x)
-    return engine.encode_e4m3(_checks.float_array("x", x), tie, bool(saturate))
+    if nan == "sign":
+        return engine.encode_e4m3(_checks.float_array("x", x), tie, bool(saturate))
+    return engine.encode_e4m3(_checks.float_array("x", x), tie, bool(saturate), nan)
 
 
 def _rows(k: int, order: str, block_size: int, what: str) -> int:

@@ -43,6 +43,16 @@ def _bits_dtype(dtype: str) -> type:
     return np.uint32 if dtype == "float32" else np.uint16
 
 
+def _nan_bits(x: np.ndarray, nan: str) -> np.ndarray:
+    """The float32 bit patterns ``nan="torchao"`` reads (float64 NaNs converted to float32
+    by numpy, which keeps the sign and the top of the payload), else one 0 standing for
+    every element."""
+    if nan == "torchao":
+        with np.errstate(all="ignore"):
+            return np.ascontiguousarray(x, np.float32).reshape(-1).view(np.uint32)
+    return np.zeros(1, np.uint32)
+
+
 class PythonBackend:
     """The plain-Python oracle, one element at a time (exact, slow)."""
 
@@ -54,13 +64,20 @@ class PythonBackend:
             [rounding.exact_to_float32_bits(decode(int(b))) for b in data.ravel()], np.uint32
         ).reshape(data.shape)
 
-    def encode_e2m1(self, x: np.ndarray, rounding_: str) -> np.ndarray:
+    def encode_e2m1(self, x: np.ndarray, rounding_: str, zero_sign: str = "keep",
+                    nan: str = "sign") -> np.ndarray:
+        if zero_sign != "keep" or nan != "sign":
+            bits = _nan_bits(x, nan)
+            return np.array([e2m1.encode(float(v), rounding_, zero_sign, nan,
+                                         int(bits[i % bits.size]))
+                             for i, v in enumerate(x.ravel())], np.uint8).reshape(x.shape)
         return np.array([e2m1.encode(float(v), rounding_) for v in x.ravel()], np.uint8).reshape(
             x.shape
         )
 
-    def encode_e4m3(self, x: np.ndarray, rounding_: str, saturate: bool) -> np.ndarray:
-        out = [e4m3.encode(float(v), rounding_, saturate) for v in x.ravel()]
+    def encode_e4m3(self, x: np.ndarray, rounding_: str, saturate: bool,
+                    nan: str = "sign") -> np.ndarray:
+        out = [e4m3.encode(float(v), rounding_, saturate, nan) for v in x.ravel()]
         return np.array(out, np.uint8).reshape(x.shape)
 
     def pack(self, codes: np.ndarray, order: str) -> np.ndarray:
@@ -114,12 +131,14 @@ class PythonBackend:
             if options.format == "mxfp4":
                 scale, codes = mx.quantize_block(
                     values, options.scale_rule, p.rounding, p.zero_sign, options.start_rule,
-                    p.e8m0_min, p.sum_lanes, h, p.mx_zero_block_scale)
+                    p.e8m0_min, p.sum_lanes, h, p.mx_zero_block_scale, p.nonfinite,
+                    p.element_rule)
             else:
                 scale, codes = nvfp4.quantize_block(
                     values, p.nvfp4_recipe, options.tensor_operand, p.block_scale_clamp,
                     p.zero_block_scale, options.optimal, p.rounding, p.zero_sign,
-                    p.nonfinite == "nan-scale", p.sum_lanes, h)
+                    p.nonfinite == "nan-scale", p.sum_lanes, h, p.nonfinite, p.element_rule,
+                    p.e4m3_encode)
             scales[b] = scale
             packed[b] = nibbles.pack(codes, p.nibble_order, block)
         return scales, packed
@@ -187,13 +206,24 @@ class NumbaBackend:
         self.cpu.lookup(self._scalar_table(which), data.ravel(), out.ravel())
         return out
 
-    def encode_e2m1(self, x: np.ndarray, rounding_: str) -> np.ndarray:
+    def encode_e2m1(self, x: np.ndarray, rounding_: str, zero_sign: str = "keep",
+                    nan: str = "sign") -> np.ndarray:
         out = np.empty(x.shape, np.uint8)
+        if zero_sign != "keep" or nan != "sign":
+            self.cpu.encode_e2m1_with(x.ravel(), _nan_bits(x, nan), code("rounding", rounding_),
+                                      code("zero_sign", zero_sign), code("e2m1_nan", nan),
+                                      out.ravel())
+            return out
         self.cpu.encode_e2m1(x.ravel(), code("rounding", rounding_), out.ravel())
         return out
 
-    def encode_e4m3(self, x: np.ndarray, rounding_: str, saturate: bool) -> np.ndarray:
+    def encode_e4m3(self, x: np.ndarray, rounding_: str, saturate: bool,
+                    nan: str = "sign") -> np.ndarray:
         out = np.empty(x.shape, np.uint8)
+        if nan != "sign":
+            self.cpu.encode_e4m3_with(x.ravel(), code("rounding", rounding_), bool(saturate),
+                                      code("e4m3_nan", nan), out.ravel())
+            return out
         self.cpu.encode_e4m3(x.ravel(), code("rounding", rounding_), bool(saturate), out.ravel())
         return out
 
@@ -340,15 +370,26 @@ class CudaBackend:
         self.gpu.lookup(self._scalar_table(which), source.reshape(-1), out.reshape(-1))
         return self._out(out, data)
 
-    def encode_e2m1(self, x, rounding_: str):
+    def encode_e2m1(self, x, rounding_: str, zero_sign: str = "keep", nan: str = "sign"):
         source = self._in(x)
         out = _device.empty(source.shape, np.uint8)
+        if zero_sign != "keep" or nan != "sign":
+            host = source.copy_to_host() if nan == "torchao" else source[:0]
+            bits = self.cuda.to_device(_nan_bits(host, nan))
+            self.gpu.encode_e2m1_with(source.reshape(-1), bits, code("rounding", rounding_),
+                                      code("zero_sign", zero_sign), code("e2m1_nan", nan),
+                                      out.reshape(-1))
+            return self._out(out, x)
         self.gpu.encode_e2m1(source.reshape(-1), code("rounding", rounding_), out.reshape(-1))
         return self._out(out, x)
 
-    def encode_e4m3(self, x, rounding_: str, saturate: bool):
+    def encode_e4m3(self, x, rounding_: str, saturate: bool, nan: str = "sign"):
         source = self._in(x)
         out = _device.empty(source.shape, np.uint8)
+        if nan != "sign":
+            self.gpu.encode_e4m3_with(source.reshape(-1), code("rounding", rounding_),
+                                      bool(saturate), code("e4m3_nan", nan), out.reshape(-1))
+            return self._out(out, x)
         self.gpu.encode_e4m3(source.reshape(-1), code("rounding", rounding_), bool(saturate),
                              out.reshape(-1))
         return self._out(out, x)
@@ -407,8 +448,15 @@ class CudaBackend:
                 self._tables["e8m0 divisors"] = self.cuda.to_device(divisors)
             kernels.quantize_mx(x, self._tables["e8m0 divisors"], k, scales, packed, matrices)
             return scales, packed
-        divisors = _device.empty(256, np.float64)
-        kernels.nv_divisors(k.nvfp4_recipe, k.tensor_operand, divisors)
+        key = ("nv divisors", k.nvfp4_recipe,
+               int(np.float64(k.tensor_operand).view(np.uint64)))  # NaN keys match
+        if key not in self._tables:  # a table a recipe and tensor operand, kept
+            divisors = _device.empty(256, np.float64)
+            kernels.nv_divisors(k.nvfp4_recipe, k.tensor_operand, divisors)
+            if len(self._tables) > 64:
+                self._tables.clear()
+            self._tables[key] = divisors
+        divisors = self._tables[key]
         kernels.quantize_nv(x, divisors, k, scales, packed, matrices)
         return scales, packed
 

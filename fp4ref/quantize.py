@@ -158,7 +158,9 @@ def quantize(
     Notes
     -----
     NaN anywhere in a block gives it the NaN scale (0xFF, or 0x7F for NVFP4) and zero codes;
-    so does Inf under the profile's ``nonfinite="nan-scale"`` (the OCP default). An all-zero
+    so does Inf under the profile's ``nonfinite="nan-scale"`` (the OCP default). Under
+    ``nonfinite="gfloat"`` (MXFP4) NaN is refused with ``ValueError`` and an Inf block gets
+    scale 0xFE with its elements coded as V / 2^127 (Inf -> +-6). An all-zero
     block gets the rule's zero-amax scale (0x00 under OCP). Empty inputs give empty outputs.
     """
     fmt = _checks.choice("format", format, ("mxfp4", "nvfp4"))
@@ -186,6 +188,19 @@ def quantize(
         if scale_rule is not None and prof.nvfp4_recipe == "torchao":
             raise ValueError(f"scale_rule={scale_rule!r} needs a division recipe; profile "
                              f"{prof.name!r} multiplies by reciprocals")
+    ggml = (prof.element_rule == "ggml" or prof.nonfinite in ("ggml", "gguf-py")
+            or (fmt == "nvfp4" and prof.e4m3_encode == "ggml"))
+    if ggml and rule in scale_rules.SEARCH_RULES:
+        raise ValueError(f"scale_rule={rule!r}: the ggml conventions (element_rule, nonfinite, "
+                         f"e4m3_encode of profile {prof.name!r}) have no optimal search")
+    if fmt == "nvfp4" and prof.nonfinite == "gguf-py":
+        raise ValueError("nonfinite='gguf-py' is MXFP4 only (gguf-py has no NVFP4 quantizer)")
+    if fmt == "nvfp4" and prof.element_rule == "ggml" and prof.nvfp4_recipe == "torchao":
+        raise ValueError("element_rule='ggml' needs a recipe that divides by its scale; "
+                         "'torchao' multiplies by a reciprocal")
+    if fmt == "nvfp4" and scale_rule is not None and prof.nvfp4_recipe == "comfy":
+        raise ValueError(f"scale_rule={scale_rule!r}: the 'comfy' recipe of profile "
+                         f"{prof.name!r} has no scale search")
     if engine.name == "cuda":
         flat, shape = _device_input(engine, x, block)
     else:
@@ -195,6 +210,13 @@ def quantize(
     if prof.scale_layout != "linear" and len(shape) < 2:
         raise ValueError(f"x must have shape [..., N, K] for scale_layout "
                          f"{prof.scale_layout!r}; got shape {shape}")
+    if prof.nonfinite == "gfloat":  # gfloat raises on NaN (encode_float: no NaN in E2M1)
+        if fmt == "nvfp4":
+            raise ValueError("nonfinite='gfloat' is an MXFP4 convention (gfloat has no NVFP4 "
+                             "quantizer)")
+        if math.isnan(engine.largest_magnitude(flat)):
+            raise ValueError("x holds NaN, refused under nonfinite='gfloat' (gfloat raises "
+                             "'No NaN in format ocp_e2m1')")
     operand, decode, stored = 1.0, None, None
     if fmt == "nvfp4":
         operand, decode, stored = _tensor_scales(

@@ -13,7 +13,7 @@ import functools
 import numpy as np
 import pytest
 
-from fp4ref.conformance.peers import comfy, ggml, mistralrs, mlx, probing, quark, vllm
+from fp4ref.conformance.peers import comfy, ggml, gguf, mistralrs, mlx, probing, quark, vllm
 
 from .helpers import require_peer
 
@@ -27,6 +27,7 @@ ADAPTERS = {
     "vllm": (None, vllm.Vllm),
     "vllm-round-down": (None, vllm.VllmRoundDown),
     "ggml": (None, ggml.Ggml),
+    "gguf": ("gguf", gguf.Gguf),
     "mistralrs": ("mistralrs", mistralrs.MistralRs),
 }
 CASES = [(name, fmt) for name, (_, cls) in ADAPTERS.items() for fmt in cls.profiles]
@@ -50,19 +51,6 @@ KNOWN: dict[tuple[str, str], set[str]] = {
         'given-tensor-scale-inf/profile-has-no-tensor-scale',
         'huge-tensor/quantize',
         'subnormal-tensor/quantize',
-    },
-    ('comfy-kitchen', 'nvfp4'): {
-        'adversarial-blocks/quantize',
-        'block-scales-underflow/quantize',
-        'float32-max/quantize',
-        'given-tensor-scale-0/quantize',
-        'given-tensor-scale-1.26765e+30/quantize',
-        'given-tensor-scale-inf/quantize',
-        'huge-tensor/quantize',
-        'infinities/quantize',
-        'nans/quantize',
-        'negative-zero-tensor/quantize',
-        'zero-tensor/quantize',
     },
     ('quark', 'mxfp4'): {
         'adversarial-blocks/quantize',
@@ -104,21 +92,6 @@ KNOWN: dict[tuple[str, str], set[str]] = {
         'elements-at-scale-2^-127/quantize',
         'infinities/quantize',
         'nans/quantize',
-    },
-    ('ggml', 'mxfp4'): {
-        'adversarial-blocks/quantize',
-        'float32-max/quantize',
-        'infinities/quantize',
-        'nans/quantize',
-    },
-    ('ggml', 'nvfp4'): {
-        'adversarial-blocks/quantize',
-        'block-scales-underflow/quantize',
-        'float32-max/quantize',
-        'huge-tensor/quantize',
-        'infinities/quantize',
-        'nans/quantize',
-        'subnormal-tensor/quantize',
     },
     ('mistralrs', 'mxfp4'): {
         'adversarial-blocks/quantize',

@@ -119,9 +119,9 @@ def test_python_equals_numba(seed, decode, dtype):
 BAD_FIELDS = [
     ("rounding", "bogus", "one of ('even', 'away', 'zero')"),
     ("rounding", None, None),  # with_options ignores None: no error
-    ("zero_sign", "positive", "one of ('keep', 'negative', 'drop')"),
+    ("zero_sign", "positive", "one of ('keep', 'negative', 'drop', 'quotient')"),
     ("scale_rule", "round", "'optimal-hessian')"),
-    ("nonfinite", "raise", "one of ('nan-scale', 'ieee')"),
+    ("nonfinite", "raise", "one of ('nan-scale', 'ieee'"),
     ("e8m0_decode", "ieee", "one of ('ocp', 'bits', 'ggml', 'inf')"),
     ("decode_arithmetic", "float64", "one of ('exact', 'scale-first', 'output-dtype')"),
     ("e4m3_decode", "ue4m3", "one of ('ocp', 'ggml')"),

@@ -13,7 +13,8 @@ decode_e4m3        ``(codes: uint8[n]) -> float32[n]``
 encode_e4m3        ``(x: float32[n], *, rounding, saturate) -> uint8[n]``
 pack               ``(codes: uint8[r, k], *, order, block_size) -> uint8[r, k/2]``
 unpack             ``(packed: uint8[r, k/2], *, order, block_size) -> uint8[r, k]``
-dequantize_mxfp4   ``(blocks: uint8[N, K/2], scales: uint8[N, K/32], *, nibble_order, dtype)``
+dequantize_mxfp4   ``(blocks: uint8[N, K/2], scales: uint8[N, K/32], *, nibble_order, dtype,
+                   e8m0_decode)``
 dequantize_nvfp4   ``(blocks, scales: uint8[N, K/16], tensor_scale: float32[], *,
                    nibble_order, dtype)``
 swizzle            ``(scales: uint8[R, C], *, layout) -> uint8[Rpad * Cpad]``
@@ -82,11 +83,11 @@ class Backend:
     def decode_e4m3(self, codes):
         return api.decode_e4m3(codes, backend=self.backend)
 
-    def encode_e2m1(self, x, *, rounding):
-        return api.encode_e2m1(x, rounding, backend=self.backend)
+    def encode_e2m1(self, x, *, rounding, zero_sign="keep", nan="sign"):
+        return api.encode_e2m1(x, rounding, zero_sign=zero_sign, nan=nan, backend=self.backend)
 
-    def encode_e4m3(self, x, *, rounding, saturate):
-        return api.encode_e4m3(x, rounding, saturate, backend=self.backend)
+    def encode_e4m3(self, x, *, rounding, saturate, nan_byte="sign"):
+        return api.encode_e4m3(x, rounding, saturate, nan=nan_byte, backend=self.backend)
 
     def pack(self, codes, *, order, block_size):
         return api.pack(codes, order, block_size=block_size, backend=self.backend)
@@ -94,13 +95,14 @@ class Backend:
     def unpack(self, packed, *, order, block_size):
         return api.unpack(packed, order, block_size=block_size, backend=self.backend)
 
-    def dequantize_mxfp4(self, blocks, scales, *, nibble_order, dtype):
+    def dequantize_mxfp4(self, blocks, scales, *, nibble_order, dtype, e8m0_decode="ocp"):
         return api.dequantize(
             blocks,
             scales,
             format="mxfp4",
             nibble_order=nibble_order,
             dtype=dtype,
+            e8m0_decode=e8m0_decode,
             backend=self.backend,
         )
 
@@ -125,8 +127,10 @@ class Backend:
         q = quantize(x, backend=self.backend, **options)
         return q.blocks, q.scales
 
-    def quantize_mxfp4(self, x, *, scale_rule, rounding):
-        return self._quantize(x, format="mxfp4", scale_rule=scale_rule, rounding=rounding)
+    def quantize_mxfp4(self, x, *, scale_rule, rounding, nonfinite="nan-scale"):
+        profile = profiles()["ocp"].with_options(nonfinite=nonfinite)
+        return self._quantize(x, format="mxfp4", profile=profile, scale_rule=scale_rule,
+                              rounding=rounding)
 
     def quantize_nvfp4(self, x, tensor_scale, *, tensor_scale_direction):
         profile = profiles()["ocp"].with_options(tensor_scale_direction=tensor_scale_direction)
@@ -228,7 +232,9 @@ def as_array(value: Any) -> np.ndarray:
 
 #: Keyword parameters an implementation may leave out, and the value it then implements.
 DEFAULTS = {"dtype": "float32", "nibble_order": "low-first", "order": "low-first",
-            "rounding": "even", "scale_rule": "floor", "block_size": 32}
+            "rounding": "even", "scale_rule": "floor", "block_size": 32,
+            "zero_sign": "keep", "nan": "sign", "nan_byte": "sign", "nonfinite": "nan-scale",
+            "e8m0_decode": "ocp"}
 
 
 def fit_params(function: Any, params: dict) -> tuple[dict, str]:

@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit
 from numba.core.extending import overload
 
-from .options import TIE_AWAY, TIE_EVEN, TIE_ZERO, ZERO_DROP, ZERO_NEGATIVE
+from .options import TIE_AWAY, TIE_EVEN, TIE_ZERO, ZERO_DROP, ZERO_NEGATIVE, ZERO_QUOTIENT
 from .scalar import byte_elements
 from .scale_rules import divide, f32
 
@@ -100,6 +100,25 @@ def element_code(x, d, multiply, tie, zero_sign):
     if zero_sign == ZERO_DROP:  # a zero code drops the sign
         signed = signed & (code != 0)
     elif zero_sign == ZERO_NEGATIVE:  # a zero code keeps it only for x < 0 (not -0)
+        signed = signed & ((code != 0) | (v < np.float32(0.0)))
+    elif zero_sign == ZERO_QUOTIENT:  # only for a quotient < 0 (not -0, not underflowed)
+        signed = signed & ((code != 0) | (y > np.float32(0.0)))
+    return code | (8 * signed)
+
+
+@njit(cache=True, error_model="numpy")
+def threshold_code(x, t, zero_sign):
+    """:func:`element_code` of element ``x`` (a float32 value) by decision thresholds: the
+    magnitude code is the number of the seven float32 ``t`` (a tuple, ascending) below
+    ``|x|``, which equals :func:`magnitude_code` of ``float32(|x| / d)`` when ``t`` are the
+    thresholds of ``d`` (:func:`.cpu.simd.nvfp4_search.decision_threshold`, for a finite
+    divisor ``d >= 0``); the sign as there."""
+    v = np.float32(x)
+    code = count_below(abs(v), t)
+    signed = math.copysign(np.float32(1.0), v) < np.float32(0.0)
+    if zero_sign == ZERO_DROP:
+        signed = signed & (code != 0)
+    elif zero_sign == ZERO_NEGATIVE:
         signed = signed & ((code != 0) | (v < np.float32(0.0)))
     return code | (8 * signed)
 

@@ -20,7 +20,17 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
 
-from ..profiles import DECODE_ARITHMETIC, E4M3_DECODES, E8M0_DECODES, NONFINITE, Profile
+from ..profiles import (
+    DECODE_ARITHMETIC,
+    E4M3_DECODES,
+    E4M3_ENCODES,
+    E8M0_DECODES,
+    ELEMENT_RULES,
+    NONFINITE,
+    Profile,
+)
+from ..spec import e2m1 as _e2m1
+from ..spec import e4m3 as _e4m3
 from ..spec.elements import ZERO_SIGNS
 from ..spec.layouts import LAYOUTS
 from ..spec.nibbles import NIBBLE_ORDERS
@@ -48,10 +58,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "e8m0_decode": E8M0_DECODES,
     "decode_arithmetic": DECODE_ARITHMETIC,
     "e4m3_decode": E4M3_DECODES,
+    "element_rule": ELEMENT_RULES,
+    "e4m3_encode": E4M3_ENCODES,
     "scale_layout": LAYOUTS,
     "dtype": OUTPUT_DTYPES,
     "scale_format": SCALE_FORMATS,
     "scalar_format": SCALAR_FORMATS,
+    "e2m1_nan": _e2m1.NAN_CODES,
+    "e4m3_nan": _e4m3.NAN_CODES,
 }
 
 
@@ -62,6 +76,7 @@ def code(convention: str, name: str) -> int:
 
 TIE_EVEN, TIE_AWAY, TIE_ZERO = (code("rounding", n) for n in ("even", "away", "zero"))
 ZERO_KEEP, ZERO_NEGATIVE, ZERO_DROP = (code("zero_sign", n) for n in ("keep", "negative", "drop"))
+ZERO_QUOTIENT = code("zero_sign", "quotient")
 LOW_FIRST, HIGH_FIRST, SPLIT_HALF = (
     code("nibble_order", n) for n in ("low-first", "high-first", "split-half"))
 (RULE_FLOOR, RULE_RCEIL, RULE_CEIL, RULE_EVEN, RULE_NEAREST, RULE_MISTRALRS, RULE_QWANTIZE,
@@ -70,9 +85,17 @@ LOW_FIRST, HIGH_FIRST, SPLIT_HALF = (
 RECIPE_PLAIN, RECIPE_MODELOPT, RECIPE_TORCHAO, RECIPE_CT = (
     code("nvfp4_recipe", n) for n in ("plain", "modelopt", "torchao", "compressed-tensors"))
 NONFINITE_NAN_SCALE, NONFINITE_IEEE = (code("nonfinite", n) for n in ("nan-scale", "ieee"))
+NONFINITE_GFLOAT = code("nonfinite", "gfloat")
+RECIPE_COMFY = code("nvfp4_recipe", "comfy")
+DECODE_CT, DECODE_MODELOPT = (code("decode_arithmetic", n)
+                              for n in ("compressed-tensors", "modelopt"))
+NONFINITE_COMFY = code("nonfinite", "comfy")
 E8M0_OCP, E8M0_BITS, E8M0_GGML, E8M0_INF = (
     code("e8m0_decode", n) for n in ("ocp", "bits", "ggml", "inf"))
 E4M3_OCP, E4M3_GGML = (code("e4m3_decode", n) for n in ("ocp", "ggml"))
+NONFINITE_GGML, NONFINITE_GGUF_PY = (code("nonfinite", n) for n in ("ggml", "gguf-py"))
+ELEMENT_NEAREST, ELEMENT_GGML = (code("element_rule", n) for n in ("nearest", "ggml"))
+ENCODE_E4M3_OCP, ENCODE_E4M3_GGML = (code("e4m3_encode", n) for n in ("ocp", "ggml"))
 DECODE_EXACT, DECODE_SCALE_FIRST, DECODE_OUTPUT_DTYPE = (
     code("decode_arithmetic", n) for n in ("exact", "scale-first", "output-dtype"))
 LAYOUT_LINEAR, LAYOUT_128X4, LAYOUT_8X4 = (
@@ -80,6 +103,9 @@ LAYOUT_LINEAR, LAYOUT_128X4, LAYOUT_8X4 = (
 OUT_FLOAT32, OUT_BFLOAT16, OUT_FLOAT16 = (
     code("dtype", n) for n in ("float32", "bfloat16", "float16"))
 SCALE_E8M0, SCALE_E4M3 = (code("scale_format", n) for n in ("e8m0", "e4m3"))
+NAN_SIGN, NAN_ML_DTYPES, NAN_TORCHAO, NAN_COMPRESSED_TENSORS, NAN_REFUSE = (
+    code("e2m1_nan", n) for n in ("sign", "ml_dtypes", "torchao", "compressed-tensors", "refuse"))
+E4M3_NAN_SIGN, E4M3_NAN_GFLOAT = (code("e4m3_nan", n) for n in ("sign", "gfloat"))
 
 
 class KernelOptions(NamedTuple):
@@ -117,6 +143,10 @@ class KernelOptions(NamedTuple):
     vector_code : bool
         Not a convention: whether the CPU kernels may take their LLVM vector paths (the
         switch of :mod:`.cpu.simd`, read when the record is built).
+    element_rule : int
+        :data:`ELEMENT_NEAREST` or :data:`ELEMENT_GGML` (ggml's argmin of float32 errors).
+    e4m3_encode : int
+        NVFP4 block-scale encode: :data:`ENCODE_E4M3_OCP` or :data:`ENCODE_E4M3_GGML`.
     """
 
     scale_rule: int
@@ -136,6 +166,8 @@ class KernelOptions(NamedTuple):
     mx_zero_block: bool
     mx_zero_block_scale: int
     vector_code: bool
+    element_rule: int = 0
+    e4m3_encode: int = 0
 
 
 @dataclass(frozen=True)
@@ -202,7 +234,17 @@ class QuantizeOptions:
             mx_zero_block=p.mx_zero_block_scale is not None,
             mx_zero_block_scale=int(p.mx_zero_block_scale or 0),
             vector_code=vector_code(),
+            element_rule=code("element_rule", p.element_rule),
+            e4m3_encode=code("e4m3_encode", p.e4m3_encode),
         )
+
+    @property
+    def ggml(self) -> bool:
+        """Whether a ggml convention (element rule, non-finite policy or E4M3 encode) is
+        chosen: those run in the ggml kernels (:func:`fp4ref.kernels.quantize_block.ggml_block`)."""
+        p = self.profile
+        return (p.element_rule == "ggml" or p.nonfinite in ("ggml", "gguf-py")
+                or (self.format == "nvfp4" and p.e4m3_encode == "ggml"))
 
 
 def nvfp4_recipe_options(recipe: str, tensor_operand: float,

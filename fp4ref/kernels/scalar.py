@@ -19,14 +19,20 @@ import numpy as np
 from numba import njit
 
 from .options import (
+    E4M3_NAN_GFLOAT,
     HIGH_FIRST,
     LAYOUT_8X4,
     LAYOUT_128X4,
+    NAN_ML_DTYPES,
+    NAN_SIGN,
+    NAN_TORCHAO,
     OUT_BFLOAT16,
     OUT_FLOAT16,
     SPLIT_HALF,
     TIE_AWAY,
     TIE_EVEN,
+    ZERO_DROP,
+    ZERO_NEGATIVE,
 )
 
 #: Canonical NaNs written by fp4ref (positive, quiet, zero payload).
@@ -86,6 +92,45 @@ def e2m1_encode(x, tie):
         else:
             break
     return sign | code
+
+
+@njit(cache=True)
+def e2m1_nan_code(negative, bits, nan):
+    """E2M1 code of a NaN with sign bit ``negative`` and float32 bit pattern ``bits`` (read
+    by ``"torchao"`` only) under the choice ``nan`` (:data:`fp4ref.spec.e2m1.NAN_CODES`;
+    ``"refuse"`` is the caller's, like ``"compressed-tensors"`` it gives 0 here)."""
+    sign = 8 if negative else 0
+    if nan == NAN_SIGN:
+        return sign
+    if nan == NAN_ML_DTYPES:  # the opposite sign (ml_dtypes astype(float4_e2m1fn))
+        return 8 - sign
+    if nan == NAN_TORCHAO:  # torchao _f32_to_floatx_unpacked: the normal branch on the bits
+        a = bits & 0x7FFFFFFF
+        return (((a - (126 << 23) + 0x1FFFFF + ((a >> 22) & 1)) >> 22) & 0xFF) | sign
+    return 0
+
+
+@njit(cache=True)
+def e2m1_encode_with(x, bits, tie, zero_sign, nan):
+    """:func:`e2m1_encode` with the sign of a zero code by ``zero_sign``
+    (:data:`fp4ref.spec.elements.ZERO_SIGNS`) and NaN coded by ``nan``
+    (:func:`e2m1_nan_code`; ``bits`` is the float32 bit pattern of ``x``, read for NaN)."""
+    if x != x:
+        return e2m1_nan_code(is_negative(x), bits, nan)
+    code = e2m1_encode(x, tie)
+    if code == 8 and (zero_sign == ZERO_DROP or (zero_sign == ZERO_NEGATIVE and not x < 0)):
+        return 0
+    return code
+
+
+@njit(cache=True)
+def e4m3_encode_with(x, tie, saturate, nan):
+    """:func:`e4m3_encode` with NaN results written by ``nan``
+    (:data:`fp4ref.spec.e4m3.NAN_CODES`: gfloat's 0xFF whatever the sign)."""
+    byte = e4m3_encode(x, tie, saturate)
+    if nan == E4M3_NAN_GFLOAT and byte & 0x7F == 0x7F:
+        return 0xFF
+    return byte
 
 
 @njit(cache=True)

@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit
 
 from .options import (
+    RECIPE_COMFY,
     RECIPE_CT,
     RECIPE_MODELOPT,
     RECIPE_PLAIN,
@@ -130,7 +131,7 @@ def nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_block, z
         y = divide(amax, f32(6.0 * tensor))
         if y == 0.0 and zero_block:
             y = zero_scale
-    elif recipe == RECIPE_TORCHAO:
+    elif recipe == RECIPE_TORCHAO or recipe == RECIPE_COMFY:  # comfy: as torchao's, unclamped
         y = divide(f32(amax / 6.0), tensor)
     else:
         y = f32(tensor * f32(amax / 6.0))
@@ -150,7 +151,7 @@ def nvfp4_divisor(byte, recipe, tensor):
     scale = e4m3_decode(byte)
     if recipe == RECIPE_PLAIN:
         return scale, False
-    if recipe == RECIPE_MODELOPT:
+    if recipe == RECIPE_MODELOPT or recipe == RECIPE_COMFY:
         return f32(scale * tensor), False
     if recipe == RECIPE_CT:
         return divide(scale, tensor), False

@@ -46,7 +46,13 @@ def decode(byte: int) -> float:
 MAGNITUDES = tuple((magnitude(code), code) for code in range(0x80))
 
 
-def encode(x: float, rounding: str = "even", saturate: bool = True) -> int:
+#: How an encode writes NaN (an input NaN, or an overflow under ``saturate=False``):
+#: ``"sign"`` 0x7F or 0xFF by the sign of the input (fp4ref, torch, ml_dtypes); ``"gfloat"``
+#: always 0xFF (gfloat 0.5 ``encode_float(format_info_ocp_e4m3, nan)``, whatever the sign).
+NAN_CODES = ("sign", "gfloat")
+
+
+def encode(x: float, rounding: str = "even", saturate: bool = True, nan: str = "sign") -> int:
     """The E4M3 code nearest to ``x``.
 
     Parameters
@@ -58,17 +64,55 @@ def encode(x: float, rounding: str = "even", saturate: bool = True) -> int:
     saturate : bool
         What happens when the rounded magnitude exceeds 448 (OFP8 v1.0 allows both):
         ``True`` clamps to +-448, ``False`` gives NaN. Infinity follows the same rule.
+    nan : {"sign", "gfloat"}
+        The NaN byte (:data:`NAN_CODES`).
 
     Returns
     -------
     int
-        The byte. NaN encodes to 0x7F with the NaN's sign bit; the sign of zero is kept.
+        The byte. NaN encodes to 0x7F with the NaN's sign bit (``nan="sign"``) or to 0xFF
+        (``nan="gfloat"``); the sign of zero is kept.
     """
     check_tie_rule(rounding)
+    if nan not in NAN_CODES:
+        raise ValueError(f"nan must be one of {NAN_CODES}; got {nan!r}")
     sign = 0x80 if math.copysign(1.0, x) < 0 else 0
+    nan_byte = 0xFF if nan == "gfloat" else sign | NAN
     if math.isnan(x):
-        return sign | NAN
+        return nan_byte
     code = NAN if math.isinf(x) else nearest_code(abs(Fraction(x)), MAGNITUDES, rounding)
     if code == NAN:  # overflow: the nearest magnitude is past 448
-        return sign | (MAX_CODE if saturate else NAN)
+        return sign | MAX_CODE if saturate else nan_byte
     return sign | code
+
+
+def encode_ggml(x: float) -> int:
+    """ggml's ``ggml_fp32_to_ue4m3`` (ggml-impl.h) of the float32 value ``x``: the NVFP4
+    block-scale byte of the ggml profile (:data:`fp4ref.profiles.E4M3_ENCODES`).
+
+    Not a nearest rounding: NaN, zero and negatives give 0x00; x > 448 becomes 448; below
+    2^-6 the byte is ``(int)(f32(f32(x * 512) + 0.5))`` (a float32 add, then truncation),
+    capped at 7 (so [15/1024, 2^-6) gives 0x07, not 0x08); otherwise the top three mantissa
+    bits of x plus its fourth (ties away from zero), and any exponent field of 15 (x >= 248
+    once rounded) gives 0x7E (448): 0x78..0x7D are never produced.
+    """
+    import numpy as np
+
+    if not x > 0:
+        return 0
+    x = min(float(np.float32(x)), MAX_NORMAL)
+    bits = int(np.array(x, np.float32).view(np.uint32))
+    exponent = ((bits >> 23) & 0xFF) - 127 + EXPONENT_BIAS
+    if exponent <= 0:  # (int)(x * 512.0f + 0.5f), each step one float32 operation
+        steps = int(float(np.float32(float(np.float32(x * 512.0)) + 0.5)))
+        steps = min(steps, 7)
+        return steps if steps >= 1 else 0
+    if exponent >= 15:
+        return MAX_CODE
+    mantissa = ((bits >> 20) & 0x7) + ((bits >> 19) & 1)
+    if mantissa > 7:
+        mantissa = 0
+        exponent += 1
+        if exponent >= 15:
+            return MAX_CODE
+    return (exponent << 3) | mantissa

@@ -17,8 +17,11 @@ from .rounding import nearest_code
 
 #: Sign of a code whose magnitude rounds to 0: ``"keep"`` the input's sign bit (-0.0 and
 #: negatives give 0x8: OCP, torchao, gfloat); ``"negative"``: 0x8 only for inputs < 0 (-0.0
-#: gives 0x0: qwantize, compressed-tensors, ModelOpt NVFP4); ``"drop"``: always 0x0 (ggml).
-ZERO_SIGNS = ("keep", "negative", "drop")
+#: gives 0x0: qwantize); ``"drop"``: always 0x0 (ggml); ``"quotient"``: 0x8 only when the
+#: signed float32 quotient x / d is < 0, so a negative x whose quotient underflows to -0
+#: (x / Inf) gives 0x0 too (ModelOpt NVFP4QTensor ``_cast_fp4``'s ``weight < 0``,
+#: compressed-tensors ``cast_to_fp4``).
+ZERO_SIGNS = ("keep", "negative", "drop", "quotient")
 
 
 def element_code(x: float, magnitude: float, rounding: str, zero_sign: str) -> int:
@@ -36,4 +39,27 @@ def element_code(x: float, magnitude: float, rounding: str, zero_sign: str) -> i
     if code == 0:
         if zero_sign == "drop" or (zero_sign == "negative" and not x < 0):
             negative_bit = False
+        if zero_sign == "quotient" and not (x < 0 and magnitude > 0):
+            negative_bit = False
     return code | (0x8 if negative_bit else 0)
+
+
+#: ggml's ``kvalues_mxfp4`` (ggml-common.h): the E2M1 magnitudes doubled, by code.
+GGML_KVALUES = (0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12)
+
+
+def ggml_code(x: float, half: float) -> int:
+    """ggml's ``best_index_mxfp4(x, e)`` with ``e = half`` (float32: half the block scale,
+    ggml's table holding doubled magnitudes): the first code of the least float32 error
+    ``fabsf(f32(k * e) - x)`` over :data:`GGML_KVALUES` (the ``"ggml"`` element rule of
+    :data:`fp4ref.profiles.ELEMENT_RULES`). A NaN or infinite error is never less than
+    another, so NaN and +-Inf elements get code 0 and an overflowing product is skipped.
+    """
+    from .scale_rules import f32
+
+    best, best_error = 0, abs(f32(f32(GGML_KVALUES[0] * half) - x))
+    for code in range(1, 16):
+        error = abs(f32(f32(GGML_KVALUES[code] * half) - x))
+        if error < best_error:
+            best, best_error = code, error
+    return best

@@ -32,8 +32,8 @@ def dequantize_block(
 
     ``arithmetic`` (:data:`fp4ref.profiles.DECODE_ARITHMETIC`): ``"output-dtype"`` rounds
     the scale to ``dtype`` first (a float16 2^-127 is 0, 2^16 and up Inf) and the product
-    to float32 and then to ``dtype``, as torch and MLX multiply half-precision tensors; the
-    other choices are the exact product above.
+    to float32 and then to ``dtype``, as torch and MLX multiply half-precision tensors
+    (``"compressed-tensors"`` too); the other choices are the exact product above.
     """
     infinite = scale == e8m0.NAN and e8m0_decode in ("bits", "inf")
     if e8m0_decode == "bits" and scale == 0x00:
@@ -42,7 +42,7 @@ def dequantize_block(
     if scale == e8m0.NAN and e8m0_decode in ("ocp",):
         return [CANONICAL_NAN[dtype]] * len(codes)
     x = Fraction(2) ** 128 if scale == e8m0.NAN else Fraction(e8m0.decode(scale))
-    if arithmetic == "output-dtype" and not infinite:
+    if arithmetic in ("output-dtype", "compressed-tensors") and not infinite:
         x, _ = binary_value(convert_float32(round_to_binary(x, False, 8, 23), dtype), dtype)
         infinite = x < 0  # the scale overflowed the output dtype
     out = []
@@ -61,6 +61,7 @@ def quantize_block(
     values: Sequence[float], rule: str = "floor", rounding: str = "even",
     zero_sign: str = "keep", start: str = "floor", min_byte: int = 0, lanes: int = 16,
     hessian: Sequence[Sequence[float]] | None = None, zero_byte: int | None = None,
+    nonfinite: str = "nan-scale", element_rule: str = "nearest",
 ) -> tuple[int, list[int]]:
     """(E8M0 scale byte, element codes) of one block of float32 values.
 
@@ -73,15 +74,39 @@ def quantize_block(
     A block holding NaN or Inf gets scale 0xFF (NaN) and all-zero codes: fp4ref's policy,
     as the OCP reference code does for NaN (the spec text leaves it open). A block of zeros
     gets ``zero_byte`` under a rule when it is given (MLX 0x7F, Quark 0x01).
+
+    Under ``nonfinite="gfloat"`` (:data:`fp4ref.profiles.NONFINITE`) a NaN is refused
+    (``ValueError``) and a block holding Inf gets scale 0xFE, its elements coded as
+    float32(|V_i| / 2^127) (gfloat 0.5 ``compute_scale_amax`` clips ``floor(log2(Inf)) - 2``
+    to 127).
+
+    ``nonfinite`` ``"ggml"`` / ``"gguf-py"`` (:data:`fp4ref.profiles.NONFINITE`) replace
+    that policy: NaN is left out of the max (ggml) or makes the scale 0x00 (gguf-py), and a
+    block whose max is Inf gets 0x00. ``element_rule="ggml"`` codes every element by
+    :func:`fp4ref.spec.elements.ggml_code` with half the scale, 2^(s - 128), instead of the
+    rounded quotient (:data:`fp4ref.profiles.ELEMENT_RULES`).
     """
     from .elements import element_code
     from .optimal import search, search_hessian
     from .scale_rules import e8m0_divisor, mx_scale, quotient
 
-    if any(math.isnan(v) or math.isinf(v) for v in values):
+    if nonfinite == "gfloat" and any(math.isnan(v) for v in values):
+        raise ValueError("NaN in a block: refused under nonfinite='gfloat'")
+    if nonfinite == "gfloat" and any(math.isinf(v) for v in values):  # gfloat block.py
+        divisor = e8m0_divisor(0xFE)
+        return 0xFE, [element_code(v, quotient(v, divisor, False), rounding, zero_sign)
+                      for v in values]
+    ggml = nonfinite in ("ggml", "gguf-py")
+    if not ggml and any(math.isnan(v) or math.isinf(v) for v in values):
         return e8m0.NAN, [0] * len(values)
-    amax = max((abs(v) for v in values), default=0.0)
-    if rule in ("optimal", "optimal-hessian"):
+    # ggml's max: `if (amax < fabsf(v)) amax = fabsf(v)` never takes a NaN
+    amax = max((abs(v) for v in values if not math.isnan(v)), default=0.0)
+    if ggml and (math.isinf(amax) or (nonfinite == "gguf-py"
+                                      and any(math.isnan(v) for v in values))):
+        # ggml: (uint8_t) of an infinite float exponent, 0 on x86-64; gguf-py: a NaN max
+        # fails `d > 0`, so np.where gives 0
+        scale = 0
+    elif rule in ("optimal", "optimal-hessian"):
         first = mx_scale(amax, start)
         candidates = [(b, e8m0_divisor(b)) for b in range(min_byte, 255)]
         if rule == "optimal":
@@ -92,6 +117,11 @@ def quantize_block(
                                    rounding, lanes, hessian, "e0")
     else:
         scale = mx_scale(amax, rule) if amax != 0 or zero_byte is None else zero_byte
+    if element_rule == "ggml":  # ggml_e8m0_to_fp32_half(s) = 2^(s - 128), exact
+        from .elements import ggml_code
+
+        half = math.ldexp(1.0, scale - 128)
+        return scale, [ggml_code(v, half) for v in values]
     divisor = e8m0_divisor(scale) if scale != e8m0.NAN else math.nan
     codes = [element_code(v, quotient(v, divisor, False), rounding, zero_sign) for v in values]
     if scale == e8m0.NAN:  # ggml's wrapped exponents can land on 0xFF

@@ -29,7 +29,9 @@ def dequantize_block(
     ``"exact"`` arithmetic; ``"scale-first"`` is ``P_i * float32(s_block * s_tensor)``,
     ``"output-dtype"`` ``dt(P_i * dt(dt(s_tensor) * dt(s_block)))`` with every product
     rounded to float32 and then to the output dtype ``dt``, see
-    :data:`fp4ref.profiles.DECODE_ARITHMETIC`). ``e4m3_decode="ggml"`` reads the scale
+    :data:`fp4ref.profiles.DECODE_ARITHMETIC`; under ``"compressed-tensors"``
+    ``tensor_scale_bits`` are the bits of the encode scale G the block scale is divided
+    by, ``P_i * f32(s_block / G)``). ``e4m3_decode="ggml"`` reads the scale
     byte as ggml's UE4M3 (sign bit ignored, 0x7F is 0, 0xFF 480) and code 0x8 as +0
     (:data:`fp4ref.profiles.E4M3_DECODES`).
 
@@ -54,6 +56,8 @@ def dequantize_block(
     tensor_magnitude, tensor_negative = binary_value(tensor_scale_bits, "float32")
     if block_scale != block_scale or tensor_magnitude is None:
         return [CANONICAL_NAN[dtype]] * len(codes)
+    if arithmetic == "modelopt":  # e2m1_values[8] is +0; then P * f32(s_b * s_t)
+        codes = [0 if c == 0x8 else c for c in codes]
     if arithmetic != "exact":
         return _scale_first(codes, block_scale, tensor_scale_bits, dtype, arithmetic)
     scale_negative = bool(scale & 0x80)
@@ -76,7 +80,8 @@ def quantize_block(
     clamp: tuple[float, float] | None = None, zero_scale: float | None = None,
     optimal: bool = False, rounding: str = "even", zero_sign: str = "keep",
     nan_scale_for_inf: bool = True, lanes: int = 16,
-    hessian: Sequence[Sequence[float]] | None = None,
+    hessian: Sequence[Sequence[float]] | None = None, nonfinite: str | None = None,
+    element_rule: str = "nearest", e4m3_encode: str = "ocp",
 ) -> tuple[int, list[int]]:
     """(E4M3 block-scale byte, element codes) of one NVFP4 block of float32 values.
 
@@ -88,16 +93,36 @@ def quantize_block(
     :func:`fp4ref.spec.scale_rules.nvfp4_divisor`, rounded to E2M1 with ``rounding``. A
     block with NaN gets 0x7F (NaN) and zero codes; with Inf the same if
     ``nan_scale_for_inf``, else the recipe's float32 arithmetic runs on (Inf saturates to 448).
+
+    ``nonfinite="ggml"`` (:data:`fp4ref.profiles.NONFINITE`) leaves NaN out of the max and
+    runs the recipe on an infinite one; ``element_rule="ggml"`` codes the elements by
+    :func:`fp4ref.spec.elements.ggml_code` with half the divisor;
+    ``e4m3_encode="ggml"`` casts the block scale with
+    :func:`fp4ref.spec.e4m3.encode_ggml`.
+
+    ``nonfinite`` (the profile's :data:`fp4ref.profiles.NONFINITE` choice), when given,
+    overrides ``nan_scale_for_inf``; ``"comfy"`` takes NaN and Inf through the ``"comfy"``
+    recipe's arithmetic (:func:`comfy_block`). The ``"comfy"`` recipe has no search.
     """
     from .elements import element_code
     from .optimal import search, search_hessian
     from .scale_rules import nvfp4_block_scale, nvfp4_divisor, quotient
 
-    if any(math.isnan(v) for v in values) or (
-            nan_scale_for_inf and any(math.isinf(v) for v in values)):
+    if nonfinite is not None:
+        nan_scale_for_inf = nonfinite == "nan-scale"
+    ggml = nonfinite == "ggml"
+    if nonfinite == "gguf-py":
+        raise ValueError("nonfinite='gguf-py' is MXFP4 only (gguf-py has no NVFP4 quantizer)")
+    if not ggml and nonfinite != "comfy" and (any(math.isnan(v) for v in values) or (
+            nan_scale_for_inf and any(math.isinf(v) for v in values))):
         return e4m3.NAN, [0] * len(values)
-    amax = max((abs(v) for v in values), default=0.0)
-    scale = nvfp4_block_scale(amax, recipe, tensor, clamp, zero_scale)
+    if recipe == "comfy":
+        if optimal:
+            raise ValueError("the 'comfy' recipe has no scale search")
+        return comfy_block(values, tensor, rounding, zero_sign)
+    # ggml's max: `if (amax < fabsf(v)) amax = fabsf(v)` never takes a NaN
+    amax = max((abs(v) for v in values if not math.isnan(v)), default=0.0)
+    scale = nvfp4_block_scale(amax, recipe, tensor, clamp, zero_scale, e4m3_encode)
     if optimal:
         candidates = [(b, nvfp4_divisor(b, recipe, tensor)[0]) for b in range(1, 0x7F)]
         d0, multiply = nvfp4_divisor(scale, recipe, tensor)
@@ -107,10 +132,112 @@ def quantize_block(
             scale = search_hessian(values, scale, d0, candidates, multiply, rounding, lanes,
                                    hessian, "best10")
     d, multiply = nvfp4_divisor(scale, recipe, tensor)
+    if element_rule == "ggml":
+        from .elements import ggml_code
+        from .scale_rules import f32
+
+        if multiply:
+            raise ValueError(f"element_rule='ggml' needs a recipe that divides by its scale; "
+                             f"{recipe!r} multiplies by a reciprocal")
+        half = f32(d * 0.5)  # ggml_ue4m3_to_fp32: the E4M3 value times 0.5
+        codes = [ggml_code(v, half) for v in values]
+        if e4m3.decode(scale) != e4m3.decode(scale):
+            codes = [0] * len(values)
+        return scale, codes
     codes = [element_code(v, quotient(v, d, multiply), rounding, zero_sign) for v in values]
     if e4m3.decode(scale) != e4m3.decode(scale):
         codes = [0] * len(values)
     return scale, codes
+
+
+#: x86's default NaN, what an invalid float32 operation (0 / 0, Inf / Inf, Inf * 0) gives
+#: on the CPU comfy-kitchen's eager backend runs on (SSE/AVX: the sign bit set).
+X86_DEFAULT_NAN = 0xFFC00000
+
+
+def _bits32(value: float) -> int:
+    """The float32 bits of a float32 ``value`` given as a Python float (NaN payload and sign
+    kept, as float32 -> float64 -> float32 keeps them)."""
+    import numpy as np
+
+    return int(np.array(value, np.float64).astype(np.float32).view(np.uint32))
+
+
+def _is_nan32(bits: int) -> bool:
+    return bits & 0x7FFFFFFF > 0x7F800000
+
+
+def comfy_nan_code(bits: int) -> int:
+    """The E2M1 code comfy-kitchen's ``_f32_to_floatx_unpacked`` gives the NaN float32
+    ``bits``: its normal-path integer arithmetic (add ``((1 - 127) << 23) + 0x1FFFFF`` and
+    the mantissa's odd bit, shift right 22, keep 8 bits) on the sign-cleared bits, 3 for a
+    quiet NaN whose payload bit 21 is clear, 4 when it is set; the sign bit kept."""
+    magnitude = bits & 0x7FFFFFFF
+    odd = (magnitude >> 22) & 1
+    code = ((magnitude - 0x3F000000 + 0x1FFFFF + odd) >> 22) & 0xFF
+    return code | (0x8 if bits >> 31 else 0)
+
+
+def comfy_block(values: Sequence[float], tensor: float, rounding: str = "even",
+                zero_sign: str = "keep") -> tuple[int, list[int]]:
+    """(scale byte, codes) of one block by comfy-kitchen 0.2.40's eager ``quantize_nvfp4``
+    (``backends/eager/quantization.py``), in x86 float32 arithmetic, NaN and Inf included.
+
+    ``y = f32(f32(amax / 6) / s_t)`` (``s_t`` = ``tensor``, the decode multiplier),
+    ``min(y, 448)``, E4M3 nearest even; a NaN ``y`` is 0x7F when it comes from a NaN
+    element or tensor scale (propagated, positive: ``amax`` is of ``|x|``), else 0xFF (0 / 0
+    or Inf / Inf: :data:`X86_DEFAULT_NAN`). The elements: ``q = f32(x / t)`` with
+    ``t = f32(s_t * s_b)``; when ``t == 0`` every code is +0 (comfy's zero-scale mask); else
+    ``q`` clamped to +-6 and rounded to E2M1 by ``rounding``/``zero_sign``, and a NaN ``q``
+    (x86: the NaN operand, quieted, the first one if both are; else the default NaN) coded
+    by :func:`comfy_nan_code`. E4M3 NaN bytes widen to float32 as torch does, 0x7F to
+    0x7FF00000 and 0xFF to 0xFFF00000.
+    """
+    from .elements import element_code
+    from .scale_rules import _f32_divide, f32
+
+    xs = [_bits32(v) for v in values]
+    t_bits = _bits32(tensor)
+    nan_in = any(_is_nan32(b) for b in xs)
+    amax = max((abs(v) for v in values if v == v), default=0.0)
+    if nan_in or _is_nan32(t_bits):
+        scale = 0x7F if nan_in or not t_bits >> 31 else 0xFF  # the propagated NaN's sign
+    else:
+        y = _f32_divide(f32(amax / 6), tensor)
+        if y != y:
+            scale = 0xFF  # X86_DEFAULT_NAN
+        else:
+            scale = e4m3.encode(min(y, 448.0), "even", saturate=True)
+    if _is_nan32(t_bits):
+        total_bits = t_bits | 0x00400000
+    elif scale & 0x7F == 0x7F:
+        total_bits = 0x7FF00000 | ((scale & 0x80) << 24)
+    elif math.isinf(tensor) and e4m3.decode(scale) == 0:
+        total_bits = X86_DEFAULT_NAN
+    else:
+        total_bits = _bits32(f32(tensor * e4m3.decode(scale)))
+    if total_bits & 0x7FFFFFFF == 0:  # comfy: where(total == 0, 0, x / 1)
+        return scale, [0] * len(values)
+    total = math.nan if _is_nan32(total_bits) else _float32(total_bits)
+    codes = []
+    for v, bits in zip(values, xs, strict=True):
+        if _is_nan32(bits):
+            codes.append(comfy_nan_code(bits | 0x00400000))
+        elif _is_nan32(total_bits):
+            codes.append(comfy_nan_code(total_bits))
+        elif math.isinf(v) and math.isinf(total):
+            codes.append(comfy_nan_code(X86_DEFAULT_NAN))
+        else:
+            q = _f32_divide(abs(v), abs(total))
+            signed = -v if total_bits >> 31 else v  # the sign of x / t
+            codes.append(element_code(signed, min(q, 6.0), rounding, zero_sign))
+    return scale, codes
+
+
+def _float32(bits: int) -> float:
+    import numpy as np
+
+    return float(np.array(bits, np.uint32).view(np.float32))
 
 
 def _product(a: tuple, b: tuple, dtype: str) -> tuple:
@@ -126,12 +253,29 @@ def _product(a: tuple, b: tuple, dtype: str) -> tuple:
     return binary_value(bits, dtype)
 
 
+def _quotient(a: tuple, b: tuple) -> tuple:
+    """(magnitude, negative) of ``a / b`` rounded to float32 (IEEE: 0 / 0 and Inf / Inf
+    are NaN, magnitude None; x / 0 is infinite, magnitude -1; x / Inf is 0)."""
+    (ma, na), (mb, nb) = a, b
+    negative = na != nb
+    if ma is None or mb is None or (ma == 0 and mb == 0) or (ma < 0 and mb < 0):
+        return None, negative
+    if ma < 0 or mb == 0:
+        return Fraction(-1), negative
+    if mb < 0:
+        return Fraction(0), negative
+    return binary_value(round_to_binary(ma / mb, negative, 8, 23), "float32")
+
+
 def _scale_first(codes, block_scale, tensor_scale_bits, dtype, arithmetic):
     """The ``"scale-first"`` and ``"output-dtype"`` decodes of :func:`dequantize_block`."""
     within = dtype if arithmetic == "output-dtype" else "float32"
     tensor = binary_value(convert_float32(tensor_scale_bits, within), within)
     block = abs(Fraction(block_scale)), math.copysign(1.0, block_scale) < 0
-    total = _product(tensor, block, within)
+    if arithmetic == "compressed-tensors":  # f32(s_b / G)
+        total = _quotient(block, tensor)
+    else:
+        total = _product(tensor, block, within)
     out = []
     for code in codes:
         element = (e2m1.magnitude(code), bool(code & 0x8))

@@ -28,7 +28,7 @@ MX_RULES = ("floor", "rceil", "ceil", "even", "nearest", "mistralrs", "qwantize"
 SEARCH_RULES = ("optimal", "optimal-hessian")
 
 #: NVFP4 two-level recipes (see :func:`nvfp4_block_scale`).
-NV_RECIPES = ("plain", "modelopt", "torchao", "compressed-tensors")
+NV_RECIPES = ("plain", "modelopt", "torchao", "compressed-tensors", "comfy")
 
 #: emax_elem of E2M1 (OCP MX v1.0 section 6.3).
 EMAX_ELEM = 2
@@ -150,7 +150,7 @@ def e8m0_divisor(byte: int) -> float:
 
 def nvfp4_block_scale(
     amax: float, recipe: str, tensor: float, clamp: tuple[float, float] | None,
-    zero_scale: float | None,
+    zero_scale: float | None, encode: str = "ocp",
 ) -> int:
     """The E4M3 block-scale byte of an NVFP4 block whose largest magnitude is ``amax``.
 
@@ -163,9 +163,13 @@ def nvfp4_block_scale(
     - ``"torchao"`` (torchao 0.18 2-level): y = (amax / 6) / s_t.
     - ``"compressed-tensors"`` (0.20): y = G * (amax / 6), G the encode scale; a zero
       *byte* after the cast becomes ``zero_scale`` (0.125).
+    - ``"comfy"`` (comfy-kitchen 0.2.40): y = (amax / 6) / s_t, rounded twice (its NaN
+      bytes and zero-divisor blocks: :func:`fp4ref.spec.nvfp4.comfy_block`).
 
     Then ``clamp`` (low, high) if given (torchao [2^-6, 448], ModelOpt [2^-9, 448]) and the
     E4M3 cast: nearest even, saturating to 448 (torch 2.13's cast). NaN gives 0x7F.
+    ``encode="ggml"`` casts with ggml's ``ggml_fp32_to_ue4m3`` instead
+    (:func:`fp4ref.spec.e4m3.encode_ggml`).
     """
     if recipe == "plain":
         y = f32(amax / 6)
@@ -177,13 +181,18 @@ def nvfp4_block_scale(
         y = _f32_divide(f32(amax / 6), tensor)
     elif recipe == "compressed-tensors":
         y = f32(tensor * f32(amax / 6))
+    elif recipe == "comfy":  # comfy-kitchen 0.2.40 quantize_nvfp4: two roundings
+        y = _f32_divide(f32(amax / 6), tensor)
     else:
         raise ValueError(f"recipe must be one of {NV_RECIPES}; got {recipe!r}")
     if clamp is not None and y == y:
         y = min(max(y, clamp[0]), clamp[1])
     if y != y:  # a NaN made by the arithmetic (Inf / Inf) has the hardware's sign (x86
         return 0x7F  # negative, CUDA positive); fp4ref writes the positive NaN byte
-    byte = e4m3.encode(y, "even", saturate=True)
+    if encode == "ggml":
+        byte = e4m3.encode_ggml(y)
+    else:
+        byte = e4m3.encode(y, "even", saturate=True)
     if recipe == "compressed-tensors" and byte == 0 and zero_scale is not None:
         byte = e4m3.encode(zero_scale)
     return byte
@@ -203,6 +212,8 @@ def nvfp4_divisor(byte: int, recipe: str, tensor: float) -> tuple[float, bool]:
         return f32(scale * tensor), False
     if recipe == "compressed-tensors":
         return _f32_divide(scale, tensor), False
+    if recipe == "comfy":  # x / f32(s_t * s_b), as ModelOpt
+        return f32(scale * tensor), False
     return _f32_divide(_f32_divide(1.0, tensor), scale), True
 
 

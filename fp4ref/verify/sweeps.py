@@ -194,16 +194,26 @@ def quantize_profiles(fmt: str) -> list[str]:
     seen, names = set(), []
     for name, p in profiles().items():
         if fmt == "mxfp4":
-            key = (p.scale_rule, p.rounding, p.zero_sign)
+            key = (p.scale_rule, p.rounding, p.zero_sign, p.element_rule,
+                   p.nonfinite if p.nonfinite in ("ggml", "gguf-py") else None)
         elif p.nvfp4_recipe is None:
             continue
         else:
             key = (p.nvfp4_recipe, p.block_scale_clamp, p.tensor_scale, p.rounding,
-                   p.zero_sign, p.nonfinite)
+                   p.zero_sign, p.nonfinite, p.element_rule, p.e4m3_encode)
         if key not in seen:
             seen.add(key)
             names.append(name)
     return names
+
+
+def _heaviest_not_nan(u: int, per: int, pin: int) -> int:
+    """:func:`_heaviest` among the patterns that are not NaN (the block max of the ggml
+    policies, ``fp4ref.profiles.NONFINITE``)."""
+    first = u - u % per
+    top = max((v for v in range(first, min(first + per, ALL)) if v & 0x7FFFFFFF <= 0x7F800000),
+              key=lambda v: v & 0x7FFFFFFF, default=pin)
+    return top if top & 0x7FFFFFFF > pin else pin
 
 
 def _quantize(fmt: str, name: str) -> Sweep:
@@ -212,13 +222,20 @@ def _quantize(fmt: str, name: str) -> Sweep:
 
     def oracle(u: int) -> int:
         block = [value(u), value(_heaviest(u, per, pin))]  # the same amax and NaN/Inf
+        if p.nonfinite in ("ggml", "gguf-py"):  # NaN stays out of the max: the heaviest
+            block = [value(u), value(_heaviest_not_nan(u, per, pin))]  # other pattern,
+            if _heaviest(u, per, pin) & 0x7FFFFFFF > 0x7F800000:  # and a NaN if any
+                block.append(math.nan)
         if fmt == "mxfp4":
-            scale, codes = mx.quantize_block(block, p.scale_rule, p.rounding, p.zero_sign)
+            scale, codes = mx.quantize_block(block, p.scale_rule, p.rounding, p.zero_sign,
+                                             nonfinite=p.nonfinite,
+                                             element_rule=p.element_rule)
         else:  # a tensor scale of 1 is its own reciprocal: the operand of every recipe
             scale, codes = nvfp4.quantize_block(
                 block, p.nvfp4_recipe, 1.0, p.block_scale_clamp, p.zero_block_scale,
                 rounding=p.rounding, zero_sign=p.zero_sign,
-                nan_scale_for_inf=p.nonfinite == "nan-scale")
+                nan_scale_for_inf=p.nonfinite == "nan-scale", nonfinite=p.nonfinite,
+                element_rule=p.element_rule, e4m3_encode=p.e4m3_encode)
         return scale << 8 | codes[0]
 
     what = p.scale_rule if fmt == "mxfp4" else p.nvfp4_recipe

@@ -101,9 +101,13 @@ class Peer:
 
     def choose(self, **params):
         """The values to run with: capabilities must be met; conventions must be native
-        unless ``lenient`` (then the peer's first native value is used)."""
+        unless ``lenient`` (then the peer's first native value is used). A value of None
+        (a parameter the case does not name) is passed on unchecked."""
         chosen = []
         for key, value in params.items():
+            if value is None:
+                chosen.append(value)
+                continue
             if key in self.capabilities and value not in self.capabilities[key]:
                 raise NotImplementedError(f"{self.name} cannot do {key}={value!r}")
             if key in self.native and value not in self.native[key]:

@@ -1,27 +1,45 @@
-"""The CompressedTensors adapter (see :mod:`fp4ref.conformance.peers`)."""
+"""The CompressedTensors adapter (see :mod:`fp4ref.conformance.peers`).
+
+Probing (:mod:`.probing`) runs the path llm-compressor's NVFP4 and MXFP4 schemes take:
+``generate_gparam`` on the tensor's min and max (NVFP4, unless a global scale is given),
+``calculate_qparams`` per group, ``quantize_and_pack_fp4`` and the compressors' scale
+compression (E4M3 bytes, ``compress_mx_scale``); the decoder is the compressors'
+``decompress``: ``unpack_fp4_from_uint8`` and ``dequantize`` (in the dtype asked for: the
+compressor itself unpacks to bfloat16).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .base import E2M1, Peer, _codes, _torch
+from .base import E2M1, Peer, _codes, _to_numpy, _torch
 
 
 class CompressedTensors(Peer):
     name, module = "compressed-tensors", "compressed_tensors"
     own = "llm-compressor NVFP4 (encode-direction global scale) and MXFP4 (EVEN rule)"
-    native = {"rounding": ("even",), "scale_rule": ("even",), "profile": ("compressed-tensors",)}
+    native = {"rounding": ("even",), "scale_rule": ("even",), "profile": ("compressed-tensors",),
+              "zero_sign": ("negative",), "nan": ("compressed-tensors",)}
     capabilities = {"order": ("low-first",)}
+    profiles = {"mxfp4": "compressed-tensors", "nvfp4": "compressed-tensors"}
+    decode_dtypes = ("float32", "bfloat16", "float16")
+    nan_bits = "any"
 
     def __init__(self) -> None:
         super().__init__()
         self.torch = _torch()
 
-    def encode_e2m1(self, x, *, rounding):
-        self.choose(rounding=rounding)
+    def encode_e2m1(self, x, *, rounding, zero_sign=None, nan=None):
+        """``cast_to_fp4`` then ``pack_fp4_to_uint8`` (its codes: the only place a NaN,
+        which ``cast_to_fp4`` leaves NaN, becomes a code), unpacked by the glue."""
+        self.choose(rounding=rounding, zero_sign=zero_sign, nan=nan)
+        from compressed_tensors.compressors.nvfp4.helpers import pack_fp4_to_uint8
         from compressed_tensors.quantization.utils.fp4_utils import cast_to_fp4
 
-        return _codes(cast_to_fp4(self.torch.from_numpy(x.copy())).numpy())
+        padded = np.concatenate([x, np.zeros(x.size % 2, np.float32)]).reshape(1, -1)
+        values = cast_to_fp4(self.torch.from_numpy(padded.copy()))
+        packed = pack_fp4_to_uint8(values).numpy().reshape(-1)
+        return np.stack([packed & 0xF, packed >> 4], -1).reshape(-1)[: x.size].astype(np.int16)
 
     def pack(self, codes, *, order, block_size):
         self.choose(order=order)
@@ -79,3 +97,41 @@ class CompressedTensors(Peer):
         if scale_rule is not None:
             raise NotImplementedError("compressed-tensors has no optimal scale search")
         return self._nv(x, tensor_scale[()]) if format == "nvfp4" else self._mx(x)
+
+    def quantize_probe(self, x, format, tensor_scale):
+        if format == "mxfp4":
+            if tensor_scale is not None:
+                raise NotImplementedError("compressed-tensors' MXFP4 has no global scale")
+            blocks, scales = self._mx(x)
+            return blocks, scales.reshape(x.shape[0], -1), None
+        torch = self.torch
+        if tensor_scale is None:
+            from compressed_tensors.quantization.utils.helpers import generate_gparam
+
+            t = torch.from_numpy(x.copy())
+            tensor_scale = generate_gparam(t.min(), t.max())[0].item()
+        blocks, scales = self._nv(x, np.float32(tensor_scale))
+        return blocks, scales.reshape(x.shape[0], -1), np.float32(tensor_scale)
+
+    def dequantize_probe(self, blocks, scales, stored, format, dtype):
+        from compressed_tensors.compressors.mx_utils import decompress_mx_scale
+        from compressed_tensors.compressors.nvfp4.helpers import unpack_fp4_from_uint8
+        from compressed_tensors.quantization.lifecycle.forward import dequantize
+        from compressed_tensors.quantization.quant_scheme import MXFP4, NVFP4
+
+        torch = self.torch
+        out = getattr(torch, dtype)
+        packed = torch.from_numpy(np.ascontiguousarray(blocks, np.uint8))
+        rows, half = packed.shape
+        values = unpack_fp4_from_uint8(packed, rows, 2 * half, dtype=out)
+        raw = torch.from_numpy(np.ascontiguousarray(scales, np.uint8).reshape(rows, -1))
+        if format == "mxfp4":  # MXFP4PackedCompressor._decompress_scale
+            scale, args, global_scale = decompress_mx_scale(raw).to(out), MXFP4["weights"], None
+        else:  # NVFP4PackedCompressor._decompress_scale
+            scale = raw.view(torch.float8_e4m3fn).to(out)
+            args = NVFP4["weights"]
+            global_scale = torch.tensor([1.0 if stored is None else float(stored)],
+                                        dtype=torch.float32)
+        result = dequantize(x_q=values, scale=scale, args=args, global_scale=global_scale,
+                            dtype=out)
+        return _to_numpy(result)

@@ -1,4 +1,7 @@
-"""The Gguf adapter (see :mod:`fp4ref.conformance.peers`)."""
+"""The Gguf adapter (see :mod:`fp4ref.conformance.peers`): gguf-py 0.19's numpy
+``gguf.quants.quantize`` / ``dequantize`` of ``GGMLQuantizationType.MXFP4`` (17-byte
+``block_mxfp4`` records, split-half nibbles), compared with the ``gguf-py`` profile (the C
+code's MXFP4 except on NaN blocks: ``docs/findings.md`` 14)."""
 
 from __future__ import annotations
 
@@ -12,17 +15,20 @@ from .base import Peer, _pack, _unpack
 
 class Gguf(Peer):
     name, module = "gguf", "gguf.quants"
-    own = "ggml MXFP4: block_mxfp4 records, floor(log2f) scale without clamp, ties toward zero"
-    native = {"scale_rule": ("ggml",), "rounding": ("zero",), "profile": ("ggml",)}
+    own = ("gguf-py MXFP4 (gguf.quants quantize / dequantize): block_mxfp4 records, "
+           "floor(log2f) scale without clamp, float32 argmin elements; profile gguf-py")
+    native = {"scale_rule": ("ggml",), "rounding": ("zero",), "profile": ("gguf-py",),
+              "e8m0_decode": ("ggml",)}
     capabilities = {"dtype": ("float32",), "format": ("mxfp4",)}
+    profiles = {"mxfp4": "gguf-py"}
 
     def _records(self, blocks, scales, order):
         codes = _unpack(blocks, order)
         qs = _pack(codes, "split-half").astype(np.uint8).reshape(*scales.shape, 16)
         return np.concatenate([scales[..., None], qs], -1).reshape(scales.shape[0], -1)
 
-    def dequantize_mxfp4(self, blocks, scales, *, nibble_order, dtype):
-        self.choose(dtype=dtype)
+    def dequantize_mxfp4(self, blocks, scales, *, nibble_order, dtype, e8m0_decode="ocp"):
+        self.choose(dtype=dtype, e8m0_decode=e8m0_decode)
         from gguf import GGMLQuantizationType
 
         with np.errstate(all="ignore"):
@@ -63,3 +69,19 @@ class Gguf(Peer):
         if scale_rule is not None:
             raise NotImplementedError("gguf has no optimal scale search")
         return self._quantize(x, "split-half")
+
+    def quantize_probe(self, x, format, tensor_scale):
+        self.choose(format=format)
+        if tensor_scale is not None:
+            raise NotImplementedError("gguf-py's quantizer takes no tensor scale")
+        return (*self._quantize(np.ascontiguousarray(x, np.float32), "split-half"), None)
+
+    def dequantize_probe(self, blocks, scales, stored, format, dtype):
+        from gguf import GGMLQuantizationType
+
+        self.choose(format=format, dtype=dtype)
+        with np.errstate(all="ignore"):
+            out = self.lib.dequantize(self._records(np.asarray(blocks, np.uint8),
+                                                    np.asarray(scales, np.uint8), "split-half"),
+                                      GGMLQuantizationType.MXFP4)
+        return np.asarray(out, np.float32).reshape(blocks.shape[0], -1)

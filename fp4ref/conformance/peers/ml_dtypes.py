@@ -9,8 +9,10 @@ from .base import Peer, _unpack
 
 class MlDtypes(Peer):
     name, module = "ml_dtypes", "ml_dtypes"
-    own = "ties to even, E4M3 NaN on overflow; decode = ml_dtypes casts times float32 scales"
-    native = {"rounding": ("even",), "saturate": (False,)}
+    own = ("ties to even, zero signs kept, E2M1 NaN -> a zero of the opposite sign, E4M3 NaN "
+           "on overflow with the input's sign; decode = ml_dtypes casts times float32 scales")
+    native = {"rounding": ("even",), "saturate": (False,), "zero_sign": ("keep",),
+              "nan": ("ml_dtypes",), "nan_byte": ("sign",)}
     capabilities = {"nibble_order": ("low-first",)}
 
     def _decode(self, codes, dtype):
@@ -25,12 +27,12 @@ class MlDtypes(Peer):
     def decode_e4m3(self, codes):
         return self._decode(codes, self.lib.float8_e4m3fn)
 
-    def encode_e2m1(self, x, *, rounding):
-        self.choose(rounding=rounding)
+    def encode_e2m1(self, x, *, rounding, zero_sign=None, nan=None):
+        self.choose(rounding=rounding, zero_sign=zero_sign, nan=nan)
         return x.astype(self.lib.float4_e2m1fn).view(np.uint8)
 
-    def encode_e4m3(self, x, *, rounding, saturate):
-        self.choose(rounding=rounding, saturate=saturate)
+    def encode_e4m3(self, x, *, rounding, saturate, nan_byte=None):
+        self.choose(rounding=rounding, saturate=saturate, nan_byte=nan_byte)
         return x.astype(self.lib.float8_e4m3fn).view(np.uint8)
 
     def _dequantize(self, blocks, scales, scale_dtype, tensor, dtype, block):

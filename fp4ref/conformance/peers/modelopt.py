@@ -1,4 +1,10 @@
-"""The ModelOpt adapter (see :mod:`fp4ref.conformance.peers`)."""
+"""The ModelOpt adapter (see :mod:`fp4ref.conformance.peers`).
+
+Probing (:mod:`.probing`) runs ``NVFP4QTensor.quantize`` (which computes
+``weights_scaling_factor_2 = amax / 2688`` unless one is given) and
+``NVFP4QTensor.dequantize`` (``scale``, ``double_scale``), and ``MXFP4QTensor.quantize`` /
+``MXFP4QTensor.dequantize``, on CPU.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,16 @@ import warnings
 
 import numpy as np
 
-from .base import Peer, _torch
+from .base import Peer, _to_numpy, _torch
 
 
 class ModelOpt(Peer):
     name, module = "modelopt", "modelopt.torch.quantization.qtensor"
     own = "NVIDIA ModelOpt NVFP4QTensor (decode-direction weight_scale_2), MXFP4QTensor"
     native = {"scale_rule": ("rceil",), "rounding": ("zero",), "profile": ("modelopt",)}
+    profiles = {"mxfp4": "modelopt", "nvfp4": "modelopt"}
+    decode_dtypes = ("float32", "bfloat16", "float16")
+    nan_bits = "any"
 
     def __init__(self) -> None:
         with warnings.catch_warnings():
@@ -49,3 +58,34 @@ class ModelOpt(Peer):
         if scale_rule is not None:
             raise NotImplementedError("ModelOpt has no optimal scale search")
         return self._nv(x, tensor_scale[()]) if format == "nvfp4" else self._mx(x)
+
+    def quantize_probe(self, x, format, tensor_scale):
+        torch = self.torch
+        if format == "mxfp4":
+            if tensor_scale is not None:
+                raise NotImplementedError("ModelOpt's MXFP4 has no tensor scale")
+            blocks, scales = self._mx(x)
+            return blocks, scales, None
+        kwargs = {}
+        if tensor_scale is not None:
+            kwargs["weights_scaling_factor_2"] = torch.tensor(np.float32(tensor_scale))
+        q, s, s2 = self.lib.NVFP4QTensor.quantize(torch.from_numpy(x.copy()), 16, **kwargs)
+        return (q._quantized_data.numpy(), s.view(torch.uint8).numpy(),
+                np.float32(s2.float().item()))
+
+    def dequantize_probe(self, blocks, scales, stored, format, dtype):
+        torch = self.torch
+        packed = torch.from_numpy(np.ascontiguousarray(blocks, np.uint8))
+        rows = packed.shape[0]
+        shape = (rows, 2 * packed.shape[1])
+        raw = torch.from_numpy(np.ascontiguousarray(scales, np.uint8).reshape(rows, -1))
+        out = getattr(torch, dtype)
+        if format == "mxfp4":
+            q = self.lib.MXFP4QTensor(torch.Size(shape), out, packed)
+            result = q.dequantize(out, scale=raw.reshape(-1, 1), block_sizes={-1: 32})
+        else:
+            q = self.lib.NVFP4QTensor(torch.Size(shape), out, packed)
+            double = torch.tensor(np.float32(1.0 if stored is None else stored))
+            result = q.dequantize(out, scale=raw.view(torch.float8_e4m3fn), double_scale=double,
+                                  block_sizes={-1: 16})
+        return _to_numpy(result)

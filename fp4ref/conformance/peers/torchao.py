@@ -12,6 +12,8 @@ class Torchao(Peer):
     own = "to_mx FLOOR/RCEIL/CEIL/EVEN, nvfp4_quantize (profiles torchao-floor, torchao-rceil)"
     native = {
         "rounding": ("even",),
+        "zero_sign": ("keep",),
+        "nan": ("torchao",),
         "scale_rule": ("floor", "rceil", "ceil", "even"),
         "profile": ("torchao-floor", "torchao-rceil"),
     }
@@ -41,8 +43,8 @@ class Torchao(Peer):
     def decode_e2m1(self, codes):
         return self.kernels.f4_unpacked_to_f32(self.torch.from_numpy(codes.copy())).numpy()
 
-    def encode_e2m1(self, x, *, rounding):
-        self.choose(rounding=rounding)
+    def encode_e2m1(self, x, *, rounding, zero_sign=None, nan=None):
+        self.choose(rounding=rounding, zero_sign=zero_sign, nan=nan)
         return self.kernels.f32_to_f4_unpacked(self.torch.from_numpy(x.copy())).numpy()
 
     def pack(self, codes, *, order, block_size):

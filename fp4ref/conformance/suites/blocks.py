@@ -149,6 +149,37 @@ def _mxfp4_cases() -> list[Case]:
                 {"nibble_order": order, "dtype": "float32"},
             )
         )
+    # the other E8M0 decode conventions (fp4ref.profiles.E8M0_DECODES), for peers that
+    # decode so (gguf-py: "ggml"): a case's e8m0_decode names the one it expects
+    from ...profiles import E8M0_DECODES
+
+    for decode in E8M0_DECODES[1:]:
+        def block_decode(codes, scale, dtype, decode=decode):
+            return mx.dequantize_block(codes, scale, dtype, decode)
+
+        for dtype in _OUT:
+            cases.append(
+                Case(
+                    f"all_scales_{dtype}_{decode}",
+                    f"every E8M0 byte with every code, to {dtype}, E8M0 decode {decode!r}",
+                    f"fp4ref.profiles.E8M0_DECODES {decode!r}: X * P_i rounded once, with "
+                    f"0x00 / 0xFF (and code 0x8 under 'ggml') as that convention reads them",
+                    {"blocks": blocks, "scales": scales},
+                    {"values": _dequantize(blocks, scales, "low-first", dtype, block_decode)},
+                    {"nibble_order": "low-first", "dtype": dtype, "e8m0_decode": decode},
+                )
+            )
+        cases.append(
+            Case(
+                f"random_split-half_{decode}",
+                f"random bytes [4, 64] in split-half order, K = 128, E8M0 decode {decode!r}",
+                _NIBBLE_PINS["split-half"],
+                {"blocks": random_blocks, "scales": random_scales},
+                {"values": _dequantize(random_blocks, random_scales, "split-half", "float32",
+                                       block_decode)},
+                {"nibble_order": "split-half", "dtype": "float32", "e8m0_decode": decode},
+            )
+        )
     return cases
 
 
@@ -239,11 +270,11 @@ SUITES = [
     Suite(
         "mxfp4_dequantize",
         "dequantize_mxfp4",
-        f"(blocks: uint8[N, K/2], scales: uint8[N, K/32], *, nibble_order: str, dtype: str) "
-        f"-> {_DTYPES}",
+        f"(blocks: uint8[N, K/2], scales: uint8[N, K/32], *, nibble_order: str, dtype: str, "
+        f"e8m0_decode: str = 'ocp') -> {_DTYPES}",
         "MXFP4 decode: all 256 scale bytes x 16 codes x 3 dtypes, nibble orders",
         _mxfp4_cases,
-        ocp={"nibble_order": ("low-first",)},
+        ocp={"nibble_order": ("low-first",), "e8m0_decode": ("ocp",)},
     ),
     Suite(
         "nvfp4_dequantize",

@@ -44,7 +44,11 @@ def _cases(name: str, profile: Profile) -> list[Case]:
             encode = profile.tensor_scale_direction == "encode"
             stored_scale = float(np.float32(1) / np.float32(_DECODE)) if encode else _DECODE
             decode = float(np.float32(1) / np.float32(stored_scale)) if encode else _DECODE
-            bits = int(np.array(decode, np.float32).view(np.uint32))
+            if not profile.tensor_scale:  # no tensor scale (ggml, qwantize): 1.0
+                stored_scale = decode = 1.0
+            # compressed-tensors divides the block scale by the stored encode scale G
+            divisor = stored_scale if profile.decode_arithmetic == "compressed-tensors" else decode
+            bits = int(np.array(divisor, np.float32).view(np.uint32))
             rows = [
                 nvfp4.dequantize_block(row.tolist(), int(s), bits, "float32",
                                        profile.decode_arithmetic, profile.e4m3_decode)

@@ -139,12 +139,14 @@ def _mx_expected(
     order: str = "low-first",
     hessian: list | None = None,
     zero_byte: int | None = None,
+    nonfinite: str = "nan-scale",
+    element_rule: str = "nearest",
 ) -> tuple[np.ndarray, np.ndarray]:
     scales, packed = [], []
     for row in x.reshape(-1, mx.BLOCK_SIZE):
         scale, codes = mx.quantize_block(
             [float(v) for v in row], rule, rounding, zero_sign, start, min_byte, lanes, hessian,
-            zero_byte,
+            zero_byte, nonfinite, element_rule,
         )
         scales.append(scale)
         packed.append(nibbles.pack(codes, order, mx.BLOCK_SIZE))
@@ -188,6 +190,9 @@ def _nv_expected(
             profile.nonfinite == "nan-scale",
             profile.sum_lanes,
             hessian,
+            profile.nonfinite,
+            profile.element_rule,
+            profile.e4m3_encode,
         )
         scales.append(scale)
         packed.append(nibbles.pack(codes, profile.nibble_order, nvfp4.BLOCK_SIZE))
@@ -249,9 +254,30 @@ def _mx_cases() -> list[Case]:
                 "-> 0xFF and zero codes (fp4ref's documented policy); -0 keeps its sign",
                 {"x": x},
                 {"blocks": blocks, "scales": scales},
-                {"scale_rule": rule, "rounding": rounding},
+                {"scale_rule": rule, "rounding": rounding, "nonfinite": "nan-scale"},
             )
         )
+    # nonfinite="gfloat" (gfloat 0.5 compute_scale_amax + encode_block, run): the rows
+    # without NaN (Inf blocks -> 0xFE, V / 2^127), and the NaN rows, which it refuses
+    finite_or_inf = x[~np.isnan(x).any(1)]
+    for rule, rounding in runs:
+        if rule != "floor":
+            continue
+        blocks, scales = _mx_expected(finite_or_inf, rule, rounding, nonfinite="gfloat")
+        cases.append(Case(
+            f"{rule}_{rounding}_gfloat",
+            f"the adversarial blocks without NaN under scale rule {rule}, ties {rounding}, "
+            "Inf blocks as gfloat codes them",
+            _RULE_PINS[rule] + "; an Inf block gets 0xFE (floor(log2 Inf) - 2 clipped to "
+            "127) and its elements f32(|V| / 2^127): Inf -> +-6 (gfloat 0.5 block.py, run)",
+            {"x": finite_or_inf}, {"blocks": blocks, "scales": scales},
+            {"scale_rule": rule, "rounding": rounding, "nonfinite": "gfloat"}))
+    cases.append(Case(
+        "nan_gfloat", "the adversarial blocks holding NaN, under nonfinite='gfloat'",
+        "refused: gfloat 0.5 raises ValueError ('No NaN in format ocp_e2m1', run)",
+        {"x": x[np.isnan(x).any(1)]}, {},
+        {"scale_rule": "floor", "rounding": "even", "nonfinite": "gfloat"},
+        error="a NaN in x must be refused (ValueError)"))
     return cases
 
 
@@ -367,6 +393,8 @@ def _profile_suite(name: str, profile: Profile) -> Suite:
                 profile.sum_lanes,
                 profile.nibble_order,
                 zero_byte=profile.mx_zero_block_scale,
+                nonfinite=profile.nonfinite,
+                element_rule=profile.element_rule,
             )
             label = "mxfp4" + ("_optimal" if extra else "")
             cases.append(
@@ -421,10 +449,11 @@ SUITES = [
     Suite(
         "mxfp4_quantize",
         "quantize_mxfp4",
-        f"(x: float32[N, K], *, scale_rule: str, rounding: str) {_QUANT}",
-        "MXFP4 quantize: adversarial blocks under every scale rule, 3 tie rules",
+        f"(x: float32[N, K], *, scale_rule: str, rounding: str, nonfinite: str) {_QUANT}",
+        "MXFP4 quantize: adversarial blocks under every scale rule, 3 tie rules, NaN/Inf "
+        "blocks as fp4ref and as gfloat code them",
         _mx_cases,
-        ocp={"scale_rule": ("floor",), "rounding": ("even",)},
+        ocp={"scale_rule": ("floor",), "rounding": ("even",), "nonfinite": ("nan-scale",)},
     ),
     Suite(
         "nvfp4_quantize",

@@ -11,6 +11,9 @@ import ml_dtypes
 import numpy as np
 
 from ...spec import e2m1, e4m3, e8m0, rounding
+from ...spec.e2m1 import NAN_CODES as E2M1_NAN_CODES
+from ...spec.e4m3 import NAN_CODES as E4M3_NAN_CODES
+from ...spec.elements import ZERO_SIGNS
 from ...spec.rounding import exact_to_float32_bits
 from ..model import Case, Suite
 from . import _inputs
@@ -117,11 +120,46 @@ def _e2m1_groups() -> dict[str, tuple[str, np.ndarray]]:
     }
 
 
+#: NaN bit patterns of the ``nan`` group: both signs, quiet and signalling, and the
+#: payloads where torchao's bit arithmetic (``nan="torchao"``) moves between codes 2, 3, 4.
+_NAN_BITS = (0x7FC00000, 0x7F800001, 0x7F9FFFFF, 0x7FA00000, 0x7FA00001, 0x7FBFFFFF,
+             0x7FC00001, 0x7FDFFFFF, 0x7FE00000, 0x7FFFFFFF)
+
+_E2M1_NAN_PINS = {
+    "sign": "a zero with the NaN's sign bit (fp4ref's documented choice)",
+    "ml_dtypes": "a zero with the opposite sign (ml_dtypes 0.7 astype(float4_e2m1fn), run)",
+    "torchao": "the NaN's float32 bits through the normal-number branch of torchao 0.18 "
+               "f32_to_f4_unpacked (_f32_to_floatx_unpacked): codes 2..4 with the sign (run)",
+    "compressed-tensors": "+0 whatever the sign (compressed-tensors 0.20 cast_to_fp4 gives "
+                          "|x| * sign(x), a positive NaN, coded 0 by pack_fp4_to_uint8; run)",
+    "refuse": "refused with ValueError (gfloat 0.5 encode_float: 'No NaN in format "
+              "ocp_e2m1'; run)",
+}
+_ZERO_PINS = {
+    "keep": "the sign of a zero code is the input's sign bit (-0.0 -> 0x8)",
+    "negative": "a zero code is 0x8 only for inputs < 0, -0.0 -> 0x0 (compressed-tensors "
+                "cast_to_fp4: x * torch.sign(x))",
+    "drop": "a zero code is always 0x0 (ggml)",
+}
+
+
+def _e2m1_codes(x: np.ndarray, rule: str, zero_sign: str = "keep",
+                nan: str = "sign") -> np.ndarray:
+    bits = x.view(np.uint32)
+    return np.array([e2m1.encode(float(v), rule, zero_sign, nan, int(b))
+                     for v, b in zip(x, bits, strict=True)], np.uint8)
+
+
 def _e2m1_encode() -> list[Case]:
+    """The OCP cases (each group under each tie rule; ``zero_sign="keep"`` and
+    ``nan="sign"`` named where the inputs make them matter, their results unchanged), the
+    other ``zero_sign`` choices on the non-NaN inputs of each group where one matters (a
+    variant may equal the "keep" case: it runs for the peers of that choice), and the NaN
+    group under every ``nan`` choice."""
     cases = []
     for group, (tests, x) in _e2m1_groups().items():
         for rule in rounding.TIE_RULES:
-            codes = np.array([e2m1.encode(float(v), rule) for v in x], np.uint8)
+            codes = _e2m1_codes(x, rule)
             if rule == "even":
                 finite = ~np.isnan(x)
                 _agree(
@@ -134,9 +172,30 @@ def _e2m1_encode() -> list[Case]:
                 + "; saturate to +-6 (section 5.3.3); NaN -> zero with the NaN's sign "
                 "(fp4ref's documented choice)"
             )
-            cases.append(
-                Case(f"{group}_{rule}", tests, pins, {"x": x}, {"codes": codes}, {"rounding": rule})
-            )
+            params: dict[str, object] = {"rounding": rule}
+            plain = x[~np.isnan(x)]
+            if any(not np.array_equal(_e2m1_codes(plain, rule, zs), _e2m1_codes(plain, rule))
+                   for zs in ZERO_SIGNS):
+                params["zero_sign"] = "keep"
+            if np.isnan(x).any():
+                params["nan"] = "sign"
+            cases.append(Case(f"{group}_{rule}", tests, pins, {"x": x}, {"codes": codes}, params))
+            for zs in ZERO_SIGNS[1:] if "zero_sign" in params else ():
+                codes = _e2m1_codes(plain, rule, zs)
+                cases.append(Case(
+                    f"{group}_{rule}_{zs}", f"{tests} (NaN left out), zero codes by {zs!r}",
+                    f"{_TIE_PINS[rule]}; {_ZERO_PINS[zs]}", {"x": plain}, {"codes": codes},
+                    {"rounding": rule, "zero_sign": zs}))
+    nans = _inputs.both_signs(_inputs.from_bits(_NAN_BITS))
+    for choice in E2M1_NAN_CODES:
+        tests = "NaN of both signs, quiet and signalling, several payloads"
+        params = {"rounding": "even", "nan": choice}
+        if choice == "refuse":
+            cases.append(Case(f"nan_{choice}", tests, _E2M1_NAN_PINS[choice], {"x": nans}, {},
+                              params, error="x holds NaN: must be refused (ValueError)"))
+            continue
+        cases.append(Case(f"nan_{choice}", tests, _E2M1_NAN_PINS[choice], {"x": nans},
+                          {"codes": _e2m1_codes(nans, "even", nan=choice)}, params))
     return cases
 
 
@@ -204,6 +263,9 @@ def _random_log(count: int, seed: int) -> np.ndarray:
 
 
 def _e4m3_encode() -> list[Case]:
+    """Each group under each tie rule and overflow rule (``nan_byte="sign"`` named where a
+    NaN comes out), and the ``nan_byte="gfloat"`` variant of every case where it differs
+    (``nan_byte`` is :func:`fp4ref.encode_e4m3`'s ``nan``)."""
     cases = []
     for group, (tests, x) in _e4m3_groups().items():
         for rule in rounding.TIE_RULES:
@@ -219,16 +281,22 @@ def _e4m3_encode() -> list[Case]:
                 overflow = "saturate to +-448" if saturate else "NaN on overflow"
                 pins = f"{_TIE_PINS[rule]}; {overflow} (OFP8 v1.0 allows both); NaN keeps its sign"
                 name = f"{group}_{rule}_{'sat' if saturate else 'nan'}"
-                cases.append(
-                    Case(
-                        name,
-                        tests,
-                        pins,
-                        {"x": x},
-                        {"codes": codes},
-                        {"rounding": rule, "saturate": saturate},
-                    )
-                )
+                params: dict[str, object] = {"rounding": rule, "saturate": saturate}
+                variants = {}
+                for choice in E4M3_NAN_CODES[1:]:
+                    other = np.array([e4m3.encode(float(v), rule, saturate, choice) for v in x],
+                                     np.uint8)
+                    if not np.array_equal(other, codes):
+                        variants[choice] = other
+                if variants:
+                    params["nan_byte"] = "sign"
+                cases.append(Case(name, tests, pins, {"x": x}, {"codes": codes}, params))
+                for choice, other in variants.items():
+                    cases.append(Case(
+                        f"{name}_{choice}", f"{tests}; every NaN byte 0xFF",
+                        f"{_TIE_PINS[rule]}; {overflow}; NaN (input or overflow) -> 0xFF "
+                        "whatever the sign (gfloat 0.5 encode_float, run)",
+                        {"x": x}, {"codes": other}, {**params, "nan_byte": choice}))
     return cases
 
 
@@ -244,10 +312,11 @@ SUITES = [
     Suite(
         "e2m1_encode",
         "encode_e2m1",
-        "(x: float32[n], *, rounding: str) -> uint8[n] codes",
-        "E2M1 encode: codes, ties, +-1/2 ulp, saturation, NaN/Inf/-0/subnormals, 3 tie rules",
+        "(x: float32[n], *, rounding: str, zero_sign: str, nan: str) -> uint8[n] codes",
+        "E2M1 encode: codes, ties, +-1/2 ulp, saturation, NaN/Inf/-0/subnormals, 3 tie rules, "
+        "3 zero signs, 5 NaN codings",
         _e2m1_encode,
-        ocp={"rounding": ("even",)},
+        ocp={"rounding": ("even",), "zero_sign": ("keep",), "nan": ("sign",)},
         elementwise=True,
     ),
     Suite(
@@ -269,10 +338,11 @@ SUITES = [
     Suite(
         "e4m3_encode",
         "encode_e4m3",
-        "(x: float32[n], *, rounding: str, saturate: bool) -> uint8[n] codes",
-        "E4M3 encode: codes, ties, +-1 ulp, overflow both ways, subnormals, specials",
+        "(x: float32[n], *, rounding: str, saturate: bool, nan_byte: str) -> uint8[n] codes",
+        "E4M3 encode: codes, ties, +-1 ulp, overflow both ways, subnormals, specials, 2 NaN "
+        "bytes",
         _e4m3_encode,
-        ocp={"rounding": ("even",), "saturate": (True, False)},
+        ocp={"rounding": ("even",), "saturate": (True, False), "nan_byte": ("sign",)},
         elementwise=True,
     ),
 ]

@@ -13,7 +13,9 @@ import numpy as np
 from numba import njit, prange
 
 from ..options import (
+    DECODE_CT,
     DECODE_EXACT,
+    DECODE_MODELOPT,
     DECODE_OUTPUT_DTYPE,
     DECODE_SCALE_FIRST,
     E4M3_GGML,
@@ -31,12 +33,15 @@ from ..scalar import (
     byte_elements,
     e2m1_decode,
     e2m1_encode,
+    e2m1_encode_with,
     e4m3_decode,
     e4m3_encode,
+    e4m3_encode_with,
     e8m0_decode,
     output_bits,
     rounded,
 )
+from ..scale_rules import divide
 from .simd.mx_block import FIRST_SCALE, LAST_SCALE, store_fence, store_mx_block
 
 
@@ -87,16 +92,24 @@ def block_value(s, c, scale_format, tensor_scale, out_kind, e8m0_mode, arithmeti
     ``e8m0_mode`` (:func:`mx_element_parts`); under ``DECODE_OUTPUT_DTYPE`` the scale is
     rounded to the output encoding first. NVFP4 (E4M3): ``DECODE_EXACT`` the exact float32
     product ``P * s_block`` times ``tensor_scale`` in float32; ``DECODE_SCALE_FIRST``
-    ``P * float32(s_block * tensor_scale)``; ``DECODE_OUTPUT_DTYPE`` both scales and each
+    ``P * float32(s_block * tensor_scale)``; ``DECODE_CT`` ``P * float32(s_block /
+    tensor_scale)`` (``tensor_scale`` is then compressed-tensors' encode scale G; MXFP4 as
+    ``DECODE_OUTPUT_DTYPE``); ``DECODE_MODELOPT`` as ``DECODE_SCALE_FIRST`` with code 0x8
+    read as +0; ``DECODE_OUTPUT_DTYPE`` both scales and each
     product rounded to the output encoding (:data:`fp4ref.profiles.DECODE_ARITHMETIC`);
     E4M3 bytes read by ``e4m3_mode`` (:func:`nv_element_parts`).
     """
     if scale_format == SCALE_E8M0:
         element, scale = mx_element_parts(c, s, e8m0_mode)
-        if arithmetic == DECODE_OUTPUT_DTYPE:
+        if arithmetic == DECODE_OUTPUT_DTYPE or arithmetic == DECODE_CT:
             scale = rounded(scale, out_kind)
         return np.float32(element * scale)
     element, block = nv_element_parts(c, s, e4m3_mode)
+    if arithmetic == DECODE_CT:  # compressed-tensors: P * f32(s_b / G), G = tensor_scale
+        return np.float32(element * np.float32(divide(block, tensor_scale)))
+    if arithmetic == DECODE_MODELOPT:  # ModelOpt: code 0x8 is +0, then P * f32(s_b * s_t)
+        element = 0.0 if c == 0x8 else element
+        return np.float32(element * np.float32(block * tensor_scale))
     if arithmetic == DECODE_SCALE_FIRST:
         return np.float32(element * np.float32(block * tensor_scale))
     if arithmetic == DECODE_OUTPUT_DTYPE:
@@ -202,6 +215,21 @@ def encode_e4m3(x, tie, saturate, out):
     """E4M3 bytes of the flat float array ``x``."""
     for i in prange(x.size):
         out[i] = e4m3_encode(x[i], tie, saturate)
+
+
+@njit(parallel=True, cache=True)
+def encode_e2m1_with(x, bits, tie, zero_sign, nan, out):
+    """E2M1 codes of the flat float array ``x`` with a ``zero_sign`` and a ``nan`` choice;
+    ``bits`` is the float32 bit pattern of each element (read for NaN), or one 0 for all."""
+    for i in prange(x.size):
+        out[i] = e2m1_encode_with(x[i], bits[i % bits.size], tie, zero_sign, nan)
+
+
+@njit(parallel=True, cache=True)
+def encode_e4m3_with(x, tie, saturate, nan, out):
+    """E4M3 bytes of the flat float array ``x`` with the NaN byte by ``nan``."""
+    for i in prange(x.size):
+        out[i] = e4m3_encode_with(x[i], tie, saturate, nan)
 
 
 @njit(parallel=True, cache=True)

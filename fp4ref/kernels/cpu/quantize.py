@@ -16,10 +16,19 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ..comfy import comfy_block
 from ..elements import THRESHOLDS, packed_byte
+from ..ggml import ggml_block
 from ..optimal import block_error, first_at_least, search, search_bounds, search_hessian
-from ..options import NONFINITE_NAN_SCALE, RULE_FLOOR
+from ..options import (
+    NONFINITE_COMFY,
+    NONFINITE_GFLOAT,
+    NONFINITE_NAN_SCALE,
+    RULE_FLOOR,
+    ZERO_QUOTIENT,
+)
 from ..quantize_block import e8m0_reciprocal32
+from ..scalar import byte_elements
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
 from .simd.mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor_group
 from .simd.mx_search import LANES, choose, measure, start_byte
@@ -78,6 +87,7 @@ def quantize_mx_rule(x, bits, options, scales, packed, hessian):
     """
     rule, zero_sign, order = options.scale_rule, options.zero_sign, options.nibble_order
     tie_thresholds = THRESHOLDS[options.rounding]
+    gfloat = options.nonfinite == NONFINITE_GFLOAT  # Inf blocks 0xFE, V / 2^127 (no NaN)
     nblocks, n = x.shape
     for chunk in prange((nblocks + _RULE_CHUNK - 1) // _RULE_CHUNK):
         first, last = chunk * _RULE_CHUNK, min(nblocks, (chunk + 1) * _RULE_CHUNK)
@@ -91,10 +101,16 @@ def quantize_mx_rule(x, bits, options, scales, packed, hessian):
                     while not bad >> b & 1:
                         b += 1
                     packed[first + b, :] = 0
+                    if gfloat and block_max_magnitude(bits, (first + b) * n) == 0x7F800000:
+                        _store_mx(bits, first + b, n, 254, tie_thresholds, zero_sign, order,
+                                  scales, packed)  # gfloat: an Inf block gets 0xFE
                     bad ^= np.uint32(1) << np.uint32(b)
                 first += GROUP
         for blk in range(first, last):
             top = block_max_magnitude(bits, blk * n)
+            if gfloat and top == 0x7F800000:  # nonfinite="gfloat": an Inf block gets 0xFE
+                _store_mx(bits, blk, n, 254, tie_thresholds, zero_sign, order, scales, packed)
+                continue
             if top >= 0x7F800000:  # NaN or Inf in the block
                 scales[blk] = 255
                 packed[blk, :] = 0
@@ -143,6 +159,9 @@ def quantize_mx_optimal(x, bits, options, scales, packed, hessian):
             top, start, measured = ahead
             if blk + 1 < high:
                 ahead = _measure_mx(bits, (blk + 1) * n, start_rule, tie_thresholds, divisors)
+            if top == 0x7F800000 and options.nonfinite == NONFINITE_GFLOAT:  # Inf: 0xFE
+                _store_mx(bits, blk, n, 254, tie_thresholds, zero_sign, order, scales, packed)
+                continue
             if top >= 0x7F800000:  # NaN or Inf in the block
                 scales[blk] = 255
                 packed[blk, :] = 0
@@ -256,6 +275,10 @@ def quantize_mx(x, bits, options, scales, packed, hessian):
             finite = True
             for i in range(n):
                 finite &= abs(row[i]) < np.float32(math.inf)
+            if not finite and amax == math.inf and options.nonfinite == NONFINITE_GFLOAT:
+                scales[blk] = 254  # gfloat: an Inf block (NaN was refused) gets 0xFE
+                encode_block(row, divisors[254], False, tie, zero_sign, order, packed[blk])
+                continue
             if not finite:
                 scales[blk] = 255
                 packed[blk, :] = 0
@@ -425,6 +448,7 @@ def _nv_tables(options, n, columns):
     # division-free blocks (unless switched off): finite divisors, a start byte monotone
     # in amax, and for the search one term a lane
     fast = (options.vector_code and n == 16 and not multiply and not columns
+            and options.zero_sign != ZERO_QUOTIENT  # not in the vector code
             and (options.sum_lanes == 16 or not options.optimal)
             and monotone_start(recipe, tensor, clamp_low, clamp_high, options.zero_block))
     for b in range(127):
@@ -464,6 +488,61 @@ def _store_nv(row, blk, scale, divisors, multiply, tie, zero_sign, order, scales
     encode_block(row, divisors[scale], multiply, tie, zero_sign, order, packed[blk])
 
 
+@njit(parallel=True, cache=True, error_model="numpy")
+def quantize_nv_comfy(x, bits, options, scales, packed, hessian):
+    """NVFP4 by the ``"comfy"`` recipe (no search): each block by :func:`..comfy.comfy_block`,
+    comfy-kitchen's x86 float32 arithmetic with every NaN followed by its bits."""
+    tensor = options.tensor_operand
+    tensor_bits = np.float32(tensor).view(np.uint32)  # x86 keeps a NaN's payload and sign
+    bad_mode = (0 if options.nonfinite == NONFINITE_COMFY
+                else 2 if options.nonfinite == NONFINITE_NAN_SCALE else 1)
+    tie, zero_sign, order = options.rounding, options.zero_sign, options.nibble_order
+    nblocks, n = x.shape
+    flat = packed.reshape(-1)
+    words = bits.reshape(-1)
+    for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
+        for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
+            scales[blk] = comfy_block(words, blk * n, n, tensor, tensor_bits, bad_mode, tie,
+                                      zero_sign, order, flat, blk * (n // 2))
+    return False
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _quantize_ggml(x, options, scales, packed, nv):
+    """The blocks of ``x`` by :func:`..ggml.ggml_block`, packed in the options' order."""
+    o = options
+    rule = o.nvfp4_recipe if nv else o.scale_rule
+    low = o.clamp_low if nv else 0.0
+    high = o.clamp_high if nv else 0.0
+    zero_block = o.zero_block if nv else o.mx_zero_block
+    zero_scale = o.zero_block_scale if nv else float(o.mx_zero_block_scale)
+    nblocks, n = x.shape
+    for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
+        codes = np.empty(n, np.int64)
+        for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
+            scales[blk] = ggml_block(x[blk], nv, rule, o.tensor_operand, low, high, zero_block,
+                                     zero_scale, o.nonfinite, o.element_rule, o.e4m3_encode,
+                                     o.rounding, o.zero_sign, codes)
+            for i in range(n // 2):
+                first, second = byte_elements(i, o.nibble_order, n)
+                packed[blk, i] = codes[first] | (codes[second] << 4)
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_mx_ggml(x, bits, options, scales, packed, hessian):
+    """MXFP4 under a ggml convention (element rule, non-finite policy): scalar code,
+    :func:`..ggml.ggml_block` per block (no search: :func:`fp4ref.quantize` refuses one)."""
+    _quantize_ggml(x, options, scales, packed, False)
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_nv_ggml(x, bits, options, scales, packed, hessian):
+    """NVFP4 under a ggml convention (element rule, non-finite policy, E4M3 encode), as
+    :func:`quantize_mx_ggml`; returns False (no division-free path)."""
+    _quantize_ggml(x, options, scales, packed, True)
+    return False
+
+
 #: The CPU kernel of each kind of quantization (:func:`kernel_for` picks one).
 KERNELS = {
     "mxfp4-rule": quantize_mx_rule,  # a scale rule: vector code, float32 only
@@ -472,15 +551,24 @@ KERNELS = {
     # MXFP4 call with the vector code switched off: scalar code
     "nvfp4-rule": quantize_nv_rule,  # a recipe, no search (division-free blocks inside)
     "nvfp4": quantize_nv,  # the searches (division-free blocks inside)
+    "nvfp4-comfy": quantize_nv_comfy,  # comfy-kitchen's recipe, NaN bits followed
+    "mxfp4-ggml": quantize_mx_ggml,  # ggml's element rule / non-finite policy: scalar code
+    "nvfp4-ggml": quantize_nv_ggml,  # the same, and ggml's E4M3 encode
 }
 
 
 def kernel_for(options) -> str:
     """The key of :data:`KERNELS` that quantizes under ``options``
     (:class:`..options.QuantizeOptions`)."""
+    if options.ggml:  # ggml's conventions: their own scalar kernels (no vector code)
+        return f"{options.format}-ggml"
     if options.format == "nvfp4":
+        if options.profile.nvfp4_recipe == "comfy" and not options.optimal:
+            return "nvfp4-comfy"
         return "nvfp4" if options.optimal else "nvfp4-rule"
     if not options.kernel.vector_code:  # the switch of .simd: scalar code only
+        return "mxfp4-search"
+    if options.profile.zero_sign == "quotient":  # not in the vector code: scalar code
         return "mxfp4-search"
     if not options.optimal:
         return "mxfp4-rule"
