@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _device, buffers
 from .kernels.options import QuantizeOptions, code
-from .spec import e2m1, e4m3, e8m0, layouts, mx, nibbles, nvfp4, rounding
+from .spec import e2m1, e4m3, e8m0, fouroversix, layouts, mx, nibbles, nvfp4, rounding
 
 BACKENDS = ("auto", "python", "numba", "cuda")
 
@@ -133,6 +133,9 @@ class PythonBackend:
                     values, options.scale_rule, p.rounding, p.zero_sign, options.start_rule,
                     p.e8m0_min, p.sum_lanes, h, p.mx_zero_block_scale, p.nonfinite,
                     p.element_rule)
+            elif options.scale_rule in fouroversix.RULES:
+                scale, codes = fouroversix.quantize_block(
+                    values, options.scale_rule, options.tensor_operand, p.sum_lanes)
             else:
                 scale, codes = nvfp4.quantize_block(
                     values, p.nvfp4_recipe, options.tensor_operand, p.block_scale_clamp,

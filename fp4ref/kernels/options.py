@@ -35,6 +35,7 @@ from ..spec.elements import ZERO_SIGNS
 from ..spec.layouts import LAYOUTS
 from ..spec.nibbles import NIBBLE_ORDERS
 from ..spec.rounding import BINARY_FORMATS, TIE_RULES
+from ..spec.fouroversix import RULES as FOUROVERSIX_RULES
 from ..spec.scale_rules import MX_RULES, NV_RECIPES, SEARCH_RULES
 
 #: Output encodings of the decoders (float32 first, as the spec's binary formats).
@@ -61,6 +62,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "element_rule": ELEMENT_RULES,
     "e4m3_encode": E4M3_ENCODES,
     "scale_layout": LAYOUTS,
+    "nvfp4_scale_rule": FOUROVERSIX_RULES,
     "dtype": OUTPUT_DTYPES,
     "scale_format": SCALE_FORMATS,
     "scalar_format": SCALAR_FORMATS,
@@ -140,6 +142,9 @@ class KernelOptions(NamedTuple):
         Whether a zero MXFP4 block gets ``mx_zero_block_scale`` under a scale rule.
     mx_zero_block_scale : int
         That E8M0 byte (0 when ``mx_zero_block`` is False: not read).
+    fouroversix : int
+        NVFP4: the four-over-six rule (:data:`FOUROVERSIX_RULES` position), -1 for none;
+        ``tensor_operand`` is then the tensor amax.
     vector_code : bool
         Not a convention: whether the CPU kernels may take their LLVM vector paths (the
         switch of :mod:`.cpu.simd`, read when the record is built).
@@ -168,6 +173,7 @@ class KernelOptions(NamedTuple):
     vector_code: bool
     element_rule: int = 0
     e4m3_encode: int = 0
+    fouroversix: int = -1
 
 
 @dataclass(frozen=True)
@@ -236,6 +242,8 @@ class QuantizeOptions:
             vector_code=vector_code(),
             element_rule=code("element_rule", p.element_rule),
             e4m3_encode=code("e4m3_encode", p.e4m3_encode),
+            fouroversix=(code("nvfp4_scale_rule", self.scale_rule)
+                         if self.scale_rule in FOUROVERSIX_RULES else -1),
         )
 
     @property
