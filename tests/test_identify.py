@@ -108,8 +108,8 @@ def test_remaining_disagreement_is_shown_with_a_minimal_input():
     result = identify(quirky, format="mxfp4", seeds=1)
     assert result.close and result.profile == "ocp" and not result.changes, result.report()
     labels = {d.label for d in result.disagreements}
-    assert labels and labels <= {"block-max-powers-and-6x2^k", "float32-max", "e8m0-near-0xfe", "infinities",
-                                 "adversarial-blocks"}, result.report()
+    assert labels and labels <= {"block-max-powers-and-6x2^k", "float32-max", "e8m0-near-0xfe",
+                                 "infinities", "adversarial-blocks"}, result.report()
     shown = result.disagreements[0]
     assert "one block" in shown.input and "scale" in shown.implementation, shown.text()
 

@@ -384,7 +384,7 @@ def _signature(profile, fmt, cases, bad_of) -> tuple[_Score, bytes]:
     with the same pattern are the same answer on these inputs)."""
     masks = [bad_of(profile, fmt, case) for case in cases]
     per = 0
-    for case, bad in zip(cases, masks):
+    for case, bad in zip(cases, masks, strict=True):
         labels = case.inputs.get("labels")
         per += (1 if bad.any() else 0) if labels is None else np.unique(labels[bad]).size
     total = sum(int(b.sum()) for b in masks)
@@ -557,7 +557,7 @@ def _classes(cases) -> dict:
         if labels is None:
             out[case.label] = case.inputs["x"].size // _BLOCK[case.inputs["format"]]
             continue
-        for code, count in zip(*np.unique(labels, return_counts=True)):
+        for code, count in zip(*np.unique(labels, return_counts=True), strict=True):
             out[case.inputs["names"][code]] = int(count)
     return out
 
@@ -679,10 +679,35 @@ def peer_functions(peer) -> dict:
     :func:`identify` takes, by operation (the glue of its ``quantize_probe`` and
     ``dequantize_probe``)."""
 
+    from .peers.base import Peer
+
+    probing = type(peer).quantize_probe is not Peer.quantize_probe
+    own = dict(peer.profiles)
+    if not probing:  # a suites-only adapter: its quantize_profile under its own profile
+        for name in peer.native.get("profile", ()):
+            for fmt in FORMATS:
+                own.setdefault(fmt, name)
+
     def quantize(x, *, format, tensor_scale):
-        if format not in peer.profiles:
+        if format not in own:
             raise NotImplementedError(f"{peer.name} has no {format} quantizer adapted")
-        return peer.quantize_probe(x, format, tensor_scale)
+        if probing:
+            return peer.quantize_probe(x, format, tensor_scale)
+        from ..quantize import quantize as ours
+
+        profile = _profiles.get(own[format])
+        stored = None
+        if format == "nvfp4" and profile.tensor_scale:  # the glue computes the tensor
+            stored = tensor_scale if tensor_scale is not None else ours(  # scale the
+                x, format="nvfp4", profile=profile).stored_tensor_scale  # suites pass
+            if tensor_scale is None and stored is None:
+                stored = 1.0
+        elif tensor_scale is not None:
+            raise NotImplementedError(f"{peer.name} takes no tensor scale")
+        out = peer.quantize_profile(x, np.asarray(stored if stored is not None else 1.0,
+                                                  np.float32), format=format,
+                                    profile=own[format])
+        return out[0], out[1], (None if stored is None else np.float32(stored))
 
     def dequantize(blocks, scales, *, format, tensor_scale, dtype):
         if format not in peer.profiles or dtype not in peer.decode_dtypes:

@@ -32,10 +32,10 @@ from ..profiles import (
 from ..spec import e2m1 as _e2m1
 from ..spec import e4m3 as _e4m3
 from ..spec.elements import ZERO_SIGNS
+from ..spec.fouroversix import RULES as FOUROVERSIX_RULES
 from ..spec.layouts import LAYOUTS
 from ..spec.nibbles import NIBBLE_ORDERS
 from ..spec.rounding import BINARY_FORMATS, TIE_RULES
-from ..spec.fouroversix import RULES as FOUROVERSIX_RULES
 from ..spec.scale_rules import MX_RULES, NV_RECIPES, SEARCH_RULES
 
 #: Output encodings of the decoders (float32 first, as the spec's binary formats).

@@ -116,7 +116,7 @@ def _variant(values, scale_hp: F32, dec: F32):
 
 
 def _error(values, fq, s: F32, amax: F32, rule: str, lanes: int) -> F32:
-    diffs = [(f * s * amax) / F32(1536) - F32(v) for v, f in zip(values, fq)]
+    diffs = [(f * s * amax) / F32(1536) - F32(v) for v, f in zip(values, fq, strict=True)]
     if rule == "fouroversix-abs-max":
         out = F32(0.0)
         for d in diffs:  # torch max propagates NaN

@@ -19,7 +19,6 @@ from numba import njit, prange
 from ..comfy import comfy_block
 from ..elements import THRESHOLDS, packed_byte
 from ..fouroversix import quantize_block as fouroversix_block
-from ..scalar import byte_elements
 from ..ggml import ggml_block
 from ..optimal import block_error, first_at_least, search, search_bounds, search_hessian
 from ..options import (
