@@ -451,6 +451,9 @@ class CudaBackend:
                 self._tables["e8m0 divisors"] = self.cuda.to_device(divisors)
             kernels.quantize_mx(x, self._tables["e8m0 divisors"], k, scales, packed, matrices)
             return scales, packed
+        if k.fouroversix >= 0:  # the four-over-six rules: their own kernel
+            kernels.quantize_fouroversix(x, k, scales, packed)
+            return scales, packed
         key = ("nv divisors", k.nvfp4_recipe,
                int(np.float64(k.tensor_operand).view(np.uint64)))  # NaN keys match
         if key not in self._tables:  # a table a recipe and tensor operand, kept

@@ -71,3 +71,18 @@ def test_numba_equals_the_oracle_on_the_probes(rule):
             rule, probe.label)
         assert np.float32(a.stored_tensor_scale).tobytes() == np.float32(
             b.stored_tensor_scale).tobytes()
+
+
+def test_cuda_equals_the_oracle():
+    if "cuda" not in fp4ref.available_backends():
+        pytest.skip("no cuda backend (numba-cuda or its simulator) here")
+    x = np.concatenate([probes.probes("nvfp4")[0].x[:4], probes.gaussian((2, 16), 1)])
+    for rule in RULES:
+        a, b = (fp4ref.quantize(x, format="nvfp4", profile="fouroversix", scale_rule=rule,
+                                backend=backend) for backend in ("python", "cuda"))
+        assert np.array_equal(a.blocks, np.asarray(b.blocks)), rule
+        assert np.array_equal(a.scales, np.asarray(b.scales)), rule
+    q = fp4ref.quantize(one_block([np.float32(8.4 / 512)]), format="nvfp4",
+                        profile="fouroversix", tensor_scale=1536.0, backend="cuda")
+    assert int(np.asarray(q.scales).reshape(-1)[0]) == 0x01
+    assert codes(q)[0] == 0x8
