@@ -12,8 +12,8 @@ from .profiles import E8M0_DECODES
 from .profiles import get as get_profile
 from .spec import mx, nibbles, nvfp4, rounding
 from .spec.e2m1 import NAN_CODES as E2M1_NAN_CODES
+from .spec.e2m1 import SCALAR_ZERO_SIGNS
 from .spec.e4m3 import NAN_CODES as E4M3_NAN_CODES
-from .spec.elements import ZERO_SIGNS
 
 #: Block formats: (elements per scale, scale format, the ml_dtypes type taken as scale bytes).
 FORMATS = {
@@ -354,7 +354,7 @@ def encode_e2m1(x: Any, rounding: str = "even", *, zero_sign: str = "keep", nan:
         sign bit, 0x0 or 0x8).
     """
     tie = _checks.choice("rounding", rounding, rounding_rules())
-    zero = _checks.choice("zero_sign", zero_sign, ZERO_SIGNS)
+    zero = _checks.choice("zero_sign", zero_sign, SCALAR_ZERO_SIGNS)
     nan = _checks.choice("nan", nan, E2M1_NAN_CODES)
     engine = backends.get(backend, x)
     array = _checks.float_array("x", x)

@@ -131,8 +131,9 @@ class PythonBackend:
             if options.format == "mxfp4":
                 scale, codes = mx.quantize_block(
                     values, options.scale_rule, p.rounding, p.zero_sign, options.start_rule,
-                    p.e8m0_min, p.sum_lanes, h, p.mx_zero_block_scale, p.nonfinite,
-                    p.element_rule)
+                    p.e8m0_min, p.sum_lanes, h, p.mx_zero_block_scale, nonfinite=p.nonfinite,
+                    element_rule=p.element_rule, element_scale=p.mx_element_scale,
+                    stored_min=p.e8m0_stored_min)
             elif options.scale_rule in fouroversix.RULES:
                 scale, codes = fouroversix.quantize_block(
                     values, options.scale_rule, options.tensor_operand, p.sum_lanes)

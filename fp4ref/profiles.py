@@ -66,7 +66,23 @@ E4M3_DECODES = ("ocp", "ggml")
 #: scale gives scale byte 0x7F, a NaN made by 0/0 or Inf/Inf the negative default NaN,
 #: byte 0xFF; each NaN quotient is coded by its bits, 3 or 4 (payload bit 21) with its
 #: sign: :func:`fp4ref.spec.nvfp4.comfy_block`).
-NONFINITE = ("nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy")
+#: ``"quark"`` (MXFP4, AMD Quark 0.13 PerBlockMXObserver + scaled_real_quantize + Pack_fp4):
+#: a block holding NaN gets scale 0x7F (``to_e8m0_uint8``: NaN -> int16 is 0 on x86) and
+#: code 7 everywhere (every x / NaN is NaN; Pack_fp4 reads bits 22-24 of NaN / 2^126 as 7),
+#: the sign bit set only on NaN elements whose own sign is set; an Inf block goes through
+#: the scale rule as amax = Inf (``"quark"``: 0xFE) and Inf / X = Inf codes 6 with its sign
+#: (Pack_fp4 reads Inf's bits as 6). ``"vllm"`` (MXFP4, vLLM 0.33.0
+#: ``downcast_to_mxfp_torch``): the block amax is NaN if an element is (torch.max), else Inf
+#: if one is, and runs through the rule's float32 bit arithmetic (``"exponent-up"``: NaN
+#: -> 0x00, Inf -> 0xFF; ``"exponent"``: both 0xFF); with ``mx_element_scale="bits-reciprocal"``
+#: the elements are x * 0: finite ones +-0 codes (sign kept), NaN 0x7 with its sign bit
+#: (the bit conversion saturates its exponent), Inf 0xF (Inf * 0 is x86's default NaN,
+#: negative). ``"vllm-triton"`` (MXFP4, vLLM 0.33.0 ``mxfp4_utils._compute_quant_and_scale``):
+#: NaN never enters the block max (``tl.max`` skips it; a block of NaNs has max NaN, whose
+#: bits go through the rule: ``"quark"`` gives 0xFE), an Inf max goes through the rule;
+#: NaN and Inf elements code 7 with their sign (the bit conversion saturates exponent 255).
+NONFINITE = ("nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy", "quark", "vllm",
+             "vllm-triton")
 
 #: How an element's code is chosen: ``"nearest"`` the float32 quotient |x| / d rounded to
 #: the nearest E2M1 magnitude by ``rounding`` (saturating at 6), its sign by ``zero_sign``;
@@ -94,6 +110,12 @@ E4M3_ENCODES = ("ocp", "ggml")
 #: (compressed-tensors ``weight_global_scale``, flashinfer ``global_scale``).
 TENSOR_SCALE_DIRECTIONS = ("decode", "encode")
 
+#: How MXFP4 elements are scaled: ``"divide"`` float32(|x| / X), X = 2^(byte - 127) (0x00
+#: is 2^-127); ``"bits-reciprocal"`` float32(x * q), q = float32(1 / X) with X = float32
+#: from bits (byte << 23) and q = 0 where X is 0 (byte 0x00) or Inf (0xFF): such blocks get
+#: +-0 codes (vLLM 0.33.0 ``downcast_to_mxfp_torch``, ``quant_scale``).
+MX_ELEMENT_SCALES = ("divide", "bits-reciprocal")
+
 #: Scale layouts (:data:`fp4ref.spec.layouts.LAYOUTS`).
 SCALE_LAYOUTS = LAYOUTS
 
@@ -113,11 +135,13 @@ CHOICES: dict[str, tuple] = {
     "tensor_scale_direction": TENSOR_SCALE_DIRECTIONS,
     "nibble_order": NIBBLE_ORDERS,
     "scale_layout": LAYOUTS,
+    "mx_element_scale": MX_ELEMENT_SCALES,
 }
 
 #: Inclusive ranges of the integer fields: the E8M0 bytes of finite scales (MX v1.0
 #: 5.4.1: 0xFF is NaN) and the lane count of a float32 reduction.
-INTEGER_RANGES: dict[str, tuple[int, int]] = {"e8m0_min": (0, 254), "sum_lanes": (1, 1024)}
+INTEGER_RANGES: dict[str, tuple[int, int]] = {"e8m0_min": (0, 254), "sum_lanes": (1, 1024),
+                                              "e8m0_stored_min": (0, 254)}
 
 
 def _bad(field: str, value: Any, needed: str) -> ValueError:
@@ -205,7 +229,8 @@ class Profile:
         NVFP4 clamp of the block scale before the E4M3 cast.
     mx_zero_block_scale : int or None
         MXFP4: the E8M0 byte a block of zeros gets under a scale rule (None: what the rule
-        gives, 0x00 for most); MLX 0x7F, AMD Quark 0x01. The searches ignore it.
+        gives, 0x00 for most); MLX 0x7F (AMD Quark stores 0x01 by ``e8m0_stored_min``).
+        The searches ignore it.
     zero_block_scale : float or None
         NVFP4 scale given to a zero block (None: whatever the recipe computes, 0).
     nibble_order : {"low-first", "high-first", "split-half"}
@@ -219,6 +244,12 @@ class Profile:
         NVFP4 block rule that replaces the recipe: one of the four-over-six rules of
         :mod:`fp4ref.spec.fouroversix` (the ``fouroversix`` package's), whose stored tensor
         scale is the tensor amax; None: the recipe.
+    mx_element_scale : {"divide", "bits-reciprocal"}
+        How MXFP4 elements are scaled by their byte (see :data:`MX_ELEMENT_SCALES`).
+    e8m0_stored_min : int
+        MXFP4 under a scale rule: the smallest E8M0 byte written; a rule's smaller byte
+        still scales the elements (AMD Quark: 1, ``to_e8m0_uint8`` clamps log2 at -126
+        while the elements were divided by 2^-127).
     """
 
     name: str
@@ -243,6 +274,8 @@ class Profile:
     element_rule: str = "nearest"
     e4m3_encode: str = "ocp"
     nvfp4_scale_rule: str | None = None
+    mx_element_scale: str = "divide"
+    e8m0_stored_min: int = 0
 
     def __post_init__(self) -> None:
         _check(self)
@@ -331,23 +364,50 @@ _PROFILES = (
             rounding="zero", zero_sign="negative", scale_rule="qwantize", e8m0_min=1,
             nonfinite="ieee", nvfp4_recipe="plain", tensor_scale=False),
     Profile("quark", "AMD Quark 0.13 OCP_MXFP4Spec export (run on CPU: PerBlockMXObserver, "
-            "scaled_real_quantize, Pack_fp4, to_e8m0_uint8): the EVEN scale rule, ties to even, "
-            "zero codes +0, a zero block 0x01; import (Pack_fp4.unpack, kernel.dequantize): "
-            "0xFF is 2 ** 128 = +Inf, the scale in the output dtype. Not emulated: amax below "
-            "2^-126 quantized with 2^-127 but stored as 0x01, float32 max, NaN and Inf blocks "
-            "(docs/findings.md). No NVFP4 quantizer adapted.",
-            zero_sign="drop", scale_rule="even", nvfp4_recipe=None, e8m0_decode="inf",
-            decode_arithmetic="output-dtype", mx_zero_block_scale=0x01),
+            "calculate_qparams -> even_round, scaled_real_quantize('fp4'), Pack_fp4.pack, "
+            "to_e8m0_uint8): the EVEN scale rule with the exponent clamped to [-127, 127] "
+            "(amax >= 1.75*2^127 -> 0xFE, 'quark'), ties to even, zero codes +0; a rule byte "
+            "0x00 (amax < 1.75*2^-125, zero blocks) divides the elements by 2^-127 but is "
+            "stored as 0x01 (e8m0_stored_min=1); NaN block 0x7F with codes 7 (NaN elements "
+            "keep their sign), Inf through the rule (0xFE) coded 6 (nonfinite='quark'); import "
+            "(Pack_fp4.unpack, kernel.dequantize): 0xFF is 2 ** 128 = +Inf, the scale in the "
+            "output dtype. The stored 0x01 and the codes 6 of Inf disagree with Quark's own "
+            "fake-quantized values (docs/findings.md). No NVFP4 quantizer adapted.",
+            zero_sign="drop", scale_rule="quark", nvfp4_recipe=None, e8m0_decode="inf",
+            decode_arithmetic="output-dtype", nonfinite="quark", e8m0_stored_min=1),
     Profile("vllm", "vLLM 0.33.0 torch reference paths (run from its wheel): MXFP4 "
-            "downcast_to_mxfp_torch ROUND_UP (rceil by a bit trick, ties away, signs kept), "
-            "upcast_from_mxfp_torch (scale bytes as float32 bits); NVFP4 ref_nvfp4_quant with "
-            "the global scale its callers pass, 2688 / amax (encode), and dequantize_to_dtype.",
-            rounding="away", scale_rule="rceil", e8m0_decode="bits", nonfinite="ieee",
-            nvfp4_recipe="compressed-tensors", tensor_scale_direction="encode",
-            decode_arithmetic="scale-first"),
+            "downcast_to_mxfp_torch ROUND_UP (the default: ((bits(f32(amax/6)) + 0x7FFFFF) & "
+            "0x7F800000) >> 23, 'exponent-up': rceil except a subnormal quotient -> 0x01; "
+            "elements x * f32(1/X) with 0 for X = 0 or Inf, ties away by its bit conversion, "
+            "signs kept; NaN in a block -> scale 0x00, NaN codes 7|sign, Inf -> 0xFF and "
+            "codes 0xF (nonfinite='vllm')), upcast_from_mxfp_torch (scale bytes as float32 "
+            "bits); NVFP4 ref_nvfp4_quant (recipe 'vllm': e4m3(clamp(G * (amax * f32(1/6)), "
+            "448)), elements x * r(s * r(G)) with r(v) = 1/(v + (v == 0) * 1e8), clamped to 6, "
+            "cast_to_fp4 ties to even, sign iff the product is < 0, NaN values written 0xF) "
+            "with the global scale its callers pass, G = 2688 / amax as torch computes it "
+            "(reciprocal * 2688, no clamps: a zero tensor gives G = Inf and NaN scales 0xFF), "
+            "and dequantize_to_dtype (P * f32(s * (1/G))). The NaN byte of a NaN block under "
+            "a NaN G depends on its position in torch's loop (docs/findings.md).",
+            rounding="away", scale_rule="exponent-up", e8m0_decode="bits", nonfinite="vllm",
+            nvfp4_recipe="vllm", tensor_scale_direction="encode",
+            decode_arithmetic="scale-first", mx_element_scale="bits-reciprocal"),
     Profile("vllm-round-down", "vLLM 0.33.0 downcast_to_mxfp_torch ROUND_DOWN (run from its "
-            "wheel): the exponent field of float32(amax / 6) (the 'exponent' rule), ties away.",
+            "wheel): the exponent field of float32(amax / 6) (the 'exponent' rule: a "
+            "subnormal quotient -> 0x00, whose elements are x * 0: +-0 codes), ties away, "
+            "NaN/Inf blocks 0xFF (nonfinite='vllm'); decode as vllm.",
             rounding="away", scale_rule="exponent", e8m0_decode="bits", nvfp4_recipe=None,
+            decode_arithmetic="scale-first", nonfinite="vllm",
+            mx_element_scale="bits-reciprocal"),
+    Profile("vllm-triton", "vLLM 0.33.0 Triton MXFP4 quantizer (mxfp4_utils.downcast_to_mxfp, "
+            "kernel _downcast_to_mxfp, what mxfp4_quantize runs without XPU or aiter; run in "
+            "Triton 3.9's CPU interpreter on float16 input): the EVEN rule clamped to "
+            "[-127, 127] (as Quark's even_round: 'quark'), elements x * f32(1/X), ties to "
+            "even with a sticky bit, signs kept; NaN skipped in the block max, NaN and Inf "
+            "elements code 7 with their sign, an Inf max -> 0xFE (nonfinite='vllm-triton'). "
+            "Decode as vllm (upcast_from_mxfp_torch; the Triton upcast kernel not run). The "
+            "interpreter's bfloat16 -> float32 emulation flushes subnormals (and not the GPU), "
+            "so bfloat16 input was not compared.",
+            scale_rule="quark", nonfinite="vllm-triton", e8m0_decode="bits", nvfp4_recipe=None,
             decode_arithmetic="scale-first"),
     Profile("mlx", "MLX 0.32.4 on CPU (run: mx.quantize / mx.dequantize, modes mxfp4 and "
             "nvfp4): MXFP4 scale rceil, elements by argmin over the E2M1 table (ties toward "

@@ -85,17 +85,26 @@ def _tensor_scales(profile: Profile, tensor_scale: Any, amax: Any):
     else:
         amax = amax()
         amax = math.nan if amax != amax else amax  # NaN tensors: fp4ref's canonical NaN
-        if encode:  # compressed-tensors generate_gparam: 2688 / amax, non-finite -> 1;
+        if recipe == "vllm":  # vLLM's callers: 2688 / amax in torch, reciprocal * 2688,
+            # IEEE throughout (a zero tensor gives Inf, an Inf one 0, NaN NaN)
+            with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+                stored = float(np.float32(np.float32(1.0) / np.float32(amax))
+                               * np.float32(2688.0))
+            if amax != amax:  # torch's max reduction on x86 gives the NaN 0xFFFFFFFF
+                stored = float(np.uint32(0xFFFFFFFF).view(np.float32))
+        elif encode:  # compressed-tensors generate_gparam: 2688 / amax, non-finite -> 1;
             # torch evaluates scalar / tensor as tensor.reciprocal() * scalar
             amax = max(amax, float(np.finfo(np.float32).tiny))
             stored = scale_rules.f32(scale_rules.f32(1.0 / amax) * 2688.0)
             stored = stored if np.isfinite(stored) else 1.0
         else:  # ModelOpt / torchao: amax / (6 * 448)
             stored = scale_rules.f32(amax / 2688.0)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         inverse = float(np.float32(1.0) / np.float32(stored))
     decode = inverse if encode else stored
     operand = stored if (recipe == "compressed-tensors") == encode else inverse
+    if recipe == "vllm":  # ref_nvfp4_quant takes the global scale G (encode direction)
+        operand = stored if encode else inverse
     return operand, np.float32(decode), np.float32(stored)
 
 
@@ -200,14 +209,12 @@ def quantize(
         block = nvfp4.BLOCK_SIZE
         if prof.nvfp4_recipe is None:
             raise ValueError(f"profile {prof.name!r} has no NVFP4 quantizer")
+        if scale_rule is not None and prof.nvfp4_recipe == "vllm":
+            raise ValueError(f"scale_rule={scale_rule!r} cannot search profile {prof.name!r}'s "
+                             "NVFP4 recipe 'vllm' (its own block arithmetic)")
         if scale_rule is not None and prof.nvfp4_recipe == "torchao":
             raise ValueError(f"scale_rule={scale_rule!r} needs a division recipe; profile "
                              f"{prof.name!r} multiplies by reciprocals")
-    ggml = (prof.element_rule == "ggml" or prof.nonfinite in ("ggml", "gguf-py")
-            or (fmt == "nvfp4" and prof.e4m3_encode == "ggml"))
-    if ggml and rule in scale_rules.SEARCH_RULES:
-        raise ValueError(f"scale_rule={rule!r}: the ggml conventions (element_rule, nonfinite, "
-                         f"e4m3_encode of profile {prof.name!r}) have no optimal search")
     if fmt == "nvfp4" and prof.nonfinite == "gguf-py":
         raise ValueError("nonfinite='gguf-py' is MXFP4 only (gguf-py has no NVFP4 quantizer)")
     if fmt == "nvfp4" and prof.element_rule == "ggml" and prof.nvfp4_recipe == "torchao":

@@ -26,6 +26,7 @@ from ..profiles import (
     E4M3_ENCODES,
     E8M0_DECODES,
     ELEMENT_RULES,
+    MX_ELEMENT_SCALES,
     NONFINITE,
     Profile,
 )
@@ -68,6 +69,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "scalar_format": SCALAR_FORMATS,
     "e2m1_nan": _e2m1.NAN_CODES,
     "e4m3_nan": _e4m3.NAN_CODES,
+    "mx_element_scale": MX_ELEMENT_SCALES,
 }
 
 
@@ -108,6 +110,12 @@ SCALE_E8M0, SCALE_E4M3 = (code("scale_format", n) for n in ("e8m0", "e4m3"))
 NAN_SIGN, NAN_ML_DTYPES, NAN_TORCHAO, NAN_COMPRESSED_TENSORS, NAN_REFUSE = (
     code("e2m1_nan", n) for n in ("sign", "ml_dtypes", "torchao", "compressed-tensors", "refuse"))
 E4M3_NAN_SIGN, E4M3_NAN_GFLOAT = (code("e4m3_nan", n) for n in ("sign", "gfloat"))
+RULE_QUARK, RULE_EXPONENT_UP = (code("scale_rule", n) for n in ("quark", "exponent-up"))
+RECIPE_VLLM = code("nvfp4_recipe", "vllm")
+NONFINITE_QUARK, NONFINITE_VLLM, NONFINITE_VLLM_TRITON = (
+    code("nonfinite", n) for n in ("quark", "vllm", "vllm-triton"))
+MX_DIVIDE, MX_BITS_RECIPROCAL = (
+    code("mx_element_scale", n) for n in ("divide", "bits-reciprocal"))
 
 
 class KernelOptions(NamedTuple):
@@ -148,6 +156,14 @@ class KernelOptions(NamedTuple):
     vector_code : bool
         Not a convention: whether the CPU kernels may take their LLVM vector paths (the
         switch of :mod:`.cpu.simd`, read when the record is built).
+    mx_element_scale : int
+        :data:`MX_DIVIDE` or :data:`MX_BITS_RECIPROCAL` (``Profile.mx_element_scale``).
+    e8m0_stored_min : int
+        MXFP4: the smallest scale byte stored (``Profile.e8m0_stored_min``).
+    mx_quirks : bool
+        Not a convention: whether an MXFP4 rule quantization needs the quirk kernels
+        (:func:`.quantize_block.mx_quirk_block`): nonfinite ``"quark"``/``"vllm"``,
+        ``mx_element_scale`` or ``e8m0_stored_min`` off their defaults.
     element_rule : int
         :data:`ELEMENT_NEAREST` or :data:`ELEMENT_GGML` (ggml's argmin of float32 errors).
     e4m3_encode : int
@@ -171,6 +187,9 @@ class KernelOptions(NamedTuple):
     mx_zero_block: bool
     mx_zero_block_scale: int
     vector_code: bool
+    mx_element_scale: int
+    e8m0_stored_min: int
+    mx_quirks: bool
     element_rule: int = 0
     e4m3_encode: int = 0
     fouroversix: int = -1
@@ -244,15 +263,23 @@ class QuantizeOptions:
             e4m3_encode=code("e4m3_encode", p.e4m3_encode),
             fouroversix=(code("nvfp4_scale_rule", self.scale_rule)
                          if self.scale_rule in FOUROVERSIX_RULES else -1),
+            mx_element_scale=code("mx_element_scale", p.mx_element_scale),
+            e8m0_stored_min=int(p.e8m0_stored_min),
+            mx_quirks=(p.nonfinite in ("quark", "vllm", "vllm-triton")
+                       or p.mx_element_scale != "divide"
+                       or p.e8m0_stored_min != 0),
         )
 
     @property
     def ggml(self) -> bool:
         """Whether a ggml convention (element rule, non-finite policy or E4M3 encode) is
-        chosen: those run in the ggml kernels (:func:`fp4ref.kernels.quantize_block.ggml_block`)."""
+        chosen, and no search: those run in the ggml kernels
+        (:func:`fp4ref.kernels.ggml.ggml_block`; the searches ignore the three, as the
+        oracle's do)."""
         p = self.profile
-        return (p.element_rule == "ggml" or p.nonfinite in ("ggml", "gguf-py")
-                or (self.format == "nvfp4" and p.e4m3_encode == "ggml"))
+        return not self.optimal and (
+            p.element_rule == "ggml" or p.nonfinite in ("ggml", "gguf-py")
+            or (self.format == "nvfp4" and p.e4m3_encode == "ggml"))
 
 
 def nvfp4_recipe_options(recipe: str, tensor_operand: float,

@@ -25,9 +25,11 @@ from .options import (
     RULE_CEIL,
     RULE_EVEN,
     RULE_EXPONENT,
+    RULE_EXPONENT_UP,
     RULE_FLOOR,
     RULE_GGML,
     RULE_MISTRALRS,
+    RULE_QUARK,
     RULE_QWANTIZE,
     RULE_RCEIL,
     TIE_EVEN,
@@ -91,6 +93,11 @@ def mx_scale(amax, rule):
         return min(max(int(math.floor(log2f(quotient))) + 127, 0), 254)
     if rule == RULE_EXPONENT:
         return float32_bits_of(f32(amax / 6.0)) >> 23
+    if rule == RULE_EXPONENT_UP:  # vLLM ROUND_UP (also NaN -> 0x00 and Inf -> 0xFF)
+        return ((float32_bits_of(f32(amax / 6.0)) + 0x7FFFFF) & 0x7F800000) >> 23
+    if rule == RULE_QUARK:  # Quark even_round: field 255 (>= 1.75 * 2^127, Inf) -> 0xFE
+        field = ((float32_bits_of(amax) + 0x200000) & 0x7F800000) >> 23
+        return 254 if field == 255 else _clamp_biased(field - 129, -127, 127)
     if rule == RULE_EVEN:
         bits = (float32_bits_of(amax) + 0x200000) & 0x7F800000
         return _clamp_biased((bits >> 23) - 129, -127, 128)

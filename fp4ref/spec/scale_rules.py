@@ -24,11 +24,11 @@ from . import e4m3
 #: MXFP4 scale rules, by name (``"optimal"`` and ``"optimal-hessian"`` start from a base
 #: rule and search; see :mod:`fp4ref.spec.optimal`).
 MX_RULES = ("floor", "rceil", "ceil", "even", "nearest", "mistralrs", "qwantize", "ggml",
-            "exponent")
+            "exponent", "quark", "exponent-up")
 SEARCH_RULES = ("optimal", "optimal-hessian")
 
 #: NVFP4 two-level recipes (see :func:`nvfp4_block_scale`).
-NV_RECIPES = ("plain", "modelopt", "torchao", "compressed-tensors", "comfy")
+NV_RECIPES = ("plain", "modelopt", "torchao", "compressed-tensors", "comfy", "vllm")
 
 #: emax_elem of E2M1 (OCP MX v1.0 section 6.3).
 EMAX_ELEM = 2
@@ -107,7 +107,21 @@ def mx_scale(amax: float, rule: str) -> int:
         - ``"exponent"``: the biased exponent field of float32(amax / 6), vLLM's
           ``downcast_to_mxfp_torch`` ROUND_DOWN (``bits & 0x7F800000``): a subnormal or zero
           quotient gives 0x00.
+        - ``"quark"``: AMD Quark 0.13 ``even_round``: the ``"even"`` bit trick, then
+          ``floor(log2) - 2`` clamped to [-127, 127]: an exponent field of 255 after the add
+          (amax >= 1.75 * 2^127, and amax = Inf) is log2(Inf), clamped to 127: 0xFE.
+        - ``"exponent-up"``: vLLM ``downcast_to_mxfp_torch`` ROUND_UP (its default),
+          ``((bits + 0x7FFFFF) & 0x7F800000) >> 23`` of float32(amax / 6): rceil, except
+          that a subnormal quotient gives 0x01 (rceil: 0x00 up to 2^-127).
+
+        ``"exponent"``, ``"exponent-up"`` and ``"quark"`` also take amax = Inf or NaN (a
+        block under ``nonfinite="vllm"`` or ``"quark"``): their bit arithmetic on it.
     """
+    if rule == "quark":  # quark/torch/quantization/utils.py even_round
+        field = ((float32_bits(amax) + 0x200000) & 0x7F800000) >> 23
+        return 254 if field == 255 else _biased(field - 127 - EMAX_ELEM)
+    if rule == "exponent-up":  # vllm mxfp.py downcast_to_mxfp_torch, ROUND_UP
+        return ((float32_bits(f32(amax / 6)) + 0x7FFFFF) & 0x7F800000) >> 23
     if rule == "qwantize":
         t = f32(f32(log2f(max(amax, f32(1e-30))) - 2) + 127)
         return min(max(math.floor(t), 1), 254)
@@ -165,6 +179,9 @@ def nvfp4_block_scale(
       *byte* after the cast becomes ``zero_scale`` (0.125).
     - ``"comfy"`` (comfy-kitchen 0.2.40): y = (amax / 6) / s_t, rounded twice (its NaN
       bytes and zero-divisor blocks: :func:`fp4ref.spec.nvfp4.comfy_block`).
+    - ``"vllm"`` (vLLM 0.33.0 ``ref_nvfp4_quant``): its own block function,
+      :func:`fp4ref.spec.nvfp4.vllm_block` (this function and :func:`nvfp4_divisor` do not
+      take it).
 
     Then ``clamp`` (low, high) if given (torchao [2^-6, 448], ModelOpt [2^-9, 448]) and the
     E4M3 cast: nearest even, saturating to 448 (torch 2.13's cast). NaN gives 0x7F.

@@ -25,10 +25,17 @@ from ..options import (
     NONFINITE_COMFY,
     NONFINITE_GFLOAT,
     NONFINITE_NAN_SCALE,
+    RECIPE_VLLM,
     RULE_FLOOR,
     ZERO_QUOTIENT,
 )
-from ..quantize_block import e8m0_reciprocal32
+from ..quantize_block import (
+    e8m0_reciprocal32,
+    mx_quirk_code,
+    mx_quirk_scale,
+    vllm_nv_block,
+    vllm_nv_code,
+)
 from ..scalar import byte_elements
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
 from .simd.mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor_group
@@ -544,6 +551,47 @@ def quantize_nv_ggml(x, bits, options, scales, packed, hessian):
     return False
 
 
+@njit(parallel=True, cache=True, error_model="numpy")
+def quantize_mx_quirks(x, bits, options, scales, packed, hessian):
+    """MXFP4 by a scale rule under AMD Quark's or vLLM's conventions
+    (``options.mx_quirks``): per block :func:`..quantize_block.mx_quirk_scale` and
+    :func:`..quantize_block.mx_quirk_code`, scalar code (the vector paths of :mod:`.simd`
+    know none of them); the stored byte is at least ``options.e8m0_stored_min``."""
+    rule, tie, zero_sign = options.scale_rule, options.rounding, options.zero_sign
+    nonfinite, element_scale = options.nonfinite, options.mx_element_scale
+    zero_block, zero_byte = options.mx_zero_block, options.mx_zero_block_scale
+    order, stored_min = options.nibble_order, options.e8m0_stored_min
+    nblocks, n = x.shape
+    for blk in prange(nblocks):
+        row = x[blk]
+        scale, mode = mx_quirk_scale(row, rule, zero_block, zero_byte, nonfinite)
+        for i in range(n // 2):
+            low, high = byte_elements(i, order, n)
+            packed[blk, i] = (
+                mx_quirk_code(row[low], scale, mode, tie, zero_sign, nonfinite,
+                              element_scale)
+                | (mx_quirk_code(row[high], scale, mode, tie, zero_sign, nonfinite,
+                                 element_scale) << 4))
+        scales[blk] = max(scale, stored_min)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def quantize_nv_vllm(x, bits, options, scales, packed, hessian):
+    """NVFP4 by vLLM 0.33.0 ``ref_nvfp4_quant`` (recipe ``"vllm"``, the global scale G in
+    ``options.tensor_operand``): per block :func:`..quantize_block.vllm_nv_block` and
+    :func:`..quantize_block.vllm_nv_code`, scalar code."""
+    g, order = options.tensor_operand, options.nibble_order
+    nblocks, n = x.shape
+    for blk in prange(nblocks):
+        row = x[blk]
+        scale, output_scale = vllm_nv_block(row, g)
+        for i in range(n // 2):
+            low, high = byte_elements(i, order, n)
+            packed[blk, i] = (vllm_nv_code(row[low], output_scale)
+                              | (vllm_nv_code(row[high], output_scale) << 4))
+        scales[blk] = scale
+
+
 #: The CPU kernel of each kind of quantization (:func:`kernel_for` picks one).
 @njit(parallel=True, cache=True, error_model="numpy")
 def quantize_nv_fouroversix(x, bits, options, scales, packed, hessian):
@@ -575,6 +623,8 @@ KERNELS = {
     "mxfp4-ggml": quantize_mx_ggml,  # ggml's element rule / non-finite policy: scalar code
     "nvfp4-ggml": quantize_nv_ggml,  # the same, and ggml's E4M3 encode
     "nvfp4-fouroversix": quantize_nv_fouroversix,  # the four-over-six rules: scalar code
+    "mxfp4-quirks": quantize_mx_quirks,  # a rule with Quark's / vLLM's conventions
+    "nvfp4-vllm": quantize_nv_vllm,  # vLLM's ref_nvfp4_quant
 }
 
 
@@ -588,7 +638,11 @@ def kernel_for(options) -> str:
     if options.format == "nvfp4":
         if options.profile.nvfp4_recipe == "comfy" and not options.optimal:
             return "nvfp4-comfy"
+        if options.kernel.nvfp4_recipe == RECIPE_VLLM:
+            return "nvfp4-vllm"
         return "nvfp4" if options.optimal else "nvfp4-rule"
+    if options.kernel.mx_quirks and not options.optimal:
+        return "mxfp4-quirks"
     if not options.kernel.vector_code:  # the switch of .simd: scalar code only
         return "mxfp4-search"
     if options.profile.zero_sign == "quotient":  # not in the vector code: scalar code

@@ -55,6 +55,7 @@ from ..options import (
     NONFINITE_NAN_SCALE,
     RECIPE_COMFY,
     RECIPE_TORCHAO,
+    RECIPE_VLLM,
     RULE_FLOOR,
     SPLIT_HALF,
 )
@@ -63,7 +64,11 @@ from ..quantize_block import (
     e8m0_reciprocal32,
     half_value,
     mx_block_scale,
+    mx_quirk_code,
+    mx_quirk_scale,
     nv_block_scale,
+    vllm_nv_block,
+    vllm_nv_code,
 )
 from ..scalar import byte_elements
 from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
@@ -434,11 +439,43 @@ def _ggml_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int, nonf
     return kernel
 
 
+def _quirk_kernel(rule: int, order: int, tie: int, zero_sign: int, nonfinite: int,
+                  element_scale: int):
+    """The MXFP4 rule kernel under Quark's / vLLM's conventions: a thread a block, as
+    :func:`..cpu.quantize.quantize_mx_quirks` (the same device functions)."""
+    key = ("quirks", rule, order, tie, zero_sign, nonfinite, element_scale)
+    if key in _KERNELS:
+        return _KERNELS[key]
+    n = 32
+
+    @cuda.jit
+    def kernel(x, zero_block, zero_byte, stored_min, scales, packed):
+        row = cuda.local.array(n, float32)
+        for blk in range(uint64(cuda.grid(1)), uint64(scales.size), uint64(cuda.gridsize(1))):
+            base = blk * uint64(n)
+            for k in range(n // 4):
+                a, b, c, d = load4(x, base + uint64(4 * k))
+                row[4 * k], row[4 * k + 1], row[4 * k + 2], row[4 * k + 3] = a, b, c, d
+            scale, mode = mx_quirk_scale(row, rule, zero_block, zero_byte, nonfinite)
+            for i in range(n // 2):
+                low, high = byte_elements(i, order, n)
+                packed[blk * uint64(n // 2) + uint64(i)] = (
+                    mx_quirk_code(row[low], scale, mode, tie, zero_sign, nonfinite,
+                                  element_scale)
+                    | (mx_quirk_code(row[high], scale, mode, tie, zero_sign, nonfinite,
+                                     element_scale) << 4))
+            scales[blk] = max(scale, stored_min)
+
+    _KERNELS[key] = kernel
+    return kernel
+
+
 def _ggml(nv: bool, x, options) -> bool:
     """Whether ``options`` choose a ggml convention (then :func:`_ggml_kernel` runs)."""
     o = options
-    return (o.element_rule == ELEMENT_GGML or o.nonfinite == NONFINITE_GGML
-            or o.nonfinite == NONFINITE_GGUF_PY or (nv and o.e4m3_encode == ENCODE_E4M3_GGML))
+    return not o.optimal and (
+        o.element_rule == ELEMENT_GGML or o.nonfinite == NONFINITE_GGML
+        or o.nonfinite == NONFINITE_GGUF_PY or (nv and o.e4m3_encode == ENCODE_E4M3_GGML))
 
 
 def _launch_ggml(nv: bool, x, options, scales, packed) -> None:
@@ -452,6 +489,34 @@ def _launch_ggml(nv: bool, x, options, scales, packed) -> None:
     else:
         kernel[blocks, threads](x, 1.0, 0.0, 0.0, o.mx_zero_block,
                                 float(o.mx_zero_block_scale), scales, packed.reshape(-1))
+
+
+def _vllm_kernel(order: int):
+    """The NVFP4 kernel of recipe ``"vllm"`` (vLLM ``ref_nvfp4_quant``): a thread a block,
+    as :func:`..cpu.quantize.quantize_nv_vllm` (the same device functions)."""
+    key = ("vllm", order)
+    if key in _KERNELS:
+        return _KERNELS[key]
+    n = 16
+
+    @cuda.jit
+    def kernel(x, g, scales, packed):
+        row = cuda.local.array(n, float32)
+        for blk in range(uint64(cuda.grid(1)), uint64(scales.size), uint64(cuda.gridsize(1))):
+            base = blk * uint64(n)
+            for k in range(n // 4):
+                a, b, c, d = load4(x, base + uint64(4 * k))
+                row[4 * k], row[4 * k + 1], row[4 * k + 2], row[4 * k + 3] = a, b, c, d
+            scale, output_scale = vllm_nv_block(row, g)
+            for i in range(n // 2):
+                low, high = byte_elements(i, order, n)
+                packed[blk * uint64(n // 2) + uint64(i)] = (
+                    vllm_nv_code(row[low], output_scale)
+                    | (vllm_nv_code(row[high], output_scale) << 4))
+            scales[blk] = scale
+
+    _KERNELS[key] = kernel
+    return kernel
 
 
 def _fouroversix_kernel(rule: int, order: int):
@@ -509,6 +574,13 @@ def quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
     if o.optimal:
         _search(False, x, divisors, o, False, scales, packed, hessian)
         return
+    if o.mx_quirks:
+        blocks, threads = _block_grid(scales.size)
+        _quirk_kernel(o.scale_rule, o.nibble_order, o.rounding, o.zero_sign, o.nonfinite,
+                      o.mx_element_scale)[blocks, threads](
+            x, o.mx_zero_block, o.mx_zero_block_scale, o.e8m0_stored_min, scales,
+            packed.reshape(-1))
+        return
     shape = RULE_SHAPE
     blocks, threads = _warp_grid((scales.size + 31) // 32, shape["threads"])
     _rule_kernel(False, o.scale_rule, o.nibble_order, o.rounding, o.zero_sign, False, threads,
@@ -523,6 +595,11 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
     :func:`..cpu.quantize.quantize_nv` (``divisors`` from :func:`nv_divisors`; ``hessian``
     float64 ``[J, 16, 16]`` on the device, with ``optimal``, as in :func:`quantize_mx`)."""
     o = options
+    if o.nvfp4_recipe == RECIPE_VLLM:
+        blocks, threads = _block_grid(scales.size)
+        _vllm_kernel(o.nibble_order)[blocks, threads](x, o.tensor_operand, scales,
+                                                      packed.reshape(-1))
+        return
     multiply = o.nvfp4_recipe == RECIPE_TORCHAO  # torchao multiplies by the reciprocal
     if _ggml(True, x, o):  # ggml's conventions: their own kernel (no search)
         _launch_ggml(True, x, o, scales, packed)
