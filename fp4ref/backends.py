@@ -137,6 +137,9 @@ class PythonBackend:
             elif options.scale_rule in fouroversix.RULES:
                 scale, codes = fouroversix.quantize_block(
                     values, options.scale_rule, options.tensor_operand, p.sum_lanes)
+                scales[b] = scale
+                packed[b] = fouroversix.pack(codes, p.nibble_order)
+                continue
             else:
                 scale, codes = nvfp4.quantize_block(
                     values, p.nvfp4_recipe, options.tensor_operand, p.block_scale_clamp,

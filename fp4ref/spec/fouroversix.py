@@ -166,3 +166,15 @@ def dequantize_value(code: int, scale: int, amax: float, rule: str) -> float:
     with np.errstate(all="ignore"):
         p = F32(e2m1.decode(code)) * F32(e4m3.decode(scale))
         return float((p * F32(amax)) / F32(decode_divisor(rule)))
+
+
+def pack(codes: Sequence[int], order: str) -> list[int]:
+    """The package's packing of a block's codes, ``(high << 4) | low`` in uint8: a code
+    above 15 (a quotient far past 6, under a given tensor amax below the real one) spills
+    into the byte as torch's uint8 arithmetic does (``pack_unpacked_fp4``: low-first)."""
+    from . import nibbles
+
+    out = nibbles.pack([c & 0xF for c in codes], order, len(codes))
+    if order == "low-first":
+        out = [b | (codes[2 * j] & 0xF0) for j, b in enumerate(out)]
+    return list(out)
