@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _device, buffers
 from .kernels.options import QuantizeOptions, code
-from .spec import e2m1, e4m3, e8m0, layouts, mx, nibbles, nvfp4, rounding
+from .spec import e2m1, e4m3, e8m0, fouroversix, layouts, mx, nibbles, nvfp4, rounding
 
 BACKENDS = ("auto", "python", "numba", "cuda")
 
@@ -134,6 +134,12 @@ class PythonBackend:
                     p.e8m0_min, p.sum_lanes, h, p.mx_zero_block_scale, nonfinite=p.nonfinite,
                     element_rule=p.element_rule, element_scale=p.mx_element_scale,
                     stored_min=p.e8m0_stored_min, zero_divisor=p.e8m0_zero_divisor)
+            elif options.scale_rule in fouroversix.RULES:
+                scale, codes = fouroversix.quantize_block(
+                    values, options.scale_rule, options.tensor_operand, p.sum_lanes)
+                scales[b] = scale
+                packed[b] = fouroversix.pack(codes, p.nibble_order)
+                continue
             else:
                 scale, codes = nvfp4.quantize_block(
                     values, p.nvfp4_recipe, options.tensor_operand, p.block_scale_clamp,
@@ -448,6 +454,9 @@ class CudaBackend:
                 divisors[255] = np.nan
                 self._tables["e8m0 divisors"] = self.cuda.to_device(divisors)
             kernels.quantize_mx(x, self._tables["e8m0 divisors"], k, scales, packed, matrices)
+            return scales, packed
+        if k.fouroversix >= 0:  # the four-over-six rules: their own kernel
+            kernels.quantize_fouroversix(x, k, scales, packed)
             return scales, packed
         key = ("nv divisors", k.nvfp4_recipe,
                int(np.float64(k.tensor_operand).view(np.uint64)))  # NaN keys match

@@ -14,6 +14,7 @@ from numbers import Real
 from typing import Any
 
 from .spec.elements import ZERO_SIGNS
+from .spec.fouroversix import RULES as FOUROVERSIX_RULES
 from .spec.layouts import LAYOUTS
 from .spec.nibbles import NIBBLE_ORDERS
 from .spec.rounding import TIE_RULES
@@ -176,6 +177,7 @@ CHOICES: dict[str, tuple] = {
     "element_rule": ELEMENT_RULES,
     "e4m3_encode": E4M3_ENCODES,
     "nvfp4_recipe": (*NV_RECIPES, None),
+    "nvfp4_scale_rule": (None, *FOUROVERSIX_RULES),
     "tensor_scale_direction": TENSOR_SCALE_DIRECTIONS,
     "nibble_order": NIBBLE_ORDERS,
     "scale_layout": LAYOUTS,
@@ -294,6 +296,10 @@ class Profile:
         them so and :func:`fp4ref.dequantize` reads them so unless told otherwise.
     sum_lanes : int
         float32 summation order of the optimal search's errors (torch CPU: 16 on AVX-512).
+    nvfp4_scale_rule : str or None
+        NVFP4 block rule that replaces the recipe: one of the four-over-six rules of
+        :mod:`fp4ref.spec.fouroversix` (the ``fouroversix`` package's), whose stored tensor
+        scale is the tensor amax; None: the recipe.
     mx_element_scale : {"divide", "bits-reciprocal"}
         How MXFP4 elements are scaled by their byte (see :data:`MX_ELEMENT_SCALES`).
     e8m0_stored_min : int
@@ -324,6 +330,7 @@ class Profile:
     sum_lanes: int = 16
     element_rule: str = "nearest"
     e4m3_encode: str = "ocp"
+    nvfp4_scale_rule: str | None = None
     mx_element_scale: str = "divide"
     e8m0_stored_min: int = 0
 
@@ -497,6 +504,22 @@ _PROFILES = (
             "scale e4m3(G*amax_b/6), elements x/(s_b/G), zero block 0; 128x4 swizzled scales.",
             scale_rule="rceil", nonfinite="ieee", nvfp4_recipe="compressed-tensors",
             tensor_scale_direction="encode", scale_layout="128x4"),
+)
+
+_PROFILES += (
+    Profile("fouroversix", "fouroversix 1.0.5 (pip, SKIP_CUDA_BUILD=1), its pytorch backend run "
+            "on CPU (quantize_to_fp4 with QuantizationConfig(backend=pytorch), default "
+            "ScaleRule.mse): NVFP4 four-over-six, each block quantized with its max scaled to "
+            "6 and to 4 (block scale e4m3((amax_b/6)*(1536/A)), times 1.5 for 4), elements "
+            "x*(1/((1/enc)*s_b)) rounded half-even without a clamp, the variant of lower "
+            "float32 squared error kept (ties: 6); the stored tensor scale is the amax A; "
+            "low nibble first, scales 128x4 in the package (linear here). Quirk "
+            "(docs/findings.md): a quotient in [7, 9) under a subnormal block scale becomes "
+            "8, packed as code 0x8. Not emulated: the decode (the package's "
+            "f32(f32(P*s_b)*A)/1536; fp4ref multiplies by A/1536). No MXFP4 (the package's "
+            "MXFP4 is not adapted).",
+            zero_sign="negative", nonfinite="ieee", nvfp4_recipe="plain",
+            nvfp4_scale_rule="fouroversix"),
 )
 
 PROFILES: dict[str, Profile] = {p.name: p for p in _PROFILES}

@@ -12,7 +12,7 @@ from . import _checks, _device, arrays, backends
 from .kernels.options import QuantizeOptions
 from .profiles import Profile
 from .profiles import get as get_profile
-from .spec import mx, nvfp4, scale_rules
+from .spec import fouroversix, mx, nvfp4, scale_rules
 from .spec import rounding as ties
 from .spec.layouts import LAYOUTS, padded_shape
 
@@ -116,6 +116,20 @@ def _tensor_scales(profile: Profile, tensor_scale: Any, amax: Any):
     return operand, np.float32(decode), np.float32(stored)
 
 
+def _fouroversix_tensor(rule: str, tensor_scale: Any, engine: Any, flat: Any):
+    """(operand, decode multiplier, stored) of a four-over-six quantization: the tensor
+    amax, given (``tensor_scale``) or max |x| (NaN if x holds one), is both the operand and
+    what is stored (the package's ``amax``); the decode multiplier float32(amax / (M * S))
+    (the package divides after multiplying, :func:`fp4ref.spec.fouroversix.dequantize_value`)."""
+    if tensor_scale is not None:
+        amax = float(_checks.float32_scalar("tensor_scale", tensor_scale))
+    else:
+        amax = float(engine.largest_magnitude(flat))
+    with np.errstate(all="ignore"):
+        decode = np.float32(amax) / np.float32(fouroversix.decode_divisor(rule))
+    return amax, np.float32(decode), np.float32(amax)
+
+
 @arrays.front_door
 def quantize(
     x: Any,
@@ -198,8 +212,9 @@ def quantize(
             raise ValueError("tensor_scale applies to format='nvfp4' only; got one for 'mxfp4'")
     else:
         if scale_rule is not None:
-            _checks.choice("scale_rule", scale_rule, scale_rules.SEARCH_RULES)
-        rule = scale_rule or prof.nvfp4_recipe
+            _checks.choice("scale_rule", scale_rule,
+                           (*scale_rules.SEARCH_RULES, *fouroversix.RULES))
+        rule = scale_rule or prof.nvfp4_scale_rule or prof.nvfp4_recipe
         block = nvfp4.BLOCK_SIZE
         if prof.nvfp4_recipe is None:
             raise ValueError(f"profile {prof.name!r} has no NVFP4 quantizer")
@@ -242,7 +257,9 @@ def quantize(
             raise ValueError("x holds NaN, refused under nonfinite='gfloat' (gfloat raises "
                              "'No NaN in format ocp_e2m1')")
     operand, decode, stored = 1.0, None, None
-    if fmt == "nvfp4":
+    if fmt == "nvfp4" and rule in fouroversix.RULES:  # the operand is the tensor amax
+        operand, decode, stored = _fouroversix_tensor(rule, tensor_scale, engine, flat)
+    elif fmt == "nvfp4":
         operand, decode, stored = _tensor_scales(
             prof, tensor_scale, amax=lambda: engine.largest_magnitude(flat))
     scales, packed = engine.quantize(flat, QuantizeOptions(fmt, rule, prof, operand), blocks_h)

@@ -38,6 +38,7 @@ RULES = (
     ("nvfp4 torchao", {"format": "nvfp4", "profile": "torchao-floor"}),
     ("nvfp4 plain (qwantize)", {"format": "nvfp4", "profile": "qwantize"}),
     ("nvfp4 optimal", {"format": "nvfp4", "scale_rule": "optimal"}),
+    ("nvfp4 fouroversix (MSE)", {"format": "nvfp4", "profile": "fouroversix"}),
 )
 
 
@@ -87,7 +88,9 @@ def main() -> None:
         f"Mean squared error of `fp4ref.quantize` then `fp4ref.dequantize` on {rows} x "
         f"{COLUMNS} float32 weights (seed 0), written by `docs/plots/scale_rule_error.py`. "
         "MXFP4 rules under the `ocp` profile (ties to even); NVFP4 recipes under the named "
-        "profile, with its tensor scale.",
+        "profile, with its tensor scale. Four-over-six (the `fouroversix` profile, the "
+        "package's MSE rule) is decoded by fp4ref with the multiplier amax / 1536 (the "
+        "package divides by 1536 after multiplying by amax: the same to float32 rounding).",
         "",
         "![MSE by scale rule](_static/scale_rule_error.png)",
         "",

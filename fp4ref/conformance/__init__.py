@@ -7,6 +7,9 @@ languages); a wheel installs a copy under ``<prefix>/share/fp4ref/conformance``.
 - ``fp4ref conformance generate DIR``: write the vectors (byte-identical every time).
 - ``fp4ref conformance check [--dir D] [--impl package.module:function]``: run fp4ref's
   backends, or your implementation, against them (signatures in :mod:`.impls`).
+- ``fp4ref conformance identify --impl package.module:function``: which profile and
+  fields your quantizer or dequantizer follows, and what still differs
+  (:func:`identify`, :mod:`.identification`).
 - ``fp4ref conformance matrix [--markdown]``: the same for the peer libraries installed
   here (:mod:`.peers`).
 
@@ -21,7 +24,15 @@ from pathlib import Path
 
 from .manifest import MANIFEST, Vectors, load
 
-__all__ = ["Vectors", "load", "locate"]
+__all__ = ["Vectors", "identify", "load", "locate"]
+
+
+def identify(impl, **options):
+    """The fp4ref configuration closest to ``impl`` and what still differs: see
+    :func:`fp4ref.conformance.identification.identify` (same arguments)."""
+    from .identification import identify as run
+
+    return run(impl, **options)
 
 #: Environment variable naming a vectors directory (beats every other place).
 ENV = "FP4REF_CONFORMANCE_DIR"

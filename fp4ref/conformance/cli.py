@@ -1,4 +1,4 @@
-"""The ``fp4ref conformance`` subcommands: generate, check, matrix."""
+"""The ``fp4ref conformance`` subcommands: generate, check, identify, matrix."""
 
 from __future__ import annotations
 
@@ -126,6 +126,29 @@ def _matrix(args: argparse.Namespace) -> int:
     return 0
 
 
+def _identify(args: argparse.Namespace) -> int:
+    from .identification import FORMATS, identify, load
+
+    fn = load(args.impl)
+    formats = [args.format] if args.format else list(FORMATS)
+    found = []
+    for fmt in formats:
+        try:
+            result = identify(fn, operation=args.operation, format=fmt, seeds=args.seeds,
+                              minimize=not args.no_minimize)
+        except ValueError as error:
+            if args.format or "took none" not in str(error):
+                raise
+            print(f"{fmt} {args.operation}: the implementation declined every probe")
+            continue
+        found.append(result)
+        print(result.report())
+    if not found:
+        print(f"FAILED: {args.impl} took no {args.operation} probe of {formats}")
+        return 1
+    return 0 if all(r.close for r in found) else 1
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``fp4ref conformance`` with its subcommands."""
     parser = sub.add_parser("conformance", help="golden vectors: generate, check, matrix")
@@ -167,6 +190,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--list", action="store_true", help="list suites and signatures")
     p.set_defaults(run=_check)
+
+    p = commands.add_parser(
+        "identify",
+        help="which profile and fields an implementation follows, and what still differs",
+        description="Runs MODULE:FUNCTION on the probes of every edge class and on N(0, 1) "
+        "matrices, searches fp4ref's profile fields for the closest configuration, and "
+        "prints it ('profile X, with field Y = v') with each remaining disagreement (its "
+        "smallest input and both outputs). The callable signatures: "
+        "docs/guide/identify.md. Exit status 1 when no configuration is close.",
+    )
+    p.add_argument("--impl", required=True, metavar="MODULE:FUNCTION",
+                   help="the quantizer or dequantizer (signature: docs/guide/identify.md)")
+    p.add_argument("--operation", choices=("quantize", "dequantize"), default="quantize",
+                   help="what FUNCTION does (default quantize)")
+    p.add_argument("--format", choices=("mxfp4", "nvfp4"),
+                   help="only this format (default: each format the function takes)")
+    p.add_argument("--seeds", type=int, default=2, help="N(0, 1) matrices beside the probes")
+    p.add_argument("--no-minimize", action="store_true",
+                   help="show the first disagreeing block as it is, without shrinking it")
+    p.set_defaults(run=_identify)
 
     p = commands.add_parser("matrix", help="which suites each installed peer library passes")
     p.add_argument("--dir", help="vectors directory (default: found automatically)")

@@ -33,6 +33,7 @@ from ..profiles import (
 from ..spec import e2m1 as _e2m1
 from ..spec import e4m3 as _e4m3
 from ..spec.elements import ZERO_SIGNS
+from ..spec.fouroversix import RULES as FOUROVERSIX_RULES
 from ..spec.layouts import LAYOUTS
 from ..spec.nibbles import NIBBLE_ORDERS
 from ..spec.rounding import BINARY_FORMATS, TIE_RULES
@@ -62,6 +63,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "element_rule": ELEMENT_RULES,
     "e4m3_encode": E4M3_ENCODES,
     "scale_layout": LAYOUTS,
+    "nvfp4_scale_rule": FOUROVERSIX_RULES,
     "dtype": OUTPUT_DTYPES,
     "scale_format": SCALE_FORMATS,
     "scalar_format": SCALAR_FORMATS,
@@ -179,6 +181,9 @@ class KernelOptions(NamedTuple):
     e8m0_zero_divisor : float
         MXFP4: the divisor of a scale-0x00 block's elements, 0.0 for the byte's own 2^-127
         (``Profile.e8m0_zero_divisor`` None).
+    fouroversix : int
+        NVFP4: the four-over-six rule (:data:`FOUROVERSIX_RULES` position), -1 for none;
+        ``tensor_operand`` is then the tensor amax.
     vector_code : bool
         Not a convention: whether the CPU kernels may take their LLVM vector paths (the
         switch of :mod:`.cpu.simd`, read when the record is built).
@@ -219,6 +224,7 @@ class KernelOptions(NamedTuple):
     mx_quirks: bool
     element_rule: int = 0
     e4m3_encode: int = 0
+    fouroversix: int = -1
 
 
 @dataclass(frozen=True)
@@ -301,6 +307,8 @@ class QuantizeOptions:
             vector_code=vector_code(),
             element_rule=code("element_rule", p.element_rule),
             e4m3_encode=code("e4m3_encode", p.e4m3_encode),
+            fouroversix=(code("nvfp4_scale_rule", self.scale_rule)
+                         if self.scale_rule in FOUROVERSIX_RULES else -1),
             mx_element_scale=code("mx_element_scale", p.mx_element_scale),
             e8m0_stored_min=int(p.e8m0_stored_min),
             mx_quirks=(p.nonfinite in ("quark", "vllm", "vllm-triton")

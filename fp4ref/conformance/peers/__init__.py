@@ -21,6 +21,7 @@ from __future__ import annotations
 from .base import E2M1, SENTINEL, Peer
 from .comfy import Comfy
 from .compressed_tensors import CompressedTensors
+from .fouroversix import Fouroversix
 from .gfloat import Gfloat
 from .ggml import Ggml
 from .gguf import Gguf
@@ -36,7 +37,7 @@ from .vllm import Vllm, VllmRoundDown, VllmTriton
 
 #: Every adapter, in the matrix's order.
 PEERS = (MlDtypes, Torch, Gfloat, Torchao, Gguf, Qwantize, CompressedTensors, ModelOpt, Mlx,
-         Comfy, Quark, Vllm, VllmRoundDown, VllmTriton, Ggml, MistralRs)
+         Comfy, Quark, Vllm, VllmRoundDown, VllmTriton, Ggml, MistralRs, Fouroversix)
 
 
 def available() -> dict[str, Peer]:
@@ -54,6 +55,7 @@ __all__ = [
     "Comfy",
     "CompressedTensors",
     "E2M1",
+    "Fouroversix",
     "Gfloat",
     "Ggml",
     "Gguf",

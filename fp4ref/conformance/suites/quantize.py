@@ -182,6 +182,14 @@ def _nv_expected(
     operand = _nv_operand(profile, stored)
     scales, packed = [], []
     for row in x.reshape(-1, nvfp4.BLOCK_SIZE):
+        if profile.nvfp4_scale_rule is not None and not optimal:  # four-over-six: the
+            from ...spec import fouroversix  # stored tensor scale is the amax
+
+            scale, codes = fouroversix.quantize_block(
+                [float(v) for v in row], profile.nvfp4_scale_rule, stored, profile.sum_lanes)
+            scales.append(scale)
+            packed.append(fouroversix.pack(codes, profile.nibble_order))
+            continue
         scale, codes = nvfp4.quantize_block(
             [float(v) for v in row],
             profile.nvfp4_recipe,

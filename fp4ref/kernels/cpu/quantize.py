@@ -18,6 +18,7 @@ from numba import njit, prange
 
 from ..comfy import comfy_block
 from ..elements import THRESHOLDS, packed_byte, scaled_element_code
+from ..fouroversix import quantize_block as fouroversix_block
 from ..ggml import ggml_block
 from ..optimal import block_error, first_at_least, search, search_bounds, search_hessian
 from ..options import (
@@ -709,6 +710,25 @@ def quantize_nv_vllm(x, bits, options, scales, packed, hessian):
 
 
 #: The CPU kernel of each kind of quantization (:func:`kernel_for` picks one).
+@njit(parallel=True, cache=True, error_model="numpy")
+def quantize_nv_fouroversix(x, bits, options, scales, packed, hessian):
+    """NVFP4 by a four-over-six rule (``options.fouroversix``; the tensor amax in
+    ``options.tensor_operand``): :func:`..fouroversix.quantize_block` on each block, the
+    codes packed in ``options.nibble_order``. Scalar code."""
+    rule, amax, lanes = options.fouroversix, options.tensor_operand, options.sum_lanes
+    order = options.nibble_order
+    nblocks, n = x.shape
+    for blk in prange(nblocks):
+        fq6 = np.empty(n, np.float32)
+        fq4 = np.empty(n, np.float32)
+        codes = np.empty(n, np.int64)
+        scales[blk] = fouroversix_block(x[blk], rule, amax, lanes, fq6, fq4, codes)
+        for j in range(n // 2):
+            low, high = byte_elements(j, order, n)
+            packed[blk, j] = codes[low] | (codes[high] << 4)
+    return False
+
+
 KERNELS = {
     "mxfp4-rule": quantize_mx_rule,  # a scale rule: vector code, float32 only
     "mxfp4-rule-block": quantize_mx_rule_block,  # a rule with torchao's, qwantize's or
@@ -721,6 +741,7 @@ KERNELS = {
     "nvfp4-comfy": quantize_nv_comfy,  # comfy-kitchen's recipe, NaN bits followed
     "mxfp4-ggml": quantize_mx_ggml,  # ggml's element rule / non-finite policy: scalar code
     "nvfp4-ggml": quantize_nv_ggml,  # the same, and ggml's E4M3 encode
+    "nvfp4-fouroversix": quantize_nv_fouroversix,  # the four-over-six rules: scalar code
     "mxfp4-quirks": quantize_mx_quirks,  # a rule with Quark's / vLLM's conventions
     "nvfp4-vllm": quantize_nv_vllm,  # vLLM's ref_nvfp4_quant
 }
@@ -729,6 +750,8 @@ KERNELS = {
 def kernel_for(options) -> str:
     """The key of :data:`KERNELS` that quantizes under ``options``
     (:class:`..options.QuantizeOptions`)."""
+    if options.format == "nvfp4" and options.kernel.fouroversix >= 0:
+        return "nvfp4-fouroversix"
     if options.ggml:  # ggml's conventions: their own scalar kernels (no vector code)
         return f"{options.format}-ggml"
     if options.format == "nvfp4":

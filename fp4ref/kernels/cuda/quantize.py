@@ -47,6 +47,7 @@ from ..elements import (
     scaled_element_code,
     threshold_code,
 )
+from ..fouroversix import quantize_block as fouroversix_block
 from ..ggml import ggml_block
 from ..optimal import search_hessian
 from ..options import (
@@ -594,6 +595,44 @@ def _vllm_kernel(order: int):
 
     _KERNELS[key] = kernel
     return kernel
+
+
+def _fouroversix_kernel(rule: int, order: int):
+    """The four-over-six kernel (:func:`..fouroversix.quantize_block`), a thread a block,
+    for rule ``rule`` and nibble order ``order`` (compile-time constants); bytes written one
+    by one."""
+    key = ("fouroversix", rule, order)
+    if key in _KERNELS:
+        return _KERNELS[key]
+    n = 16
+
+    @cuda.jit
+    def kernel(x, amax, lanes, scales, out):
+        row = cuda.local.array(n, float32)
+        fq6 = cuda.local.array(n, float32)
+        fq4 = cuda.local.array(n, float32)
+        codes = cuda.local.array(n, int32)
+        for blk in range(uint64(cuda.grid(1)), uint64(scales.size), uint64(cuda.gridsize(1))):
+            base = blk * uint64(n)
+            for k in range(n):
+                row[k] = x[base + uint64(k)]
+            scales[blk] = fouroversix_block(row, rule, amax, lanes, fq6, fq4, codes)
+            for i in range(n // 2):
+                first, second = byte_elements(i, order, n)
+                out[blk * uint64(n // 2) + uint64(i)] = codes[first] | (codes[second] << 4)
+
+    _KERNELS[key] = kernel
+    return kernel
+
+
+def quantize_fouroversix(x, options, scales, packed) -> None:
+    """NVFP4 blocks of the flat float32 device array ``x`` by the four-over-six rule of
+    ``options`` (``options.fouroversix``, the tensor amax in ``options.tensor_operand``),
+    as :func:`..cpu.quantize.quantize_nv_fouroversix`."""
+    o = options
+    kernel = _fouroversix_kernel(o.fouroversix, o.nibble_order)
+    blocks, threads = _block_grid(scales.size)
+    kernel[blocks, threads](x, o.tensor_operand, o.sum_lanes, scales, packed.reshape(-1))
 
 
 def quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:

@@ -1,0 +1,717 @@
+"""Which conventions does an implementation follow? (``fp4ref conformance identify``)
+
+:func:`identify` drives an implementation's quantizer or dequantizer on the probes of
+:mod:`fp4ref.conformance.probes` (one edge class each) and on seeded N(0, 1) matrices,
+runs fp4ref under every named profile on the same inputs, and searches the profile fields
+for the configuration that agrees on the most blocks: from the closest profiles, one field
+at a time, each step the single change that removes the most disagreements, until no
+change helps. The fields and their choices are read from :mod:`fp4ref.profiles`
+(:data:`~fp4ref.profiles.CHOICES`, and for the valued fields the values the named
+profiles use), so a new field or choice is searched without a change here. The answer is
+"profile X, with field Y = v", followed by every edge class that still disagrees with its
+smallest disagreeing input and both outputs.
+
+The implementation is a Python callable (or ``"module:function"``) with one of these
+signatures; arrays are numpy (torch CPU tensors are accepted back):
+
+``quantize(x, *, format, tensor_scale) -> (blocks, scales[, stored_tensor_scale])``
+    ``x`` float32 ``[rows, K]``, K a multiple of the block size (32 MXFP4, 16 NVFP4);
+    ``format`` ``"mxfp4"`` or ``"nvfp4"``; ``tensor_scale`` None (compute your own NVFP4
+    tensor scale, or use none) or a float to use as your tensor-scale argument, in your own
+    direction. Return the packed codes uint8 ``[rows, K/2]`` in your nibble order, the
+    scale bytes uint8 as you store them (linear ``[rows, K/B]``, or your swizzled layout:
+    any shape with that layout's byte count), and for NVFP4 the tensor scale as you store
+    it (or None). Raise ``NotImplementedError`` for an input you do not take (a format, a
+    given tensor scale): that probe is skipped.
+
+``dequantize(blocks, scales, *, format, tensor_scale, dtype) -> values``
+    ``blocks`` uint8 ``[rows, K/2]`` (your nibble order), ``scales`` uint8 ``[rows, K/B]``
+    (linear: convert to your layout in the glue), ``tensor_scale`` None or a float in
+    your stored direction (NVFP4), ``dtype`` ``"float32"``, ``"bfloat16"`` or
+    ``"float16"``. Return ``[rows, K]`` in that dtype (an ml_dtypes bfloat16 array or a
+    torch tensor); raise ``NotImplementedError`` for a dtype you do not produce.
+
+The search is deterministic (fixed probes and seeds, fields and choices in the profiles'
+order) and runs fp4ref's numba backend.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import probes as _probes
+
+#: fp4ref.profiles the module (the package's ``profiles`` attribute is the function).
+_profiles = importlib.import_module("fp4ref.profiles")
+
+_BLOCK = {"mxfp4": 32, "nvfp4": 16}
+_BITS = {"float32": np.uint32, "bfloat16": np.uint16, "float16": np.uint16}
+OPERATIONS = ("quantize", "dequantize")
+FORMATS = ("mxfp4", "nvfp4")
+#: A configuration is "close" when it agrees on at least this share of the N(0, 1) blocks
+#: and on at least half of the edge classes.
+CLOSE_RANDOM = 0.9
+
+#: Tensor scales (decode direction for the probes' bytes) the NVFP4 decoders are given.
+_DECODE_TENSOR_SCALES = (None, 0.3)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input the implementation ran on: ``label`` names its edge class."""
+
+    label: str
+    inputs: dict
+    output: Any
+    random: bool = False
+
+
+@dataclass
+class Disagreement:
+    """An edge class that still differs: ``blocks`` of ``total`` blocks, with the smallest
+    disagreeing input found and both outputs (as text)."""
+
+    label: str
+    blocks: int
+    total: int
+    input: str = ""
+    implementation: str = ""
+    fp4ref: str = ""
+
+    def text(self) -> str:
+        out = f"{self.label}: {self.blocks} of {self.total} blocks differ"
+        if self.input:
+            out += (f"\n      input          {self.input}\n      implementation "
+                    f"{self.implementation}\n      fp4ref         {self.fp4ref}")
+        return out
+
+
+@dataclass
+class Identification:
+    """What :func:`identify` found for one operation and format.
+
+    Attributes
+    ----------
+    operation, format : str
+    profile : str
+        The named profile the closest configuration starts from.
+    changes : dict
+        The fields changed from it, in the order the search chose them.
+    configuration : fp4ref.profiles.Profile
+        The profile with the changes applied.
+    close : bool
+        Whether the configuration is close (:data:`CLOSE_RANDOM`, half the classes);
+        False reads "no close configuration".
+    agree, total : int
+        Blocks (edge and random) agreeing / compared.
+    classes : int
+        Edge classes compared (random matrices count as one class each).
+    disagreements : list of Disagreement
+        Every class that still differs.
+    skipped : list of str
+        Probes the implementation declined, and why.
+    seconds : float
+        Wall time of the search.
+    """
+
+    operation: str
+    format: str
+    profile: str
+    changes: dict
+    configuration: _profiles.Profile
+    close: bool
+    agree: int
+    total: int
+    classes: int
+    disagreements: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def answer(self) -> str:
+        """``profile X, with field Y = v`` (or ``no close configuration (nearest: ...)``)."""
+        text = f"profile {self.profile!r}"
+        if self.changes:
+            text += ", with " + ", ".join(f"{k} = {v!r}" for k, v in self.changes.items())
+        return text if self.close else f"no close configuration (nearest: {text})"
+
+    def report(self) -> str:
+        """The answer, the agreement counts, and each remaining disagreement."""
+        bad = len(self.disagreements)
+        lines = [f"{self.format} {self.operation}: {self.answer}",
+                 f"  agrees on {self.agree} of {self.total} blocks, "
+                 f"{self.classes - bad} of {self.classes} classes ({self.seconds:.1f} s)"]
+        if self.disagreements:
+            lines.append(f"  remaining disagreements ({bad} classes):")
+            lines += ["    " + d.text() for d in self.disagreements]
+        else:
+            lines.append("  no disagreements")
+        if self.skipped:
+            lines.append(f"  skipped (the implementation declined): {len(self.skipped)} probes: "
+                         + "; ".join(self.skipped[:4]) + (" ..." if len(self.skipped) > 4 else ""))
+        return "\n".join(lines)
+
+
+def load(spec: str) -> Callable:
+    """The callable ``module:function`` (``module:Class.method`` and ``module:object``
+    work too)."""
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ValueError(f"--impl must be MODULE:FUNCTION; got {spec!r}")
+    target: Any = importlib.import_module(module)
+    for part in name.split("."):
+        target = getattr(target, part)
+    if not callable(target):
+        raise TypeError(f"{spec} is not callable")
+    return target
+
+
+def _numpy(value: Any) -> np.ndarray:
+    """numpy view of an array the implementation returned (torch tensors included)."""
+    if hasattr(value, "detach") and hasattr(value, "dtype"):
+        from .peers.base import _to_numpy
+
+        return _to_numpy(value.detach().cpu())
+    return np.asarray(value)
+
+
+# ---------------------------------------------------------------- the candidates
+
+
+def field_values(name: str) -> tuple:
+    """The values the search tries for field ``name``: its choices where
+    :data:`fp4ref.profiles.CHOICES` has them, else the values the named profiles use (and
+    the field's default), in a fixed order."""
+    if name in _profiles.CHOICES:
+        return tuple(_profiles.CHOICES[name])
+    default = next(f.default for f in dataclasses.fields(_profiles.Profile) if f.name == name)
+    seen = [default]
+    for profile in _profiles.PROFILES.values():
+        value = getattr(profile, name)
+        if value not in seen:
+            seen.append(value)
+    return tuple(seen)
+
+
+def _replace(profile: _profiles.Profile, changes: dict) -> _profiles.Profile | None:
+    try:
+        return dataclasses.replace(profile, **changes)
+    except (ValueError, TypeError):
+        return None
+
+
+# ---------------------------------------------------------------- running both sides
+
+
+def _quantize_cases(impl, fmt, seeds, shape, skipped):
+    cases = []
+    inputs = [(p.label, p.x, p.tensor_scale, False) for p in _probes.probes(fmt)]
+    inputs += [(f"normal-seed{s}", _probes.gaussian(shape, s), None, True) for s in range(seeds)]
+    for label, x, given, random in inputs:
+        try:
+            out = impl(np.array(x), format=fmt, tensor_scale=given)
+        except NotImplementedError as error:
+            skipped.append(f"{label}: {error}")
+            continue
+        except Exception as error:  # noqa: BLE001 - an implementation's failure is reported
+            skipped.append(f"{label}: raised {type(error).__name__}: {error}")
+            continue
+        out = tuple(out)
+        blocks = _numpy(out[0]).astype(np.uint8, copy=False)
+        scales = _numpy(out[1])
+        scales = (scales.view(np.uint8) if scales.dtype.itemsize == 1 else scales).astype(
+            np.uint8, copy=False)
+        stored = out[2] if len(out) > 2 else None
+        stored = None if stored is None else np.float32(_numpy(stored).reshape(-1)[0])
+        cases.append(Case(label, {"x": x, "tensor_scale": given, "format": fmt},
+                          (blocks, scales, stored), random))
+    return cases
+
+
+def _same_float(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    a, b = np.float32(a), np.float32(b)
+    return bool(a.view(np.uint32) == b.view(np.uint32) or (np.isnan(a) and np.isnan(b)))
+
+
+def _quantize_ours(profile, fmt, case):
+    from ..quantize import quantize
+
+    x, given = case.inputs["x"], case.inputs["tensor_scale"]
+    return quantize(x, format=fmt, profile=profile, tensor_scale=given, backend="numba")
+
+
+def _quantize_bad(profile, fmt, case) -> np.ndarray:
+    """Per block of ``case``: whether fp4ref under ``profile`` differs from the
+    implementation."""
+    from ..layouts import unswizzle
+
+    block = _BLOCK[fmt]
+    x = case.inputs["x"]
+    rows, k = x.shape
+    n = rows * k // block
+    blocks, scales, stored = case.output
+    try:
+        ours = _quantize_ours(profile, fmt, case)
+    except (ValueError, TypeError):  # e.g. a given tensor scale the profile has none for
+        return np.ones(n, bool)
+    ob = np.asarray(ours.blocks, np.uint8).reshape(rows, -1)
+    if blocks.size != ob.size:
+        return np.ones(n, bool)
+    codes_bad = (blocks.reshape(rows, -1) != ob).reshape(n, -1).any(1)
+    os_ = np.asarray(ours.scales, np.uint8).reshape(-1)
+    theirs = scales.reshape(-1)
+    if theirs.size != os_.size:
+        return np.ones(n, bool)
+    if profile.scale_layout != "linear":
+        theirs = unswizzle(theirs.reshape(np.asarray(ours.scales).shape), rows=rows,
+                           cols=k // block, layout=profile.scale_layout)
+        os_ = unswizzle(np.asarray(ours.scales), rows=rows, cols=k // block,
+                        layout=profile.scale_layout)
+    bad = codes_bad | (np.asarray(theirs).reshape(-1) != np.asarray(os_).reshape(-1))
+    if fmt == "nvfp4" and not _same_float(ours.stored_tensor_scale, stored):
+        bad[:] = True
+    return bad
+
+
+def _decode_cases(impl, fmt, seeds, shape, skipped):
+    """Inputs for a decoder: every (scale byte, packed byte) pair, one byte in each position
+    of a block, and the bytes fp4ref (OCP) makes of every probe and N(0, 1) matrix, with a
+    few tensor scales; each in every dtype the decoder produces. Blocks decode on their
+    own, so each (tensor scale, dtype) is one call of ``impl`` on one stack of blocks, each
+    block labelled with its class (``Case.inputs["labels"]``)."""
+    from ..quantize import quantize
+
+    block = _BLOCK[fmt]
+    # every (scale byte, packed byte) pair once: per scale byte, the 256 packed bytes
+    # spread over 256 / (B/2) blocks
+    per = 256 // (block // 2)
+    stored = np.tile(np.arange(256, dtype=np.uint8).reshape(per, block // 2), (256, 1))
+    rows = [("stored-bytes", stored, np.repeat(np.arange(256, dtype=np.uint8), per))]
+    # one byte per block, in each position, the other pairs 0x00: the nibble order shows
+    positions = np.zeros((block // 2, 256, block // 2), np.uint8)
+    for j in range(block // 2):
+        positions[j, :, j] = np.arange(256)
+    rows.append(("byte-positions", positions.reshape(-1, block // 2),
+                 np.full(positions.shape[0] * 256, 0x7F if fmt == "mxfp4" else 0x38, np.uint8)))
+    inputs = [(p.label, p.x) for p in _probes.probes(fmt) if p.tensor_scale is None]
+    inputs += [(f"normal-seed{s}", _probes.gaussian(shape, s)) for s in range(seeds)]
+    for label, x in inputs:
+        with np.errstate(all="ignore"):
+            q = quantize(x, format=fmt, scale_layout="linear", backend="numba")
+        rows.append((label, np.asarray(q.blocks, np.uint8).reshape(-1, block // 2),
+                     np.asarray(q.scales, np.uint8).reshape(-1)))
+    blocks = np.concatenate([r[1] for r in rows])
+    scales = np.concatenate([r[2] for r in rows]).reshape(-1, 1)
+    codes = np.concatenate([np.full(r[2].size, k) for k, r in enumerate(rows)])
+    cases = []
+    for dtype in _BITS:
+        for given in (_DECODE_TENSOR_SCALES if fmt == "nvfp4" else (None,)):
+            tag = dtype if given is None else f"{dtype}, tensor scale {given:.4g}"
+            try:
+                out = impl(blocks.copy(), scales.copy(), format=fmt, tensor_scale=given,
+                           dtype=dtype)
+            except NotImplementedError as error:
+                skipped.append(f"{tag}: {error}")
+                continue
+            except Exception as error:  # noqa: BLE001
+                skipped.append(f"{tag}: raised {type(error).__name__}: {error}")
+                continue
+            names = [f"{r[0]} ({tag})" for r in rows]
+            cases.append(Case(tag, {"blocks": blocks, "scales": scales, "tensor_scale": given,
+                                    "dtype": dtype, "labels": codes, "names": names},
+                              _numpy(out)))
+    return cases
+
+
+def _decode_ours(profile, fmt, case):
+    from ..api import dequantize
+
+    i = case.inputs
+    return dequantize(i["blocks"], i["scales"], format=fmt, profile=profile,
+                      tensor_scale=i["tensor_scale"], scale_layout="linear", dtype=i["dtype"],
+                      backend="numba")
+
+
+def _decode_bad(profile, fmt, case) -> np.ndarray:
+    block = _BLOCK[fmt]
+    i = case.inputs
+    n = i["scales"].size
+    theirs = case.output
+    if theirs.dtype.name != i["dtype"] or theirs.size != n * block:
+        return np.ones(n, bool)
+    try:
+        with np.errstate(all="ignore"):
+            ours = np.asarray(_decode_ours(profile, fmt, case))
+    except (ValueError, TypeError):
+        return np.ones(n, bool)
+    kind = _BITS[i["dtype"]]
+    a = np.ascontiguousarray(ours).view(kind).reshape(-1)
+    b = np.ascontiguousarray(theirs).view(kind).reshape(-1)
+    differ = np.flatnonzero(a != b)
+    if differ.size:  # any NaN matches any NaN (a NaN's bits are the hardware's)
+        with np.errstate(all="ignore"):
+            nan = (np.isnan(ours.reshape(-1)[differ].astype(np.float32))
+                   & np.isnan(theirs.reshape(-1)[differ].astype(np.float32)))
+        differ = differ[~nan]
+    bad = np.zeros(n, bool)
+    bad[differ // block] = True
+    return bad
+
+
+# ---------------------------------------------------------------- the search
+
+
+@dataclass(frozen=True)
+class _Score:
+    classes: int  # edge classes (and random matrices) with a disagreeing block
+    blocks: int  # disagreeing blocks in all
+
+    def key(self):
+        return (self.classes, self.blocks)
+
+
+def _signature(profile, fmt, cases, bad_of) -> tuple[_Score, bytes]:
+    """The score of ``profile`` and its pattern of disagreeing blocks (two configurations
+    with the same pattern are the same answer on these inputs)."""
+    masks = [bad_of(profile, fmt, case) for case in cases]
+    per = 0
+    for case, bad in zip(cases, masks, strict=True):
+        labels = case.inputs.get("labels")
+        per += (1 if bad.any() else 0) if labels is None else np.unique(labels[bad]).size
+    total = sum(int(b.sum()) for b in masks)
+    return _Score(per, total), np.packbits(np.concatenate(masks)).tobytes()
+
+
+def _evaluate(profile, fmt, cases, bad_of) -> tuple[_Score, dict]:
+    """The score of ``profile`` and, by class, (case, that class's blocks' bad mask,
+    their indices in the case)."""
+    per = {}
+    for case in cases:
+        bad = bad_of(profile, fmt, case)
+        if not bad.any():
+            continue
+        labels = case.inputs.get("labels")
+        if labels is None:
+            per[case.label] = (case, bad, np.arange(bad.size))
+            continue
+        for code in np.unique(labels[bad]).tolist():
+            where = np.flatnonzero(labels == code)
+            per[case.inputs["names"][code]] = (case, bad[where], where)
+    return _Score(len(per), sum(int(b.sum()) for _, b, _ in per.values())), per
+
+
+def _search(start, fmt, cases, bad_of, fields, cache, limit):
+    """Greedy descent from profile ``start``: each step the single field change that lowers
+    the score most (ties: the earlier field and choice), until none does."""
+    changes: dict = {}
+    current = start
+    score = cache(current)
+    while len(changes) < limit and score.classes:
+        best = None
+        for name in fields:
+            for value in field_values(name):
+                if value == getattr(current, name):
+                    continue
+                candidate = _replace(current, {name: value})
+                if candidate is None:
+                    continue
+                s = cache(candidate)
+                if s is not None and s.key() < score.key() and (
+                        best is None or s.key() < best[0].key()):
+                    best = (s, name, value, candidate)
+        if best is None:
+            break
+        score, name, value, current = best
+        changes[name] = value
+    return score, changes, current
+
+
+def identify(
+    impl: Callable | str,
+    *,
+    operation: str = "quantize",
+    format: str = "mxfp4",
+    seeds: int = 2,
+    shape: tuple[int, int] = (16, 256),
+    starts: int | None = 3,
+    max_changes: int = 4,
+    minimize: bool = True,
+) -> Identification:
+    """The fp4ref configuration closest to ``impl``, and what still differs.
+
+    Parameters
+    ----------
+    impl : callable or str
+        The implementation's quantizer or dequantizer, with the signature of the module
+        text, or ``"module:function"``.
+    operation : {"quantize", "dequantize"}
+    format : {"mxfp4", "nvfp4"}
+    seeds, shape : int, (int, int)
+        The seeded N(0, 1) matrices beside the probes.
+    starts : int or None
+        How many of the closest named profiles (those agreeing and disagreeing alike count
+        once) the field search starts from, beside ``"ocp"`` (None: all). On equal scores
+        the answer with fewer changes wins, then the profile listed first.
+    max_changes : int
+        The most fields changed from a profile.
+    minimize : bool
+        Shrink each remaining disagreement to its smallest input (quantize: zeroing one
+        element at a time while the two sides still differ; more calls of ``impl``).
+
+    Returns
+    -------
+    Identification
+        Its :meth:`~Identification.report` is what the command prints.
+    """
+    if operation not in OPERATIONS:
+        raise ValueError(f"operation must be one of {OPERATIONS}; got {operation!r}")
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}; got {format!r}")
+    fn = load(impl) if isinstance(impl, str) else impl
+    with np.errstate(all="ignore"):
+        return _identify(fn, operation, format, seeds, shape, starts, max_changes, minimize)
+
+
+def _identify(fn, operation, format, seeds, shape, starts, max_changes, minimize):
+    began = time.perf_counter()
+    skipped: list[str] = []
+    if operation == "quantize":
+        cases = _quantize_cases(fn, format, seeds, shape, skipped)
+        bad_of = _quantize_bad
+    else:
+        cases = _decode_cases(fn, format, seeds, shape, skipped)
+        bad_of = _decode_bad
+    if not cases:
+        raise ValueError(f"the implementation took none of the {format} {operation} probes: "
+                         + "; ".join(skipped[:3]))
+    scores: dict = {}
+
+    def cache(profile):
+        key = dataclasses.replace(profile, name="", description="")
+        if key not in scores:
+            scores[key] = _signature(profile, format, cases, bad_of)
+        return scores[key][0]
+
+    named = [p for p in _profiles.PROFILES.values()
+             if not (format == "nvfp4" and operation == "quantize" and p.nvfp4_recipe is None)]
+    ranked = sorted(named, key=lambda p: cache(p).key())  # stable: profiles' order on ties
+    distinct, seen = [], set()
+    for profile in ranked:  # profiles that agree and disagree alike are one start
+        sig = scores[dataclasses.replace(profile, name="", description="")][1]
+        if sig not in seen:
+            seen.add(sig)
+            distinct.append(profile)
+    fields = [f for f in _profiles.FIELDS if f in _profiles.CHOICES or len(field_values(f)) > 1]
+    order = {p.name: i for i, p in enumerate(_profiles.PROFILES.values())}
+    chosen = distinct[:starts]
+    if named[0] not in chosen:  # the reference, always
+        chosen.append(named[0])
+    best = None
+    for start in sorted(chosen, key=lambda p: order[p.name]):
+        limit = max_changes
+        if best is not None and best[4].blocks == 0:  # only an exact answer with fewer
+            limit = len(best[2]) - 1  # changes could win (ties: the earlier profile)
+            if limit < 0:
+                break
+        score, changes, config = _search(start, format, cases, bad_of, fields, cache, limit)
+        key = (score.key(), len(changes))
+        if best is None or key < best[0]:
+            best = (key, start, changes, config, score)
+    _, start, changes, config, score = best
+    with np.errstate(all="ignore"):
+        _, per = _evaluate(config, format, cases, bad_of)
+    classes = _classes(cases)
+    total = sum(classes.values())
+    random_total = sum(n for label, n in classes.items() if label.startswith("normal-"))
+    random_bad = sum(int(b.sum()) for label, (_, b, _) in per.items()
+                     if label.startswith("normal-"))
+    close = (random_total == 0 or random_bad <= (1 - CLOSE_RANDOM) * random_total) and (
+        2 * len(per) <= len(classes))
+    result = Identification(operation, format, start.name, changes, config, close,
+                            total - score.blocks, total, len(classes), skipped=skipped)
+    for label in classes:
+        if label in per:
+            case, bad, where = per[label]
+            d = Disagreement(label, int(bad.sum()), bad.size)
+            _example(d, fn, config, format, operation, case,
+                     int(where[np.flatnonzero(bad)[0]]), minimize and close)
+            result.disagreements.append(d)
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def _classes(cases) -> dict:
+    """Blocks compared, by class, in the cases' order."""
+    out: dict = {}
+    for case in cases:
+        labels = case.inputs.get("labels")
+        if labels is None:
+            out[case.label] = case.inputs["x"].size // _BLOCK[case.inputs["format"]]
+            continue
+        for code, count in zip(*np.unique(labels, return_counts=True), strict=True):
+            out[case.inputs["names"][code]] = int(count)
+    return out
+
+
+# ---------------------------------------------------------------- minimal inputs
+
+
+def _hexes(values) -> str:
+    return "[" + " ".join(f"{int(v):x}" for v in values) + "]"
+
+
+def _describe_block(blocks, scales, stored, row_bytes, i, fmt, layout, rows, k):
+    from ..layouts import unswizzle
+
+    block = _BLOCK[fmt]
+    per_row = k // block
+    r, j = divmod(i, per_row)
+    data = np.asarray(blocks, np.uint8).reshape(rows, -1)[r, j * block // 2:(j + 1) * block // 2]
+    s = np.asarray(scales, np.uint8).reshape(-1)
+    if layout != "linear" and s.size != rows * per_row:
+        s = np.asarray(unswizzle(s, rows=rows, cols=per_row, layout=layout)).reshape(-1)
+    text = f"scale {int(s[r * per_row + j]):#04x} bytes {_hexes(data)}"
+    if fmt == "nvfp4":
+        text += f" tensor scale {stored!r}"
+    return text
+
+
+def _example(d, fn, config, fmt, operation, case, i, minimize):
+    block = _BLOCK[fmt]
+    if operation == "dequantize":
+        inp = case.inputs
+        theirs = case.output.reshape(-1, block)[i]
+        ours = np.asarray(_decode_ours(config, fmt, case)).reshape(-1, block)[i]
+        kind = _BITS[inp["dtype"]]
+        row_bytes = block // 2
+        blocks = np.asarray(inp["blocks"], np.uint8).reshape(-1)
+        d.input = (f"scale {int(inp['scales'].reshape(-1)[i]):#04x} bytes "
+                   f"{_hexes(blocks[i * row_bytes:(i + 1) * row_bytes])}"
+                   + (f" tensor scale {inp['tensor_scale']!r}" if fmt == "nvfp4" else "")
+                   + f" -> {inp['dtype']}")
+        d.implementation = "bits " + _hexes(np.ascontiguousarray(theirs).view(kind))
+        d.fp4ref = "bits " + _hexes(np.ascontiguousarray(ours).view(kind))
+        return
+    x = case.inputs["x"]
+    given = case.inputs["tensor_scale"]
+    one = np.ascontiguousarray(x.reshape(-1, block)[i:i + 1])
+    run = _Runner(fn, config, fmt, given)
+    if minimize and run.differs(one):
+        for j in range(block):
+            if one[0, j] != 0:
+                trial = one.copy()
+                trial[0, j] = 0
+                if run.differs(trial):
+                    one = trial
+        nonzero = {j: float(v) for j, v in enumerate(one[0]) if v != 0 or np.signbit(v)}
+        d.input = (f"one block, x[j] = {nonzero} (others +0)"
+                   + (f", tensor_scale={given!r}" if given is not None else ""))
+        theirs, ours = run.both(one)
+        d.implementation = _describe_block(*theirs, None, 0, fmt, "linear", 1, block)
+        d.fp4ref = _describe_block(ours.blocks, ours.scales, ours.stored_tensor_scale, None, 0,
+                                   fmt, config.scale_layout, 1, block)
+        return
+    rows, k = x.shape
+    d.input = (f"block {i} of the probe ({rows}x{k}): x = {x.reshape(-1, block)[i].tolist()}"
+               + (f", tensor_scale={given!r}" if given is not None else ""))
+    blocks, scales, stored = case.output
+    d.implementation = _describe_block(blocks, scales, stored, None, i, fmt,
+                                       config.scale_layout, rows, k)
+    ours = _quantize_ours(config, fmt, case)
+    d.fp4ref = _describe_block(ours.blocks, ours.scales, ours.stored_tensor_scale, None, i, fmt,
+                               config.scale_layout, rows, k)
+
+
+class _Runner:
+    """Both sides on a one-block input (for shrinking a disagreement)."""
+
+    def __init__(self, fn, config, fmt, given):
+        self.fn, self.config, self.fmt, self.given = fn, config, fmt, given
+
+    def both(self, x):
+        out = tuple(self.fn(x.copy(), format=self.fmt, tensor_scale=self.given))
+        blocks = _numpy(out[0]).astype(np.uint8, copy=False)
+        scales = _numpy(out[1])
+        scales = scales.view(np.uint8) if scales.dtype.itemsize == 1 else scales
+        stored = out[2] if len(out) > 2 else None
+        stored = None if stored is None else np.float32(_numpy(stored).reshape(-1)[0])
+        case = Case("", {"x": x, "tensor_scale": self.given}, None)
+        with np.errstate(all="ignore"):
+            ours = _quantize_ours(self.config, self.fmt, case)
+        return (blocks, scales.astype(np.uint8, copy=False), stored), ours
+
+    def differs(self, x) -> bool:
+        try:
+            theirs = self.both(x)[0]
+            case = Case("", {"x": x, "tensor_scale": self.given}, theirs)
+            with np.errstate(all="ignore"):
+                return bool(_quantize_bad(self.config, self.fmt, case).any())
+        except Exception:  # noqa: BLE001 - the shrunk input is refused: keep the last one
+            return False
+
+
+def identify_all(impl, *, operation="quantize", formats=FORMATS, **options):
+    """:func:`identify` for each format the implementation takes (a format whose every
+    probe it declines is left out)."""
+    out = []
+    for fmt in formats:
+        try:
+            out.append(identify(impl, operation=operation, format=fmt, **options))
+        except ValueError as error:
+            if "took none" not in str(error):
+                raise
+    return out
+
+
+
+
+def peer_functions(peer) -> dict:
+    """A peer adapter (:mod:`fp4ref.conformance.peers`) as the two callables
+    :func:`identify` takes, by operation (the glue of its ``quantize_probe`` and
+    ``dequantize_probe``)."""
+
+    from .peers.base import Peer
+
+    probing = type(peer).quantize_probe is not Peer.quantize_probe
+    own = dict(peer.profiles)
+    if not probing:  # a suites-only adapter: its quantize_profile under its own profile
+        for name in peer.native.get("profile", ()):
+            for fmt in FORMATS:
+                own.setdefault(fmt, name)
+
+    def quantize(x, *, format, tensor_scale):
+        if format not in own:
+            raise NotImplementedError(f"{peer.name} has no {format} quantizer adapted")
+        if probing:
+            return peer.quantize_probe(x, format, tensor_scale)
+        from ..quantize import quantize as ours
+
+        profile = _profiles.get(own[format])
+        stored = None
+        if format == "nvfp4" and profile.tensor_scale:  # the glue computes the tensor
+            stored = tensor_scale if tensor_scale is not None else ours(  # scale the
+                x, format="nvfp4", profile=profile).stored_tensor_scale  # suites pass
+            if tensor_scale is None and stored is None:
+                stored = 1.0
+        elif tensor_scale is not None:
+            raise NotImplementedError(f"{peer.name} takes no tensor scale")
+        out = peer.quantize_profile(x, np.asarray(stored if stored is not None else 1.0,
+                                                  np.float32), format=format,
+                                    profile=own[format])
+        return out[0], out[1], (None if stored is None else np.float32(stored))
+
+    def dequantize(blocks, scales, *, format, tensor_scale, dtype):
+        if format not in peer.profiles or dtype not in peer.decode_dtypes:
+            raise NotImplementedError(f"{peer.name} has no {format} {dtype} decoder adapted")
+        return peer.dequantize_probe(blocks, scales, tensor_scale, format, dtype)
+
+    return {"quantize": quantize, "dequantize": dequantize}
