@@ -123,7 +123,7 @@ BAD_FIELDS = [
     ("scale_rule", "round", "'optimal-hessian')"),
     ("nonfinite", "raise", "one of ('nan-scale', 'ieee'"),
     ("e8m0_decode", "ieee", "one of ('ocp', 'bits', 'ggml', 'inf')"),
-    ("decode_arithmetic", "float64", "one of ('exact', 'scale-first', 'output-dtype')"),
+    ("decode_arithmetic", "float64", "one of ('exact', 'scale-first', 'output-dtype', 'compressed-tensors'"),
     ("e4m3_decode", "ue4m3", "one of ('ocp', 'ggml')"),
     ("nvfp4_recipe", "nvidia", "'compressed-tensors', None)"),
     ("tensor_scale_direction", "sideways", "one of ('decode', 'encode')"),
