@@ -125,7 +125,7 @@ BAD_FIELDS = [
     ("e8m0_decode", "ieee", "one of ('ocp', 'bits', 'ggml', 'inf')"),
     ("decode_arithmetic", "float64", "one of ('exact', 'scale-first', 'output-dtype', 'compressed-tensors'"),
     ("e4m3_decode", "ue4m3", "one of ('ocp', 'ggml')"),
-    ("nvfp4_recipe", "nvidia", "'compressed-tensors', None)"),
+    ("nvfp4_recipe", "nvidia", "'compressed-tensors', 'comfy', None)"),
     ("tensor_scale_direction", "sideways", "one of ('decode', 'encode')"),
     ("nibble_order", "big-endian", "'split-half')"),
     ("scale_layout", "32x4", "one of ('linear', '128x4', '8x4')"),
