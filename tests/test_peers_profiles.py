@@ -13,7 +13,18 @@ import functools
 import numpy as np
 import pytest
 
-from fp4ref.conformance.peers import comfy, ggml, gguf, mistralrs, mlx, probing, quark, vllm
+from fp4ref.conformance.peers import (
+    comfy,
+    compressed_tensors,
+    ggml,
+    gguf,
+    mistralrs,
+    mlx,
+    modelopt,
+    probing,
+    quark,
+    vllm,
+)
 
 from .helpers import require_peer
 
@@ -29,6 +40,8 @@ ADAPTERS = {
     "ggml": (None, ggml.Ggml),
     "gguf": ("gguf", gguf.Gguf),
     "mistralrs": ("mistralrs", mistralrs.MistralRs),
+    "modelopt": ("modelopt.torch.quantization.qtensor", modelopt.ModelOpt),
+    "compressed-tensors": ("compressed_tensors", compressed_tensors.CompressedTensors),
 }
 CASES = [(name, fmt) for name, (_, cls) in ADAPTERS.items() for fmt in cls.profiles]
 
@@ -97,6 +110,39 @@ KNOWN: dict[tuple[str, str], set[str]] = {
         'adversarial-blocks/quantize',
         'infinities/quantize',
         'nans/quantize',
+    },
+    ('modelopt', 'mxfp4'): {
+        'adversarial-blocks/quantize',
+        'block-max-powers-and-6x2^k/quantize',
+        'e8m0-near-0x00/quantize',
+        'e8m0-near-0xfe/quantize',
+        'elements-at-scale-2^-127/quantize',
+        'float32-max/quantize',
+        'infinities/quantize',
+        'midpoint-neighbours/quantize',
+        'midpoints/quantize',
+        'nans/quantize',
+        'signed-zeros/quantize',
+        'subnormal-elements/quantize',
+        'underflow-to-zero/quantize',
+        'zero-blocks/quantize',
+    },
+    ('modelopt', 'nvfp4'): {
+        'adversarial-blocks/quantize',
+        'given-tensor-scale-0/quantize',
+        'infinities/quantize',
+        'nans/quantize',
+        'negative-zero-tensor/quantize',
+        'zero-tensor/quantize',
+    },
+    ('compressed-tensors', 'mxfp4'): {
+        'adversarial-blocks/quantize',
+        'float32-max/quantize',
+        'infinities/quantize',
+        'nans/quantize',
+    },
+    ('compressed-tensors', 'nvfp4'): {
+        'infinities/quantize',
     },
 }
 
