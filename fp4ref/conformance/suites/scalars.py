@@ -180,7 +180,8 @@ def _e2m1_encode() -> list[Case]:
             if np.isnan(x).any():
                 params["nan"] = "sign"
             cases.append(Case(f"{group}_{rule}", tests, pins, {"x": x}, {"codes": codes}, params))
-            for zs in ZERO_SIGNS[1:] if "zero_sign" in params else ():
+            # the scalar zero signs ("quotient" is "negative" for a scalar, its own quotient)
+            for zs in [z for z in _ZERO_PINS if z != "keep"] if "zero_sign" in params else ():
                 codes = _e2m1_codes(plain, rule, zs)
                 cases.append(Case(
                     f"{group}_{rule}_{zs}", f"{tests} (NaN left out), zero codes by {zs!r}",
