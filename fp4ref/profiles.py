@@ -299,22 +299,39 @@ _PROFILES = (
     Profile("modelopt", "NVIDIA ModelOpt 0.47 NVFP4QTensor (run on CPU): s_t = amax/(6*448) "
             "(weight_scale_2, decode), block scale amax_b/(6*s_t) with 0 -> 1.0, clamped to "
             "[2^-9, 448], e4m3 RNE; elements x/(s_b*s_t), RNE, -0.0 -> +0. MXFP4 scale rule "
-            "rceil (ModelOpt's MXFP4 ties toward zero and writes +0 as 0x8: not emulated).",
+            "rceil. Decode (NVFP4QTensor.dequantize): P * f32(s_b * s_t), code 0x8 read as +0 "
+            "(decode_arithmetic='modelopt'); a negative element whose quotient underflows to "
+            "-0 gets 0x0 (zero_sign='quotient'). Not emulated (docs/findings.md 16): NaN and "
+            "Inf blocks (NaN quotients code 7, 0/0 scales 0xFF), x / 0 at a zero tensor scale, "
+            "and MXFP4QTensor (float32 log2 ceil rule, ties toward zero, +0 as 0x8, NaN/Inf "
+            "blocks scale 0 and codes 0x8).",
             zero_sign="quotient", scale_rule="rceil", nonfinite="ieee",
             block_scale_clamp=(2.0 ** -9, 448.0), zero_block_scale=1.0,
             e8m0_decode="inf", decode_arithmetic="modelopt"),
     Profile("compressed-tensors", "compressed-tensors 0.20 (llm-compressor) (run): NVFP4 "
             "weight_global_scale G = 6*448/amax (encode), block scale e4m3(G*(amax_b/6)), a "
-            "zero byte -> 0.125, elements x/(s_b/G), RNE, -0.0 -> +0; MXFP4 uses the EVEN rule.",
+            "zero byte -> 0.125, elements x/(s_b/G), RNE, -0.0 -> +0, a quotient that "
+            "underflows to -0 -> +0 (zero_sign='quotient'); MXFP4 uses the EVEN rule. Decode "
+            "(the compressors' decompress: unpack_fp4_from_uint8, dequantize): NVFP4 "
+            "P * f32(s_b / G), MXFP4 the scale 2^(e-127) in the output dtype, 0xFF = Inf "
+            "(decode_arithmetic='compressed-tensors', e8m0_decode='inf'). Not emulated "
+            "(docs/findings.md 17): a NaN block scale made by 0 * Inf is x86's 0xFF, and MXFP4 "
+            "NaN, Inf and float32-max blocks get 0x7F with zero codes.",
             zero_sign="quotient", scale_rule="even", nonfinite="ieee",
             nvfp4_recipe="compressed-tensors", tensor_scale_direction="encode",
             zero_block_scale=0.125, e8m0_decode="inf", decode_arithmetic="compressed-tensors"),
-    Profile("comfy", "comfy-kitchen 0.2.40, ComfyUI's kernels, eager backend (run on CPU: "
-            "TensorCoreNVFP4Layout.quantize, quantize_nvfp4, dequantize_nvfp4): tensor scale "
-            "amax/2688 (decode), block scale e4m3(min(f32(amax_b / 6) / s_t, 448)), high "
-            "nibble first, scales stored 128x4-swizzled; decode q * (s_t * s_b) in the output "
-            "dtype. Not yet emulated: an all-zero tensor gives scale 0xFF and codes 0xC (NaN), "
-            "a scale-0 block +0 codes (docs/findings.md).",
+    Profile("comfy", "comfy-kitchen 0.2.40, ComfyUI's kernels, eager backend (run on x86 "
+            "CPU: TensorCoreNVFP4Layout.quantize, quantize_nvfp4 with a given per_tensor_scale, "
+            "dequantize_nvfp4 to float32/bfloat16/float16): tensor scale amax/2688 (decode), "
+            "block scale e4m3(min(f32(f32(amax_b / 6) / s_t), 448)) (two roundings: [0.359375] "
+            "with s_t = f32(1/3) gives 0x23, one division 0x24), elements x / f32(s_t * s_b) "
+            "ties to even, signs kept; a block whose f32(s_t * s_b) is 0 gets +0 codes "
+            "([2^-10] beside [1000] -> scale 0, codes 0); NaN and Inf through x86 float32 "
+            "arithmetic (nonfinite='comfy': an all-zero tensor gives scale 0xFF and codes 0xC, "
+            "NaN everywhere, a defect; a NaN element 0x7F and codes 3; a given tensor scale "
+            "Inf codes 0xB); high nibble first, scales stored 128x4-swizzled; decode "
+            "q * (s_t * s_b) in the output dtype. Not emulated: the layout class computes the "
+            "tensor scale in the weight's dtype (bfloat16 weights: a bfloat16 amax / 2688).",
             nvfp4_recipe="comfy", nonfinite="comfy", nibble_order="high-first",
             scale_layout="128x4", decode_arithmetic="output-dtype"),
     Profile("qwantize", "qwantize 0.1.1 reference (run): MXFP4 scale floor(log2f(max(amax, "
@@ -351,8 +368,9 @@ _PROFILES = (
             scale_rule="rceil", rounding="zero", zero_sign="drop", nvfp4_recipe="plain",
             tensor_scale=False, e8m0_decode="inf", decode_arithmetic="output-dtype",
             mx_zero_block_scale=0x7F),
-    Profile("flashinfer", "flashinfer / TensorRT-LLM fp4_quantize in exact-division mode (read "
-            "from source, not run): MXFP4 rceil; NVFP4 global_scale = 6*448/amax (encode), block "
+    Profile("flashinfer", "UNVERIFIED: flashinfer / TensorRT-LLM fp4_quantize in exact-division "
+            "mode, read from source, never run (flashinfer-python's fp4_quantize is a CUDA "
+            "kernel; no CPU path to run here): MXFP4 rceil; NVFP4 global_scale = 6*448/amax (encode), block "
             "scale e4m3(G*amax_b/6), elements x/(s_b/G), zero block 0; 128x4 swizzled scales.",
             scale_rule="rceil", nonfinite="ieee", nvfp4_recipe="compressed-tensors",
             tensor_scale_direction="encode", scale_layout="128x4"),
@@ -376,3 +394,19 @@ def get(profile: str | Profile) -> Profile:
 def profiles() -> dict[str, Profile]:
     """Every named profile, by name."""
     return dict(PROFILES)
+
+
+#: The profiles whose implementation was not run beside them (their conventions are read
+#: from source), with the reason; every other profile's description names the
+#: implementation, version and functions it was compared with by running them.
+NOT_RUN: dict[str, str] = {
+    "flashinfer": "flashinfer-python's fp4_quantize runs only as a CUDA kernel (JIT-built "
+                  "for the GPU); no CPU reference to run; conventions read from source",
+}
+
+
+def verified(profile: str | Profile) -> bool:
+    """Whether ``profile`` was checked by running its implementation (False for the
+    profiles of :data:`NOT_RUN`, and for an unnamed :class:`Profile`)."""
+    name = profile.name if isinstance(profile, Profile) else get(profile).name
+    return name in PROFILES and name not in NOT_RUN

@@ -103,3 +103,11 @@ def test_nan_policies_of_the_comfy_recipe():
         Profile("x", "x", nonfinite="comfy", nvfp4_recipe="modelopt")
     with pytest.raises(ValueError, match="no scale search"):
         fp4ref.quantize(x, format="nvfp4", profile="comfy", scale_rule="optimal")
+
+
+def test_flashinfer_is_marked_not_run():
+    from fp4ref import profiles as p
+
+    assert not p.verified("flashinfer") and "UNVERIFIED" in p.get("flashinfer").description
+    assert p.verified("comfy") and p.verified("modelopt") and p.verified("compressed-tensors")
+    assert set(p.NOT_RUN) <= set(p.PROFILES)
