@@ -368,8 +368,8 @@ _PROFILES = (
             scale_rule="rceil", rounding="zero", zero_sign="drop", nvfp4_recipe="plain",
             tensor_scale=False, e8m0_decode="inf", decode_arithmetic="output-dtype",
             mx_zero_block_scale=0x7F),
-    Profile("flashinfer", "UNVERIFIED: flashinfer / TensorRT-LLM fp4_quantize in exact-division "
-            "mode, read from source, never run (flashinfer-python's fp4_quantize is a CUDA "
+    Profile("flashinfer", "UNVERIFIED: flashinfer / TensorRT-LLM fp4_quantize in "
+            "exact-division mode, read from source, never run (flashinfer-python's fp4_quantize is a CUDA "
             "kernel; no CPU path to run here): MXFP4 rceil; NVFP4 global_scale = 6*448/amax (encode), block "
             "scale e4m3(G*amax_b/6), elements x/(s_b/G), zero block 0; 128x4 swizzled scales.",
             scale_rule="rceil", nonfinite="ieee", nvfp4_recipe="compressed-tensors",
