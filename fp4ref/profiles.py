@@ -371,7 +371,8 @@ _PROFILES = (
     Profile("flashinfer", "UNVERIFIED: flashinfer / TensorRT-LLM fp4_quantize in "
             "exact-division mode, read from source, never run (flashinfer-python's "
             "fp4_quantize is a CUDA kernel; no CPU path to run here): MXFP4 rceil; NVFP4 "
-            "global_scale = 6*448/amax (encode), block scale e4m3(G*amax_b/6), elements x/(s_b/G), zero block 0; 128x4 swizzled scales.",
+            "global_scale = 6*448/amax (encode), block scale e4m3(G*amax_b/6), elements "
+            "x/(s_b/G), zero block 0; 128x4 swizzled scales.",
             scale_rule="rceil", nonfinite="ieee", nvfp4_recipe="compressed-tensors",
             tensor_scale_direction="encode", scale_layout="128x4"),
 )

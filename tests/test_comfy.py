@@ -106,8 +106,8 @@ def test_nan_policies_of_the_comfy_recipe():
 
 
 def test_flashinfer_is_marked_not_run():
-    from fp4ref import profiles as p
+    from fp4ref.profiles import NOT_RUN, PROFILES, get, verified
 
-    assert not p.verified("flashinfer") and "UNVERIFIED" in p.get("flashinfer").description
-    assert p.verified("comfy") and p.verified("modelopt") and p.verified("compressed-tensors")
-    assert set(p.NOT_RUN) <= set(p.PROFILES)
+    assert not verified("flashinfer") and "UNVERIFIED" in get("flashinfer").description
+    assert verified("comfy") and verified("modelopt") and verified("compressed-tensors")
+    assert set(NOT_RUN) <= set(PROFILES)
