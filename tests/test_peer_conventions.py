@@ -1,0 +1,91 @@
+"""The conventions ModelOpt 0.47 and compressed-tensors 0.20 need (``docs/findings.md``
+16-17), each on its minimal input with the result derived by hand, on every backend:
+``zero_sign="quotient"``, ``decode_arithmetic="compressed-tensors"`` and ``"modelopt"``."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import fp4ref
+
+from .helpers import BACKENDS
+
+F32 = np.float32
+
+
+def _host(a):
+    return a if isinstance(a, np.ndarray) else a.copy_to_host()
+
+
+def _quantize(x, backend, **options):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        q = fp4ref.quantize(x, scale_layout="linear", backend=backend, **options)
+    return _host(q.scales).reshape(-1).tolist(), _host(q.blocks).reshape(-1).tolist()
+
+
+def _bits(values):
+    values = _host(values)
+    return values.view(np.uint32 if values.dtype == np.float32 else np.uint16).reshape(-1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_quotient_zero_sign_nvfp4(backend):
+    """compressed-tensors, given G = 0: block scale e4m3(0 * amax / 6) = 0 -> the 0.125
+    fallback (0x20); -0.5 / (0.125 / 0) = -0.0, so code 0x0; "negative" would give 0x8."""
+    x = np.zeros((1, 16), F32)
+    x[0, 0] = -0.5
+    assert _quantize(x, backend, format="nvfp4", profile="compressed-tensors",
+                     tensor_scale=0.0) == ([0x20], [0] * 8)
+    negative = fp4ref.profiles()["compressed-tensors"].with_options(zero_sign="negative")
+    assert _quantize(x, backend, format="nvfp4", profile=negative,
+                     tensor_scale=0.0) == ([0x20], [0x08] + [0] * 7)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_quotient_zero_sign_mxfp4(backend):
+    """MXFP4, EVEN rule, amax 2^20 -> byte 145 (X = 2^18); -2^-149 / 2^18 underflows to -0:
+    code 0x0 ("negative": 0x8); 2^20 / 2^18 = 4 is code 6, element 0 in the low nibble."""
+    x = np.zeros((1, 32), F32)
+    x[0, 0], x[0, 1] = 2.0**20, -(2.0**-149)
+    assert _quantize(x, backend, format="mxfp4", profile="compressed-tensors") == (
+        [145], [0x06] + [0] * 15)
+    negative = fp4ref.profiles()["compressed-tensors"].with_options(zero_sign="negative")
+    assert _quantize(x, backend, format="mxfp4", profile=negative) == (
+        [145], [0x86] + [0] * 15)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_compressed_tensors_decode_divides_by_g(backend):
+    """NVFP4 scale 0x3A (1.25), code 2 (1.0), G = 3: f32(1.25 / 3) = 0x3ED55555; the
+    reciprocal order f32(1.25 * f32(1/3)) would be 0x3ED55556."""
+    blocks = np.full((1, 8), 0x22, np.uint8)
+    out = fp4ref.dequantize(blocks, np.array([[0x3A]], np.uint8), format="nvfp4",
+                            profile="compressed-tensors", tensor_scale=3.0,
+                            scale_layout="linear", backend=backend)
+    assert set(_bits(out).tolist()) == {0x3ED55555}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_compressed_tensors_mxfp4_scale_in_the_output_dtype(backend):
+    """MXFP4 byte 102 (2^-25), code 7 (6): float16(2^-25) is 0 (a tie to even), so 0x0000;
+    the exact product 1.5 * 2^-23 would be float16 0x0003."""
+    blocks = np.full((1, 16), 0x77, np.uint8)
+    out = fp4ref.dequantize(blocks, np.array([[102]], np.uint8), format="mxfp4",
+                            profile="compressed-tensors", dtype="float16", backend=backend)
+    assert set(_bits(out).tolist()) == {0}
+    ocp = fp4ref.dequantize(blocks, np.array([[102]], np.uint8), format="mxfp4",
+                            dtype="float16", backend=backend)
+    assert set(_bits(ocp).tolist()) == {0x0003}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_modelopt_decodes_code_8_as_positive_zero(backend):
+    """ModelOpt's e2m1_values[8] is +0: codes 0x8 and 0x9 under scale 0x38 (1.0) with
+    s_t = 1 decode to 0x00000000 and -0.5 (0xBF000000)."""
+    blocks = np.full((1, 8), 0x98, np.uint8)
+    out = fp4ref.dequantize(blocks, np.array([[0x38]], np.uint8), format="nvfp4",
+                            profile="modelopt", tensor_scale=1.0, scale_layout="linear",
+                            backend=backend)
+    assert _bits(out).tolist()[:2] == [0x00000000, 0xBF000000]
