@@ -298,6 +298,8 @@ class NumbaBackend:
         if blocks.shape[0]:
             fast = kernels.KERNELS[path](blocks, blocks.view(np.uint32), options.kernel, scales,
                                          packed, hessian)
+            if options.format == "nvfp4" and options.profile.nonfinite == "ieee-x86":
+                kernels.x86_nan_scales(blocks.view(np.uint32), scales)
             if path.startswith("nvfp4") and fast:
                 return f"{path}-fast"
         return path

@@ -65,7 +65,11 @@ E4M3_DECODES = ("ocp", "ggml")
 #: scale gives scale byte 0x7F, a NaN made by 0/0 or Inf/Inf the negative default NaN,
 #: byte 0xFF; each NaN quotient is coded by its bits, 3 or 4 (payload bit 21) with its
 #: sign: :func:`fp4ref.spec.nvfp4.comfy_block`).
-NONFINITE = ("nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy")
+#: ``"ieee-x86"`` (NVFP4): as ``"ieee"``, but a NaN block scale the recipe's float32
+#: arithmetic makes (0 * Inf, Inf / Inf, 0 / 0: a block without NaN) carries x86's
+#: default-NaN sign, byte 0xFF (compressed-tensors on CPU: an Inf makes G = 0, and the Inf
+#: block's scale 0 * Inf); a NaN input block keeps 0x7F. MXFP4 as ``"ieee"``.
+NONFINITE = ("nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy", "ieee-x86")
 
 #: How an element's code is chosen: ``"nearest"`` the float32 quotient |x| / d rounded to
 #: the nearest E2M1 magnitude by ``rounding`` (saturating at 6), its sign by ``zero_sign``;
@@ -179,7 +183,7 @@ class Profile:
         from it.
     e8m0_min : int
         Smallest E8M0 byte the optimal search may pick (qwantize: 1).
-    nonfinite : {"nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy"}
+    nonfinite : {"nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy", "ieee-x86"}
         NaN/Inf policy (see :data:`NONFINITE`).
     element_rule : {"nearest", "ggml"}
         How an element's code is chosen (see :data:`ELEMENT_RULES`).
@@ -315,9 +319,10 @@ _PROFILES = (
             "(the compressors' decompress: unpack_fp4_from_uint8, dequantize): NVFP4 "
             "P * f32(s_b / G), MXFP4 the scale 2^(e-127) in the output dtype, 0xFF = Inf "
             "(decode_arithmetic='compressed-tensors', e8m0_decode='inf'). Not emulated "
-            "(docs/findings.md 17): a NaN block scale made by 0 * Inf is x86's 0xFF, and MXFP4 "
-            "NaN, Inf and float32-max blocks get 0x7F with zero codes.",
-            zero_sign="quotient", scale_rule="even", nonfinite="ieee",
+            "(docs/findings.md 17): MXFP4 NaN, Inf and float32-max blocks get 0x7F with zero "
+            "codes. An Inf makes G = 2688 / Inf = 0 and the Inf block's scale 0 * Inf is x86's "
+            "negative NaN, 0xFF (nonfinite='ieee-x86').",
+            zero_sign="quotient", scale_rule="even", nonfinite="ieee-x86",
             nvfp4_recipe="compressed-tensors", tensor_scale_direction="encode",
             zero_block_scale=0.125, e8m0_decode="inf", decode_arithmetic="compressed-tensors"),
     Profile("comfy", "comfy-kitchen 0.2.40, ComfyUI's kernels, eager backend (run on x86 "

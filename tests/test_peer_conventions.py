@@ -89,3 +89,18 @@ def test_modelopt_decodes_code_8_as_positive_zero(backend):
                             profile="modelopt", tensor_scale=1.0, scale_layout="linear",
                             backend=backend)
     assert _bits(out).tolist()[:2] == [0x00000000, 0xBF000000]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ieee_x86_arithmetic_nan_scale(backend):
+    """compressed-tensors, [[Inf, 1.0], [2.0]] (blocks of 16): G = 2688 / Inf = 0; block 1
+    scale 0 * Inf = x86's negative NaN, 0xFF (zero codes); block 2: 0 -> the 0.125 fallback
+    0x20, 2 / (0.125 / 0) = 0 -> code 0. A NaN input block keeps 0x7F."""
+    x = np.zeros((1, 32), F32)
+    x[0, 0], x[0, 1], x[0, 16] = np.inf, 1.0, 2.0
+    assert _quantize(x, backend, format="nvfp4", profile="compressed-tensors") == (
+        [0xFF, 0x20], [0] * 16)
+    x[0, 0] = np.nan
+    scales, _ = _quantize(x, backend, format="nvfp4", profile="compressed-tensors",
+                          tensor_scale=2688.0)
+    assert scales[0] == 0x7F

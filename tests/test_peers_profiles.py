@@ -141,9 +141,6 @@ KNOWN: dict[tuple[str, str], set[str]] = {
         'infinities/quantize',
         'nans/quantize',
     },
-    ('compressed-tensors', 'nvfp4'): {
-        'infinities/quantize',
-    },
 }
 
 

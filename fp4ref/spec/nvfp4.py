@@ -110,6 +110,12 @@ def quantize_block(
 
     if nonfinite is not None:
         nan_scale_for_inf = nonfinite == "nan-scale"
+    if nonfinite == "ieee-x86":  # as "ieee"; an arithmetic NaN scale is x86's 0xFF
+        scale, codes = quantize_block(values, recipe, tensor, clamp, zero_scale, optimal,
+                                      rounding, zero_sign, False, lanes, hessian, "ieee",
+                                      element_rule, e4m3_encode)
+        return (0xFF if scale == e4m3.NAN and not any(math.isnan(v) for v in values)
+                else scale), codes
     ggml = nonfinite == "ggml"
     if nonfinite == "gguf-py":
         raise ValueError("nonfinite='gguf-py' is MXFP4 only (gguf-py has no NVFP4 quantizer)")

@@ -543,6 +543,21 @@ def quantize_nv_ggml(x, bits, options, scales, packed, hessian):
     return False
 
 
+@njit(parallel=True, cache=True, error_model="numpy")
+def x86_nan_scales(bits, scales):
+    """``nonfinite="ieee-x86"`` after an NVFP4 kernel: the NaN byte 0x7F of a block without
+    a NaN (a NaN the recipe's arithmetic made) becomes 0xFF, x86's default-NaN sign (its
+    codes are already zero). ``bits``: the blocks ``[b, 16]`` as uint32."""
+    nblocks, n = bits.shape
+    for blk in prange(nblocks):
+        if scales[blk] == 0x7F:
+            nan = False
+            for i in range(n):
+                nan |= (bits[blk, i] & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+            if not nan:
+                scales[blk] = 0xFF
+
+
 #: The CPU kernel of each kind of quantization (:func:`kernel_for` picks one).
 KERNELS = {
     "mxfp4-rule": quantize_mx_rule,  # a scale rule: vector code, float32 only

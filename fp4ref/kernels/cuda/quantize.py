@@ -48,6 +48,7 @@ from ..options import (
     NONFINITE_GGML,
     NONFINITE_GGUF_PY,
     NONFINITE_NAN_SCALE,
+    NONFINITE_IEEE_X86,
     RECIPE_COMFY,
     RECIPE_TORCHAO,
     RULE_FLOOR,
@@ -414,6 +415,9 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
         return
     if o.optimal:
         _search(True, x, divisors, o, multiply, scales, packed, hessian)
+        if o.nonfinite == NONFINITE_IEEE_X86:  # an arithmetic NaN scale: x86's sign, 0xFF
+            blocks, threads = _block_grid(scales.size)
+            _x86_nan_scales[blocks, threads](x.view(np.uint32), scales)
         return
     blocks, threads = _warp_grid((scales.size + 31) // 32)
     _rule_kernel(True, o.nvfp4_recipe, o.nibble_order, o.rounding, o.zero_sign)[
@@ -421,6 +425,20 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
         x.view(np.uint32), divisors, o.tensor_operand, o.clamp_low, o.clamp_high, o.zero_block,
         o.zero_block_scale, o.nonfinite == NONFINITE_NAN_SCALE, scales,
         _rule_out(packed, o.nibble_order))
+    if o.nonfinite == NONFINITE_IEEE_X86:  # an arithmetic NaN scale: x86's sign, 0xFF
+        blocks, threads = _block_grid(scales.size)
+        _x86_nan_scales[blocks, threads](x.view(np.uint32), scales)
+
+
+@cuda.jit
+def _x86_nan_scales(bits, scales):
+    for blk in range(cuda.grid(1), scales.size, cuda.gridsize(1)):
+        if scales[blk] == NV_NAN:
+            nan = False
+            for i in range(16):
+                nan |= (bits[blk * 16 + i] & uint32(0x7FFFFFFF)) > uint32(_INF_BITS)
+            if not nan:
+                scales[blk] = 0xFF
 
 
 @cuda.jit
