@@ -69,7 +69,13 @@ E4M3_DECODES = ("ocp", "ggml")
 #: arithmetic makes (0 * Inf, Inf / Inf, 0 / 0: a block without NaN) carries x86's
 #: default-NaN sign, byte 0xFF (compressed-tensors on CPU: an Inf makes G = 0, and the Inf
 #: block's scale 0 * Inf); a NaN input block keeps 0x7F. MXFP4 as ``"ieee"``.
-NONFINITE = ("nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy", "ieee-x86")
+#: ``"compressed-tensors"`` (compressed-tensors 0.20 on CPU): NVFP4 as ``"ieee-x86"``;
+#: MXFP4: a block whose amax ``round_to_power_2`` sends to Inf (its bits + 0x200000 reach
+#: the exponent field 255: NaN, Inf, amax >= 1.75 * 2^127) gets scale byte 0x7F (the
+#: low byte of ``127 + int32(floor(log2(Inf)))`` = 127 + INT_MIN) and zero codes
+#: (``x / Inf``).
+NONFINITE = ("nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy", "ieee-x86",
+             "compressed-tensors")
 
 #: How an element's code is chosen: ``"nearest"`` the float32 quotient |x| / d rounded to
 #: the nearest E2M1 magnitude by ``rounding`` (saturating at 6), its sign by ``zero_sign``;
@@ -183,7 +189,9 @@ class Profile:
         from it.
     e8m0_min : int
         Smallest E8M0 byte the optimal search may pick (qwantize: 1).
-    nonfinite : {"nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy", "ieee-x86"}
+    nonfinite : str
+        One of :data:`NONFINITE` ("nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy",
+        "ieee-x86", "compressed-tensors").
         NaN/Inf policy (see :data:`NONFINITE`).
     element_rule : {"nearest", "ggml"}
         How an element's code is chosen (see :data:`ELEMENT_RULES`).
@@ -319,10 +327,11 @@ _PROFILES = (
             "(the compressors' decompress: unpack_fp4_from_uint8, dequantize): NVFP4 "
             "P * f32(s_b / G), MXFP4 the scale 2^(e-127) in the output dtype, 0xFF = Inf "
             "(decode_arithmetic='compressed-tensors', e8m0_decode='inf'). Not emulated "
-            "(docs/findings.md 17): MXFP4 NaN, Inf and float32-max blocks get 0x7F with zero "
-            "codes. An Inf makes G = 2688 / Inf = 0 and the Inf block's scale 0 * Inf is x86's "
-            "negative NaN, 0xFF (nonfinite='ieee-x86').",
-            zero_sign="quotient", scale_rule="even", nonfinite="ieee-x86",
+            "(docs/findings.md 17; nonfinite='compressed-tensors'): MXFP4 NaN, Inf and "
+            "float32-max blocks get 0x7F with zero codes ([3.4e38, 1.0] -> 0x7F, codes 0); "
+            "an Inf makes G = 2688 / Inf = 0 and the Inf block's NVFP4 scale 0 * Inf is "
+            "x86's negative NaN, 0xFF.",
+            zero_sign="quotient", scale_rule="even", nonfinite="compressed-tensors",
             nvfp4_recipe="compressed-tensors", tensor_scale_direction="encode",
             zero_block_scale=0.125, e8m0_decode="inf", decode_arithmetic="compressed-tensors"),
     Profile("comfy", "comfy-kitchen 0.2.40, ComfyUI's kernels, eager backend (run on x86 "

@@ -104,3 +104,30 @@ def test_ieee_x86_arithmetic_nan_scale(backend):
     scales, _ = _quantize(x, backend, format="nvfp4", profile="compressed-tensors",
                           tensor_scale=2688.0)
     assert scales[0] == 0x7F
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_compressed_tensors_mxfp4_overflowing_blocks(backend):
+    """compressed-tensors MXFP4: [3.4028235e38, 1.0] -> round_to_power_2 gives Inf, the byte
+    is uint8(127 + INT_MIN) = 0x7F and x / Inf = 0 (zero codes); so do NaN and Inf blocks;
+    amax 1.5 * 2^127 (bits 0x7F400000, below 0x7F600000) keeps the EVEN rule's byte:
+    (0x7F400000 + 0x200000) >> 23 = 254, minus 129, plus 127: 0xFC (X = 2^125), code 7."""
+    x = np.zeros((4, 32), F32)
+    x[0, 0], x[0, 1] = np.finfo(F32).max, 1.0
+    x[1, 0], x[2, 3] = np.nan, -np.inf
+    x[3, 0] = F32(1.5 * 2.0**127)
+    scales, blocks = _quantize(x, backend, format="mxfp4", profile="compressed-tensors")
+    assert scales == [0x7F, 0x7F, 0x7F, 0xFC]
+    assert blocks[:48] == [0] * 48 and blocks[48] == 0x07  # 1.5 * 2^127 / 2^125 = 6
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "python"])
+def test_compressed_tensors_and_modelopt_probes_agree_with_the_oracle(backend):
+    from fp4ref.conformance import probes
+
+    for profile in ("compressed-tensors", "modelopt"):
+        for fmt in ("mxfp4", "nvfp4"):
+            for probe in probes.probes(fmt):
+                options = dict(format=fmt, profile=profile, tensor_scale=probe.tensor_scale)
+                assert _quantize(probe.x, backend, **options) == _quantize(
+                    probe.x, "python", **options), (profile, fmt, probe.label)

@@ -135,12 +135,6 @@ KNOWN: dict[tuple[str, str], set[str]] = {
         'negative-zero-tensor/quantize',
         'zero-tensor/quantize',
     },
-    ('compressed-tensors', 'mxfp4'): {
-        'adversarial-blocks/quantize',
-        'float32-max/quantize',
-        'infinities/quantize',
-        'nans/quantize',
-    },
 }
 
 

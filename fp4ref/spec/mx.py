@@ -90,6 +90,10 @@ def quantize_block(
     from .optimal import search, search_hessian
     from .scale_rules import e8m0_divisor, mx_scale, quotient
 
+    if nonfinite == "compressed-tensors" and any(  # round_to_power_2(amax) is Inf
+            (_bits32(v) & 0x7FFFFFFF) + 0x200000 >= 0x7F800000 for v in values):
+        return 0x7F, [0] * len(values)  # compressed-tensors: uint8(127 + INT_MIN), x / Inf
+
     if nonfinite == "gfloat" and any(math.isnan(v) for v in values):
         raise ValueError("NaN in a block: refused under nonfinite='gfloat'")
     if nonfinite == "gfloat" and any(math.isinf(v) for v in values):  # gfloat block.py
@@ -127,3 +131,11 @@ def quantize_block(
     if scale == e8m0.NAN:  # ggml's wrapped exponents can land on 0xFF
         codes = [0] * len(values)
     return scale, codes
+
+
+def _bits32(value: float) -> int:
+    """The float32 bits of a float32 ``value`` given as a Python float (NaN: 0x7FC00000 or
+    above, enough for a magnitude comparison)."""
+    import numpy as np
+
+    return int(np.array(value, np.float64).astype(np.float32).view(np.uint32))

@@ -110,7 +110,7 @@ def quantize_block(
 
     if nonfinite is not None:
         nan_scale_for_inf = nonfinite == "nan-scale"
-    if nonfinite == "ieee-x86":  # as "ieee"; an arithmetic NaN scale is x86's 0xFF
+    if nonfinite in ("ieee-x86", "compressed-tensors"):  # an arithmetic NaN scale: 0xFF
         scale, codes = quantize_block(values, recipe, tensor, clamp, zero_scale, optimal,
                                       rounding, zero_sign, False, lanes, hessian, "ieee",
                                       element_rule, e4m3_encode)

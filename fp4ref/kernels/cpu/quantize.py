@@ -558,6 +558,21 @@ def x86_nan_scales(bits, scales):
                 scales[blk] = 0xFF
 
 
+@njit(parallel=True, cache=True, error_model="numpy")
+def overflow_blocks_7f(bits, scales, packed):
+    """``nonfinite="compressed-tensors"`` after an MXFP4 kernel: a block whose amax bits
+    plus 0x200000 (``round_to_power_2``) reach 0x7F800000 (NaN, Inf, amax >= 1.75 * 2^127)
+    gets scale 0x7F and zero codes. ``bits``: the blocks ``[b, 32]`` as uint32."""
+    nblocks, n = bits.shape
+    for blk in prange(nblocks):
+        top = np.uint32(0)
+        for i in range(n):
+            top = max(top, bits[blk, i] & np.uint32(0x7FFFFFFF))
+        if top + np.uint32(0x200000) >= np.uint32(0x7F800000):
+            scales[blk] = 0x7F
+            packed[blk, :] = 0
+
+
 #: The CPU kernel of each kind of quantization (:func:`kernel_for` picks one).
 KERNELS = {
     "mxfp4-rule": quantize_mx_rule,  # a scale rule: vector code, float32 only

@@ -44,6 +44,7 @@ from ..options import (
     ENCODE_E4M3_GGML,
     HIGH_FIRST,
     NONFINITE_COMFY,
+    NONFINITE_CT,
     NONFINITE_GFLOAT,
     NONFINITE_GGML,
     NONFINITE_GGUF_PY,
@@ -378,6 +379,27 @@ def _launch_ggml(nv: bool, x, options, scales, packed) -> None:
 
 
 def quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
+    """MXFP4 (see :func:`_quantize_mx`), then under ``nonfinite="compressed-tensors"`` its
+    overflowing blocks 0x7F with zero codes (:func:`..cpu.quantize.overflow_blocks_7f`)."""
+    _quantize_mx(x, divisors, options, scales, packed, hessian)
+    if options.nonfinite == NONFINITE_CT:
+        blocks, threads = _block_grid(scales.size)
+        _overflow_blocks_7f[blocks, threads](x.view(np.uint32), scales, packed.reshape(-1))
+
+
+@cuda.jit
+def _overflow_blocks_7f(bits, scales, packed):
+    for blk in range(cuda.grid(1), scales.size, cuda.gridsize(1)):
+        top = uint32(0)
+        for i in range(32):
+            top = max(top, bits[blk * 32 + i] & uint32(0x7FFFFFFF))
+        if top + uint32(0x200000) >= uint32(_INF_BITS):
+            scales[blk] = 0x7F
+            for j in range(16):
+                packed[blk * 16 + j] = 0
+
+
+def _quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
     """MXFP4 blocks of the flat float32 device array ``x`` into ``scales`` (one byte per
     block) and ``packed`` (16 bytes per block), as :func:`..cpu.quantize.quantize_mx` and
     :func:`..cpu.quantize.quantize_mx_rule` (``options``: the call's
@@ -415,7 +437,7 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
         return
     if o.optimal:
         _search(True, x, divisors, o, multiply, scales, packed, hessian)
-        if o.nonfinite == NONFINITE_IEEE_X86:  # an arithmetic NaN scale: x86's sign, 0xFF
+        if o.nonfinite == NONFINITE_IEEE_X86 or o.nonfinite == NONFINITE_CT:  # NaN scale 0xFF
             blocks, threads = _block_grid(scales.size)
             _x86_nan_scales[blocks, threads](x.view(np.uint32), scales)
         return
@@ -425,7 +447,7 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
         x.view(np.uint32), divisors, o.tensor_operand, o.clamp_low, o.clamp_high, o.zero_block,
         o.zero_block_scale, o.nonfinite == NONFINITE_NAN_SCALE, scales,
         _rule_out(packed, o.nibble_order))
-    if o.nonfinite == NONFINITE_IEEE_X86:  # an arithmetic NaN scale: x86's sign, 0xFF
+    if o.nonfinite == NONFINITE_IEEE_X86 or o.nonfinite == NONFINITE_CT:  # NaN scale 0xFF
         blocks, threads = _block_grid(scales.size)
         _x86_nan_scales[blocks, threads](x.view(np.uint32), scales)
 
