@@ -74,8 +74,13 @@ E4M3_DECODES = ("ocp", "ggml")
 #: the exponent field 255: NaN, Inf, amax >= 1.75 * 2^127) gets scale byte 0x7F (the
 #: low byte of ``127 + int32(floor(log2(Inf)))`` = 127 + INT_MIN) and zero codes
 #: (``x / Inf``).
+#: ``"modelopt"`` (NVFP4, with the ``"modelopt"`` recipe; ModelOpt 0.47 NVFP4QTensor on
+#: x86): nothing special-cased: a block scale made NaN by a NaN element or tensor scale is
+#: 0x7F, by 0 / 0 or Inf / Inf 0xFF (x86's default NaN); every element whose quotient
+#: ``x / f32(s_b * s_t)`` is NaN gets code 7 (``searchsorted`` puts NaN past the bounds,
+#: ``NaN < 0`` is False). MXFP4 as ``"ieee"``.
 NONFINITE = ("nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy", "ieee-x86",
-             "compressed-tensors")
+             "compressed-tensors", "modelopt")
 
 #: How an element's code is chosen: ``"nearest"`` the float32 quotient |x| / d rounded to
 #: the nearest E2M1 magnitude by ``rounding`` (saturating at 6), its sign by ``zero_sign``;
@@ -160,6 +165,9 @@ def _check(profile: Profile) -> None:
             raise _bad("block_scale_clamp", clamp,
                        "None or (low, high), finite reals with 0 <= low <= high")
         object.__setattr__(profile, "block_scale_clamp", (float(pair[0]), float(pair[1])))
+    if profile.nonfinite == "modelopt" and profile.nvfp4_recipe not in ("modelopt", None):
+        raise _bad("nonfinite", profile.nonfinite,
+                   f"'modelopt' only with nvfp4_recipe='modelopt' (got {profile.nvfp4_recipe!r})")
     if profile.nonfinite == "comfy" and profile.nvfp4_recipe not in ("comfy", None):
         raise _bad("nonfinite", profile.nonfinite,
                    f"'comfy' only with nvfp4_recipe='comfy' (got {profile.nvfp4_recipe!r})")
@@ -191,7 +199,7 @@ class Profile:
         Smallest E8M0 byte the optimal search may pick (qwantize: 1).
     nonfinite : str
         One of :data:`NONFINITE` ("nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy",
-        "ieee-x86", "compressed-tensors").
+        "ieee-x86", "compressed-tensors", "modelopt").
         NaN/Inf policy (see :data:`NONFINITE`).
     element_rule : {"nearest", "ggml"}
         How an element's code is chosen (see :data:`ELEMENT_RULES`).
@@ -317,7 +325,7 @@ _PROFILES = (
             "Inf blocks (NaN quotients code 7, 0/0 scales 0xFF), x / 0 at a zero tensor scale, "
             "and MXFP4QTensor (float32 log2 ceil rule, ties toward zero, +0 as 0x8, NaN/Inf "
             "blocks scale 0 and codes 0x8).",
-            zero_sign="quotient", scale_rule="rceil", nonfinite="ieee",
+            zero_sign="quotient", scale_rule="rceil", nonfinite="modelopt",
             block_scale_clamp=(2.0 ** -9, 448.0), zero_block_scale=1.0,
             e8m0_decode="inf", decode_arithmetic="modelopt"),
     Profile("compressed-tensors", "compressed-tensors 0.20 (llm-compressor) (run): NVFP4 "

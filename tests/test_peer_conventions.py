@@ -131,3 +131,20 @@ def test_compressed_tensors_and_modelopt_probes_agree_with_the_oracle(backend):
                 options = dict(format=fmt, profile=profile, tensor_scale=probe.tensor_scale)
                 assert _quantize(probe.x, backend, **options) == _quantize(
                     probe.x, "python", **options), (profile, fmt, probe.label)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_modelopt_nan_and_inf_through_the_arithmetic(backend):
+    """ModelOpt NVFP4 (nonfinite="modelopt"), blocks of 16, packed low nibble first:
+    [NaN, 1.0]: s_t = NaN -> scale 0x7F, every quotient NaN -> code 7 (0x77);
+    zeros: s_t = 0, 0 / (6 * 0) is x86's default NaN -> 0xFF, codes 7;
+    given s_t = 0, [1.0]: 1 / 0 = Inf -> 448 (0x7E), 1 / (448 * 0) = Inf and 0 / 0 -> 7."""
+    nan = np.zeros((1, 16), F32)
+    nan[0, 0], nan[0, 1] = np.nan, 1.0
+    assert _quantize(nan, backend, format="nvfp4", profile="modelopt") == ([0x7F], [0x77] * 8)
+    zero = np.zeros((1, 16), F32)
+    assert _quantize(zero, backend, format="nvfp4", profile="modelopt") == ([0xFF], [0x77] * 8)
+    one = np.zeros((1, 16), F32)
+    one[0, 0] = 1.0
+    assert _quantize(one, backend, format="nvfp4", profile="modelopt", tensor_scale=0.0) == (
+        [0x7E], [0x77] * 8)

@@ -127,14 +127,6 @@ KNOWN: dict[tuple[str, str], set[str]] = {
         'underflow-to-zero/quantize',
         'zero-blocks/quantize',
     },
-    ('modelopt', 'nvfp4'): {
-        'adversarial-blocks/quantize',
-        'given-tensor-scale-0/quantize',
-        'infinities/quantize',
-        'nans/quantize',
-        'negative-zero-tensor/quantize',
-        'zero-tensor/quantize',
-    },
 }
 
 

@@ -38,6 +38,7 @@ from numba import cuda, float32, float64, int32, uint32, uint64
 from ..comfy import comfy_block
 from ..elements import element_code, packed_byte
 from ..ggml import ggml_block
+from ..modelopt import modelopt_block
 from ..optimal import search_hessian
 from ..options import (
     ELEMENT_GGML,
@@ -49,6 +50,7 @@ from ..options import (
     NONFINITE_GGML,
     NONFINITE_GGUF_PY,
     NONFINITE_IEEE_X86,
+    NONFINITE_MODELOPT,
     NONFINITE_NAN_SCALE,
     RECIPE_COMFY,
     RECIPE_TORCHAO,
@@ -435,6 +437,14 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
     if o.nvfp4_recipe == RECIPE_COMFY and not o.optimal:
         quantize_nv_comfy(x, o, scales, packed)
         return
+    if o.nonfinite == NONFINITE_MODELOPT and not o.optimal:
+        tensor_bits = int(np.float32(o.tensor_operand).view(np.uint32))
+        blocks, threads = _block_grid(scales.size)
+        _modelopt_kernel[blocks, threads](x.view(np.uint32), o.tensor_operand, tensor_bits,
+                                          o.clamp_low, o.clamp_high, o.zero_block,
+                                          o.zero_block_scale, o.rounding, o.zero_sign,
+                                          o.nibble_order, scales, packed.reshape(-1))
+        return
     if o.optimal:
         _search(True, x, divisors, o, multiply, scales, packed, hessian)
         if o.nonfinite == NONFINITE_IEEE_X86 or o.nonfinite == NONFINITE_CT:  # NaN scale 0xFF
@@ -461,6 +471,16 @@ def _x86_nan_scales(bits, scales):
                 nan |= (bits[blk * 16 + i] & uint32(0x7FFFFFFF)) > uint32(_INF_BITS)
             if not nan:
                 scales[blk] = 0xFF
+
+
+@cuda.jit
+def _modelopt_kernel(bits, tensor, tensor_bits, clamp_low, clamp_high, zero_block, zero_scale,
+                     tie, zero_sign, order, scales, packed):
+    words, out = _njit_view(bits), _njit_view(packed)
+    for blk in range(cuda.grid(1), scales.size, cuda.gridsize(1)):
+        scales[blk] = modelopt_block(words, blk * 16, 16, tensor, tensor_bits, clamp_low,
+                                     clamp_high, zero_block, zero_scale, tie, zero_sign, order,
+                                     out, blk * 8)
 
 
 @cuda.jit
