@@ -321,10 +321,10 @@ _PROFILES = (
             "[2^-9, 448], e4m3 RNE; elements x/(s_b*s_t), RNE, -0.0 -> +0. MXFP4 scale rule "
             "rceil. Decode (NVFP4QTensor.dequantize): P * f32(s_b * s_t), code 0x8 read as +0 "
             "(decode_arithmetic='modelopt'); a negative element whose quotient underflows to "
-            "-0 gets 0x0 (zero_sign='quotient'). Not emulated (docs/findings.md 16): NaN and "
-            "Inf blocks (NaN quotients code 7, 0/0 scales 0xFF), x / 0 at a zero tensor scale, "
-            "and MXFP4QTensor (float32 log2 ceil rule, ties toward zero, +0 as 0x8, NaN/Inf "
-            "blocks scale 0 and codes 0x8).",
+            "-0 gets 0x0 (zero_sign='quotient'); NaN and Inf through its x86 arithmetic "
+            "(nonfinite='modelopt': [NaN, 1.0] -> 0x7F, codes 7; an all-zero tensor -> 0xFF "
+            "(0/0), codes 7). Not emulated (docs/findings.md 16): MXFP4QTensor (float32 log2 "
+            "ceil rule, ties toward zero, +0 as 0x8, NaN/Inf blocks scale 0 and codes 0x8).",
             zero_sign="quotient", scale_rule="rceil", nonfinite="modelopt",
             block_scale_clamp=(2.0 ** -9, 448.0), zero_block_scale=1.0,
             e8m0_decode="inf", decode_arithmetic="modelopt"),
