@@ -12,8 +12,8 @@ from .profiles import E8M0_DECODES
 from .profiles import get as get_profile
 from .spec import mx, nibbles, nvfp4, rounding
 from .spec.e2m1 import NAN_CODES as E2M1_NAN_CODES
+from .spec.e2m1 import SCALAR_ZERO_SIGNS
 from .spec.e4m3 import NAN_CODES as E4M3_NAN_CODES
-from .spec.elements import ZERO_SIGNS
 
 #: Block formats: (elements per scale, scale format, the ml_dtypes type taken as scale bytes).
 FORMATS = {
@@ -143,14 +143,21 @@ def packed(
         if tensor_scale is not None and direction == "encode":
             with np.errstate(divide="ignore"):
                 divisor, scale = scale, np.float32(1.0) / scale  # vLLM: 1 / G in float32
+        elif tensor_scale is not None and direction == "amax":
+            scale = np.float32(scale / np.float32(2688.0))  # MLX: global_scale / (448 * 6)
+            with np.errstate(divide="ignore", over="ignore"):
+                divisor = np.float32(1.0) / scale
         elif stored is not None:  # a layer of an encode-direction profile: its G
             divisor = np.float32(stored)
         else:
             with np.errstate(divide="ignore"):
                 divisor = np.float32(1.0) / scale
     leading, k = _block_shapes(blocks, scales, block_size, fmt)
+    arithmetic = prof.decode_arithmetic
+    if arithmetic == "mlx":  # MLX's dequantize: MXFP4 in the output dtype, NVFP4 scale first
+        arithmetic = "output-dtype" if fmt == "mxfp4" else "scale-first"
     return Packed(blocks, scales, fmt, block_size, scale_format, scale, order, e8m0, leading, k,
-                  prof.decode_arithmetic, prof.e4m3_decode, divisor)
+                  arithmetic, prof.e4m3_decode, divisor)
 
 
 @arrays.front_door
@@ -199,7 +206,9 @@ def dequantize(
         it is the stored encode scale G (``weight_global_scale``, ``6 * 448 / amax``), and
         the decode multiplier is float32(1 / G), one correctly rounded float32 division, as
         vLLM's compressed-tensors NVFP4 path computes ``1 / weight_global_scale`` (G = 0
-        gives +Inf). A quantized layer's ``tensor_scale`` is always the decode multiplier.
+        gives +Inf). Under ``"amax"`` (``mlx``) it is MLX's ``global_scale``, the tensor amax
+        G, and the decode multiplier is float32(G / 2688). A quantized layer's
+        ``tensor_scale`` is always the decode multiplier.
     nibble_order : {"low-first", "high-first", "split-half"}, optional
         Where each element sits in its byte (see :mod:`fp4ref.spec.nibbles`).
     scale_layout : {"linear", "128x4", "8x4"}, optional
@@ -354,7 +363,7 @@ def encode_e2m1(x: Any, rounding: str = "even", *, zero_sign: str = "keep", nan:
         sign bit, 0x0 or 0x8).
     """
     tie = _checks.choice("rounding", rounding, rounding_rules())
-    zero = _checks.choice("zero_sign", zero_sign, ZERO_SIGNS)
+    zero = _checks.choice("zero_sign", zero_sign, SCALAR_ZERO_SIGNS)
     nan = _checks.choice("nan", nan, E2M1_NAN_CODES)
     engine = backends.get(backend, x)
     array = _checks.float_array("x", x)

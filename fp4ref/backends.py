@@ -131,8 +131,9 @@ class PythonBackend:
             if options.format == "mxfp4":
                 scale, codes = mx.quantize_block(
                     values, options.scale_rule, p.rounding, p.zero_sign, options.start_rule,
-                    p.e8m0_min, p.sum_lanes, h, p.mx_zero_block_scale, p.nonfinite,
-                    p.element_rule)
+                    p.e8m0_min, p.sum_lanes, h, p.mx_zero_block_scale, nonfinite=p.nonfinite,
+                    element_rule=p.element_rule, element_scale=p.mx_element_scale,
+                    stored_min=p.e8m0_stored_min)
             else:
                 scale, codes = nvfp4.quantize_block(
                     values, p.nvfp4_recipe, options.tensor_operand, p.block_scale_clamp,
@@ -453,8 +454,15 @@ class CudaBackend:
                 self._tables["e8m0 divisors"] = self.cuda.to_device(divisors)
             kernels.quantize_mx(x, self._tables["e8m0 divisors"], k, scales, packed, matrices)
             return scales, packed
-        divisors = _device.empty(256, np.float64)
-        kernels.nv_divisors(k.nvfp4_recipe, k.tensor_operand, divisors)
+        key = ("nv divisors", k.nvfp4_recipe,
+               int(np.float64(k.tensor_operand).view(np.uint64)))  # NaN keys match
+        if key not in self._tables:  # a table a recipe and tensor operand, kept
+            divisors = _device.empty(256, np.float64)
+            kernels.nv_divisors(k.nvfp4_recipe, k.tensor_operand, divisors)
+            if len(self._tables) > 64:
+                self._tables.clear()
+            self._tables[key] = divisors
+        divisors = self._tables[key]
         kernels.quantize_nv(x, divisors, k, scales, packed, matrices)
         return scales, packed
 

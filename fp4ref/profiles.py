@@ -36,9 +36,12 @@ E8M0_DECODES = ("ocp", "bits", "ggml", "inf")
 #: ``"compressed-tensors"`` (its ``_dequantize``): NVFP4 ``dt(P * f32(s_b / G))`` with G
 #: the stored encode tensor scale (``weight_global_scale``), MXFP4 as ``"output-dtype"``;
 #: ``"modelopt"`` (``NVFP4QTensor.dequantize``): NVFP4 ``dt(P * f32(s_b * s_t))`` with
-#: code 0x8 read as +0 (its ``e2m1_values`` table), MXFP4 as ``"exact"``.
+#: code 0x8 read as +0 (its ``e2m1_values`` table), MXFP4 as ``"exact"``; ``"mlx"`` (MLX
+#: 0.32.4 ``mx.dequantize``): MXFP4 as ``"output-dtype"``, NVFP4 as ``"scale-first"``
+#: (MLX multiplies ``lut * (from_fp8(s_b) * (global_scale / 2688))``, promoted to float32
+#: by the float32 global scale; without one the product is exact in every dtype).
 DECODE_ARITHMETIC = ("exact", "scale-first", "output-dtype", "compressed-tensors",
-                     "modelopt")
+                     "modelopt", "mlx")
 
 #: NVFP4 block-scale decode: ``"ocp"`` E4M3 as OFP8 v1.0 (0x7F/0xFF NaN); ``"ggml"``
 #: ggml's UE4M3 (``ggml_ue4m3_to_fp32``): the sign bit is ignored, 0x7F is 0 and 0xFF is
@@ -65,6 +68,27 @@ E4M3_DECODES = ("ocp", "ggml")
 #: scale gives scale byte 0x7F, a NaN made by 0/0 or Inf/Inf the negative default NaN,
 #: byte 0xFF; each NaN quotient is coded by its bits, 3 or 4 (payload bit 21) with its
 #: sign: :func:`fp4ref.spec.nvfp4.comfy_block`).
+#: ``"quark"`` (MXFP4, AMD Quark 0.13 PerBlockMXObserver + scaled_real_quantize + Pack_fp4):
+#: a block holding NaN gets scale 0x7F (``to_e8m0_uint8``: NaN -> int16 is 0 on x86) and
+#: code 7 everywhere (every x / NaN is NaN; Pack_fp4 reads bits 22-24 of NaN / 2^126 as 7),
+#: the sign bit set only on NaN elements whose own sign is set; an Inf block goes through
+#: the scale rule as amax = Inf (``"quark"``: 0xFE) and Inf / X = Inf codes 6 with its sign
+#: (Pack_fp4 reads Inf's bits as 6). ``"vllm"`` (MXFP4, vLLM 0.33.0
+#: ``downcast_to_mxfp_torch``): the block amax is NaN if an element is (torch.max), else Inf
+#: if one is, and runs through the rule's float32 bit arithmetic (``"exponent-up"``: NaN
+#: -> 0x00, Inf -> 0xFF; ``"exponent"``: both 0xFF); with ``mx_element_scale="bits-reciprocal"``
+#: the elements are x * 0: finite ones +-0 codes (sign kept), NaN 0x7 with its sign bit
+#: (the bit conversion saturates its exponent), Inf 0xF (Inf * 0 is x86's default NaN,
+#: negative). ``"vllm-triton"`` (MXFP4, vLLM 0.33.0 ``mxfp4_utils._compute_quant_and_scale``):
+#: NaN never enters the block max (``tl.max`` skips it; a block of NaNs has max NaN, whose
+#: bits go through the rule: ``"quark"`` gives 0xFE), an Inf max goes through the rule;
+#: NaN and Inf elements code 7 with their sign (the bit conversion saturates exponent 255).
+#: ``"mlx"`` (MLX 0.32.4 on CPU, ``fp_quantize``): MXFP4 a block holding NaN or Inf gets
+#: byte 0x80 and zero codes (its exponent is not finite; MLX's int32 cast and ``2^e``
+#: give 0x80 and quotients +-Inf/NaN that argmin codes 0); NVFP4 nothing is special: NaN
+#: propagates into the block max and Inf runs through the recipe's float32 arithmetic
+#: (recipe ``"mlx"``: the E4M3 cast saturates NaN and Inf to 0x7E; NaN and Inf elements get
+#: code 0 under ``element_rule="argmin"``).
 #: ``"ieee-x86"`` (NVFP4): as ``"ieee"``, but a NaN block scale the recipe's float32
 #: arithmetic makes (0 * Inf, Inf / Inf, 0 / 0: a block without NaN) carries x86's
 #: default-NaN sign, byte 0xFF (compressed-tensors on CPU: an Inf makes G = 0, and the Inf
@@ -79,8 +103,9 @@ E4M3_DECODES = ("ocp", "ggml")
 #: 0x7F, by 0 / 0 or Inf / Inf 0xFF (x86's default NaN); every element whose quotient
 #: ``x / f32(s_b * s_t)`` is NaN gets code 7 (``searchsorted`` puts NaN past the bounds,
 #: ``NaN < 0`` is False). MXFP4 as ``"ieee"``.
-NONFINITE = ("nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy", "ieee-x86",
-             "compressed-tensors", "modelopt")
+NONFINITE = ("nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy", "quark", "vllm",
+             "vllm-triton", "mlx",
+             "ieee-x86", "compressed-tensors", "modelopt")
 
 #: How an element's code is chosen: ``"nearest"`` the float32 quotient |x| / d rounded to
 #: the nearest E2M1 magnitude by ``rounding`` (saturating at 6), its sign by ``zero_sign``;
@@ -92,7 +117,14 @@ NONFINITE = ("nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy", "ieee-x8
 #: scale 0xFD and |x| > 3.5 * 2^126: code 5, not 6), an element whose errors all round to
 #: the same float32 (|x| far past 12 e, or e = 0) gets code 0, and ``rounding`` and
 #: ``zero_sign`` are not read. Not for recipes that multiply by a reciprocal (torchao).
-ELEMENT_RULES = ("nearest", "ggml")
+#: ``"argmin"`` MLX 0.32.4's ``argmin(abs(q - lut))`` over its 16-entry table: the first
+#: code whose float32 distance ``|f32(q - v)|`` from the scaled magnitude q is least. For
+#: finite q below 2^24 that is ``"nearest"`` with ties toward zero and every zero code +0;
+#: a NaN or infinite q gets code 0 (all distances NaN/Inf), and so does a huge q whose
+#: float32 distances round equal (above 2^27; MLX run on 4000 quotients in 2^21..2^31: 7
+#: below 2^25, 4 or 7 in [2^25, 2^26), 6 or 7 in [2^26, 2^27), 0 above); ``zero_sign``
+#: still applies (``"drop"`` is MLX's), ``rounding`` is not read.
+ELEMENT_RULES = ("nearest", "ggml", "argmin")
 
 #: NVFP4 block-scale encode: ``"ocp"`` the nearest E4M3 (ties to even), saturating to
 #: 448 (torch's ``.to(float8_e4m3fn)`` after the clamp); ``"ggml"`` ggml's
@@ -105,8 +137,16 @@ E4M3_ENCODES = ("ocp", "ggml")
 
 #: Directions of the NVFP4 tensor scale as stored: ``"decode"`` amax / (6 * 448), a
 #: multiplier (ModelOpt ``weight_scale_2``, torchao); ``"encode"`` 6 * 448 / amax
-#: (compressed-tensors ``weight_global_scale``, flashinfer ``global_scale``).
-TENSOR_SCALE_DIRECTIONS = ("decode", "encode")
+#: (compressed-tensors ``weight_global_scale``, flashinfer ``global_scale``); ``"amax"``
+#: the tensor amax G itself (MLX ``global_scale``): the recipe's operand is float32(2688 /
+#: G), the decode multiplier float32(G / 2688), and none is computed when none is given.
+TENSOR_SCALE_DIRECTIONS = ("decode", "encode", "amax")
+
+#: How MXFP4 elements are scaled: ``"divide"`` float32(|x| / X), X = 2^(byte - 127) (0x00
+#: is 2^-127); ``"bits-reciprocal"`` float32(x * q), q = float32(1 / X) with X = float32
+#: from bits (byte << 23) and q = 0 where X is 0 (byte 0x00) or Inf (0xFF): such blocks get
+#: +-0 codes (vLLM 0.33.0 ``downcast_to_mxfp_torch``, ``quant_scale``).
+MX_ELEMENT_SCALES = ("divide", "bits-reciprocal")
 
 #: Scale layouts (:data:`fp4ref.spec.layouts.LAYOUTS`).
 SCALE_LAYOUTS = LAYOUTS
@@ -126,11 +166,13 @@ CHOICES: dict[str, tuple] = {
     "tensor_scale_direction": TENSOR_SCALE_DIRECTIONS,
     "nibble_order": NIBBLE_ORDERS,
     "scale_layout": LAYOUTS,
+    "mx_element_scale": MX_ELEMENT_SCALES,
 }
 
 #: Inclusive ranges of the integer fields: the E8M0 bytes of finite scales (MX v1.0
 #: 5.4.1: 0xFF is NaN) and the lane count of a float32 reduction.
-INTEGER_RANGES: dict[str, tuple[int, int]] = {"e8m0_min": (0, 254), "sum_lanes": (1, 1024)}
+INTEGER_RANGES: dict[str, tuple[int, int]] = {"e8m0_min": (0, 254), "sum_lanes": (1, 1024),
+                                              "e8m0_stored_min": (0, 254)}
 
 
 def _bad(field: str, value: Any, needed: str) -> ValueError:
@@ -198,10 +240,9 @@ class Profile:
     e8m0_min : int
         Smallest E8M0 byte the optimal search may pick (qwantize: 1).
     nonfinite : str
-        One of :data:`NONFINITE` ("nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy",
-        "ieee-x86", "compressed-tensors", "modelopt").
+        One of :data:`NONFINITE`.
         NaN/Inf policy (see :data:`NONFINITE`).
-    element_rule : {"nearest", "ggml"}
+    element_rule : {"nearest", "ggml", "argmin"}
         How an element's code is chosen (see :data:`ELEMENT_RULES`).
     e4m3_encode : {"ocp", "ggml"}
         How the NVFP4 block scale is encoded to E4M3 (see :data:`E4M3_ENCODES`).
@@ -209,7 +250,8 @@ class Profile:
         How scale bytes 0x00/0xFF decode (see :data:`E8M0_DECODES`).
     e4m3_decode : {"ocp", "ggml"}
         How NVFP4 scale bytes decode (see :data:`E4M3_DECODES`).
-    decode_arithmetic : {"exact", "scale-first", "output-dtype", "compressed-tensors", "modelopt"}
+    decode_arithmetic : {"exact", "scale-first", "output-dtype", "compressed-tensors",
+                         "modelopt", "mlx"}
         The order and precision of the decode's multiplications (see
         :data:`DECODE_ARITHMETIC`).
     nvfp4_recipe : str or None
@@ -217,13 +259,15 @@ class Profile:
         project has no NVFP4 quantizer.
     tensor_scale : bool
         NVFP4: whether there is a tensor scale (computed from the tensor amax unless given).
-    tensor_scale_direction : {"decode", "encode"}
-        How the NVFP4 tensor scale is stored and passed in.
+    tensor_scale_direction : {"decode", "encode", "amax"}
+        How the NVFP4 tensor scale is stored and passed in (see
+        :data:`TENSOR_SCALE_DIRECTIONS`).
     block_scale_clamp : (float, float) or None
         NVFP4 clamp of the block scale before the E4M3 cast.
     mx_zero_block_scale : int or None
         MXFP4: the E8M0 byte a block of zeros gets under a scale rule (None: what the rule
-        gives, 0x00 for most); MLX 0x7F, AMD Quark 0x01. The searches ignore it.
+        gives, 0x00 for most; MLX's 0x7F is its rule's, AMD Quark's 0x01 its
+        ``e8m0_stored_min``). The searches ignore it.
     zero_block_scale : float or None
         NVFP4 scale given to a zero block (None: whatever the recipe computes, 0).
     nibble_order : {"low-first", "high-first", "split-half"}
@@ -233,6 +277,12 @@ class Profile:
         them so and :func:`fp4ref.dequantize` reads them so unless told otherwise.
     sum_lanes : int
         float32 summation order of the optimal search's errors (torch CPU: 16 on AVX-512).
+    mx_element_scale : {"divide", "bits-reciprocal"}
+        How MXFP4 elements are scaled by their byte (see :data:`MX_ELEMENT_SCALES`).
+    e8m0_stored_min : int
+        MXFP4 under a scale rule: the smallest E8M0 byte written; a rule's smaller byte
+        still scales the elements (AMD Quark: 1, ``to_e8m0_uint8`` clamps log2 at -126
+        while the elements were divided by 2^-127).
     """
 
     name: str
@@ -256,6 +306,8 @@ class Profile:
     sum_lanes: int = 16
     element_rule: str = "nearest"
     e4m3_encode: str = "ocp"
+    mx_element_scale: str = "divide"
+    e8m0_stored_min: int = 0
 
     def __post_init__(self) -> None:
         _check(self)
@@ -323,7 +375,7 @@ _PROFILES = (
             "(decode_arithmetic='modelopt'); a negative element whose quotient underflows to "
             "-0 gets 0x0 (zero_sign='quotient'); NaN and Inf through its x86 arithmetic "
             "(nonfinite='modelopt': [NaN, 1.0] -> 0x7F, codes 7; an all-zero tensor -> 0xFF "
-            "(0/0), codes 7). Not emulated (docs/findings.md 16): MXFP4QTensor (float32 log2 "
+            "(0/0), codes 7). Not emulated (docs/findings.md 20): MXFP4QTensor (float32 log2 "
             "ceil rule, ties toward zero, +0 as 0x8, NaN/Inf blocks scale 0 and codes 0x8).",
             zero_sign="quotient", scale_rule="rceil", nonfinite="modelopt",
             block_scale_clamp=(2.0 ** -9, 448.0), zero_block_scale=1.0,
@@ -335,7 +387,7 @@ _PROFILES = (
             "(the compressors' decompress: unpack_fp4_from_uint8, dequantize): NVFP4 "
             "P * f32(s_b / G), MXFP4 the scale 2^(e-127) in the output dtype, 0xFF = Inf "
             "(decode_arithmetic='compressed-tensors', e8m0_decode='inf'). Not emulated "
-            "(docs/findings.md 17; nonfinite='compressed-tensors'): MXFP4 NaN, Inf and "
+            "(docs/findings.md 21; nonfinite='compressed-tensors'): MXFP4 NaN, Inf and "
             "float32-max blocks get 0x7F with zero codes ([3.4e38, 1.0] -> 0x7F, codes 0); "
             "an Inf makes G = 2688 / Inf = 0 and the Inf block's NVFP4 scale 0 * Inf is "
             "x86's negative NaN, 0xFF.",
@@ -363,33 +415,70 @@ _PROFILES = (
             rounding="zero", zero_sign="negative", scale_rule="qwantize", e8m0_min=1,
             nonfinite="ieee", nvfp4_recipe="plain", tensor_scale=False),
     Profile("quark", "AMD Quark 0.13 OCP_MXFP4Spec export (run on CPU: PerBlockMXObserver, "
-            "scaled_real_quantize, Pack_fp4, to_e8m0_uint8): the EVEN scale rule, ties to even, "
-            "zero codes +0, a zero block 0x01; import (Pack_fp4.unpack, kernel.dequantize): "
-            "0xFF is 2 ** 128 = +Inf, the scale in the output dtype. Not emulated: amax below "
-            "2^-126 quantized with 2^-127 but stored as 0x01, float32 max, NaN and Inf blocks "
-            "(docs/findings.md). No NVFP4 quantizer adapted.",
-            zero_sign="drop", scale_rule="even", nvfp4_recipe=None, e8m0_decode="inf",
-            decode_arithmetic="output-dtype", mx_zero_block_scale=0x01),
+            "calculate_qparams -> even_round, scaled_real_quantize('fp4'), Pack_fp4.pack, "
+            "to_e8m0_uint8): the EVEN scale rule with the exponent clamped to [-127, 127] "
+            "(amax >= 1.75*2^127 -> 0xFE, 'quark'), ties to even, zero codes +0; a rule byte "
+            "0x00 (amax < 1.75*2^-125, zero blocks) divides the elements by 2^-127 but is "
+            "stored as 0x01 (e8m0_stored_min=1); NaN block 0x7F with codes 7 (NaN elements "
+            "keep their sign), Inf through the rule (0xFE) coded 6 (nonfinite='quark'); import "
+            "(Pack_fp4.unpack, kernel.dequantize): 0xFF is 2 ** 128 = +Inf, the scale in the "
+            "output dtype. The stored 0x01 and the codes 6 of Inf disagree with Quark's own "
+            "fake-quantized values (docs/findings.md). No NVFP4 quantizer adapted.",
+            zero_sign="drop", scale_rule="quark", nvfp4_recipe=None, e8m0_decode="inf",
+            decode_arithmetic="output-dtype", nonfinite="quark", e8m0_stored_min=1),
     Profile("vllm", "vLLM 0.33.0 torch reference paths (run from its wheel): MXFP4 "
-            "downcast_to_mxfp_torch ROUND_UP (rceil by a bit trick, ties away, signs kept), "
-            "upcast_from_mxfp_torch (scale bytes as float32 bits); NVFP4 ref_nvfp4_quant with "
-            "the global scale its callers pass, 2688 / amax (encode), and dequantize_to_dtype.",
-            rounding="away", scale_rule="rceil", e8m0_decode="bits", nonfinite="ieee",
-            nvfp4_recipe="compressed-tensors", tensor_scale_direction="encode",
-            decode_arithmetic="scale-first"),
+            "downcast_to_mxfp_torch ROUND_UP (the default: ((bits(f32(amax/6)) + 0x7FFFFF) & "
+            "0x7F800000) >> 23, 'exponent-up': rceil except a subnormal quotient -> 0x01; "
+            "elements x * f32(1/X) with 0 for X = 0 or Inf, ties away by its bit conversion, "
+            "signs kept; NaN in a block -> scale 0x00, NaN codes 7|sign, Inf -> 0xFF and "
+            "codes 0xF (nonfinite='vllm')), upcast_from_mxfp_torch (scale bytes as float32 "
+            "bits); NVFP4 ref_nvfp4_quant (recipe 'vllm': e4m3(clamp(G * (amax * f32(1/6)), "
+            "448)), elements x * r(s * r(G)) with r(v) = 1/(v + (v == 0) * 1e8), clamped to 6, "
+            "cast_to_fp4 ties to even, sign iff the product is < 0, NaN values written 0xF) "
+            "with the global scale its callers pass, G = 2688 / amax as torch computes it "
+            "(reciprocal * 2688, no clamps: a zero tensor gives G = Inf and NaN scales 0xFF), "
+            "and dequantize_to_dtype (P * f32(s * (1/G))). The NaN byte of a NaN block under "
+            "a NaN G depends on its position in torch's loop (docs/findings.md).",
+            rounding="away", scale_rule="exponent-up", e8m0_decode="bits", nonfinite="vllm",
+            nvfp4_recipe="vllm", tensor_scale_direction="encode",
+            decode_arithmetic="scale-first", mx_element_scale="bits-reciprocal"),
     Profile("vllm-round-down", "vLLM 0.33.0 downcast_to_mxfp_torch ROUND_DOWN (run from its "
-            "wheel): the exponent field of float32(amax / 6) (the 'exponent' rule), ties away.",
+            "wheel): the exponent field of float32(amax / 6) (the 'exponent' rule: a "
+            "subnormal quotient -> 0x00, whose elements are x * 0: +-0 codes), ties away, "
+            "NaN/Inf blocks 0xFF (nonfinite='vllm'); decode as vllm.",
             rounding="away", scale_rule="exponent", e8m0_decode="bits", nvfp4_recipe=None,
+            decode_arithmetic="scale-first", nonfinite="vllm",
+            mx_element_scale="bits-reciprocal"),
+    Profile("vllm-triton", "vLLM 0.33.0 Triton MXFP4 quantizer (mxfp4_utils.downcast_to_mxfp, "
+            "kernel _downcast_to_mxfp, what mxfp4_quantize runs without XPU or aiter; run in "
+            "Triton 3.9's CPU interpreter on float16 input): the EVEN rule clamped to "
+            "[-127, 127] (as Quark's even_round: 'quark'), elements x * f32(1/X), ties to "
+            "even with a sticky bit, signs kept; NaN skipped in the block max, NaN and Inf "
+            "elements code 7 with their sign, an Inf max -> 0xFE (nonfinite='vllm-triton'). "
+            "Decode as vllm (upcast_from_mxfp_torch; the Triton upcast kernel not run). The "
+            "interpreter's bfloat16 -> float32 emulation flushes subnormals (and not the GPU), "
+            "so bfloat16 input was not compared.",
+            scale_rule="quark", nonfinite="vllm-triton", e8m0_decode="bits", nvfp4_recipe=None,
             decode_arithmetic="scale-first"),
     Profile("mlx", "MLX 0.32.4 on CPU (run: mx.quantize / mx.dequantize, modes mxfp4 and "
-            "nvfp4): MXFP4 scale rceil, elements by argmin over the E2M1 table (ties toward "
-            "zero, zero codes +0); NVFP4 plain e4m3(amax / 6) when no global_scale is given. "
-            "Zero block 0x7F. Not yet emulated (docs/findings.md): scales below 2^-127 wrap, "
-            "NaN/Inf blocks 0x80, global_scale taken as the tensor amax. Decode: 0xFF is +Inf, "
-            "float16 output rounds the scale to float16 first.",
-            scale_rule="rceil", rounding="zero", zero_sign="drop", nvfp4_recipe="plain",
-            tensor_scale=False, e8m0_decode="inf", decode_arithmetic="output-dtype",
-            mx_zero_block_scale=0x7F),
+            "nvfp4, mlx[cpu] wheel, x86-64): MXFP4 scale 2^e, e the exact ceil of "
+            "log2(f32(amax / 6)) (0 for a zero quotient: a zero block gets 0x7F), stored as "
+            "uint8(e + 127), which wraps below 2^-127 ([2^-126] -> 0xFF, [2^-128] -> 0xFD) while "
+            "the elements are divided by 2^e; a NaN/Inf block gets 0x80 and zero codes. "
+            "Elements: argmin of the float32 distance to the 16-entry table (ties toward zero, "
+            "zero codes +0, NaN/Inf/huge quotients code 0). NVFP4: global_scale is the tensor "
+            "amax G as given (none computed when none is given): block scale "
+            "e4m3(f32(amax_b / 6) * f32(2688 / G)) (1 without G; NaN saturates to 0x7E), "
+            "elements f32(f32(x / s_b) * f32(2688 / G)), so a block whose scale underflows "
+            "to 0 or saturates far (float32 max) codes 0. Decode: E8M0 0x00 is 2^-127, 0xFF "
+            "+Inf, the scale in the output dtype (float16: 0 below 2^-24); NVFP4 "
+            "e2m1 * f32(e4m3 * f32(G / 2688)), in float32 whatever dtype= asks when G is "
+            "given (docs/findings.md 10-11). Not emulated: on x86 the NaN of 0 * Inf (a zero "
+            "block with G = 0) is negative and MLX writes 0xFE, fp4ref 0x7E. MLX's Metal "
+            "kernels may differ: this is the CPU device.",
+            scale_rule="mlx", rounding="zero", zero_sign="drop", nonfinite="mlx",
+            nvfp4_recipe="mlx", tensor_scale_direction="amax", e8m0_decode="inf",
+            decode_arithmetic="mlx", element_rule="argmin"),
     Profile("flashinfer", "UNVERIFIED: flashinfer / TensorRT-LLM fp4_quantize in "
             "exact-division mode, read from source, never run (flashinfer-python's "
             "fp4_quantize is a CUDA kernel; no CPU path to run here): MXFP4 rceil; NVFP4 "

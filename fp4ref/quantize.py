@@ -79,23 +79,40 @@ def _tensor_scales(profile: Profile, tensor_scale: Any, amax: Any):
             raise ValueError(f"profile {profile.name!r} has no NVFP4 tensor scale; got "
                              f"tensor_scale={tensor_scale!r}")
         return 1.0, None, None
+    if profile.tensor_scale_direction == "amax":  # MLX global_scale: the tensor amax G as
+        if tensor_scale is None:  # given, none computed without it
+            return 1.0, None, None
+        stored = _checks.float32_scalar("tensor_scale", tensor_scale)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # MLX: 2688 / G
+            operand = np.float32(2688.0) / stored
+            decode = np.float32(stored / np.float32(2688.0))
+        return float(operand), decode, np.float32(stored)
     encode = profile.tensor_scale_direction == "encode"
     if tensor_scale is not None:
         stored = float(_checks.float32_scalar("tensor_scale", tensor_scale))
     else:
         amax = amax()
         amax = math.nan if amax != amax else amax  # NaN tensors: fp4ref's canonical NaN
-        if encode:  # compressed-tensors generate_gparam: 2688 / amax, non-finite -> 1;
+        if recipe == "vllm":  # vLLM's callers: 2688 / amax in torch, reciprocal * 2688,
+            # IEEE throughout (a zero tensor gives Inf, an Inf one 0, NaN NaN)
+            with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+                stored = float(np.float32(np.float32(1.0) / np.float32(amax))
+                               * np.float32(2688.0))
+            if amax != amax:  # torch's max reduction on x86 gives the NaN 0xFFFFFFFF
+                stored = float(np.uint32(0xFFFFFFFF).view(np.float32))
+        elif encode:  # compressed-tensors generate_gparam: 2688 / amax, non-finite -> 1;
             # torch evaluates scalar / tensor as tensor.reciprocal() * scalar
             amax = max(amax, float(np.finfo(np.float32).tiny))
             stored = scale_rules.f32(scale_rules.f32(1.0 / amax) * 2688.0)
             stored = stored if np.isfinite(stored) else 1.0
         else:  # ModelOpt / torchao: amax / (6 * 448)
             stored = scale_rules.f32(amax / 2688.0)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         inverse = float(np.float32(1.0) / np.float32(stored))
     decode = inverse if encode else stored
     operand = stored if (recipe == "compressed-tensors") == encode else inverse
+    if recipe == "vllm":  # ref_nvfp4_quant takes the global scale G (encode direction)
+        operand = stored if encode else inverse
     return operand, np.float32(decode), np.float32(stored)
 
 
@@ -130,7 +147,8 @@ def quantize(
         Element tie rule; overrides the profile.
     tensor_scale : float, optional
         NVFP4: the tensor scale in the profile's stored direction (decode multiplier, or
-        compressed-tensors' encode scale); computed from the tensor amax if omitted.
+        compressed-tensors' encode scale, or MLX's ``global_scale``, the tensor amax);
+        computed from the tensor amax if omitted (none for ``"amax"``, as MLX).
     hessian : array_like, optional
         For ``scale_rule="optimal-hessian"`` (and only then): either the per-column-block
         Hessians, float ``[K/B, B, B]`` (``H_j`` for columns ``j*B .. j*B + B - 1``), or
@@ -185,14 +203,20 @@ def quantize(
         block = nvfp4.BLOCK_SIZE
         if prof.nvfp4_recipe is None:
             raise ValueError(f"profile {prof.name!r} has no NVFP4 quantizer")
+        if scale_rule is not None and prof.nvfp4_recipe == "vllm":
+            raise ValueError(f"scale_rule={scale_rule!r} cannot search profile {prof.name!r}'s "
+                             "NVFP4 recipe 'vllm' (its own block arithmetic)")
+        if scale_rule is not None and prof.nvfp4_recipe == "mlx":
+            raise ValueError(f"scale_rule={scale_rule!r} needs a one-operation recipe; "
+                             f"profile {prof.name!r} divides by s_b and then multiplies by E "
+                             "(MLX), which the searches do not model")
         if scale_rule is not None and prof.nvfp4_recipe == "torchao":
             raise ValueError(f"scale_rule={scale_rule!r} needs a division recipe; profile "
                              f"{prof.name!r} multiplies by reciprocals")
-    ggml = (prof.element_rule == "ggml" or prof.nonfinite in ("ggml", "gguf-py")
-            or (fmt == "nvfp4" and prof.e4m3_encode == "ggml"))
-    if ggml and rule in scale_rules.SEARCH_RULES:
-        raise ValueError(f"scale_rule={rule!r}: the ggml conventions (element_rule, nonfinite, "
-                         f"e4m3_encode of profile {prof.name!r}) have no optimal search")
+    if rule in scale_rules.SEARCH_RULES and prof.element_rule == "argmin":
+        raise ValueError(f"scale_rule={rule!r} searches with round-to-nearest codes; profile "
+                         f"{prof.name!r} codes elements by MLX's argmin (element_rule="
+                         "'argmin'), which has no search")
     if fmt == "nvfp4" and prof.nonfinite == "gguf-py":
         raise ValueError("nonfinite='gguf-py' is MXFP4 only (gguf-py has no NVFP4 quantizer)")
     if fmt == "nvfp4" and prof.element_rule == "ggml" and prof.nvfp4_recipe == "torchao":

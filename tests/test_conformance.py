@@ -86,6 +86,7 @@ def test_the_hex_twin_holds_the_safetensors_data(vectors):
                 fields = next(rows)
                 assert fields[0] == case["name"]
                 cells = dict(f.split("=") for f in fields[1:])
+                assert (cells.get("error") == "refused") == bool(case["error"])
                 for arg, array in columns:
                     width = array.dtype.itemsize
                     bits = array.reshape(-1).view(f"u{width}")[i]
@@ -278,3 +279,29 @@ def test_the_command_lists_suites_and_signatures(capsys):
     assert cli.main(["conformance", "check", "--list"]) == 0
     out = capsys.readouterr().out
     assert "mxfp4_dequantize" in out and "dequantize_mxfp4(blocks: uint8[N, K/2]" in out
+
+
+def test_the_matrix_updates_only_the_named_peers():
+    from fp4ref.conformance import matrix
+
+    def peer(name, status):
+        return matrix.PeerResult(name, "1.0", f"{name} conventions",
+                                 [matrix.Row("e2m1_encode", "pass 1/1", status, "")])
+
+    page = matrix.markdown([peer("ml_dtypes", "FAIL 1/1"), peer("torch", "pass 1/1"),
+                            peer("gfloat", "FAIL 2/2")])
+    updated = matrix.update(page, [peer("gfloat", "pass 2/2"), peer("ml_dtypes", "pass 1/1")])
+    assert updated.count("## ") == 3 and "| FAIL" not in updated
+    assert updated.index("## ml_dtypes") < updated.index("## torch") < updated.index("## gfloat")
+    assert matrix.update(updated, [peer("torch", "pass 1/1")]) == updated
+    with pytest.raises(ValueError, match="no peer 'nope'"):
+        matrix.build(None, ["nope"])
+
+
+def test_matrix_update_needs_its_options(capsys):
+    from fp4ref import cli
+
+    assert cli.main(["conformance", "matrix", "--list-peers"]) == 0
+    assert "gfloat" in capsys.readouterr().out.split()
+    assert cli.main(["conformance", "matrix", "--update", "--peer", "torch"]) == 2
+    assert "needs all three" in capsys.readouterr().err

@@ -46,14 +46,34 @@ def test_ml_dtypes_decodes_like_the_spec_and_flips_the_sign_of_nan(vectors):
     for suite in ("e2m1_decode", "e8m0_decode", "e4m3_decode", "mxfp4_dequantize",
                   "nvfp4_dequantize"):
         assert not run(vectors, peer, suite, lenient=True).failed, suite
-    encode = run(vectors, peer, "e2m1_encode")
+    ocp = run(vectors, peer, "e2m1_encode", lenient=True)
     tensors = vectors.tensors["e2m1_encode"]
-    with_nan = {f"{group}_even" for group in ("codes", "ties", "boundaries", "saturation",
-                                               "specials", "random")
-                if np.isnan(tensors[f"{group}_even.in.x"]).any()}
-    assert {c.case for c in encode.cases if c.status == "fail"} == with_nan
-    assert "x=0x7FC00000" in encode.first_failure().detail[0]  # NaN -> -0 (0x8)
+    with_nan = {c.case for c in ocp.cases if c.status != "skip"
+                and np.isnan(tensors[f"{c.case}.in.x"]).any()}
+    assert {c.case for c in ocp.cases if c.status == "fail"} == with_nan == {
+        "specials_even", "nan_sign"}
+    assert "x=0x7FC00000" in ocp.first_failure().detail[0]  # NaN -> -0 (0x8)
+    own = run(vectors, peer, "e2m1_encode")  # nan="ml_dtypes": the opposite sign
+    assert not own.failed and "nan_ml_dtypes" in {c.case for c in own.cases
+                                                  if c.status == "pass"}
     assert not run(vectors, peer, "e4m3_encode").failed  # own: RNE, NaN on overflow
+
+
+def test_element_encoders_match_their_own_conventions(vectors):
+    """torchao (NaN bits through its normal branch), compressed-tensors (-0.0 -> +0, NaN
+    -> +0) and gfloat (NaN refused, E4M3 NaN 0xFF) on the cases named after them."""
+    for module, cls, case in (("torchao", peers.Torchao, "nan_torchao"),
+                              ("compressed_tensors", peers.CompressedTensors,
+                               "nan_compressed-tensors"),
+                              ("gfloat", peers.Gfloat, "nan_refuse")):
+        require_peer(module)
+        own = run(vectors, cls(), "e2m1_encode")
+        assert not own.failed, module
+        assert {c.case: c.status for c in own.cases}[case] == "pass", module
+    own = run(vectors, peers.CompressedTensors(), "e2m1_encode")
+    assert {c.case: c.status for c in own.cases}["codes_even_negative"] == "pass"
+    gfloat = run(vectors, peers.Gfloat(), "e4m3_encode")
+    assert not gfloat.failed and gfloat.count("pass") == 28
 
 
 def test_torch_e4m3_cast_saturates(vectors):
@@ -110,4 +130,7 @@ def test_qwantize_differs_from_its_profile_only_on_nonfinite_blocks(vectors):
 def test_gfloat_refuses_nan_and_takes_inf_as_a_finite_scale(vectors):
     require_peer("gfloat")
     result = run(vectors, peers.Gfloat(), "mxfp4_quantize", lenient=True)
-    assert result.failed and "7F800000" in result.first_failure().detail[0]  # Inf block
+    assert result.failed and "No NaN" in result.first_failure().detail[0]
+    own = run(vectors, peers.Gfloat(), "mxfp4_quantize")  # nonfinite="gfloat"
+    assert {c.case: c.status for c in own.cases if c.status != "skip"} == {
+        "floor_even_gfloat": "pass", "floor_away_gfloat": "pass", "nan_gfloat": "pass"}

@@ -162,8 +162,6 @@ def test_bad_choices_are_refused():
         with pytest.raises(ValueError, match=f"Profile.{field} must be one of"):
             Profile("bad", "bad", **{field: "nope"})
     x = np.ones((1, 32), F)
-    with pytest.raises(ValueError, match="no optimal search"):
-        fp4ref.quantize(x, profile="ggml", scale_rule="optimal")
     with pytest.raises(ValueError, match="no NVFP4 quantizer"):
         fp4ref.quantize(x, format="nvfp4", profile="gguf-py")
     with pytest.raises(ValueError, match="MXFP4 only"):
@@ -171,3 +169,19 @@ def test_bad_choices_are_refused():
     with pytest.raises(ValueError, match="divides by its scale"):
         fp4ref.quantize(x, format="nvfp4",
                         profile=get("torchao-floor").with_options(element_rule="ggml"))
+
+
+@pytest.mark.parametrize("fmt", ["mxfp4", "nvfp4"])
+def test_searches_ignore_the_ggml_conventions(fmt):
+    """A search under the ggml profile is the search of the same profile with the
+    default element rule, non-finite policy and E4M3 encode (as for mx_zero_block_scale)."""
+    size = 32 if fmt == "mxfp4" else 16
+    x = _mixed(size, 8)
+    plain = get("ggml").with_options(element_rule="nearest", e4m3_encode="ocp",
+                                     nonfinite="nan-scale" if fmt == "mxfp4" else "ieee")
+    for backend in BACKENDS[:2]:
+        a = fp4ref.quantize(x, format=fmt, profile="ggml", scale_rule="optimal",
+                            backend=backend)
+        b = fp4ref.quantize(x, format=fmt, profile=plain, scale_rule="optimal",
+                            backend=backend)
+        assert np.array_equal(a.scales, b.scales) and np.array_equal(a.blocks, b.blocks)

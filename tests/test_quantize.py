@@ -155,6 +155,8 @@ def finite_blocks(block):
 @given(x=finite_blocks(32), profile=st.sampled_from(sorted(fp4ref.profiles())),
        rule=st.sampled_from([None, "floor", "rceil", "ceil", "even", "nearest", "optimal"]))
 def test_mx_python_equals_numba(x, profile, rule):
+    if rule == "optimal" and fp4ref.profiles()[profile].element_rule == "argmin":
+        rule = None  # MLX's argmin codes have no search (refused)
     a = fp4ref.quantize(x, profile=profile, scale_rule=rule, backend="python")
     b = fp4ref.quantize(x, profile=profile, scale_rule=rule, backend="numba")
     assert np.array_equal(a.scales, b.scales) and np.array_equal(a.blocks, b.blocks)
@@ -278,7 +280,7 @@ def test_profiles_listed_with_sources():
     names = set(fp4ref.profiles())
     assert names == {"ocp", "mistralrs", "ggml", "torchao-floor", "torchao-rceil", "modelopt",
                      "compressed-tensors", "comfy", "qwantize", "mlx", "flashinfer", "quark",
-                     "vllm", "vllm-round-down"}
+                     "vllm", "vllm-round-down", "gguf-py", "vllm-triton"}
     for profile in fp4ref.profiles().values():
         assert profile.description
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .. import backends
 from ..io import atomic
@@ -106,9 +107,17 @@ def _matrix(args: argparse.Namespace) -> int:
     from . import locate, matrix
     from .manifest import load
 
+    if args.list_peers:
+        print("\n".join(matrix.names()))
+        return 0
+    if args.update and not (args.markdown and args.output and args.peer):
+        raise ValueError("--update replaces the --peer sections of the --markdown page given "
+                         "by --output; it needs all three")
     vectors = load(locate(args.dir))
     table = matrix.build(vectors, args.peer, args.nan)
     text = matrix.markdown(table) if args.markdown else matrix.plain(table)
+    if args.update and Path(args.output).exists():
+        text = matrix.update(Path(args.output).read_text("utf-8"), table)
     if args.output:
         atomic.write_bytes(args.output, text.encode("utf-8"))
         print(f"wrote {args.output}")
@@ -161,9 +170,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser("matrix", help="which suites each installed peer library passes")
     p.add_argument("--dir", help="vectors directory (default: found automatically)")
-    p.add_argument("--peer", action="append", help="only this peer (repeatable)")
+    p.add_argument("--peer", action="append",
+                   help="only this peer (repeatable); the names: python -m fp4ref conformance "
+                   "matrix --list-peers")
+    p.add_argument("--update", action="store_true",
+                   help="with --markdown -o FILE --peer NAME...: replace only those peers' "
+                   "sections of FILE, keeping the others")
     p.add_argument("--markdown", action="store_true", help="markdown, for docs/")
     p.add_argument("--nan", choices=("exact", "any"), default="any",
                    help="let any NaN match (default) or compare NaN bits")
     p.add_argument("--output", "-o", help="write to this file instead of stdout")
+    p.add_argument("--list-peers", action="store_true", help="print the peers' names and stop")
     p.set_defaults(run=_matrix)

@@ -78,7 +78,8 @@ def text_twin(suite: Mapping, tensors: Mapping[str, np.ndarray]) -> str:
 
     Each line is ``<case> <param>=<value>... <input>=<hex>... <output>=<hex>...``: the
     parameters in sorted order, then inputs and expected outputs as the hex of their bits
-    (float32 as 8 digits, uint8 as 2), all whitespace-separated.
+    (float32 as 8 digits, uint8 as 2), all whitespace-separated; a case that expects a
+    refusal (``error``) ends each line in ``error=refused`` instead of results.
     """
     lines = [
         f"# fp4ref conformance suite {suite['name']}: {suite['operation']}{suite['signature']}",
@@ -90,7 +91,8 @@ def text_twin(suite: Mapping, tensors: Mapping[str, np.ndarray]) -> str:
         columns += [(arg, tensors[name]) for arg, name in case["expected"]]
         for i in range(columns[0][1].size):
             cells = [f"{arg}={hex_cell(array, i)}" for arg, array in columns]
-            lines.append(" ".join([case["name"], *params, *cells]))
+            refused = ["error=refused"] if case.get("error") else []
+            lines.append(" ".join([case["name"], *params, *cells, *refused]))
     return "\n".join(lines) + "\n"
 
 

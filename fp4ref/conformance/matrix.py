@@ -78,12 +78,22 @@ def _first(result: check.SuiteResult) -> str:
     return text if len(text) <= 220 else text[:217] + "..."
 
 
+def names() -> list[str]:
+    """The peers' names, in the matrix's order."""
+    return [cls.name for cls in peers.PEERS]
+
+
 def build(vectors: Vectors, only: list[str] | None = None, nan: str = "any") -> list[PeerResult]:
     """Run every available peer (or those named in ``only``) on the vectors.
 
     ``nan="any"`` (the default here) lets any NaN match, so NaN payloads and signs, which
-    most peers do not canonicalize, do not hide the first semantic disagreement.
+    most peers do not canonicalize, do not hide the first semantic disagreement. A name in
+    ``only`` that is no peer's is a ``ValueError``. A suite the adapter lists in
+    ``Peer.nondeterministic`` says why in its row when its own column fails.
     """
+    unknown = sorted(set(only or ()) - set(names()))
+    if unknown:
+        raise ValueError(f"--peer: no peer {unknown[0]!r}; the peers are {names()}")
     out = []
     for cls in peers.PEERS:
         if only and cls.name not in only:
@@ -101,7 +111,11 @@ def build(vectors: Vectors, only: list[str] | None = None, nan: str = "any") -> 
         for o, w in zip(ocp, own, strict=True):
             if not o.ran and not w.ran:
                 continue
-            rows.append(Row(o.suite, o.status, w.status, _first(o) or _first(w)))
+            why = getattr(peer, "nondeterministic", {}).get(o.suite)
+            text = _first(o) or _first(w)
+            if w.failed and why:
+                text = f"not deterministic: {why}; {text}"
+            rows.append(Row(o.suite, o.status, w.status, text))
         rows += _probes(peer)
         out.append(PeerResult(cls.name, _version(cls.name, peer), cls.own, rows))
     return out
@@ -144,8 +158,10 @@ def markdown(results: list[PeerResult]) -> str:
         "- NaN bit patterns are not compared here (any NaN matches any NaN); the checker",
         "  compares them by default (`fp4ref conformance check --nan exact`).",
         "- The own column differs from the OCP column only where a suite has a parameter for",
-        "  the peer's convention (tie rule, scale rule, profile); elsewhere it repeats the OCP",
-        "  expectation on every case the peer can run.",
+        "  the peer's convention (tie rule, scale rule, overflow rule, E2M1 `zero_sign` and",
+        "  `nan` coding, E4M3 `nan_byte`, MXFP4 `nonfinite`, profile); elsewhere it repeats",
+        "  the OCP expectation on every case the peer can run. A case the peer's convention",
+        "  refuses (gfloat's NaN) passes when the peer raises `ValueError`.",
         "- `pass n/m` counts cases; `FAIL k/m` says k of the m cases run disagree; `skip` means",
         "  no case applies. The first disagreement shows the case, the element, fp4ref's",
         "  expected bits, the peer's bits (`0x-001`/`FFFF` marks an element the peer refused)",
@@ -172,3 +188,21 @@ def markdown(results: list[PeerResult]) -> str:
             lines.append(f"| `{r.suite}` | {r.ocp} | {r.own} | {f'`{text}`' if text else ''} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _sections(text: str) -> tuple[str, dict[str, str]]:
+    """(the text before the first peer, each peer's ``## <name> <version>`` section)."""
+    head, *parts = text.split("\n## ")
+    return head, {part.split(None, 1)[0]: "## " + part.rstrip("\n") + "\n" for part in parts}
+
+
+def update(existing: str, results: list[PeerResult]) -> str:
+    """The markdown page ``existing`` with the sections of the peers in ``results``
+    replaced (or added) and every other peer's section kept as it was: how a matrix run
+    for some peers (``--peer``) updates ``docs/conformance-matrix.md``. The header is
+    today's; the peers come in the matrix's order (unknown sections last)."""
+    _, old = _sections(existing)
+    head, new = _sections(markdown(results))
+    merged = {**old, **new}
+    order = [n for n in names() if n in merged] + [n for n in merged if n not in names()]
+    return head.rstrip("\n") + "\n\n" + "\n".join(merged[n] for n in order)

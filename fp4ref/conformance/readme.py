@@ -91,6 +91,25 @@ values (compared as JSON values: `"even"`, `true`, `32`). So:
 - in the `profile_<name>` suites the map is `{"profile": ["ocp"]}`: only the cases whose
   expected values follow the OCP profile are OCP cases.
 
+### Encoder conventions
+
+Parameters that name what the OCP texts leave open or where implementations differ (the
+first value is the OCP case's; an operation that does not take the parameter runs the
+cases asking for it, and skips the others):
+
+- `e2m1_encode` `zero_sign`: the sign of a code whose magnitude rounds to 0: `keep` (the
+  input's sign bit), `negative` (0x8 only for inputs < 0: -0.0 gives 0x0), `drop` (0x0).
+- `e2m1_encode` `nan`: a NaN's code: `sign` (a zero with the NaN's sign), `ml_dtypes` (a
+  zero with the opposite sign), `torchao` (the NaN's float32 bits `a`, sign cleared, as
+  `((a - (126 << 23) + 0x1FFFFF + ((a >> 22) & 1)) >> 22) & 0xFF`, with the NaN's sign:
+  codes 2..4), `compressed-tensors` (0x0 whatever the sign), `refuse` (the case expects
+  a refusal).
+- `e4m3_encode` `nan_byte`: the byte of a NaN result (a NaN input, or an overflow without
+  saturation): `sign` (0x7F or 0xFF by the input's sign), `gfloat` (0xFF always).
+- `mxfp4_quantize` `nonfinite`: `nan-scale` (a block holding NaN or Inf gets 0xFF and zero
+  codes), `gfloat` (NaN refused; a block holding Inf gets 0xFE and its elements are coded
+  as `float32(|V| / 2^127)`, so Inf gives +-6).
+
 ## Values
 
 Decode rules, for a byte or code `b`; every value below is exact in float32 (all of them
@@ -192,7 +211,8 @@ For elementwise suites `<suite>.txt` holds one line per element:
 
 Fields are separated by single spaces; parameters come in sorted order, then the inputs,
 then the expected results, each as the upper-case hex of its bits (2 digits for uint8,
-8 for float32). Lines starting with `#` are comments.
+8 for float32). Lines starting with `#` are comments. A case whose input must be refused
+has no results; its lines end in `error=refused` instead.
 
 ## Suites
 """

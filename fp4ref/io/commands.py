@@ -705,6 +705,16 @@ def _reporting(run):
     return wrapped
 
 
+class _NamesFormatter(argparse.HelpFormatter):
+    """argparse's help layout without line breaks at hyphens, so that a hyphenated profile
+    name (``torchao-rceil``, ``gguf-py``) stays whole in ``--help``."""
+
+    def _split_lines(self, text, width):
+        import textwrap
+
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``fp4ref inspect``, ``fp4ref dequantize`` and ``fp4ref convert``."""
     from ..profiles import profiles
@@ -734,7 +744,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="dtype of the decoded weights (default: %(default)s)")
     common(p)
     p.set_defaults(run=_reporting(_dequantize))
-    p = sub.add_parser("convert", help="rewrite a file as UQFF, another checkpoint layout "
+    p = sub.add_parser("convert", formatter_class=_NamesFormatter,
+                       help="rewrite a file as UQFF, another checkpoint layout "
                        "or GGUF", description="Rewrite a file in another layout. Quantized "
                        "layers are moved bit for bit (codes and scales repacked, never "
                        "recomputed); a float file is quantized first. Tensors left "

@@ -17,7 +17,15 @@ import numpy as np
 from numba import njit
 from numba.core.extending import overload
 
-from .options import TIE_AWAY, TIE_EVEN, TIE_ZERO, ZERO_DROP, ZERO_NEGATIVE, ZERO_QUOTIENT
+from .options import (
+    TIE_ARGMIN,
+    TIE_AWAY,
+    TIE_EVEN,
+    TIE_ZERO,
+    ZERO_DROP,
+    ZERO_NEGATIVE,
+    ZERO_QUOTIENT,
+)
 from .scalar import byte_elements
 from .scale_rules import divide, f32
 
@@ -41,7 +49,8 @@ def _thresholds() -> np.ndarray:
     """``[tie, k]``: float32 t with E2M1 magnitude code = #{k : y > t[k]} for float32 y >= 0
     (a midpoint a tie sends up becomes the float32 just below it: y >= m is y > prev(m))."""
     up = {TIE_EVEN: (False, True, False, True, False, True, False),  # to the even code
-          TIE_AWAY: (True,) * 7, TIE_ZERO: (False,) * 7}
+          TIE_AWAY: (True,) * 7, TIE_ZERO: (False,) * 7,
+          TIE_ARGMIN: (False,) * 7}  # argmin's first index: toward zero (finite q < 2^24)
     table = np.empty((len(up), 7), np.float32)
     for tie, ups in up.items():
         for k, midpoint in enumerate(_MIDPOINTS):
@@ -71,12 +80,32 @@ def _count_below_cpu(y, t):
 
 
 @njit(cache=True, error_model="numpy")
+def argmin_code(y):
+    """MLX's E2M1 magnitude code of the float32 ``y`` >= 0 (or NaN): the first of codes
+    0..7 whose float32 distance ``|y - v|`` is least (``argmin(abs(q - lut))``, MLX 0.32.4
+    ``fp_quantize``; the oracle's :func:`fp4ref.spec.elements.argmin_code`). NaN and Inf
+    give 0, as does a y so large that the float32 distances round equal."""
+    q = np.float32(y)
+    best = abs(q)
+    code = 0
+    for m in range(1, 8):
+        distance = abs(q - np.float32(E2M1_MAGNITUDES[m]))
+        if distance < best:
+            best = distance
+            code = m
+    return code
+
+
+@njit(cache=True, error_model="numpy")
 def magnitude_code(y, tie):
     """E2M1 magnitude code (0..7) of a float32 scaled magnitude ``y`` >= 0 (saturating; NaN
     gives 0): the number of :data:`THRESHOLDS` of the tie rule below ``y`` (the nearest
     magnitude, :func:`fp4ref.spec.elements.element_code`), by :func:`count_below`. The
     thresholds are the exact float32 midpoints (or the float32 just below one that the tie
-    sends up), so each float32 comparison decides as the float64 one does."""
+    sends up), so each float32 comparison decides as the float64 one does. Under
+    :data:`..options.TIE_ARGMIN`: :func:`argmin_code`."""
+    if tie == TIE_ARGMIN:
+        return argmin_code(y)
     return count_below(y, THRESHOLDS[tie])
 
 
@@ -100,6 +129,42 @@ def element_code(x, d, multiply, tie, zero_sign):
     if zero_sign == ZERO_DROP:  # a zero code drops the sign
         signed = signed & (code != 0)
     elif zero_sign == ZERO_NEGATIVE:  # a zero code keeps it only for x < 0 (not -0)
+        signed = signed & ((code != 0) | (v < np.float32(0.0)))
+    elif zero_sign == ZERO_QUOTIENT:  # only for a quotient < 0 (not -0, not underflowed)
+        signed = signed & ((code != 0) | (y > np.float32(0.0)))
+    return code | (8 * signed)
+
+
+@njit(cache=True, error_model="numpy")
+def threshold_code(x, t, zero_sign):
+    """:func:`element_code` of element ``x`` (a float32 value) by decision thresholds: the
+    magnitude code is the number of the seven float32 ``t`` (a tuple, ascending) below
+    ``|x|``, which equals :func:`magnitude_code` of ``float32(|x| / d)`` when ``t`` are the
+    thresholds of ``d`` (:func:`.cpu.simd.nvfp4_search.decision_threshold`, for a finite
+    divisor ``d >= 0``); the sign as there."""
+    v = np.float32(x)
+    code = count_below(abs(v), t)
+    signed = math.copysign(np.float32(1.0), v) < np.float32(0.0)
+    if zero_sign == ZERO_DROP:
+        signed = signed & (code != 0)
+    elif zero_sign == ZERO_NEGATIVE:
+        signed = signed & ((code != 0) | (v < np.float32(0.0)))
+    return code | (8 * signed)
+
+
+@njit(cache=True, error_model="numpy")
+def scaled_element_code(x, d, post, tie, zero_sign):
+    """E2M1 code of element ``x`` when its scaled magnitude is float32(float32(|x| / d) *
+    post), two float32 operations (MLX's NVFP4 ``multiply(divide(wq, s_b), E)``, recipe
+    ``"mlx"``; :func:`fp4ref.spec.scale_rules.mlx_quotient`), with the sign as
+    :func:`element_code`."""
+    v = np.float32(x)
+    y = (abs(v) / np.float32(d)) * np.float32(post)
+    code = magnitude_code(y, tie)
+    signed = math.copysign(np.float32(1.0), v) < np.float32(0.0)
+    if zero_sign == ZERO_DROP:
+        signed = signed & (code != 0)
+    elif zero_sign == ZERO_NEGATIVE:
         signed = signed & ((code != 0) | (v < np.float32(0.0)))
     elif zero_sign == ZERO_QUOTIENT:  # only for a quotient < 0 (not -0, not underflowed)
         signed = signed & ((code != 0) | (y > np.float32(0.0)))

@@ -26,6 +26,7 @@ from ..profiles import (
     E4M3_ENCODES,
     E8M0_DECODES,
     ELEMENT_RULES,
+    MX_ELEMENT_SCALES,
     NONFINITE,
     Profile,
 )
@@ -66,6 +67,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "scalar_format": SCALAR_FORMATS,
     "e2m1_nan": _e2m1.NAN_CODES,
     "e4m3_nan": _e4m3.NAN_CODES,
+    "mx_element_scale": MX_ELEMENT_SCALES,
 }
 
 
@@ -82,6 +84,15 @@ LOW_FIRST, HIGH_FIRST, SPLIT_HALF = (
 (RULE_FLOOR, RULE_RCEIL, RULE_CEIL, RULE_EVEN, RULE_NEAREST, RULE_MISTRALRS, RULE_QWANTIZE,
  RULE_GGML, RULE_EXPONENT) = (code("scale_rule", n) for n in (
      "floor", "rceil", "ceil", "even", "nearest", "mistralrs", "qwantize", "ggml", "exponent"))
+RULE_MLX = code("scale_rule", "mlx")
+RECIPE_MLX = code("nvfp4_recipe", "mlx")
+NONFINITE_MLX = code("nonfinite", "mlx")
+ELEMENT_ARGMIN = code("element_rule", "argmin")
+#: The kernels' tie integer under ``element_rule="argmin"`` (which reads no tie rule): one
+#: past the tie rules, so :attr:`KernelOptions.rounding` carries the element rule too and
+#: every element encoder (:func:`.elements.magnitude_code`) sees it; its row of
+#: :data:`.elements.THRESHOLDS` is the ``"zero"`` row (the same codes for finite q < 2^24).
+TIE_ARGMIN = len(TIE_RULES)
 RECIPE_PLAIN, RECIPE_MODELOPT, RECIPE_TORCHAO, RECIPE_CT = (
     code("nvfp4_recipe", n) for n in ("plain", "modelopt", "torchao", "compressed-tensors"))
 NONFINITE_NAN_SCALE, NONFINITE_IEEE = (code("nonfinite", n) for n in ("nan-scale", "ieee"))
@@ -109,6 +120,12 @@ SCALE_E8M0, SCALE_E4M3 = (code("scale_format", n) for n in ("e8m0", "e4m3"))
 NAN_SIGN, NAN_ML_DTYPES, NAN_TORCHAO, NAN_COMPRESSED_TENSORS, NAN_REFUSE = (
     code("e2m1_nan", n) for n in ("sign", "ml_dtypes", "torchao", "compressed-tensors", "refuse"))
 E4M3_NAN_SIGN, E4M3_NAN_GFLOAT = (code("e4m3_nan", n) for n in ("sign", "gfloat"))
+RULE_QUARK, RULE_EXPONENT_UP = (code("scale_rule", n) for n in ("quark", "exponent-up"))
+RECIPE_VLLM = code("nvfp4_recipe", "vllm")
+NONFINITE_QUARK, NONFINITE_VLLM, NONFINITE_VLLM_TRITON = (
+    code("nonfinite", n) for n in ("quark", "vllm", "vllm-triton"))
+MX_DIVIDE, MX_BITS_RECIPROCAL = (
+    code("mx_element_scale", n) for n in ("divide", "bits-reciprocal"))
 
 
 class KernelOptions(NamedTuple):
@@ -123,7 +140,8 @@ class KernelOptions(NamedTuple):
     e8m0_min : int
         Smallest E8M0 byte the MXFP4 search may pick.
     rounding, zero_sign, nibble_order : int
-        Element tie rule, sign of a zero code, nibble order.
+        Element tie rule (:data:`TIE_ARGMIN` under ``element_rule="argmin"``), sign of a
+        zero code, nibble order.
     sum_lanes : int
         float32 summation lanes of the search's errors.
     nvfp4_recipe : int
@@ -131,7 +149,7 @@ class KernelOptions(NamedTuple):
     tensor_operand : float
         NVFP4: the recipe's tensor operand (:func:`fp4ref.quantize` computes it).
     nonfinite : int
-        :data:`NONFINITE_NAN_SCALE` or :data:`NONFINITE_IEEE`.
+        :data:`NONFINITE_NAN_SCALE`, :data:`NONFINITE_IEEE` or :data:`NONFINITE_MLX`.
     clamp_low, clamp_high : float
         NVFP4 block-scale clamp; a profile without one clamps to [-Inf, Inf], which leaves
         every non-NaN value as it is.
@@ -146,6 +164,14 @@ class KernelOptions(NamedTuple):
     vector_code : bool
         Not a convention: whether the CPU kernels may take their LLVM vector paths (the
         switch of :mod:`.cpu.simd`, read when the record is built).
+    mx_element_scale : int
+        :data:`MX_DIVIDE` or :data:`MX_BITS_RECIPROCAL` (``Profile.mx_element_scale``).
+    e8m0_stored_min : int
+        MXFP4: the smallest scale byte stored (``Profile.e8m0_stored_min``).
+    mx_quirks : bool
+        Not a convention: whether an MXFP4 rule quantization needs the quirk kernels
+        (:func:`.quantize_block.mx_quirk_block`): nonfinite ``"quark"``/``"vllm"``,
+        ``mx_element_scale`` or ``e8m0_stored_min`` off their defaults.
     element_rule : int
         :data:`ELEMENT_NEAREST` or :data:`ELEMENT_GGML` (ggml's argmin of float32 errors).
     e4m3_encode : int
@@ -169,6 +195,9 @@ class KernelOptions(NamedTuple):
     mx_zero_block: bool
     mx_zero_block_scale: int
     vector_code: bool
+    mx_element_scale: int
+    e8m0_stored_min: int
+    mx_quirks: bool
     element_rule: int = 0
     e4m3_encode: int = 0
 
@@ -210,6 +239,8 @@ class QuantizeOptions:
         if self.format == "mxfp4" and not self.optimal:
             return self.scale_rule
         rule = self.profile.scale_rule
+        if rule == "mlx":  # a search starts from MLX's rule unwrapped: rceil
+            return "rceil"
         return rule if rule in MX_RULES else "floor"
 
     @cached_property
@@ -223,7 +254,7 @@ class QuantizeOptions:
             scale_rule=code("scale_rule", self.start_rule),
             optimal=self.optimal,
             e8m0_min=int(p.e8m0_min),
-            rounding=code("rounding", p.rounding),
+            rounding=(TIE_ARGMIN if p.element_rule == "argmin" else code("rounding", p.rounding)),
             zero_sign=code("zero_sign", p.zero_sign),
             nibble_order=code("nibble_order", p.nibble_order),
             sum_lanes=int(p.sum_lanes),
@@ -239,15 +270,23 @@ class QuantizeOptions:
             vector_code=vector_code(),
             element_rule=code("element_rule", p.element_rule),
             e4m3_encode=code("e4m3_encode", p.e4m3_encode),
+            mx_element_scale=code("mx_element_scale", p.mx_element_scale),
+            e8m0_stored_min=int(p.e8m0_stored_min),
+            mx_quirks=(p.nonfinite in ("quark", "vllm", "vllm-triton")
+                       or p.mx_element_scale != "divide"
+                       or p.e8m0_stored_min != 0),
         )
 
     @property
     def ggml(self) -> bool:
         """Whether a ggml convention (element rule, non-finite policy or E4M3 encode) is
-        chosen: those run in the ggml kernels (:func:`fp4ref.kernels.quantize_block.ggml_block`)."""
+        chosen, and no search: those run in the ggml kernels
+        (:func:`fp4ref.kernels.ggml.ggml_block`; the searches ignore the three, as the
+        oracle's do)."""
         p = self.profile
-        return (p.element_rule == "ggml" or p.nonfinite in ("ggml", "gguf-py")
-                or (self.format == "nvfp4" and p.e4m3_encode == "ggml"))
+        return not self.optimal and (
+            p.element_rule == "ggml" or p.nonfinite in ("ggml", "gguf-py")
+            or (self.format == "nvfp4" and p.e4m3_encode == "ggml"))
 
 
 def nvfp4_recipe_options(recipe: str, tensor_operand: float,

@@ -19,15 +19,19 @@ from numba import njit
 from .options import (
     RECIPE_COMFY,
     RECIPE_CT,
+    RECIPE_MLX,
     RECIPE_MODELOPT,
     RECIPE_PLAIN,
     RECIPE_TORCHAO,
     RULE_CEIL,
     RULE_EVEN,
     RULE_EXPONENT,
+    RULE_EXPONENT_UP,
     RULE_FLOOR,
     RULE_GGML,
     RULE_MISTRALRS,
+    RULE_MLX,
+    RULE_QUARK,
     RULE_QWANTIZE,
     RULE_RCEIL,
     TIE_EVEN,
@@ -72,6 +76,17 @@ def float32_bits_of(value):
 
 
 @njit(cache=True, error_model="numpy")
+def mlx_exponent(amax):
+    """MLX's MXFP4 exponent e of a finite float32 ``amax`` >= 0: the smallest e with
+    2^e >= float32(amax / 6), 0 for a zero quotient (-149..126;
+    :func:`fp4ref.spec.scale_rules.mlx_exponent`)."""
+    quotient = f32(amax / 6.0)
+    if quotient == 0.0:
+        return 0
+    return _floor_log2(quotient) + (0 if _is_power_of_two(quotient) else 1)
+
+
+@njit(cache=True, error_model="numpy")
 def mx_scale(amax, rule):
     """E8M0 byte of ``rule`` for a finite float32 ``amax`` >= 0 (see the oracle's
     :func:`fp4ref.spec.scale_rules.mx_scale` for each rule's source)."""
@@ -91,6 +106,13 @@ def mx_scale(amax, rule):
         return min(max(int(math.floor(log2f(quotient))) + 127, 0), 254)
     if rule == RULE_EXPONENT:
         return float32_bits_of(f32(amax / 6.0)) >> 23
+    if rule == RULE_EXPONENT_UP:  # vLLM ROUND_UP (also NaN -> 0x00 and Inf -> 0xFF)
+        return ((float32_bits_of(f32(amax / 6.0)) + 0x7FFFFF) & 0x7F800000) >> 23
+    if rule == RULE_QUARK:  # Quark even_round: field 255 (>= 1.75 * 2^127, Inf) -> 0xFE
+        field = ((float32_bits_of(amax) + 0x200000) & 0x7F800000) >> 23
+        return 254 if field == 255 else _clamp_biased(field - 129, -127, 127)
+    if rule == RULE_MLX:  # uint8(e + 127): wraps below 2^-127 (elements: 2^e, not the byte)
+        return (mlx_exponent(amax) + 127) % 256
     if rule == RULE_EVEN:
         bits = (float32_bits_of(amax) + 0x200000) & 0x7F800000
         return _clamp_biased((bits >> 23) - 129, -127, 128)
@@ -133,6 +155,10 @@ def nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_block, z
             y = zero_scale
     elif recipe == RECIPE_TORCHAO or recipe == RECIPE_COMFY:  # comfy: as torchao's, unclamped
         y = divide(f32(amax / 6.0), tensor)
+    elif recipe == RECIPE_MLX:  # (amax / 6) * E; MLX's to_fp8 saturates NaN to 0x7E
+        y = float(np.float32(np.float32(amax) / np.float32(6.0)) * np.float32(tensor))
+        if y != y:
+            return 0x7E
     else:
         y = f32(tensor * f32(amax / 6.0))
     if y == y:
@@ -149,7 +175,7 @@ def nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_block, z
 def nvfp4_divisor(byte, recipe, tensor):
     """(d, multiply) for the elements of a block with scale ``byte``."""
     scale = e4m3_decode(byte)
-    if recipe == RECIPE_PLAIN:
+    if recipe == RECIPE_PLAIN or recipe == RECIPE_MLX:  # MLX: then * E, per element
         return scale, False
     if recipe == RECIPE_MODELOPT or recipe == RECIPE_COMFY:
         return f32(scale * tensor), False

@@ -41,6 +41,10 @@ def decode(code: int) -> float:
 MAGNITUDES = tuple((magnitude(code), code) for code in range(8))
 
 
+#: The zero-sign rules of a lone value (:data:`fp4ref.spec.elements.ZERO_SIGNS` less
+#: ``"quotient"``, a block rule: for a lone value, its own quotient, it is ``"negative"``).
+SCALAR_ZERO_SIGNS = ("keep", "negative", "drop")
+
 #: How a scalar encode codes NaN (E2M1 has none; the OCP text leaves it open):
 #: ``"sign"`` a zero with the NaN's sign bit (fp4ref's choice); ``"ml_dtypes"`` a zero with
 #: the opposite sign (ml_dtypes 0.7 ``astype(float4_e2m1fn)``: +NaN -> 0x8, -NaN -> 0x0);
@@ -106,9 +110,8 @@ def encode(x: float, rounding: str = "even", zero_sign: str = "keep", nan: str =
         the element, carries the NaN.
     """
     check_tie_rule(rounding)
-    if zero_sign not in ("keep", "negative", "drop", "quotient"):
-        raise ValueError(f"zero_sign must be one of ('keep', 'negative', 'drop', 'quotient'); "
-                         f"got {zero_sign!r}")
+    if zero_sign not in SCALAR_ZERO_SIGNS:
+        raise ValueError(f"zero_sign must be one of {SCALAR_ZERO_SIGNS}; got {zero_sign!r}")
     if nan not in NAN_CODES:
         raise ValueError(f"nan must be one of {NAN_CODES}; got {nan!r}")
     sign = 0b1000 if math.copysign(1.0, x) < 0 else 0

@@ -12,8 +12,13 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+import numpy as np
+
 from .e2m1 import MAGNITUDES
 from .rounding import nearest_code
+
+#: The E2M1 magnitudes of codes 0..7 as floats.
+MAGNITUDES_F = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 
 #: Sign of a code whose magnitude rounds to 0: ``"keep"`` the input's sign bit (-0.0 and
 #: negatives give 0x8: OCP, torchao, gfloat); ``"negative"``: 0x8 only for inputs < 0 (-0.0
@@ -24,12 +29,34 @@ from .rounding import nearest_code
 ZERO_SIGNS = ("keep", "negative", "drop", "quotient")
 
 
-def element_code(x: float, magnitude: float, rounding: str, zero_sign: str) -> int:
+def argmin_code(magnitude: float) -> int:
+    """MLX's E2M1 magnitude code of a float32 scaled magnitude (``argmin(abs(q - lut))``,
+    :data:`fp4ref.profiles.ELEMENT_RULES` ``"argmin"``): the first of the codes 0..7 whose
+    float32 distance ``|float32(q - v)|`` is least (a NaN distance is never less). On the
+    signed 16-entry table a negative q has the same distances to the negative entries, and
+    +0 (code 0) comes before -0, so the magnitude code is this one and a zero code is +0.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        q = np.float32(magnitude)
+        best, code = abs(q), 0
+        for m in range(1, 8):
+            distance = abs(q - np.float32(MAGNITUDES_F[m]))
+            if distance < best:
+                best, code = distance, m
+    return code
+
+
+def element_code(x: float, magnitude: float, rounding: str, zero_sign: str,
+                 rule: str = "nearest") -> int:
     """The E2M1 code of the element ``x`` whose scaled magnitude is ``magnitude``.
 
     ``magnitude`` is float32(|x| / d) (NaN only for 0 / 0, i.e. x = 0; +Inf saturates to 6).
+    ``rule="argmin"`` takes the magnitude code from :func:`argmin_code` instead (the tie
+    rule is then not read: argmin's first index rounds ties toward zero).
     """
-    if magnitude != magnitude:
+    if rule == "argmin":
+        code = argmin_code(magnitude)
+    elif magnitude != magnitude:
         code = 0
     elif math.isinf(magnitude):
         code = 7

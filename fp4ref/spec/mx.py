@@ -33,7 +33,8 @@ def dequantize_block(
     ``arithmetic`` (:data:`fp4ref.profiles.DECODE_ARITHMETIC`): ``"output-dtype"`` rounds
     the scale to ``dtype`` first (a float16 2^-127 is 0, 2^16 and up Inf) and the product
     to float32 and then to ``dtype``, as torch and MLX multiply half-precision tensors
-    (``"compressed-tensors"`` too); the other choices are the exact product above.
+    (``"compressed-tensors"`` and ``"mlx"`` too); the other choices are the exact product
+    above.
     """
     infinite = scale == e8m0.NAN and e8m0_decode in ("bits", "inf")
     if e8m0_decode == "bits" and scale == 0x00:
@@ -42,7 +43,7 @@ def dequantize_block(
     if scale == e8m0.NAN and e8m0_decode in ("ocp",):
         return [CANONICAL_NAN[dtype]] * len(codes)
     x = Fraction(2) ** 128 if scale == e8m0.NAN else Fraction(e8m0.decode(scale))
-    if arithmetic in ("output-dtype", "compressed-tensors") and not infinite:
+    if arithmetic in ("output-dtype", "compressed-tensors", "mlx") and not infinite:
         x, _ = binary_value(convert_float32(round_to_binary(x, False, 8, 23), dtype), dtype)
         infinite = x < 0  # the scale overflowed the output dtype
     out = []
@@ -61,7 +62,8 @@ def quantize_block(
     values: Sequence[float], rule: str = "floor", rounding: str = "even",
     zero_sign: str = "keep", start: str = "floor", min_byte: int = 0, lanes: int = 16,
     hessian: Sequence[Sequence[float]] | None = None, zero_byte: int | None = None,
-    nonfinite: str = "nan-scale", element_rule: str = "nearest",
+    nonfinite: str = "nan-scale", element_rule: str = "nearest", element_scale: str = "divide",
+    stored_min: int = 0,
 ) -> tuple[int, list[int]]:
     """(E8M0 scale byte, element codes) of one block of float32 values.
 
@@ -73,22 +75,30 @@ def quantize_block(
     ``float32(|V_i| / X)`` rounded to E2M1 with the tie rule ``rounding``, saturating to 6.
     A block holding NaN or Inf gets scale 0xFF (NaN) and all-zero codes: fp4ref's policy,
     as the OCP reference code does for NaN (the spec text leaves it open). A block of zeros
-    gets ``zero_byte`` under a rule when it is given (MLX 0x7F, Quark 0x01).
+    gets ``zero_byte`` under a rule when it is given (Quark 0x01). ``nonfinite="mlx"``
+    gives a NaN/Inf block byte 0x80 instead (MLX 0.32.4); ``element_rule="argmin"`` codes
+    by :func:`fp4ref.spec.elements.argmin_code`. Under rule ``"mlx"`` the stored byte
+    wraps and the elements are divided by 2^e (:func:`fp4ref.spec.scale_rules.mx_divisor`).
 
     Under ``nonfinite="gfloat"`` (:data:`fp4ref.profiles.NONFINITE`) a NaN is refused
     (``ValueError``) and a block holding Inf gets scale 0xFE, its elements coded as
-    float32(|V_i| / 2^127) (gfloat 0.5 ``compute_scale_amax`` clips ``floor(log2(Inf)) - 2``
+    ``float32(abs(V_i) / 2^127)`` (gfloat 0.5 ``compute_scale_amax`` clips ``floor(log2(Inf)) - 2``
     to 127).
 
     ``nonfinite`` ``"ggml"`` / ``"gguf-py"`` (:data:`fp4ref.profiles.NONFINITE`) replace
     that policy: NaN is left out of the max (ggml) or makes the scale 0x00 (gguf-py), and a
     block whose max is Inf gets 0x00. ``element_rule="ggml"`` codes every element by
     :func:`fp4ref.spec.elements.ggml_code` with half the scale, 2^(s - 128), instead of the
-    rounded quotient (:data:`fp4ref.profiles.ELEMENT_RULES`).
+    rounded quotient (:data:`fp4ref.profiles.ELEMENT_RULES`). The searches ignore both.
+
+    Under a rule, ``nonfinite`` ``"quark"`` / ``"vllm"``, ``element_scale``
+    ``"bits-reciprocal"`` and ``stored_min`` > 0 (:data:`fp4ref.profiles.NONFINITE`,
+    :data:`fp4ref.profiles.MX_ELEMENT_SCALES`, ``Profile.e8m0_stored_min``) are
+    :func:`quirk_block`'s.
     """
     from .elements import element_code
     from .optimal import search, search_hessian
-    from .scale_rules import e8m0_divisor, mx_scale, quotient
+    from .scale_rules import e8m0_divisor, mx_divisor, mx_scale, quotient
 
     if nonfinite == "compressed-tensors" and any(  # round_to_power_2(amax) is Inf
             (_bits32(v) & 0x7FFFFFFF) + 0x200000 >= 0x7F800000 for v in values):
@@ -100,9 +110,18 @@ def quantize_block(
         divisor = e8m0_divisor(0xFE)
         return 0xFE, [element_code(v, quotient(v, divisor, False), rounding, zero_sign)
                       for v in values]
+    if rule not in ("optimal", "optimal-hessian") and (
+            nonfinite in ("quark", "vllm", "vllm-triton") or element_scale != "divide"
+            or stored_min):
+        return quirk_block(values, rule, rounding, zero_sign, zero_byte, nonfinite,
+                           element_scale, stored_min)
+    if rule in ("optimal", "optimal-hessian"):  # the searches ignore ggml's conventions
+        element_rule = "nearest"
+        if nonfinite in ("ggml", "gguf-py"):
+            nonfinite = "nan-scale"
     ggml = nonfinite in ("ggml", "gguf-py")
     if not ggml and any(math.isnan(v) or math.isinf(v) for v in values):
-        return e8m0.NAN, [0] * len(values)
+        return (0x80 if nonfinite == "mlx" else e8m0.NAN), [0] * len(values)
     # ggml's max: `if (amax < fabsf(v)) amax = fabsf(v)` never takes a NaN
     amax = max((abs(v) for v in values if not math.isnan(v)), default=0.0)
     if ggml and (math.isinf(amax) or (nonfinite == "gguf-py"
@@ -126,9 +145,13 @@ def quantize_block(
 
         half = math.ldexp(1.0, scale - 128)
         return scale, [ggml_code(v, half) for v in values]
-    divisor = e8m0_divisor(scale) if scale != e8m0.NAN else math.nan
-    codes = [element_code(v, quotient(v, divisor, False), rounding, zero_sign) for v in values]
-    if scale == e8m0.NAN:  # ggml's wrapped exponents can land on 0xFF
+    if rule == "mlx":  # the stored byte wraps; the elements see 2^e
+        divisor = mx_divisor(amax, scale, rule)
+    else:
+        divisor = e8m0_divisor(scale) if scale != e8m0.NAN else math.nan
+    codes = [element_code(v, quotient(v, divisor, False), rounding, zero_sign, element_rule)
+             for v in values]
+    if scale == e8m0.NAN and rule != "mlx":  # ggml's wrapped exponents can land on 0xFF
         codes = [0] * len(values)
     return scale, codes
 
@@ -139,3 +162,86 @@ def _bits32(value: float) -> int:
     import numpy as np
 
     return int(np.array(value, np.float64).astype(np.float32).view(np.uint32))
+
+
+def quirk_block(
+    values: Sequence[float], rule: str, rounding: str, zero_sign: str, zero_byte: int | None,
+    nonfinite: str, element_scale: str, stored_min: int,
+) -> tuple[int, list[int]]:
+    """(stored E8M0 byte, codes) of one block under a scale rule with AMD Quark's or vLLM's
+    conventions (:func:`quantize_block` sends such blocks here).
+
+    ``nonfinite="quark"``: a block holding NaN gets 0x7F and code 7 everywhere, 0xF for a
+    NaN element whose sign bit is set (Quark 0.13: the observer's amax is NaN, its scale
+    NaN, ``to_e8m0_uint8`` casts NaN to int16 0 on x86, and every x / NaN is the scale's
+    positive NaN except NaN elements, which keep theirs; ``Pack_fp4`` reads bits 22-24 of
+    NaN / 2^126 as 7). Otherwise (and always under ``"vllm"``) amax is Inf if an element is
+    (NaN under ``"vllm"`` if one is: torch.max propagates it) and goes through the rule;
+    ``"vllm-triton"`` leaves NaN out of the max (NaN for a block of NaNs) and codes NaN and
+    Inf elements 7 with their sign; an amax of Inf or NaN goes through the rules
+    ``"quark"``, ``"exponent"`` and ``"exponent-up"`` only: under another rule (a keyword
+    override) such a block gets 0xFF and zero codes;
+    under ``"quark"`` an infinite quotient codes 6 with its sign (Pack_fp4 reads Inf's
+    bits as 6).
+
+    ``element_scale="divide"``: q = float32(|x| / 2^(s - 127)); ``"bits-reciprocal"``: q =
+    float32(x * r) with r = float32(1 / X), X the float32 with bits s << 23, and r = 0 for
+    s = 0x00 (X = 0) and 0xFF (X = Inf): vLLM ``downcast_to_mxfp_torch``; there a NaN
+    element codes 7 with its sign bit and an Inf one (Inf * 0, x86's default NaN) 0xF.
+
+    The stored byte is max(s, ``stored_min``) (Quark's ``to_e8m0_uint8`` clamps log2 at
+    -126); the elements use s itself.
+    """
+    from .elements import element_code
+    from .scale_rules import e8m0_divisor, f32, mx_scale
+
+    nan = any(math.isnan(v) for v in values)
+    inf = any(math.isinf(v) for v in values)
+    if (nan or inf) and nonfinite not in ("quark", "vllm", "vllm-triton"):
+        return e8m0.NAN, [0] * len(values)
+    if nonfinite == "vllm-triton":  # tl.max skips NaN; NaN and Inf elements code 7
+        finite = [abs(v) for v in values if not math.isnan(v)]
+        amax = max(finite) if finite else math.nan
+        if not math.isfinite(amax) and rule not in ("quark", "exponent", "exponent-up"):
+            return e8m0.NAN, [0] * len(values)
+        scale = mx_scale(amax, rule) if amax != 0 or zero_byte is None else zero_byte
+        if scale == e8m0.NAN:  # a wrapped rule (ggml) lands there
+            return max(scale, stored_min), [0] * len(values)
+        codes = [0x7 | (0x8 if math.copysign(1.0, v) < 0 else 0)
+                 if math.isnan(v) or math.isinf(v)
+                 else element_code(v, f32(abs(v) / e8m0_divisor(scale)), rounding, zero_sign)
+                 for v in values]
+        return max(scale, stored_min), codes
+    if nonfinite == "quark" and nan:  # 0x7F, every element NaN (the sign: NaN elements')
+        return 0x7F, [0xF if math.isnan(v) and math.copysign(1.0, v) < 0 else 0x7
+                      for v in values]
+    if (inf or nan and nonfinite == "vllm") and rule not in ("quark", "exponent", "exponent-up"):
+        return e8m0.NAN, [0] * len(values)  # only the bit-arithmetic rules take Inf/NaN
+    if nan:
+        amax = math.nan  # torch.abs then max: a positive NaN
+    elif inf:
+        amax = math.inf
+    else:
+        amax = max((abs(v) for v in values), default=0.0)
+    scale = mx_scale(amax, rule) if amax != 0 or zero_byte is None else zero_byte
+    if scale == e8m0.NAN and element_scale == "divide":  # a wrapped rule (ggml) lands there
+        return max(scale, stored_min), [0] * len(values)
+    codes = []
+    for v in values:
+        negative = math.copysign(1.0, v) < 0
+        if element_scale == "bits-reciprocal":
+            r = 0.0 if scale in (0x00, e8m0.NAN) else math.ldexp(1.0, 127 - scale)  # exact
+            if math.isnan(v):  # NaN * r: the element's own NaN
+                code = 0x7 | (0x8 if negative else 0)
+            elif math.isinf(v) and r == 0:  # Inf * 0: x86's default NaN, negative
+                code = 0xF
+            else:
+                code = element_code(v, f32(abs(v) * r), rounding, zero_sign)
+        else:
+            q = math.inf if math.isinf(v) else abs(v) / e8m0_divisor(scale)
+            if math.isinf(q) and nonfinite == "quark":  # Pack_fp4 of Inf / 2^126: 6
+                code = 0x6 | (0x8 if negative else 0)
+            else:
+                code = element_code(v, f32(q), rounding, zero_sign)
+        codes.append(code)
+    return max(scale, stored_min), codes

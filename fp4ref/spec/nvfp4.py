@@ -31,9 +31,9 @@ def dequantize_block(
     rounded to float32 and then to the output dtype ``dt``, see
     :data:`fp4ref.profiles.DECODE_ARITHMETIC`; under ``"compressed-tensors"``
     ``tensor_scale_bits`` are the bits of the encode scale G the block scale is divided
-    by, ``P_i * f32(s_block / G)``). ``e4m3_decode="ggml"`` reads the scale
-    byte as ggml's UE4M3 (sign bit ignored, 0x7F is 0, 0xFF 480) and code 0x8 as +0
-    (:data:`fp4ref.profiles.E4M3_DECODES`).
+    by, ``P_i * f32(s_block / G)``; ``"mlx"`` is ``"scale-first"``).
+    ``e4m3_decode="ggml"`` reads the scale byte as ggml's UE4M3 (sign bit ignored, 0x7F
+    is 0, 0xFF 480) and code 0x8 as +0 (:data:`fp4ref.profiles.E4M3_DECODES`).
 
     Parameters
     ----------
@@ -98,16 +98,22 @@ def quantize_block(
     runs the recipe on an infinite one; ``element_rule="ggml"`` codes the elements by
     :func:`fp4ref.spec.elements.ggml_code` with half the divisor;
     ``e4m3_encode="ggml"`` casts the block scale with
-    :func:`fp4ref.spec.e4m3.encode_ggml`.
+    :func:`fp4ref.spec.e4m3.encode_ggml`. The searches (``optimal``) ignore the three.
 
     ``nonfinite`` (the profile's :data:`fp4ref.profiles.NONFINITE` choice), when given,
     overrides ``nan_scale_for_inf``; ``"comfy"`` takes NaN and Inf through the ``"comfy"``
     recipe's arithmetic (:func:`comfy_block`). The ``"comfy"`` recipe has no search.
+    ``nonfinite="mlx"``: no NaN scale at all, a NaN is the block's max (recipe ``"mlx"``
+    saturates it to 0x7E); ``element_rule="argmin"`` codes by
+    :func:`fp4ref.spec.elements.argmin_code`; recipe ``"mlx"`` codes
+    :func:`fp4ref.spec.scale_rules.mlx_quotient`.
     """
     from .elements import element_code
     from .optimal import search, search_hessian
-    from .scale_rules import nvfp4_block_scale, nvfp4_divisor, quotient
+    from .scale_rules import mlx_quotient, nvfp4_block_scale, nvfp4_divisor, quotient
 
+    if recipe == "vllm":  # its own arithmetic throughout, NaN and Inf included
+        return vllm_block(values, tensor)
     if nonfinite is not None:
         nan_scale_for_inf = nonfinite == "nan-scale"
     if nonfinite in ("ieee-x86", "compressed-tensors"):  # an arithmetic NaN scale: 0xFF
@@ -116,10 +122,14 @@ def quantize_block(
                                       element_rule, e4m3_encode)
         return (0xFF if scale == e4m3.NAN and not any(math.isnan(v) for v in values)
                 else scale), codes
+    if optimal:  # the searches ignore ggml's conventions (Inf: the recipe's arithmetic)
+        element_rule, e4m3_encode = "nearest", "ocp"
+        if nonfinite in ("ggml", "gguf-py"):
+            nonfinite = None
     ggml = nonfinite == "ggml"
     if nonfinite == "gguf-py":
         raise ValueError("nonfinite='gguf-py' is MXFP4 only (gguf-py has no NVFP4 quantizer)")
-    through = nonfinite in ("comfy", "modelopt")  # NaN and Inf run through the arithmetic
+    through = nonfinite in ("comfy", "mlx", "modelopt")  # NaN/Inf through the arithmetic
     if not ggml and not through and (any(math.isnan(v) for v in values) or (
             nan_scale_for_inf and any(math.isinf(v) for v in values))):
         return e4m3.NAN, [0] * len(values)
@@ -131,6 +141,8 @@ def quantize_block(
         return modelopt_block(values, tensor, clamp, zero_scale, rounding, zero_sign)
     # ggml's max: `if (amax < fabsf(v)) amax = fabsf(v)` never takes a NaN
     amax = max((abs(v) for v in values if not math.isnan(v)), default=0.0)
+    if nonfinite == "mlx" and any(math.isnan(v) for v in values):  # MLX: max(abs(x))
+        amax = math.nan  # propagates NaN into the arithmetic
     scale = nvfp4_block_scale(amax, recipe, tensor, clamp, zero_scale, e4m3_encode)
     if optimal:
         candidates = [(b, nvfp4_divisor(b, recipe, tensor)[0]) for b in range(1, 0x7F)]
@@ -153,7 +165,12 @@ def quantize_block(
         if e4m3.decode(scale) != e4m3.decode(scale):
             codes = [0] * len(values)
         return scale, codes
-    codes = [element_code(v, quotient(v, d, multiply), rounding, zero_sign) for v in values]
+    if recipe == "mlx":
+        codes = [element_code(v, mlx_quotient(v, d, tensor), rounding, zero_sign, element_rule)
+                 for v in values]
+    else:
+        codes = [element_code(v, quotient(v, d, multiply), rounding, zero_sign, element_rule)
+                 for v in values]
     if e4m3.decode(scale) != e4m3.decode(scale):
         codes = [0] * len(values)
     return scale, codes
@@ -337,3 +354,61 @@ def _scale_first(codes, block_scale, tensor_scale_bits, dtype, arithmetic):
             bits32 = round_to_binary(magnitude, negative, 8, 23)
         out.append(convert_float32(bits32, dtype))
     return out
+
+
+def vllm_block(values: Sequence[float], tensor: float) -> tuple[int, list[int]]:
+    """(E4M3 byte, codes) of one block by vLLM 0.33.0 ``ref_nvfp4_quant`` (the ``"vllm"``
+    recipe), with ``tensor`` the global scale G it is passed (encode direction), every step
+    the float32 operation torch runs on x86:
+
+    - ``vec_max`` = max |x| (NaN if an element is; Inf if one is);
+    - y = G * float32(vec_max * float32(1/6)) (``FLOAT4_E2M1_MAX_RECIPROCAL``, a Python float
+      torch casts to float32), clamped to [-448, 448], cast to E4M3 (nearest even); a NaN y
+      is 0x7F when propagated from a NaN element (or G), 0xFF when made by G * y = 0 * Inf or
+      Inf * 0 (x86's default NaN is negative);
+    - ``get_reciprocal``: r = 1 / (v + (v == 0) * 1e8); output_scale = r(s * r(G)) (a block
+      scale 0 gives 1 / 1e8, so its elements keep their sign; G = 0 gives r(G) = 1e-8);
+    - q = float32(x * output_scale), clamped to [-6, 6]; ``cast_to_fp4`` rounds |q| to the
+      nearest E2M1 value by its thresholds (ties to even) and multiplies by torch.sign(q):
+      the sign bit is set iff q < 0 (-0.0 and products that underflow to zero give +0).
+
+    vLLM returns the E2M1 values as float32: a NaN q (every element of a block whose scale
+    is NaN, an Inf element times output_scale 0) has no code; fp4ref writes 0xF, as the
+    peers adapter packs it.
+    """
+    from .elements import element_code
+    from .scale_rules import f32
+
+    def reciprocal(v):  # vllm get_reciprocal: 1 / (v + (v == 0) * 1e8), in float32
+        v = f32(v + (1e8 if v == 0 else 0.0))
+        return 0.0 if math.isinf(v) else f32(1 / v)
+
+    g = float(tensor)
+    if any(math.isnan(v) for v in values):
+        amax = math.nan
+    else:
+        amax = max((abs(v) for v in values), default=0.0)
+    a = f32(amax * f32(1 / 6))
+    if g != g:  # G * a: x86 returns the first NaN operand, G's (with its sign)
+        byte = 0xFF if math.copysign(1.0, g) < 0 else 0x7F
+    elif a != a:  # a NaN element: torch.abs made it positive
+        byte = 0x7F
+    elif (g == 0 and math.isinf(a)) or (math.isinf(g) and a == 0):  # 0 * Inf: default NaN
+        byte = 0xFF
+    else:
+        y = min(max(f32(g * a), -448.0), 448.0)
+        byte = e4m3.encode(y, "even", saturate=True)
+    s = e4m3.decode(byte)
+    t = f32(s * reciprocal(g))  # NaN for a NaN scale, and for 0 * Inf
+    if t != t:
+        return byte, [0xF] * len(values)
+    scale = reciprocal(t)
+    codes = []
+    for v in values:
+        q = f32(v * scale)  # NaN for Inf * 0 and 0 * Inf
+        if q != q:
+            codes.append(0xF)
+            continue
+        q = min(max(q, -6.0), 6.0)
+        codes.append(element_code(q, abs(q), "even", "drop") | (0x8 if q < 0 else 0))
+    return byte, codes

@@ -24,11 +24,11 @@ from . import e4m3
 #: MXFP4 scale rules, by name (``"optimal"`` and ``"optimal-hessian"`` start from a base
 #: rule and search; see :mod:`fp4ref.spec.optimal`).
 MX_RULES = ("floor", "rceil", "ceil", "even", "nearest", "mistralrs", "qwantize", "ggml",
-            "exponent")
+            "exponent", "quark", "exponent-up", "mlx")
 SEARCH_RULES = ("optimal", "optimal-hessian")
 
 #: NVFP4 two-level recipes (see :func:`nvfp4_block_scale`).
-NV_RECIPES = ("plain", "modelopt", "torchao", "compressed-tensors", "comfy")
+NV_RECIPES = ("plain", "modelopt", "torchao", "compressed-tensors", "comfy", "vllm", "mlx")
 
 #: emax_elem of E2M1 (OCP MX v1.0 section 6.3).
 EMAX_ELEM = 2
@@ -96,8 +96,8 @@ def mx_scale(amax: float, rule: str) -> int:
         - ``"ceil"``: X = 2^(ceil(log2 amax) - 2), exact (torchao CEIL, from the exponent bits).
         - ``"even"``: torchao EVEN / Quark / compressed-tensors: add 0x200000 to the float32
           bits of amax, mask the mantissa off, then the floor rule.
-        - ``"nearest"``: X = 2^round(log2(float32(amax / 6))), exact (MLX's source; MLX
-          0.32.4 on CPU runs ``"rceil"``); no ties exist.
+        - ``"nearest"``: X = 2^round(log2(float32(amax / 6))), exact (MLX's source at
+          0.32.2; MLX 0.32.4 on CPU runs ``"mlx"``); no ties exist.
         - ``"mistralrs"``: mistral.rs ISQ, ``floor(log2f(amax / 6.0)) + 127`` clamped to
           [0, 254] in f32 arithmetic; amax = 0 gives 127.
         - ``"qwantize"``: qwantize 0.1.1 ``mxfp4_naive``: ``floor(log2f(max(amax, 1e-30))
@@ -107,7 +107,25 @@ def mx_scale(amax: float, rule: str) -> int:
         - ``"exponent"``: the biased exponent field of float32(amax / 6), vLLM's
           ``downcast_to_mxfp_torch`` ROUND_DOWN (``bits & 0x7F800000``): a subnormal or zero
           quotient gives 0x00.
+        - ``"quark"``: AMD Quark 0.13 ``even_round``: the ``"even"`` bit trick, then
+          ``floor(log2) - 2`` clamped to [-127, 127]: an exponent field of 255 after the add
+          (amax >= 1.75 * 2^127, and amax = Inf) is log2(Inf), clamped to 127: 0xFE.
+        - ``"exponent-up"``: vLLM ``downcast_to_mxfp_torch`` ROUND_UP (its default),
+          ``((bits + 0x7FFFFF) & 0x7F800000) >> 23`` of float32(amax / 6): rceil, except
+          that a subnormal quotient gives 0x01 (rceil: 0x00 up to 2^-127).
+        - ``"mlx"``: MLX 0.32.4 on CPU (``fp_quantize``): ``uint8(e + 127)`` with e
+          :func:`mlx_exponent`, no clamp, so exponents below -127 wrap modulo 256
+          (``[2^-126]`` gets 0xFF); the elements are divided by 2^e, not by the stored
+          byte's value (:func:`mx_divisor`).
+
+        ``"exponent"``, ``"exponent-up"`` and ``"quark"`` also take amax = Inf or NaN (a
+        block under ``nonfinite="vllm"`` or ``"quark"``): their bit arithmetic on it.
     """
+    if rule == "quark":  # quark/torch/quantization/utils.py even_round
+        field = ((float32_bits(amax) + 0x200000) & 0x7F800000) >> 23
+        return 254 if field == 255 else _biased(field - 127 - EMAX_ELEM)
+    if rule == "exponent-up":  # vllm mxfp.py downcast_to_mxfp_torch, ROUND_UP
+        return ((float32_bits(f32(amax / 6)) + 0x7FFFFF) & 0x7F800000) >> 23
     if rule == "qwantize":
         t = f32(f32(log2f(max(amax, f32(1e-30))) - 2) + 127)
         return min(max(math.floor(t), 1), 254)
@@ -122,6 +140,8 @@ def mx_scale(amax: float, rule: str) -> int:
         return min(max(math.floor(log2f(quotient)) + 127, 0), 254)
     if rule == "exponent":
         return float32_bits(f32(amax / 6)) >> 23
+    if rule == "mlx":
+        return (mlx_exponent(amax) + 127) % 256
     if rule == "even":
         bits = (float32_bits(amax) + 0x200000) & 0x7F800000
         return _biased((bits >> 23) - 127 - EMAX_ELEM, high=128)
@@ -141,6 +161,23 @@ def mx_scale(amax: float, rule: str) -> int:
         mantissa = quotient / Fraction(2) ** exponent  # in [1, 2)
         return _biased(exponent + (1 if mantissa * mantissa >= 2 else 0))
     raise ValueError(f"rule must be one of {MX_RULES}; got {rule!r}")
+
+
+def mlx_exponent(amax: float) -> int:
+    """MLX 0.32.4's MXFP4 scale exponent: the smallest e with 2^e >= float32(amax / 6),
+    exactly (run: it agrees with MLX on 16404 blocks with amax at and around every power of
+    two and 6 * 2^k, subnormal ones included), and 0 when the quotient is 0."""
+    quotient = Fraction(f32(amax / 6))
+    return 0 if quotient == 0 else _ceil_log2(quotient)
+
+
+def mx_divisor(amax: float, byte: int, rule: str) -> float:
+    """The value an MXFP4 block's elements are divided by: 2^(byte - 127)
+    (:func:`e8m0_divisor`), except under ``"mlx"``, whose stored byte wraps: 2^e with e
+    :func:`mlx_exponent` (2^-149 at the least, a float32 subnormal)."""
+    if rule == "mlx":
+        return math.ldexp(1.0, mlx_exponent(amax))
+    return e8m0_divisor(byte)
 
 
 def e8m0_divisor(byte: int) -> float:
@@ -165,6 +202,12 @@ def nvfp4_block_scale(
       *byte* after the cast becomes ``zero_scale`` (0.125).
     - ``"comfy"`` (comfy-kitchen 0.2.40): y = (amax / 6) / s_t, rounded twice (its NaN
       bytes and zero-divisor blocks: :func:`fp4ref.spec.nvfp4.comfy_block`).
+    - ``"vllm"`` (vLLM 0.33.0 ``ref_nvfp4_quant``): its own block function,
+      :func:`fp4ref.spec.nvfp4.vllm_block` (this function and :func:`nvfp4_divisor` do not
+      take it).
+    - ``"mlx"`` (MLX 0.32.4 ``fp_quantize``): y = (amax / 6) * E, E = float32(2688 / G)
+      for the given global scale G (1.0 without one); MLX's ``to_fp8`` saturates NaN (the
+      max of a block holding NaN, or Inf * 0) to 0x7E like Inf.
 
     Then ``clamp`` (low, high) if given (torchao [2^-6, 448], ModelOpt [2^-9, 448]) and the
     E4M3 cast: nearest even, saturating to 448 (torch 2.13's cast). NaN gives 0x7F.
@@ -183,6 +226,11 @@ def nvfp4_block_scale(
         y = f32(tensor * f32(amax / 6))
     elif recipe == "comfy":  # comfy-kitchen 0.2.40 quantize_nvfp4: two roundings
         y = _f32_divide(f32(amax / 6), tensor)
+    elif recipe == "mlx":
+        with np.errstate(invalid="ignore", over="ignore"):
+            y = float(np.float32(amax) / np.float32(6) * np.float32(tensor))
+        if y != y:  # MLX's to_fp8 saturates NaN; fp4ref writes the positive byte (x86's
+            return 0x7E  # Inf * 0 NaN is negative: MLX there writes 0xFE)
     else:
         raise ValueError(f"recipe must be one of {NV_RECIPES}; got {recipe!r}")
     if clamp is not None and y == y:
@@ -202,11 +250,12 @@ def nvfp4_divisor(byte: int, recipe: str, tensor: float) -> tuple[float, bool]:
     """(d, multiply): elements become float32(abs(x) / d), or float32(abs(x) * d) if ``multiply``.
 
     ``"plain"``: d = s_b; ``"modelopt"``: d = float32(s_b * s_t) (a true division);
+    ``"mlx"``: d = s_b, and the quotient is then multiplied by E (:func:`mlx_quotient`);
     ``"compressed-tensors"``: d = float32(s_b / G); ``"torchao"``: multiply by
     float32(float32(1 / s_t) / s_b), its reciprocal (torchao 0.18 ``nvfp4_quantize``).
     """
     scale = e4m3.decode(byte)
-    if recipe == "plain":
+    if recipe in ("plain", "mlx"):
         return scale, False
     if recipe == "modelopt":
         return f32(scale * tensor), False
@@ -223,6 +272,13 @@ def _f32_divide(a: float, b: float) -> float:
         with np.errstate(divide="ignore", invalid="ignore"):
             return float(np.float32(a) / np.float32(b))
     return f32(a / b)
+
+
+def mlx_quotient(x: float, d: float, tensor: float) -> float:
+    """MLX NVFP4: float32(float32(abs(x) / d) * E) (``multiply(divide(wq, s_b), E)``, E the
+    tensor operand float32(2688 / G), 1.0 without G)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return float(np.float32(quotient(x, d, False)) * np.float32(tensor))
 
 
 def quotient(x: float, d: float, multiply: bool) -> float:

@@ -129,8 +129,9 @@ def tensor_multipliers() -> list[float]:
             if prof.nvfp4_recipe is not None and prof.tensor_scale:
                 for u in _amax_grid():
                     decode = _tensor_scales(prof, None, amax=lambda u=u: value(u))[1]
-                    if math.isfinite(decode):
-                        found.add(float(decode))
+                    if decode is not None and math.isfinite(decode):  # None: MLX's amax
+                        found.add(float(decode))  # direction computes none (a given G
+                        # decodes as G / 2688, the decode direction's multipliers)
     return sorted({1.0, float(np.float32(1.0) / np.float32(2688.0)), min(found), max(found)})
 
 

@@ -108,7 +108,8 @@ def recipes() -> list[Recipe]:
     """Every distinct (recipe, clamp, zero scale) of the NVFP4 profiles, first seen first."""
     seen: dict[tuple, list[str]] = {}
     for name, prof in profiles().items():
-        if prof.nvfp4_recipe is not None:
+        if prof.nvfp4_recipe not in (None, "vllm"):  # "vllm" is a block function of its
+            # own (no block-scale function to sweep): tests/test_quark_vllm.py, the peers
             key = (prof.nvfp4_recipe, prof.block_scale_clamp, prof.zero_block_scale)
             seen.setdefault(key, []).append(name)
     return [Recipe(*key, tuple(names)) for key, names in seen.items()]
@@ -127,6 +128,8 @@ def tensor_operands(recipe: Recipe) -> list[tuple[str, float]]:
         return [("1", 1.0)]
 
     def stored(amax: float) -> float:
+        if prof.tensor_scale_direction == "amax":  # MLX: the stored scale is the amax
+            return amax
         return float(_tensor_scales(prof, None, amax=lambda: amax)[2])
 
     def operand(scale: float) -> float:
@@ -142,6 +145,8 @@ def tensor_operands(recipe: Recipe) -> list[tuple[str, float]]:
         if scale not in seen:
             seen.add(scale)
             out.append((f"{label} = {scale:.8g}", operand(scale)))
+    if prof.tensor_scale_direction == "amax":  # MLX without a global_scale: E = 1
+        out.insert(0, ("none", 1.0))
     return out
 
 
@@ -173,12 +178,16 @@ def _nv(recipe: Recipe, label: str, tensor: float) -> Sweep:
 QUANTIZE_BLOCKS = {"mxfp4": (31, 0x40FFFFFF), "nvfp4": (15, 0x40C00000)}
 
 
-def _heaviest(u: int, per: int, pin: int) -> int:
+def _heaviest(u: int, per: int, pin: int, skip_nan: bool = False) -> int:
     """The pattern of largest magnitude in ``u``'s quantizer block, pin included (NaN >
     Inf > finite, as magnitude bits order them): beside ``u`` it gives the block's amax
-    and its NaN/Inf status, so the block's scale and ``u``'s code."""
+    and its NaN/Inf status, so the block's scale and ``u``'s code. With ``skip_nan`` (a
+    policy whose block max leaves NaN out: ``nonfinite`` ``"ggml"``, ``"gguf-py"``,
+    ``"vllm-triton"``) NaN patterns are passed over."""
     first = u - u % per
-    top = max(range(first, min(first + per, ALL)), key=lambda v: v & 0x7FFFFFFF)
+    candidates = [v for v in range(first, min(first + per, ALL))
+                  if not skip_nan or v & 0x7FFFFFFF <= 0x7F800000]
+    top = max(candidates, key=lambda v: v & 0x7FFFFFFF, default=pin)
     return top if top & 0x7FFFFFFF > pin else pin
 
 
@@ -194,10 +203,12 @@ def quantize_profiles(fmt: str) -> list[str]:
     seen, names = set(), []
     for name, p in profiles().items():
         if fmt == "mxfp4":
-            key = (p.scale_rule, p.rounding, p.zero_sign, p.element_rule,
-                   p.nonfinite if p.nonfinite in ("ggml", "gguf-py") else None)
-        elif p.nvfp4_recipe is None:
+            key = (p.scale_rule, p.rounding, p.zero_sign, p.element_rule, p.nonfinite,
+                   p.mx_element_scale, p.e8m0_stored_min)
+        elif p.nvfp4_recipe in (None, "vllm"):  # "vllm": see recipes()
             continue
+        elif p.element_rule == "argmin":  # MLX's codes of saturated blocks alternate with
+            continue  # the float32 rounding of huge quotients (2^25..2^27): no runs to sweep
         else:
             key = (p.nvfp4_recipe, p.block_scale_clamp, p.tensor_scale, p.rounding,
                    p.zero_sign, p.nonfinite, p.element_rule, p.e4m3_encode)
@@ -207,29 +218,21 @@ def quantize_profiles(fmt: str) -> list[str]:
     return names
 
 
-def _heaviest_not_nan(u: int, per: int, pin: int) -> int:
-    """:func:`_heaviest` among the patterns that are not NaN (the block max of the ggml
-    policies, ``fp4ref.profiles.NONFINITE``)."""
-    first = u - u % per
-    top = max((v for v in range(first, min(first + per, ALL)) if v & 0x7FFFFFFF <= 0x7F800000),
-              key=lambda v: v & 0x7FFFFFFF, default=pin)
-    return top if top & 0x7FFFFFFF > pin else pin
-
 
 def _quantize(fmt: str, name: str) -> Sweep:
     per, pin = QUANTIZE_BLOCKS[fmt]
     p = profiles()[name]
 
     def oracle(u: int) -> int:
-        block = [value(u), value(_heaviest(u, per, pin))]  # the same amax and NaN/Inf
-        if p.nonfinite in ("ggml", "gguf-py"):  # NaN stays out of the max: the heaviest
-            block = [value(u), value(_heaviest_not_nan(u, per, pin))]  # other pattern,
-            if _heaviest(u, per, pin) & 0x7FFFFFFF > 0x7F800000:  # and a NaN if any
-                block.append(math.nan)
+        skip_nan = p.nonfinite in ("ggml", "gguf-py", "vllm-triton")  # NaN out of the max
+        block = [value(u), value(_heaviest(u, per, pin, skip_nan))]  # same amax and NaN/Inf
+        if p.nonfinite in ("ggml", "gguf-py") and _heaviest(u, per, pin) & 0x7FFFFFFF > 0x7F800000:
+            block.append(math.nan)  # and a NaN if the block holds one (gguf-py reads it)
         if fmt == "mxfp4":
-            scale, codes = mx.quantize_block(block, p.scale_rule, p.rounding, p.zero_sign,
-                                             nonfinite=p.nonfinite,
-                                             element_rule=p.element_rule)
+            scale, codes = mx.quantize_block(
+                block, p.scale_rule, p.rounding, p.zero_sign, zero_byte=p.mx_zero_block_scale,
+                nonfinite=p.nonfinite, element_rule=p.element_rule,
+                element_scale=p.mx_element_scale, stored_min=p.e8m0_stored_min)
         else:  # a tensor scale of 1 is its own reciprocal: the operand of every recipe
             scale, codes = nvfp4.quantize_block(
                 block, p.nvfp4_recipe, 1.0, p.block_scale_clamp, p.zero_block_scale,

@@ -197,3 +197,25 @@ def test_cupy_in_cupy_out():
     got = fp4ref.dequantize(cupy.asarray(blocks), cupy.asarray(scales))
     assert isinstance(got, cupy.ndarray)
     assert np.array_equal(bits(got.get()), bits(fp4ref.dequantize(blocks, scales)))
+
+
+@pytest.mark.parametrize("shape", [{"kind": "chunk"}, {"kind": "unroll", "unroll": 4},
+                                   {"kind": "tile"}, {"kind": "tile", "unroll": 2}])
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_dequantize_kernel_shapes_against_the_cpu(monkeypatch, shape, fmt):
+    """Each shape of the dequantize kernel (:data:`..codec.DEQUANTIZE_SHAPE`), every nibble
+    order, float32 and bfloat16, over full tiles (512 packed bytes a warp) and a part-full
+    one, against the numba CPU backend."""
+    block = FORMATS[fmt]
+    rng = np.random.default_rng(11)
+    blocks = rng.integers(0, 256, (3, 150 * block // 2), dtype=np.uint8)  # 450 blocks
+    scales = rng.integers(0, 256, (3, 150), dtype=np.uint8)
+    for key, value in shape.items():
+        monkeypatch.setitem(gpu.DEQUANTIZE_SHAPE, key, value)
+    for order in ORDERS:
+        for dtype in ("float32", "bfloat16"):
+            options = {"format": fmt, "nibble_order": order, "dtype": dtype}
+            expected = fp4ref.dequantize(blocks, scales, backend="numba", **options)
+            got = host(fp4ref.dequantize(cuda.to_device(blocks), cuda.to_device(scales),
+                                         **options))
+            assert np.array_equal(bits(got), bits(expected)), (order, dtype)

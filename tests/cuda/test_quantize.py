@@ -219,3 +219,18 @@ def test_torch_in_torch_out():
                 array = getattr(got, name)
                 assert isinstance(array, torch.Tensor) and array.is_cuda, (dtype, fmt, name)
                 assert np.array_equal(array.cpu().numpy(), getattr(expected, name)), (dtype, fmt)
+
+
+@pytest.mark.parametrize("by_threshold", [False, True])
+@pytest.mark.parametrize(("profile", "tensor_scale"), [
+    ("ocp", 0.02), ("ocp", 3e38), ("compressed-tensors", 100.0), ("qwantize", None)])
+def test_nvfp4_codes_by_threshold_or_by_division(monkeypatch, by_threshold, profile,
+                                                 tensor_scale):
+    """The rule kernel's two ways to an element's code (decision thresholds of the block's
+    divisor, or the division), each against the CPU; a tensor scale of 3e38 makes the
+    divisors of the larger scale bytes infinite: those blocks divide."""
+    from fp4ref.kernels.cuda import quantize as kernels
+
+    monkeypatch.setitem(kernels.RULE_SHAPE, "by_threshold", by_threshold)
+    _check(_special(nan=True), oracle=False, format="nvfp4", profile=profile,
+           tensor_scale=tensor_scale)

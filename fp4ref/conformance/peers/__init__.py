@@ -32,11 +32,11 @@ from .quark import Quark
 from .qwantize import Qwantize
 from .torch import Torch
 from .torchao import Torchao
-from .vllm import Vllm, VllmRoundDown
+from .vllm import Vllm, VllmRoundDown, VllmTriton
 
 #: Every adapter, in the matrix's order.
 PEERS = (MlDtypes, Torch, Gfloat, Torchao, Gguf, Qwantize, CompressedTensors, ModelOpt, Mlx,
-         Comfy, Quark, Vllm, VllmRoundDown, Ggml, MistralRs)
+         Comfy, Quark, Vllm, VllmRoundDown, VllmTriton, Ggml, MistralRs)
 
 
 def available() -> dict[str, Peer]:
@@ -70,5 +70,6 @@ __all__ = [
     "Torchao",
     "Vllm",
     "VllmRoundDown",
+    "VllmTriton",
     "available",
 ]

@@ -83,12 +83,22 @@ class Peer:
     #: The fp4ref profile the peer's default quantizer is compared against, by format
     #: (:mod:`fp4ref.conformance.peers.probing`); empty when it has none.
     profiles: dict[str, str] = {}
+    #: Suites (by name) whose own column may fail because the peer is not deterministic
+    #: there, with the reason the matrix prints in the row (empty: none).
+    nondeterministic: dict[str, str] = {}
     #: Output dtypes its decoder produces (probing compares each).
     decode_dtypes: tuple[str, ...] = ("float32",)
     #: How probing compares decoded NaNs: ``"exact"`` bits, or ``"any"`` where the peer's
     #: NaNs come from float arithmetic (Inf * 0), whose sign and payload are the hardware's
     #: (x86 gives 0xFFC00000, Arm 0x7FC00000), not the implementation's.
     nan_bits: str = "exact"
+    #: How probing compares NVFP4 NaN scale bytes: ``"exact"``, or ``"any"`` where the
+    #: sign of the peer's NaN byte (0x7F or 0xFF) is the position of the block in torch's
+    #: vectorized loop, not a function of the block (vLLM: G * a with both NaN).
+    nan_scale_sign: str = "exact"
+    #: The float dtype the peer's quantizer takes: probing rounds each probe to it (for the
+    #: peer and for fp4ref alike) when it is not float32.
+    input_dtype: str = "float32"
 
     def __init__(self) -> None:
         self.lib = importlib.import_module(self.module)
@@ -147,7 +157,8 @@ class Peer:
         prof = self._own_profile(format, profile)
         if scale_rule is not None:
             raise NotImplementedError(f"{self.name} has no optimal scale search")
-        given = float(np.float32(tensor_scale)) if prof.tensor_scale else None
+        given = (float(np.float32(tensor_scale)) if prof.tensor_scale and format == "nvfp4"
+                 else None)  # MXFP4 has no tensor scale
         blocks, scales, _ = self.quantize_probe(np.ascontiguousarray(x), format, given)
         if prof.scale_layout != "linear":
             from ...layouts import swizzle
@@ -165,6 +176,7 @@ class Peer:
 
             scales = unswizzle(scales, rows=blocks.shape[0], cols=blocks.shape[1] * 2 // 16,
                                layout=prof.scale_layout)
-        stored = float(np.float32(tensor_scale)) if prof.tensor_scale else None
+        stored = (float(np.float32(tensor_scale)) if prof.tensor_scale and format == "nvfp4"
+                  else None)  # MXFP4 has no tensor scale
         return self.dequantize_probe(blocks, np.asarray(scales).reshape(blocks.shape[0], -1),
                                      stored, format, "float32")

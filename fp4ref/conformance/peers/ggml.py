@@ -46,8 +46,9 @@ def library_path():
 
 class Ggml(Peer):
     name, module = "ggml", "ctypes"
-    own = (f"ggml C (llama-cpp-python {VERSION} sdist): ggml_quantize_chunk and to_float for "
-           "MXFP4 (type 39) and NVFP4 (type 40)")
+    own = (f"ggml C (llama-cpp-python {VERSION} sdist, x86-64): ggml_quantize_chunk "
+           "(quantize_row_mxfp4_ref / quantize_row_nvfp4_ref) and to_float for MXFP4 (type 39) "
+           "and NVFP4 (type 40); profile ggml")
     profiles = {"mxfp4": "ggml", "nvfp4": "ggml"}
 
     def __init__(self) -> None:

@@ -1,7 +1,7 @@
 """The vLLM adapters (see :mod:`fp4ref.conformance.peers`): vLLM 0.33.0's torch reference
 functions, loaded from its wheel's files without installing vLLM or its dependencies.
 
-``.ci/peers/vllm.sh`` unpacks the three files used into ``peers_dir()/vllm-0.33.0``:
+``.ci/peers/vllm.sh`` unpacks the four files used into ``peers_dir()/vllm-0.33.0``:
 
 - ``vllm/third_party/triton_kernels/numerics_details/mxfp.py``: ``downcast_to_mxfp_torch``
   (MXFP4, ``DequantScaleRoundingMode.ROUND_UP``, the default, or ``ROUND_DOWN``) and
@@ -10,7 +10,10 @@ functions, loaded from its wheel's files without installing vLLM or its dependen
   ``ref_nvfp4_quant`` (NVFP4; its codes come back as E2M1 float values) and
   ``dequantize_to_dtype`` (``swizzle=False``);
 - ``vllm/scalar_type.py`` (standard library only), which the NVFP4 module reads
-  ``float4_e2m1f.max()`` from.
+  ``float4_e2m1f.max()`` from;
+- ``vllm/model_executor/layers/quantization/utils/mxfp4_utils.py``: its Triton MXFP4
+  quantizer ``downcast_to_mxfp`` and kernels, run by the real ``triton`` in its CPU
+  interpreter (:func:`load_triton_quantizer`; nothing is stubbed for it).
 
 What is stubbed, only while those modules are executed (``sys.modules`` is restored after):
 ``triton`` (``cdiv``, and ``jit`` as the identity: the Triton kernels in the same files are
@@ -25,6 +28,7 @@ modules ``mxfp.py`` imports from ``mxfp_details`` (their kernels and
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import types
 
@@ -36,6 +40,10 @@ VERSION = "0.33.0"
 _MXFP = "vllm/third_party/triton_kernels/numerics_details/mxfp.py"
 _NVFP4 = "vllm/model_executor/layers/quantization/utils/nvfp4_emulation_utils.py"
 _SCALAR = "vllm/scalar_type.py"
+_MXFP4_UTILS = "vllm/model_executor/layers/quantization/utils/mxfp4_utils.py"
+#: The functions of ``mxfp4_utils.py`` the Triton adapter runs, taken from the file by name.
+_TRITON_FUNCTIONS = ("permute_shape", "_compute_quant_and_scale", "_downcast_to_mxfp",
+                     "downcast_to_mxfp")
 
 
 class _Anything:
@@ -116,6 +124,10 @@ class Vllm(Peer):
     profiles = {"mxfp4": "vllm", "nvfp4": "vllm"}
     decode_dtypes = ("float32", "bfloat16", "float16")
     nan_bits = "any"
+    # ref_nvfp4_quant's scale G * a of a NaN block under a NaN G (a NaN tensor): x86 keeps
+    # the first NaN operand, and which one is first differs between torch's vector body
+    # (G's 0xFFFFFFFF: 0xFF) and its tails (a's 0x7FC00000: 0x7F), by the block's position
+    nan_scale_sign = "any"
     rounding_mode = "ROUND_UP"
 
     def __init__(self) -> None:
@@ -136,8 +148,11 @@ class Vllm(Peer):
             mode = self.mxfp.DequantScaleRoundingMode[self.rounding_mode]
             blocks, scales = self.mxfp.downcast_to_mxfp_torch(t, torch.uint8, -1, mode)
             return blocks.numpy(), scales.numpy(), None
-        if tensor_scale is None:  # what vLLM's callers pass: 448 * 6 / amax
-            tensor_scale = np.float32(2688.0) / np.abs(x).max()
+        if tensor_scale is None:  # what vLLM's callers pass, in torch (as its tests'
+            # nvfp4_utils: (FLOAT8_E4M3_MAX * FLOAT4_E2M1_MAX) / amax; torch evaluates a
+            # scalar / tensor as tensor.reciprocal() * scalar)
+            g = (448.0 * 6.0) / torch.abs(t).max().to(torch.float32)
+            tensor_scale = np.float32(g.item())
         g = torch.tensor(np.float32(tensor_scale))
         with np.errstate(all="ignore"):
             values, scale = self.nvfp4.ref_nvfp4_quant(t, g, 16)
@@ -162,3 +177,119 @@ class VllmRoundDown(Vllm):
     own = "vLLM 0.33.0 downcast_to_mxfp_torch with DequantScaleRoundingMode.ROUND_DOWN"
     profiles = {"mxfp4": "vllm-round-down"}
     rounding_mode = "ROUND_DOWN"
+
+
+def load_triton_quantizer(root=None):
+    """``downcast_to_mxfp`` of vLLM 0.33.0's ``mxfp4_utils.py`` (what ``mxfp4_quantize``
+    runs where there is neither XPU nor aiter), with its two ``@triton.jit`` kernels, for
+    Triton's CPU interpreter: the four functions are taken from the file by name (its
+    module-level code registers torch custom ops and imports vLLM, so it is not executed)
+    and defined with the real ``triton``, ``triton.language`` and ``torch``. Triton must
+    have been imported with ``TRITON_INTERPRET=1`` (its own library functions, ``tl.max``,
+    are interpreted only then): :class:`VllmTriton` calls this in a process of its own.
+    ImportError without the unpacked file."""
+    import ast
+
+    root = peers_dir() / f"vllm-{VERSION}" if root is None else root
+    path = root / _MXFP4_UTILS
+    if not path.is_file():
+        raise ImportError(f"vLLM {VERSION}'s {_MXFP4_UTILS} is not unpacked at {root} "
+                          "(run .ci/peers/vllm.sh)")
+    torch = _torch()
+    import triton
+    import triton.language as tl
+
+    tree = ast.parse(path.read_text())
+    wanted = [node for node in tree.body if isinstance(node, ast.FunctionDef)
+              and node.name in _TRITON_FUNCTIONS]
+    scope = {"torch": torch, "triton": triton, "tl": tl}
+    exec(compile(ast.Module(wanted, []), str(path), "exec"), scope)
+    return scope["downcast_to_mxfp"]
+
+
+#: The Triton worker: reads pickled float16 arrays from stdin, answers pickled (blocks,
+#: scales) from ``downcast_to_mxfp(x, axis=-1)``; started with ``TRITON_INTERPRET=1``.
+_WORKER = """
+import pickle, sys, warnings
+import numpy as np, torch
+from fp4ref.conformance.peers.vllm import load_triton_quantizer
+warnings.simplefilter("ignore")
+downcast = load_triton_quantizer()
+pickle.dump("ready", sys.stdout.buffer); sys.stdout.buffer.flush()
+while True:
+    try:
+        x = pickle.load(sys.stdin.buffer)
+    except EOFError:
+        break
+    with np.errstate(all="ignore"):
+        blocks, scales, _ = downcast(torch.from_numpy(x), -1)
+    pickle.dump((blocks.numpy(), scales.numpy()), sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+"""
+
+
+class VllmTriton(Vllm):
+    """vLLM's Triton MXFP4 quantizer (``mxfp4_utils.downcast_to_mxfp``) in Triton's CPU
+    interpreter. It takes bfloat16 or float16 input only; the interpreter emulates
+    bfloat16 -> float32 with a converter that flushes subnormals (a GPU converts exactly),
+    so the probes are rounded to float16, whose conversion is exact, for it and for fp4ref
+    alike. Decoded by ``upcast_from_mxfp_torch``."""
+
+    name = "vllm-triton"
+    own = ("vLLM 0.33.0 mxfp4_utils.downcast_to_mxfp (Triton kernel _downcast_to_mxfp, "
+           "TRITON_INTERPRET=1 on CPU, float16 input)")
+    profiles = {"mxfp4": "vllm-triton"}
+    input_dtype = "float16"
+
+    def __init__(self) -> None:
+        import subprocess
+        from pathlib import Path
+
+        if importlib.util.find_spec("triton") is None:
+            raise ImportError("vllm-triton needs triton (the peers extra)")
+        super().__init__()
+        if not (peers_dir() / f"vllm-{VERSION}" / _MXFP4_UTILS).is_file():
+            raise ImportError(f"vLLM {VERSION}'s {_MXFP4_UTILS} is not unpacked (run "
+                              ".ci/peers/vllm.sh)")
+        package = str(Path(__file__).resolve().parents[3])  # this fp4ref, for the worker
+        env = dict(os.environ, TRITON_INTERPRET="1",
+                   PYTHONPATH=os.pathsep.join(filter(None, (package,
+                                                            os.environ.get("PYTHONPATH")))))
+        self.worker = subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, env=env)
+        if self._receive() != "ready":
+            raise ImportError("the Triton worker did not start")
+
+    def _receive(self):
+        import pickle
+
+        try:
+            return pickle.load(self.worker.stdout)
+        except EOFError:
+            raise RuntimeError("the Triton worker exited") from None
+
+    def quantize_profile(self, x, tensor_scale, activations=None, *, format, profile,
+                         scale_rule=None):
+        x = np.asarray(x, np.float32)
+        with np.errstate(over="ignore"):
+            exact = np.array_equal(x.astype(self.input_dtype).astype(np.float32), x,
+                                   equal_nan=True)
+        if not exact:  # a suite's float32 case the float16-only quantizer cannot take
+            raise NotImplementedError(f"{self.name} takes {self.input_dtype} input only")
+        return super().quantize_profile(x, tensor_scale, activations, format=format,
+                                        profile=profile, scale_rule=scale_rule)
+
+    def quantize_probe(self, x, format, tensor_scale):
+        import pickle
+
+        with np.errstate(over="ignore"):
+            half = np.ascontiguousarray(x, np.float32).astype(self.input_dtype)
+        pickle.dump(half, self.worker.stdin)
+        self.worker.stdin.flush()
+        return self._receive() + (None,)
+
+    def __del__(self):
+        worker = getattr(self, "worker", None)
+        if worker is not None and worker.poll() is None:
+            worker.stdin.close()
+            worker.wait(timeout=30)

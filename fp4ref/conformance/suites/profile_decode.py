@@ -44,6 +44,9 @@ def _cases(name: str, profile: Profile) -> list[Case]:
             encode = profile.tensor_scale_direction == "encode"
             stored_scale = float(np.float32(1) / np.float32(_DECODE)) if encode else _DECODE
             decode = float(np.float32(1) / np.float32(stored_scale)) if encode else _DECODE
+            if profile.tensor_scale_direction == "amax":  # MLX: G, decoded as G / 2688
+                stored_scale = float(np.float32(_DECODE) * np.float32(2688.0))
+                decode = float(np.float32(stored_scale) / np.float32(2688.0))
             if not profile.tensor_scale:  # no tensor scale (ggml, qwantize): 1.0
                 stored_scale = decode = 1.0
             # compressed-tensors divides the block scale by the stored encode scale G
@@ -54,11 +57,16 @@ def _cases(name: str, profile: Profile) -> list[Case]:
                                        profile.decode_arithmetic, profile.e4m3_decode)
                 for row, s in zip(codes, scales[:, 0], strict=True)
             ]
-            pins = (
-                f"{profile.description} Tensor scale stored as the "
-                f"{profile.tensor_scale_direction} direction (encode G stands for a "
-                f"decode multiplier float32(1 / G))."
-            )
+            if profile.tensor_scale_direction == "amax":
+                pins = (f"{profile.description} Tensor scale stored as the amax direction "
+                        "(MLX global_scale G stands for a decode multiplier "
+                        "float32(G / 2688)).")
+            else:
+                pins = (
+                    f"{profile.description} Tensor scale stored as the "
+                    f"{profile.tensor_scale_direction} direction (encode G stands for a "
+                    f"decode multiplier float32(1 / G))."
+                )
         packed, stored = _stored(codes, scales, profile, block)
         values = np.array(rows, np.uint32).view(np.float32)
         cases.append(

@@ -141,12 +141,13 @@ def _mx_expected(
     zero_byte: int | None = None,
     nonfinite: str = "nan-scale",
     element_rule: str = "nearest",
+    quirks: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     scales, packed = [], []
     for row in x.reshape(-1, mx.BLOCK_SIZE):
         scale, codes = mx.quantize_block(
             [float(v) for v in row], rule, rounding, zero_sign, start, min_byte, lanes, hessian,
-            zero_byte, nonfinite, element_rule,
+            zero_byte, nonfinite, element_rule, **(quirks or {}),
         )
         scales.append(scale)
         packed.append(nibbles.pack(codes, order, mx.BLOCK_SIZE))
@@ -162,9 +163,11 @@ def _nv_operand(profile: Profile, stored: float) -> float:
     when the recipe and the stored direction differ (fp4ref.quantize's rule)."""
     if not profile.tensor_scale:
         return 1.0
+    if profile.tensor_scale_direction == "amax":  # MLX: E = float32(2688 / G)
+        return float(np.float32(2688.0) / np.float32(stored))
     encode = profile.tensor_scale_direction == "encode"
-    if (profile.nvfp4_recipe == "compressed-tensors") == encode:
-        return stored
+    if (profile.nvfp4_recipe in ("compressed-tensors", "vllm")) == encode:
+        return stored  # vLLM's ref_nvfp4_quant takes G, the encode scale, too
     return float(np.float32(1.0) / np.float32(stored))
 
 
@@ -208,11 +211,17 @@ _RULE_PINS = {
     "rceil": "NVIDIA cvt.rp ue8m0 / flashinfer / torchao RCEIL: 2^ceil(log2(f32(amax / 6)))",
     "ceil": "torchao CEIL: 2^(ceil(log2 amax) - 2)",
     "even": "torchao EVEN / AMD Quark / compressed-tensors: amax bits + 0x200000, then floor",
-    "nearest": "2^round(log2(f32(amax / 6))) (MLX's source; MLX 0.32.4 on CPU runs rceil)",
+    "nearest": "2^round(log2(f32(amax / 6))) (MLX's source; MLX 0.32.4 on CPU runs mlx)",
     "mistralrs": "mistral.rs ISQ: floor(log2f(amax / 6)) + 127 in [0, 254], zero block 127",
     "qwantize": "qwantize 0.1.1 naive: floor(log2f(max(amax, 1e-30)) - 2 + 127) in [1, 254]",
     "ggml": "ggml / gguf-py: uint8(floor(log2f(amax)) - 2 + 127), wrapping below 2^-125",
     "exponent": "vLLM downcast_to_mxfp_torch ROUND_DOWN: the exponent field of f32(amax / 6)",
+    "quark": "AMD Quark even_round: amax bits + 0x200000, floor(log2) - 2 clamped to "
+             "[-127, 127] (exponent field 255 -> 0xFE)",
+    "exponent-up": "vLLM downcast_to_mxfp_torch ROUND_UP: ((bits(f32(amax / 6)) + 0x7FFFFF) "
+                   "& 0x7F800000) >> 23",
+    "mlx": "MLX 0.32.4 CPU: X = 2^e, e = ceil(log2(f32(amax / 6))) exactly (0 for a zero "
+    "quotient), stored uint8(e + 127), wrapping below 2^-127 (X is not the stored byte's)",
 }
 
 
@@ -395,6 +404,8 @@ def _profile_suite(name: str, profile: Profile) -> Suite:
                 zero_byte=profile.mx_zero_block_scale,
                 nonfinite=profile.nonfinite,
                 element_rule=profile.element_rule,
+                quirks={"element_scale": profile.mx_element_scale,
+                        "stored_min": profile.e8m0_stored_min},
             )
             label = "mxfp4" + ("_optimal" if extra else "")
             cases.append(
@@ -413,6 +424,8 @@ def _profile_suite(name: str, profile: Profile) -> Suite:
             decode = float(np.float32(1 / 2688)) if profile.tensor_scale else 1.0
             encode = profile.tensor_scale_direction == "encode"
             stored = (2688.0 if encode else decode) if profile.tensor_scale else 1.0
+            if profile.tensor_scale_direction == "amax":  # MLX: G = 1 decodes as 1 / 2688
+                stored = 1.0
             x = nv_blocks(decode)
             blocks, scales = _nv_expected(x, profile, stored)
             cases.append(

@@ -12,8 +12,8 @@ import numpy as np
 
 from ...spec import e2m1, e4m3, e8m0, rounding
 from ...spec.e2m1 import NAN_CODES as E2M1_NAN_CODES
+from ...spec.e2m1 import SCALAR_ZERO_SIGNS
 from ...spec.e4m3 import NAN_CODES as E4M3_NAN_CODES
-from ...spec.elements import ZERO_SIGNS
 from ...spec.rounding import exact_to_float32_bits
 from ..model import Case, Suite
 from . import _inputs
@@ -175,13 +175,12 @@ def _e2m1_encode() -> list[Case]:
             params: dict[str, object] = {"rounding": rule}
             plain = x[~np.isnan(x)]
             if any(not np.array_equal(_e2m1_codes(plain, rule, zs), _e2m1_codes(plain, rule))
-                   for zs in ZERO_SIGNS):
+                   for zs in SCALAR_ZERO_SIGNS):
                 params["zero_sign"] = "keep"
             if np.isnan(x).any():
                 params["nan"] = "sign"
             cases.append(Case(f"{group}_{rule}", tests, pins, {"x": x}, {"codes": codes}, params))
-            # the scalar zero signs ("quotient" is "negative" for a scalar, its own quotient)
-            for zs in [z for z in _ZERO_PINS if z != "keep"] if "zero_sign" in params else ():
+            for zs in SCALAR_ZERO_SIGNS[1:] if "zero_sign" in params else ():
                 codes = _e2m1_codes(plain, rule, zs)
                 cases.append(Case(
                     f"{group}_{rule}_{zs}", f"{tests} (NaN left out), zero codes by {zs!r}",

@@ -17,20 +17,30 @@ import numpy as np
 from numba import njit, prange
 
 from ..comfy import comfy_block
-from ..elements import THRESHOLDS, packed_byte
+from ..elements import THRESHOLDS, packed_byte, scaled_element_code
 from ..ggml import ggml_block
 from ..modelopt import modelopt_block
 from ..optimal import block_error, first_at_least, search, search_bounds, search_hessian
 from ..options import (
     NONFINITE_COMFY,
     NONFINITE_GFLOAT,
+    NONFINITE_MLX,
     NONFINITE_NAN_SCALE,
+    RECIPE_MLX,
+    RECIPE_VLLM,
     RULE_FLOOR,
+    RULE_MLX,
     ZERO_QUOTIENT,
 )
-from ..quantize_block import e8m0_reciprocal32
+from ..quantize_block import (
+    e8m0_reciprocal32,
+    mx_quirk_code,
+    mx_quirk_scale,
+    vllm_nv_block,
+    vllm_nv_code,
+)
 from ..scalar import byte_elements
-from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
+from ..scale_rules import mlx_exponent, mx_scale, nvfp4_block_scale, nvfp4_divisor
 from .simd.mx_block import GROUP, block_max_magnitude, store_mx_codes, store_mx_floor_group
 from .simd.mx_search import LANES, choose, measure, start_byte
 from .simd.nvfp4_search import GROUP as NV_GROUP
@@ -88,11 +98,13 @@ def quantize_mx_rule(x, bits, options, scales, packed, hessian):
     """
     rule, zero_sign, order = options.scale_rule, options.zero_sign, options.nibble_order
     tie_thresholds = THRESHOLDS[options.rounding]
+    nan_byte = 0x80 if options.nonfinite == NONFINITE_MLX else 255  # MLX: 0x80
     gfloat = options.nonfinite == NONFINITE_GFLOAT  # Inf blocks 0xFE, V / 2^127 (no NaN)
     nblocks, n = x.shape
     for chunk in prange((nblocks + _RULE_CHUNK - 1) // _RULE_CHUNK):
         first, last = chunk * _RULE_CHUNK, min(nblocks, (chunk + 1) * _RULE_CHUNK)
-        if rule == RULE_FLOOR and not options.mx_zero_block:  # whole groups of blocks at
+        if (rule == RULE_FLOOR and not options.mx_zero_block
+                and options.nonfinite != NONFINITE_MLX):  # whole groups of blocks at
             # once, the rest one by one below
             while last - first >= GROUP:
                 bad = store_mx_floor_group(bits, first * n, tie_thresholds, zero_sign, order,
@@ -113,8 +125,19 @@ def quantize_mx_rule(x, bits, options, scales, packed, hessian):
                 _store_mx(bits, blk, n, 254, tie_thresholds, zero_sign, order, scales, packed)
                 continue
             if top >= 0x7F800000:  # NaN or Inf in the block
-                scales[blk] = 255
+                scales[blk] = nan_byte
                 packed[blk, :] = 0
+                continue
+            if rule == RULE_MLX:
+                amax = np.float32(0.0)
+                for i in range(n):
+                    amax = max(amax, abs(x[blk, i]))
+                exponent = mlx_exponent(float(amax))
+                if exponent >= -127:  # the byte is e + 127 (<= 253): the vector codes
+                    _store_mx(bits, blk, n, exponent + 127, tie_thresholds, zero_sign, order,
+                              scales, packed)
+                else:  # wrapped: divide by the subnormal 2^e
+                    _store_mx_mlx(x[blk], blk, options, scales, packed)
                 continue
             if rule == RULE_FLOOR:
                 exponent = np.int64(top >> np.uint32(23))
@@ -127,6 +150,20 @@ def quantize_mx_rule(x, bits, options, scales, packed, hessian):
             if top == 0 and options.mx_zero_block:
                 scale = options.mx_zero_block_scale
             _store_mx(bits, blk, n, scale, tie_thresholds, zero_sign, order, scales, packed)
+
+
+@njit(cache=True, error_model="numpy")
+def _store_mx_mlx(row, blk, options, scales, packed):
+    """MXFP4 block ``blk`` under rule ``"mlx"``: the byte uint8(e + 127), which wraps below
+    2^-127, and the codes of float32(|x| / 2^e), one division by a float32 power of two
+    (subnormal down to 2^-149: exact), not by the stored byte's value."""
+    amax = np.float32(0.0)
+    for i in range(row.shape[0]):
+        amax = max(amax, abs(row[i]))
+    exponent = mlx_exponent(float(amax))
+    scales[blk] = (exponent + 127) % 256
+    encode_block(row, math.ldexp(1.0, exponent), False, options.rounding, options.zero_sign,
+                 options.nibble_order, packed[blk])
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -150,6 +187,7 @@ def quantize_mx_optimal(x, bits, options, scales, packed, hessian):
     zero_sign, order = options.zero_sign, options.nibble_order
     tie_thresholds = THRESHOLDS[tie]
     divisors = _e8m0_divisors()
+    nan_byte = 0x80 if options.nonfinite == NONFINITE_MLX else 255  # MLX: 0x80
     nblocks, n = x.shape
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
         terms = np.empty(n)
@@ -164,7 +202,7 @@ def quantize_mx_optimal(x, bits, options, scales, packed, hessian):
                 _store_mx(bits, blk, n, 254, tie_thresholds, zero_sign, order, scales, packed)
                 continue
             if top >= 0x7F800000:  # NaN or Inf in the block
-                scales[blk] = 255
+                scales[blk] = nan_byte
                 packed[blk, :] = 0
                 continue
             scale = choose(bits, blk * n, x[blk], float(np.uint32(top).view(np.float32)), start,
@@ -262,6 +300,7 @@ def quantize_mx(x, bits, options, scales, packed, hessian):
     start_rule, first, tie = options.scale_rule, options.e8m0_min, options.rounding
     zero_sign, lanes, order = options.zero_sign, options.sum_lanes, options.nibble_order
     divisors = _e8m0_divisors()
+    nan_byte = 0x80 if options.nonfinite == NONFINITE_MLX else 255  # MLX: 0x80
     nblocks, n = x.shape
     columns = hessian.shape[0]
     for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
@@ -281,8 +320,11 @@ def quantize_mx(x, bits, options, scales, packed, hessian):
                 encode_block(row, divisors[254], False, tie, zero_sign, order, packed[blk])
                 continue
             if not finite:
-                scales[blk] = 255
+                scales[blk] = nan_byte
                 packed[blk, :] = 0
+                continue
+            if start_rule == RULE_MLX and not options.optimal:
+                _store_mx_mlx(row, blk, options, scales, packed)
                 continue
             start = mx_scale(float(amax), start_rule)
             if not options.optimal:
@@ -339,6 +381,7 @@ def quantize_nv(x, bits, options, scales, packed, hessian):
     recipe, tensor = options.nvfp4_recipe, options.tensor_operand
     zero_block, zero_scale = options.zero_block, options.zero_block_scale
     optimal, inf_nan = options.optimal, options.nonfinite == NONFINITE_NAN_SCALE
+    nan_runs = options.nonfinite == NONFINITE_MLX
     tie, zero_sign = options.rounding, options.zero_sign
     lanes, order = options.sum_lanes, options.nibble_order
     clamp_low, clamp_high = options.clamp_low, options.clamp_high
@@ -375,6 +418,8 @@ def quantize_nv(x, bits, options, scales, packed, hessian):
         for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
             row = x[blk]
             amax, bad = _nv_amax(row, inf_nan)
+            if bad and nan_runs:  # MLX: the NaN is the block's max
+                amax, bad = math.nan, False
             if bad:
                 scales[blk] = 0x7F
                 packed[blk, :] = 0
@@ -405,6 +450,7 @@ def quantize_nv_rule(x, bits, options, scales, packed, hessian):
     recipe, tensor = options.nvfp4_recipe, options.tensor_operand
     zero_block, zero_scale = options.zero_block, options.zero_block_scale
     inf_nan = options.nonfinite == NONFINITE_NAN_SCALE
+    nan_runs = options.nonfinite == NONFINITE_MLX
     tie, zero_sign, order = options.rounding, options.zero_sign, options.nibble_order
     clamp_low, clamp_high = options.clamp_low, options.clamp_high
     nblocks, n = x.shape
@@ -422,12 +468,18 @@ def quantize_nv_rule(x, bits, options, scales, packed, hessian):
         for blk in range(chunk * _CHUNK, stop):
             row = x[blk]
             amax, bad = _nv_amax(row, inf_nan)
+            if bad and nan_runs:  # MLX: the NaN is the block's max
+                amax, bad = math.nan, False
             if bad:
                 scales[blk] = 0x7F
                 packed[blk, :] = 0
                 continue
             scale = nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_block,
                                       zero_scale)
+            if recipe == RECIPE_MLX:
+                _store_nv_mlx(row, blk, scale, divisors, tensor, tie, zero_sign, order, scales,
+                              packed)
+                continue
             _store_nv(row, blk, scale, divisors, multiply, tie, zero_sign, order, scales, packed)
     return fast
 
@@ -449,6 +501,7 @@ def _nv_tables(options, n, columns):
     # division-free blocks (unless switched off): finite divisors, a start byte monotone
     # in amax, and for the search one term a lane
     fast = (options.vector_code and n == 16 and not multiply and not columns
+            and recipe != RECIPE_MLX and options.nonfinite != NONFINITE_MLX
             and options.zero_sign != ZERO_QUOTIENT  # not in the vector code
             and (options.sum_lanes == 16 or not options.optimal)
             and monotone_start(recipe, tensor, clamp_low, clamp_high, options.zero_block))
@@ -489,6 +542,17 @@ def _store_nv(row, blk, scale, divisors, multiply, tie, zero_sign, order, scales
     encode_block(row, divisors[scale], multiply, tie, zero_sign, order, packed[blk])
 
 
+@njit(cache=True, error_model="numpy")
+def _store_nv_mlx(row, blk, scale, divisors, tensor, tie, zero_sign, order, scales, packed):
+    """Write NVFP4 block ``blk`` under recipe ``"mlx"``: its byte, and each element coded
+    from float32(float32(|x| / s_b) * E) (:func:`..elements.scaled_element_code`)."""
+    scales[blk] = scale
+    d = divisors[scale]
+    n = row.shape[0]
+    for i in range(n // 2):
+        low, high = byte_elements(i, order, n)
+        packed[blk, i] = (scaled_element_code(row[low], d, tensor, tie, zero_sign)
+                          | (scaled_element_code(row[high], d, tensor, tie, zero_sign) << 4))
 @njit(parallel=True, cache=True, error_model="numpy")
 def quantize_nv_comfy(x, bits, options, scales, packed, hessian):
     """NVFP4 by the ``"comfy"`` recipe (no search): each block by :func:`..comfy.comfy_block`,
@@ -592,6 +656,47 @@ def overflow_blocks_7f(bits, scales, packed):
             packed[blk, :] = 0
 
 
+@njit(parallel=True, cache=True, error_model="numpy")
+def quantize_mx_quirks(x, bits, options, scales, packed, hessian):
+    """MXFP4 by a scale rule under AMD Quark's or vLLM's conventions
+    (``options.mx_quirks``): per block :func:`..quantize_block.mx_quirk_scale` and
+    :func:`..quantize_block.mx_quirk_code`, scalar code (the vector paths of :mod:`.simd`
+    know none of them); the stored byte is at least ``options.e8m0_stored_min``."""
+    rule, tie, zero_sign = options.scale_rule, options.rounding, options.zero_sign
+    nonfinite, element_scale = options.nonfinite, options.mx_element_scale
+    zero_block, zero_byte = options.mx_zero_block, options.mx_zero_block_scale
+    order, stored_min = options.nibble_order, options.e8m0_stored_min
+    nblocks, n = x.shape
+    for blk in prange(nblocks):
+        row = x[blk]
+        scale, mode = mx_quirk_scale(row, rule, zero_block, zero_byte, nonfinite)
+        for i in range(n // 2):
+            low, high = byte_elements(i, order, n)
+            packed[blk, i] = (
+                mx_quirk_code(row[low], scale, mode, tie, zero_sign, nonfinite,
+                              element_scale)
+                | (mx_quirk_code(row[high], scale, mode, tie, zero_sign, nonfinite,
+                                 element_scale) << 4))
+        scales[blk] = max(scale, stored_min)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def quantize_nv_vllm(x, bits, options, scales, packed, hessian):
+    """NVFP4 by vLLM 0.33.0 ``ref_nvfp4_quant`` (recipe ``"vllm"``, the global scale G in
+    ``options.tensor_operand``): per block :func:`..quantize_block.vllm_nv_block` and
+    :func:`..quantize_block.vllm_nv_code`, scalar code."""
+    g, order = options.tensor_operand, options.nibble_order
+    nblocks, n = x.shape
+    for blk in prange(nblocks):
+        row = x[blk]
+        scale, output_scale = vllm_nv_block(row, g)
+        for i in range(n // 2):
+            low, high = byte_elements(i, order, n)
+            packed[blk, i] = (vllm_nv_code(row[low], output_scale)
+                              | (vllm_nv_code(row[high], output_scale) << 4))
+        scales[blk] = scale
+
+
 #: The CPU kernel of each kind of quantization (:func:`kernel_for` picks one).
 KERNELS = {
     "mxfp4-rule": quantize_mx_rule,  # a scale rule: vector code, float32 only
@@ -604,6 +709,8 @@ KERNELS = {
     "nvfp4-modelopt": quantize_nv_modelopt,  # ModelOpt's NaN/Inf arithmetic
     "mxfp4-ggml": quantize_mx_ggml,  # ggml's element rule / non-finite policy: scalar code
     "nvfp4-ggml": quantize_nv_ggml,  # the same, and ggml's E4M3 encode
+    "mxfp4-quirks": quantize_mx_quirks,  # a rule with Quark's / vLLM's conventions
+    "nvfp4-vllm": quantize_nv_vllm,  # vLLM's ref_nvfp4_quant
 }
 
 
@@ -617,7 +724,11 @@ def kernel_for(options) -> str:
             return "nvfp4-comfy"
         if options.profile.nonfinite == "modelopt" and not options.optimal:
             return "nvfp4-modelopt"
+        if options.kernel.nvfp4_recipe == RECIPE_VLLM:
+            return "nvfp4-vllm"
         return "nvfp4" if options.optimal else "nvfp4-rule"
+    if options.kernel.mx_quirks and not options.optimal:
+        return "mxfp4-quirks"
     if not options.kernel.vector_code:  # the switch of .simd: scalar code only
         return "mxfp4-search"
     if options.profile.zero_sign == "quotient":  # not in the vector code: scalar code

@@ -32,11 +32,21 @@ over C-contiguous float32 ``x`` starting at a 16-byte aligned address.
 
 from __future__ import annotations
 
+import math
+import threading
+
 import numpy as np
-from numba import cuda, float32, float64, int32, uint32, uint64
+from numba import cuda, float32, float64, int32, njit, uint32, uint64
 
 from ..comfy import comfy_block
-from ..elements import element_code, packed_byte
+from ..cpu.simd.nvfp4_search import decision_threshold
+from ..elements import (
+    THRESHOLDS,
+    element_code,
+    packed_byte,
+    scaled_element_code,
+    threshold_code,
+)
 from ..ggml import ggml_block
 from ..modelopt import modelopt_block
 from ..optimal import search_hessian
@@ -50,29 +60,42 @@ from ..options import (
     NONFINITE_GGML,
     NONFINITE_GGUF_PY,
     NONFINITE_IEEE_X86,
+    NONFINITE_MLX,
     NONFINITE_MODELOPT,
     NONFINITE_NAN_SCALE,
     RECIPE_COMFY,
+    RECIPE_MLX,
     RECIPE_TORCHAO,
+    RECIPE_VLLM,
     RULE_FLOOR,
+    RULE_MLX,
     SPLIT_HALF,
+    TIE_ARGMIN,
 )
 from ..quantize_block import (
     block_amax,
     e8m0_reciprocal32,
     half_value,
     mx_block_scale,
+    mx_quirk_code,
+    mx_quirk_scale,
     nv_block_scale,
+    pow2_32,
+    vllm_nv_block,
+    vllm_nv_code,
 )
 from ..scalar import byte_elements
-from ..scale_rules import mx_scale, nvfp4_block_scale, nvfp4_divisor
+from ..scale_rules import mlx_exponent, mx_scale, nvfp4_block_scale, nvfp4_divisor
 from . import elements, unfused  # noqa: F401 (the GPU's count_below and mul overloads)
-from .codec import _grid, _simulated
+from .codec import _grid, _simulated, resident_grid
 from .warp import index_shuffle, xor_shuffle
-from .wide import load4, store4
+from .wide import hinted_load4, load4, store4
 
 #: NaN scale bytes: E8M0 0xFF (MX v1.0 5.4.1), E4M3 0x7F.
 MX_NAN, NV_NAN = 0xFF, 0x7F
+
+#: The byte MLX gives a NaN/Inf MXFP4 block (``nonfinite="mlx"``).
+MX_MLX_NONFINITE = 0x80
 
 #: float32 bits of +Inf: a sign-cleared value above it is a NaN (IEEE 754 3.4).
 _INF_BITS = 0x7F800000
@@ -91,6 +114,22 @@ _ZERO_CODES = -1
 _RULE_THREADS = 128
 
 _KERNELS: dict[tuple, object] = {}
+
+#: Launch shape of the rule kernels (experiments override it): threads a thread block; the
+#: PTX qualifiers of their 16-byte loads ("" for a plain load); whether NVFP4 division
+#: recipes count codes against decision thresholds (:func:`threshold_table`); and the grid
+#: of that kernel, ``resident`` times the thread blocks that fit at once (each copies the
+#: 8 KiB table first, then loops over warp steps; 0: a warp a step, no loop). On the H200
+#: (2026-12-03, docs/benchmarks.md) the NVFP4 OCP kernel ran at 0.69 of the copy by
+#: thresholds (0.72 at 4 x resident) against 0.58 by division, and at 0.40 by thresholds
+#: without the resident grid; ".nc.L2::256B" loads and 64 or 256 threads changed nothing
+#: beyond the run-to-run spread.
+RULE_SHAPE = {"threads": _RULE_THREADS, "loads": "", "by_threshold": True, "resident": 2}
+
+#: Entries of a threshold table: 8 float32 a scale byte (7 decision thresholds, a pad).
+THRESHOLD_TABLE = 256 * 8
+
+_THRESHOLDS: dict[tuple, object] = {}
 
 if _simulated():
 
@@ -116,19 +155,60 @@ def _block_grid(nblocks: int) -> tuple[int, int]:
     return max(1, (nblocks + threads - 1) // threads), threads
 
 
-def _warp_grid(steps: int) -> tuple[int, int]:
+def _warp_grid(steps: int, threads: int = _RULE_THREADS) -> tuple[int, int]:
     """(blocks, threads) for the rule kernels: a warp for each of ``steps`` spans, in thread
-    blocks of :data:`_RULE_THREADS`; in the simulator one warp a thread block
+    blocks of ``threads``; in the simulator one warp a thread block
     (:func:`.warp.xor_shuffle`), two thread blocks."""
     if _simulated():
         return max(1, min(2, steps)), 32
-    return max(1, (32 * steps + _RULE_THREADS - 1) // _RULE_THREADS), _RULE_THREADS
+    return max(1, (32 * steps + threads - 1) // threads), threads
 
 
-def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int):
+@njit(cache=True, error_model="numpy")
+def _threshold_rows(recipe, tensor, tie):
+    """(float32 ``[256 * 8]``, usable): row ``b`` holds the seven decision thresholds of
+    scale byte ``b``'s divisor ``d`` (:func:`..cpu.simd.nvfp4_search.decision_threshold`),
+    so that ``#{k : |x| > T_k}`` is the E2M1 magnitude code of ``float32(|x| / d)``, and
+    1.0 in its last entry where that holds: a finite ``d >= 0`` (other bytes keep the
+    division, 0.0 there); usable when the recipe divides."""
+    table = np.zeros(THRESHOLD_TABLE, np.float32)
+    usable = True
+    for b in range(256):
+        d, multiply = nvfp4_divisor(b, recipe, tensor)
+        usable &= not multiply
+        if 0.0 <= d < math.inf:
+            for k in range(7):
+                table[8 * b + k] = decision_threshold(float(THRESHOLDS[tie, k]), d)
+            table[8 * b + 7] = 1.0
+    return table, usable
+
+
+def threshold_table(recipe: int, tensor: float, tie: int):
+    """The device threshold table of :func:`_threshold_rows` for this recipe, tensor operand
+    and tie rule, or None where it is not usable (cached: a few kilobytes each)."""
+    key = (recipe, int(np.float64(tensor).view(np.uint64)), tie)  # NaN keys match
+    if key not in _THRESHOLDS:
+        rows, usable = _threshold_rows(recipe, float(tensor), tie)
+        if len(_THRESHOLDS) > 64:
+            _THRESHOLDS.clear()
+        _THRESHOLDS[key] = cuda.to_device(rows) if usable else None
+    return _THRESHOLDS[key]
+
+
+def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
+                 by_threshold: bool = False, threads: int = 128, loads: str = "",
+                 mlx_nonfinite: bool = False):
     """The kernel for MXFP4 rule ``rule`` (or, with ``nv``, NVFP4 recipe ``rule``) and one
-    set of element options; see the module docstring."""
-    key = ("rule", nv, rule, order, tie, zero_sign)
+    set of element options; see the module docstring. With ``by_threshold`` (NVFP4, a
+    division recipe whose every scale byte but the NaN ones has a finite divisor >= 0) an
+    element's code is counted against its block's seven decision thresholds
+    (:func:`threshold_table`) instead of computed from ``|x| / d``: the same codes, no
+    division. ``threads``: of a thread block (the size of its threshold table copy);
+    ``loads``: PTX qualifiers of the 16-byte loads (:func:`.wide.hinted_load4`).
+    ``mlx_nonfinite``: ``nonfinite="mlx"`` (MXFP4 NaN/Inf blocks 0x80, NVFP4 no NaN
+    scale)."""
+    key = ("rule", nv, rule, order, tie, zero_sign, by_threshold, threads, loads,
+           mlx_nonfinite)
     if key in _KERNELS:
         return _KERNELS[key]
     n = 16 if nv else 32
@@ -136,10 +216,19 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int):
     per_load = 32 // group  # blocks a load instruction of the warp covers
     span = 32 * n  # floats of a step: 32 blocks, a block's scale for each lane
     multiply = nv and rule == RECIPE_TORCHAO  # torchao multiplies by the reciprocal
+    fetch = hinted_load4(loads) if loads else load4
+    mx_mlx = not nv and rule == RULE_MLX  # MLX: elements / 2^e, the byte wraps
+    nv_mlx = nv and rule == RECIPE_MLX  # MLX: float32(|x| / s_b) * E
+    mx_multiply = (multiply or not nv) and not mx_mlx
 
     @cuda.jit
     def kernel(bits, divisors, tensor, clamp_low, clamp_high, zero_block, zero_scale, inf_nan,
-               scales, out):
+               scales, out, thresholds):
+        if by_threshold:  # a row of 8 a scale byte: 7 thresholds, a pad
+            table = cuda.shared.array(THRESHOLD_TABLE, float32)
+            for r in range(cuda.threadIdx.x, THRESHOLD_TABLE, threads):
+                table[r] = thresholds[r]
+            cuda.syncthreads()
         lane = uint32(cuda.threadIdx.x % 32)
         part = lane % uint32(group)  # elements 4 part .. 4 part + 3 of a block
         first_lane = lane - part  # of the block's lanes
@@ -157,7 +246,7 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int):
                 at = first + uint64(128 * j)
                 a = b = c = d = uint32(0)
                 if at < size:
-                    a, b, c, d = load4(bits, at)
+                    a, b, c, d = fetch(bits, at)
                 values[4 * j], values[4 * j + 1], values[4 * j + 2] = a, b, c
                 values[4 * j + 3] = d
             for j in range(group):  # magnitudes fit in int32
@@ -179,7 +268,7 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int):
             amax = float(np.uint32(top).view(np.float32))  # exact
             if nv:
                 scale = NV_NAN
-                if top < bad_from:
+                if top < bad_from or mlx_nonfinite:  # MLX: a NaN is the block's max
                     scale = nvfp4_block_scale(amax, rule, tensor, clamp_low, clamp_high,
                                               zero_block, zero_scale)
                 d = float32(divisors[scale])  # exact
@@ -197,21 +286,46 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int):
                     scale = int32(zero_scale)
                 d = e8m0_reciprocal32(min(scale, 254))  # |x| / X = |x| * 2^(127 - s)
                 zero_codes = scale == MX_NAN  # ggml's wrapped exponents can land there too
+                if mx_mlx and top < bad_from:  # MLX: the byte wraps, |x| / 2^e
+                    exponent = mlx_exponent(amax)
+                    scale = (exponent + 127) % 256
+                    d = pow2_32(exponent)
+                    zero_codes = False
+                if mlx_nonfinite and top >= bad_from:
+                    scale = MX_MLX_NONFINITE
+                    zero_codes = True
             block = step * uint64(32) + uint64(part * per_load + lane // uint32(group))
             if block < nblocks:  # this lane's block: load `part`, group lane // group
                 scales[block] = scale
-            shared_d = int32(np.float32(d).view(np.uint32)) if d == d else int32(0x7FC00000)
+            if by_threshold:  # the scale byte goes to the block's lanes
+                shared_d = int32(scale)
+            else:
+                shared_d = int32(np.float32(d).view(np.uint32)) if d == d else (
+                    int32(0x7FC00000))
             if zero_codes:
                 shared_d = int32(_ZERO_CODES)
             for j in range(group):
                 at = first + uint64(128 * j)
                 sent = index_shuffle(shared_d, first_lane + j)
-                d = np.uint32(sent).view(np.float32)
                 codes = uint32(0)  # element 4 part + k in nibble k
-                if sent != _ZERO_CODES:
+                row = uint32(sent) * uint32(8)
+                if by_threshold and sent != _ZERO_CODES and table[row + 7] != float32(0):
+                    t = (table[row], table[row + 1], table[row + 2], table[row + 3],
+                         table[row + 4], table[row + 5], table[row + 6])
                     for k in range(4):
                         v = np.uint32(values[4 * j + k]).view(np.float32)
-                        code = element_code(v, d, multiply or not nv, tie, zero_sign)
+                        codes |= uint32(threshold_code(v, t, zero_sign)) << uint32(4 * k)
+                elif sent != _ZERO_CODES:  # a byte without thresholds divides
+                    if by_threshold:
+                        d = float32(divisors[sent])  # exact
+                    else:
+                        d = np.uint32(sent).view(np.float32)
+                    for k in range(4):
+                        v = np.uint32(values[4 * j + k]).view(np.float32)
+                        if nv_mlx:
+                            code = scaled_element_code(v, d, tensor, tie, zero_sign)
+                        else:
+                            code = element_code(v, d, mx_multiply, tie, zero_sign)
                         codes |= uint32(code) << uint32(4 * k)
                 if order == SPLIT_HALF:  # byte i: elements i, i + n/2 (a lane n/8 along)
                     other = uint32(xor_shuffle(int32(codes), group // 2))
@@ -232,10 +346,12 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int):
     return kernel
 
 
-def _search_kernel(nv: bool, hessian: bool, order: int, tie: int, zero_sign: int):
+def _search_kernel(nv: bool, hessian: bool, order: int, tie: int, zero_sign: int,
+                   mlx_nonfinite: bool = False):
     """The optimal-search kernel for MXFP4 (or NVFP4, ``nv``), by SSE or, with ``hessian``,
-    by ``r^T H r``, and one set of element options."""
-    key = ("search", nv, hessian, order, tie, zero_sign)
+    by ``r^T H r``, and one set of element options (``mlx_nonfinite``: MXFP4 NaN/Inf
+    blocks get 0x80, ``nonfinite="mlx"``)."""
+    key = ("search", nv, hessian, order, tie, zero_sign, mlx_nonfinite)
     if key in _KERNELS:
         return _KERNELS[key]
     n = 16 if nv else 32
@@ -281,13 +397,15 @@ def _search_kernel(nv: bool, hessian: bool, order: int, tie: int, zero_sign: int
             else:
                 scale = mx_block_scale(row, float(amax), 0, True, rule, first, tie, lanes, table,
                                        terms, ys)
+            if bad and mlx_nonfinite and not nv:
+                scale = MX_MLX_NONFINITE
             scales[blk] = scale
             if nv:
                 d = float32(table[scale])  # exact
                 zero = scale & 0x7F == NV_NAN  # the NaN bytes get zero codes
             else:
                 d = e8m0_reciprocal32(min(scale, 254))  # |x| / X = |x| * 2^(127 - s)
-                zero = scale == MX_NAN
+                zero = scale == MX_NAN or bad
             out = cuda.local.array(4, uint32)
             for k in range(n // 8):
                 word = uint32(0)
@@ -319,7 +437,8 @@ def _search(nv: bool, x, divisors, options, multiply: bool, scales, packed, hess
     or None to search by SSE."""
     n = 16 if nv else 32
     o = options
-    kernel = _search_kernel(nv, hessian is not None, o.nibble_order, o.rounding, o.zero_sign)
+    kernel = _search_kernel(nv, hessian is not None, o.nibble_order, o.rounding, o.zero_sign,
+                            o.nonfinite == NONFINITE_MLX)
     if hessian is None:  # not read: a float64 [1, n, n] array types the argument
         hessian = cuda.device_array((1, n, n), np.float64)
     blocks, threads = _block_grid(scales.size)
@@ -360,11 +479,43 @@ def _ggml_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int, nonf
     return kernel
 
 
+def _quirk_kernel(rule: int, order: int, tie: int, zero_sign: int, nonfinite: int,
+                  element_scale: int):
+    """The MXFP4 rule kernel under Quark's / vLLM's conventions: a thread a block, as
+    :func:`..cpu.quantize.quantize_mx_quirks` (the same device functions)."""
+    key = ("quirks", rule, order, tie, zero_sign, nonfinite, element_scale)
+    if key in _KERNELS:
+        return _KERNELS[key]
+    n = 32
+
+    @cuda.jit
+    def kernel(x, zero_block, zero_byte, stored_min, scales, packed):
+        row = cuda.local.array(n, float32)
+        for blk in range(uint64(cuda.grid(1)), uint64(scales.size), uint64(cuda.gridsize(1))):
+            base = blk * uint64(n)
+            for k in range(n // 4):
+                a, b, c, d = load4(x, base + uint64(4 * k))
+                row[4 * k], row[4 * k + 1], row[4 * k + 2], row[4 * k + 3] = a, b, c, d
+            scale, mode = mx_quirk_scale(row, rule, zero_block, zero_byte, nonfinite)
+            for i in range(n // 2):
+                low, high = byte_elements(i, order, n)
+                packed[blk * uint64(n // 2) + uint64(i)] = (
+                    mx_quirk_code(row[low], scale, mode, tie, zero_sign, nonfinite,
+                                  element_scale)
+                    | (mx_quirk_code(row[high], scale, mode, tie, zero_sign, nonfinite,
+                                     element_scale) << 4))
+            scales[blk] = max(scale, stored_min)
+
+    _KERNELS[key] = kernel
+    return kernel
+
+
 def _ggml(nv: bool, x, options) -> bool:
     """Whether ``options`` choose a ggml convention (then :func:`_ggml_kernel` runs)."""
     o = options
-    return (o.element_rule == ELEMENT_GGML or o.nonfinite == NONFINITE_GGML
-            or o.nonfinite == NONFINITE_GGUF_PY or (nv and o.e4m3_encode == ENCODE_E4M3_GGML))
+    return not o.optimal and (
+        o.element_rule == ELEMENT_GGML or o.nonfinite == NONFINITE_GGML
+        or o.nonfinite == NONFINITE_GGUF_PY or (nv and o.e4m3_encode == ENCODE_E4M3_GGML))
 
 
 def _launch_ggml(nv: bool, x, options, scales, packed) -> None:
@@ -378,6 +529,34 @@ def _launch_ggml(nv: bool, x, options, scales, packed) -> None:
     else:
         kernel[blocks, threads](x, 1.0, 0.0, 0.0, o.mx_zero_block,
                                 float(o.mx_zero_block_scale), scales, packed.reshape(-1))
+
+
+def _vllm_kernel(order: int):
+    """The NVFP4 kernel of recipe ``"vllm"`` (vLLM ``ref_nvfp4_quant``): a thread a block,
+    as :func:`..cpu.quantize.quantize_nv_vllm` (the same device functions)."""
+    key = ("vllm", order)
+    if key in _KERNELS:
+        return _KERNELS[key]
+    n = 16
+
+    @cuda.jit
+    def kernel(x, g, scales, packed):
+        row = cuda.local.array(n, float32)
+        for blk in range(uint64(cuda.grid(1)), uint64(scales.size), uint64(cuda.gridsize(1))):
+            base = blk * uint64(n)
+            for k in range(n // 4):
+                a, b, c, d = load4(x, base + uint64(4 * k))
+                row[4 * k], row[4 * k + 1], row[4 * k + 2], row[4 * k + 3] = a, b, c, d
+            scale, output_scale = vllm_nv_block(row, g)
+            for i in range(n // 2):
+                low, high = byte_elements(i, order, n)
+                packed[blk * uint64(n // 2) + uint64(i)] = (
+                    vllm_nv_code(row[low], output_scale)
+                    | (vllm_nv_code(row[high], output_scale) << 4))
+            scales[blk] = scale
+
+    _KERNELS[key] = kernel
+    return kernel
 
 
 def quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
@@ -418,11 +597,21 @@ def _quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
     if o.optimal:
         _search(False, x, divisors, o, False, scales, packed, hessian)
         return
-    blocks, threads = _warp_grid((scales.size + 31) // 32)
-    _rule_kernel(False, o.scale_rule, o.nibble_order, o.rounding, o.zero_sign)[blocks, threads](
+    if o.mx_quirks:
+        blocks, threads = _block_grid(scales.size)
+        _quirk_kernel(o.scale_rule, o.nibble_order, o.rounding, o.zero_sign, o.nonfinite,
+                      o.mx_element_scale)[blocks, threads](
+            x, o.mx_zero_block, o.mx_zero_block_scale, o.e8m0_stored_min, scales,
+            packed.reshape(-1))
+        return
+    shape = RULE_SHAPE
+    blocks, threads = _warp_grid((scales.size + 31) // 32, shape["threads"])
+    _rule_kernel(False, o.scale_rule, o.nibble_order, o.rounding, o.zero_sign, False, threads,
+                 "" if _simulated() else shape["loads"],
+                 o.nonfinite == NONFINITE_MLX)[blocks, threads](
         x.view(np.uint32), divisors, 1.0, o.clamp_low, o.clamp_high, o.mx_zero_block,
         float(o.mx_zero_block_scale), o.nonfinite != NONFINITE_GFLOAT, scales,
-        _rule_out(packed, o.nibble_order))
+        _rule_out(packed, o.nibble_order), _no_thresholds())
 
 
 def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
@@ -430,6 +619,11 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
     :func:`..cpu.quantize.quantize_nv` (``divisors`` from :func:`nv_divisors`; ``hessian``
     float64 ``[J, 16, 16]`` on the device, with ``optimal``, as in :func:`quantize_mx`)."""
     o = options
+    if o.nvfp4_recipe == RECIPE_VLLM:
+        blocks, threads = _block_grid(scales.size)
+        _vllm_kernel(o.nibble_order)[blocks, threads](x, o.tensor_operand, scales,
+                                                      packed.reshape(-1))
+        return
     multiply = o.nvfp4_recipe == RECIPE_TORCHAO  # torchao multiplies by the reciprocal
     if _ggml(True, x, o):  # ggml's conventions: their own kernel (no search)
         _launch_ggml(True, x, o, scales, packed)
@@ -451,12 +645,26 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
             blocks, threads = _block_grid(scales.size)
             _x86_nan_scales[blocks, threads](x.view(np.uint32), scales)
         return
-    blocks, threads = _warp_grid((scales.size + 31) // 32)
-    _rule_kernel(True, o.nvfp4_recipe, o.nibble_order, o.rounding, o.zero_sign)[
-        blocks, threads](
-        x.view(np.uint32), divisors, o.tensor_operand, o.clamp_low, o.clamp_high, o.zero_block,
-        o.zero_block_scale, o.nonfinite == NONFINITE_NAN_SCALE, scales,
-        _rule_out(packed, o.nibble_order))
+    shape = RULE_SHAPE
+    blocks, threads = _warp_grid((scales.size + 31) // 32, shape["threads"])
+    thresholds = None
+    if (shape["by_threshold"] and not multiply and o.nvfp4_recipe != RECIPE_MLX
+            and o.rounding != TIE_ARGMIN):  # MLX: a division then a multiply; argmin
+        thresholds = threshold_table(o.nvfp4_recipe, o.tensor_operand, o.rounding)
+    loads = "" if _simulated() else shape["loads"]
+    kernel = _rule_kernel(True, o.nvfp4_recipe, o.nibble_order, o.rounding, o.zero_sign,
+                          thresholds is not None, threads, loads, o.nonfinite == NONFINITE_MLX)
+    args = (x.view(np.uint32), divisors, o.tensor_operand, o.clamp_low, o.clamp_high,
+            o.zero_block, o.zero_block_scale, o.nonfinite == NONFINITE_NAN_SCALE, scales,
+            _rule_out(packed, o.nibble_order),
+            _no_thresholds() if thresholds is None else thresholds)
+    if thresholds is not None and not _simulated() and shape["resident"]:
+        # each thread block copies the table first: as many as fit at once, looping
+        blocks = min(blocks, shape["resident"] * resident_grid(
+            kernel, args, threads, ("nv rule", o.nvfp4_recipe, o.nibble_order, o.rounding,
+                                    o.zero_sign, threads, loads)))
+    kernel[blocks, threads](*args)
+
     if o.nonfinite == NONFINITE_IEEE_X86 or o.nonfinite == NONFINITE_CT:  # NaN scale 0xFF
         blocks, threads = _block_grid(scales.size)
         _x86_nan_scales[blocks, threads](x.view(np.uint32), scales)
@@ -481,6 +689,14 @@ def _modelopt_kernel(bits, tensor, tensor_bits, clamp_low, clamp_high, zero_bloc
         scales[blk] = modelopt_block(words, blk * 16, 16, tensor, tensor_bits, clamp_low,
                                      clamp_high, zero_block, zero_scale, tie, zero_sign, order,
                                      out, blk * 8)
+
+
+def _no_thresholds():
+    """A float32 device array that types the threshold argument of a kernel that does not
+    read it."""
+    if "none" not in _THRESHOLDS:
+        _THRESHOLDS["none"] = cuda.device_array(1, np.float32)
+    return _THRESHOLDS["none"]
 
 
 @cuda.jit
@@ -524,37 +740,52 @@ def nv_divisors(recipe: int, tensor: float, out) -> None:
 AMAX_LOADS, AMAX_THREADS, AMAX_BLOCKS_PER_SM = 8, 512, 8
 
 
-@cuda.jit
-def _largest_magnitude(bits, partial):
-    top = int32(0)  # magnitudes fit in int32
-    quads = uint64(bits.size // 4)
-    sign = uint32(0x7FFFFFFF)
-    stride = uint64(cuda.gridsize(1))
-    at = uint64(cuda.grid(1))
-    while at + uint64(AMAX_LOADS - 1) * stride < quads:  # every load in flight first
-        for u in range(AMAX_LOADS):
-            a, b, c, d = load4(bits, (at + uint64(u) * stride) * uint64(4))  # 16 bytes
-            top = max(top, int32(a & sign), int32(b & sign), int32(c & sign),
-                      int32(d & sign))
-        at += stride * uint64(AMAX_LOADS)
-    while at < quads:
-        a, b, c, d = load4(bits, at * uint64(4))
-        top = max(top, int32(a & sign), int32(b & sign), int32(c & sign), int32(d & sign))
-        at += stride
-    for i in range(quads * uint64(4) + uint64(cuda.grid(1)), uint64(bits.size), stride):
-        top = max(top, int32(bits[i] & sign))
-    tops = cuda.shared.array(AMAX_THREADS, int32)  # a tree reduction over the thread block
-    t = cuda.threadIdx.x
-    tops[t] = top
-    cuda.syncthreads()
-    half = cuda.blockDim.x // 2
-    while half > 0:
-        if t < half:
-            tops[t] = max(tops[t], tops[t + half])
+#: PTX qualifiers of the tensor-amax kernel's 16-byte loads ("" for a plain load).
+AMAX_LOADS_QUALIFIERS = ""
+
+_AMAX_KERNELS: dict[str, object] = {}
+
+
+def _largest_magnitude_kernel(loads: str):
+    """The tensor-amax kernel with loads of PTX qualifiers ``loads``."""
+    if loads in _AMAX_KERNELS:
+        return _AMAX_KERNELS[loads]
+    fetch = hinted_load4(loads) if loads else load4
+
+    @cuda.jit
+    def _largest_magnitude(bits, partial):
+        top = int32(0)  # magnitudes fit in int32
+        quads = uint64(bits.size // 4)
+        sign = uint32(0x7FFFFFFF)
+        stride = uint64(cuda.gridsize(1))
+        at = uint64(cuda.grid(1))
+        while at + uint64(AMAX_LOADS - 1) * stride < quads:  # every load in flight first
+            for u in range(AMAX_LOADS):
+                a, b, c, d = fetch(bits, (at + uint64(u) * stride) * uint64(4))  # 16 bytes
+                top = max(top, int32(a & sign), int32(b & sign), int32(c & sign),
+                          int32(d & sign))
+            at += stride * uint64(AMAX_LOADS)
+        while at < quads:
+            a, b, c, d = fetch(bits, at * uint64(4))
+            top = max(top, int32(a & sign), int32(b & sign), int32(c & sign), int32(d & sign))
+            at += stride
+        for i in range(quads * uint64(4) + uint64(cuda.grid(1)), uint64(bits.size), stride):
+            top = max(top, int32(bits[i] & sign))
+        tops = cuda.shared.array(AMAX_THREADS, int32)  # a tree reduction over the thread block
+        t = cuda.threadIdx.x
+        tops[t] = top
         cuda.syncthreads()
-        half //= 2
-    if t == 0:
-        partial[cuda.blockIdx.x] = tops[0]
+        half = cuda.blockDim.x // 2
+        while half > 0:
+            if t < half:
+                tops[t] = max(tops[t], tops[t + half])
+            cuda.syncthreads()
+            half //= 2
+        if t == 0:
+            partial[cuda.blockIdx.x] = tops[0]
+
+    _AMAX_KERNELS[loads] = _largest_magnitude
+    return _largest_magnitude
 
 
 def largest_magnitude(bits) -> int:
@@ -566,13 +797,31 @@ def largest_magnitude(bits) -> int:
         return 0
     if _simulated():
         blocks, threads = _grid(bits.size)
-    else:
-        threads = AMAX_THREADS
-        sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
-        blocks = max(1, min(AMAX_BLOCKS_PER_SM * sms, (bits.size // 4 + threads - 1) // threads))
-    partial = cuda.device_array(blocks, np.int32)
-    _largest_magnitude[blocks, threads](bits, partial)
-    return int(partial.copy_to_host().max())
+        partial = cuda.device_array(blocks, np.int32)
+        _largest_magnitude_kernel("")[blocks, threads](bits, partial)
+        return int(partial.copy_to_host().max())
+    device = cuda.get_current_device()
+    threads = AMAX_THREADS
+    blocks = max(1, min(AMAX_BLOCKS_PER_SM * device.MULTIPROCESSOR_COUNT,
+                        (bits.size // 4 + threads - 1) // threads))
+    # the per-block maxima go to a kept device buffer and come back to kept pinned memory
+    # (a fresh allocation and a pageable copy each call cost more host time than a short
+    # reduction takes), one pair a thread and device, for work on the default stream
+    kept = getattr(_AMAX_BUFFERS, "kept", None)
+    if kept is None:
+        kept = _AMAX_BUFFERS.kept = {}
+    key = (device.id, blocks)
+    if key not in kept:
+        if len(kept) > 16:
+            kept.clear()
+        kept[key] = (cuda.device_array(blocks, np.int32), cuda.pinned_array(blocks, np.int32))
+    partial, host = kept[key]
+    _largest_magnitude_kernel(AMAX_LOADS_QUALIFIERS)[blocks, threads](bits, partial)
+    partial.copy_to_host(host)
+    return int(host.max())
+
+
+_AMAX_BUFFERS = threading.local()
 
 
 @cuda.jit

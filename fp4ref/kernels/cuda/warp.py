@@ -36,6 +36,11 @@ if config.ENABLE_CUDASIM:
         cuda.syncthreads()
         return slots[t - t % 32 + source]
 
+    @cuda.jit(device=True)
+    def warp_barrier():
+        """Wait for the warp (the simulator's thread block is one warp: a block barrier)."""
+        cuda.syncthreads()
+
 else:
 
     @cuda.jit(device=True, inline=True)
@@ -47,3 +52,9 @@ else:
     def index_shuffle(value, source):
         """``value`` of lane ``source``: one indexed shuffle over the full warp."""
         return cuda.shfl_sync(0xFFFFFFFF, value, source)
+
+    @cuda.jit(device=True, inline=True)
+    def warp_barrier():
+        """Wait for every lane of the warp (its shared-memory writes are then visible to
+        the warp): ``bar.warp.sync``."""
+        cuda.syncwarp()

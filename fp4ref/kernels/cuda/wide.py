@@ -22,6 +22,14 @@ if config.ENABLE_CUDASIM:
         """``array[i:i + 4]`` as a tuple."""
         return array[i], array[i + 1], array[i + 2], array[i + 3]
 
+    def hinted_store4(qualifiers):
+        """:func:`store4` (the simulator has no cache hints)."""
+        return store4
+
+    def hinted_load4(qualifiers):
+        """:func:`load4` (the simulator has no cache hints)."""
+        return load4
+
 else:
     from llvmlite import ir
     from numba import types
@@ -72,3 +80,60 @@ else:
             return context.make_tuple(builder, signature.return_type, values)
 
         return result(array, i), codegen
+
+    def _element_pointer(context, builder, signature, args):
+        array_type = signature.args[0]
+        struct = context.make_array(array_type)(context, builder, value=args[0])
+        pointer = cgutils.get_item_pointer(context, builder, array_type, struct, [args[1]])
+        return builder.ptrtoint(pointer, ir.IntType(64))
+
+    def hinted_store4(qualifiers: str):
+        """:func:`store4` for 32-bit integer arrays as one PTX ``st.global{qualifiers}.v4.u32``
+        (``qualifiers`` such as ``".cs"``: PTX ISA 9.7.9.10, cache operators)."""
+        text = f"st.global{qualifiers}.v4.u32 [$0], {{$1, $2, $3, $4}};"
+
+        @intrinsic
+        def store(typingctx, array, i, a, b, c, d):
+            if not (isinstance(array, types.Array) and array.ndim == 1
+                    and isinstance(array.dtype, types.Integer) and array.dtype.bitwidth == 32
+                    and isinstance(i, types.Integer)):
+                return None
+
+            def codegen(context, builder, signature, args):
+                i32 = ir.IntType(32)
+                values = [context.cast(builder, args[2 + k], signature.args[2 + k], types.uint32)
+                          for k in range(4)]
+                asm = ir.InlineAsm(ir.FunctionType(ir.VoidType(), [ir.IntType(64)] + [i32] * 4),
+                                   text, "l,r,r,r,r,~{memory}", side_effect=True)
+                builder.call(asm, [_element_pointer(context, builder, signature, args), *values])
+
+            return types.void(array, i, a, b, c, d), codegen
+
+        return store
+
+    def hinted_load4(qualifiers: str):
+        """:func:`load4` for 32-bit integer arrays as one PTX ``ld.global{qualifiers}.v4.u32``
+        (``qualifiers`` such as ``".nc.L2::256B"``: the read-only path, an L2 prefetch size;
+        PTX ISA 9.7.9.8). Only for arrays no kernel writes while it runs."""
+        text = f"ld.global{qualifiers}.v4.u32 {{$0, $1, $2, $3}}, [$4];"
+
+        @intrinsic
+        def load(typingctx, array, i):
+            if not (isinstance(array, types.Array) and array.ndim == 1
+                    and isinstance(array.dtype, types.Integer) and array.dtype.bitwidth == 32
+                    and isinstance(i, types.Integer)):
+                return None
+            result = types.UniTuple(types.uint32, 4)
+
+            def codegen(context, builder, signature, args):
+                i32 = ir.IntType(32)
+                asm = ir.InlineAsm(ir.FunctionType(ir.LiteralStructType([i32] * 4),
+                                                   [ir.IntType(64)]),
+                                   text, "=r,=r,=r,=r,l", side_effect=False)
+                pair = builder.call(asm, [_element_pointer(context, builder, signature, args)])
+                values = [builder.extract_value(pair, k) for k in range(4)]
+                return context.make_tuple(builder, signature.return_type, values)
+
+            return result(array, i), codegen
+
+        return load
