@@ -71,6 +71,7 @@ from ..options import (
     RULE_MLX,
     SPLIT_HALF,
     TIE_ARGMIN,
+    ZERO_QUOTIENT,
 )
 from ..quantize_block import (
     block_amax,
@@ -649,7 +650,8 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
     blocks, threads = _warp_grid((scales.size + 31) // 32, shape["threads"])
     thresholds = None
     if (shape["by_threshold"] and not multiply and o.nvfp4_recipe != RECIPE_MLX
-            and o.rounding != TIE_ARGMIN):  # MLX: a division then a multiply; argmin
+            and o.rounding != TIE_ARGMIN  # MLX: a division then a multiply; argmin
+            and o.zero_sign != ZERO_QUOTIENT):  # the quotient's sign needs the division
         thresholds = threshold_table(o.nvfp4_recipe, o.tensor_operand, o.rounding)
     loads = "" if _simulated() else shape["loads"]
     kernel = _rule_kernel(True, o.nvfp4_recipe, o.nibble_order, o.rounding, o.zero_sign,
