@@ -305,6 +305,11 @@ class NumbaBackend:
         if blocks.shape[0]:
             fast = kernels.KERNELS[path](blocks, blocks.view(np.uint32), options.kernel, scales,
                                          packed, hessian)
+            nonfinite = options.profile.nonfinite
+            if options.format == "nvfp4" and nonfinite in ("ieee-x86", "compressed-tensors"):
+                kernels.x86_nan_scales(blocks.view(np.uint32), scales)
+            if options.format == "mxfp4" and nonfinite == "compressed-tensors":
+                kernels.overflow_blocks_7f(blocks.view(np.uint32), scales, packed)
             if path.startswith("nvfp4") and fast:
                 return f"{path}-fast"
         return path

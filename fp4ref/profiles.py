@@ -118,8 +118,23 @@ E4M3_DECODES = ("ocp", "ggml")
 #: propagates into the block max and Inf runs through the recipe's float32 arithmetic
 #: (recipe ``"mlx"``: the E4M3 cast saturates NaN and Inf to 0x7E; NaN and Inf elements get
 #: code 0 under ``element_rule="argmin"``).
+#: ``"ieee-x86"`` (NVFP4): as ``"ieee"``, but a NaN block scale the recipe's float32
+#: arithmetic makes (0 * Inf, Inf / Inf, 0 / 0: a block without NaN) carries x86's
+#: default-NaN sign, byte 0xFF (compressed-tensors on CPU: an Inf makes G = 0, and the Inf
+#: block's scale 0 * Inf); a NaN input block keeps 0x7F. MXFP4 as ``"ieee"``.
+#: ``"compressed-tensors"`` (compressed-tensors 0.20 on CPU): NVFP4 as ``"ieee-x86"``;
+#: MXFP4: a block whose amax ``round_to_power_2`` sends to Inf (its bits + 0x200000 reach
+#: the exponent field 255: NaN, Inf, amax >= 1.75 * 2^127) gets scale byte 0x7F (the
+#: low byte of ``127 + int32(floor(log2(Inf)))`` = 127 + INT_MIN) and zero codes
+#: (``x / Inf``).
+#: ``"modelopt"`` (NVFP4, with the ``"modelopt"`` recipe; ModelOpt 0.47 NVFP4QTensor on
+#: x86): nothing special-cased: a block scale made NaN by a NaN element or tensor scale is
+#: 0x7F, by 0 / 0 or Inf / Inf 0xFF (x86's default NaN); every element whose quotient
+#: ``x / f32(s_b * s_t)`` is NaN gets code 7 (``searchsorted`` puts NaN past the bounds,
+#: ``NaN < 0`` is False). MXFP4 as ``"ieee"``.
 NONFINITE = ("nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy", "quark", "vllm",
-             "vllm-triton", "torchao", "torchao-rceil", "qwantize", "mistralrs", "mlx")
+             "vllm-triton", "torchao", "torchao-rceil", "qwantize", "mistralrs", "mlx",
+             "ieee-x86", "compressed-tensors", "modelopt")
 
 #: How an element's code is chosen: ``"nearest"`` the float32 quotient |x| / d rounded to
 #: the nearest E2M1 magnitude by ``rounding`` (saturating at 6), its sign by ``zero_sign``;
@@ -222,6 +237,9 @@ def _check(profile: Profile) -> None:
             raise _bad("block_scale_clamp", clamp,
                        "None or (low, high), finite reals with 0 <= low <= high")
         object.__setattr__(profile, "block_scale_clamp", (float(pair[0]), float(pair[1])))
+    if profile.nonfinite == "modelopt" and profile.nvfp4_recipe not in ("modelopt", None):
+        raise _bad("nonfinite", profile.nonfinite,
+                   f"'modelopt' only with nvfp4_recipe='modelopt' (got {profile.nvfp4_recipe!r})")
     if profile.nonfinite == "comfy" and profile.nvfp4_recipe not in ("comfy", None):
         raise _bad("nonfinite", profile.nonfinite,
                    f"'comfy' only with nvfp4_recipe='comfy' (got {profile.nvfp4_recipe!r})")
@@ -254,7 +272,8 @@ class Profile:
         from it.
     e8m0_min : int
         Smallest E8M0 byte the optimal search may pick (qwantize: 1).
-    nonfinite : {"nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy", "mlx"}
+    nonfinite : str
+        One of :data:`NONFINITE`.
         NaN/Inf policy (see :data:`NONFINITE`).
     element_rule : {"nearest", "ggml", "argmin"}
         How an element's code is chosen (see :data:`ELEMENT_RULES`).
@@ -407,22 +426,41 @@ _PROFILES = (
     Profile("modelopt", "NVIDIA ModelOpt 0.47 NVFP4QTensor (run on CPU): s_t = amax/(6*448) "
             "(weight_scale_2, decode), block scale amax_b/(6*s_t) with 0 -> 1.0, clamped to "
             "[2^-9, 448], e4m3 RNE; elements x/(s_b*s_t), RNE, -0.0 -> +0. MXFP4 scale rule "
-            "rceil (ModelOpt's MXFP4 ties toward zero and writes +0 as 0x8: not emulated).",
-            zero_sign="quotient", scale_rule="rceil", nonfinite="ieee",
+            "rceil. Decode (NVFP4QTensor.dequantize): P * f32(s_b * s_t), code 0x8 read as +0 "
+            "(decode_arithmetic='modelopt'); a negative element whose quotient underflows to "
+            "-0 gets 0x0 (zero_sign='quotient'); NaN and Inf through its x86 arithmetic "
+            "(nonfinite='modelopt': [NaN, 1.0] -> 0x7F, codes 7; an all-zero tensor -> 0xFF "
+            "(0/0), codes 7). Not emulated (docs/findings.md 22): MXFP4QTensor (float32 log2 "
+            "ceil rule, ties toward zero, +0 as 0x8, NaN/Inf blocks scale 0 and codes 0x8).",
+            zero_sign="quotient", scale_rule="rceil", nonfinite="modelopt",
             block_scale_clamp=(2.0 ** -9, 448.0), zero_block_scale=1.0,
             e8m0_decode="inf", decode_arithmetic="modelopt"),
     Profile("compressed-tensors", "compressed-tensors 0.20 (llm-compressor) (run): NVFP4 "
             "weight_global_scale G = 6*448/amax (encode), block scale e4m3(G*(amax_b/6)), a "
-            "zero byte -> 0.125, elements x/(s_b/G), RNE, -0.0 -> +0; MXFP4 uses the EVEN rule.",
-            zero_sign="quotient", scale_rule="even", nonfinite="ieee",
+            "zero byte -> 0.125, elements x/(s_b/G), RNE, -0.0 -> +0, a quotient that "
+            "underflows to -0 -> +0 (zero_sign='quotient'); MXFP4 uses the EVEN rule. Decode "
+            "(the compressors' decompress: unpack_fp4_from_uint8, dequantize): NVFP4 "
+            "P * f32(s_b / G), MXFP4 the scale 2^(e-127) in the output dtype, 0xFF = Inf "
+            "(decode_arithmetic='compressed-tensors', e8m0_decode='inf'). Not emulated "
+            "(docs/findings.md 23; nonfinite='compressed-tensors'): MXFP4 NaN, Inf and "
+            "float32-max blocks get 0x7F with zero codes ([3.4e38, 1.0] -> 0x7F, codes 0); "
+            "an Inf makes G = 2688 / Inf = 0 and the Inf block's NVFP4 scale 0 * Inf is "
+            "x86's negative NaN, 0xFF.",
+            zero_sign="quotient", scale_rule="even", nonfinite="compressed-tensors",
             nvfp4_recipe="compressed-tensors", tensor_scale_direction="encode",
             zero_block_scale=0.125, e8m0_decode="inf", decode_arithmetic="compressed-tensors"),
-    Profile("comfy", "comfy-kitchen 0.2.40, ComfyUI's kernels, eager backend (run on CPU: "
-            "TensorCoreNVFP4Layout.quantize, quantize_nvfp4, dequantize_nvfp4): tensor scale "
-            "amax/2688 (decode), block scale e4m3(min(f32(amax_b / 6) / s_t, 448)), high "
-            "nibble first, scales stored 128x4-swizzled; decode q * (s_t * s_b) in the output "
-            "dtype. Not yet emulated: an all-zero tensor gives scale 0xFF and codes 0xC (NaN), "
-            "a scale-0 block +0 codes (docs/findings.md).",
+    Profile("comfy", "comfy-kitchen 0.2.40, ComfyUI's kernels, eager backend (run on x86 "
+            "CPU: TensorCoreNVFP4Layout.quantize, quantize_nvfp4 with a given per_tensor_scale, "
+            "dequantize_nvfp4 to float32/bfloat16/float16): tensor scale amax/2688 (decode), "
+            "block scale e4m3(min(f32(f32(amax_b / 6) / s_t), 448)) (two roundings: [0.359375] "
+            "with s_t = f32(1/3) gives 0x23, one division 0x24), elements x / f32(s_t * s_b) "
+            "ties to even, signs kept; a block whose f32(s_t * s_b) is 0 gets +0 codes "
+            "([2^-10] beside [1000] -> scale 0, codes 0); NaN and Inf through x86 float32 "
+            "arithmetic (nonfinite='comfy': an all-zero tensor gives scale 0xFF and codes 0xC, "
+            "NaN everywhere, a defect; a NaN element 0x7F and codes 3; a given tensor scale "
+            "Inf codes 0xB); high nibble first, scales stored 128x4-swizzled; decode "
+            "q * (s_t * s_b) in the output dtype. Not emulated: the layout class computes the "
+            "tensor scale in the weight's dtype (bfloat16 weights: a bfloat16 amax / 2688).",
             nvfp4_recipe="comfy", nonfinite="comfy", nibble_order="high-first",
             scale_layout="128x4", decode_arithmetic="output-dtype"),
     Profile("qwantize", "qwantize 0.1.1 reference (run: mxfp4_naive, nvfp4_naive; the "
@@ -499,9 +537,11 @@ _PROFILES = (
             scale_rule="mlx", rounding="zero", zero_sign="drop", nonfinite="mlx",
             nvfp4_recipe="mlx", tensor_scale_direction="amax", e8m0_decode="inf",
             decode_arithmetic="by-format", element_rule="argmin"),
-    Profile("flashinfer", "flashinfer / TensorRT-LLM fp4_quantize in exact-division mode (read "
-            "from source, not run): MXFP4 rceil; NVFP4 global_scale = 6*448/amax (encode), block "
-            "scale e4m3(G*amax_b/6), elements x/(s_b/G), zero block 0; 128x4 swizzled scales.",
+    Profile("flashinfer", "UNVERIFIED: flashinfer / TensorRT-LLM fp4_quantize in "
+            "exact-division mode, read from source, never run (flashinfer-python's "
+            "fp4_quantize is a CUDA kernel; no CPU path to run here): MXFP4 rceil; NVFP4 "
+            "global_scale = 6*448/amax (encode), block scale e4m3(G*amax_b/6), elements "
+            "x/(s_b/G), zero block 0; 128x4 swizzled scales.",
             scale_rule="rceil", nonfinite="ieee", nvfp4_recipe="compressed-tensors",
             tensor_scale_direction="encode", scale_layout="128x4"),
 )
@@ -540,3 +580,19 @@ def get(profile: str | Profile) -> Profile:
 def profiles() -> dict[str, Profile]:
     """Every named profile, by name."""
     return dict(PROFILES)
+
+
+#: The profiles whose implementation was not run beside them (their conventions are read
+#: from source), with the reason; every other profile's description names the
+#: implementation, version and functions it was compared with by running them.
+NOT_RUN: dict[str, str] = {
+    "flashinfer": "flashinfer-python's fp4_quantize runs only as a CUDA kernel (JIT-built "
+                  "for the GPU); no CPU reference to run; conventions read from source",
+}
+
+
+def verified(profile: str | Profile) -> bool:
+    """Whether ``profile`` was checked by running its implementation (False for the
+    profiles of :data:`NOT_RUN`, and for an unnamed :class:`Profile`)."""
+    name = profile.name if isinstance(profile, Profile) else get(profile).name
+    return name in PROFILES and name not in NOT_RUN

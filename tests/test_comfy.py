@@ -103,3 +103,11 @@ def test_nan_policies_of_the_comfy_recipe():
         Profile("x", "x", nonfinite="comfy", nvfp4_recipe="modelopt")
     with pytest.raises(ValueError, match="no scale search"):
         fp4ref.quantize(x, format="nvfp4", profile="comfy", scale_rule="optimal")
+
+
+def test_flashinfer_is_marked_not_run():
+    from fp4ref.profiles import NOT_RUN, PROFILES, get, verified
+
+    assert not verified("flashinfer") and "UNVERIFIED" in get("flashinfer").description
+    assert verified("comfy") and verified("modelopt") and verified("compressed-tensors")
+    assert set(NOT_RUN) <= set(PROFILES)

@@ -283,7 +283,9 @@ def test_float_to_gguf_nvfp4(folder, capsys):
     f = G.read("n.gguf")
     assert list(f) == ["a"] and f.entries["a"]["scale"] == "a.scale"
     q = fp4ref.quantize(w, format="nvfp4", profile="modelopt")
-    ref = fp4ref.dequantize(q)
+    # gguf-py's record decode times the tensor scale is (P * s_b) * s_t: fp4ref's exact
+    # arithmetic (the modelopt profile decodes as ModelOpt does, P * f32(s_b * s_t))
+    ref = fp4ref.dequantize(q, profile=q.profile.with_options(decode_arithmetic="exact"))
     ref = np.where(fp4ref.unpack(q.blocks) == 8, np.float32(0), ref)  # ggml: code 8 is +0
     raw = {t.name: np.asarray(t.data) for t in gguf.GGUFReader("n.gguf").tensors}
     peer = gguf.quants.dequantize(raw["a.weight"], gguf.GGMLQuantizationType.NVFP4)

@@ -39,7 +39,7 @@ NO_ZERO_BLOCK = (_OCP.zero_block, _OCP.zero_block_scale)
 
 # NVFP4 profiles whose blocks take the division-free path (no zero-block scale, division;
 # not mlx, whose elements are a division then a multiply and which has no search).
-FAST_PROFILES = ("qwantize", "ocp", "comfy", "flashinfer", "ggml", "vllm")
+FAST_PROFILES = ("qwantize", "ocp", "flashinfer", "ggml", "vllm")  # comfy: its own kernel
 MIDPOINTS = (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)
 E4M3 = np.array([e4m3_decode(b) for b in range(127)], np.float32)
 
@@ -344,7 +344,7 @@ def test_fast_path_is_taken(profile, optimal):
     from fp4ref.quantize import _tensor_scales
 
     prof = fp4ref.profiles()[profile]
-    if prof.nvfp4_recipe is None or (optimal and prof.nvfp4_recipe == "torchao"):
+    if prof.nvfp4_recipe is None or (optimal and prof.nvfp4_recipe in ("torchao", "comfy")):
         pytest.skip(f"{profile} has no NVFP4 {'search' if optimal else 'quantizer'}")
     x = sample_blocks(64, seed=1)
     numba = backends.get("numba")
@@ -356,6 +356,15 @@ def test_fast_path_is_taken(profile, optimal):
     kernel = "nvfp4" if optimal else "nvfp4-rule"  # recipes compile no search code
     if options.ggml:  # ggml's conventions (no search): their own scalar kernel
         assert path == "nvfp4-ggml"
+        return
+    if not optimal and prof.nvfp4_recipe == "comfy":  # comfy-kitchen's NaN arithmetic
+        assert path == "nvfp4-comfy"
+        return
+    if not optimal and prof.nonfinite == "modelopt":  # ModelOpt's NaN/Inf arithmetic
+        assert path == "nvfp4-modelopt"
+        return
+    if not optimal and prof.nvfp4_recipe == "vllm":  # vLLM's ref_nvfp4_quant kernel
+        assert path == "nvfp4-vllm"
         return
     assert path in (kernel, f"{kernel}-fast")
     assert (path == f"{kernel}-fast") == (profile in FAST_PROFILES)

@@ -15,10 +15,12 @@ import pytest
 
 from fp4ref.conformance.peers import (
     comfy,
+    compressed_tensors,
     ggml,
     gguf,
     mistralrs,
     mlx,
+    modelopt,
     probing,
     quark,
     qwantize,
@@ -44,6 +46,8 @@ ADAPTERS = {
     "torchao": ("torchao", torchao.Torchao),
     "torchao-rceil": ("torchao", torchao.TorchaoRceil),
     "qwantize": ("qwantize", qwantize.Qwantize),
+    "modelopt": ("modelopt.torch.quantization.qtensor", modelopt.ModelOpt),
+    "compressed-tensors": ("compressed_tensors", compressed_tensors.CompressedTensors),
 }
 CASES = [(name, fmt) for name, (_, cls) in ADAPTERS.items() for fmt in cls.profiles]
 
@@ -56,6 +60,22 @@ KNOWN: dict[tuple[str, str], set[str]] = {
     ("torchao", "nvfp4"): {
         'adversarial-blocks/quantize',
         'nans/quantize',
+    },
+    ('modelopt', 'mxfp4'): {
+        'adversarial-blocks/quantize',
+        'block-max-powers-and-6x2^k/quantize',
+        'e8m0-near-0x00/quantize',
+        'e8m0-near-0xfe/quantize',
+        'elements-at-scale-2^-127/quantize',
+        'float32-max/quantize',
+        'infinities/quantize',
+        'midpoint-neighbours/quantize',
+        'midpoints/quantize',
+        'nans/quantize',
+        'signed-zeros/quantize',
+        'subnormal-elements/quantize',
+        'underflow-to-zero/quantize',
+        'zero-blocks/quantize',
     },
 }
 

@@ -166,6 +166,7 @@ def test_mx_python_equals_numba(x, profile, rule):
 @given(x=finite_blocks(16), rule=st.sampled_from([None, "optimal"]),
        profile=st.sampled_from(["ocp", "modelopt", "compressed-tensors", "qwantize", "comfy"]))
 def test_nv_python_equals_numba(x, rule, profile):
+    rule = None if profile == "comfy" else rule  # the comfy recipe has no search
     a = fp4ref.quantize(x, format="nvfp4", profile=profile, scale_rule=rule, backend="python")
     b = fp4ref.quantize(x, format="nvfp4", profile=profile, scale_rule=rule, backend="numba")
     assert np.array_equal(a.scales, b.scales) and np.array_equal(a.blocks, b.blocks)

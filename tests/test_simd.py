@@ -60,6 +60,8 @@ def test_mxfp4_same_bytes(profile, rule):
     (p, r) for p in ("ocp", "qwantize", "comfy", "flashinfer", "mlx") for r in (None, "optimal")
     if not (p == "mlx" and r)])  # MLX's recipe has no search (refused)
 def test_nvfp4_same_bytes(profile, rule):
+    if profile == "comfy" and rule:
+        pytest.skip("the comfy recipe has no scale search (fp4ref.quantize refuses one)")
     x = blocks(2048, 16, seed=7)
     vector, scalar = both(lambda: fp4ref.quantize(x, format="nvfp4", profile=profile,
                                                   scale_rule=rule))

@@ -106,6 +106,9 @@ DECODE_CT, DECODE_MODELOPT = (code("decode_arithmetic", n)
 NONFINITE_COMFY = code("nonfinite", "comfy")
 NONFINITE_TORCHAO, NONFINITE_TORCHAO_RCEIL, NONFINITE_QWANTIZE, NONFINITE_MISTRALRS = (
     code("nonfinite", n) for n in ("torchao", "torchao-rceil", "qwantize", "mistralrs"))
+NONFINITE_IEEE_X86 = code("nonfinite", "ieee-x86")
+NONFINITE_CT = code("nonfinite", "compressed-tensors")
+NONFINITE_MODELOPT = code("nonfinite", "modelopt")
 E8M0_OCP, E8M0_BITS, E8M0_GGML, E8M0_INF = (
     code("e8m0_decode", n) for n in ("ocp", "bits", "ggml", "inf"))
 E4M3_OCP, E4M3_GGML = (code("e4m3_decode", n) for n in ("ocp", "ggml"))

@@ -33,6 +33,7 @@ from .options import (
     TIE_EVEN,
     ZERO_DROP,
     ZERO_NEGATIVE,
+    ZERO_QUOTIENT,
 )
 
 #: Canonical NaNs written by fp4ref (positive, quiet, zero payload).
@@ -118,7 +119,9 @@ def e2m1_encode_with(x, bits, tie, zero_sign, nan):
     if x != x:
         return e2m1_nan_code(is_negative(x), bits, nan)
     code = e2m1_encode(x, tie)
-    if code == 8 and (zero_sign == ZERO_DROP or (zero_sign == ZERO_NEGATIVE and not x < 0)):
+    # ZERO_QUOTIENT: a scalar's quotient is x itself, so as ZERO_NEGATIVE
+    negative_only = zero_sign == ZERO_NEGATIVE or zero_sign == ZERO_QUOTIENT
+    if code == 8 and (zero_sign == ZERO_DROP or (negative_only and not x < 0)):
         return 0
     return code
 

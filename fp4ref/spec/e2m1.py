@@ -90,7 +90,9 @@ def encode(x: float, rounding: str = "even", zero_sign: str = "keep", nan: str =
     zero_sign : {"keep", "negative", "drop"}
         Sign of a code whose magnitude rounds to 0
         (:data:`fp4ref.spec.elements.ZERO_SIGNS`): ``"keep"`` the sign bit of ``x``,
-        ``"negative"`` 0x8 only for ``x < 0`` (-0.0 gives 0x0), ``"drop"`` always 0x0.
+        ``"negative"`` 0x8 only for ``x < 0`` (-0.0 gives 0x0), ``"drop"`` always 0x0;
+        ``"quotient"`` (0x8 for a quotient < 0) is ``"negative"`` here, x being its own
+        quotient.
     nan : str
         How NaN is coded (:data:`NAN_CODES`).
     bits : int, optional
@@ -119,6 +121,7 @@ def encode(x: float, rounding: str = "even", zero_sign: str = "keep", nan: str =
     if math.isinf(x):
         return sign | 0b0111
     code = nearest_code(abs(Fraction(x)), MAGNITUDES, rounding)
-    if code == 0 and (zero_sign == "drop" or (zero_sign == "negative" and not x < 0)):
+    negative_only = zero_sign in ("negative", "quotient")  # a scalar's quotient is x
+    if code == 0 and (zero_sign == "drop" or (negative_only and not x < 0)):
         sign = 0
     return sign | code

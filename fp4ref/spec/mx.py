@@ -108,6 +108,10 @@ def quantize_block(
     from .optimal import search, search_hessian
     from .scale_rules import e8m0_divisor, mx_divisor, mx_scale, quotient
 
+    if nonfinite == "compressed-tensors" and any(  # round_to_power_2(amax) is Inf
+            (_float32_bits(v) & 0x7FFFFFFF) + 0x200000 >= 0x7F800000 for v in values):
+        return 0x7F, [0] * len(values)  # compressed-tensors: uint8(127 + INT_MIN), x / Inf
+
     if nonfinite in _NONFINITE and any(
             math.isnan(v) or math.isinf(v) for v in values):  # the searches' too (qwantize)
         searched = rule in ("optimal", "optimal-hessian")

@@ -130,6 +130,12 @@ def quantize_block(
         return vllm_block(values, tensor)
     if nonfinite is not None:
         nan_scale_for_inf = nonfinite == "nan-scale"
+    if nonfinite in ("ieee-x86", "compressed-tensors"):  # an arithmetic NaN scale: 0xFF
+        scale, codes = quantize_block(values, recipe, tensor, clamp, zero_scale, optimal,
+                                      rounding, zero_sign, False, lanes, hessian, "ieee",
+                                      element_rule, e4m3_encode)
+        return (0xFF if scale == e4m3.NAN and not any(math.isnan(v) for v in values)
+                else scale), codes
     if optimal:  # the searches ignore ggml's conventions (Inf: the recipe's arithmetic)
         element_rule, e4m3_encode = "nearest", "ocp"
         if nonfinite in ("ggml", "gguf-py"):
@@ -137,14 +143,16 @@ def quantize_block(
     ggml = nonfinite == "ggml"
     if nonfinite == "gguf-py":
         raise ValueError("nonfinite='gguf-py' is MXFP4 only (gguf-py has no NVFP4 quantizer)")
-    if not ggml and nonfinite not in ("comfy", "mlx") and (
-            any(math.isnan(v) for v in values)
-            or (nan_scale_for_inf and any(math.isinf(v) for v in values))):
+    through = nonfinite in ("comfy", "mlx", "modelopt")  # NaN/Inf through the arithmetic
+    if not ggml and not through and (any(math.isnan(v) for v in values) or (
+            nan_scale_for_inf and any(math.isinf(v) for v in values))):
         return e4m3.NAN, [0] * len(values)
     if recipe == "comfy":
         if optimal:
             raise ValueError("the 'comfy' recipe has no scale search")
         return comfy_block(values, tensor, rounding, zero_sign)
+    if nonfinite == "modelopt" and not optimal:
+        return modelopt_block(values, tensor, clamp, zero_scale, rounding, zero_sign)
     # ggml's max: `if (amax < fabsf(v)) amax = fabsf(v)` never takes a NaN
     amax = max((abs(v) for v in values if not math.isnan(v)), default=0.0)
     if nonfinite == "mlx" and any(math.isnan(v) for v in values):  # MLX: max(abs(x))
@@ -263,6 +271,45 @@ def comfy_block(values: Sequence[float], tensor: float, rounding: str = "even",
             q = _f32_divide(abs(v), abs(total))
             signed = -v if total_bits >> 31 else v  # the sign of x / t
             codes.append(element_code(signed, min(q, 6.0), rounding, zero_sign))
+    return scale, codes
+
+
+def modelopt_block(values: Sequence[float], tensor: float, clamp, zero_scale,
+                   rounding: str = "even", zero_sign: str = "quotient") -> tuple[int, list[int]]:
+    """(scale byte, codes) of one block by ModelOpt 0.47's ``NVFP4QTensor.quantize`` under
+    ``nonfinite="modelopt"``: the ``"modelopt"`` recipe in x86 float32 arithmetic, NaN and
+    Inf included. ``y = amax / f32(6 * s_t)``, 0 -> ``zero_scale``, ``clamp``, E4M3; a NaN
+    ``y`` is 0x7F when a NaN element or tensor scale made it (positive: ``amax`` is of |x|;
+    a tensor NaN keeps its sign), else 0xFF (0 / 0, Inf / Inf). Each element
+    ``q = x / f32(s_b * s_t)``: a NaN ``q`` is code 7, the rest rounded by ``rounding`` with
+    the sign by ``zero_sign``."""
+    from .elements import element_code
+    from .scale_rules import _f32_divide, f32
+
+    t_bits = _bits32(tensor)
+    nan_in = any(v != v for v in values)
+    amax = max((abs(v) for v in values if v == v), default=0.0)
+    if nan_in or _is_nan32(t_bits):
+        scale = 0x7F if nan_in or not t_bits >> 31 else 0xFF
+    else:
+        y = _f32_divide(amax, f32(6 * tensor))
+        if y != y:
+            scale = 0xFF  # X86_DEFAULT_NAN
+        else:
+            if y == 0 and zero_scale is not None:
+                y = zero_scale
+            if clamp is not None:
+                y = min(max(y, clamp[0]), clamp[1])
+            scale = e4m3.encode(y, "even", saturate=True)
+    block = e4m3.decode(scale)
+    d = math.nan if block != block or tensor != tensor else f32(block * tensor)
+    codes = []
+    for v in values:
+        if v != v or d != d or (v == 0 and d == 0) or (math.isinf(v) and math.isinf(d)):
+            codes.append(7)  # a NaN quotient: searchsorted past the bounds, sign bit 0
+            continue
+        q = _f32_divide(abs(v), abs(d))
+        codes.append(element_code(-v if d < 0 else v, q, rounding, zero_sign))
     return scale, codes
 
 

@@ -20,6 +20,7 @@ from ..comfy import comfy_block
 from ..elements import THRESHOLDS, packed_byte, scaled_element_code
 from ..fouroversix import quantize_block as fouroversix_block
 from ..ggml import ggml_block
+from ..modelopt import modelopt_block
 from ..optimal import block_error, first_at_least, search, search_bounds, search_hessian
 from ..options import (
     NONFINITE_COMFY,
@@ -669,6 +670,54 @@ def quantize_nv_ggml(x, bits, options, scales, packed, hessian):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
+def quantize_nv_modelopt(x, bits, options, scales, packed, hessian):
+    """NVFP4 under ``nonfinite="modelopt"`` (no search): each block by
+    :func:`..modelopt.modelopt_block`."""
+    o = options
+    tensor = o.tensor_operand
+    tensor_bits = np.float32(tensor).view(np.uint32)
+    nblocks, n = x.shape
+    flat, words = packed.reshape(-1), bits.reshape(-1)
+    for chunk in prange((nblocks + _CHUNK - 1) // _CHUNK):
+        for blk in range(chunk * _CHUNK, min(nblocks, (chunk + 1) * _CHUNK)):
+            scales[blk] = modelopt_block(words, blk * n, n, tensor, tensor_bits, o.clamp_low,
+                                         o.clamp_high, o.zero_block, o.zero_block_scale,
+                                         o.rounding, o.zero_sign, o.nibble_order, flat,
+                                         blk * (n // 2))
+    return False
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def x86_nan_scales(bits, scales):
+    """``nonfinite="ieee-x86"`` after an NVFP4 kernel: the NaN byte 0x7F of a block without
+    a NaN (a NaN the recipe's arithmetic made) becomes 0xFF, x86's default-NaN sign (its
+    codes are already zero). ``bits``: the blocks ``[b, 16]`` as uint32."""
+    nblocks, n = bits.shape
+    for blk in prange(nblocks):
+        if scales[blk] == 0x7F:
+            nan = False
+            for i in range(n):
+                nan |= (bits[blk, i] & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+            if not nan:
+                scales[blk] = 0xFF
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def overflow_blocks_7f(bits, scales, packed):
+    """``nonfinite="compressed-tensors"`` after an MXFP4 kernel: a block whose amax bits
+    plus 0x200000 (``round_to_power_2``) reach 0x7F800000 (NaN, Inf, amax >= 1.75 * 2^127)
+    gets scale 0x7F and zero codes. ``bits``: the blocks ``[b, 32]`` as uint32."""
+    nblocks, n = bits.shape
+    for blk in prange(nblocks):
+        top = np.uint32(0)
+        for i in range(n):
+            top = max(top, bits[blk, i] & np.uint32(0x7FFFFFFF))
+        if top + np.uint32(0x200000) >= np.uint32(0x7F800000):
+            scales[blk] = 0x7F
+            packed[blk, :] = 0
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
 def quantize_mx_quirks(x, bits, options, scales, packed, hessian):
     """MXFP4 by a scale rule under AMD Quark's or vLLM's conventions
     (``options.mx_quirks``): per block :func:`..quantize_block.mx_quirk_scale` and
@@ -739,6 +788,7 @@ KERNELS = {
     "nvfp4-rule": quantize_nv_rule,  # a recipe, no search (division-free blocks inside)
     "nvfp4": quantize_nv,  # the searches (division-free blocks inside)
     "nvfp4-comfy": quantize_nv_comfy,  # comfy-kitchen's recipe, NaN bits followed
+    "nvfp4-modelopt": quantize_nv_modelopt,  # ModelOpt's NaN/Inf arithmetic
     "mxfp4-ggml": quantize_mx_ggml,  # ggml's element rule / non-finite policy: scalar code
     "nvfp4-ggml": quantize_nv_ggml,  # the same, and ggml's E4M3 encode
     "nvfp4-fouroversix": quantize_nv_fouroversix,  # the four-over-six rules: scalar code
@@ -757,6 +807,8 @@ def kernel_for(options) -> str:
     if options.format == "nvfp4":
         if options.profile.nvfp4_recipe == "comfy" and not options.optimal:
             return "nvfp4-comfy"
+        if options.profile.nonfinite == "modelopt" and not options.optimal:
+            return "nvfp4-modelopt"
         if options.kernel.nvfp4_recipe == RECIPE_VLLM:
             return "nvfp4-vllm"
         return "nvfp4" if options.optimal else "nvfp4-rule"

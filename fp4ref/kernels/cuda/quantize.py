@@ -49,16 +49,20 @@ from ..elements import (
 )
 from ..fouroversix import quantize_block as fouroversix_block
 from ..ggml import ggml_block
+from ..modelopt import modelopt_block
 from ..optimal import search_hessian
 from ..options import (
     ELEMENT_GGML,
     ENCODE_E4M3_GGML,
     HIGH_FIRST,
     NONFINITE_COMFY,
+    NONFINITE_CT,
     NONFINITE_GFLOAT,
     NONFINITE_GGML,
     NONFINITE_GGUF_PY,
+    NONFINITE_IEEE_X86,
     NONFINITE_MLX,
+    NONFINITE_MODELOPT,
     NONFINITE_NAN_SCALE,
     RECIPE_COMFY,
     RECIPE_MLX,
@@ -68,6 +72,7 @@ from ..options import (
     RULE_MLX,
     SPLIT_HALF,
     TIE_ARGMIN,
+    ZERO_QUOTIENT,
 )
 from ..quantize_block import (
     block_amax,
@@ -636,6 +641,27 @@ def quantize_fouroversix(x, options, scales, packed) -> None:
 
 
 def quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
+    """MXFP4 (see :func:`_quantize_mx`), then under ``nonfinite="compressed-tensors"`` its
+    overflowing blocks 0x7F with zero codes (:func:`..cpu.quantize.overflow_blocks_7f`)."""
+    _quantize_mx(x, divisors, options, scales, packed, hessian)
+    if options.nonfinite == NONFINITE_CT:
+        blocks, threads = _block_grid(scales.size)
+        _overflow_blocks_7f[blocks, threads](x.view(np.uint32), scales, packed.reshape(-1))
+
+
+@cuda.jit
+def _overflow_blocks_7f(bits, scales, packed):
+    for blk in range(cuda.grid(1), scales.size, cuda.gridsize(1)):
+        top = uint32(0)
+        for i in range(32):
+            top = max(top, bits[blk * 32 + i] & uint32(0x7FFFFFFF))
+        if top + uint32(0x200000) >= uint32(_INF_BITS):
+            scales[blk] = 0x7F
+            for j in range(16):
+                packed[blk * 16 + j] = 0
+
+
+def _quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
     """MXFP4 blocks of the flat float32 device array ``x`` into ``scales`` (one byte per
     block) and ``packed`` (16 bytes per block), as :func:`..cpu.quantize.quantize_mx` and
     :func:`..cpu.quantize.quantize_mx_rule` (``options``: the call's
@@ -699,6 +725,14 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
     if o.nvfp4_recipe == RECIPE_COMFY and not o.optimal:
         quantize_nv_comfy(x, o, scales, packed)
         return
+    if o.nonfinite == NONFINITE_MODELOPT and not o.optimal:
+        tensor_bits = int(np.float32(o.tensor_operand).view(np.uint32))
+        blocks, threads = _block_grid(scales.size)
+        _modelopt_kernel[blocks, threads](x.view(np.uint32), o.tensor_operand, tensor_bits,
+                                          o.clamp_low, o.clamp_high, o.zero_block,
+                                          o.zero_block_scale, o.rounding, o.zero_sign,
+                                          o.nibble_order, scales, packed.reshape(-1))
+        return
     if o.optimal:
         _search(True, x, divisors, o, multiply, scales, packed, hessian)
     else:
@@ -706,7 +740,8 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
         blocks, threads = _warp_grid((scales.size + 31) // 32, shape["threads"])
         thresholds = None
         if (shape["by_threshold"] and not multiply and o.nvfp4_recipe != RECIPE_MLX
-                and o.rounding != TIE_ARGMIN):  # MLX: a division then a multiply; argmin
+                and o.rounding != TIE_ARGMIN  # MLX: a division then a multiply; argmin
+                and o.zero_sign != ZERO_QUOTIENT):  # the quotient's sign needs the division
             thresholds = threshold_table(o.nvfp4_recipe, o.tensor_operand, o.rounding)
         loads = "" if _simulated() else shape["loads"]
         kernel = _rule_kernel(True, o.nvfp4_recipe, o.nibble_order, o.rounding, o.zero_sign,
@@ -722,11 +757,35 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
                 kernel, args, threads, ("nv rule", o.nvfp4_recipe, o.nibble_order, o.rounding,
                                         o.zero_sign, threads, loads)))
         kernel[blocks, threads](*args)
+    if o.nonfinite == NONFINITE_IEEE_X86 or o.nonfinite == NONFINITE_CT:  # NaN scale 0xFF
+        blocks, threads = _block_grid(scales.size)
+        _x86_nan_scales[blocks, threads](x.view(np.uint32), scales)
     if nv_nan_recoded(o.nonfinite):  # torchao, torchao-rceil, qwantize: after the kernel
         blocks, threads = _grid(scales.size)
         _nv_nan_kernel[blocks, threads](x.view(np.uint32), o.nonfinite, o.tensor_operand,
                                         o.clamp_low, o.clamp_high, o.nibble_order,
                                         o.rounding, o.zero_sign, scales, packed.reshape(-1))
+
+
+@cuda.jit
+def _x86_nan_scales(bits, scales):
+    for blk in range(cuda.grid(1), scales.size, cuda.gridsize(1)):
+        if scales[blk] == NV_NAN:
+            nan = False
+            for i in range(16):
+                nan |= (bits[blk * 16 + i] & uint32(0x7FFFFFFF)) > uint32(_INF_BITS)
+            if not nan:
+                scales[blk] = 0xFF
+
+
+@cuda.jit
+def _modelopt_kernel(bits, tensor, tensor_bits, clamp_low, clamp_high, zero_block, zero_scale,
+                     tie, zero_sign, order, scales, packed):
+    words, out = _njit_view(bits), _njit_view(packed)
+    for blk in range(cuda.grid(1), scales.size, cuda.gridsize(1)):
+        scales[blk] = modelopt_block(words, blk * 16, 16, tensor, tensor_bits, clamp_low,
+                                     clamp_high, zero_block, zero_scale, tie, zero_sign, order,
+                                     out, blk * 8)
 
 
 def _no_thresholds():
