@@ -273,8 +273,7 @@ class Profile:
     e8m0_min : int
         Smallest E8M0 byte the optimal search may pick (qwantize: 1).
     nonfinite : str
-        One of :data:`NONFINITE`.
-        NaN/Inf policy (see :data:`NONFINITE`).
+        NaN/Inf policy, one of :data:`NONFINITE`.
     element_rule : {"nearest", "ggml", "argmin"}
         How an element's code is chosen (see :data:`ELEMENT_RULES`).
     e4m3_encode : {"ocp", "ggml"}
@@ -283,10 +282,9 @@ class Profile:
         How scale bytes 0x00/0xFF decode (see :data:`E8M0_DECODES`).
     e4m3_decode : {"ocp", "ggml"}
         How NVFP4 scale bytes decode (see :data:`E4M3_DECODES`).
-    decode_arithmetic : {"exact", "scale-first", "output-dtype", "compressed-tensors",
-                         "modelopt", "mlx"}
-        The order and precision of the decode's multiplications (see
-        :data:`DECODE_ARITHMETIC`).
+    decode_arithmetic : str
+        The order and precision of the decode's multiplications, one of
+        :data:`DECODE_ARITHMETIC`.
     nvfp4_recipe : str or None
         NVFP4 block-scale recipe (:data:`fp4ref.spec.scale_rules.NV_RECIPES`); None if the
         project has no NVFP4 quantizer.

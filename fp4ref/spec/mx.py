@@ -270,7 +270,7 @@ def quirk_block(
     under ``"quark"`` an infinite quotient codes 6 with its sign (Pack_fp4 reads Inf's
     bits as 6).
 
-    ``element_scale="divide"``: q = float32(|x| / 2^(s - 127)); ``"bits-reciprocal"``: q =
+    ``element_scale="divide"``: q = ``float32(|x| / 2^(s - 127))``; ``"bits-reciprocal"``: q =
     float32(x * r) with r = float32(1 / X), X the float32 with bits s << 23, and r = 0 for
     s = 0x00 (X = 0) and 0xFF (X = Inf): vLLM ``downcast_to_mxfp_torch``; there a NaN
     element codes 7 with its sign bit and an Inf one (Inf * 0, x86's default NaN) 0xF.

@@ -279,7 +279,7 @@ def modelopt_block(values: Sequence[float], tensor: float, clamp, zero_scale,
     """(scale byte, codes) of one block by ModelOpt 0.47's ``NVFP4QTensor.quantize`` under
     ``nonfinite="modelopt"``: the ``"modelopt"`` recipe in x86 float32 arithmetic, NaN and
     Inf included. ``y = amax / f32(6 * s_t)``, 0 -> ``zero_scale``, ``clamp``, E4M3; a NaN
-    ``y`` is 0x7F when a NaN element or tensor scale made it (positive: ``amax`` is of |x|;
+    ``y`` is 0x7F when a NaN element or tensor scale made it (positive: ``amax`` is of ``|x|``;
     a tensor NaN keeps its sign), else 0xFF (0 / 0, Inf / Inf). Each element
     ``q = x / f32(s_b * s_t)``: a NaN ``q`` is code 7, the rest rounded by ``rounding`` with
     the sign by ``zero_sign``."""
@@ -455,14 +455,14 @@ def vllm_block(values: Sequence[float], tensor: float) -> tuple[int, list[int]]:
     recipe), with ``tensor`` the global scale G it is passed (encode direction), every step
     the float32 operation torch runs on x86:
 
-    - ``vec_max`` = max |x| (NaN if an element is; Inf if one is);
+    - ``vec_max`` = ``max |x|`` (NaN if an element is; Inf if one is);
     - y = G * float32(vec_max * float32(1/6)) (``FLOAT4_E2M1_MAX_RECIPROCAL``, a Python float
       torch casts to float32), clamped to [-448, 448], cast to E4M3 (nearest even); a NaN y
       is 0x7F when propagated from a NaN element (or G), 0xFF when made by G * y = 0 * Inf or
       Inf * 0 (x86's default NaN is negative);
     - ``get_reciprocal``: r = 1 / (v + (v == 0) * 1e8); output_scale = r(s * r(G)) (a block
       scale 0 gives 1 / 1e8, so its elements keep their sign; G = 0 gives r(G) = 1e-8);
-    - q = float32(x * output_scale), clamped to [-6, 6]; ``cast_to_fp4`` rounds |q| to the
+    - q = float32(x * output_scale), clamped to [-6, 6]; ``cast_to_fp4`` rounds ``|q|`` to the
       nearest E2M1 value by its thresholds (ties to even) and multiplies by torch.sign(q):
       the sign bit is set iff q < 0 (-0.0 and products that underflow to zero give +0).
 

@@ -117,13 +117,13 @@ def mx_scale(amax: float, rule: str) -> int:
           :func:`mlx_exponent`, no clamp, so exponents below -127 wrap modulo 256
           (``[2^-126]`` gets 0xFF); the elements are divided by 2^e, not by the stored
           byte's value (:func:`mx_divisor`).
-
-        ``"exponent"``, ``"exponent-up"`` and ``"quark"`` also take amax = Inf or NaN (a
-        block under ``nonfinite="vllm"`` or ``"quark"``): their bit arithmetic on it.
         - ``"torchao-rceil"``: torchao 0.18 ``_to_mx_rceil`` on CPU (its fallback of the
           ``cvt.rp`` instruction): ``clamp(ceil(log2f(float32(amax / 6))), -127, 127) +
           127`` with float32 ``torch.log2``, so a quotient a few ulps above a power of two
           rounds down to it; a zero quotient gives 0x00.
+
+        ``"exponent"``, ``"exponent-up"`` and ``"quark"`` also take amax = Inf or NaN (a
+        block under ``nonfinite="vllm"`` or ``"quark"``): their bit arithmetic on it.
     """
     if rule == "quark":  # quark/torch/quantization/utils.py even_round
         field = ((float32_bits(amax) + 0x200000) & 0x7F800000) >> 23
