@@ -39,7 +39,7 @@ NO_ZERO_BLOCK = (_OCP.zero_block, _OCP.zero_block_scale)
 
 # NVFP4 profiles whose blocks take the division-free path (no zero-block scale, division;
 # not mlx, whose elements are a division then a multiply and which has no search).
-FAST_PROFILES = ("qwantize", "ocp", "flashinfer", "ggml", "vllm")  # comfy: its own kernel
+FAST_PROFILES = ("qwantize", "ocp", "flashinfer", "ggml")  # comfy, vllm: their own kernels
 MIDPOINTS = (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)
 E4M3 = np.array([e4m3_decode(b) for b in range(127)], np.float32)
 
@@ -344,13 +344,15 @@ def test_fast_path_is_taken(profile, optimal):
     from fp4ref.quantize import _tensor_scales
 
     prof = fp4ref.profiles()[profile]
-    if prof.nvfp4_recipe is None or (optimal and prof.nvfp4_recipe in ("torchao", "comfy")):
+    searchless = prof.nvfp4_recipe in ("torchao", "comfy", "vllm", "mlx") or (
+        prof.nvfp4_scale_rule is not None)  # quantize refuses a search of these
+    if prof.nvfp4_recipe is None or (optimal and searchless):
         pytest.skip(f"{profile} has no NVFP4 {'search' if optimal else 'quantizer'}")
     x = sample_blocks(64, seed=1)
     numba = backends.get("numba")
     operand = _tensor_scales(prof, None, lambda: numba.largest_magnitude(x.reshape(-1)))[0]
-    options = QuantizeOptions("nvfp4", "optimal" if optimal else prof.nvfp4_recipe, prof,
-                              operand)
+    rule = "optimal" if optimal else (prof.nvfp4_scale_rule or prof.nvfp4_recipe)
+    options = QuantizeOptions("nvfp4", rule, prof, operand)
     scales, packed = np.empty(64, np.uint8), np.empty((64, 8), np.uint8)
     path = numba.quantize_blocks(x, options, scales, packed, np.zeros((0, 16, 16)))
     kernel = "nvfp4" if optimal else "nvfp4-rule"  # recipes compile no search code
@@ -365,6 +367,9 @@ def test_fast_path_is_taken(profile, optimal):
         return
     if not optimal and prof.nvfp4_recipe == "vllm":  # vLLM's ref_nvfp4_quant kernel
         assert path == "nvfp4-vllm"
+        return
+    if prof.nvfp4_scale_rule is not None:  # four-over-six: its own kernel
+        assert path == "nvfp4-fouroversix"
         return
     assert path in (kernel, f"{kernel}-fast")
     assert (path == f"{kernel}-fast") == (profile in FAST_PROFILES)
