@@ -191,7 +191,11 @@ def _block(args):
     return (bits.view(np.float32) * 2.0**exponent).astype(np.float32).reshape(1, 32)
 
 
-@given(x=blocks(), profile=st.sampled_from(sorted(PROFILES)), tie=st.sampled_from(TIES))
+#: The profiles whose MXFP4 codes the optimal search can make (MLX's argmin has none).
+SEARCHABLE = sorted(name for name, p in PROFILES.items() if p.element_rule == "nearest")
+
+
+@given(x=blocks(), profile=st.sampled_from(SEARCHABLE), tie=st.sampled_from(TIES))
 def test_vector_search_equals_oracle(x, profile, tie):
     """numba (the vector search: every profile sums in 16 lanes) = the plain-Python oracle,
     under each profile's start rule, zero sign and nibble order, and every tie rule."""

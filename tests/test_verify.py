@@ -130,7 +130,7 @@ def test_quantizer_blocks_hold_their_patterns_and_the_pin():
 
 
 def test_quantizer_sweep_of_one_binade_agrees():
-    sweep = BY_NAME["nvfp4 quantize as modelopt (modelopt, ties even, zero negative)"]
+    sweep = BY_NAME["nvfp4 quantize as modelopt (modelopt, ties even, zero quotient)"]
     lo = 0x40800000 - 0x40800000 % sweep.block  # [4, 8): block scales 1 and up
     part = dataclasses.replace(sweep, lo=lo, hi=lo + sweep.block * 20000)
     result = runner.run_sweep(part, cpu, "numba", full=True, chunk=sweep.block * 4096)

@@ -205,8 +205,8 @@ def quantize_profiles(fmt: str) -> list[str]:
         if fmt == "mxfp4":
             key = (p.scale_rule, p.rounding, p.zero_sign, p.element_rule, p.nonfinite,
                    p.mx_element_scale, p.e8m0_stored_min, p.e8m0_zero_divisor)
-        elif p.nvfp4_recipe in (None, "vllm"):  # "vllm": see recipes()
-            continue
+        elif p.nvfp4_recipe in (None, "vllm") or p.nvfp4_scale_rule is not None:
+            continue  # "vllm": see recipes(); four-over-six: tests/test_fouroversix.py
         elif p.element_rule == "argmin":  # MLX's codes of saturated blocks alternate with
             continue  # the float32 rounding of huge quotients (2^25..2^27): no runs to sweep
         else:
