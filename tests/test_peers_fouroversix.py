@@ -43,7 +43,7 @@ def test_bytes_equal_the_package(rule, backend):
         assert np.float32(q.stored_tensor_scale).tobytes() == np.float32(amax).tobytes() or (
             np.isnan(amax) and np.isnan(q.stored_tensor_scale)), (rule, label)
         compared += scales.size
-    assert compared > 1000
+    assert compared > (500 if backend == "python" else 1000)  # python: the small cases
 
 
 def test_identify_names_the_profile():
