@@ -32,6 +32,22 @@ def is_nan_bits(bits):
 
 
 @njit(cache=True, error_model="numpy")
+def nan_and_largest_magnitude(row_bits, start, n):
+    """(whether ``row_bits[start:start + n]`` (float32 bits) holds a NaN, the largest
+    magnitude bits of its other elements, as int64): a block max that x86 float32
+    arithmetic leaves NaN-free, the NaN flagged apart (comfy-kitchen, ModelOpt)."""
+    nan_in = False
+    top = np.int64(0)
+    for i in range(n):
+        magnitude = np.int64(row_bits[start + i]) & 0x7FFFFFFF
+        if magnitude > 0x7F800000:
+            nan_in = True
+        elif magnitude > top:
+            top = magnitude
+    return nan_in, top
+
+
+@njit(cache=True, error_model="numpy")
 def comfy_nan_code(bits):
     """E2M1 code of the NaN float32 ``bits`` by ``_f32_to_floatx_unpacked``'s normal path:
     3, or 4 when payload bit 21 is set (quiet NaNs), with the NaN's sign."""
@@ -49,14 +65,7 @@ def comfy_scale(row_bits, start, n, tensor, tensor_bits):
     positive NaN tensor scale), 0xFF for x86's default NaN; the divisor ``f32(s_t * s_b)``
     as float32 bits, NaN bits as x86 propagates them."""
     tensor_bits = np.int64(tensor_bits)
-    nan_in = False
-    top = np.int64(0)
-    for i in range(n):
-        magnitude = np.int64(row_bits[start + i]) & 0x7FFFFFFF
-        if magnitude > 0x7F800000:
-            nan_in = True
-        elif magnitude > top:
-            top = magnitude
+    nan_in, top = nan_and_largest_magnitude(row_bits, start, n)
     tensor_nan = is_nan_bits(tensor_bits)
     if nan_in or tensor_nan:
         scale = 0x7F if nan_in or (tensor_bits >> 31) == 0 else 0xFF

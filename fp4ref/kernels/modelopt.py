@@ -10,6 +10,7 @@ import math
 import numpy as np
 from numba import njit
 
+from .comfy import nan_and_largest_magnitude
 from .elements import element_code
 from .options import TIE_EVEN
 from .scalar import byte_elements, e4m3_decode, e4m3_encode
@@ -22,14 +23,7 @@ def modelopt_block(row_bits, start, n, tensor, tensor_bits, clamp_low, clamp_hig
     """Quantize ``row_bits[start:start + n]`` (float32 bits) as ``NVFP4QTensor.quantize``
     does on x86: write the packed bytes to ``out[out_start:]``, return the scale byte."""
     tensor_bits = np.int64(tensor_bits)
-    nan_in = False
-    top = np.int64(0)
-    for i in range(n):
-        magnitude = np.int64(row_bits[start + i]) & 0x7FFFFFFF
-        if magnitude > 0x7F800000:
-            nan_in = True
-        elif magnitude > top:
-            top = magnitude
+    nan_in, top = nan_and_largest_magnitude(row_bits, start, n)
     tensor_nan = (tensor_bits & 0x7FFFFFFF) > 0x7F800000
     if nan_in or tensor_nan:
         scale = 0x7F if nan_in or (tensor_bits >> 31) == 0 else 0xFF
