@@ -213,8 +213,11 @@ def test_signal_leaves_nothing_and_one_line(model, tmp_path, number, command):
         save_file({"l.weight": np.ones((4, 64), np.float32)}, source)
         args = ["convert", str(source), str(out), "--to", "gpt-oss"]
         target = ("commands._Quantized", "__getitem__", 2)
+    # a SIGINT the test process ignores (inherited) would be ignored by the child too: the
+    # child starts with the default disposition, so Python installs its KeyboardInterrupt
     child = subprocess.Popen([sys.executable, "-c", _SLOW.format(target=target), *args, "-q"],
-                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert child.stdout.readline().strip() == "waiting"
         assert _leftovers(out.parent), "the temporary file should exist meanwhile"
