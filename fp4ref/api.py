@@ -151,7 +151,7 @@ def packed(
         elif stored is not None:  # a layer of an encode-direction profile: its G
             divisor = np.float32(stored)
         else:
-            with np.errstate(divide="ignore"):
+            with np.errstate(divide="ignore", over="ignore"):  # a subnormal scale: Inf
                 divisor = np.float32(1.0) / scale
     leading, k = _block_shapes(blocks, scales, block_size, fmt)
     return Packed(blocks, scales, fmt, block_size, scale_format, scale, order, e8m0, leading, k,

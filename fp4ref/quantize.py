@@ -93,6 +93,10 @@ def _tensor_scales(profile: Profile, tensor_scale: Any, amax: Any):
     else:
         amax = amax()
         amax = math.nan if amax != amax else amax  # NaN tensors: fp4ref's canonical NaN
+        if amax != amax and profile.nonfinite in ("torchao", "torchao-rceil"):
+            # torchao's callers: torch.max(|x|) on x86 gives the NaN 0xFFFFFFFF (its
+            # vectorised maximum ORs in the NaN mask), then amax / 2688 keeps it
+            amax = float(np.uint32(0xFFFFFFFF).view(np.float32))
         if recipe == "vllm":  # vLLM's callers: 2688 / amax in torch, reciprocal * 2688,
             # IEEE throughout (a zero tensor gives Inf, an Inf one 0, NaN NaN)
             with np.errstate(divide="ignore", over="ignore", invalid="ignore"):

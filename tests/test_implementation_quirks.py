@@ -136,6 +136,22 @@ def test_torchao_nvfp4_nonfinite(backend, x, given, scale, codes):
     assert fp4ref.unpack(q.blocks, block_size=16)[0, : len(codes)].tolist() == codes
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("profile", ["torchao-floor", "torchao-rceil"])
+def test_torchao_nvfp4_nan_tensor(backend, profile):
+    """A NaN in the tensor, no tensor scale given: torchao's callers take torch.max(|x|),
+    which on x86 is the NaN 0xFFFFFFFF (run: docs/findings.md 20); s_t = that NaN / 2688
+    keeps it, so the block holding the NaN gets 0x7F (its own NaN amax), the other 0xFF
+    (amax / 6 / NaN is that NaN), and every x * r is 0xFFFFFFFF: code 0xC (seen from
+    torchao 0.18 on ``ones(32)`` with x[3] = NaN)."""
+    x = np.ones((1, 32), np.float32)
+    x[0, 3] = NAN
+    q = fp4ref.quantize(x, format="nvfp4", profile=profile, backend=backend)
+    assert int(np.float32(q.stored_tensor_scale).view(np.uint32)) == 0xFFFFFFFF
+    assert q.scales.reshape(-1).tolist() == [0x7F, 0xFF]
+    assert fp4ref.unpack(q.blocks, block_size=16).reshape(-1).tolist() == [0xC] * 32
+
+
 @pytest.mark.parametrize("name,fmt,rule", [
     ("torchao-floor", "mxfp4", None), ("torchao-rceil", "mxfp4", None),
     ("qwantize", "mxfp4", None), ("mistralrs", "mxfp4", None),

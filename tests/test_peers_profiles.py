@@ -53,14 +53,6 @@ CASES = [(name, fmt) for name, (_, cls) in ADAPTERS.items() for fmt in cls.profi
 
 #: The (probe label/what) keys where a profile still departs from its implementation.
 KNOWN: dict[tuple[str, str], set[str]] = {
-    # torchao with a NaN in the tensor: the per-tensor scale its callers compute,
-    # per_tensor_amax_to_scale(torch.max(|x|)), is the NaN torch vectorised max makes
-    # (0xFFFFFFFF; its scalar loop keeps the input one), fp4ref tensor amax the canonical
-    # NaN; the blocks follow that NaN sign (docs/findings.md 20)
-    ("torchao", "nvfp4"): {
-        'adversarial-blocks/quantize',
-        'nans/quantize',
-    },
     ('modelopt', 'mxfp4'): {
         'adversarial-blocks/quantize',
         'block-max-powers-and-6x2^k/quantize',
