@@ -86,3 +86,16 @@ def test_cuda_equals_the_oracle():
                         profile="fouroversix", tensor_scale=1536.0, backend="cuda")
     assert int(np.asarray(q.scales).reshape(-1)[0]) == 0x01
     assert codes(q)[0] == 0x8
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_quotient_past_2_63_under_a_given_amax(backend):
+    # A = 1 given, x = 2^62: enc = 1536, y = 2^62 * 256 saturates to 448 (0x7E) in both
+    # variants (equal errors: 6 kept); dec = f32(1/1536), r = 1 / f32(dec * 448) = 3.43,
+    # q = 2^62 * r = 1.71 * 2^63 (no clamp, an integer: fake_quantize keeps it); its
+    # bfloat16 bits: exponent 190, top mantissa bit 1 -> ((190 - 126) << 1 | 1) & 0xFF =
+    # 0x81, packed as the whole byte (the numba kernel once rounded q through int64)
+    q = fp4ref.quantize(one_block([2.0**62]), format="nvfp4", profile="fouroversix",
+                        tensor_scale=1.0, backend=backend)
+    assert int(q.scales.reshape(-1)[0]) == 0x7E
+    assert int(q.blocks.reshape(-1)[0]) == 0x81
