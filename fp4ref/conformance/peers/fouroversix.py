@@ -6,7 +6,9 @@ The package pads the input to multiples of 128 rows and 64 columns and stores th
 128x4-swizzled; the glue crops the padding and unswizzles with the package's own
 ``from_blocked``. Its stored tensor scale is the tensor amax. A given tensor scale (an
 amax) goes to the reference ``quantize_to_fp4``'s ``x_amax``, the argument the frontend
-does not expose.
+does not expose. The decoder builds the package's ``QuantizedTensor`` from the bytes and the
+stored amax (none when none is stored: its ``dequantize`` then skips the tensor-scale
+step) and runs its ``dequantize`` with the pytorch backend in the dtype asked for.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ RULES = {"fouroversix": "mse", "fouroversix-mae": "mae", "fouroversix-abs-max": 
 
 class Fouroversix(Peer):
     name, module = "fouroversix", "fouroversix"
-    own = "fouroversix 1.0.5 pytorch backend: NVFP4 four-over-six (profile fouroversix)"
+    own = ("fouroversix 1.0.5 pytorch backend: NVFP4 four-over-six quantize_to_fp4 and "
+           "dequantize (profile fouroversix)")
     native = {"profile": ("fouroversix",)}
     profiles = {"nvfp4": "fouroversix"}
     decode_dtypes = ("float32", "bfloat16", "float16")
