@@ -173,3 +173,14 @@ def test_numba_decode_equals_the_oracle_on_every_scale_byte(dtype):
                                              dtype=dtype, backend=backend))
                 for backend in BACKENDS)
         assert a.tobytes() == b.tobytes(), amax
+
+
+@pytest.mark.parametrize("backend", decode_backends())
+def test_a_nan_tensor_stores_x86_torch_max_nan(backend):
+    # x.abs().max() of a tensor holding NaN on x86 (one torch thread): 0xFFFFFFFF whatever
+    # the NaN's bits; enc = 1536 / A keeps it, so every block scale is the negative NaN 0xFF
+    x = np.ones((1, 32), np.float32)
+    x[0, 20] = np.uint32(0x7FC00001).view(np.float32)
+    q = fp4ref.quantize(x, format="nvfp4", profile="fouroversix", backend=backend)
+    assert int(np.float32(q.stored_tensor_scale).view(np.uint32)) == 0xFFFFFFFF
+    assert np.asarray(q.scales).reshape(-1).tolist() == [0xFF, 0xFF]
