@@ -11,10 +11,11 @@ from . import _checks, _device, arrays, backends, buffers, layouts
 from .kernels.options import decode_arithmetic
 from .profiles import E8M0_DECODES
 from .profiles import get as get_profile
-from .spec import mx, nibbles, nvfp4, rounding
+from .spec import fouroversix, mx, nibbles, nvfp4, rounding
 from .spec.e2m1 import NAN_CODES as E2M1_NAN_CODES
 from .spec.e2m1 import SCALAR_ZERO_SIGNS
 from .spec.e4m3 import NAN_CODES as E4M3_NAN_CODES
+from .spec.fouroversix import RULES as FOUROVERSIX_RULES
 
 #: Block formats: (elements per scale, scale format, the ml_dtypes type taken as scale bytes).
 FORMATS = {
@@ -82,6 +83,12 @@ class Packed(NamedTuple):
     #: NVFP4: the encode scale G (the stored value, or float32 1 / the decode multiplier),
     #: what ``decode_arithmetic="compressed-tensors"`` divides the block scale by
     tensor_divisor: np.float32 = np.float32(1.0)
+    #: NVFP4 under ``tensor_scale_direction="amax"``: the stored tensor amax A (None when
+    #: there is none), what ``decode_arithmetic="fouroversix"`` multiplies by
+    tensor_amax: np.float32 | None = None
+    #: The D of an amax tensor scale (decode multiplier A / D): 2688 (MLX), or a
+    #: four-over-six rule's M * S (:func:`fp4ref.spec.fouroversix.decode_divisor`)
+    amax_divisor: np.float32 = np.float32(2688.0)
 
 
 def packed(
@@ -113,13 +120,19 @@ def packed(
         profile = getattr(layer, "profile", None) if profile is None else profile
         direction = "decode"  # a layer holds the decode multiplier
         stored = getattr(layer, "stored_tensor_scale", None)
+        layer_rule = getattr(layer, "scale_rule", None)
+        # the stored value is an amax under a four-over-six rule or an amax-direction profile
+        layer_amax = stored if (layer_rule in FOUROVERSIX_RULES or getattr(getattr(
+            layer, "profile", None), "tensor_scale_direction", None) == "amax") else None
         if stored is not None and getattr(getattr(layer, "profile", None),
                                           "tensor_scale_direction", None) != "encode":
             stored = None
     else:
         direction = None
         stored = None
+        layer_amax = layer_rule = None
     prof = get_profile("ocp" if profile is None else profile)
+    amax, amax_divisor = None, _amax_divisor(prof, layer_rule)
     nibble_order = prof.nibble_order if nibble_order is None else nibble_order
     scale_layout = prof.scale_layout if scale_layout is None else scale_layout
     e8m0 = _checks.choice("e8m0_decode", prof.e8m0_decode if e8m0_decode is None
@@ -145,7 +158,8 @@ def packed(
             with np.errstate(divide="ignore"):
                 divisor, scale = scale, np.float32(1.0) / scale  # vLLM: 1 / G in float32
         elif tensor_scale is not None and direction == "amax":
-            scale = np.float32(scale / np.float32(2688.0))  # MLX: global_scale / (448 * 6)
+            amax = scale  # MLX: global_scale / (448 * 6); four-over-six: amax / (M * S)
+            scale = np.float32(scale / amax_divisor)
             with np.errstate(divide="ignore", over="ignore"):
                 divisor = np.float32(1.0) / scale
         elif stored is not None:  # a layer of an encode-direction profile: its G
@@ -153,9 +167,22 @@ def packed(
         else:
             with np.errstate(divide="ignore", over="ignore"):  # a subnormal scale: Inf
                 divisor = np.float32(1.0) / scale
+        if layer_amax is not None:  # a layer holding its amax A
+            amax = np.float32(layer_amax)
     leading, k = _block_shapes(blocks, scales, block_size, fmt)
     return Packed(blocks, scales, fmt, block_size, scale_format, scale, order, e8m0, leading, k,
-                  decode_arithmetic(prof.decode_arithmetic, fmt), prof.e4m3_decode, divisor)
+                  decode_arithmetic(prof.decode_arithmetic, fmt), prof.e4m3_decode, divisor,
+                  amax, amax_divisor)
+
+
+def _amax_divisor(prof: Any, rule: str | None) -> np.float32:
+    """D of an amax-direction tensor scale: the M * S of a four-over-six rule (``rule``, a
+    layer's, else the profile's ``nvfp4_scale_rule``: the package's ``dequantize`` divides
+    by ``get_maximum_value`` of both), else 2688 = 6 * 448 (MLX ``mx.dequantize``)."""
+    rule = rule if rule in FOUROVERSIX_RULES else prof.nvfp4_scale_rule
+    if rule in FOUROVERSIX_RULES:
+        return np.float32(fouroversix.decode_divisor(rule))
+    return np.float32(2688.0)
 
 
 @arrays.front_door
@@ -205,7 +232,10 @@ def dequantize(
         the decode multiplier is float32(1 / G), one correctly rounded float32 division, as
         vLLM's compressed-tensors NVFP4 path computes ``1 / weight_global_scale`` (G = 0
         gives +Inf). Under ``"amax"`` (``mlx``) it is MLX's ``global_scale``, the tensor amax
-        G, and the decode multiplier is float32(G / 2688). A quantized layer's
+        G, and the decode multiplier is float32(G / 2688); under ``"amax"`` with a
+        four-over-six ``nvfp4_scale_rule`` (``fouroversix``) it is the package's stored
+        ``amax`` A, decoded ``f32(f32(P * s_b) * A) / D`` (D = 1536 for its adaptive
+        rules; :data:`fp4ref.profiles.DECODE_ARITHMETIC` ``"fouroversix"``). A quantized layer's
         ``tensor_scale`` is always the decode multiplier.
     nibble_order : {"low-first", "high-first", "split-half"}, optional
         Where each element sits in its byte (see :mod:`fp4ref.spec.nibbles`).
@@ -251,10 +281,16 @@ def dequantize(
     # compressed-tensors divides the block scale by its encode scale G
     multiplier = w.tensor_divisor if (w.decode_arithmetic == "compressed-tensors"
                                       and w.format == "nvfp4") else w.tensor_scale
+    arithmetic, divisor = w.decode_arithmetic, np.float32(1.0)
+    if arithmetic == "fouroversix":  # the package: f32(P * s_b) * A / D; no amax: P * s_b
+        if w.tensor_amax is None:
+            arithmetic = "exact"
+        else:
+            multiplier, divisor = w.tensor_amax, w.amax_divisor
     engine.dequantize(
         blocks.reshape(-1, w.block_size // 2), scales.reshape(-1), w.scale_format,
         multiplier, w.nibble_order, out_dtype, bits.reshape(-1, w.block_size), w.e8m0_decode,
-        w.decode_arithmetic, w.e4m3_decode,
+        arithmetic, w.e4m3_decode, divisor,
     )
     return result
 

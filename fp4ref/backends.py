@@ -91,7 +91,7 @@ class PythonBackend:
         return np.array(rows, np.uint8).reshape(packed.shape[0], block)
 
     def dequantize(self, blocks, scales, scale_format, tensor_scale, order, dtype, out,
-                   e8m0_decode="ocp", arithmetic="exact", e4m3_decode="ocp"):
+                   e8m0_decode="ocp", arithmetic="exact", e4m3_decode="ocp", divisor=1.0):
         block = 2 * blocks.shape[1]
         tensor_bits = int(np.float32(tensor_scale).view(np.uint32))
         for b in range(blocks.shape[0]):
@@ -101,7 +101,7 @@ class PythonBackend:
                                              arithmetic)
             else:
                 out[b] = nvfp4.dequantize_block(codes, int(scales[b]), tensor_bits, dtype,
-                                                arithmetic, e4m3_decode)
+                                                arithmetic, e4m3_decode, float(divisor))
 
     def swizzle(self, scales: np.ndarray, layout: str) -> np.ndarray:
         rpad, cpad = layouts.padded_shape(scales.shape[1], scales.shape[2], layout)
@@ -172,32 +172,33 @@ class NumbaBackend:
 
     def block_table(self, scale_format: str, tensor_scale: np.float32, dtype: str,
                     e8m0_decode: str = "ocp", arithmetic: str = "exact",
-                    e4m3_decode: str = "ocp") -> np.ndarray:
+                    e4m3_decode: str = "ocp", divisor: float = 1.0) -> np.ndarray:
         """The 256 x 16 table of output bits for every (scale byte, element code), E8M0
         and E4M3 bytes read by the conventions ``e8m0_decode`` and ``e4m3_decode``, products
-        computed as ``arithmetic`` says (:data:`fp4ref.profiles.DECODE_ARITHMETIC`)."""
+        computed as ``arithmetic`` says (:data:`fp4ref.profiles.DECODE_ARITHMETIC`;
+        ``divisor``: the ``"fouroversix"`` decode's M * S)."""
         key = (scale_format, int(np.float32(tensor_scale).view(np.uint32)), dtype, e8m0_decode,
-               arithmetic, e4m3_decode)
+               arithmetic, e4m3_decode, float(divisor))
         if key not in self._tables:
             table = np.empty((256, 16), _bits_dtype(dtype))
             kind = code("scale_format", scale_format)
             self.cpu.fill_block_table(table, kind, np.float32(tensor_scale),
                                       code("dtype", dtype), code("e8m0_decode", e8m0_decode),
                                       code("decode_arithmetic", arithmetic),
-                                      code("e4m3_decode", e4m3_decode))
+                                      code("e4m3_decode", e4m3_decode), np.float32(divisor))
             self._remember(key, table)
         return self._tables[key]
 
     def pair_table(self, scale_format: str, tensor_scale: np.float32, dtype: str,
                    e8m0_decode: str, order: str, arithmetic: str = "exact",
-                   e4m3_decode: str = "ocp") -> np.ndarray:
+                   e4m3_decode: str = "ocp", divisor: float = 1.0) -> np.ndarray:
         """The 256 x 256 table of both outputs of every (scale byte, packed byte), as
         :func:`~fp4ref.kernels.cpu.codec.fill_pair_table` lays them out."""
         key = ("pairs", scale_format, int(np.float32(tensor_scale).view(np.uint32)), dtype,
-               e8m0_decode, order == "high-first", arithmetic, e4m3_decode)
+               e8m0_decode, order == "high-first", arithmetic, e4m3_decode, float(divisor))
         if key not in self._tables:
             table = self.block_table(scale_format, tensor_scale, dtype, e8m0_decode, arithmetic,
-                                     e4m3_decode)
+                                     e4m3_decode, divisor)
             pairs = np.empty((256, 256), np.uint64 if table.itemsize == 4 else np.uint32)
             self.cpu.fill_pair_table(table, code("nibble_order", order), pairs)
             self._remember(key, pairs)
@@ -245,14 +246,14 @@ class NumbaBackend:
         return out
 
     def dequantize(self, blocks, scales, scale_format, tensor_scale, order, dtype, out,
-                   e8m0_decode="ocp", arithmetic="exact", e4m3_decode="ocp"):
+                   e8m0_decode="ocp", arithmetic="exact", e4m3_decode="ocp", divisor=1.0):
         import numba
 
         from .kernels.cpu.simd import vector_code
         from .kernels.cpu.simd.mx_block import LINE_BYTES
 
         table = self.pair_table(scale_format, tensor_scale, dtype, e8m0_decode, order,
-                                arithmetic, e4m3_decode)
+                                arithmetic, e4m3_decode, divisor)
         pairs = out.view(np.uint64 if out.itemsize == 4 else np.uint32)
         # E8M0 bytes 2..252 decode alike in these conventions and arithmetics (the scale
         # is exact in float32 and bfloat16); ggml's has no -0 (mx_block)
@@ -359,18 +360,18 @@ class CudaBackend:
 
     def block_table(self, scale_format: str, tensor_scale: np.float32, dtype: str,
                     e8m0_decode: str = "ocp", arithmetic: str = "exact",
-                    e4m3_decode: str = "ocp"):
+                    e4m3_decode: str = "ocp", divisor: float = 1.0):
         """The 256 x 16 table of output bits for every (scale byte, element code), built on
         the device by the kernel twin of :meth:`NumbaBackend.block_table`."""
         key = (scale_format, int(np.float32(tensor_scale).view(np.uint32)), dtype, e8m0_decode,
-               arithmetic, e4m3_decode)
+               arithmetic, e4m3_decode, float(divisor))
         if key not in self._tables:
             table = _device.empty((256, 16), _bits_dtype(dtype))
             kind = code("scale_format", scale_format)
             self.gpu.fill_block_table(table, kind, np.float32(tensor_scale),
                                       code("dtype", dtype), code("e8m0_decode", e8m0_decode),
                                       code("decode_arithmetic", arithmetic),
-                                      code("e4m3_decode", e4m3_decode))
+                                      code("e4m3_decode", e4m3_decode), divisor)
             if len(self._tables) > 64:
                 self._tables.clear()
             self._tables[key] = table
@@ -419,12 +420,12 @@ class CudaBackend:
         return self._out(out, packed)
 
     def dequantize(self, blocks, scales, scale_format, tensor_scale, order, dtype, out,
-                   e8m0_decode="ocp", arithmetic="exact", e4m3_decode="ocp"):
+                   e8m0_decode="ocp", arithmetic="exact", e4m3_decode="ocp", divisor=1.0):
         if _device.is_device(out) and _device.address(out) % 16:
             raise ValueError("out must start at a 16-byte aligned device address for "
                              "backend 'cuda'")
         table = self.block_table(scale_format, tensor_scale, dtype, e8m0_decode, arithmetic,
-                                 e4m3_decode)
+                                 e4m3_decode, divisor)
         target = out if _device.is_device(out) else _device.empty(out.shape, out.dtype)
         packed = self._in(blocks)
         if _device.address(packed) % 8:  # the kernel loads 64-bit words

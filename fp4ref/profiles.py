@@ -43,8 +43,15 @@ E8M0_DECODES = ("ocp", "bits", "ggml", "inf")
 #: ``NVFP4Tensor.dequantize``: ``(P * f32(s_t * s_b)).to(dt)``) and MLX 0.32.4
 #: ``mx.dequantize`` (``lut * (from_fp8(s_b) * (global_scale / 2688))``, promoted to
 #: float32 by the float32 global scale; without one the product is exact in every dtype).
+#: ``"fouroversix"`` (the ``fouroversix`` 1.0.5 package's ``dequantize``, run on every
+#: stored byte pair): NVFP4 ``dt(f32(f32(f32(P * s_b) * A) / D))``, A the stored tensor amax
+#: (``tensor_scale_direction="amax"``), D = M * S of the four-over-six rule (1536 for its
+#: adaptive rules, 2688 for static-6, 1792 for static-4): ``P * s_b`` in float16 (exact),
+#: then ``.to(float32) * amax / D`` in float32, then the output dtype; without an amax
+#: ``dt(P * s_b)``. MXFP4 as ``"exact"`` (the package's MXFP4 is not adapted).
 DECODE_ARITHMETIC = ("exact", "scale-first", "output-dtype", "compressed-tensors",
                      "modelopt", "by-format")
+DECODE_ARITHMETIC += ("fouroversix",)
 
 #: NVFP4 block-scale decode: ``"ocp"`` E4M3 as OFP8 v1.0 (0x7F/0xFF NaN); ``"ggml"``
 #: ggml's UE4M3 (``ggml_ue4m3_to_fp32``): the sign bit is ignored, 0x7F is 0 and 0xFF is
@@ -168,7 +175,10 @@ E4M3_ENCODES = ("ocp", "ggml")
 #: multiplier (ModelOpt ``weight_scale_2``, torchao); ``"encode"`` 6 * 448 / amax
 #: (compressed-tensors ``weight_global_scale``, flashinfer ``global_scale``); ``"amax"``
 #: the tensor amax G itself (MLX ``global_scale``): the recipe's operand is float32(2688 /
-#: G), the decode multiplier float32(G / 2688), and none is computed when none is given.
+#: G), the decode multiplier float32(G / 2688), and none is computed when none is given;
+#: under a four-over-six ``nvfp4_scale_rule`` (the ``fouroversix`` package's stored
+#: ``amax``) the decode multiplier is float32(A / D), D its rule's M * S (1536 for the
+#: adaptive rules), and the rule always computes A (:mod:`fp4ref.spec.fouroversix`).
 TENSOR_SCALE_DIRECTIONS = ("decode", "encode", "amax")
 
 #: How MXFP4 elements are scaled: ``"divide"`` float32(|x| / X), X = 2^(byte - 127) (0x00
@@ -547,16 +557,22 @@ _PROFILES = (
 _PROFILES += (
     Profile("fouroversix", "fouroversix 1.0.5 (pip, SKIP_CUDA_BUILD=1), its pytorch backend run "
             "on CPU (quantize_to_fp4 with QuantizationConfig(backend=pytorch), default "
-            "ScaleRule.mse): NVFP4 four-over-six, each block quantized with its max scaled to "
-            "6 and to 4 (block scale e4m3((amax_b/6)*(1536/A)), times 1.5 for 4), elements "
-            "x*(1/((1/enc)*s_b)) rounded half-even without a clamp, the variant of lower "
-            "float32 squared error kept (ties: 6); the stored tensor scale is the amax A; "
-            "low nibble first, scales 128x4 in the package (linear here). Quirk "
-            "(docs/findings.md): a quotient in [7, 9) under a subnormal block scale becomes "
-            "8, packed as code 0x8. Not emulated: the decode (the package's "
-            "f32(f32(P*s_b)*A)/1536; fp4ref multiplies by A/1536). No MXFP4 (the package's "
-            "MXFP4 is not adapted).",
+            "ScaleRule.mse; dequantize): NVFP4 four-over-six, each block quantized with its "
+            "max scaled to 6 and to 4 (block scale e4m3((amax_b/6)*(1536/A)), times 1.5 for "
+            "4), elements x*(1/((1/enc)*s_b)) rounded half-even without a clamp, the variant "
+            "of lower float32 squared error kept (ties: 6); the stored tensor scale is the "
+            "amax A (tensor_scale_direction 'amax'; a NaN tensor's A is x86 torch.max's "
+            "0xFFFFFFFF, the package's on one thread or up to 32768 padded elements; more "
+            "threads give 0x7FC00000 and scale bytes 0x7F there); low nibble first, scales "
+            "128x4 in the package (linear here). Decode (decode_arithmetic 'fouroversix'): "
+            "dt(f32(f32(P*s_b)*A)/1536), without an amax dt(P*s_b); its NaNs are torch's "
+            "(E4M3 NaN -> 0x7FF00000 with its sign, bfloat16 0xFFFF), fp4ref's the canonical "
+            "NaN. Quirk (docs/findings.md): a quotient in [7, 9) under a subnormal block "
+            "scale becomes 8, packed as code 0x8; a quotient past 15 (a given amax far below "
+            "the data's) spills into the byte. No MXFP4 (the package's MXFP4 is not "
+            "adapted).",
             zero_sign="negative", nonfinite="ieee", nvfp4_recipe="plain",
+            decode_arithmetic="fouroversix", tensor_scale_direction="amax",
             nvfp4_scale_rule="fouroversix"),
 )
 

@@ -129,6 +129,10 @@ def _fouroversix_tensor(rule: str, tensor_scale: Any, engine: Any, flat: Any):
         amax = float(_checks.float32_scalar("tensor_scale", tensor_scale))
     else:
         amax = float(engine.largest_magnitude(flat))
+        if amax != amax:  # x.abs().max() on x86 gives the NaN 0xFFFFFFFF (one torch thread,
+            # or a padded tensor of at most 32768 elements: torch's GRAIN_SIZE; split over
+            # threads the combined NaN is 0x7FC00000)
+            amax = float(np.uint32(0xFFFFFFFF).view(np.float32))
     with np.errstate(all="ignore"):
         decode = np.float32(amax) / np.float32(fouroversix.decode_divisor(rule))
     return amax, np.float32(decode), np.float32(amax)

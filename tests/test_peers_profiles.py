@@ -16,6 +16,7 @@ import pytest
 from fp4ref.conformance.peers import (
     comfy,
     compressed_tensors,
+    fouroversix,
     ggml,
     gguf,
     mistralrs,
@@ -48,6 +49,7 @@ ADAPTERS = {
     "qwantize": ("qwantize", qwantize.Qwantize),
     "modelopt": ("modelopt.torch.quantization.qtensor", modelopt.ModelOpt),
     "compressed-tensors": ("compressed_tensors", compressed_tensors.CompressedTensors),
+    "fouroversix": ("fouroversix", fouroversix.Fouroversix),
 }
 CASES = [(name, fmt) for name, (_, cls) in ADAPTERS.items() for fmt in cls.profiles]
 

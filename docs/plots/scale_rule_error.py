@@ -89,8 +89,9 @@ def main() -> None:
         f"{COLUMNS} float32 weights (seed 0), written by `docs/plots/scale_rule_error.py`. "
         "MXFP4 rules under the `ocp` profile (ties to even); NVFP4 recipes under the named "
         "profile, with its tensor scale. Four-over-six (the `fouroversix` profile, the "
-        "package's MSE rule) is decoded by fp4ref with the multiplier amax / 1536 (the "
-        "package divides by 1536 after multiplying by amax: the same to float32 rounding).",
+        "package's MSE rule) is decoded as the package decodes it, f32(f32(P * s_b) * "
+        "amax) / 1536 (`decode_arithmetic=\"fouroversix\"`; one multiplier amax / 1536 "
+        "gives the same MSE to 6 digits).",
         "",
         "![MSE by scale rule](_static/scale_rule_error.png)",
         "",

@@ -25,6 +25,8 @@ def _rhe(v):
     """torch.round of a float32 >= 0 (ties to even; Inf and NaN as they are)."""
     if not v - v == 0:
         return v
+    if v >= F32(8388608.0):  # 2^23 and above a float32 is an integer; math.floor would
+        return v  # overflow int64 past 2^63 (a quotient far past 6 under a given amax)
     whole = math.floor(np.float64(v))
     rest = np.float64(v) - whole
     if rest > 0.5 or (rest == 0.5 and whole % 2 == 1):

@@ -117,10 +117,12 @@ ELEMENT_NEAREST, ELEMENT_GGML = (code("element_rule", n) for n in ("nearest", "g
 ENCODE_E4M3_OCP, ENCODE_E4M3_GGML = (code("e4m3_encode", n) for n in ("ocp", "ggml"))
 DECODE_EXACT, DECODE_SCALE_FIRST, DECODE_OUTPUT_DTYPE = (
     code("decode_arithmetic", n) for n in ("exact", "scale-first", "output-dtype"))
+DECODE_FOUROVERSIX = code("decode_arithmetic", "fouroversix")
 
 #: The decode arithmetic a profile's choice means for each format (a choice named after an
 #: implementation that decodes the two formats differently); others mean themselves.
 _DECODE_BY_FORMAT = {"by-format": {"mxfp4": "output-dtype", "nvfp4": "scale-first"}}
+_DECODE_BY_FORMAT["fouroversix"] = {"mxfp4": "exact"}  # its MXFP4 is not adapted
 
 
 def decode_arithmetic(name: str, format: str) -> str:

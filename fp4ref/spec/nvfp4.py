@@ -24,7 +24,7 @@ BLOCK_SIZE = 16
 
 def dequantize_block(
     codes: Sequence[int], scale: int, tensor_scale_bits: int = 0x3F800000, dtype: str = "float32",
-    arithmetic: str = "exact", e4m3_decode: str = "ocp",
+    arithmetic: str = "exact", e4m3_decode: str = "ocp", divisor: float = 1.0,
 ) -> list[int]:
     """Bit patterns of ``float32(P_i * s_block) * s_tensor`` for each element code (the
     ``"exact"`` arithmetic; ``"scale-first"`` is ``P_i * float32(s_block * s_tensor)``,
@@ -35,6 +35,9 @@ def dequantize_block(
     by, ``P_i * f32(s_block / G)``; ``"mlx"`` is ``"scale-first"``).
     ``e4m3_decode="ggml"`` reads the scale byte as ggml's UE4M3 (sign bit ignored, 0x7F
     is 0, 0xFF 480) and code 0x8 as +0 (:data:`fp4ref.profiles.E4M3_DECODES`).
+    Under ``"fouroversix"`` ``tensor_scale_bits`` are the bits of the stored tensor amax A
+    and each value is ``dt(f32(f32(f32(P_i * s_block) * A) / divisor))`` (the
+    ``fouroversix`` package's ``dequantize``; ``divisor`` its rule's M * S, 1536).
 
     Parameters
     ----------
@@ -46,6 +49,12 @@ def dequantize_block(
         The float32 bit pattern of the tensor scale (decode direction); 1.0 by default.
     dtype : {"float32", "bfloat16", "float16"}
         Output dtype.
+    arithmetic : str
+        One of :data:`fp4ref.profiles.DECODE_ARITHMETIC` (as the kernels run it for NVFP4).
+    e4m3_decode : {"ocp", "ggml"}
+        How the scale byte decodes.
+    divisor : float
+        ``"fouroversix"`` only: what the float32 ``P_i * s_block * A`` is divided by.
     """
     if e4m3_decode == "ggml":  # UE4M3: the sign bit ignored, 0x7F is 0, 0xFF is 480
         codes = [0 if c == 0x8 else c for c in codes]
@@ -59,6 +68,8 @@ def dequantize_block(
         return [CANONICAL_NAN[dtype]] * len(codes)
     if arithmetic == "modelopt":  # e2m1_values[8] is +0; then P * f32(s_b * s_t)
         codes = [0 if c == 0x8 else c for c in codes]
+    if arithmetic == "fouroversix":
+        return _fouroversix(codes, block_scale, tensor_scale_bits, dtype, divisor)
     if arithmetic != "exact":
         return _scale_first(codes, block_scale, tensor_scale_bits, dtype, arithmetic)
     scale_negative = bool(scale & 0x80)
@@ -359,6 +370,29 @@ def _scale_first(codes, block_scale, tensor_scale_bits, dtype, arithmetic):
     for code in codes:
         element = (e2m1.magnitude(code), bool(code & 0x8))
         magnitude, negative = _product(element, total, within)
+        if magnitude is None:
+            out.append(CANONICAL_NAN[dtype])
+            continue
+        if magnitude < 0:
+            bits32 = (int(negative) << 31) | 0x7F800000
+        else:
+            bits32 = round_to_binary(magnitude, negative, 8, 23)
+        out.append(convert_float32(bits32, dtype))
+    return out
+
+
+def _fouroversix(codes, block_scale, tensor_scale_bits, dtype, divisor):
+    """The ``"fouroversix"`` decode of :func:`dequantize_block`: ``f32(P * s_b)`` (exact;
+    the package multiplies in float16), times the amax A in float32, divided by ``divisor``
+    in float32 (``fouroversix/quantize/backend.py``, ``dequantize``), then ``dtype``."""
+    amax = binary_value(tensor_scale_bits, "float32")
+    block = abs(Fraction(block_scale)), math.copysign(1.0, block_scale) < 0
+    d = (abs(Fraction(divisor)), divisor < 0)
+    out = []
+    for code in codes:
+        element = (e2m1.magnitude(code), bool(code & 0x8))
+        magnitude, negative = _quotient(_product(_product(element, block, "float32"), amax,
+                                                 "float32"), d)
         if magnitude is None:
             out.append(CANONICAL_NAN[dtype])
             continue

@@ -219,3 +219,18 @@ def test_dequantize_kernel_shapes_against_the_cpu(monkeypatch, shape, fmt):
             got = host(fp4ref.dequantize(cuda.to_device(blocks), cuda.to_device(scales),
                                          **options))
             assert np.array_equal(bits(got), bits(expected)), (order, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fouroversix_decode_every_scale_byte_against_the_oracle(dtype):
+    # decode_arithmetic "fouroversix": f32(f32(P * s_b) * A) / 1536, A the stored amax
+    blocks, scales = _every_code_every_scale(16)
+    for amax in (np.uint32(0x44C00001).view(np.float32), np.float32(2.0**-140),
+                 np.float32(3.0e38)):
+        expected = fp4ref.dequantize(blocks, scales[:, None], format="nvfp4",
+                                     profile="fouroversix", tensor_scale=amax, dtype=dtype,
+                                     backend="python")
+        got = fp4ref.dequantize(cuda.to_device(blocks), cuda.to_device(scales[:, None]),
+                                format="nvfp4", profile="fouroversix", tensor_scale=amax,
+                                dtype=dtype)
+        assert np.array_equal(bits(host(got)), bits(expected)), float(amax)

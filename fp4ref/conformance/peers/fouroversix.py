@@ -6,7 +6,9 @@ The package pads the input to multiples of 128 rows and 64 columns and stores th
 128x4-swizzled; the glue crops the padding and unswizzles with the package's own
 ``from_blocked``. Its stored tensor scale is the tensor amax. A given tensor scale (an
 amax) goes to the reference ``quantize_to_fp4``'s ``x_amax``, the argument the frontend
-does not expose.
+does not expose. The decoder builds the package's ``QuantizedTensor`` from the bytes and the
+stored amax (none when none is stored: its ``dequantize`` then skips the tensor-scale
+step) and runs its ``dequantize`` with the pytorch backend in the dtype asked for.
 """
 
 from __future__ import annotations
@@ -22,10 +24,15 @@ RULES = {"fouroversix": "mse", "fouroversix-mae": "mae", "fouroversix-abs-max": 
 
 class Fouroversix(Peer):
     name, module = "fouroversix", "fouroversix"
-    own = "fouroversix 1.0.5 pytorch backend: NVFP4 four-over-six (profile fouroversix)"
+    own = ("fouroversix 1.0.5 pytorch backend: NVFP4 four-over-six quantize_to_fp4 and "
+           "dequantize (profile fouroversix)")
     native = {"profile": ("fouroversix",)}
     profiles = {"nvfp4": "fouroversix"}
     decode_dtypes = ("float32", "bfloat16", "float16")
+    #: its decoded NaNs are torch's conversions' (an E4M3 NaN scale becomes 0x7FF00000 with
+    #: its sign in float32, 0x7F80 in float16; AVX float32 -> bfloat16 writes 0xFFFF; 0 * Inf
+    #: is x86's 0xFFC00000); fp4ref writes the canonical NaN
+    nan_bits = "any"
 
     def __init__(self, rule: str = "fouroversix") -> None:
         super().__init__()
@@ -71,11 +78,11 @@ class Fouroversix(Peer):
 
         rows = blocks.shape[0]
         k = blocks.shape[1] * 2
-        amax = 1.0 if stored is None else float(stored)
+        # no stored amax: the package's QuantizedTensor without one (dequantize skips the
+        # tensor-scale step)
+        amax = None if stored is None else torch.tensor([float(stored)], dtype=torch.float32)
         sf = torch.from_numpy(np.ascontiguousarray(scales, np.uint8).reshape(rows, -1).copy())
         q = QuantizedTensor(torch.from_numpy(np.ascontiguousarray(blocks, np.uint8).copy()),
-                            sf.view(torch.float8_e4m3fn),
-                            torch.tensor([amax], dtype=torch.float32), "nvfp4", (rows, k),
-                            self.rule)
+                            sf.view(torch.float8_e4m3fn), amax, "nvfp4", (rows, k), self.rule)
         out = self.decode(q, getattr(torch, dtype), backend=self.backend)
         return _to_numpy(out.contiguous())

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...kernels.options import decode_arithmetic
 from ...profiles import Profile, profiles
-from ...spec import layouts, mx, nibbles, nvfp4
+from ...spec import fouroversix, layouts, mx, nibbles, nvfp4
 from ..model import Case, Suite
 
 #: The NVFP4 tensor scale used: a decode multiplier amax / 2688 for amax = 1.
@@ -51,13 +52,21 @@ def _cases(name: str, profile: Profile) -> list[Case]:
                 stored_scale = decode = 1.0
             # compressed-tensors divides the block scale by the stored encode scale G
             divisor = stored_scale if profile.decode_arithmetic == "compressed-tensors" else decode
+            four = profile.decode_arithmetic == "fouroversix"  # the stored amax A (of full
+            if four:  # mantissa, so both roundings of f32(f32(P * s_b) * A) / D show)
+                stored_scale = divisor = _DECODE
             bits = int(np.array(divisor, np.float32).view(np.uint32))
+            d = fouroversix.decode_divisor(profile.nvfp4_scale_rule or "fouroversix")
             rows = [
                 nvfp4.dequantize_block(row.tolist(), int(s), bits, "float32",
-                                       profile.decode_arithmetic, profile.e4m3_decode)
+                                       decode_arithmetic(profile.decode_arithmetic, fmt),
+                                       profile.e4m3_decode, d if four else 1.0)
                 for row, s in zip(codes, scales[:, 0], strict=True)
             ]
-            if profile.tensor_scale_direction == "amax":
+            if four:
+                pins = (f"{profile.description} Tensor scale stored as the amax A "
+                        f"(four-over-six: decoded f32(f32(P * s_b) * A) / {d:g}).")
+            elif profile.tensor_scale_direction == "amax":
                 pins = (f"{profile.description} Tensor scale stored as the amax direction "
                         "(MLX global_scale G stands for a decode multiplier "
                         "float32(G / 2688)).")

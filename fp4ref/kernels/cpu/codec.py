@@ -15,6 +15,7 @@ from numba import njit, prange
 from ..options import (
     DECODE_CT,
     DECODE_EXACT,
+    DECODE_FOUROVERSIX,
     DECODE_MODELOPT,
     DECODE_OUTPUT_DTYPE,
     DECODE_SCALE_FIRST,
@@ -85,7 +86,7 @@ def nv_element_parts(code, byte, e4m3_mode):
 
 @njit(cache=True)
 def block_value(s, c, scale_format, tensor_scale, out_kind, e8m0_mode, arithmetic,
-                e4m3_mode=E4M3_OCP):
+                e4m3_mode=E4M3_OCP, divisor=1.0):
     """The float32 value element code ``c`` decodes to under scale byte ``s``.
 
     MXFP4 (E8M0): the exact product rounded once to float32, the scale byte read by
@@ -97,7 +98,9 @@ def block_value(s, c, scale_format, tensor_scale, out_kind, e8m0_mode, arithmeti
     ``DECODE_OUTPUT_DTYPE``); ``DECODE_MODELOPT`` as ``DECODE_SCALE_FIRST`` with code 0x8
     read as +0; ``DECODE_OUTPUT_DTYPE`` both scales and each
     product rounded to the output encoding (:data:`fp4ref.profiles.DECODE_ARITHMETIC`);
-    E4M3 bytes read by ``e4m3_mode`` (:func:`nv_element_parts`).
+    E4M3 bytes read by ``e4m3_mode`` (:func:`nv_element_parts`). ``DECODE_FOUROVERSIX``
+    ``f32(f32(f32(P * s_block) * tensor_scale) / divisor)`` (``tensor_scale`` the stored
+    amax A, ``divisor`` the four-over-six rule's M * S).
     """
     if scale_format == SCALE_E8M0:
         element, scale = mx_element_parts(c, s, e8m0_mode)
@@ -107,6 +110,9 @@ def block_value(s, c, scale_format, tensor_scale, out_kind, e8m0_mode, arithmeti
     element, block = nv_element_parts(c, s, e4m3_mode)
     if arithmetic == DECODE_CT:  # compressed-tensors: P * f32(s_b / G), G = tensor_scale
         return np.float32(element * np.float32(divide(block, tensor_scale)))
+    if arithmetic == DECODE_FOUROVERSIX:  # fouroversix dequantize: f32(P * s_b) * A / D
+        product = np.float32(np.float32(element * block) * np.float32(tensor_scale))
+        return np.float32(divide(product, divisor))
     if arithmetic == DECODE_MODELOPT:  # ModelOpt: code 0x8 is +0, then P * f32(s_b * s_t)
         element = 0.0 if c == 0x8 else element
         return np.float32(element * np.float32(block * tensor_scale))
@@ -120,13 +126,13 @@ def block_value(s, c, scale_format, tensor_scale, out_kind, e8m0_mode, arithmeti
 
 @njit(cache=True)
 def fill_block_table(table, scale_format, tensor_scale, out_kind, e8m0_mode=E8M0_OCP,
-                     arithmetic=DECODE_EXACT, e4m3_mode=E4M3_OCP):
+                     arithmetic=DECODE_EXACT, e4m3_mode=E4M3_OCP, divisor=1.0):
     """``table[s, c]``: output bits of element code ``c`` under scale byte ``s``
     (:func:`block_value`)."""
     for s in range(256):
         for c in range(16):
             value = block_value(s, c, scale_format, tensor_scale, out_kind, e8m0_mode,
-                                arithmetic, e4m3_mode)
+                                arithmetic, e4m3_mode, divisor)
             table[s, c] = output_bits(value, out_kind)
 
 

@@ -51,25 +51,26 @@ def _grid(n: int) -> tuple[int, int]:
 
 @cuda.jit
 def _fill_block_table(table, scale_format, tensor_scale, out_kind, e8m0_mode, arithmetic,
-                      e4m3_mode):
+                      e4m3_mode, divisor):
     for i in range(cuda.grid(1), TABLE_SIZE, cuda.gridsize(1)):
         s, c = i // 16, i % 16
         value = block_value(s, c, scale_format, tensor_scale, out_kind, e8m0_mode, arithmetic,
-                            e4m3_mode)
+                            e4m3_mode, divisor)
         table[s, c] = output_bits(value, out_kind)
 
 
 def fill_block_table(table, scale_format: int, tensor_scale: np.float32, out_kind: int,
                      e8m0_mode: int = E8M0_OCP, arithmetic: int = DECODE_EXACT,
-                     e4m3_mode: int = E4M3_OCP) -> None:
+                     e4m3_mode: int = E4M3_OCP, divisor: float = 1.0) -> None:
     """``table[s, c]``: output bits of element code ``c`` under scale byte ``s``.
 
     The CPU twin's arithmetic, the same function (:func:`..cpu.codec.block_value`): scale
-    bytes read by ``e8m0_mode``, products in the order and precision ``arithmetic`` names.
+    bytes read by ``e8m0_mode``, products in the order and precision ``arithmetic`` names
+    (``divisor``: the four-over-six decode's M * S).
     """
     blocks, threads = _grid(TABLE_SIZE)
     _fill_block_table[blocks, threads](table, scale_format, np.float32(tensor_scale), out_kind,
-                                       e8m0_mode, arithmetic, e4m3_mode)
+                                       e8m0_mode, arithmetic, e4m3_mode, np.float32(divisor))
 
 
 @cuda.jit
