@@ -44,8 +44,10 @@ class ModelOpt(Peer):
         q, e = self.lib.MXFP4QTensor.quantize(self.torch.from_numpy(x.copy()), 32)
         return q._quantized_data.numpy(), e.numpy().reshape(x.shape[0], -1)
 
-    def quantize_mxfp4(self, x, *, scale_rule, rounding):
-        self.choose(scale_rule=scale_rule, rounding=rounding)
+    def quantize_mxfp4(self, x, *, scale_rule, rounding, nonfinite="nan-scale"):
+        # the suite's cases sign zeros as OCP does; MXFP4QTensor's own conventions
+        # (zero_sign 'not-positive') are profile modelopt-mxfp4's (suite profile_modelopt_mxfp4)
+        self.choose(scale_rule=scale_rule, rounding=rounding, nonfinite=nonfinite)
         return self._mx(x)
 
     def quantize_nvfp4(self, x, tensor_scale, *, tensor_scale_direction):
