@@ -64,7 +64,9 @@ class ModelOpt(Peer):
     def quantize_profile(
         self, x, tensor_scale, activations=None, *, format, profile, scale_rule=None
     ):
-        self.choose(profile=profile)
+        profile = self.choose(profile=profile)
+        if self.lenient:  # the OCP column: the class ModelOpt has for the format
+            profile = self.profiles[format]
         self._own_profile(format, profile)  # MXFP4QTensor is modelopt-mxfp4's, not modelopt's
         if scale_rule is not None:
             raise NotImplementedError("ModelOpt has no optimal scale search")
