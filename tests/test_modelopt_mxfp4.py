@@ -84,3 +84,15 @@ def test_no_nvfp4():
     """NVFP4QTensor is profile ``modelopt``; this one has no NVFP4 quantizer."""
     with pytest.raises(ValueError, match="no NVFP4 quantizer"):
         fp4ref.quantize(np.zeros((1, 16), F32), format="nvfp4", profile="modelopt-mxfp4")
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "python"])
+def test_probes_agree_with_the_oracle(backend):
+    """Every MXFP4 probe of :mod:`fp4ref.conformance.probes` (edge classes): the numba and
+    CUDA kernels give the python oracle's bytes."""
+    from fp4ref.conformance import probes
+
+    for probe in probes.probes("mxfp4"):
+        (ours, codes), (oracle, expected) = _quantize(probe.x, backend), _quantize(probe.x,
+                                                                                  "python")
+        assert ours == oracle and np.array_equal(codes, expected), probe.label
