@@ -311,6 +311,8 @@ class NumbaBackend:
                 kernels.x86_nan_scales(blocks.view(np.uint32), scales)
             if options.format == "mxfp4" and nonfinite == "compressed-tensors":
                 kernels.overflow_blocks_7f(blocks.view(np.uint32), scales, packed)
+            if options.format == "mxfp4" and nonfinite == "modelopt":
+                kernels.modelopt_nonfinite_blocks(blocks.view(np.uint32), scales, packed)
             if path.startswith("nvfp4") and fast:
                 return f"{path}-fast"
         return path

@@ -138,7 +138,11 @@ E4M3_DECODES = ("ocp", "ggml")
 #: x86): nothing special-cased: a block scale made NaN by a NaN element or tensor scale is
 #: 0x7F, by 0 / 0 or Inf / Inf 0xFF (x86's default NaN); every element whose quotient
 #: ``x / f32(s_b * s_t)`` is NaN gets code 7 (``searchsorted`` puts NaN past the bounds,
-#: ``NaN < 0`` is False). MXFP4 as ``"ieee"``.
+#: ``NaN < 0`` is False). MXFP4 (ModelOpt 0.47 MXFP4QTensor.quantize on x86): a block
+#: holding NaN or Inf gets scale 0x00 (torch.max propagates NaN, ``ceil(log2(NaN or Inf))
+#: + 127`` cast to uint8 is 0) and every code 0x8 (x / NaN and x / Inf are NaN or zeros,
+#: and ``cast_fp4``'s ``(2 - torch.sign(q)) // 2`` sets the sign bit for them), under the
+#: rule and the searches alike.
 NONFINITE = ("nan-scale", "ieee", "gfloat", "ggml", "gguf-py", "comfy", "quark", "vllm",
              "vllm-triton", "torchao", "torchao-rceil", "qwantize", "mistralrs", "mlx",
              "ieee-x86", "compressed-tensors", "modelopt")
@@ -275,7 +279,7 @@ class Profile:
         The profile's name and where its behaviour comes from (project and version).
     rounding : {"even", "away", "zero"}
         E2M1 element tie rule.
-    zero_sign : {"keep", "negative", "drop", "quotient"}
+    zero_sign : {"keep", "negative", "drop", "quotient", "not-positive"}
         Sign of an element code whose magnitude rounds to 0 (:mod:`fp4ref.spec.elements`).
     scale_rule : str
         MXFP4 scale rule (:data:`fp4ref.spec.scale_rules.MX_RULES`); ``"optimal"`` starts
@@ -438,11 +442,27 @@ _PROFILES = (
             "(decode_arithmetic='modelopt'); a negative element whose quotient underflows to "
             "-0 gets 0x0 (zero_sign='quotient'); NaN and Inf through its x86 arithmetic "
             "(nonfinite='modelopt': [NaN, 1.0] -> 0x7F, codes 7; an all-zero tensor -> 0xFF "
-            "(0/0), codes 7). Not emulated (docs/findings.md 22): MXFP4QTensor (float32 log2 "
-            "ceil rule, ties toward zero, +0 as 0x8, NaN/Inf blocks scale 0 and codes 0x8).",
+            "(0/0), codes 7). ModelOpt's MXFP4 (MXFP4QTensor) rounds and signs zeros "
+            "unlike its NVFP4: it is profile modelopt-mxfp4; this profile's MXFP4 is rceil, "
+            "ties to even, with MXFP4QTensor's NaN/Inf blocks (0x00, codes 0x8).",
             zero_sign="quotient", scale_rule="rceil", nonfinite="modelopt",
             block_scale_clamp=(2.0 ** -9, 448.0), zero_block_scale=1.0,
             e8m0_decode="inf", decode_arithmetic="modelopt"),
+    Profile("modelopt-mxfp4", "NVIDIA ModelOpt 0.47 MXFP4QTensor (run on x86 CPU with torch "
+            "2.13: MXFP4QTensor.quantize(x, 32) and .dequantize to float32/bfloat16/float16): "
+            "scale ceil(max(float32 torch.log2(f32(amax/6)), -127)) + 127 (the "
+            "'torchao-rceil' rule: a quotient a few ulps above 2^k gives k), elements "
+            "x / 2^(s-127) coded by cast_fp4: ties toward zero (the count of bounds "
+            "strictly below |q|), the sign bit (2 - sign(q)) // 2, so +0, -0, positives "
+            "that underflow to 0 and NaN quotients are 0x8 ([0, 6] -> codes 0x8, 0x7; "
+            "[1e-3, 6] -> 0x0: zero_sign='not-positive', docs/findings.md); a NaN or Inf "
+            "block gets scale 0x00 and codes 0x8 ([NaN, 1] -> 0x00, 0x8 0x8: the uint8 "
+            "cast of ceil(log2(NaN)) + 127 on x86, nonfinite='modelopt'); low nibble "
+            "first. Decode: sign * value * exp2(s - 127) in float32 (0xFF -> +Inf, code "
+            "0x8 -> -0), then the dtype. No NVFP4 (NVFP4QTensor is profile modelopt).",
+            rounding="zero", zero_sign="not-positive", scale_rule="torchao-rceil",
+            nonfinite="modelopt", nvfp4_recipe=None, e8m0_decode="inf",
+            decode_arithmetic="exact"),
     Profile("compressed-tensors", "compressed-tensors 0.20 (llm-compressor) (run): NVFP4 "
             "weight_global_scale G = 6*448/amax (encode), block scale e4m3(G*(amax_b/6)), a "
             "zero byte -> 0.125, elements x/(s_b/G), RNE, -0.0 -> +0, a quotient that "

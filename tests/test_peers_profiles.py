@@ -54,24 +54,7 @@ ADAPTERS = {
 CASES = [(name, fmt) for name, (_, cls) in ADAPTERS.items() for fmt in cls.profiles]
 
 #: The (probe label/what) keys where a profile still departs from its implementation.
-KNOWN: dict[tuple[str, str], set[str]] = {
-    ('modelopt', 'mxfp4'): {
-        'adversarial-blocks/quantize',
-        'block-max-powers-and-6x2^k/quantize',
-        'e8m0-near-0x00/quantize',
-        'e8m0-near-0xfe/quantize',
-        'elements-at-scale-2^-127/quantize',
-        'float32-max/quantize',
-        'infinities/quantize',
-        'midpoint-neighbours/quantize',
-        'midpoints/quantize',
-        'nans/quantize',
-        'signed-zeros/quantize',
-        'subnormal-elements/quantize',
-        'underflow-to-zero/quantize',
-        'zero-blocks/quantize',
-    },
-}
+KNOWN: dict[tuple[str, str], set[str]] = {}
 
 
 @functools.cache

@@ -280,7 +280,8 @@ def test_profiles_listed_with_sources():
     names = set(fp4ref.profiles())
     assert names == {"ocp", "mistralrs", "ggml", "torchao-floor", "torchao-rceil", "modelopt",
                      "compressed-tensors", "comfy", "qwantize", "mlx", "flashinfer", "quark",
-                     "vllm", "vllm-round-down", "gguf-py", "vllm-triton", "fouroversix"}
+                     "vllm", "vllm-round-down", "gguf-py", "vllm-triton", "fouroversix",
+                     "modelopt-mxfp4"}
     for profile in fp4ref.profiles().values():
         assert profile.description
 

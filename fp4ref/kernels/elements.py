@@ -24,6 +24,7 @@ from .options import (
     TIE_ZERO,
     ZERO_DROP,
     ZERO_NEGATIVE,
+    ZERO_NOT_POSITIVE,
     ZERO_QUOTIENT,
 )
 from .scalar import byte_elements
@@ -132,6 +133,8 @@ def element_code(x, d, multiply, tie, zero_sign):
         signed = signed & ((code != 0) | (v < np.float32(0.0)))
     elif zero_sign == ZERO_QUOTIENT:  # only for a quotient < 0 (not -0, not underflowed)
         signed = signed & ((code != 0) | (y > np.float32(0.0)))
+    elif zero_sign == ZERO_NOT_POSITIVE:  # unless the quotient is > 0 (ModelOpt cast_fp4)
+        signed = signed | (not y > np.float32(0.0))
     return code | (8 * signed)
 
 
@@ -168,6 +171,8 @@ def scaled_element_code(x, d, post, tie, zero_sign):
         signed = signed & ((code != 0) | (v < np.float32(0.0)))
     elif zero_sign == ZERO_QUOTIENT:  # only for a quotient < 0 (not -0, not underflowed)
         signed = signed & ((code != 0) | (y > np.float32(0.0)))
+    elif zero_sign == ZERO_NOT_POSITIVE:  # unless the quotient is > 0 (ModelOpt cast_fp4)
+        signed = signed | (not y > np.float32(0.0))
     return code | (8 * signed)
 
 

@@ -81,6 +81,7 @@ def code(convention: str, name: str) -> int:
 TIE_EVEN, TIE_AWAY, TIE_ZERO = (code("rounding", n) for n in ("even", "away", "zero"))
 ZERO_KEEP, ZERO_NEGATIVE, ZERO_DROP = (code("zero_sign", n) for n in ("keep", "negative", "drop"))
 ZERO_QUOTIENT = code("zero_sign", "quotient")
+ZERO_NOT_POSITIVE = code("zero_sign", "not-positive")
 LOW_FIRST, HIGH_FIRST, SPLIT_HALF = (
     code("nibble_order", n) for n in ("low-first", "high-first", "split-half"))
 (RULE_FLOOR, RULE_RCEIL, RULE_CEIL, RULE_EVEN, RULE_NEAREST, RULE_MISTRALRS, RULE_QWANTIZE,

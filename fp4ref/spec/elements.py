@@ -25,8 +25,11 @@ MAGNITUDES_F = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 #: gives 0x0: qwantize); ``"drop"``: always 0x0 (ggml); ``"quotient"``: 0x8 only when the
 #: signed float32 quotient x / d is < 0, so a negative x whose quotient underflows to -0
 #: (x / Inf) gives 0x0 too (ModelOpt NVFP4QTensor ``_cast_fp4``'s ``weight < 0``,
-#: compressed-tensors ``cast_to_fp4``).
-ZERO_SIGNS = ("keep", "negative", "drop", "quotient")
+#: compressed-tensors ``cast_to_fp4``); ``"not-positive"``: 0x8 unless the signed float32
+#: quotient is > 0, so +-0, positives that underflow to +0, negatives and NaN quotients all
+#: give 0x8 (ModelOpt 0.47 MXFP4QTensor ``cast_fp4``: ``(2 - torch.sign(q)) // 2``, and
+#: ``torch.sign`` is 0 for +-0 and NaN).
+ZERO_SIGNS = ("keep", "negative", "drop", "quotient", "not-positive")
 
 
 def argmin_code(magnitude: float) -> int:
@@ -68,6 +71,8 @@ def element_code(x: float, magnitude: float, rounding: str, zero_sign: str,
             negative_bit = False
         if zero_sign == "quotient" and not (x < 0 and magnitude > 0):
             negative_bit = False
+        if zero_sign == "not-positive" and not magnitude > 0:  # ModelOpt MXFP4QTensor cast_fp4
+            negative_bit = True
     return code | (0x8 if negative_bit else 0)
 
 

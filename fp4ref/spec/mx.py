@@ -92,6 +92,9 @@ def quantize_block(
     :func:`fp4ref.spec.elements.ggml_code` with half the scale, 2^(s - 128), instead of the
     rounded quotient (:data:`fp4ref.profiles.ELEMENT_RULES`). The searches ignore both.
 
+    ``nonfinite="modelopt"`` gives a block holding NaN or Inf scale 0x00 and every code 0x8
+    (ModelOpt 0.47 ``MXFP4QTensor``), under the rule and the searches alike.
+
     Under a rule, ``nonfinite`` ``"quark"`` / ``"vllm"``, ``element_scale``
     ``"bits-reciprocal"`` and ``stored_min`` > 0 (:data:`fp4ref.profiles.NONFINITE`,
     :data:`fp4ref.profiles.MX_ELEMENT_SCALES`, ``Profile.e8m0_stored_min``) are
@@ -111,6 +114,10 @@ def quantize_block(
     if nonfinite == "compressed-tensors" and any(  # round_to_power_2(amax) is Inf
             (_float32_bits(v) & 0x7FFFFFFF) + 0x200000 >= 0x7F800000 for v in values):
         return 0x7F, [0] * len(values)  # compressed-tensors: uint8(127 + INT_MIN), x / Inf
+    if nonfinite == "modelopt" and any(math.isnan(v) or math.isinf(v) for v in values):
+        # ModelOpt MXFP4QTensor.quantize: uint8(ceil(log2(NaN/Inf)) + 127) is 0 on x86, and
+        # cast_fp4 codes every quotient x / NaN, x / Inf (NaN or a zero) 0x8
+        return 0x00, [0x8] * len(values)
 
     if nonfinite in _NONFINITE and any(
             math.isnan(v) or math.isinf(v) for v in values):  # the searches' too (qwantize)

@@ -209,6 +209,8 @@ def quantize_profiles(fmt: str) -> list[str]:
             continue  # "vllm": see recipes(); four-over-six: tests/test_fouroversix.py
         elif p.element_rule == "argmin":  # MLX's codes of saturated blocks alternate with
             continue  # the float32 rounding of huge quotients (2^25..2^27): no runs to sweep
+        elif p.nonfinite == "comfy":  # comfy codes a NaN quotient by its payload's bit 21
+            continue  # (3 or 4): not monotone over the NaN patterns, no runs to sweep
         else:
             key = (p.nvfp4_recipe, p.block_scale_clamp, p.tensor_scale, p.rounding,
                    p.zero_sign, p.nonfinite, p.element_rule, p.e4m3_encode)

@@ -2,8 +2,9 @@
 
 Probing (:mod:`.probing`) runs ``NVFP4QTensor.quantize`` (which computes
 ``weights_scaling_factor_2 = amax / 2688`` unless one is given) and
-``NVFP4QTensor.dequantize`` (``scale``, ``double_scale``), and ``MXFP4QTensor.quantize`` /
-``MXFP4QTensor.dequantize``, on CPU.
+``NVFP4QTensor.dequantize`` (``scale``, ``double_scale``), compared with profile
+``modelopt``, and ``MXFP4QTensor.quantize`` / ``MXFP4QTensor.dequantize``, compared with
+profile ``modelopt-mxfp4`` (the two classes round ties and sign zeros differently), on CPU.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from .base import Peer, _to_numpy, _torch
 class ModelOpt(Peer):
     name, module = "modelopt", "modelopt.torch.quantization.qtensor"
     own = "NVIDIA ModelOpt NVFP4QTensor (decode-direction weight_scale_2), MXFP4QTensor"
-    native = {"scale_rule": ("rceil",), "rounding": ("zero",), "profile": ("modelopt",)}
-    profiles = {"mxfp4": "modelopt", "nvfp4": "modelopt"}
+    native = {"scale_rule": ("torchao-rceil",), "rounding": ("zero",),
+              "nonfinite": ("modelopt",), "profile": ("modelopt", "modelopt-mxfp4")}
+    profiles = {"mxfp4": "modelopt-mxfp4", "nvfp4": "modelopt"}
     decode_dtypes = ("float32", "bfloat16", "float16")
     nan_bits = "any"
 
@@ -42,8 +44,10 @@ class ModelOpt(Peer):
         q, e = self.lib.MXFP4QTensor.quantize(self.torch.from_numpy(x.copy()), 32)
         return q._quantized_data.numpy(), e.numpy().reshape(x.shape[0], -1)
 
-    def quantize_mxfp4(self, x, *, scale_rule, rounding):
-        self.choose(scale_rule=scale_rule, rounding=rounding)
+    def quantize_mxfp4(self, x, *, scale_rule, rounding, nonfinite="nan-scale"):
+        # the suite's cases sign zeros as OCP does; MXFP4QTensor's own conventions
+        # (zero_sign 'not-positive') are profile modelopt-mxfp4's (suite profile_modelopt_mxfp4)
+        self.choose(scale_rule=scale_rule, rounding=rounding, nonfinite=nonfinite)
         return self._mx(x)
 
     def quantize_nvfp4(self, x, tensor_scale, *, tensor_scale_direction):
@@ -60,7 +64,10 @@ class ModelOpt(Peer):
     def quantize_profile(
         self, x, tensor_scale, activations=None, *, format, profile, scale_rule=None
     ):
-        self.choose(profile=profile)
+        profile = self.choose(profile=profile)
+        if self.lenient:  # the OCP column: the class ModelOpt has for the format
+            profile = self.profiles[format]
+        self._own_profile(format, profile)  # MXFP4QTensor is modelopt-mxfp4's, not modelopt's
         if scale_rule is not None:
             raise NotImplementedError("ModelOpt has no optimal scale search")
         return self._nv(x, tensor_scale[()]) if format == "nvfp4" else self._mx(x)

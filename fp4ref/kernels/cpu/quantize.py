@@ -31,6 +31,7 @@ from ..options import (
     RECIPE_VLLM,
     RULE_FLOOR,
     RULE_MLX,
+    ZERO_NOT_POSITIVE,
     ZERO_QUOTIENT,
 )
 from ..quantize_block import (
@@ -564,6 +565,7 @@ def _nv_tables(options, n, columns):
     fast = (options.vector_code and n == 16 and not multiply and not columns
             and recipe != RECIPE_MLX and options.nonfinite != NONFINITE_MLX
             and options.zero_sign != ZERO_QUOTIENT  # not in the vector code
+            and options.zero_sign != ZERO_NOT_POSITIVE  # nor this one
             and (options.sum_lanes == 16 or not options.optimal)
             and monotone_start(recipe, tensor, clamp_low, clamp_high, options.zero_block))
     for b in range(127):
@@ -718,6 +720,22 @@ def overflow_blocks_7f(bits, scales, packed):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
+def modelopt_nonfinite_blocks(bits, scales, packed):
+    """``nonfinite="modelopt"`` after an MXFP4 kernel: a block holding NaN or Inf gets scale
+    0x00 and every code 0x8 (ModelOpt 0.47 ``MXFP4QTensor.quantize``: the uint8 cast of
+    ``ceil(log2(NaN or Inf)) + 127`` is 0 on x86, and ``cast_fp4`` codes the quotients
+    x / NaN and x / Inf, NaN or zeros, 0x8). ``bits``: the blocks ``[b, 32]`` as uint32."""
+    nblocks, n = bits.shape
+    for blk in prange(nblocks):
+        top = np.uint32(0)
+        for i in range(n):
+            top = max(top, bits[blk, i] & np.uint32(0x7FFFFFFF))
+        if top >= np.uint32(0x7F800000):
+            scales[blk] = 0x00
+            packed[blk, :] = 0x88
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
 def quantize_mx_quirks(x, bits, options, scales, packed, hessian):
     """MXFP4 by a scale rule under AMD Quark's or vLLM's conventions
     (``options.mx_quirks``): per block :func:`..quantize_block.mx_quirk_scale` and
@@ -819,6 +837,8 @@ def kernel_for(options) -> str:
     if not options.kernel.vector_code:  # the switch of .simd: scalar code only
         return "mxfp4-search"
     if options.profile.zero_sign == "quotient":  # not in the vector code: scalar code
+        return "mxfp4-search"
+    if options.profile.zero_sign == "not-positive":  # nor this one (ModelOpt MXFP4QTensor)
         return "mxfp4-search"
     if not options.optimal:
         return "mxfp4-rule"

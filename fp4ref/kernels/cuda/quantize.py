@@ -72,6 +72,7 @@ from ..options import (
     RULE_MLX,
     SPLIT_HALF,
     TIE_ARGMIN,
+    ZERO_NOT_POSITIVE,
     ZERO_QUOTIENT,
 )
 from ..quantize_block import (
@@ -647,6 +648,10 @@ def quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
     if options.nonfinite == NONFINITE_CT:
         blocks, threads = _block_grid(scales.size)
         _overflow_blocks_7f[blocks, threads](x.view(np.uint32), scales, packed.reshape(-1))
+    if options.nonfinite == NONFINITE_MODELOPT:  # NaN/Inf blocks: 0x00, codes 0x8
+        blocks, threads = _block_grid(scales.size)
+        _modelopt_nonfinite_blocks[blocks, threads](x.view(np.uint32), scales,
+                                                    packed.reshape(-1))
 
 
 @cuda.jit
@@ -659,6 +664,19 @@ def _overflow_blocks_7f(bits, scales, packed):
             scales[blk] = 0x7F
             for j in range(16):
                 packed[blk * 16 + j] = 0
+
+
+@cuda.jit
+def _modelopt_nonfinite_blocks(bits, scales, packed):
+    """As :func:`..cpu.quantize.modelopt_nonfinite_blocks`: a NaN/Inf block -> 0x00, 0x8s."""
+    for blk in range(cuda.grid(1), scales.size, cuda.gridsize(1)):
+        top = uint32(0)
+        for i in range(32):
+            top = max(top, bits[blk * 32 + i] & uint32(0x7FFFFFFF))
+        if top >= uint32(_INF_BITS):
+            scales[blk] = 0x00
+            for j in range(16):
+                packed[blk * 16 + j] = 0x88
 
 
 def _quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
@@ -741,7 +759,8 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
         thresholds = None
         if (shape["by_threshold"] and not multiply and o.nvfp4_recipe != RECIPE_MLX
                 and o.rounding != TIE_ARGMIN  # MLX: a division then a multiply; argmin
-                and o.zero_sign != ZERO_QUOTIENT):  # the quotient's sign needs the division
+                and o.zero_sign != ZERO_QUOTIENT  # the quotient's sign needs the division
+                and o.zero_sign != ZERO_NOT_POSITIVE):  # so does this one's
             thresholds = threshold_table(o.nvfp4_recipe, o.tensor_operand, o.rounding)
         loads = "" if _simulated() else shape["loads"]
         kernel = _rule_kernel(True, o.nvfp4_recipe, o.nibble_order, o.rounding, o.zero_sign,
