@@ -200,7 +200,8 @@ def test_cupy_in_cupy_out():
 
 
 @pytest.mark.parametrize("shape", [{"kind": "chunk"}, {"kind": "unroll", "unroll": 4},
-                                   {"kind": "tile"}, {"kind": "tile", "unroll": 2}])
+                                   {"kind": "tile"}, {"kind": "tile", "unroll": 2},
+                                   {"kind": "pipe"}, {"kind": "pipe", "unroll": 2}])
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_dequantize_kernel_shapes_against_the_cpu(monkeypatch, shape, fmt):
     """Each shape of the dequantize kernel (:data:`..codec.DEQUANTIZE_SHAPE`), every nibble
