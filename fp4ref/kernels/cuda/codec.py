@@ -161,6 +161,7 @@ def _dequantize_kernel(order: int, block_size: int, per_slot: int, kind: str = "
     warps_per_block = max(threads // 32, 1)
     tile_words, scale_slots = TILE_BYTES // 8, 32 * scale_loads
     staged_words, staged_slots = unroll * tile_words, unroll * scale_slots
+    held_words, held_slots = 4 * unroll, unroll * scale_loads  # "pipe": a lane's next step
 
     @cuda.jit(device=True, inline=True)
     def decode(word, offset, row, rows, out, at):
@@ -245,8 +246,8 @@ def _dequantize_kernel(order: int, block_size: int, per_slot: int, kind: str = "
             warp = uint32(cuda.threadIdx.x // 32)
             staged = cuda.shared.array((warps_per_block, staged_words), uint64)
             staged_scales = cuda.shared.array((warps_per_block, staged_slots), uint32)
-            held = cuda.local.array(4 * unroll, uint32)  # the next step's 16 bytes a tile
-            held_scales = cuda.local.array(unroll * scale_loads, uint32)
+            held = cuda.local.array(held_words, uint32)  # the next step's 16 bytes a tile
+            held_scales = cuda.local.array(held_slots, uint32)
             chunks = uint64(out.size // 4)
             steps = chunks // uint64(unroll * tile_chunks)
             warps = uint64(cuda.gridsize(1) // 32)
