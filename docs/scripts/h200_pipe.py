@@ -29,6 +29,16 @@ from fp4ref.profiles import get as get_profile
 from fp4ref.quantize import quantize
 
 REPEAT = 5
+
+
+class Rows(list):
+    """A table that prints each row as it is added (a crash keeps what was measured)."""
+
+    def append(self, item):
+        super().append(item)
+        label, name, t, r, note = item
+        print(f"  {label:16} {name:44} {t * 1e3:8.3f} {r:6.2f} {note}", flush=True)
+
 print(device_name(), flush=True)
 engine = backends.get("cuda")
 DEFAULT_DQ = dict(codec.DEQUANTIZE_SHAPE)
@@ -53,7 +63,7 @@ DQ_VARIANTS = [
 
 def dequantize_sweep():
     rows = 8192
-    table = []
+    table = Rows()
     best_shapes = {}
     for fmt, dtype in (("mxfp4", "float32"), ("mxfp4", "bfloat16"), ("nvfp4", "float32"),
                        ("nvfp4", "bfloat16")):
@@ -80,7 +90,7 @@ def dequantize_sweep():
         codec.dequantize_blocks(flat_b, flat_s, bits_table, 0, ref.reshape(-1, block),
                                 DQ_VARIANTS[0][1])
         ref_host = ref.copy_to_host()
-        best = (0.0, None)
+        best = (0.0, None, None)
         for name, shape in DQ_VARIANTS:
             bits = out.reshape(-1, block)
             driver.device_memset(out, 0, out.nbytes)
@@ -128,7 +138,7 @@ def quantize_sweep():
     t = torch.randn(rows, cols, device="cuda", generator=g)
     x = cuda.as_cuda_array(t)
     flat = x.reshape(-1)
-    table = []
+    table = Rows()
     ocp = get_profile("ocp")
     for fmt, block in (("mxfp4", 32), ("nvfp4", 16)):
         traffic = x.nbytes + x.size // 2 + x.size // block
