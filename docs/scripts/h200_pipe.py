@@ -45,19 +45,21 @@ DEFAULT_DQ = dict(codec.DEQUANTIZE_SHAPE)
 DEFAULT_RULE = dict(qk.RULE_SHAPE)
 
 DQ_VARIANTS = [
-    ("chunk 256x8 (reference)", {"kind": "chunk", "threads": 256, "blocks_per_sm": 8}),
-    ("tile 256 x2 res (main)", {"kind": "tile", "unroll": 1, "threads": 256, "blocks_per_sm": -2}),
-    ("pipe u1 256 x1", {"kind": "pipe", "unroll": 1, "threads": 256, "blocks_per_sm": -1}),
-    ("pipe u1 256 x2", {"kind": "pipe", "unroll": 1, "threads": 256, "blocks_per_sm": -2}),
-    ("pipe u2 256 x1", {"kind": "pipe", "unroll": 2, "threads": 256, "blocks_per_sm": -1}),
-    ("pipe u2 256 x2", {"kind": "pipe", "unroll": 2, "threads": 256, "blocks_per_sm": -2}),
-    ("pipe u4 256 x1", {"kind": "pipe", "unroll": 4, "threads": 256, "blocks_per_sm": -1}),
-    ("pipe u1 512 x1", {"kind": "pipe", "unroll": 1, "threads": 512, "blocks_per_sm": -1}),
-    ("pipe u2 128 x1", {"kind": "pipe", "unroll": 2, "threads": 128, "blocks_per_sm": -1}),
-    ("pipe u1 256 x1 .cs", {"kind": "pipe", "unroll": 1, "threads": 256, "blocks_per_sm": -1,
+    ("chunk 256x8 (reference)", {"kind": "chunk", "threads": 256, "blocks_per_sm": 8, "store": ""}),
+    ("tile 256 x2 res (main)", {"kind": "tile", "unroll": 1, "threads": 256, "blocks_per_sm": -2,
+                                "store": ""}),
+    ("pipe u1 256 x1 .cs (branch default)", {"kind": "pipe", "unroll": 1, "threads": 256,
+                                             "blocks_per_sm": -1, "store": ".cs"}),
+    ("pipe u1 256 x1", {"kind": "pipe", "unroll": 1, "threads": 256, "blocks_per_sm": -1,
+                        "store": ""}),
+    ("pipe u1 512 x1", {"kind": "pipe", "unroll": 1, "threads": 512, "blocks_per_sm": -1,
+                        "store": ""}),
+    ("pipe u1 512 x1 .cs", {"kind": "pipe", "unroll": 1, "threads": 512, "blocks_per_sm": -1,
                             "store": ".cs"}),
-    ("pipe u2 256 x1 ld.nc", {"kind": "pipe", "unroll": 2, "threads": 256, "blocks_per_sm": -1,
-                              "loads": ".nc.L1::no_allocate"}),
+    ("pipe u2 256 x1 .cs ld.nc", {"kind": "pipe", "unroll": 2, "threads": 256, "blocks_per_sm": -1,
+                                  "store": ".cs", "loads": ".nc.L1::no_allocate"}),
+    ("pipe u1 256 x1 st.L1::no_allocate", {"kind": "pipe", "unroll": 1, "threads": 256,
+                                           "blocks_per_sm": -1, "store": ".L1::no_allocate"}),
 ]
 
 
@@ -91,7 +93,7 @@ def dequantize_sweep():
                                 DQ_VARIANTS[0][1])
         ref_host = ref.copy_to_host()
         best = (0.0, None, None)
-        for name, shape in DQ_VARIANTS:
+        for name, shape in DQ_VARIANTS + [(f"{n} (again)", sh) for n, sh in DQ_VARIANTS[1:]]:
             bits = out.reshape(-1, block)
             driver.device_memset(out, 0, out.nbytes)
             try:
@@ -107,7 +109,9 @@ def dequantize_sweep():
         # the allocating public call under main's shape and the best pipe shape
         call = lambda: fp4ref.dequantize(d_blocks, d_scales, format=fmt,
                                          tensor_scale=None if fmt == "mxfp4" else ts, dtype=dtype)
-        for tag, shape in (("main's tile", DEFAULT_DQ), (f"best: {best[1]}", best[2])):
+        for tag, shape in (("main's tile", DQ_VARIANTS[1][1]), ("branch default", DEFAULT_DQ),
+                           ("main's tile (again)", DQ_VARIANTS[1][1]),
+                           ("branch default (again)", DEFAULT_DQ)):
             if shape is None:
                 continue
             codec.DEQUANTIZE_SHAPE.clear()

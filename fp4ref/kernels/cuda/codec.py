@@ -106,8 +106,10 @@ _DEQUANTIZE_KERNELS: dict[tuple, object] = {}
 
 #: How the dequantize kernel is shaped (see :func:`_dequantize_kernel`): "chunk" (a thread
 #: loads and stores one chunk a step), "unroll" (``unroll`` chunks a step, every load
-#: first) or "tile" (a warp stages ``unroll`` tiles of 512 packed bytes and their scales
-#: in shared memory, one 16-byte load a lane a tile, then stores the tiles' chunks); the
+#: first), "tile" (a warp stages ``unroll`` tiles of 512 packed bytes and their scales
+#: in shared memory, one 16-byte load a lane a tile, then stores the tiles' chunks) or
+#: "pipe" ("tile" with the warp's next step loaded into registers while it stores this
+#: one; ``loads``: PTX qualifiers of those loads, :func:`.wide.hinted_load4`); the
 #: PTX cache qualifiers of its stores (:func:`.wide.hinted_store4`); threads a thread
 #: block; thread blocks an SM (below 1: ``-blocks_per_sm`` times as many as fit at once,
 #: by the occupancy calculator; 0 as -1); ``registers``: a cap, 0 none. On the H200
@@ -115,8 +117,10 @@ _DEQUANTIZE_KERNELS: dict[tuple, object] = {}
 #: ran at 0.83-0.89 of the copy against 0.84-0.85 for "chunk" 256 x 8 in the same run,
 #: and at the speed of a kernel making the same loads and stores without the table (0.86-
 #: 0.90); "unroll" 4 or 8 ran at 0.77-0.82, and ".cs" stores within the run-to-run spread.
-DEQUANTIZE_SHAPE = {"kind": "tile", "unroll": 1, "store": "", "threads": 256,
-                    "blocks_per_sm": -2}
+#: A later sweep (2026-12-03 evening, docs/benchmarks.md) chose "pipe" with ".cs" stores
+#: in the resident grid: 0.87-0.91 against "tile"'s 0.84-0.88 in the same run.
+DEQUANTIZE_SHAPE = {"kind": "pipe", "unroll": 1, "store": ".cs", "threads": 256,
+                    "blocks_per_sm": -1, "loads": ""}
 
 #: Packed bytes a warp stages per step in the "tile" shape (one 16-byte load a lane).
 TILE_BYTES = 512
