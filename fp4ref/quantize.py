@@ -261,23 +261,12 @@ def quantize(
             raise ValueError("x holds NaN, refused under nonfinite='gfloat' (gfloat raises "
                              "'No NaN in format ocp_e2m1')")
     operand, decode, stored = 1.0, None, None
-    outputs = None
-    if engine.name == "cuda" and fmt == "nvfp4" and tensor_scale is None:
-        # the outputs exist before the host waits for the tensor amax, so that between the
-        # amax pass and the quantize kernel the GPU waits only for host arithmetic
-        count = flat.size // block
-        outputs = (_device.empty(count, np.uint8), _device.empty((count, block // 2), np.uint8))
     if fmt == "nvfp4" and rule in fouroversix.RULES:  # the operand is the tensor amax
         operand, decode, stored = _fouroversix_tensor(rule, tensor_scale, engine, flat)
     elif fmt == "nvfp4":
         operand, decode, stored = _tensor_scales(
             prof, tensor_scale, amax=lambda: engine.largest_magnitude(flat))
-    if outputs is None:
-        scales, packed = engine.quantize(flat, QuantizeOptions(fmt, rule, prof, operand),
-                                         blocks_h)
-    else:
-        scales, packed = engine.quantize(flat, QuantizeOptions(fmt, rule, prof, operand),
-                                         blocks_h, out=outputs)
+    scales, packed = engine.quantize(flat, QuantizeOptions(fmt, rule, prof, operand), blocks_h)
     leading = shape[:-1]
     scales = scales.reshape(*leading, shape[-1] // block)
     if prof.scale_layout != "linear":
