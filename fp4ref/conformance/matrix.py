@@ -115,7 +115,10 @@ def build(vectors: Vectors, only: list[str] | None = None, nan: str = "any") -> 
             text = _first(o) or _first(w)
             if w.failed and why:
                 text = f"not deterministic: {why}; {text}"
-            rows.append(Row(o.suite, o.status, w.status, text))
+            own = w.status
+            if own == "skip" and peer.profiles:  # no case in its conventions: see below
+                own = "n/a"
+            rows.append(Row(o.suite, o.status, own, text))
         rows += _probes(peer)
         out.append(PeerResult(cls.name, _version(cls.name, peer), cls.own, rows))
     return out
@@ -166,6 +169,10 @@ def markdown(results: list[PeerResult]) -> str:
         "  no case applies. The first disagreement shows the case, the element, fp4ref's",
         "  expected bits, the peer's bits (`0x-001`/`FFFF` marks an element the peer refused)",
         "  and the inputs.",
+        "- `n/a` in the own column: the suite has no case written in the peer's conventions",
+        "  (its cases vary one OCP parameter, while the peer departs from OCP on others); the",
+        "  peer's whole conventions are checked by its `profile_<name>` suite and `probes`",
+        "  rows, which run the fp4ref profile named after it.",
         "- `probes <format> (<profile>)` rows: the peer and the fp4ref profile named after it",
         "  on every probe of `fp4ref.conformance.probes` (edge classes), on seeded N(0, 1)",
         "  matrices and on every stored (scale byte, packed byte) pair",

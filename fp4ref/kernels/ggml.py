@@ -26,13 +26,16 @@ from .options import (
     NONFINITE_GGUF_PY,
     NONFINITE_NAN_SCALE,
     RECIPE_CT,
-    RECIPE_MODELOPT,
-    RECIPE_PLAIN,
-    RECIPE_TORCHAO,
 )
 from .quantize_block import e8m0_reciprocal32
 from .scalar import float32_bits
-from .scale_rules import divide, f32, mx_scale, nvfp4_block_scale, nvfp4_divisor
+from .scale_rules import (
+    f32,
+    mx_scale,
+    nvfp4_block_quotient,
+    nvfp4_block_scale,
+    nvfp4_divisor,
+)
 
 #: ggml's ``kvalues_mxfp4`` (ggml-common.h): the E2M1 magnitudes doubled, by code.
 KVALUES = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 0.0, -1.0, -2.0, -3.0, -4.0, -6.0, -8.0,
@@ -93,23 +96,13 @@ def e4m3_encode_ggml(x):
 def nv_scale_encoded(amax, recipe, tensor, clamp_low, clamp_high, zero_block, zero_scale,
                      encode):
     """:func:`..scale_rules.nvfp4_block_scale` with the E4M3 cast ``encode``
-    (:data:`..options.ENCODE_E4M3_GGML`: :func:`e4m3_encode_ggml`); the recipes' float32
-    steps as there."""
+    (:data:`..options.ENCODE_E4M3_GGML`: :func:`e4m3_encode_ggml` of the recipe's
+    :func:`..scale_rules.nvfp4_block_quotient`)."""
     if encode != ENCODE_E4M3_GGML:
         return nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_block,
                                  zero_scale)
-    if recipe == RECIPE_PLAIN:
-        y = f32(amax / 6.0)
-    elif recipe == RECIPE_MODELOPT:
-        y = divide(amax, f32(6.0 * tensor))
-        if y == 0.0 and zero_block:
-            y = zero_scale
-    elif recipe == RECIPE_TORCHAO:
-        y = divide(f32(amax / 6.0), tensor)
-    else:
-        y = f32(tensor * f32(amax / 6.0))
-    if y == y:
-        y = min(max(y, clamp_low), clamp_high)
+    y = nvfp4_block_quotient(amax, recipe, tensor, clamp_low, clamp_high, zero_block,
+                             zero_scale)
     if y != y:
         return 0x7F
     byte = e4m3_encode_ggml(y)

@@ -146,12 +146,13 @@ def divide(a, b):
 
 
 @njit(cache=True, error_model="numpy")
-def nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_block, zero_scale):
-    """E4M3 byte of an NVFP4 block (see :func:`fp4ref.spec.scale_rules.nvfp4_block_scale`).
+def nvfp4_block_quotient(amax, recipe, tensor, clamp_low, clamp_high, zero_block, zero_scale):
+    """The float32 value an NVFP4 block's scale encodes (before the E4M3 cast), by the
+    recipe's float32 steps (:func:`fp4ref.spec.scale_rules.nvfp4_block_scale`).
 
     The quotient is clamped to ``[clamp_low, clamp_high]`` (``[-Inf, Inf]`` for a profile
     without a clamp: every non-NaN value stays as it is); a zero block gets ``zero_scale``
-    if ``zero_block`` (:class:`..options.KernelOptions`).
+    if ``zero_block`` (:class:`..options.KernelOptions`); NaN stays NaN.
     """
     if recipe == RECIPE_PLAIN:
         y = f32(amax / 6.0)
@@ -161,14 +162,21 @@ def nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_block, z
             y = zero_scale
     elif recipe == RECIPE_TORCHAO or recipe == RECIPE_COMFY:  # comfy: as torchao's, unclamped
         y = divide(f32(amax / 6.0), tensor)
-    elif recipe == RECIPE_MLX:  # (amax / 6) * E; MLX's to_fp8 saturates NaN to 0x7E
-        y = float(np.float32(np.float32(amax) / np.float32(6.0)) * np.float32(tensor))
-        if y != y:
-            return 0x7E
-    else:
+    else:  # compressed-tensors, vLLM, MLX: (amax / 6) * E
         y = f32(tensor * f32(amax / 6.0))
     if y == y:
         y = min(max(y, clamp_low), clamp_high)
+    return y
+
+
+@njit(cache=True, error_model="numpy")
+def nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_block, zero_scale):
+    """E4M3 byte of an NVFP4 block (see :func:`fp4ref.spec.scale_rules.nvfp4_block_scale`):
+    :func:`nvfp4_block_quotient` cast to E4M3 (ties to even, saturating)."""
+    y = nvfp4_block_quotient(amax, recipe, tensor, clamp_low, clamp_high, zero_block,
+                             zero_scale)
+    if y != y and recipe == RECIPE_MLX:  # MLX's to_fp8 saturates NaN to 0x7E
+        return 0x7E
     if y != y:  # a NaN made by the arithmetic (Inf / Inf) has the hardware's sign (x86
         return 0x7F  # negative, CUDA positive); fp4ref writes the positive NaN byte
     byte = e4m3_encode(y, TIE_EVEN, True)
