@@ -234,3 +234,19 @@ def test_nvfp4_codes_by_threshold_or_by_division(monkeypatch, by_threshold, prof
     monkeypatch.setitem(kernels.RULE_SHAPE, "by_threshold", by_threshold)
     _check(_special(nan=True), oracle=False, format="nvfp4", profile=profile,
            tensor_scale=tensor_scale)
+
+
+@pytest.mark.parametrize("by_threshold", [False, True])
+@pytest.mark.parametrize(("fmt", "profile"), [("mxfp4", "ocp"), ("mxfp4", "torchao-floor"),
+                                              ("nvfp4", "ocp"), ("nvfp4", "torchao-floor")])
+def test_rule_kernels_pipelined(monkeypatch, by_threshold, fmt, profile):
+    """The rule kernels with ``pipeline`` (a warp's next step's loads issued before this
+    step's work) against the CPU, over several steps a warp and a part-full last step (the
+    special rows repeated: 120 x 64 floats, 7.5 MXFP4 and 15 NVFP4 steps of a warp)."""
+    from fp4ref.kernels.cuda import quantize as kernels
+
+    monkeypatch.setitem(kernels.RULE_SHAPE, "pipeline", True)
+    monkeypatch.setitem(kernels.RULE_SHAPE, "mx_resident", 2)
+    monkeypatch.setitem(kernels.RULE_SHAPE, "by_threshold", by_threshold)
+    x = np.tile(_special(nan=True), (20, 1))
+    _check(x, oracle=False, format=fmt, profile=profile)

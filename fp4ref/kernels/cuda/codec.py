@@ -29,7 +29,7 @@ from ..scalar import (
     output_bits,
 )
 from .warp import warp_barrier
-from .wide import hinted_store4, load4, store4
+from .wide import hinted_load4, hinted_store4, load4, store4
 
 #: Entries of a block table: 256 scale bytes x 16 element codes.
 TABLE_SIZE = 256 * 16
@@ -107,8 +107,10 @@ _DEQUANTIZE_KERNELS: dict[tuple, object] = {}
 
 #: How the dequantize kernel is shaped (see :func:`_dequantize_kernel`): "chunk" (a thread
 #: loads and stores one chunk a step), "unroll" (``unroll`` chunks a step, every load
-#: first) or "tile" (a warp stages ``unroll`` tiles of 512 packed bytes and their scales
-#: in shared memory, one 16-byte load a lane a tile, then stores the tiles' chunks); the
+#: first), "tile" (a warp stages ``unroll`` tiles of 512 packed bytes and their scales
+#: in shared memory, one 16-byte load a lane a tile, then stores the tiles' chunks) or
+#: "pipe" ("tile" with the warp's next step loaded into registers while it stores this
+#: one; ``loads``: PTX qualifiers of those loads, :func:`.wide.hinted_load4`); the
 #: PTX cache qualifiers of its stores (:func:`.wide.hinted_store4`); threads a thread
 #: block; thread blocks an SM (below 1: ``-blocks_per_sm`` times as many as fit at once,
 #: by the occupancy calculator; 0 as -1); ``registers``: a cap, 0 none. On the H200
@@ -116,8 +118,10 @@ _DEQUANTIZE_KERNELS: dict[tuple, object] = {}
 #: ran at 0.83-0.89 of the copy against 0.84-0.85 for "chunk" 256 x 8 in the same run,
 #: and at the speed of a kernel making the same loads and stores without the table (0.86-
 #: 0.90); "unroll" 4 or 8 ran at 0.77-0.82, and ".cs" stores within the run-to-run spread.
-DEQUANTIZE_SHAPE = {"kind": "tile", "unroll": 1, "store": "", "threads": 256,
-                    "blocks_per_sm": -2}
+#: A later sweep (2026-12-03 evening, docs/benchmarks.md) chose "pipe" with ".cs" stores
+#: in the resident grid: 0.87-0.91 against "tile"'s 0.84-0.88 in the same run.
+DEQUANTIZE_SHAPE = {"kind": "pipe", "unroll": 1, "store": ".cs", "threads": 256,
+                    "blocks_per_sm": -1, "loads": ""}
 
 #: Packed bytes a warp stages per step in the "tile" shape (one 16-byte load a lane).
 TILE_BYTES = 512
@@ -125,7 +129,7 @@ TILE_BYTES = 512
 
 def _dequantize_kernel(order: int, block_size: int, per_slot: int, kind: str = "chunk",
                        unroll: int = 1, store: str = "", threads: int = 256,
-                       registers: int = 0):
+                       registers: int = 0, loads: str = ""):
     """The dequantize kernel for one nibble order, block size and output width
     (``per_slot`` elements per 32-bit slot: 1 for float32, 2 for 16-bit), all constants.
 
@@ -139,8 +143,8 @@ def _dequantize_kernel(order: int, block_size: int, per_slot: int, kind: str = "
     memory ("tile"; the tile's scale bytes too), which a lane loads with one 16-byte load
     per step. Indices are unsigned (no negative-index wraparound code).
     """
-    key = (order, block_size, per_slot, kind, unroll, store, threads if kind == "tile" else 0,
-           registers)
+    key = (order, block_size, per_slot, kind, unroll, store,
+           threads if kind in ("tile", "pipe") else 0, registers, loads)
     jit = cuda.jit(max_registers=registers) if registers else cuda.jit
     if key in _DEQUANTIZE_KERNELS:
         return _DEQUANTIZE_KERNELS[key]
@@ -153,6 +157,7 @@ def _dequantize_kernel(order: int, block_size: int, per_slot: int, kind: str = "
     half, size, eight = uint64(block_size // 2), uint64(block_size), uint64(8)
     sixteen, fifteen = uint32(16), uint32(15)
     put = hinted_store4(store) if store else store4
+    fetch = hinted_load4(loads) if loads else load4  # the "pipe" shape's 16-byte loads
     tile_elements = 2 * TILE_BYTES  # elements of a tile
     tile_chunks = tile_elements // count
     tile_blocks = tile_elements // block_size
@@ -161,6 +166,7 @@ def _dequantize_kernel(order: int, block_size: int, per_slot: int, kind: str = "
     warps_per_block = max(threads // 32, 1)
     tile_words, scale_slots = TILE_BYTES // 8, 32 * scale_loads
     staged_words, staged_slots = unroll * tile_words, unroll * scale_slots
+    held_words, held_slots = 4 * unroll, unroll * scale_loads  # "pipe": a lane's next step
 
     @cuda.jit(device=True, inline=True)
     def decode(word, offset, row, rows, out, at):
@@ -237,6 +243,71 @@ def _dequantize_kernel(order: int, block_size: int, per_slot: int, kind: str = "
                 one_chunk(chunk, codes, scales, rows, out)
                 chunk += stride
 
+    elif kind == "pipe":  # "tile", with the next step's loads in flight during the stores
+        @jit
+        def kernel(codes, scales, table, out):
+            rows = load_table(table)
+            lane = uint32(cuda.threadIdx.x % 32)
+            warp = uint32(cuda.threadIdx.x // 32)
+            staged = cuda.shared.array((warps_per_block, staged_words), uint64)
+            staged_scales = cuda.shared.array((warps_per_block, staged_slots), uint32)
+            held = cuda.local.array(held_words, uint32)  # the next step's 16 bytes a tile
+            held_scales = cuda.local.array(held_slots, uint32)
+            chunks = uint64(out.size // 4)
+            steps = chunks // uint64(unroll * tile_chunks)
+            warps = uint64(cuda.gridsize(1) // 32)
+            step = uint64(cuda.grid(1) // 32)
+            if step < steps:  # the first step's loads
+                for u in range(unroll):
+                    a, b, c, d = fetch(codes, ((step * uint64(unroll) + uint64(u))
+                                               * uint64(32) + uint64(lane)) * uint64(4))
+                    held[4 * u], held[4 * u + 1], held[4 * u + 2], held[4 * u + 3] = a, b, c, d
+                for j in range(unroll * scale_loads):
+                    t = uint32(32 * j) + lane
+                    if t < uint32(unroll * tile_blocks):
+                        held_scales[j] = uint32(scales[step * uint64(unroll * tile_blocks)
+                                                       + uint64(t)])
+            while step < steps:
+                warp_barrier()  # the previous step's stores have read the staged words
+                for u in range(unroll):
+                    staged[warp, u * tile_words + 2 * lane] = uint64(held[4 * u]) | (
+                        uint64(held[4 * u + 1]) << uint64(32))
+                    staged[warp, u * tile_words + 2 * lane + 1] = uint64(held[4 * u + 2]) | (
+                        uint64(held[4 * u + 3]) << uint64(32))
+                for j in range(unroll * scale_loads):
+                    t = uint32(32 * j) + lane
+                    if t < uint32(unroll * tile_blocks):
+                        staged_scales[warp, t] = held_scales[j] * sixteen
+                warp_barrier()
+                following = step + warps
+                if following < steps:  # in flight while this step decodes and stores
+                    for u in range(unroll):
+                        a, b, c, d = fetch(codes, ((following * uint64(unroll) + uint64(u))
+                                                   * uint64(32) + uint64(lane)) * uint64(4))
+                        held[4 * u], held[4 * u + 1] = a, b
+                        held[4 * u + 2], held[4 * u + 3] = c, d
+                    for j in range(unroll * scale_loads):
+                        t = uint32(32 * j) + lane
+                        if t < uint32(unroll * tile_blocks):
+                            held_scales[j] = uint32(scales[following * uint64(
+                                unroll * tile_blocks) + uint64(t)])
+                first_tile = step * uint64(unroll)
+                for k in range(unroll * per_lane):
+                    c_in = uint32(32 * k) + lane  # chunk in the step's tiles
+                    first = c_in * uint32(count)
+                    block = first // uint32(block_size)
+                    byte, shift = element_nibble(int64(first - block * uint32(block_size)),
+                                                 order, block_size)
+                    at = block * uint32(block_size // 2) + uint32(byte)
+                    offset = uint32(8 * (byte & 7) + shift - first_shift)
+                    decode(staged[warp, at // uint32(8)], offset, staged_scales[warp, block],
+                           rows, out,
+                           (first_tile * uint64(tile_chunks) + uint64(c_in)) * uint64(4))
+                step = following
+            for chunk in range(steps * uint64(unroll * tile_chunks) + uint64(cuda.grid(1)),
+                               chunks, uint64(cuda.gridsize(1))):
+                one_chunk_of_quads(chunk, codes, scales, rows, out)
+
     else:  # "tile": a warp stages `unroll` consecutive tiles a step
         @jit
         def kernel(codes, scales, table, out):
@@ -310,16 +381,17 @@ def dequantize_blocks(blocks, scales, table, order: int, out, shape=None) -> Non
     shape = DEQUANTIZE_SHAPE if shape is None else {**DEQUANTIZE_SHAPE, **shape}
     kind = shape["kind"]
     flat = blocks.reshape(-1)
-    if kind == "tile" and address_of(flat) % 16:  # the tile loads 16 bytes a lane
+    if kind in ("tile", "pipe") and address_of(flat) % 16:  # 16-byte loads a lane
         kind = "chunk"
     per_slot = 4 // out.dtype.itemsize
     simulated = _simulated()
     threads = 32 if simulated else shape["threads"]
     registers = 0 if simulated else shape.get("registers", 0)
     store = "" if simulated else shape["store"]
+    loads = "" if simulated else shape.get("loads", "")
     kernel = _dequantize_kernel(order, out.shape[1], per_slot, kind, shape["unroll"], store,
-                                threads, registers)
-    codes = flat.view(np.uint32 if kind == "tile" else np.uint64)
+                                threads, registers, loads)
+    codes = flat.view(np.uint32 if kind in ("tile", "pipe") else np.uint64)
     slots = out.reshape(-1)
     if slots.dtype != np.uint32:
         slots = slots.view(np.uint32)
@@ -334,7 +406,7 @@ def dequantize_blocks(blocks, scales, table, order: int, out, shape=None) -> Non
         else:  # as many as fit at once (times -per_sm); one count a kernel, whichever GPU
             full = max(1, -per_sm) * resident_grid(
                 kernel, args, threads, (order, out.shape[1], per_slot, kind, shape["unroll"],
-                                        store, threads, registers))
+                                        store, threads, registers, loads))
         grid = max(1, min(full, (chunks + threads - 1) // threads))
     kernel[grid, threads](*args)
 

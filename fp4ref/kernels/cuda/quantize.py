@@ -131,7 +131,8 @@ _KERNELS: dict[tuple, object] = {}
 #: thresholds (0.72 at 4 x resident) against 0.58 by division, and at 0.40 by thresholds
 #: without the resident grid; ".nc.L2::256B" loads and 64 or 256 threads changed nothing
 #: beyond the run-to-run spread.
-RULE_SHAPE = {"threads": _RULE_THREADS, "loads": "", "by_threshold": True, "resident": 2}
+RULE_SHAPE = {"threads": _RULE_THREADS, "loads": "", "by_threshold": True, "resident": 2,
+              "pipeline": False, "mx_resident": 0}
 
 #: Entries of a threshold table: 8 float32 a scale byte (7 decision thresholds, a pad).
 THRESHOLD_TABLE = 256 * 8
@@ -204,7 +205,7 @@ def threshold_table(recipe: int, tensor: float, tie: int):
 
 def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
                  by_threshold: bool = False, threads: int = 128, loads: str = "",
-                 mlx_nonfinite: bool = False):
+                 mlx_nonfinite: bool = False, pipeline: bool = False):
     """The kernel for MXFP4 rule ``rule`` (or, with ``nv``, NVFP4 recipe ``rule``) and one
     set of element options; see the module docstring. With ``by_threshold`` (NVFP4, a
     division recipe whose every scale byte but the NaN ones has a finite divisor >= 0) an
@@ -213,9 +214,10 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
     division. ``threads``: of a thread block (the size of its threshold table copy);
     ``loads``: PTX qualifiers of the 16-byte loads (:func:`.wide.hinted_load4`).
     ``mlx_nonfinite``: ``nonfinite="mlx"`` (MXFP4 NaN/Inf blocks 0x80, NVFP4 no NaN
-    scale)."""
+    scale). ``pipeline``: a warp issues its next step's loads before it works on this
+    step's values (for a grid that loops over steps)."""
     key = ("rule", nv, rule, order, tie, zero_sign, by_threshold, threads, loads,
-           mlx_nonfinite)
+           mlx_nonfinite, pipeline)
     if key in _KERNELS:
         return _KERNELS[key]
     n = 16 if nv else 32
@@ -245,17 +247,41 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
         # the bits of a bad block's amax: NaN, or Inf too (MXFP4, nan-scale NVFP4)
         bad_from = int32(_INF_BITS + (0 if inf_nan or not nv else 1))
         values = cuda.local.array(n, uint32)
+        ahead = cuda.local.array(n, uint32)  # with pipeline: the next step's values
         tops = cuda.local.array(group, int32)
-        for step in range(uint64(cuda.grid(1)) // uint64(32), steps,
-                          uint64(cuda.gridsize(1)) // uint64(32)):
+        step = uint64(cuda.grid(1)) // uint64(32)
+        warps = uint64(cuda.gridsize(1)) // uint64(32)
+        if pipeline and step < steps:  # the first step's loads
             first = step * uint64(span) + uint64(4 * lane)
-            for j in range(group):  # every load in flight before the first use
+            for j in range(group):
                 at = first + uint64(128 * j)
                 a = b = c = d = uint32(0)
                 if at < size:
                     a, b, c, d = fetch(bits, at)
-                values[4 * j], values[4 * j + 1], values[4 * j + 2] = a, b, c
-                values[4 * j + 3] = d
+                ahead[4 * j], ahead[4 * j + 1], ahead[4 * j + 2] = a, b, c
+                ahead[4 * j + 3] = d
+        while step < steps:
+            first = step * uint64(span) + uint64(4 * lane)
+            if pipeline:  # this step's values arrived; the next step's loads go out
+                for i in range(n):
+                    values[i] = ahead[i]
+                following = first + warps * uint64(span)
+                if step + warps < steps:
+                    for j in range(group):
+                        at = following + uint64(128 * j)
+                        a = b = c = d = uint32(0)
+                        if at < size:
+                            a, b, c, d = fetch(bits, at)
+                        ahead[4 * j], ahead[4 * j + 1], ahead[4 * j + 2] = a, b, c
+                        ahead[4 * j + 3] = d
+            else:
+                for j in range(group):  # every load in flight before the first use
+                    at = first + uint64(128 * j)
+                    a = b = c = d = uint32(0)
+                    if at < size:
+                        a, b, c, d = fetch(bits, at)
+                    values[4 * j], values[4 * j + 1], values[4 * j + 2] = a, b, c
+                    values[4 * j + 3] = d
             for j in range(group):  # magnitudes fit in int32
                 top = int32(0)
                 for k in range(4):
@@ -348,6 +374,7 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
                         codes = (((codes & uint32(0x0F0F)) << uint32(4))
                                  | ((codes >> uint32(4)) & uint32(0x0F0F)))
                     out[at // uint64(4)] = codes
+            step += warps
 
     _KERNELS[key] = kernel
     return kernel
@@ -718,12 +745,19 @@ def _quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
         return
     shape = RULE_SHAPE
     blocks, threads = _warp_grid((scales.size + 31) // 32, shape["threads"])
-    _rule_kernel(False, o.scale_rule, o.nibble_order, o.rounding, o.zero_sign, False, threads,
-                 "" if _simulated() else shape["loads"],
-                 o.nonfinite == NONFINITE_MLX)[blocks, threads](
-        x.view(np.uint32), divisors, 1.0, o.clamp_low, o.clamp_high, o.mx_zero_block,
-        float(o.mx_zero_block_scale), o.nonfinite != NONFINITE_GFLOAT, scales,
-        _rule_out(packed, o.nibble_order), _no_thresholds())
+    pipeline = shape.get("pipeline", False)
+    loads = "" if _simulated() else shape["loads"]
+    kernel = _rule_kernel(False, o.scale_rule, o.nibble_order, o.rounding, o.zero_sign, False,
+                          threads, loads, o.nonfinite == NONFINITE_MLX, pipeline)
+    args = (x.view(np.uint32), divisors, 1.0, o.clamp_low, o.clamp_high, o.mx_zero_block,
+            float(o.mx_zero_block_scale), o.nonfinite != NONFINITE_GFLOAT, scales,
+            _rule_out(packed, o.nibble_order), _no_thresholds())
+    if pipeline and not _simulated() and shape.get("mx_resident", 0):
+        # a warp loops over steps, its next step's loads in flight: as many as fit at once
+        blocks = min(blocks, shape["mx_resident"] * resident_grid(
+            kernel, args, threads, ("mx rule", o.scale_rule, o.nibble_order, o.rounding,
+                                    o.zero_sign, threads, loads, pipeline)))
+    kernel[blocks, threads](*args)
 
 
 def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
@@ -763,18 +797,20 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
                 and o.zero_sign != ZERO_NOT_POSITIVE):  # so does this one's
             thresholds = threshold_table(o.nvfp4_recipe, o.tensor_operand, o.rounding)
         loads = "" if _simulated() else shape["loads"]
+        pipeline = shape.get("pipeline", False)
         kernel = _rule_kernel(True, o.nvfp4_recipe, o.nibble_order, o.rounding, o.zero_sign,
                               thresholds is not None, threads, loads,
-                              o.nonfinite == NONFINITE_MLX)
+                              o.nonfinite == NONFINITE_MLX, pipeline)
         args = (x.view(np.uint32), divisors, o.tensor_operand, o.clamp_low, o.clamp_high,
                 o.zero_block, o.zero_block_scale, o.nonfinite == NONFINITE_NAN_SCALE, scales,
                 _rule_out(packed, o.nibble_order),
                 _no_thresholds() if thresholds is None else thresholds)
-        if thresholds is not None and not _simulated() and shape["resident"]:
+        if (thresholds is not None or pipeline) and not _simulated() and shape["resident"]:
             # each thread block copies the table first: as many as fit at once, looping
             blocks = min(blocks, shape["resident"] * resident_grid(
                 kernel, args, threads, ("nv rule", o.nvfp4_recipe, o.nibble_order, o.rounding,
-                                        o.zero_sign, threads, loads)))
+                                        o.zero_sign, threads, loads, thresholds is not None,
+                                        pipeline)))
         kernel[blocks, threads](*args)
     if o.nonfinite == NONFINITE_IEEE_X86 or o.nonfinite == NONFINITE_CT:  # NaN scale 0xFF
         blocks, threads = _block_grid(scales.size)
