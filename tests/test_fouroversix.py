@@ -184,3 +184,16 @@ def test_a_nan_tensor_stores_x86_torch_max_nan(backend):
     q = fp4ref.quantize(x, format="nvfp4", profile="fouroversix", backend=backend)
     assert int(np.float32(q.stored_tensor_scale).view(np.uint32)) == 0xFFFFFFFF
     assert np.asarray(q.scales).reshape(-1).tolist() == [0xFF, 0xFF]
+
+
+@pytest.mark.parametrize("backend", decode_backends())
+def test_an_inf_tensor_gives_the_inf_block_x86s_default_nan(backend):
+    # A = Inf: enc = 1536 / Inf = 0; the Inf block's y = (Inf / 6) * 0 is x86's default NaN
+    # 0xFFC00000 (negative): byte 0xFF, its values NaN, code_of(NaN) = 0xB; the other
+    # block's y = (2 / 6) * 0 = 0: byte 0x00, codes 0 (fouroversix 1.0.5 run: the same; a
+    # GPU's own Inf * 0 is positive, so the kernel writes x86's NaN explicitly)
+    x = np.ones((1, 32), np.float32)
+    x[0, 3], x[0, 20] = np.inf, 2.0
+    q = fp4ref.quantize(x, format="nvfp4", profile="fouroversix", backend=backend)
+    assert np.asarray(q.scales).reshape(-1).tolist() == [0xFF, 0x00]
+    assert np.asarray(q.blocks).reshape(-1).tolist() == [0xBB] * 8 + [0] * 8

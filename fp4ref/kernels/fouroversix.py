@@ -146,6 +146,9 @@ def quantize_block(row, rule, amax, lanes, fq6, fq4, codes):
             if (a != a or a > block_amax) and block_amax == block_amax:
                 block_amax = a
         y = (block_amax / m) * enc
+        if y != y and block_amax == block_amax:  # Inf * 0 (an Inf tensor amax): x86's
+            y = np.uint32(0xFFC00000).view(np.float32)  # default NaN, negative (the GPU's
+            # is positive): byte 0xFF as the package on x86 (docs/findings.md 21)
         dec = F32(1.0) / enc
         if amax != amax:  # torch's whole-tensor max of a NaN tensor is 0xFFFFFFFF
             y = np.uint32(0xFFFFFFFF).view(np.float32)
