@@ -122,6 +122,9 @@ class Identification:
         Wall time of the search.
     evaluated : int
         Configurations fp4ref ran on every case.
+    equivalent : list of str
+        When a named profile agrees everywhere as it is: the other named profiles that do
+        too (a decoder's conventions are shared by many profiles), in the profiles' order.
     """
 
     operation: str
@@ -137,6 +140,7 @@ class Identification:
     skipped: list = field(default_factory=list)
     seconds: float = 0.0
     evaluated: int = 0
+    equivalent: list = field(default_factory=list)
 
     @property
     def answer(self) -> str:
@@ -153,6 +157,8 @@ class Identification:
                  f"  agrees on {self.agree} of {self.total} blocks, "
                  f"{self.classes - bad} of {self.classes} classes ({self.seconds:.1f} s, "
                  f"{self.evaluated} configurations run)"]
+        if self.equivalent:
+            lines.append("  as exact: " + ", ".join(repr(n) for n in self.equivalent))
         if self.disagreements:
             lines.append(f"  remaining disagreements ({bad} classes):")
             lines += ["    " + d.text() for d in self.disagreements]
@@ -702,8 +708,11 @@ def _identify(fn, operation, format, seeds, shape, starts, max_changes, minimize
     ranked = sorted(named, key=lambda p: (scorer.score(p).key(), len(moved(p)), order[p.name]))
     fields = [f for f in _profiles.FIELDS if f != "scale_layout"
               and (f in _profiles.CHOICES or len(field_values(f)) > 1)]
+    equivalent = []
     if scorer.score(ranked[0]).blocks == 0:  # a named profile agrees everywhere
         best = (None, ranked[0], {}, ranked[0], scorer.score(ranked[0]))
+        equivalent = [p.name for p in named if p is not ranked[0] and not moved(p)
+                      and scorer.score(p).blocks == 0]
     else:
         distinct, seen = [], set()
         for profile in ranked:  # profiles that agree and disagree alike are one start
@@ -739,7 +748,7 @@ def _identify(fn, operation, format, seeds, shape, starts, max_changes, minimize
         2 * len(per) <= len(classes))
     result = Identification(operation, format, start.name, changes, config, close,
                             total - score.blocks, total, len(classes), skipped=skipped,
-                            evaluated=len(scorer.seen))
+                            evaluated=len(scorer.seen), equivalent=equivalent)
     for label in classes:
         if label in per:
             case, bad, where = per[label]
