@@ -556,10 +556,12 @@ def _prune(scorer, start, changes):
     return changes
 
 
-def _search(scorer, start, fields, limit):
-    """From profile ``start``: greedy one-field steps; where they stop short of an exact
-    match, a two-field step and greedy again; then the changes that do not help dropped."""
-    score, changes, current = _descend(scorer, start, fields, limit)
+def _search(scorer, start, fields, limit, first=None):
+    """From profile ``start`` (with the changes ``first`` made): greedy one-field steps;
+    where they stop short of an exact match, a two-field step and greedy again; then the
+    changes that do not help dropped."""
+    first = dict(first or {})
+    score, changes, current = _descend(scorer, _replace(start, first), fields, limit, first)
     while score.classes and len(changes) + 2 <= limit:
         pair = _pair_step(scorer, current, fields)
         if pair is None:
@@ -709,31 +711,45 @@ def _identify(fn, operation, format, seeds, shape, starts, max_changes, minimize
     fields = [f for f in _profiles.FIELDS if f != "scale_layout"
               and (f in _profiles.CHOICES or len(field_values(f)) > 1)]
     equivalent = []
-    if scorer.score(ranked[0]).blocks == 0:  # a named profile agrees everywhere
-        best = (None, ranked[0], {}, ranked[0], scorer.score(ranked[0]))
+    best = ((scorer.score(ranked[0]).key(), len(moved(ranked[0])), order[ranked[0].name]),
+            ranked[0], {}, ranked[0], scorer.score(ranked[0]))
+    if best[4].blocks == 0:  # a named profile agrees everywhere
         equivalent = [p.name for p in named if p is not ranked[0] and not moved(p)
                       and scorer.score(p).blocks == 0]
-    else:
-        distinct, seen = [], set()
-        for profile in ranked:  # profiles that agree and disagree alike are one start
-            sig = scorer.signature(profile)[1]
-            if sig not in seen:
-                seen.add(sig)
-                distinct.append(profile)
-        chosen = distinct[:starts]
-        if named[0] not in chosen:  # the reference, always
-            chosen.append(named[0])
-        best = None
-        for start in sorted(chosen, key=lambda p: order[p.name]):
-            limit = max_changes
-            if best is not None and best[4].blocks == 0:  # only an exact answer with fewer
-                limit = len(best[2]) - 1  # changes could win (ties: the earlier profile)
-                if limit < 0:
-                    break
-            score, changes, config = _search(scorer, start, fields, limit)
-            key = (score.key(), len(changes) + len(moved(start)))
-            if best is None or key < best[0]:
-                best = (key, start, changes, config, score)
+    else:  # every named profile with each one-field change: the exact answers of one change
+        ring, seen = [], set()
+        for profile in named:
+            for i, (name, value, candidate) in enumerate(scorer.neighbours(profile, fields)):
+                if candidate is not None:
+                    s = scorer.score(candidate)
+                    ring.append(((s.key(), 1 + len(moved(profile)), order[profile.name], i),
+                                 profile, {name: value}, candidate, s))
+        ring.sort(key=lambda entry: entry[0])
+        if ring and ring[0][0] < best[0]:
+            best = ring[0]
+        if best[4].blocks:  # none: greedy from the closest (configurations alike count once)
+            pool = sorted([((scorer.score(p).key(), len(moved(p)), order[p.name], -1), p, {}, p,
+                            scorer.score(p)) for p in named] + ring, key=lambda e: e[0])
+            chosen = []
+            for entry in pool:
+                sig = scorer.signature(entry[3])[1]
+                if sig not in seen:
+                    seen.add(sig)
+                    chosen.append(entry)
+                    if starts is not None and len(chosen) == starts:
+                        break
+            if not any(entry[1] is named[0] and not entry[2] for entry in chosen):
+                chosen.append((None, named[0], {}, named[0], None))  # the reference, always
+            for _, start, first, _, _ in chosen:
+                limit = max_changes
+                if best[4].blocks == 0:  # only an exact answer with fewer changes could win
+                    limit = len(best[2]) - 1
+                    if limit < len(first):
+                        continue
+                score, changes, config = _search(scorer, start, fields, limit, first)
+                key = (score.key(), len(changes) + len(moved(start)), order[start.name])
+                if key < best[0]:
+                    best = (key, start, changes, config, score)
     _, start, changes, config, score = best
     changes = {**moved(start), **changes}
     if layout is not None:
