@@ -140,7 +140,8 @@ def test_remaining_disagreement_is_shown_with_a_minimal_input():
     assert result.close and result.profile == "ocp" and not result.changes, result.report()
     labels = {d.label for d in result.disagreements}
     assert labels and labels <= {"block-max-powers-and-6x2^k", "float32-max", "e8m0-near-0xfe",
-                                 "infinities", "adversarial-blocks"}, result.report()
+                                 "infinities", "adversarial-blocks",
+                                 "quotient-underflow"}, result.report()
     shown = result.disagreements[0]
     assert "one block" in shown.input and "scale" in shown.implementation, shown.text()
 
@@ -162,6 +163,14 @@ def test_fewer_changes_win():
     assert (result.profile, result.changes) == ("comfy", {"scale_layout": "linear"}), (
         result.report())
     assert not result.disagreements
+
+
+def test_a_refusal_is_compared():
+    # gfloat's convention: NaN input raises (ValueError); fp4ref's nonfinite="gfloat" too
+    result = identify(planted_quantizer("ocp", nonfinite="gfloat"), format="mxfp4", seeds=1)
+    assert (result.profile, result.changes) == ("ocp", {"nonfinite": "gfloat"}), (
+        result.report())
+    assert not result.disagreements and not result.skipped
 
 
 def test_deterministic():

@@ -242,9 +242,40 @@ def _rounded(x, input_dtype):
         return np.asarray(x, np.float32).astype(input_dtype).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class Refused:
+    """The implementation raised on a probe (not ``NotImplementedError``): fp4ref agrees
+    where it refuses the input too (``ValueError``, as gfloat's NaN)."""
+
+    error: str
+
+
+def extra_probes(fmt: str) -> list:
+    """Edge classes identify adds to :func:`fp4ref.conformance.probes.probes`: inputs on
+    which choices that agree on every probe still differ (found by the one-field sweep of
+    ``tests/test_identify.py``): negative elements whose float32 quotient underflows to -0
+    (zero_sign ``"quotient"`` against ``"negative"``), NaN blocks with negative elements
+    (MLX's argmin codes their signs), and NVFP4 NaN/Inf blocks under a given tensor scale
+    (ggml keeps NaN out of the block max)."""
+    block = _BLOCK[fmt]
+    big = np.float32(6 * 2.0**100)
+    tiny = [-(2.0**-100), 2.0**-100, -(2.0**-126), -0.0, -1.0, 2.0**-149, -(2.0**-149)]
+    nan_rows = [[np.nan, -1.0, -2.0, 3.0, -0.0, -6.0], [np.nan, -np.inf, -1.0, 0.5],
+                [np.float32(-np.nan), -0.5, 1.0, -4.0]]
+    out = [_probes.Probe("quotient-underflow", fmt, _probes._rows(block, [big, *tiny],
+                                                                   [-big, *tiny])),
+           _probes.Probe("nan-with-negatives", fmt, _probes._rows(block, *nan_rows))]
+    if fmt == "nvfp4":
+        given = _probes._rows(block, *nan_rows, [np.inf, -1.0, 2.0], [-np.inf, np.nan], [3.0])
+        out.append(_probes.Probe("nonfinite-given-tensor-scale-1", fmt, given,
+                                 tensor_scale=1.0))
+    return out
+
+
 def _quantize_cases(impl, fmt, seeds, shape, skipped, input_dtype="float32"):
     cases = []
-    inputs = [(p.label, p.x, p.tensor_scale, False) for p in _probes.probes(fmt)]
+    inputs = [(p.label, p.x, p.tensor_scale, False)
+              for p in [*_probes.probes(fmt), *extra_probes(fmt)]]
     inputs += [(f"normal-seed{s}", _probes.gaussian(shape, s), None, True) for s in range(seeds)]
     for label, x, given, random in inputs:
         x = _rounded(x, input_dtype)
@@ -253,9 +284,8 @@ def _quantize_cases(impl, fmt, seeds, shape, skipped, input_dtype="float32"):
         except NotImplementedError as error:
             skipped.append(f"{label}: {error}")
             continue
-        except Exception as error:  # noqa: BLE001 - an implementation's failure is reported
-            skipped.append(f"{label}: raised {type(error).__name__}: {error}")
-            continue
+        except Exception as error:  # noqa: BLE001 - a refusal is compared with fp4ref's
+            out = Refused(f"raised {type(error).__name__}: {str(error)[:120]}")
         cases.append(Case(label, {"x": x, "tensor_scale": given, "format": fmt}, out, random))
     return cases
 
@@ -279,6 +309,9 @@ def _in_layout(cases, fmt, layout):
     again), or None when some case's byte count does not fit it."""
     out = []
     for case in cases:
+        if isinstance(case.output, Refused):
+            out.append(case)
+            continue
         rows, k = case.inputs["x"].shape
         blocks, scales, stored = case.output
         linear = _linear_scales(scales, rows, k // _BLOCK[fmt], layout)
@@ -311,11 +344,13 @@ def _quantize_bad(profile, fmt, case) -> np.ndarray:
     x = case.inputs["x"]
     rows, k = x.shape
     n = rows * k // block
-    blocks, scales, stored = case.output
     try:
         ours = _quantize_ours(profile, fmt, case)
     except (ValueError, TypeError):  # e.g. a given tensor scale the profile has none for
+        return np.full(n, not isinstance(case.output, Refused))
+    if isinstance(case.output, Refused):
         return np.ones(n, bool)
+    blocks, scales, stored = case.output
     ob = np.asarray(ours.blocks, np.uint8).reshape(rows, -1)
     if blocks.size != ob.size:
         return np.ones(n, bool)
@@ -666,7 +701,7 @@ def _layout_cases(raw, fmt, named):
         if cases is not None:
             readings[layout] = cases
     if not readings:
-        case = raw[0]
+        case = next(c for c in raw if not isinstance(c.output, Refused))
         rows, k = case.inputs["x"].shape
         raise ValueError(
             f"probe {case.label!r}: the implementation returned {case.output[1].size} scale "
@@ -830,6 +865,15 @@ def _example(d, fn, config, fmt, operation, case, i, minimize, layout, input_dty
         return
     x = case.inputs["x"]
     given = case.inputs["tensor_scale"]
+    rows, k = x.shape
+    if isinstance(case.output, Refused):  # one side refused the whole probe
+        d.input = (f"the probe ({rows}x{k}), block {i}: x = {x.reshape(-1, block)[i].tolist()}"
+                   + (f", tensor_scale={given!r}" if given is not None else ""))
+        d.implementation = case.output.error
+        ours = _quantize_ours(config, fmt, case)
+        d.fp4ref = _describe_block(ours.blocks, ours.scales, ours.stored_tensor_scale, i, fmt,
+                                   rows, k)
+        return
     one = np.ascontiguousarray(x.reshape(-1, block)[i:i + 1])
     run = _Runner(fn, config, fmt, given, layout)
     if minimize and run.differs(one):  # (an NVFP4 block alone has its own tensor amax)
@@ -848,12 +892,15 @@ def _example(d, fn, config, fmt, operation, case, i, minimize, layout, input_dty
         d.fp4ref = _describe_block(ours.blocks, ours.scales, ours.stored_tensor_scale, 0, fmt,
                                    1, block)
         return
-    rows, k = x.shape
     d.input = (f"block {i} of the probe ({rows}x{k}): x = {x.reshape(-1, block)[i].tolist()}"
                + (f", tensor_scale={given!r}" if given is not None else ""))
     blocks, scales, stored = case.output
     d.implementation = _describe_block(blocks, scales, stored, i, fmt, rows, k)
-    ours = _quantize_ours(config, fmt, case)
+    try:
+        ours = _quantize_ours(config, fmt, case)
+    except (ValueError, TypeError) as error:
+        d.fp4ref = f"raised {type(error).__name__}: {str(error)[:120]}"
+        return
     d.fp4ref = _describe_block(ours.blocks, ours.scales, ours.stored_tensor_scale, i, fmt,
                                rows, k)
 
