@@ -221,6 +221,22 @@ def _replace(profile: _profiles.Profile, changes: dict) -> _profiles.Profile | N
 # ---------------------------------------------------------------- running both sides
 
 
+def _quantize_bad_any_nan(profile, fmt, case) -> np.ndarray:
+    """:func:`_quantize_bad` with either NVFP4 NaN scale byte matching the other."""
+    if fmt != "nvfp4" or isinstance(case.output, Refused):
+        return _quantize_bad(profile, fmt, case)
+    blocks, scales, stored = case.output
+    try:
+        ours = np.asarray(_quantize_ours(profile, fmt, case).scales, np.uint8).reshape(-1)
+    except (ValueError, TypeError):
+        return _quantize_bad(profile, fmt, case)
+    theirs = scales.reshape(-1)
+    if theirs.size == ours.size:
+        nan = ((ours & 0x7F) == 0x7F) & ((theirs & 0x7F) == 0x7F)
+        theirs = np.where(nan, ours, theirs).reshape(scales.shape)
+    return _quantize_bad(profile, fmt, dataclasses.replace(case, output=(blocks, theirs, stored)))
+
+
 def _call_quantizer(impl, x, fmt, given):
     """``impl`` on ``x``: (codes uint8, the scale bytes as it stores them, the stored tensor
     scale as float32 or None)."""
@@ -639,6 +655,7 @@ def identify(
     max_changes: int = 4,
     minimize: bool = True,
     input_dtype: str = "float32",
+    nan_scale_sign: str = "exact",
 ) -> Identification:
     """The fp4ref configuration closest to ``impl``, and what still differs.
 
@@ -665,6 +682,10 @@ def identify(
     input_dtype : {"float32", "float16", "bfloat16"}
         The dtype the quantizer takes: every probe is rounded to it first (for ``impl``
         and fp4ref alike).
+    nan_scale_sign : {"exact", "any"}
+        NVFP4 quantize: ``"any"`` lets either NaN scale byte (0x7F, 0xFF) match the other,
+        for an implementation whose NaN byte's sign is not a function of the block (vLLM:
+        the position in torch's vectorized loop).
 
     Returns
     -------
@@ -681,6 +702,8 @@ def identify(
         raise ValueError(f"operation must be one of {OPERATIONS}; got {operation!r}")
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}; got {format!r}")
+    if nan_scale_sign not in ("exact", "any"):
+        raise ValueError(f"nan_scale_sign must be 'exact' or 'any'; got {nan_scale_sign!r}")
     if input_dtype not in _BITS:
         raise ValueError(f"input_dtype must be one of {tuple(_BITS)}; got {input_dtype!r}")
     if isinstance(max_changes, bool) or not isinstance(max_changes, int) or max_changes < 0:
@@ -688,7 +711,7 @@ def identify(
     fn = load(impl) if isinstance(impl, str) else impl
     with np.errstate(all="ignore"), _one_thread():
         return _identify(fn, operation, format, seeds, shape, starts, max_changes, minimize,
-                         input_dtype)
+                         input_dtype, nan_scale_sign)
 
 
 def _layout_cases(raw, fmt, named):
@@ -719,12 +742,12 @@ def _layout_cases(raw, fmt, named):
 
 
 def _identify(fn, operation, format, seeds, shape, starts, max_changes, minimize,
-              input_dtype):
+              input_dtype, nan_scale_sign="exact"):
     began = time.perf_counter()
     skipped: list[str] = []
     if operation == "quantize":
         cases = _quantize_cases(fn, format, seeds, shape, skipped, input_dtype)
-        bad_of = _quantize_bad
+        bad_of = _quantize_bad if nan_scale_sign == "exact" else _quantize_bad_any_nan
     else:
         cases = _decode_cases(fn, format, seeds, shape, skipped)
         bad_of = _decode_bad
@@ -746,7 +769,9 @@ def _identify(fn, operation, format, seeds, shape, starts, max_changes, minimize
     fields = [f for f in _profiles.FIELDS if f != "scale_layout"
               and (f in _profiles.CHOICES or len(field_values(f)) > 1)]
     equivalent = []
-    best = ((scorer.score(ranked[0]).key(), len(moved(ranked[0])), order[ranked[0].name]),
+    # keys: (score, changes, the start profile's own score, its place, the change's place)
+    best = ((scorer.score(ranked[0]).key(), len(moved(ranked[0])), scorer.score(ranked[0]).key(),
+             order[ranked[0].name]),
             ranked[0], {}, ranked[0], scorer.score(ranked[0]))
     if best[4].blocks == 0:  # a named profile agrees everywhere
         equivalent = [p.name for p in named if p is not ranked[0] and not moved(p)
@@ -757,14 +782,16 @@ def _identify(fn, operation, format, seeds, shape, starts, max_changes, minimize
             for i, (name, value, candidate) in enumerate(scorer.neighbours(profile, fields)):
                 if candidate is not None:
                     s = scorer.score(candidate)
-                    ring.append(((s.key(), 1 + len(moved(profile)), order[profile.name], i),
+                    ring.append(((s.key(), 1 + len(moved(profile)),
+                                  scorer.score(profile).key(), order[profile.name], i),
                                  profile, {name: value}, candidate, s))
         ring.sort(key=lambda entry: entry[0])
         if ring and ring[0][0] < best[0]:
             best = ring[0]
         if best[4].blocks:  # none: greedy from the closest (configurations alike count once)
-            pool = sorted([((scorer.score(p).key(), len(moved(p)), order[p.name], -1), p, {}, p,
-                            scorer.score(p)) for p in named] + ring, key=lambda e: e[0])
+            pool = sorted([((scorer.score(p).key(), len(moved(p)), scorer.score(p).key(),
+                             order[p.name], -1), p, {}, p, scorer.score(p)) for p in named]
+                          + ring, key=lambda e: e[0])
             chosen = []
             for entry in pool:
                 sig = scorer.signature(entry[3])[1]
@@ -782,7 +809,8 @@ def _identify(fn, operation, format, seeds, shape, starts, max_changes, minimize
                     if limit < len(first):
                         continue
                 score, changes, config = _search(scorer, start, fields, limit, first)
-                key = (score.key(), len(changes) + len(moved(start)), order[start.name])
+                key = (score.key(), len(changes) + len(moved(start)),
+                       scorer.score(start).key(), order[start.name])
                 if key < best[0]:
                     best = (key, start, changes, config, score)
     _, start, changes, config, score = best
@@ -991,6 +1019,8 @@ def peer_functions(peer) -> dict:
     def dequantize(blocks, scales, *, format, tensor_scale, dtype):
         if format not in peer.profiles or dtype not in peer.decode_dtypes:
             raise NotImplementedError(f"{peer.name} has no {format} {dtype} decoder adapted")
+        if tensor_scale is not None and not _profiles.get(peer.profiles[format]).tensor_scale:
+            raise NotImplementedError(f"{peer.name}'s {format} decoder takes no tensor scale")
         return peer.dequantize_probe(blocks, scales, tensor_scale, format, dtype)
 
     return {"quantize": quantize, "dequantize": dequantize}
@@ -1001,5 +1031,7 @@ def identify_peer(peer, *, operation="quantize", format="mxfp4", **options) -> I
     the dtype its quantizer takes (:attr:`~fp4ref.conformance.peers.base.Peer.input_dtype`).
     """
     options.setdefault("input_dtype", peer.input_dtype)
+    if operation == "quantize":
+        options.setdefault("nan_scale_sign", peer.nan_scale_sign)
     return identify(peer_functions(peer)[operation], operation=operation, format=format,
                     **options)
