@@ -714,6 +714,26 @@ def identify(
                          input_dtype, nan_scale_sign)
 
 
+def native_profiles(fmt: str) -> set:
+    """The profiles of real implementations of ``fmt``: those the peer adapters
+    (:mod:`fp4ref.conformance.peers`) name for it, and ``ocp``. On equal answers identify
+    prefers them (profile fouroversix's MXFP4 fields are searched, but an MXFP4 quantizer
+    is not named after an NVFP4 implementation when ocp does as well)."""
+    from .peers import PEERS
+
+    def walk(cls):
+        yield cls
+        for sub in cls.__subclasses__():
+            yield from walk(sub)
+
+    names = {"ocp"}
+    for cls in PEERS:
+        for adapter in walk(cls):
+            if fmt in adapter.profiles:
+                names.add(adapter.profiles[fmt])
+    return names
+
+
 def _layout_cases(raw, fmt, named):
     """(layout, cases): the implementation's scale bytes read in the layout their counts
     fit; where several fit every case, the one under which a named profile agrees best
@@ -760,7 +780,9 @@ def _identify(fn, operation, format, seeds, shape, starts, max_changes, minimize
     if operation == "quantize":
         layout, cases = _layout_cases(cases, format, named)
     scorer = _Scorer(format, cases, bad_of)
-    order = {p.name: i for i, p in enumerate(_profiles.PROFILES.values())}
+    native = native_profiles(format)
+    order = {p.name: (p.name not in native, i)
+             for i, p in enumerate(_profiles.PROFILES.values())}
 
     def moved(profile):  # the layout as a change of the profile's (a quantizer's only)
         return {} if layout in (None, profile.scale_layout) else {"scale_layout": layout}
@@ -769,9 +791,10 @@ def _identify(fn, operation, format, seeds, shape, starts, max_changes, minimize
     fields = [f for f in _profiles.FIELDS if f != "scale_layout"
               and (f in _profiles.CHOICES or len(field_values(f)) > 1)]
     equivalent = []
-    # keys: (score, changes, the start profile's own score, its place, the change's place)
-    best = ((scorer.score(ranked[0]).key(), len(moved(ranked[0])), scorer.score(ranked[0]).key(),
-             order[ranked[0].name]),
+    # keys: (score, changes, not native, the start profile's own score, its place, the
+    # change's place)
+    best = ((scorer.score(ranked[0]).key(), len(moved(ranked[0])), order[ranked[0].name][0],
+             scorer.score(ranked[0]).key(), order[ranked[0].name]),
             ranked[0], {}, ranked[0], scorer.score(ranked[0]))
     if best[4].blocks == 0:  # a named profile agrees everywhere
         equivalent = [p.name for p in named if p is not ranked[0] and not moved(p)
@@ -782,15 +805,16 @@ def _identify(fn, operation, format, seeds, shape, starts, max_changes, minimize
             for i, (name, value, candidate) in enumerate(scorer.neighbours(profile, fields)):
                 if candidate is not None:
                     s = scorer.score(candidate)
-                    ring.append(((s.key(), 1 + len(moved(profile)),
+                    ring.append(((s.key(), 1 + len(moved(profile)), order[profile.name][0],
                                   scorer.score(profile).key(), order[profile.name], i),
                                  profile, {name: value}, candidate, s))
         ring.sort(key=lambda entry: entry[0])
         if ring and ring[0][0] < best[0]:
             best = ring[0]
         if best[4].blocks:  # none: greedy from the closest (configurations alike count once)
-            pool = sorted([((scorer.score(p).key(), len(moved(p)), scorer.score(p).key(),
-                             order[p.name], -1), p, {}, p, scorer.score(p)) for p in named]
+            pool = sorted([((scorer.score(p).key(), len(moved(p)), order[p.name][0],
+                             scorer.score(p).key(), order[p.name], -1), p, {}, p,
+                            scorer.score(p)) for p in named]
                           + ring, key=lambda e: e[0])
             chosen = []
             for entry in pool:
@@ -809,7 +833,7 @@ def _identify(fn, operation, format, seeds, shape, starts, max_changes, minimize
                     if limit < len(first):
                         continue
                 score, changes, config = _search(scorer, start, fields, limit, first)
-                key = (score.key(), len(changes) + len(moved(start)),
+                key = (score.key(), len(changes) + len(moved(start)), order[start.name][0],
                        scorer.score(start).key(), order[start.name])
                 if key < best[0]:
                     best = (key, start, changes, config, score)
