@@ -385,11 +385,14 @@ _PROFILES = (
     Profile("mistralrs", "mistral.rs 0.9.5 in-situ MXFP4 (run: the PyPI wheel's Runner with "
             "in_situ_quant='mxfp4' writing UQFF 1.2, read back by fp4ref): "
             "floor(log2f(amax/6))+127 clamped to [0, 254], zero block 127, ties away from "
-            "zero, -0.0 -> +0; NaN left out of the block max and coded 7 whatever its sign, a "
+            "zero, a zero code signed only when the float32 quotient is below zero (-0.0 -> +0, "
+            "and a negative element whose quotient underflows to -0 -> +0: zero_sign="
+            "'quotient', found by identify's quotient-underflow probe, run); NaN left out of "
+            "the block max and coded 7 whatever its sign, a "
             "block max of Inf wraps to scale 0 (nonfinite='mistralrs', docs/findings.md 15); "
             "decode LUT from bits (read from source, no callable decoder): E8M0 0x00 -> 0.0, "
             "0xFF -> +Inf.",
-            rounding="away", zero_sign="negative", scale_rule="mistralrs", e8m0_decode="bits",
+            rounding="away", zero_sign="quotient", scale_rule="mistralrs", e8m0_decode="bits",
             nvfp4_recipe=None, nonfinite="mistralrs"),
     Profile("ggml", "ggml C (llama-cpp-python 0.3.36 sdist, built by .ci/peers/ggml.sh and "
             "run through ctypes on x86-64: ggml_quantize_chunk, i.e. quantize_row_mxfp4_ref / "

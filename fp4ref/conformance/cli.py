@@ -135,7 +135,7 @@ def _identify(args: argparse.Namespace) -> int:
     for fmt in formats:
         try:
             result = identify(fn, operation=args.operation, format=fmt, seeds=args.seeds,
-                              minimize=not args.no_minimize)
+                              minimize=not args.no_minimize, input_dtype=args.input_dtype)
         except ValueError as error:
             if args.format or "took none" not in str(error):
                 raise
@@ -207,6 +207,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("mxfp4", "nvfp4"),
                    help="only this format (default: each format the function takes)")
     p.add_argument("--seeds", type=int, default=2, help="N(0, 1) matrices beside the probes")
+    p.add_argument("--input-dtype", choices=("float32", "float16", "bfloat16"),
+                   default="float32",
+                   help="the dtype the quantizer takes: each probe is rounded to it first, "
+                   "for it and fp4ref alike (default float32)")
     p.add_argument("--no-minimize", action="store_true",
                    help="show the first disagreeing block as it is, without shrinking it")
     p.set_defaults(run=_identify)
