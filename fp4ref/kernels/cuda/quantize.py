@@ -232,7 +232,7 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
 
     @cuda.jit
     def kernel(bits, divisors, tensor, clamp_low, clamp_high, zero_block, zero_scale, inf_nan,
-               scales, out, thresholds):
+               zero_reciprocal, scales, out, thresholds):
         if by_threshold:  # a row of 8 a scale byte: 7 thresholds, a pad
             table = cuda.shared.array(THRESHOLD_TABLE, float32)
             for r in range(cuda.threadIdx.x, THRESHOLD_TABLE, threads):
@@ -318,6 +318,8 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
                 if zero_block and top == 0:  # a rule's zero block, as the profile says
                     scale = int32(zero_scale)
                 d = e8m0_reciprocal32(min(scale, 254))  # |x| / X = |x| * 2^(127 - s)
+                if scale == 0 and zero_reciprocal > 0:  # e8m0_zero_divisor: 1 / it, exact
+                    d = float32(zero_reciprocal)
                 zero_codes = scale == MX_NAN  # ggml's wrapped exponents can land there too
                 if mx_mlx and top < bad_from:  # MLX: the byte wraps, |x| / 2^e
                     exponent = mlx_exponent(amax)
@@ -729,7 +731,7 @@ def _quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
                 x.view(np.uint32), o.scale_rule, o.nonfinite, 0.0, False, 0, o.nibble_order,
                 o.rounding, o.zero_sign, True, scales, packed.reshape(-1))
         return
-    if mine or o.e8m0_zero_divisor > 0:
+    if (mine or o.e8m0_zero_divisor > 0) and o.mx_quirks:
         blocks, threads = _grid(scales.size)
         _mx_rule_block_kernel[blocks, threads](
             x.view(np.uint32), o.scale_rule, o.nonfinite, o.e8m0_zero_divisor,
@@ -749,15 +751,22 @@ def _quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
     loads = "" if _simulated() else shape["loads"]
     kernel = _rule_kernel(False, o.scale_rule, o.nibble_order, o.rounding, o.zero_sign, False,
                           threads, loads, o.nonfinite == NONFINITE_MLX, pipeline)
+    zero_reciprocal = 1.0 / o.e8m0_zero_divisor if o.e8m0_zero_divisor > 0 else 0.0
     args = (x.view(np.uint32), divisors, 1.0, o.clamp_low, o.clamp_high, o.mx_zero_block,
-            float(o.mx_zero_block_scale), o.nonfinite != NONFINITE_GFLOAT, scales,
-            _rule_out(packed, o.nibble_order), _no_thresholds())
+            float(o.mx_zero_block_scale), o.nonfinite != NONFINITE_GFLOAT, zero_reciprocal,
+            scales, _rule_out(packed, o.nibble_order), _no_thresholds())
     if pipeline and not _simulated() and shape.get("mx_resident", 0):
         # a warp loops over steps, its next step's loads in flight: as many as fit at once
         blocks = min(blocks, shape["mx_resident"] * resident_grid(
             kernel, args, threads, ("mx rule", o.scale_rule, o.nibble_order, o.rounding,
                                     o.zero_sign, threads, loads, pipeline)))
     kernel[blocks, threads](*args)
+    if mine:  # the NaN/Inf blocks (0xFF) as the implementation codes them, the rest as is
+        blocks, threads = _grid(scales.size)
+        _mx_rule_block_kernel[blocks, threads](
+            x.view(np.uint32), o.scale_rule, o.nonfinite, o.e8m0_zero_divisor,
+            o.mx_zero_block, o.mx_zero_block_scale, o.nibble_order, o.rounding, o.zero_sign,
+            True, scales, packed.reshape(-1))
 
 
 def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
@@ -802,7 +811,7 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
                               thresholds is not None, threads, loads,
                               o.nonfinite == NONFINITE_MLX, pipeline)
         args = (x.view(np.uint32), divisors, o.tensor_operand, o.clamp_low, o.clamp_high,
-                o.zero_block, o.zero_block_scale, o.nonfinite == NONFINITE_NAN_SCALE, scales,
+                o.zero_block, o.zero_block_scale, o.nonfinite == NONFINITE_NAN_SCALE, 0.0, scales,
                 _rule_out(packed, o.nibble_order),
                 _no_thresholds() if thresholds is None else thresholds)
         if (thresholds is not None or pipeline) and not _simulated() and shape["resident"]:
