@@ -11,7 +11,6 @@ counts the same :data:`THRESHOLDS`.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from numba import njit
@@ -125,17 +124,53 @@ def element_code(x, d, multiply, tie, zero_sign):
     v = np.float32(x)
     a = abs(v)
     y = a * d if multiply else a / d
-    code = magnitude_code(y, tie)
-    signed = math.copysign(np.float32(1.0), v) < np.float32(0.0)
+    return signed_code(v, y, magnitude_code(y, tie), zero_sign)
+
+
+@njit(cache=True, error_model="numpy")
+def signed_code(v, y, code, zero_sign):
+    """The E2M1 code of element ``v`` (float32) with magnitude code ``code`` of its scaled
+    magnitude ``y``: the sign bit (8, ``v``'s own bit moved there) by ``zero_sign``
+    (:data:`fp4ref.spec.elements.ZERO_SIGNS`), branch-free."""
+    sign = np.int32((np.float32(v).view(np.uint32) >> np.uint32(28)) & np.uint32(8))
     if zero_sign == ZERO_DROP:  # a zero code drops the sign
-        signed = signed & (code != 0)
+        sign = sign * (code != 0)
     elif zero_sign == ZERO_NEGATIVE:  # a zero code keeps it only for x < 0 (not -0)
-        signed = signed & ((code != 0) | (v < np.float32(0.0)))
+        sign = sign * ((code != 0) | (v < np.float32(0.0)))
     elif zero_sign == ZERO_QUOTIENT:  # only for a quotient < 0 (not -0, not underflowed)
-        signed = signed & ((code != 0) | (y > np.float32(0.0)))
+        sign = sign * ((code != 0) | (y > np.float32(0.0)))
     elif zero_sign == ZERO_NOT_POSITIVE:  # unless the quotient is > 0 (ModelOpt cast_fp4)
-        signed = signed | (not y > np.float32(0.0))
-    return code | (8 * signed)
+        sign = sign if y > np.float32(0.0) else np.int32(8)
+    return code | sign
+
+
+#: 1.5 * 2^23: float32 sums in [2^23, 2^24) are integers, so adding it rounds to one.
+_MAGIC = np.float32(12582912.0)
+
+
+@njit(cache=True, error_model="numpy")
+def nearest_even_code(y):
+    """E2M1 magnitude code of a float32 ``y`` >= 0, not NaN, under ties to even: the
+    :func:`magnitude_code` of :data:`..options.TIE_EVEN`, in float additions the GPU issues
+    on its FMA pipes rather than comparisons and selects on its integer pipe.
+
+    The magnitudes are 0.5 apart on [0, 2], 1 apart on [2, 4] and 2 apart on [4, 6], so
+    code = round(2y) below 2, round(y) + 2 from 2 to 4, round(y / 2) + 4 from 4 up, at most 7
+    (6 saturates, OCP MX v1.0 section 6.3), each rounding to the nearest integer with ties to
+    even (which keeps the parity of the code: the offsets are even). Each of the three lines
+    lies below the others on its own interval (2y <= y + 2 iff y <= 2, y + 2 <= y/2 + 4 iff
+    y <= 4, 2y <= y/2 + 4 iff y <= 8/3), and rounding is monotone, so the code is the
+    least of the three and 7. A float32 sum with 1.5 * 2^23 rounds once to an integer
+    (exact products 2y, y/2 below 2^21; above that every line is past 7), so the least of
+    the sums minus 1.5 * 2^23 is the code, read from the low bits (Inf gives 7)."""
+    v = np.float32(y)
+    by_half = np.float32(2.0) * v + _MAGIC
+    by_one = v + (_MAGIC + np.float32(2.0))
+    by_two = np.float32(0.5) * v + (_MAGIC + np.float32(4.0))
+    # positive floats order as their bits: the least as integers (one three-way minimum)
+    least = min(min(np.float32(by_half).view(np.uint32), np.float32(by_one).view(np.uint32)),
+                min(np.float32(by_two).view(np.uint32), np.uint32(0x4B400007)))
+    return np.int32(least - np.uint32(0x4B400000))
 
 
 @njit(cache=True, error_model="numpy")
@@ -144,15 +179,10 @@ def threshold_code(x, t, zero_sign):
     magnitude code is the number of the seven float32 ``t`` (a tuple, ascending) below
     ``|x|``, which equals :func:`magnitude_code` of ``float32(|x| / d)`` when ``t`` are the
     thresholds of ``d`` (:func:`.cpu.simd.nvfp4_search.decision_threshold`, for a finite
-    divisor ``d >= 0``); the sign as there."""
+    divisor ``d >= 0``); the sign as there, for ``zero_sign`` keep, drop or negative (the
+    others need the quotient)."""
     v = np.float32(x)
-    code = count_below(abs(v), t)
-    signed = math.copysign(np.float32(1.0), v) < np.float32(0.0)
-    if zero_sign == ZERO_DROP:
-        signed = signed & (code != 0)
-    elif zero_sign == ZERO_NEGATIVE:
-        signed = signed & ((code != 0) | (v < np.float32(0.0)))
-    return code | (8 * signed)
+    return signed_code(v, abs(v), count_below(abs(v), t), zero_sign)
 
 
 @njit(cache=True, error_model="numpy")
@@ -163,17 +193,7 @@ def scaled_element_code(x, d, post, tie, zero_sign):
     :func:`element_code`."""
     v = np.float32(x)
     y = (abs(v) / np.float32(d)) * np.float32(post)
-    code = magnitude_code(y, tie)
-    signed = math.copysign(np.float32(1.0), v) < np.float32(0.0)
-    if zero_sign == ZERO_DROP:
-        signed = signed & (code != 0)
-    elif zero_sign == ZERO_NEGATIVE:
-        signed = signed & ((code != 0) | (v < np.float32(0.0)))
-    elif zero_sign == ZERO_QUOTIENT:  # only for a quotient < 0 (not -0, not underflowed)
-        signed = signed & ((code != 0) | (y > np.float32(0.0)))
-    elif zero_sign == ZERO_NOT_POSITIVE:  # unless the quotient is > 0 (ModelOpt cast_fp4)
-        signed = signed | (not y > np.float32(0.0))
-    return code | (8 * signed)
+    return signed_code(v, y, magnitude_code(y, tie), zero_sign)
 
 
 @njit(cache=True, error_model="numpy")

@@ -185,6 +185,99 @@ def nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_block, z
     return byte
 
 
+#: Entries of :func:`nvfp4_scale_bounds`'s table: the zero-block prefix's end and byte, the
+#: least amax of each byte 1..126, and a sentinel above every amax.
+SCALE_BOUNDS = 129
+
+
+@njit(cache=True, error_model="numpy")
+def _amax_scale(t, recipe, tensor, clamp_low, clamp_high, zero_block, zero_scale):
+    """:func:`nvfp4_block_scale` of the amax with float32 bits ``t``."""
+    return nvfp4_block_scale(float(np.uint32(t).view(np.float32)), recipe, tensor, clamp_low,
+                             clamp_high, zero_block, zero_scale)
+
+
+@njit(cache=True, error_model="numpy")
+def _in_zero_prefix(t, recipe, tensor, clamp_low, clamp_high, zero_block):
+    """Whether amax bits ``t`` get the zero block's scale (``zero_block``): a quotient of
+    0 under the ModelOpt recipe, a byte of 0 under compressed-tensors'
+    (:func:`nvfp4_block_scale`); both hold on a prefix of the amaxes, the quotient rising
+    with the amax."""
+    if not zero_block:
+        return False
+    if recipe == RECIPE_MODELOPT:  # a NaN zero scale marks the substitution (clamps keep it)
+        y = nvfp4_block_quotient(float(np.uint32(t).view(np.float32)), recipe, tensor,
+                                 clamp_low, clamp_high, True, math.nan)
+        return y != y
+    if recipe == RECIPE_CT:
+        return _amax_scale(t, recipe, tensor, clamp_low, clamp_high, False, 0.0) == 0
+    return False
+
+
+@njit(cache=True, error_model="numpy")
+def nvfp4_scale_bounds(recipe, tensor, clamp_low, clamp_high, zero_block, zero_scale):
+    """(int32 ``[SCALE_BOUNDS]``, usable): the E4M3 byte of an NVFP4 block as a step function
+    of its amax's float32 bits ``t``, for :func:`scale_by_bounds`.
+
+    With a finite tensor operand > 0 every recipe's quotient is a chain of correctly
+    rounded float32 operations by positive constants, so it rises with the amax, as do the
+    clamp and the saturating round-to-nearest E4M3 cast: the byte is a non-decreasing
+    function of ``t`` on 0 .. 0x7F800000 (Inf), except on the prefix where a zero block's
+    scale replaces it. Entry 0 is that prefix's end Z, entry 1 its byte, entry 1 + b the
+    least ``t`` >= Z whose byte is >= b (b = 1..126, by bisection), entry 128 a sentinel.
+    Usable when the operand is finite and > 0 and every bound checks (the byte just below
+    each is less); otherwise the kernels compute each block's byte."""
+    table = np.zeros(SCALE_BOUNDS, np.int32)
+    usable = 0.0 < tensor < math.inf and clamp_low <= clamp_high and recipe != RECIPE_MLX
+    if not usable:
+        return table, False
+    inf = 0x7F800000
+    low, high = 0, inf + 1  # the prefix: the least t outside it
+    while low < high:
+        middle = (low + high) // 2
+        if _in_zero_prefix(middle, recipe, tensor, clamp_low, clamp_high, zero_block):
+            low = middle + 1
+        else:
+            high = middle
+    start = low
+    table[0] = start
+    table[1] = _amax_scale(0, recipe, tensor, clamp_low, clamp_high, zero_block, zero_scale)
+    for b in range(1, 127):
+        low, high = start, inf + 1
+        while low < high:
+            middle = (low + high) // 2
+            if _amax_scale(middle, recipe, tensor, clamp_low, clamp_high, zero_block,
+                           zero_scale) >= b:
+                high = middle
+            else:
+                low = middle + 1
+        table[1 + b] = low
+        if low <= inf:
+            usable &= _amax_scale(low, recipe, tensor, clamp_low, clamp_high, zero_block,
+                                  zero_scale) >= b
+        if low > start:
+            usable &= _amax_scale(low - 1, recipe, tensor, clamp_low, clamp_high, zero_block,
+                                  zero_scale) < b
+    usable &= _amax_scale(inf, recipe, tensor, clamp_low, clamp_high, zero_block,
+                          zero_scale) <= 126
+    table[SCALE_BOUNDS - 1] = 0x7FFFFFFF
+    return table, usable
+
+
+@njit(cache=True, error_model="numpy")
+def scale_by_bounds(t, bounds):
+    """The E4M3 byte of a block whose amax has float32 bits ``t`` (0 .. 0x7F800000) from
+    :func:`nvfp4_scale_bounds`'s table: the zero block's byte in the prefix, else the
+    number of bytes 1..126 whose least amax is at most ``t`` (a bisection of 7 steps)."""
+    if t < bounds[0]:
+        return bounds[1]
+    byte = 0
+    for step in (64, 32, 16, 8, 4, 2, 1):
+        if t >= bounds[1 + byte + step]:
+            byte += step
+    return byte
+
+
 @njit(cache=True, error_model="numpy")
 def nvfp4_divisor(byte, recipe, tensor):
     """(d, multiply) for the elements of a block with scale ``byte``."""

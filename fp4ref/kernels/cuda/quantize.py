@@ -43,8 +43,10 @@ from ..cpu.simd.nvfp4_search import decision_threshold
 from ..elements import (
     THRESHOLDS,
     element_code,
+    nearest_even_code,
     packed_byte,
     scaled_element_code,
+    signed_code,
     threshold_code,
 )
 from ..fouroversix import quantize_block as fouroversix_block
@@ -72,6 +74,7 @@ from ..options import (
     RULE_MLX,
     SPLIT_HALF,
     TIE_ARGMIN,
+    TIE_EVEN,
     ZERO_NOT_POSITIVE,
     ZERO_QUOTIENT,
 )
@@ -92,7 +95,15 @@ from ..quantize_block import (
     vllm_nv_code,
 )
 from ..scalar import byte_elements
-from ..scale_rules import mlx_exponent, mx_scale, nvfp4_block_scale, nvfp4_divisor
+from ..scale_rules import (
+    SCALE_BOUNDS,
+    mlx_exponent,
+    mx_scale,
+    nvfp4_block_scale,
+    nvfp4_divisor,
+    nvfp4_scale_bounds,
+    scale_by_bounds,
+)
 from . import elements, unfused  # noqa: F401 (the GPU's count_below and mul overloads)
 from .codec import _grid, _simulated, resident_grid
 from .warp import index_shuffle, xor_shuffle
@@ -130,9 +141,13 @@ _KERNELS: dict[tuple, object] = {}
 #: (2026-12-03, docs/benchmarks.md) the NVFP4 OCP kernel ran at 0.69 of the copy by
 #: thresholds (0.72 at 4 x resident) against 0.58 by division, and at 0.40 by thresholds
 #: without the resident grid; ".nc.L2::256B" loads and 64 or 256 threads changed nothing
-#: beyond the run-to-run spread.
+#: beyond the run-to-run spread. ``by_bounds``: NVFP4 block scales looked up from the amax
+#: (:func:`scale_bounds`) instead of computed (a division and a float64 E4M3 cast, about a
+#: fifth of that kernel's instructions). ``by_rounding``: MXFP4 codes under ties to even by
+#: :func:`..elements.nearest_even_code` (float additions) instead of the threshold bisection
+#: (comparisons and selects on the integer pipe, which bounds that kernel).
 RULE_SHAPE = {"threads": _RULE_THREADS, "loads": "", "by_threshold": True, "resident": 2,
-              "pipeline": False, "mx_resident": 0}
+              "pipeline": False, "mx_resident": 0, "by_bounds": True, "by_rounding": True}
 
 #: Entries of a threshold table: 8 float32 a scale byte (7 decision thresholds, a pad).
 THRESHOLD_TABLE = 256 * 8
@@ -205,7 +220,8 @@ def threshold_table(recipe: int, tensor: float, tie: int):
 
 def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
                  by_threshold: bool = False, threads: int = 128, loads: str = "",
-                 mlx_nonfinite: bool = False, pipeline: bool = False):
+                 mlx_nonfinite: bool = False, pipeline: bool = False, by_bounds: bool = False,
+                 by_rounding: bool = False):
     """The kernel for MXFP4 rule ``rule`` (or, with ``nv``, NVFP4 recipe ``rule``) and one
     set of element options; see the module docstring. With ``by_threshold`` (NVFP4, a
     division recipe whose every scale byte but the NaN ones has a finite divisor >= 0) an
@@ -215,9 +231,12 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
     ``loads``: PTX qualifiers of the 16-byte loads (:func:`.wide.hinted_load4`).
     ``mlx_nonfinite``: ``nonfinite="mlx"`` (MXFP4 NaN/Inf blocks 0x80, NVFP4 no NaN
     scale). ``pipeline``: a warp issues its next step's loads before it works on this
-    step's values (for a grid that loops over steps)."""
+    step's values (for a grid that loops over steps). ``by_bounds`` (NVFP4): each block's
+    scale byte from its amax by :func:`..scale_rules.scale_by_bounds` over the table of
+    :func:`scale_bounds`, copied to shared memory. ``by_rounding`` (MXFP4, ties to even):
+    codes by :func:`..elements.nearest_even_code`."""
     key = ("rule", nv, rule, order, tie, zero_sign, by_threshold, threads, loads,
-           mlx_nonfinite, pipeline)
+           mlx_nonfinite, pipeline, by_bounds, by_rounding)
     if key in _KERNELS:
         return _KERNELS[key]
     n = 16 if nv else 32
@@ -229,14 +248,21 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
     mx_mlx = not nv and rule == RULE_MLX  # MLX: elements / 2^e, the byte wraps
     nv_mlx = nv and rule == RECIPE_MLX  # MLX: float32(|x| / s_b) * E
     mx_multiply = (multiply or not nv) and not mx_mlx
+    # MXFP4 ties to even: no NaN reaches the codes (a NaN block's codes are zero)
+    by_rounding = by_rounding and not nv and mx_multiply and tie == TIE_EVEN
 
     @cuda.jit
     def kernel(bits, divisors, tensor, clamp_low, clamp_high, zero_block, zero_scale, inf_nan,
-               zero_reciprocal, scales, out, thresholds):
+               zero_reciprocal, scales, out, thresholds, bounds):
         if by_threshold:  # a row of 8 a scale byte: 7 thresholds, a pad
             table = cuda.shared.array(THRESHOLD_TABLE, float32)
             for r in range(cuda.threadIdx.x, THRESHOLD_TABLE, threads):
                 table[r] = thresholds[r]
+        if by_bounds:
+            steps_of = cuda.shared.array(SCALE_BOUNDS, int32)
+            for r in range(cuda.threadIdx.x, SCALE_BOUNDS, threads):
+                steps_of[r] = bounds[r]
+        if by_threshold or by_bounds:
             cuda.syncthreads()
         lane = uint32(cuda.threadIdx.x % 32)
         part = lane % uint32(group)  # elements 4 part .. 4 part + 3 of a block
@@ -301,7 +327,9 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
             amax = float(np.uint32(top).view(np.float32))  # exact
             if nv:
                 scale = NV_NAN
-                if top < bad_from or mlx_nonfinite:  # MLX: a NaN is the block's max
+                if by_bounds and top < bad_from:
+                    scale = scale_by_bounds(top, steps_of)
+                elif top < bad_from or mlx_nonfinite:  # MLX: a NaN is the block's max
                     scale = nvfp4_block_scale(amax, rule, tensor, clamp_low, clamp_high,
                                               zero_block, zero_scale)
                 d = float32(divisors[scale])  # exact
@@ -359,6 +387,9 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
                         v = np.uint32(values[4 * j + k]).view(np.float32)
                         if nv_mlx:
                             code = scaled_element_code(v, d, tensor, tie, zero_sign)
+                        elif by_rounding:  # FMA-pipe code (the kernel is integer-pipe bound)
+                            y = abs(v) * np.float32(d)
+                            code = signed_code(v, y, nearest_even_code(y), zero_sign)
                         else:
                             code = element_code(v, d, mx_multiply, tie, zero_sign)
                         codes |= uint32(code) << uint32(4 * k)
@@ -750,16 +781,18 @@ def _quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
     pipeline = shape.get("pipeline", False)
     loads = "" if _simulated() else shape["loads"]
     kernel = _rule_kernel(False, o.scale_rule, o.nibble_order, o.rounding, o.zero_sign, False,
-                          threads, loads, o.nonfinite == NONFINITE_MLX, pipeline)
+                          threads, loads, o.nonfinite == NONFINITE_MLX, pipeline, False,
+                          shape.get("by_rounding", False))
     zero_reciprocal = 1.0 / o.e8m0_zero_divisor if o.e8m0_zero_divisor > 0 else 0.0
     args = (x.view(np.uint32), divisors, 1.0, o.clamp_low, o.clamp_high, o.mx_zero_block,
             float(o.mx_zero_block_scale), o.nonfinite != NONFINITE_GFLOAT, zero_reciprocal,
-            scales, _rule_out(packed, o.nibble_order), _no_thresholds())
+            scales, _rule_out(packed, o.nibble_order), _no_thresholds(), _no_bounds())
     if pipeline and not _simulated() and shape.get("mx_resident", 0):
         # a warp loops over steps, its next step's loads in flight: as many as fit at once
         blocks = min(blocks, shape["mx_resident"] * resident_grid(
             kernel, args, threads, ("mx rule", o.scale_rule, o.nibble_order, o.rounding,
-                                    o.zero_sign, threads, loads, pipeline)))
+                                    o.zero_sign, threads, loads, pipeline,
+                                    shape.get("by_rounding", False))))
     kernel[blocks, threads](*args)
     if mine:  # the NaN/Inf blocks (0xFF) as the implementation codes them, the rest as is
         blocks, threads = _grid(scales.size)
@@ -805,21 +838,27 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
                 and o.zero_sign != ZERO_QUOTIENT  # the quotient's sign needs the division
                 and o.zero_sign != ZERO_NOT_POSITIVE):  # so does this one's
             thresholds = threshold_table(o.nvfp4_recipe, o.tensor_operand, o.rounding)
+        bounds = None
+        if shape.get("by_bounds") and o.nonfinite != NONFINITE_MLX:
+            bounds = scale_bounds(o.nvfp4_recipe, o.tensor_operand, o.clamp_low, o.clamp_high,
+                                  o.zero_block, o.zero_block_scale)
         loads = "" if _simulated() else shape["loads"]
         pipeline = shape.get("pipeline", False)
         kernel = _rule_kernel(True, o.nvfp4_recipe, o.nibble_order, o.rounding, o.zero_sign,
                               thresholds is not None, threads, loads,
-                              o.nonfinite == NONFINITE_MLX, pipeline)
+                              o.nonfinite == NONFINITE_MLX, pipeline, bounds is not None)
         args = (x.view(np.uint32), divisors, o.tensor_operand, o.clamp_low, o.clamp_high,
                 o.zero_block, o.zero_block_scale, o.nonfinite == NONFINITE_NAN_SCALE, 0.0, scales,
                 _rule_out(packed, o.nibble_order),
-                _no_thresholds() if thresholds is None else thresholds)
-        if (thresholds is not None or pipeline) and not _simulated() and shape["resident"]:
-            # each thread block copies the table first: as many as fit at once, looping
+                _no_thresholds() if thresholds is None else thresholds,
+                _no_bounds() if bounds is None else bounds)
+        tables = thresholds is not None or bounds is not None
+        if (tables or pipeline) and not _simulated() and shape["resident"]:
+            # each thread block copies the tables first: as many as fit at once, looping
             blocks = min(blocks, shape["resident"] * resident_grid(
                 kernel, args, threads, ("nv rule", o.nvfp4_recipe, o.nibble_order, o.rounding,
                                         o.zero_sign, threads, loads, thresholds is not None,
-                                        pipeline)))
+                                        pipeline, bounds is not None)))
         kernel[blocks, threads](*args)
     if o.nonfinite == NONFINITE_IEEE_X86 or o.nonfinite == NONFINITE_CT:  # NaN scale 0xFF
         blocks, threads = _block_grid(scales.size)
@@ -850,6 +889,30 @@ def _modelopt_kernel(bits, tensor, tensor_bits, clamp_low, clamp_high, zero_bloc
         scales[blk] = modelopt_block(words, blk * 16, 16, tensor, tensor_bits, clamp_low,
                                      clamp_high, zero_block, zero_scale, tie, zero_sign, order,
                                      out, blk * 8)
+
+
+def scale_bounds(recipe: int, tensor: float, clamp_low: float, clamp_high: float,
+                 zero_block: bool, zero_scale: float):
+    """The device table of :func:`..scale_rules.nvfp4_scale_bounds` for these fields, or
+    None where it is not usable (cached: 516 bytes each)."""
+    key = ("bounds", recipe, *(int(np.float64(v).view(np.uint64)) for v in (
+        tensor, clamp_low, clamp_high, zero_scale)), zero_block)
+    if key not in _THRESHOLDS:
+        table, usable = nvfp4_scale_bounds(recipe, float(tensor), float(clamp_low),
+                                           float(clamp_high), bool(zero_block),
+                                           float(zero_scale))
+        if len(_THRESHOLDS) > 64:
+            _THRESHOLDS.clear()
+        _THRESHOLDS[key] = cuda.to_device(table) if usable else None
+    return _THRESHOLDS[key]
+
+
+def _no_bounds():
+    """An int32 device array that types the bounds argument of a kernel that does not read
+    it."""
+    if "no bounds" not in _THRESHOLDS:
+        _THRESHOLDS["no bounds"] = cuda.device_array(1, np.int32)
+    return _THRESHOLDS["no bounds"]
 
 
 def _no_thresholds():
