@@ -28,6 +28,7 @@ from ..scalar import (
     element_nibble,
     output_bits,
 )
+from .launch import launch
 from .warp import warp_barrier
 from .wide import hinted_load4, hinted_store4, load4, store4
 
@@ -408,7 +409,7 @@ def dequantize_blocks(blocks, scales, table, order: int, out, shape=None) -> Non
                 kernel, args, threads, (order, out.shape[1], per_slot, kind, shape["unroll"],
                                         store, threads, registers, loads))
         grid = max(1, min(full, (chunks + threads - 1) // threads))
-    kernel[grid, threads](*args)
+    launch(kernel, grid, threads, *args)
 
 
 _FLAT_TABLES: dict[int, tuple] = {}

@@ -106,6 +106,7 @@ from ..scale_rules import (
 )
 from . import elements, unfused  # noqa: F401 (the GPU's count_below and mul overloads)
 from .codec import _grid, _simulated, resident_grid
+from .launch import launch
 from .warp import index_shuffle, xor_shuffle
 from .wide import hinted_load4, load4, store4
 
@@ -793,13 +794,13 @@ def _quantize_mx(x, divisors, options, scales, packed, hessian=None) -> None:
             kernel, args, threads, ("mx rule", o.scale_rule, o.nibble_order, o.rounding,
                                     o.zero_sign, threads, loads, pipeline,
                                     shape.get("by_rounding", False))))
-    kernel[blocks, threads](*args)
+    launch(kernel, blocks, threads, *args)
     if mine:  # the NaN/Inf blocks (0xFF) as the implementation codes them, the rest as is
         blocks, threads = _grid(scales.size)
-        _mx_rule_block_kernel[blocks, threads](
-            x.view(np.uint32), o.scale_rule, o.nonfinite, o.e8m0_zero_divisor,
-            o.mx_zero_block, o.mx_zero_block_scale, o.nibble_order, o.rounding, o.zero_sign,
-            True, scales, packed.reshape(-1))
+        launch(_mx_rule_block_kernel, blocks, threads,
+               x.view(np.uint32), o.scale_rule, o.nonfinite, o.e8m0_zero_divisor,
+               o.mx_zero_block, o.mx_zero_block_scale, o.nibble_order, o.rounding,
+               o.zero_sign, True, scales, packed.reshape(-1))
 
 
 def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
@@ -859,7 +860,7 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
                 kernel, args, threads, ("nv rule", o.nvfp4_recipe, o.nibble_order, o.rounding,
                                         o.zero_sign, threads, loads, thresholds is not None,
                                         pipeline, bounds is not None)))
-        kernel[blocks, threads](*args)
+        launch(kernel, blocks, threads, *args)
     if o.nonfinite == NONFINITE_IEEE_X86 or o.nonfinite == NONFINITE_CT:  # NaN scale 0xFF
         blocks, threads = _block_grid(scales.size)
         _x86_nan_scales[blocks, threads](x.view(np.uint32), scales)
@@ -1040,7 +1041,7 @@ def largest_magnitude(bits) -> int:
             kept.clear()
         kept[key] = (cuda.device_array(blocks, np.int32), cuda.pinned_array(blocks, np.int32))
     partial, host = kept[key]
-    _largest_magnitude_kernel(AMAX_LOADS_QUALIFIERS)[blocks, threads](bits, partial)
+    launch(_largest_magnitude_kernel(AMAX_LOADS_QUALIFIERS), blocks, threads, bits, partial)
     partial.copy_to_host(host)
     return int(host.max())
 
