@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 from numba import njit, prange
 
-from fp4ref.kernels.options import RECIPE_CT, RECIPE_MLX, RECIPE_MODELOPT, RECIPE_PLAIN, RECIPE_TORCHAO
+from fp4ref.kernels.options import (
+    RECIPE_CT,
+    RECIPE_MLX,
+    RECIPE_MODELOPT,
+    RECIPE_PLAIN,
+    RECIPE_TORCHAO,
+)
 from fp4ref.kernels.scale_rules import nvfp4_block_scale, nvfp4_scale_bounds, scale_by_bounds
 
 INF_BITS = 0x7F800000

@@ -4,10 +4,10 @@ Run from the repository root (needs matplotlib, the ``docs`` extra)::
 
     python docs/plots/h200_ratios.py
 
-The figures are the ones ``docs/scripts/h200_pipe.py`` and ``docs/scripts/h200_calls.py``
-printed on an NVIDIA H200 on the evening of 2026-12-03 (the tables of ``docs/benchmarks.md``:
-"before" is main, "after" the branch, from the same calls of the device, each ratio against
-a copy timed in the same run as the operation);
+The figures are the ones ``fp4ref bench dequantize / quantize --backend cuda`` printed on
+an NVIDIA H200 on 2026-12-04 (the tables of ``docs/benchmarks.md``: "before" is main at the
+start of that day, "after" its end, each ratio against a copy timed in the same run as the
+operation);
 the chart goes to ``docs/_static/h200_ratios.png``.
 """
 
@@ -23,24 +23,24 @@ import numpy as np  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent.parent
 
-#: (case, before, after): ratio to the copy, 1 GiB each, from docs/benchmarks.md's evening
-#: section: the dequantize kernels and allocating calls are the means of the sweep's two
-#: timings of main's "tile" and the branch's "pipe" shape; the quantize kernels are the
-#: first sweep's (main's shape both times: the pipelined variants were not adopted); the
-#: quantize calls are h200_calls.py's numba-array rows from main and the branch.
+#: (case, before, after): ratio to the copy, 1 GiB each, from docs/benchmarks.md's section of
+#: 2026-12-04: "before" is main at the start of that day (d5758b1), "after" f047e00, each
+#: `fp4ref bench dequantize / quantize --backend cuda --repeat 5` in one call of the device
+#: (the kernels into reused outputs; the allocating `fp4ref.dequantize` on numba arrays; the
+#: `fp4ref.quantize` rows on a numba array).
 RATIOS = [
-    ("MXFP4\n-> f32\nkernel", 0.86, 0.86),
-    ("MXFP4\n-> bf16\nkernel", 0.86, 0.855),
-    ("NVFP4\n-> f32\nkernel", 0.85, 0.895),
-    ("NVFP4\n-> bf16\nkernel", 0.87, 0.87),
-    ("MXFP4\n-> f32\nallocating", 0.80, 0.70),
-    ("MXFP4\n-> bf16\nallocating", 0.59, 0.625),
-    ("NVFP4\n-> f32\nallocating", 0.83, 0.845),
-    ("NVFP4\n-> bf16\nallocating", 0.825, 0.83),
-    ("MXFP4\nquantize\nkernel", 0.82, 0.82),
-    ("MXFP4\nfp4ref.\nquantize", 0.65, 0.69),
-    ("NVFP4\nquantize\nkernel", 0.68, 0.68),
-    ("NVFP4\nquantize\n+ amax", 0.26, 0.24),
+    ("MXFP4\n-> f32\nkernel", 0.89, 0.90),
+    ("MXFP4\n-> bf16\nkernel", 0.83, 0.90),
+    ("NVFP4\n-> f32\nkernel", 0.87, 0.88),
+    ("NVFP4\n-> bf16\nkernel", 0.90, 0.88),
+    ("MXFP4\n-> f32\nallocating", 0.58, 0.85),
+    ("MXFP4\n-> bf16\nallocating", 0.56, 0.86),
+    ("NVFP4\n-> f32\nallocating", 0.47, 0.84),
+    ("NVFP4\n-> bf16\nallocating", 0.86, 0.85),
+    ("MXFP4\nquantize\nkernel", 0.82, 1.01),
+    ("MXFP4\nfp4ref.\nquantize", 0.73, 0.85),
+    ("NVFP4\nquantize\nkernel", 0.68, 0.72),
+    ("NVFP4\nquantize\n+ amax", 0.29, 0.28),
 ]
 #: The goals of issue 19: dequantize 0.90, quantize kernels 0.85, NVFP4 quantize 0.5.
 GOALS = [0.90] * 8 + [0.85, None, 0.85, 0.50]
@@ -52,8 +52,8 @@ def main() -> None:
     after = np.array([a for _, _, a in RATIOS])
     x = np.arange(len(labels))
     fig, ax = plt.subplots(figsize=(9.4, 4.2))  # 1034 px: the docs text column
-    ax.bar(x - 0.2, before, 0.4, label="before (main)", color="#9aa5b1")
-    ax.bar(x + 0.2, after, 0.4, label="after (i19-gpu branch)", color="#2f6db5")
+    ax.bar(x - 0.2, before, 0.4, label="before (main, d5758b1)", color="#9aa5b1")
+    ax.bar(x + 0.2, after, 0.4, label="after (2026-12-04)", color="#2f6db5")
     for i, goal in enumerate(GOALS):
         if goal is not None:
             ax.hlines(goal, i - 0.45, i + 0.45, colors="#c0392b", linestyles="dashed")
@@ -61,7 +61,7 @@ def main() -> None:
     ax.set_xticks(x, labels, fontsize=7)
     ax.set_ylabel("ratio to an equal-traffic device copy")
     ax.set_ylim(0, 1.2)
-    ax.set_title("NVIDIA H200, 1 GiB per operation, same-run copy roofline (2026-12-03, evening)")
+    ax.set_title("NVIDIA H200, 1 GiB per operation, same-run copy roofline (2026-12-04)")
     ax.legend(loc="upper right", fontsize=8, ncol=3)
     fig.tight_layout()
     fig.savefig(DOCS / "_static" / "h200_ratios.png", dpi=110)

@@ -11,7 +11,6 @@ counts the same :data:`THRESHOLDS`.
 
 from __future__ import annotations
 
-
 import numpy as np
 from numba import njit
 from numba.core.extending import overload

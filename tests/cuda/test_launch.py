@@ -45,5 +45,5 @@ def test_public_calls_give_the_same_bytes(monkeypatch, fmt):
         d = fp4ref.dequantize(q)
         got.append((q.blocks.copy_to_host(), q.scales.copy_to_host(),
                     d.copy_to_host().view(np.uint32)))
-    for a, b in zip(*got):
+    for a, b in zip(*got, strict=True):
         assert np.array_equal(a, b)

@@ -99,6 +99,6 @@ def launch(kernel, grid: int, threads: int, *args) -> None:
     from cuda.core import launch as core_launch
 
     flat = []
-    for marshal, value in zip(marshals, args):
+    for marshal, value in zip(marshals, args, strict=True):
         flat.extend(marshal(value))
     core_launch(_STREAM[0], _config(grid, threads), function, *flat)
