@@ -1,0 +1,215 @@
+"""The optimal block-scale search by SSE as GPU device functions, for a thread a block.
+
+:func:`search_function` builds the decision procedure of :func:`..optimal.search`
+(:mod:`fp4ref.spec.optimal`, steps 1 to 4) for one block length ``n``, one float32
+summation order ``lanes``, one tie rule and one kind of quotient, all compile-time
+constants: every loop unrolls, every array index is a constant, and the block, its error
+terms and its sorted magnitudes stay in registers. (The njit functions of :mod:`..optimal`,
+compiled as device functions, take ``lanes`` at run time and index float64 scratch arrays
+by run-time indices, which puts them in local memory, and sort by O(n^2) ranks.) It decides
+from the same float32 and float64 numbers as :func:`..optimal.search`, each computed by the
+same IEEE operations; where it computes fewer of them, the function doing so says why the
+decision is the same. Products that are later added are :func:`..unfused.mul`, which NVVM
+never contracts into an FMA.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda, float32, float64
+
+from ..elements import E2M1_MAGNITUDES, THRESHOLDS
+from ..optimal import first_at_least, lower_bound
+from ..quantize_block import e8m0_reciprocal32
+from ..unfused import mul
+from . import unfused  # noqa: F401 (the GPU's mul overload)
+
+
+
+def merge_sort_pairs(n: int) -> list[tuple[int, int]]:
+    """The compare-exchange pairs ``(i, j)``, ``i < j``, of Batcher's odd-even merge sort of
+    ``n`` values (a power of two), in order: putting each pair's two values in ascending
+    order, one pair after the other, sorts any ``n`` values (Knuth, TAOCP 3, 5.3.4,
+    Algorithm M; the tests check every 0/1 input of n = 16)."""
+    pairs = []
+    p = 1
+    while p < n:
+        k = p
+        while k >= 1:
+            for j in range(k % p, n - k, 2 * k):
+                for i in range(min(k, n - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return pairs
+
+
+def _device(function):
+    """``function`` as a device function inlined into its caller (numba IR inlining, so
+    the caller's local arrays are its own and stay in registers)."""
+    return cuda.jit(device=True, inline="always")(function)
+
+
+def sort_function(n: int):
+    """A device function ``sort(v)`` sorting the float32 local array ``v[:n]`` ascending in
+    place (``n`` a power of two), by the network of :func:`merge_sort_pairs` written out with
+    literal indices: generated source, since a loop over the pairs would index ``v`` at run
+    time. ``min`` and ``max`` of two finite or infinite float32 values are exact, so the
+    result holds the same values as any ascending sort (equal values are equal)."""
+    lines = ["def sort(v):"]
+    for i, j in merge_sort_pairs(n):
+        lines.append(f"    v[{i}], v[{j}] = min(v[{i}], v[{j}]), max(v[{i}], v[{j}])")
+    scope: dict = {}
+    exec(compile("\n".join(lines), f"<sort network {n}>", "exec"), scope)  # noqa: S102
+    scope["sort"].__doc__ = "Sort the float32 array ``v`` ascending in place."
+    return _device(scope["sort"])
+
+
+def lane_sum_function(n: int, lanes: int):
+    """A device function ``lane_sum(terms)``: the float32 sum of the float32 array
+    ``terms[:n]`` in torch's CPU order (:func:`fp4ref.spec.optimal.lane_sum`), the same
+    float32 additions in the same order as :func:`..optimal.lane_sum`."""
+    plain = lanes <= 1 or n < lanes or n % lanes != 0
+
+    def lane_sum(terms):
+        """float32 sum of ``terms`` in torch's order."""
+        total = float32(0.0)
+        if plain:
+            for i in range(n):
+                total = total + terms[i]
+        else:
+            for lane in range(lanes):
+                partial = terms[lane]
+                for k in range(lane + lanes, n, lanes):
+                    partial = partial + terms[k]
+                total = total + partial
+        return total
+
+    return _device(lane_sum)
+
+
+def search_function(n: int, lanes: int, tie: int, power_of_two: bool):
+    """A device function ``search(row, start, table, first, last, terms, ys)``: the byte
+    :func:`..optimal.search` picks for the finite float32 block ``row[:n]`` (a local array)
+    from start byte ``start`` over candidate bytes ``first..last`` of the ascending float64
+    divisor table ``table`` (:func:`fp4ref.spec.optimal.search`), element quotients
+    ``float32(|x| / d)`` (the searches' recipes divide: ``fp4ref.quantize`` refuses the
+    others); ``terms`` and ``ys`` are float32 local arrays of ``n``.
+
+    ``power_of_two``: MXFP4, ``d = table[b] = 2^(b - 127)`` with b in 0..254. There ``1/d =
+    2^(127 - b)`` is a float32 number too (:func:`..quantize_block.e8m0_reciprocal32`), so
+    ``|x| * (1/d)`` and ``|x| / d`` are the float32 roundings of one real number, equal, and
+    the multiply is the cheaper.
+    """
+    t0, t1, t2, t3, t4, t5, t6 = (np.float32(t) for t in THRESHOLDS[tie])
+    m1, m2, m3, m4, m5, m6, m7 = (np.float32(m) for m in E2M1_MAGNITUDES[1:])
+    zero, four = np.float32(0.0), np.float32(4.0)
+    infinity = np.float32(np.inf)
+    lane_sum = lane_sum_function(n, lanes)
+    sort = sort_function(n)
+
+    @_device
+    def block_error(row, byte, d, terms):
+        """:func:`..optimal.block_error` at float32 divisor ``d`` of byte ``byte``: per
+        element the E2M1 magnitude the quotient rounds to (the value above the last of the
+        ascending thresholds it exceeds, which is the threshold count's value), ``|x| -
+        float32(q d)`` and its float32 square, summed by :func:`lane_sum_function`."""
+        r = e8m0_reciprocal32(byte) if power_of_two else d
+        for i in range(n):
+            a = abs(row[i])
+            y = a * r if power_of_two else a / d
+            value = zero
+            value = m1 if y > t0 else value
+            value = m2 if y > t1 else value
+            value = m3 if y > t2 else value
+            value = m4 if y > t3 else value
+            value = m5 if y > t4 else value
+            value = m6 if y > t5 else value
+            value = m7 if y > t6 else value
+            error = a - mul(value, d)
+            terms[i] = mul(error, error)
+        return lane_sum(terms)
+
+    @_device
+    def clip_error(row, d, terms):
+        """:func:`..optimal.clip_error`: float32 ``sum(max(|x| - float32(6 d), 0)^2)``."""
+        six_d = np.float32(6.0) * d
+        for i in range(n):
+            h = max(abs(row[i]) - six_d, zero)
+            terms[i] = mul(h, h)
+        return lane_sum(terms)
+
+    @_device
+    def bounds(row, e0, terms, ys):
+        """(keeps start, s_min, s_max): :func:`..optimal.search_bounds` (spec steps 2, 3).
+
+        The magnitudes are sorted (:func:`sort_function`) and the float64 prefix sums of
+        their float32 squares taken in ascending order, each rounded to float32 and compared
+        with E0, as the spec does. Adding a float32 square >= 0 never lowers a float64 sum
+        and rounding to float32 is monotone, so the prefixes that fit are the first k*:
+        k* counts them, and y_(k*) is the smallest magnitude whose prefix does not fit
+        (the magnitudes ascend), the one :func:`..optimal.search_bounds` reads. s_max =
+        float32(4 y_(k*)), exact or Inf, is the float32 of the float64 ``y / 0.25``."""
+        amax = zero
+        for i in range(n):
+            a = abs(row[i])
+            terms[i] = mul(a, a)
+            ys[i] = a
+            amax = max(amax, a)
+        if lane_sum(terms) <= e0:
+            return True, 0.0, 0.0
+        sort(ys)
+        running = 0.0
+        k_star = 0
+        following = infinity
+        for i in range(n):
+            running += float64(mul(ys[i], ys[i]))
+            fits = float32(running) <= e0
+            k_star += fits
+            following = following if fits else min(following, ys[i])
+        if k_star >= n:
+            return True, 0.0, 0.0
+        return False, lower_bound(float64(amax), float64(e0)), float64(following * four)
+
+    @_device
+    def search(row, start, table, first, last, terms, ys):
+        """The scale byte of :func:`..optimal.search` for the block ``row``.
+
+        Candidates are scanned as there: from the first byte whose divisor is >= s_min
+        (:func:`..optimal.first_at_least`), stopping at the first divisor above s_max, each
+        taken on a strict improvement of the float32 SSE. Two evaluations are left out:
+
+        * the start byte's own SSE: it is E0's computation again, never below the best
+          error (E0 or less);
+        * with ``power_of_two``, the clipping test. Term by term the clip error is at most
+          the SSE at the same ``d``: ``float32(6 d) = 3 * 2^(b - 126)`` is exact (or Inf,
+          b >= 253), and an element with ``|x| > float32(6 d)`` has the quotient
+          ``float32(|x| / d) >= 6``, above every threshold, so its magnitude is 6 and its SSE
+          term is the same float32 operations as its clip term; any other element's clip
+          term is 0. An ordered float32 sum of terms >= 0 is monotone in each term, so a
+          candidate whose clip error is not below the best error has an SSE not below it
+          either: skipping the test changes nothing. (NVFP4 keeps the test, as the
+          reference does: it rejects most candidates below the start cheaply.)
+        """
+        e0 = block_error(row, start, float32(table[start]), terms)
+        keep, s_min, s_max = bounds(row, e0, terms, ys)
+        if keep:
+            return start
+        best = start
+        best_error = e0
+        for byte in range(first_at_least(table, first, last, s_min), last + 1):
+            d = table[byte]
+            if not d <= s_max:
+                break
+            if byte == start:
+                continue
+            if not power_of_two and not clip_error(row, float32(d), terms) < best_error:
+                continue
+            error = block_error(row, byte, float32(d), terms)
+            if error < best_error:
+                best = byte
+                best_error = error
+        return best
+
+    return search

@@ -1,0 +1,154 @@
+"""The GPU optimal search by SSE (:mod:`fp4ref.kernels.cuda.search`) bit for bit against the
+numba CPU backend and the plain-Python oracle.
+
+Blocks: N(0, 1) and the random families of :mod:`tests.test_quantize_search` (grids of E2M1
+values and midpoints with their float32 neighbours, outliers, tiny elements beside large
+ones, subnormal to huge scales), its hand-made blocks, the conformance probes (zeros, a
+single nonzero, ties, denormals, float32 max, NaN and Inf blocks), and blocks whose SSE
+bounds are tight (a candidate divisor equal to s_min or s_max). A few hundred blocks in
+all: the simulator runs every thread in Python.
+"""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from numba import cuda
+
+import fp4ref
+from fp4ref.conformance import probes
+from fp4ref.kernels import optimal
+from fp4ref.kernels.cuda.search import merge_sort_pairs
+from fp4ref.kernels.options import RECIPE_PLAIN, RULE_QWANTIZE
+from fp4ref.kernels.scalar import e4m3_decode
+from fp4ref.kernels.scale_rules import mx_scale, nvfp4_block_scale
+from fp4ref.profiles import get as get_profile
+
+from ..test_quantize_search import families, hand_made
+
+
+@pytest.fixture(autouse=True)
+def _quiet_overflow():
+    with warnings.catch_warnings():  # the simulator computes float32 overflow in numpy
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def _same(x, oracle=True, **options):
+    """GPU (device in, device out) = numba CPU (= the oracle, if ``oracle``)."""
+    want = fp4ref.quantize(x, backend="numba", scale_rule="optimal", **options)
+    got = fp4ref.quantize(cuda.to_device(x), scale_rule="optimal", **options)
+    scales, blocks = got.scales.copy_to_host(), got.blocks.copy_to_host()
+    bad = np.flatnonzero((scales != want.scales).reshape(-1))
+    assert bad.size == 0, (options, bad[:10], scales.reshape(-1)[bad[:10]],
+                           want.scales.reshape(-1)[bad[:10]])
+    assert np.array_equal(blocks, want.blocks), options
+    if oracle:
+        truth = fp4ref.quantize(x, backend="python", scale_rule="optimal", **options)
+        assert np.array_equal(want.scales, truth.scales), options
+        assert np.array_equal(want.blocks, truth.blocks), options
+
+
+def _bounds(x: np.ndarray, divisors: np.ndarray) -> tuple[bool, float, float]:
+    """The reference's (keeps start, s_min, s_max) of block ``x`` from the qwantize start
+    (:func:`fp4ref.kernels.optimal.search_bounds`)."""
+    terms, ys = np.empty(x.size), np.empty(x.size)
+    start = _start(x.size, float(np.abs(x).max()))
+    e0 = optimal.block_error(x, divisors[start], False, 2, 16, terms)
+    return optimal.search_bounds(x, e0, 16, terms, ys)
+
+
+def _tight(block: int, divisors: np.ndarray, first: int, last: int, count: int) -> np.ndarray:
+    """``2 count`` blocks of ``block`` values whose SSE bounds meet a candidate: some divisor
+    in ``first..last`` equals s_min (``count`` blocks) or s_max (the others), found among
+    seeded random blocks of small integers (so the float32 sums are often exact) with
+    largest magnitude 8."""
+    rng = np.random.default_rng(block)
+    candidates = divisors[first:last + 1]
+    found = {"s_min": [], "s_max": []}
+    while min(len(v) for v in found.values()) < count:
+        x = rng.choice(np.float32([0, 1, 2, 3, 4, 5, 7]), block)
+        x[rng.integers(block)] = 8
+        x = (x * rng.choice([-1, 1], block)).astype(np.float32)
+        keep, s_min, s_max = _bounds(x, divisors)
+        for name, bound in (("s_min", s_min), ("s_max", s_max)):
+            if not keep and np.any(candidates == bound) and len(found[name]) < count:
+                found[name].append(x)
+    return np.array(found["s_min"] + found["s_max"])
+
+
+def _start(block: int, amax: float) -> int:
+    """The qwantize profile's start byte of a block with largest magnitude ``amax``."""
+    if block == 32:
+        return mx_scale(amax, RULE_QWANTIZE)
+    return nvfp4_block_scale(amax, RECIPE_PLAIN, 1.0, -math.inf, math.inf, False, 0.0)
+
+
+MX_DIVISORS = np.ldexp(1.0, np.arange(256) - 127)
+NV_DIVISORS = np.array([e4m3_decode(b) for b in range(256)])
+
+
+def _mx_blocks() -> np.ndarray:
+    """Random, hand-made, probe and tight MXFP4 blocks, float32 [n, 32]."""
+    rng = np.random.default_rng(19)
+    parts = [rng.standard_normal((64, 32)), *families(rng, 6).values(), *hand_made().values()]
+    parts += [p.x.reshape(-1, 32) for p in probes.mxfp4()]
+    parts.append(_tight(32, MX_DIVISORS, 1, 254, 6))
+    return np.ascontiguousarray(np.concatenate(parts), np.float32)
+
+
+def _nv_blocks() -> np.ndarray:
+    """The same for NVFP4, float32 [n, 32] (two blocks of 16 a row)."""
+    rng = np.random.default_rng(20)
+    parts = [rng.standard_normal((32, 32)), *families(rng, 3).values(), *hand_made().values()]
+    parts += [p.x.reshape(-1, 32) for p in probes.nvfp4() if p.x.shape[1] % 32 == 0]
+    parts.append(_tight(16, NV_DIVISORS, 1, 126, 6).reshape(-1, 32))
+    return np.ascontiguousarray(np.concatenate(parts), np.float32)
+
+
+@pytest.mark.parametrize("n", [16, 32])
+def test_merge_sort_network_sorts(n):
+    """Every 0/1 input of n = 16 (so every input: Knuth's 0-1 principle), and random
+    float32 values with ties for n = 32."""
+    pairs = merge_sort_pairs(n)
+    assert len(pairs) == {16: 63, 32: 191}[n]  # Batcher's network sizes
+    if n == 16:
+        v = ((np.arange(1 << n)[:, None] >> np.arange(n)) & 1).astype(np.float32)
+    else:
+        v = np.random.default_rng(0).integers(-4, 5, (20000, n)).astype(np.float32)
+    want = np.sort(v, axis=1)
+    for i, j in pairs:
+        v[:, i], v[:, j] = np.minimum(v[:, i], v[:, j]), np.maximum(v[:, i], v[:, j])
+    assert np.array_equal(v, want)
+
+
+def test_tight_blocks_meet_their_bounds():
+    """Half the tight blocks have a candidate at s_min, half at s_max."""
+    for block, divisors, first, last in ((32, MX_DIVISORS, 1, 254), (16, NV_DIVISORS, 1, 126)):
+        x = _tight(block, divisors, first, last, 3)
+        for i, row in enumerate(x):
+            keep, s_min, s_max = _bounds(row, divisors)
+            assert not keep and (s_min if i < 3 else s_max) in divisors[first:last + 1]
+
+
+@pytest.mark.parametrize("profile", ["qwantize", "ocp"])
+def test_mxfp4_search(profile):
+    _same(_mx_blocks(), profile=profile)
+
+
+@pytest.mark.parametrize("profile", ["qwantize", "ocp", "compressed-tensors"])
+def test_nvfp4_search(profile):
+    x = _nv_blocks()
+    ts = None if profile == "qwantize" else 0.05
+    _same(x, oracle=profile == "qwantize", format="nvfp4", profile=profile, tensor_scale=ts)
+
+
+@pytest.mark.parametrize("lanes", [1, 8, 32])
+@pytest.mark.parametrize("fmt", ["mxfp4", "nvfp4"])
+def test_other_summation_orders(fmt, lanes):
+    """torch's order for AVX2 (8 lanes), a plain sum, and 32 lanes (a plain sum for NVFP4's
+    16 elements, one term a lane for MXFP4's 32)."""
+    profile = get_profile("qwantize").with_options(sum_lanes=lanes)
+    x = (_mx_blocks() if fmt == "mxfp4" else _nv_blocks())[::3]
+    _same(np.ascontiguousarray(x), format=fmt, profile=profile)
