@@ -14,12 +14,13 @@ import warnings
 
 import numpy as np
 import pytest
-from numba import cuda
+from numba import cuda, float32
 
 import fp4ref
 from fp4ref.conformance import probes
 from fp4ref.kernels import optimal
-from fp4ref.kernels.cuda.search import merge_sort_pairs
+from fp4ref.kernels.cuda.quantize import _threshold_rows
+from fp4ref.kernels.cuda.search import merge_sort_pairs, sse_functions
 from fp4ref.kernels.options import RECIPE_PLAIN, RULE_QWANTIZE
 from fp4ref.kernels.scalar import e4m3_decode
 from fp4ref.kernels.scale_rules import mx_scale, nvfp4_block_scale
@@ -152,3 +153,69 @@ def test_other_summation_orders(fmt, lanes):
     profile = get_profile("qwantize").with_options(sum_lanes=lanes)
     x = (_mx_blocks() if fmt == "mxfp4" else _nv_blocks())[::3]
     _same(np.ascontiguousarray(x), format=fmt, profile=profile)
+
+
+def _steps(n, power_of_two, x, starts, table, limits, tie):
+    """The GPU steps on each finite block ``x[b]``: its SSE at bytes ``starts[b] - 1 ..
+    starts[b] + 3`` and its bounds (keeps start, s_min, s_max) from the reference's E0."""
+    block_error, bounds = sse_functions(n, 16, tie, power_of_two)
+
+    @cuda.jit
+    def kernel(x, starts, table, limits, e0s, errors, keeps, lows, highs):
+        b = cuda.grid(1)
+        if b < x.shape[0]:
+            row = cuda.local.array(n, float32)
+            terms = cuda.local.array(n, float32)
+            ys = cuda.local.array(n, float32)
+            for i in range(n):
+                row[i] = x[b, i]
+            for k in range(5):
+                byte = starts[b] - 1 + k
+                errors[b, k] = block_error(row, byte, float32(table[byte]), terms, limits)
+            keeps[b], lows[b], highs[b] = bounds(row, float32(e0s[b]), terms, ys)
+
+    terms, ys = np.empty(n), np.empty(n)
+    e0s = np.array([optimal.block_error(row, table[s], False, tie, 16, terms)
+                    for row, s in zip(x, starts)])
+    errors = np.zeros((len(x), 5), np.float32)
+    keeps, lows, highs = np.zeros(len(x), np.bool_), np.zeros(len(x)), np.zeros(len(x))
+    kernel[1, len(x)](x, starts, table, limits, e0s, errors, keeps, lows, highs)
+    want = np.array([[optimal.block_error(row, table[s - 1 + k], False, tie, 16, terms)
+                      for k in range(5)] for row, s in zip(x, starts)], np.float32)
+    assert np.array_equal(errors.view(np.uint32), want.view(np.uint32))
+    for b, row in enumerate(x):
+        keep, low, high = optimal.search_bounds(row, e0s[b], 16, terms, ys)
+        assert keeps[b] == keep, b
+        if not keep:
+            assert (lows[b], highs[b]) == (low, high), b
+
+
+@pytest.mark.parametrize("tie", [0, 2, 3])
+def test_mxfp4_steps(tie):
+    """block_error (|x| * 2^(127 - b)) and bounds against the njit reference steps."""
+    x = _mx_blocks()
+    x = np.ascontiguousarray(x[np.isfinite(x).all(axis=1) & (np.abs(x).max(axis=1) > 0)][::2])
+    starts = np.clip([_start(32, float(np.abs(row).max())) for row in x], 2, 251).astype(np.int64)
+    _steps(32, True, x, starts, MX_DIVISORS, np.zeros(1, np.float32), tie)
+
+
+@pytest.mark.parametrize("by_threshold", [True, False])
+@pytest.mark.parametrize("tie", [0, 2, 3])
+def test_nvfp4_steps(tie, by_threshold):
+    """block_error by decision thresholds (or by division: the table's rows marked
+    unusable) and bounds against the njit reference steps."""
+    x = _nv_blocks().reshape(-1, 16)
+    x = x[np.isfinite(x).all(axis=1) & (np.abs(x).max(axis=1) > 0)][::4]
+    starts = np.clip([_start(16, float(np.abs(row).max())) for row in x], 2, 122)
+    limits, usable = _threshold_rows(RECIPE_PLAIN, 1.0, tie)
+    # blocks of byte b's decision thresholds and the float32 above each, seen from b + 1
+    edges = []
+    for b in (2, 9, 40, 63, 64, 100, 121):
+        t = limits[8 * b:8 * b + 7]
+        edges.append(np.concatenate([t, np.nextafter(t, np.float32(np.inf)), [0, 0]]))
+    x = np.ascontiguousarray(np.concatenate([x, np.array(edges, np.float32)]))
+    starts = np.concatenate([starts, [3, 10, 41, 64, 65, 101, 122]]).astype(np.int64)
+    assert usable and limits.reshape(256, 8)[1:127, 7].all()
+    if not by_threshold:
+        limits[7::8] = 0.0
+    _steps(16, False, x, starts, NV_DIVISORS, limits, tie)

@@ -427,12 +427,17 @@ def _search_kernel(nv: bool, hessian: bool, order: int, tie: int, zero_sign: int
         raise ValueError("the SSE search divides (fp4ref.quantize refuses recipes that multiply)")
     sse_search = search.search_function(n, lanes, tie, not nv)
 
+    size = THRESHOLD_TABLE if nv and not hessian else 1  # MXFP4 and Hessians: unread
+
     @cuda.jit
-    def kernel(x, divisors, rule, tensor, clamp_low, clamp_high, zero_block, zero_scale,
-               inf_nan, first, hessians, scales, words):
+    def kernel(x, divisors, thresholds, rule, tensor, clamp_low, clamp_high, zero_block,
+               zero_scale, inf_nan, first, hessians, scales, words):
         table = cuda.shared.array(256, float64)  # the search reads the divisors often
+        limits = cuda.shared.array(size, float32)  # and NVFP4 their decision thresholds
         for r in range(cuda.threadIdx.x, 256, cuda.blockDim.x):
             table[r] = divisors[r]
+        for r in range(cuda.threadIdx.x, size, cuda.blockDim.x):
+            limits[r] = thresholds[r]
         cuda.syncthreads()
         row = cuda.local.array(n, float32)
         if hessian:  # scratch of the njit search
@@ -468,10 +473,10 @@ def _search_kernel(nv: bool, hessian: bool, order: int, tie: int, zero_sign: int
             elif nv:  # as nv_block_scale with optimal, the search by search.search_function
                 start = nvfp4_block_scale(float(amax), rule, tensor, clamp_low, clamp_high,
                                           zero_block, zero_scale)
-                scale = sse_search(row, start, table, 1, 126, terms, ys)
+                scale = sse_search(row, start, table, limits, 1, 126, terms, ys)
             else:  # as mx_block_scale with optimal
-                scale = sse_search(row, mx_scale(float(amax), rule), table, first, 254, terms,
-                                   ys)
+                scale = sse_search(row, mx_scale(float(amax), rule), table, limits, first, 254,
+                                   terms, ys)
             if bad and mlx_nonfinite and not nv:
                 scale = MX_MLX_NONFINITE
             scales[blk] = scale
@@ -551,11 +556,17 @@ def _search(nv: bool, x, divisors, options, multiply: bool, scales, packed, hess
     o = options
     kernel = _search_kernel(nv, hessian is not None, o.nibble_order, o.rounding, o.zero_sign,
                             o.nonfinite == NONFINITE_MLX, o.sum_lanes, multiply)
+    thresholds = None
+    if nv and hessian is None:  # the SSE search counts codes against decision thresholds
+        thresholds = threshold_table(o.nvfp4_recipe, o.tensor_operand, o.rounding)
+    if thresholds is None:  # not read: a float32 [1] array types the argument
+        thresholds = _no_thresholds()
     if hessian is None:  # not read: a float64 [1, n, n] array types the argument
         hessian = cuda.device_array((1, n, n), np.float64)
     blocks, threads = _block_grid(scales.size)
     kernel[blocks, threads](
-        x, divisors, o.nvfp4_recipe if nv else o.scale_rule, o.tensor_operand, o.clamp_low,
+        x, divisors, thresholds, o.nvfp4_recipe if nv else o.scale_rule, o.tensor_operand,
+        o.clamp_low,
         o.clamp_high, o.zero_block, o.zero_block_scale,
         o.nonfinite != NONFINITE_GFLOAT if not nv else o.nonfinite == NONFINITE_NAN_SCALE,
         1 if nv else o.e8m0_min, hessian, scales, packed.reshape(-1).view(np.uint32))

@@ -89,36 +89,65 @@ def lane_sum_function(n: int, lanes: int):
     return _device(lane_sum)
 
 
-def search_function(n: int, lanes: int, tie: int, power_of_two: bool):
-    """A device function ``search(row, start, table, first, last, terms, ys)``: the byte
-    :func:`..optimal.search` picks for the finite float32 block ``row[:n]`` (a local array)
-    from start byte ``start`` over candidate bytes ``first..last`` of the ascending float64
-    divisor table ``table`` (:func:`fp4ref.spec.optimal.search`), element quotients
-    ``float32(|x| / d)`` (the searches' recipes divide: ``fp4ref.quantize`` refuses the
-    others); ``terms`` and ``ys`` are float32 local arrays of ``n``.
+def sse_functions(n: int, lanes: int, tie: int, power_of_two: bool):
+    """Device functions ``(block_error, bounds)``, steps of :func:`search_function` (same
+    arguments), exposed for the tests.
 
-    ``power_of_two``: MXFP4, ``d = table[b] = 2^(b - 127)`` with b in 0..254. There ``1/d =
-    2^(127 - b)`` is a float32 number too (:func:`..quantize_block.e8m0_reciprocal32`), so
-    ``|x| * (1/d)`` and ``|x| / d`` are the float32 roundings of one real number, equal, and
-    the multiply is the cheaper.
+    ``block_error(row, byte, d, terms, limits)``: :func:`..optimal.block_error` at the
+    float32 divisor ``d`` of byte ``byte``. Per element the E2M1 magnitude (the value above
+    the last of the ascending thresholds the quotient exceeds, the threshold count's
+    value), ``|x| - float32(q d)`` and its float32 square, summed by
+    :func:`lane_sum_function`. The magnitude's code is counted three ways, all giving
+    :func:`..elements.magnitude_code` of ``float32(|x| / d)``:
+
+    * ``power_of_two``: ``|x| * 2^(127 - b)`` against the tie rule's thresholds (MXFP4: see
+      :func:`search_function`);
+    * where row ``byte`` of the float32 table ``limits`` says so (its entry 7 nonzero: a
+      finite ``d >= 0``), ``|x|`` itself against the row's decision thresholds
+      (:func:`..cpu.simd.nvfp4_search.decision_threshold`: ``float32(|x| / d) > t`` exactly
+      when ``|x| > T``; the table of :func:`.quantize.threshold_table`), no division;
+    * otherwise ``float32(|x| / d)`` against the tie rule's thresholds.
+
+    ``bounds(row, e0, terms, ys)``: (keeps start, s_min, s_max), :func:`..optimal.search_bounds`
+    (spec steps 2 and 3). The magnitudes are sorted (:func:`sort_function`) and the float64
+    prefix sums of their float32 squares taken in ascending order, each rounded to float32
+    and compared with E0, as the spec does. Adding a float32
+    square >= 0 never lowers a float64 sum and rounding is monotone, so the prefixes that
+    fit are the first k*: k* counts them, and y_(k*) is the smallest magnitude whose prefix
+    does not fit (the magnitudes ascend), the one :func:`..optimal.search_bounds` reads.
+    s_max = float32(4 y_(k*)), exact or Inf, is the float32 of the float64 ``y / 0.25``.
     """
     t0, t1, t2, t3, t4, t5, t6 = (np.float32(t) for t in THRESHOLDS[tie])
     m1, m2, m3, m4, m5, m6, m7 = (np.float32(m) for m in E2M1_MAGNITUDES[1:])
-    zero, four = np.float32(0.0), np.float32(4.0)
+    zero, one, four = np.float32(0.0), np.float32(1.0), np.float32(4.0)
     infinity = np.float32(np.inf)
     lane_sum = lane_sum_function(n, lanes)
     sort = sort_function(n)
 
     @_device
-    def block_error(row, byte, d, terms):
-        """:func:`..optimal.block_error` at float32 divisor ``d`` of byte ``byte``: per
-        element the E2M1 magnitude the quotient rounds to (the value above the last of the
-        ascending thresholds it exceeds, which is the threshold count's value), ``|x| -
-        float32(q d)`` and its float32 square, summed by :func:`lane_sum_function`."""
-        r = e8m0_reciprocal32(byte) if power_of_two else d
+    def scaled_error(row, d, r, s0, s1, s2, s3, s4, s5, s6, terms):
+        """The float32 SSE with codes counted from ``|x| * r`` against ``s0..s6``."""
         for i in range(n):
             a = abs(row[i])
-            y = a * r if power_of_two else a / d
+            y = a * r
+            value = zero
+            value = m1 if y > s0 else value
+            value = m2 if y > s1 else value
+            value = m3 if y > s2 else value
+            value = m4 if y > s3 else value
+            value = m5 if y > s4 else value
+            value = m6 if y > s5 else value
+            value = m7 if y > s6 else value
+            error = a - mul(value, d)
+            terms[i] = mul(error, error)
+        return lane_sum(terms)
+
+    @_device
+    def divided_error(row, d, terms):
+        """The float32 SSE with codes counted from ``float32(|x| / d)``."""
+        for i in range(n):
+            a = abs(row[i])
+            y = a / d
             value = zero
             value = m1 if y > t0 else value
             value = m2 if y > t1 else value
@@ -132,25 +161,21 @@ def search_function(n: int, lanes: int, tie: int, power_of_two: bool):
         return lane_sum(terms)
 
     @_device
-    def clip_error(row, d, terms):
-        """:func:`..optimal.clip_error`: float32 ``sum(max(|x| - float32(6 d), 0)^2)``."""
-        six_d = np.float32(6.0) * d
-        for i in range(n):
-            h = max(abs(row[i]) - six_d, zero)
-            terms[i] = mul(h, h)
-        return lane_sum(terms)
+    def block_error(row, byte, d, terms, limits):
+        """:func:`..optimal.block_error` at divisor ``d`` of byte ``byte`` (see above)."""
+        if power_of_two:
+            return scaled_error(row, d, e8m0_reciprocal32(byte), t0, t1, t2, t3, t4, t5, t6,
+                                terms)
+        k = 8 * byte
+        if limits[k + 7] != zero:
+            return scaled_error(row, d, one, limits[k], limits[k + 1], limits[k + 2],
+                                limits[k + 3], limits[k + 4], limits[k + 5], limits[k + 6],
+                                terms)
+        return divided_error(row, d, terms)
 
     @_device
     def bounds(row, e0, terms, ys):
-        """(keeps start, s_min, s_max): :func:`..optimal.search_bounds` (spec steps 2, 3).
-
-        The magnitudes are sorted (:func:`sort_function`) and the float64 prefix sums of
-        their float32 squares taken in ascending order, each rounded to float32 and compared
-        with E0, as the spec does. Adding a float32 square >= 0 never lowers a float64 sum
-        and rounding to float32 is monotone, so the prefixes that fit are the first k*:
-        k* counts them, and y_(k*) is the smallest magnitude whose prefix does not fit
-        (the magnitudes ascend), the one :func:`..optimal.search_bounds` reads. s_max =
-        float32(4 y_(k*)), exact or Inf, is the float32 of the float64 ``y / 0.25``."""
+        """(keeps start, s_min, s_max) of the block (see above)."""
         amax = zero
         for i in range(n):
             a = abs(row[i])
@@ -172,8 +197,38 @@ def search_function(n: int, lanes: int, tie: int, power_of_two: bool):
             return True, 0.0, 0.0
         return False, lower_bound(float64(amax), float64(e0)), float64(following * four)
 
+    return block_error, bounds
+
+
+def search_function(n: int, lanes: int, tie: int, power_of_two: bool):
+    """A device function ``search(row, start, table, limits, first, last, terms, ys)``: the
+    byte :func:`..optimal.search` picks for the finite float32 block ``row[:n]`` (a local
+    array) from start byte ``start`` over candidate bytes ``first..last`` of the ascending
+    float64 divisor table ``table`` (:func:`fp4ref.spec.optimal.search`), element quotients
+    ``float32(|x| / d)`` (the searches' recipes divide: ``fp4ref.quantize`` refuses the
+    others); ``limits`` is the float32 decision-threshold table of the divisors (NVFP4;
+    unread with ``power_of_two``), ``terms`` and ``ys`` float32 local arrays of ``n``.
+
+    ``power_of_two``: MXFP4, ``d = table[b] = 2^(b - 127)`` with b in 0..254. There ``1/d =
+    2^(127 - b)`` is a float32 number too (:func:`..quantize_block.e8m0_reciprocal32`), so
+    ``|x| * (1/d)`` and ``|x| / d`` are the float32 roundings of one real number, equal, and
+    the multiply is the cheaper.
+    """
+    block_error, bounds = sse_functions(n, lanes, tie, power_of_two)
+    zero = np.float32(0.0)
+    lane_sum = lane_sum_function(n, lanes)
+
     @_device
-    def search(row, start, table, first, last, terms, ys):
+    def clip_error(row, d, terms):
+        """:func:`..optimal.clip_error`: float32 ``sum(max(|x| - float32(6 d), 0)^2)``."""
+        six_d = np.float32(6.0) * d
+        for i in range(n):
+            h = max(abs(row[i]) - six_d, zero)
+            terms[i] = mul(h, h)
+        return lane_sum(terms)
+
+    @_device
+    def search(row, start, table, limits, first, last, terms, ys):
         """The scale byte of :func:`..optimal.search` for the block ``row``.
 
         Candidates are scanned as there: from the first byte whose divisor is >= s_min
@@ -182,17 +237,19 @@ def search_function(n: int, lanes: int, tie: int, power_of_two: bool):
 
         * the start byte's own SSE: it is E0's computation again, never below the best
           error (E0 or less);
-        * with ``power_of_two``, the clipping test. Term by term the clip error is at most
-          the SSE at the same ``d``: ``float32(6 d) = 3 * 2^(b - 126)`` is exact (or Inf,
-          b >= 253), and an element with ``|x| > float32(6 d)`` has the quotient
-          ``float32(|x| / d) >= 6``, above every threshold, so its magnitude is 6 and its SSE
-          term is the same float32 operations as its clip term; any other element's clip
-          term is 0. An ordered float32 sum of terms >= 0 is monotone in each term, so a
-          candidate whose clip error is not below the best error has an SSE not below it
-          either: skipping the test changes nothing. (NVFP4 keeps the test, as the
-          reference does: it rejects most candidates below the start cheaply.)
+        * the clipping test, for a divisor ``d >= 0`` (every divisor of fp4ref's tables).
+          Term by term the clip error is at most the SSE at the same ``d``: an element with
+          ``|x| > float32(6 d)`` has ``|x| / d > 6 (1 - 2^-24)`` (``float32(6 d)`` is exact
+          or within a relative 2^-24 of ``6 d``; ``d = 0``: the quotient is Inf), so its
+          quotient rounds above every threshold (at most 5), its magnitude is 6 and its SSE
+          term is ``float32(|x| - float32(6 d))`` squared, the clip term's very operations;
+          any other element's clip term is 0. An ordered float32 sum of terms >= 0 is
+          monotone in each term, so a candidate whose clip error is not below the best
+          error has an SSE not below it either: skipping the test changes nothing. (A
+          ``d = Inf`` has SSE NaN, never taken, and clip error 0; a NaN ``d`` ends the
+          scan first.)
         """
-        e0 = block_error(row, start, float32(table[start]), terms)
+        e0 = block_error(row, start, float32(table[start]), terms, limits)
         keep, s_min, s_max = bounds(row, e0, terms, ys)
         if keep:
             return start
@@ -204,9 +261,9 @@ def search_function(n: int, lanes: int, tie: int, power_of_two: bool):
                 break
             if byte == start:
                 continue
-            if not power_of_two and not clip_error(row, float32(d), terms) < best_error:
+            if d < 0.0 and not clip_error(row, float32(d), terms) < best_error:
                 continue
-            error = block_error(row, byte, float32(d), terms)
+            error = block_error(row, byte, float32(d), terms, limits)
             if error < best_error:
                 best = byte
                 best_error = error
