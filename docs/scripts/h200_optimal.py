@@ -11,7 +11,8 @@ first rows, and the blocks where qwantize's Triton search differs are counted.
     git show main:fp4ref/kernels/cuda/quantize.py > /tmp/old_quantize.py
     python3 docs/scripts/h200_optimal.py /tmp/old_quantize.py [threads ...]
 
-Extra arguments are thread-block sizes of the search kernel to time beside the default.
+Extra arguments are thread-block sizes of the search kernel to time beside the default, or
+``regs=N``: the MXFP4 kernel built again with at most N registers a thread (after the table).
 """
 
 import importlib.util
@@ -69,7 +70,8 @@ def same(a, b):
 
 def main():
     old = load_old(sys.argv[1])
-    threads = [int(t) for t in sys.argv[2:]]
+    threads = [int(t) for t in sys.argv[2:] if not t.startswith("regs=")]
+    registers = [int(t[5:]) for t in sys.argv[2:] if t.startswith("regs=")]
     print(torch.cuda.get_device_name(), flush=True)
     g = torch.Generator(device="cuda").manual_seed(0)
     x = torch.randn(8192, 32768, device="cuda", generator=g)
@@ -135,6 +137,21 @@ def main():
         print(f"| {fmt.upper()} | {t_old * 1e3:.2f} | {t_new * 1e3:.3f} | {t_peer * 1e3:.2f} | "
               f"{t_peer / t_new:.2f}x | {t_old / t_new:.1f}x | {'yes' if identical else 'NO'} | "
               f"{'yes' if cpu_same else 'NO'} | {differ} of {count} |")
+    want = run(cq._search, "mxfp4", x)
+    jit = cuda.jit
+    for regs in registers:
+        cq._KERNELS.clear()
+        cq.cuda.jit = lambda *a, regs=regs, **k: jit(*a, max_registers=regs, **k)
+        try:
+            start = time.perf_counter()
+            got = run(cq._search, "mxfp4", x)
+            print(f"mxfp4 new, at most {regs} registers: first call "
+                  f"{time.perf_counter() - start:.1f} s", flush=True)
+            t = timed(cq._search, "mxfp4", x)
+        finally:
+            cq.cuda.jit = jit
+        print(f"mxfp4 new, at most {regs} registers: {t * 1e3:.3f} ms, same bytes "
+              f"{same(got, want)}", flush=True)
 
 
 if __name__ == "__main__":
