@@ -11,8 +11,9 @@ first rows, and the blocks where qwantize's Triton search differs are counted.
     git show main:fp4ref/kernels/cuda/quantize.py > /tmp/old_quantize.py
     python3 docs/scripts/h200_optimal.py /tmp/old_quantize.py [threads ...]
 
-Extra arguments are thread-block sizes of the search kernel to time beside the default, or
-``regs=N``: the MXFP4 kernel built again with at most N registers a thread (after the table).
+Extra arguments are thread-block sizes of the search kernel to time beside the default,
+``regs=N``: the MXFP4 kernel built again with at most N registers a thread, or
+``saturated=N``: built again with ``SEARCH_SHAPE["saturated"] = N`` (both after the table).
 """
 
 import importlib.util
@@ -27,6 +28,7 @@ import fp4ref
 from fp4ref.bench import gpu_peers
 from fp4ref.bench.timing import gpu_time
 from fp4ref.kernels.cuda import quantize as cq
+from fp4ref.kernels.cuda import search
 
 REPEAT = 3
 CPU_ROWS = 16
@@ -70,8 +72,9 @@ def same(a, b):
 
 def main():
     old = load_old(sys.argv[1])
-    threads = [int(t) for t in sys.argv[2:] if not t.startswith("regs=")]
+    threads = [int(t) for t in sys.argv[2:] if "=" not in t]
     registers = [int(t[5:]) for t in sys.argv[2:] if t.startswith("regs=")]
+    shapes = [int(t[10:]) for t in sys.argv[2:] if t.startswith("saturated=")]
     print(torch.cuda.get_device_name(), flush=True)
     g = torch.Generator(device="cuda").manual_seed(0)
     x = torch.randn(8192, 32768, device="cuda", generator=g)
@@ -138,6 +141,19 @@ def main():
               f"{t_peer / t_new:.2f}x | {t_old / t_new:.1f}x | {'yes' if identical else 'NO'} | "
               f"{'yes' if cpu_same else 'NO'} | {differ} of {count} |")
     want = run(cq._search, "mxfp4", x)
+    default = search.SEARCH_SHAPE["saturated"]
+    for saturated in shapes:
+        search.SEARCH_SHAPE["saturated"] = saturated
+        try:
+            start = time.perf_counter()
+            got = run(cq._search, "mxfp4", x)
+            print(f"mxfp4 new, {saturated} thresholds saturated: first call "
+                  f"{time.perf_counter() - start:.1f} s", flush=True)
+            t = timed(cq._search, "mxfp4", x)
+        finally:
+            search.SEARCH_SHAPE["saturated"] = default
+        print(f"mxfp4 new, {saturated} thresholds saturated: {t * 1e3:.3f} ms, same bytes "
+              f"{same(got, want)}", flush=True)
     jit = cuda.jit
     for regs in registers:
         cq._KERNELS.clear()

@@ -20,6 +20,7 @@ import fp4ref
 from fp4ref.conformance import probes
 from fp4ref.kernels import optimal
 from fp4ref.kernels.cuda.quantize import _threshold_rows
+from fp4ref.kernels.cuda import search
 from fp4ref.kernels.cuda.search import merge_sort_pairs, sse_functions
 from fp4ref.kernels.options import RECIPE_PLAIN, RULE_QWANTIZE
 from fp4ref.kernels.scalar import e4m3_decode
@@ -190,9 +191,12 @@ def _steps(n, power_of_two, x, starts, table, limits, tie):
             assert (lows[b], highs[b]) == (low, high), b
 
 
+@pytest.mark.parametrize("saturated", [0, 4, 7])
 @pytest.mark.parametrize("tie", [0, 1, 2, 3])
-def test_mxfp4_steps(tie):
-    """block_error (|x| * 2^(127 - b)) and bounds against the njit reference steps."""
+def test_mxfp4_steps(tie, saturated, monkeypatch):
+    """block_error (|x| * 2^(127 - b), some thresholds by saturating FMAs) and bounds
+    against the njit reference steps."""
+    monkeypatch.setitem(search.SEARCH_SHAPE, "saturated", saturated)
     x = _mx_blocks()
     x = np.ascontiguousarray(x[np.isfinite(x).all(axis=1) & (np.abs(x).max(axis=1) > 0)][::2])
     starts = np.clip([_start(32, float(np.abs(row).max())) for row in x], 2, 251).astype(np.int64)

@@ -419,7 +419,8 @@ def _search_kernel(nv: bool, hessian: bool, order: int, tie: int, zero_sign: int
     (:func:`..optimal.search_hessian`), for one set of element options (``mlx_nonfinite``:
     MXFP4 NaN/Inf blocks get 0x80, ``nonfinite="mlx"``), summation order ``lanes`` and,
     for the Hessian search, NVFP4 quotient (``multiply``: by the table's multiplier)."""
-    key = ("search", nv, hessian, order, tie, zero_sign, mlx_nonfinite, lanes, multiply)
+    key = ("search", nv, hessian, order, tie, zero_sign, mlx_nonfinite, lanes, multiply,
+           search.SEARCH_SHAPE["saturated"])
     if key in _KERNELS:
         return _KERNELS[key]
     n = 16 if nv else 32

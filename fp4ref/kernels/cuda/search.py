@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import cuda, float32, float64
+from numba.cuda import config
 
 from ..elements import E2M1_MAGNITUDES, THRESHOLDS
 from ..optimal import first_at_least, lower_bound
@@ -24,7 +25,50 @@ from ..quantize_block import e8m0_reciprocal32
 from ..unfused import mul
 from . import unfused  # noqa: F401 (the GPU's mul overload)
 
+#: How the MXFP4 SSE counts an element's E2M1 code (the NVFP4 searches compare): its lowest
+#: ``"saturated"`` thresholds (0 to 7) by saturating FMAs (:func:`above`, on the FMA pipe),
+#: the others by comparisons and selects (the integer pipe, which bounds the comparing
+#: search as it did the rule kernels). Experiments override it before the first search.
+SEARCH_SHAPE = {"saturated": 4}
 
+#: 2^26: scale of :func:`above` (at least 1 / ulp of the smallest threshold).
+_ABOVE_SCALE = np.float32(2.0**26)
+
+if config.ENABLE_CUDASIM:
+
+    def above(y, scaled):
+        """1.0 if ``y > t`` else 0.0 (float32), for ``scaled = -t * 2^26``: in float64,
+        whose ``y * 2^26`` is exact and whose sum keeps the exact sum's sign."""
+        return np.float32(np.float64(y) * np.float64(_ABOVE_SCALE) + np.float64(scaled) > 0)
+
+else:
+    from llvmlite import ir
+    from numba import types
+    from numba.cuda.extending import intrinsic
+
+    @intrinsic
+    def _saturated_fma(typingctx, a, b, c):
+        """PTX ``fma.rn.sat.f32``: ``a * b + c`` rounded once, clamped to [0, 1]."""
+        if not (a == b == c == types.float32):
+            return None
+
+        def codegen(context, builder, signature, args):
+            single = ir.FloatType()
+            asm = ir.InlineAsm(ir.FunctionType(single, [single] * 3),
+                               "fma.rn.sat.f32 $0, $1, $2, $3;", "=f,f,f,f")
+            return builder.call(asm, args)
+
+        return types.float32(a, b, c), codegen
+
+    @cuda.jit(device=True, inline="always")
+    def above(y, scaled):
+        """1.0 if ``y > t`` else 0.0 (float32) for a float32 ``y >= 0`` or +Inf and
+        ``scaled = -t * 2^26``, ``t`` a float32 in [2^-3, 2^3) (every E2M1 threshold), in one
+        saturating FMA: ``fma.rn.sat(y, 2^26, scaled)``. The product and sum are rounded
+        once, from the exact ``2^26 (y - t)``: if ``y > t``, then ``y >= t + ulp(t)`` and
+        ``ulp(t) >= 2^-26``, so it is at least 1 (Inf when ``y * 2^26`` overflows) and
+        saturates to 1; otherwise it is <= 0, and rounds and saturates to 0."""
+        return _saturated_fma(y, _ABOVE_SCALE, scaled)
 
 def merge_sort_pairs(n: int) -> list[tuple[int, int]]:
     """The compare-exchange pairs ``(i, j)``, ``i < j``, of Batcher's odd-even merge sort of
@@ -101,7 +145,7 @@ def sse_functions(n: int, lanes: int, tie: int, power_of_two: bool):
     :func:`..elements.magnitude_code` of ``float32(|x| / d)``:
 
     * ``power_of_two``: ``|x| * 2^(127 - b)`` against the tie rule's thresholds (MXFP4: see
-      :func:`search_function`);
+      :func:`search_function`), some by :func:`above` (:data:`SEARCH_SHAPE`);
     * where row ``byte`` of the float32 table ``limits`` says so (its entry 7 nonzero: a
       finite ``d >= 0``), ``|x|`` itself against the row's decision thresholds
       (:func:`..cpu.simd.nvfp4_search.decision_threshold`: ``float32(|x| / d) > t`` exactly
@@ -123,6 +167,34 @@ def sse_functions(n: int, lanes: int, tie: int, power_of_two: bool):
     infinity = np.float32(np.inf)
     lane_sum = lane_sum_function(n, lanes)
     sort = sort_function(n)
+
+    saturated = SEARCH_SHAPE["saturated"]
+    c0, c1, c2, c3, c4, c5, c6 = (np.float32(-t * 2.0**26) for t in THRESHOLDS[tie])  # exact
+    u1, u2, u3, u4, u5, u6, u7 = (np.float32(b - a) for a, b in zip(E2M1_MAGNITUDES,
+                                                                  E2M1_MAGNITUDES[1:]))
+
+    @_device
+    def power_error(row, d, r, terms):
+        """The float32 SSE with codes counted from ``|x| * r`` against the tie rule's
+        thresholds, the lowest ``saturated`` of them as :func:`above`'s 0 or 1 times the
+        step in magnitude at that threshold (sums of multiples of 0.5 up to 6, exact in any
+        order), the others as selections of the magnitude above them: the thresholds
+        ascend, so those exceeded are the lowest ones, and either way the value is the
+        magnitude of the threshold count."""
+        for i in range(n):
+            a = abs(row[i])
+            y = a * r
+            value = zero
+            value = value + u1 * above(y, c0) if saturated > 0 else (m1 if y > t0 else value)
+            value = value + u2 * above(y, c1) if saturated > 1 else (m2 if y > t1 else value)
+            value = value + u3 * above(y, c2) if saturated > 2 else (m3 if y > t2 else value)
+            value = value + u4 * above(y, c3) if saturated > 3 else (m4 if y > t3 else value)
+            value = value + u5 * above(y, c4) if saturated > 4 else (m5 if y > t4 else value)
+            value = value + u6 * above(y, c5) if saturated > 5 else (m6 if y > t5 else value)
+            value = value + u7 * above(y, c6) if saturated > 6 else (m7 if y > t6 else value)
+            error = a - mul(value, d)
+            terms[i] = mul(error, error)
+        return lane_sum(terms)
 
     @_device
     def scaled_error(row, d, r, s0, s1, s2, s3, s4, s5, s6, terms):
@@ -164,8 +236,7 @@ def sse_functions(n: int, lanes: int, tie: int, power_of_two: bool):
     def block_error(row, byte, d, terms, limits):
         """:func:`..optimal.block_error` at divisor ``d`` of byte ``byte`` (see above)."""
         if power_of_two:
-            return scaled_error(row, d, e8m0_reciprocal32(byte), t0, t1, t2, t3, t4, t5, t6,
-                                terms)
+            return power_error(row, d, e8m0_reciprocal32(byte), terms)
         k = 8 * byte
         if limits[k + 7] != zero:
             return scaled_error(row, d, one, limits[k], limits[k + 1], limits[k + 2],
