@@ -11,6 +11,12 @@ from the same float32 and float64 numbers as :func:`..optimal.search`, each comp
 same IEEE operations; where it computes fewer of them, the function doing so says why the
 decision is the same. Products that are later added are :func:`..unfused.mul`, which NVVM
 never contracts into an FMA.
+
+Where the time goes (H200, docs/benchmarks.md): an element's E2M1 magnitude at each
+candidate scale. MXFP4 counts its lowest thresholds by saturating FMAs (:func:`above`), on
+the FMA pipe, beside the integer pipe's comparisons; NVFP4 compares ``|x|`` itself with
+each candidate's decision thresholds (no division). The clipping test, which skips nothing
+that the SSE would take, is left out for divisors >= 0 (:func:`search_function`).
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ else:
         ``ulp(t) >= 2^-26``, so it is at least 1 (Inf when ``y * 2^26`` overflows) and
         saturates to 1; otherwise it is <= 0, and rounds and saturates to 0."""
         return _saturated_fma(y, _ABOVE_SCALE, scaled)
+
 
 def merge_sort_pairs(n: int) -> list[tuple[int, int]]:
     """The compare-exchange pairs ``(i, j)``, ``i < j``, of Batcher's odd-even merge sort of
@@ -170,8 +177,8 @@ def sse_functions(n: int, lanes: int, tie: int, power_of_two: bool):
 
     saturated = SEARCH_SHAPE["saturated"]
     c0, c1, c2, c3, c4, c5, c6 = (np.float32(-t * 2.0**26) for t in THRESHOLDS[tie])  # exact
-    u1, u2, u3, u4, u5, u6, u7 = (np.float32(b - a) for a, b in zip(E2M1_MAGNITUDES,
-                                                                  E2M1_MAGNITUDES[1:]))
+    u1, u2, u3, u4, u5, u6, u7 = (np.float32(E2M1_MAGNITUDES[k + 1] - E2M1_MAGNITUDES[k])
+                                  for k in range(7))
 
     @_device
     def power_error(row, d, r, terms):
