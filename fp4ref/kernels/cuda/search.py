@@ -34,7 +34,7 @@ from . import unfused  # noqa: F401 (the GPU's mul overload)
 #: How the MXFP4 SSE counts an element's E2M1 code (the NVFP4 searches compare): its lowest
 #: ``"saturated"`` thresholds (0 to 7) by saturating FMAs (:func:`above`, on the FMA pipe),
 #: the others by comparisons and selects (the integer pipe, which bounds the comparing
-#: search as it did the rule kernels). Experiments override it before the first search.
+#: search as it did the rule kernels). Part of the search kernel's key; experiments set it.
 SEARCH_SHAPE = {"saturated": 4}
 
 #: 2^26: scale of :func:`above` (at least 1 / ulp of the smallest threshold).
