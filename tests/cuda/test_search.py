@@ -22,6 +22,7 @@ from fp4ref.kernels import optimal
 from fp4ref.kernels.cuda import search
 from fp4ref.kernels.cuda.quantize import _threshold_rows
 from fp4ref.kernels.cuda.search import merge_sort_pairs, sse_functions
+from fp4ref.kernels.elements import THRESHOLDS
 from fp4ref.kernels.options import RECIPE_PLAIN, RULE_QWANTIZE
 from fp4ref.kernels.scalar import e4m3_decode
 from fp4ref.kernels.scale_rules import mx_scale, nvfp4_block_scale
@@ -224,3 +225,25 @@ def test_nvfp4_steps(tie, by_threshold):
     if not by_threshold:
         limits[7::8] = 0.0
     _steps(16, False, x, starts, NV_DIVISORS, limits, tie)
+
+
+def test_above_is_a_comparison():
+    """:func:`fp4ref.kernels.cuda.search.above` (one saturating FMA on a GPU) is ``y > t``
+    for every tie rule's thresholds t and y at, beside and far from them, 0, the extremes
+    and Inf."""
+    t = np.unique(THRESHOLDS).astype(np.float32)
+    near = np.concatenate([t, np.nextafter(t, np.float32(0)), np.nextafter(t, np.float32(9))])
+    y = np.concatenate([near, np.float32([0, 2.0**-149, 1e-30, 0.5, 6, 7.9, 2.0**100,
+                                          3e38, np.finfo(np.float32).max, np.inf])])
+    ys, ts = (np.ascontiguousarray(v.astype(np.float32)) for v in np.meshgrid(y, t))
+    scaled = (ts * np.float32(2.0**26)).astype(np.float32) * np.float32(-1)
+
+    @cuda.jit
+    def kernel(ys, scaled, out):
+        i = cuda.grid(1)
+        if i < ys.size:
+            out[i] = search.above(ys[i], scaled[i])
+
+    out = np.zeros(ys.size, np.float32)
+    kernel[(ys.size + 127) // 128, 128](ys.reshape(-1), scaled.reshape(-1), out)
+    assert np.array_equal(out, (ys > ts).reshape(-1).astype(np.float32))
