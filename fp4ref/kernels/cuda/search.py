@@ -148,8 +148,9 @@ def sse_functions(n: int, lanes: int, tie: int, power_of_two: bool):
     float32 divisor ``d`` of byte ``byte``. Per element the E2M1 magnitude (the value above
     the last of the ascending thresholds the quotient exceeds, the threshold count's
     value), ``|x| - float32(q d)`` and its float32 square, summed by
-    :func:`lane_sum_function`. The magnitude's code is counted three ways, all giving
-    :func:`..elements.magnitude_code` of ``float32(|x| / d)``:
+    :func:`lane_sum_function`. The magnitude's code is counted three ways, each giving the
+    number of the tie rule's :data:`..elements.THRESHOLDS` below ``float32(|x| / d)``, as
+    :func:`..optimal.block_error` counts it:
 
     * ``power_of_two``: ``|x| * 2^(127 - b)`` against the tie rule's thresholds (MXFP4: see
       :func:`search_function`), some by :func:`above` (:data:`SEARCH_SHAPE`);
@@ -159,14 +160,15 @@ def sse_functions(n: int, lanes: int, tie: int, power_of_two: bool):
       when ``|x| > T``; the table of :func:`.quantize.threshold_table`), no division;
     * otherwise ``float32(|x| / d)`` against the tie rule's thresholds.
 
-    ``bounds(row, e0, terms, ys)``: (keeps start, s_min, s_max), :func:`..optimal.search_bounds`
-    (spec steps 2 and 3). The magnitudes are sorted (:func:`sort_function`) and the float64
-    prefix sums of their float32 squares taken in ascending order, each rounded to float32
-    and compared with E0, as the spec does. Adding a float32
-    square >= 0 never lowers a float64 sum and rounding is monotone, so the prefixes that
-    fit are the first k*: k* counts them, and y_(k*) is the smallest magnitude whose prefix
-    does not fit (the magnitudes ascend), the one :func:`..optimal.search_bounds` reads.
-    s_max = float32(4 y_(k*)), exact or Inf, is the float32 of the float64 ``y / 0.25``.
+    ``bounds(row, e0, terms, ys)``: (keeps start, s_min, s_max),
+    :func:`..optimal.search_bounds` (spec steps 2 and 3). The magnitudes are sorted
+    (:func:`sort_function`) and the float64 prefix sums of their float32 squares taken in
+    ascending order, each rounded to float32 and compared with E0, as the spec does. Adding
+    a float32 square >= 0 never lowers a float64 sum and rounding is monotone, so the
+    prefixes that fit are the first k*: k* counts them, and y_(k*) is the smallest
+    magnitude whose prefix does not fit (the magnitudes ascend), the one
+    :func:`..optimal.search_bounds` reads. s_max = float32(4 y_(k*)), exact or Inf, is the
+    float32 of the float64 ``y / 0.25``.
     """
     t0, t1, t2, t3, t4, t5, t6 = (np.float32(t) for t in THRESHOLDS[tie])
     m1, m2, m3, m4, m5, m6, m7 = (np.float32(m) for m in E2M1_MAGNITUDES[1:])
