@@ -82,12 +82,10 @@ from ..quantize_block import (
     block_amax,
     e8m0_reciprocal32,
     half_value,
-    mx_block_scale,
     mx_implementation_nonfinite,
     mx_quirk_code,
     mx_quirk_scale,
     mx_rule_block,
-    nv_block_scale,
     nv_nan_recoded,
     nv_nonfinite_block,
     pow2_32,
@@ -104,7 +102,7 @@ from ..scale_rules import (
     nvfp4_scale_bounds,
     scale_by_bounds,
 )
-from . import elements, unfused  # noqa: F401 (the GPU's count_below and mul overloads)
+from . import elements, search, unfused  # noqa: F401 (the GPU's count_below and mul overloads)
 from .codec import _grid, _simulated, resident_grid
 from .launch import launch
 from .warp import index_shuffle, xor_shuffle
@@ -415,26 +413,41 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
 
 
 def _search_kernel(nv: bool, hessian: bool, order: int, tie: int, zero_sign: int,
-                   mlx_nonfinite: bool = False):
-    """The optimal-search kernel for MXFP4 (or NVFP4, ``nv``), by SSE or, with ``hessian``,
-    by ``r^T H r``, and one set of element options (``mlx_nonfinite``: MXFP4 NaN/Inf
-    blocks get 0x80, ``nonfinite="mlx"``)."""
-    key = ("search", nv, hessian, order, tie, zero_sign, mlx_nonfinite)
+                   mlx_nonfinite: bool, lanes: int, multiply: bool):
+    """The optimal-search kernel for MXFP4 (or NVFP4, ``nv``), by SSE
+    (:func:`.search.search_function`) or, with ``hessian``, by ``r^T H r``
+    (:func:`..optimal.search_hessian`), for one set of element options (``mlx_nonfinite``:
+    MXFP4 NaN/Inf blocks get 0x80, ``nonfinite="mlx"``), summation order ``lanes`` and,
+    for the Hessian search, NVFP4 quotient (``multiply``: by the table's multiplier)."""
+    key = ("search", nv, hessian, order, tie, zero_sign, mlx_nonfinite, lanes, multiply,
+           search.SEARCH_SHAPE["saturated"])
     if key in _KERNELS:
         return _KERNELS[key]
     n = 16 if nv else 32
+    if multiply and not hessian:
+        raise ValueError("the SSE search divides (fp4ref.quantize refuses recipes that multiply)")
+    sse_search = search.search_function(n, lanes, tie, not nv)
+
+    size = THRESHOLD_TABLE if nv and not hessian else 1  # MXFP4 and Hessians: unread
 
     @cuda.jit
-    def kernel(x, divisors, rule, tensor, clamp_low, clamp_high, zero_block, zero_scale,
-               multiply, inf_nan, first, lanes, hessians, scales, words):
+    def kernel(x, divisors, thresholds, rule, tensor, clamp_low, clamp_high, zero_block,
+               zero_scale, inf_nan, first, hessians, scales, words):
         table = cuda.shared.array(256, float64)  # the search reads the divisors often
+        limits = cuda.shared.array(size, float32)  # and NVFP4 their decision thresholds
         for r in range(cuda.threadIdx.x, 256, cuda.blockDim.x):
             table[r] = divisors[r]
+        for r in range(cuda.threadIdx.x, size, cuda.blockDim.x):
+            limits[r] = thresholds[r]
         cuda.syncthreads()
         row = cuda.local.array(n, float32)
-        terms = cuda.local.array(n, float64)
-        ys = cuda.local.array(n, float64)
-        residuals = cuda.local.array(n, float64)
+        if hessian:  # scratch of the njit search
+            terms = cuda.local.array(n, float64)
+            ys = cuda.local.array(n, float64)
+            residuals = cuda.local.array(n, float64)
+        else:  # scratch of search.search_function's, in registers
+            terms = cuda.local.array(n, float32)
+            ys = cuda.local.array(n, float32)
         columns = uint64(hessians.shape[0])
         for blk in range(uint64(cuda.grid(1)), uint64(scales.size), uint64(cuda.gridsize(1))):
             base = blk * uint64(n)
@@ -458,13 +471,13 @@ def _search_kernel(nv: bool, hessian: bool, order: int, tie: int, zero_sign: int
                     start = mx_scale(float(amax), rule)
                     scale = search_hessian(row, start, table[start], table, first, 254, False,
                                            tie, lanes, terms, ys, h, True, residuals)
-            elif nv:
-                scale = nv_block_scale(row, float(amax), rule, tensor, clamp_low, clamp_high,
-                                       zero_block, zero_scale, True, multiply, tie, lanes,
-                                       table, terms, ys)
-            else:
-                scale = mx_block_scale(row, float(amax), 0, True, rule, first, tie, lanes, table,
-                                       terms, ys)
+            elif nv:  # as nv_block_scale with optimal, the search by search.search_function
+                start = nvfp4_block_scale(float(amax), rule, tensor, clamp_low, clamp_high,
+                                          zero_block, zero_scale)
+                scale = sse_search(row, start, table, limits, 1, 126, terms, ys)
+            else:  # as mx_block_scale with optimal
+                scale = sse_search(row, mx_scale(float(amax), rule), table, limits, first, 254,
+                                   terms, ys)
             if bad and mlx_nonfinite and not nv:
                 scale = MX_MLX_NONFINITE
             scales[blk] = scale
@@ -543,16 +556,21 @@ def _search(nv: bool, x, divisors, options, multiply: bool, scales, packed, hess
     n = 16 if nv else 32
     o = options
     kernel = _search_kernel(nv, hessian is not None, o.nibble_order, o.rounding, o.zero_sign,
-                            o.nonfinite == NONFINITE_MLX)
+                            o.nonfinite == NONFINITE_MLX, o.sum_lanes, multiply)
+    thresholds = None
+    if nv and hessian is None:  # the SSE search counts codes against decision thresholds
+        thresholds = threshold_table(o.nvfp4_recipe, o.tensor_operand, o.rounding)
+    if thresholds is None:  # not read: a float32 [1] array types the argument
+        thresholds = _no_thresholds()
     if hessian is None:  # not read: a float64 [1, n, n] array types the argument
         hessian = cuda.device_array((1, n, n), np.float64)
     blocks, threads = _block_grid(scales.size)
     kernel[blocks, threads](
-        x, divisors, o.nvfp4_recipe if nv else o.scale_rule, o.tensor_operand, o.clamp_low,
-        o.clamp_high, o.zero_block, o.zero_block_scale, multiply,
+        x, divisors, thresholds, o.nvfp4_recipe if nv else o.scale_rule, o.tensor_operand,
+        o.clamp_low,
+        o.clamp_high, o.zero_block, o.zero_block_scale,
         o.nonfinite != NONFINITE_GFLOAT if not nv else o.nonfinite == NONFINITE_NAN_SCALE,
-        1 if nv else o.e8m0_min, o.sum_lanes,
-        hessian, scales, packed.reshape(-1).view(np.uint32))
+        1 if nv else o.e8m0_min, hessian, scales, packed.reshape(-1).view(np.uint32))
 
 
 def _ggml_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int, nonfinite: int,
