@@ -5,7 +5,9 @@ torch's lane order, the SSE bounds, and the scans by SSE or by ``r^T H r``.
 Written in the numba subset so the CPU kernels (:mod:`.cpu.quantize`) and, compiled again,
 the GPU search kernels (:mod:`.cuda.quantize`) call the same functions; :mod:`.cpu.simd`
 has vector versions of the 16-lane searches that make the same decisions. float32 steps
-are native float32 operations or float64 ones rounded by :func:`.scale_rules.f32`.
+are native float32 operations or float64 ones rounded by :func:`.scale_rules.f32`. The
+sorting network of the CPU's vector search and the GPU's search (:func:`merge_sort_pairs`)
+is here too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,25 @@ from numba import njit
 from .elements import E2M1_MAGNITUDES, THRESHOLDS, magnitude_code, quotient
 from .scale_rules import f32
 from .unfused import mul
+
+
+def merge_sort_pairs(n: int) -> list[tuple[int, int]]:
+    """The compare-exchange pairs ``(i, j)``, ``i < j``, of Batcher's odd-even merge sort of
+    ``n`` values (a power of two), in order: putting each pair's two values in ascending
+    order, one pair after the other, sorts any ``n`` values (Knuth, TAOCP 3, 5.3.4,
+    Algorithm M; the tests check every 0/1 input of n = 16)."""
+    pairs = []
+    p = 1
+    while p < n:
+        k = p
+        while k >= 1:
+            for j in range(k % p, n - k, 2 * k):
+                for i in range(min(k, n - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return pairs
 
 
 @njit(cache=True, error_model="numpy")

@@ -21,8 +21,9 @@ from fp4ref.conformance import probes
 from fp4ref.kernels import optimal
 from fp4ref.kernels.cuda import search
 from fp4ref.kernels.cuda.quantize import _threshold_rows
-from fp4ref.kernels.cuda.search import merge_sort_pairs, sse_functions
+from fp4ref.kernels.cuda.search import sse_functions
 from fp4ref.kernels.elements import THRESHOLDS
+from fp4ref.kernels.optimal import merge_sort_pairs
 from fp4ref.kernels.options import RECIPE_PLAIN, RULE_QWANTIZE
 from fp4ref.kernels.scalar import e4m3_decode
 from fp4ref.kernels.scale_rules import mx_scale, nvfp4_block_scale

@@ -8,7 +8,8 @@ kernel: the GPU waited on Python. Here the compiled kernel for each argument sig
 found once (numba compiles it on the first call, as usual), and each later call only flattens
 its arguments the way numba's ``_Kernel._prepare_args`` does (an array as meminfo, parent,
 size, itemsize, data pointer, shape, strides in bytes; scalars as ctypes values) and hands them
-to ``cuda.core``'s ``launch``. In the simulator, or for anything else, it is the ordinary call.
+to ``cuda.core``'s ``launch``. In the simulator, on a machine with several GPUs, or for an
+argument it does not flatten, it is the ordinary call.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from numba.cuda import config
 FAST = True
 
 _COMPILED: dict[tuple, tuple] = {}
+_ONE_GPU: list[bool] = []  # the compiled kernels kept here belong to the one device
 _CONFIGS: dict[tuple, Any] = {}
 _STREAM: list = []
 
@@ -72,6 +74,16 @@ def _compiled(kernel, args: tuple):
     return entry[1], entry[2]
 
 
+def _one_gpu() -> bool:
+    """Whether this machine has one GPU: with several, a kept kernel could belong to
+    another device's context than the current one, so numba launches."""
+    if not _ONE_GPU:
+        from numba import cuda
+
+        _ONE_GPU.append(len(cuda.gpus) == 1)
+    return _ONE_GPU[0]
+
+
 def _config(grid: int, threads: int):
     key = (grid, threads)
     if key not in _CONFIGS:
@@ -85,7 +97,7 @@ def _config(grid: int, threads: int):
 
 def launch(kernel, grid: int, threads: int, *args) -> None:
     """``kernel[grid, threads](*args)`` on the default stream, with less host time on a GPU."""
-    if not FAST or config.ENABLE_CUDASIM:
+    if not FAST or config.ENABLE_CUDASIM or not _one_gpu():
         kernel[grid, threads](*args)
         return
     function, marshals = _compiled(kernel, args)

@@ -26,7 +26,7 @@ from numba import cuda, float32, float64
 from numba.cuda import config
 
 from ..elements import E2M1_MAGNITUDES, THRESHOLDS
-from ..optimal import first_at_least, lower_bound
+from ..optimal import first_at_least, lower_bound, merge_sort_pairs
 from ..quantize_block import e8m0_reciprocal32
 from ..unfused import mul
 from . import unfused  # noqa: F401 (the GPU's mul overload)
@@ -75,25 +75,6 @@ else:
         ``ulp(t) >= 2^-26``, so it is at least 1 (Inf when ``y * 2^26`` overflows) and
         saturates to 1; otherwise it is <= 0, and rounds and saturates to 0."""
         return _saturated_fma(y, _ABOVE_SCALE, scaled)
-
-
-def merge_sort_pairs(n: int) -> list[tuple[int, int]]:
-    """The compare-exchange pairs ``(i, j)``, ``i < j``, of Batcher's odd-even merge sort of
-    ``n`` values (a power of two), in order: putting each pair's two values in ascending
-    order, one pair after the other, sorts any ``n`` values (Knuth, TAOCP 3, 5.3.4,
-    Algorithm M; the tests check every 0/1 input of n = 16)."""
-    pairs = []
-    p = 1
-    while p < n:
-        k = p
-        while k >= 1:
-            for j in range(k % p, n - k, 2 * k):
-                for i in range(min(k, n - j - k)):
-                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
-                        pairs.append((i + j, i + j + k))
-            k //= 2
-        p *= 2
-    return pairs
 
 
 def _device(function):

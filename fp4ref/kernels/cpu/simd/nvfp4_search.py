@@ -48,6 +48,7 @@ from numba.core import cgutils
 from numba.core.extending import intrinsic
 
 from ...elements import E2M1_MAGNITUDES, THRESHOLDS
+from ...optimal import merge_sort_pairs
 from ...options import HIGH_FIRST, RECIPE_PLAIN, SPLIT_HALF, ZERO_KEEP, ZERO_NEGATIVE
 from ...scalar import float32_bits
 from ...scale_rules import nvfp4_block_scale
@@ -169,23 +170,6 @@ def _candidate_errors(context, builder, signature, magnitudes, offset, table, co
     return (total, below) if partial else total
 
 
-def _sorting_network(n):
-    """Batcher's odd-even merge sort: the comparators (i, j), i < j, sorting ``n`` (a power
-    of two) values."""
-    pairs = []
-    p = 1
-    while p < n:
-        k = p
-        while k >= 1:
-            for j in range(k % p, n - k, 2 * k):
-                for i in range(min(k, n - j - k)):
-                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
-                        pairs.append((i + j, i + j + k))
-            k //= 2
-        p *= 2
-    return pairs
-
-
 def _gather(builder, table_base, indices):
     """float32 ``table[indices]`` (a vector of flat indices) by ``llvm.masked.gather``."""
     lanes = indices.type.count
@@ -302,7 +286,7 @@ def open_searches(typingctx, x, row, starts, table, magnitudes, e0s, energies, s
             e0 = builder.fadd(e0, builder.fmul(error, error))
 
         ordered = list(columns)
-        for i, j in _sorting_network(n):
+        for i, j in merge_sort_pairs(n):
             smaller = builder.icmp_unsigned("<", ordered[i], ordered[j])
             ordered[i], ordered[j] = (builder.select(smaller, ordered[i], ordered[j]),
                                       builder.select(smaller, ordered[j], ordered[i]))
