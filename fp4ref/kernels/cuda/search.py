@@ -187,20 +187,23 @@ def sse_functions(n: int, lanes: int, tie: int, power_of_two: bool):
         return lane_sum(terms)
 
     @_device
+    def counted_magnitude(y, s0, s1, s2, s3, s4, s5, s6):
+        """The E2M1 magnitude of the count of the ascending ``s0..s6`` below ``y``."""
+        value = zero
+        value = m1 if y > s0 else value
+        value = m2 if y > s1 else value
+        value = m3 if y > s2 else value
+        value = m4 if y > s3 else value
+        value = m5 if y > s4 else value
+        value = m6 if y > s5 else value
+        return m7 if y > s6 else value
+
+    @_device
     def scaled_error(row, d, r, s0, s1, s2, s3, s4, s5, s6, terms):
         """The float32 SSE with codes counted from ``|x| * r`` against ``s0..s6``."""
         for i in range(n):
             a = abs(row[i])
-            y = a * r
-            value = zero
-            value = m1 if y > s0 else value
-            value = m2 if y > s1 else value
-            value = m3 if y > s2 else value
-            value = m4 if y > s3 else value
-            value = m5 if y > s4 else value
-            value = m6 if y > s5 else value
-            value = m7 if y > s6 else value
-            error = a - mul(value, d)
+            error = a - mul(counted_magnitude(a * r, s0, s1, s2, s3, s4, s5, s6), d)
             terms[i] = mul(error, error)
         return lane_sum(terms)
 
@@ -209,16 +212,7 @@ def sse_functions(n: int, lanes: int, tie: int, power_of_two: bool):
         """The float32 SSE with codes counted from ``float32(|x| / d)``."""
         for i in range(n):
             a = abs(row[i])
-            y = a / d
-            value = zero
-            value = m1 if y > t0 else value
-            value = m2 if y > t1 else value
-            value = m3 if y > t2 else value
-            value = m4 if y > t3 else value
-            value = m5 if y > t4 else value
-            value = m6 if y > t5 else value
-            value = m7 if y > t6 else value
-            error = a - mul(value, d)
+            error = a - mul(counted_magnitude(a / d, t0, t1, t2, t3, t4, t5, t6), d)
             terms[i] = mul(error, error)
         return lane_sum(terms)
 
