@@ -11,15 +11,22 @@ Two shapes of kernel, both built from the njit functions of :mod:`..quantize_blo
   to it for an Inf); a reduce-scatter over the block's lanes by butterfly shuffles
   (:func:`.warp.xor_shuffle`) leaves each of the 32 lanes with one block's, so each lane
   computes one scale byte (:func:`..scale_rules.mx_scale`,
-  :func:`..scale_rules.nvfp4_block_scale`) and stores it, and hands the block's divisor
+  :func:`..scale_rules.nvfp4_block_scale`, or for NVFP4 its table look-up
+  :func:`..scale_rules.scale_by_bounds`) and stores it, and hands the block's divisor
   back to the block's lanes (:func:`.warp.index_shuffle`). Each lane then computes the
-  codes of its elements (:func:`..elements.element_code`) and stores its packed
-  bytes (SPLIT_HALF pairs element j with j + B/2, so there the lanes of the block's first
-  half take their partner's codes by a shuffle).
+  codes of its elements (:func:`..elements.element_code`; MXFP4 under ties to even
+  :func:`..elements.nearest_even_code`, NVFP4 division recipes by decision thresholds) and
+  stores its packed bytes (SPLIT_HALF pairs element j with j + B/2, so there the lanes of
+  the block's first half take their partner's codes by a shuffle). These kernels are bound
+  by the integer pipe more than by memory (``ncu``, 2026-12-04), hence the float-pipe and
+  table forms.
 * The optimal searches (compute-bound, and needing the whole block) give a thread a block:
-  it reads the block with 16-byte loads, searches (:func:`..optimal.search`, or
+  it reads the block with 16-byte loads, searches (:func:`.search.search_function`, or
   :func:`..optimal.search_hessian` with the Hessian of the block's column block) and
   packs the codes (:func:`..elements.packed_byte`).
+
+The hot kernels are launched by :func:`.launch.launch` (numba's launch without its per-call
+dispatch).
 
 The element options (nibble order, tie rule, sign of zero), the MXFP4 rule or NVFP4 recipe
 of the rule kernels, and the search kind are compile-time constants (one kernel for each
