@@ -1,9 +1,9 @@
 """One block of quantization as numba scalar functions: the per-block steps of
 :func:`fp4ref.spec.mx.quantize_block` and :func:`fp4ref.spec.nvfp4.quantize_block` the GPU
-kernels of :mod:`.cuda.quantize` call (the block's amax, its scale by the rule or the
-search, 16-bit input widening), and the E8M0 reciprocal both targets use.
+kernels of :mod:`.cuda.quantize` call (the block's amax, an implementation's NaN/Inf and
+quirk coding, 16-bit input widening), and the E8M0 reciprocal both targets use.
 
-Built from :mod:`.scale_rules`, :mod:`.optimal` and :mod:`.elements` (the element encoder
+Built from :mod:`.scale_rules` and :mod:`.elements` (the element encoder
 itself, shared with the CPU). The largest magnitude is float32 and integer operations only
 (GPUs run float64 at a fraction of the float32 rate); each float32 step is the IEEE float32
 operation the oracle rounds to. Only what compiles for both targets is used (no allocation,
@@ -20,7 +20,6 @@ import numpy as np
 from numba import njit
 
 from .elements import element_code, magnitude_code
-from .optimal import search
 from .options import (
     MX_BITS_RECIPROCAL,
     NONFINITE_MISTRALRS,
@@ -36,7 +35,7 @@ from .options import (
     TIE_EVEN,
 )
 from .scalar import e4m3_decode, e4m3_encode
-from .scale_rules import f32, mx_scale, nvfp4_block_scale
+from .scale_rules import f32, mx_scale
 
 _INF32 = np.float32(math.inf)
 
@@ -77,34 +76,6 @@ def pow2_32(exponent):
     else:
         bits = 1 << (exponent + 149)
     return np.uint32(bits).view(np.float32)
-
-
-@njit(cache=True, error_model="numpy")
-def mx_block_scale(row, amax, rule, optimal, start_rule, first, tie, lanes, divisors, terms,
-                   ys):
-    """E8M0 byte of a finite MXFP4 block with largest magnitude ``amax``: by ``rule``, or
-    the optimal search over bytes ``first..254`` from rule ``start_rule``'s byte
-    (``divisors[b]`` = 2^(b - 127), NaN at 255; ``terms``, ``ys`` scratch of the block's
-    length)."""
-    if not optimal:
-        return mx_scale(amax, rule)
-    start = mx_scale(amax, start_rule)
-    return search(row, start, divisors[start], divisors, first, 254, False, tie, lanes, terms,
-                  ys)
-
-
-@njit(cache=True, error_model="numpy")
-def nv_block_scale(row, amax, recipe, tensor, clamp_low, clamp_high, zero_block, zero_scale,
-                   optimal, multiply, tie, lanes, divisors, terms, ys):
-    """E4M3 byte of an NVFP4 block without NaN: the recipe's byte
-    (:func:`.scale_rules.nvfp4_block_scale`), or the optimal search over bytes 1..126
-    from it (``divisors[b]``: the recipe's float32 divisor of byte ``b``)."""
-    scale = nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_block,
-                              zero_scale)
-    if optimal:
-        scale = search(row, scale, divisors[scale], divisors, 1, 126, multiply, tie, lanes,
-                       terms, ys)
-    return scale
 
 
 @njit(cache=True, error_model="numpy")

@@ -216,11 +216,17 @@ def threshold_table(recipe: int, tensor: float, tie: int):
     """The device threshold table of :func:`_threshold_rows` for this recipe, tensor operand
     and tie rule, or None where it is not usable (cached: a few kilobytes each)."""
     key = (recipe, int(np.float64(tensor).view(np.uint64)), tie)  # NaN keys match
+    return _device_table(key, lambda: _threshold_rows(recipe, float(tensor), tie))
+
+
+def _device_table(key, build):
+    """The device copy of the host table ``build()`` gives with whether it is usable (None
+    where not), kept under ``key`` (at most 64 kept: the tensor operand varies by call)."""
     if key not in _THRESHOLDS:
-        rows, usable = _threshold_rows(recipe, float(tensor), tie)
+        table, usable = build()
         if len(_THRESHOLDS) > 64:
             _THRESHOLDS.clear()
-        _THRESHOLDS[key] = cuda.to_device(rows) if usable else None
+        _THRESHOLDS[key] = cuda.to_device(table) if usable else None
     return _THRESHOLDS[key]
 
 
@@ -923,30 +929,28 @@ def scale_bounds(recipe: int, tensor: float, clamp_low: float, clamp_high: float
     None where it is not usable (cached: 516 bytes each)."""
     key = ("bounds", recipe, *(int(np.float64(v).view(np.uint64)) for v in (
         tensor, clamp_low, clamp_high, zero_scale)), zero_block)
+    return _device_table(key, lambda: nvfp4_scale_bounds(
+        recipe, float(tensor), float(clamp_low), float(clamp_high), bool(zero_block),
+        float(zero_scale)))
+
+
+def _unread(dtype) -> object:
+    """A one-element device array of ``dtype`` that types a table argument of a kernel
+    that does not read it."""
+    key = ("unread", np.dtype(dtype).str)
     if key not in _THRESHOLDS:
-        table, usable = nvfp4_scale_bounds(recipe, float(tensor), float(clamp_low),
-                                           float(clamp_high), bool(zero_block),
-                                           float(zero_scale))
-        if len(_THRESHOLDS) > 64:
-            _THRESHOLDS.clear()
-        _THRESHOLDS[key] = cuda.to_device(table) if usable else None
+        _THRESHOLDS[key] = cuda.device_array(1, dtype)
     return _THRESHOLDS[key]
 
 
 def _no_bounds():
-    """An int32 device array that types the bounds argument of a kernel that does not read
-    it."""
-    if "no bounds" not in _THRESHOLDS:
-        _THRESHOLDS["no bounds"] = cuda.device_array(1, np.int32)
-    return _THRESHOLDS["no bounds"]
+    """:func:`_unread` for the bounds argument (int32)."""
+    return _unread(np.int32)
 
 
 def _no_thresholds():
-    """A float32 device array that types the threshold argument of a kernel that does not
-    read it."""
-    if "none" not in _THRESHOLDS:
-        _THRESHOLDS["none"] = cuda.device_array(1, np.float32)
-    return _THRESHOLDS["none"]
+    """:func:`_unread` for the threshold argument (float32)."""
+    return _unread(np.float32)
 
 
 @cuda.jit
