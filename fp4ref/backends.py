@@ -478,6 +478,29 @@ class CudaBackend:
         kernels.quantize_nv(x, divisors, k, scales, packed, matrices)
         return scales, packed
 
+    def quantize_by_device_amax(self, x, options: QuantizeOptions, encode: bool):
+        """(scales, packed, amax, operand) of the NVFP4 quantization of the flat float32
+        device array ``x`` whose tensor scale comes of its amax (``encode``: the profile's
+        direction), with the operand found on the device
+        (:func:`.kernels.cuda.quantize.quantize_nv_by_device_amax`; ``options``' operand is
+        not read), or None where that does not apply. :meth:`quantize_after` is then due."""
+        from .kernels.cuda import quantize as kernels
+
+        k = options.kernel
+        count = x.size // 16
+        if options.format != "nvfp4" or not count or not kernels.device_amax_applies(k):
+            return None
+        scales, packed = _device.empty(count, np.uint8), _device.empty((count, 8), np.uint8)
+        found = kernels.quantize_nv_by_device_amax(x, k, encode, scales, packed)
+        return None if found is None else (scales, packed, *found)
+
+    def quantize_after(self, x, options: QuantizeOptions, scales, packed) -> None:
+        """The passes after the NVFP4 kernel of :meth:`quantize_by_device_amax`, now that
+        the operand is known (``options``)."""
+        from .kernels.cuda import quantize as kernels
+
+        kernels.nv_after_kernel(x, options.kernel, scales, packed)
+
     def largest_magnitude(self, x) -> float:
         """max |x| over the flat float32 device array ``x`` (NaN if it holds one; 0 if
         empty), reduced on the device."""

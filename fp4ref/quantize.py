@@ -265,12 +265,28 @@ def quantize(
             raise ValueError("x holds NaN, refused under nonfinite='gfloat' (gfloat raises "
                              "'No NaN in format ocp_e2m1')")
     operand, decode, stored = 1.0, None, None
+    found = None
     if fmt == "nvfp4" and rule in fouroversix.RULES:  # the operand is the tensor amax
         operand, decode, stored = _fouroversix_tensor(rule, tensor_scale, engine, flat)
-    elif fmt == "nvfp4":
-        operand, decode, stored = _tensor_scales(
-            prof, tensor_scale, amax=lambda: engine.largest_magnitude(flat))
-    scales, packed = engine.quantize(flat, QuantizeOptions(fmt, rule, prof, operand), blocks_h)
+    elif fmt == "nvfp4" and tensor_scale is None and prof.tensor_scale and (
+            prof.tensor_scale_direction != "amax" and prof.nvfp4_recipe != "vllm"
+            and not blocks_h.shape[0] and hasattr(engine, "quantize_by_device_amax")):
+        # the GPU finds the operand itself, with no wait between the amax and the kernel
+        found = engine.quantize_by_device_amax(flat, QuantizeOptions(fmt, rule, prof, math.nan),
+                                               prof.tensor_scale_direction == "encode")
+    if found is not None:
+        scales, packed, amax, device_operand = found
+        operand, decode, stored = _tensor_scales(prof, None, amax=lambda: amax)
+        if np.float64(operand).view(np.uint64) != np.float64(device_operand).view(np.uint64):
+            raise RuntimeError(f"the GPU's NVFP4 tensor operand {device_operand!r} differs "
+                               f"from the host's {operand!r} (amax {amax!r}): a bug")
+        engine.quantize_after(flat, QuantizeOptions(fmt, rule, prof, operand), scales, packed)
+    else:
+        if fmt == "nvfp4" and rule not in fouroversix.RULES:
+            operand, decode, stored = _tensor_scales(
+                prof, tensor_scale, amax=lambda: engine.largest_magnitude(flat))
+        scales, packed = engine.quantize(flat, QuantizeOptions(fmt, rule, prof, operand),
+                                         blocks_h)
     leading = shape[:-1]
     scales = scales.reshape(*leading, shape[-1] // block)
     if prof.scale_layout != "linear":

@@ -172,6 +172,34 @@ def nearest_even_code(y):
     return np.int32(least - np.uint32(0x4B400000))
 
 
+#: The divisors :func:`reciprocal_quotient` takes: in [2^-100, 2^100], so that 1 / d is a
+#: normal float32 and every quotient that can reach an E2M1 threshold comes of normal
+#: operands (an ``|x|`` below 2^-126 gives a quotient below 2^-26).
+RECIPROCAL_RANGE = (2.0**-100, 2.0**100)
+
+
+def reciprocal_quotient(a, d, r):
+    """float32(a / d), for a float32 ``a >= 0`` (or +Inf) and a divisor ``d`` in
+    :data:`RECIPROCAL_RANGE`, given ``r = float32(1 / d)``; fed to
+    :func:`nearest_even_code` only.
+
+    Two shapes of code: on the CPU (and in the simulator) the IEEE division itself; on the
+    GPU (:mod:`.cuda.elements` registers it) the product ``q = a * r`` corrected once,
+    ``q + fma(-q, d, a) * r`` (Markstein's step: two FMAs on the FMA pipe instead of a
+    division's dozen instructions and its slow-path branch). That step gives the correctly
+    rounded quotient for every pair of float32 significands (checked exhaustively on the
+    H200, all 2^46 pairs: ``docs/scripts/h200_reciprocal.py``), hence for every ``a`` and
+    ``d`` whose operands and quotient are normal; where ``a / d`` is below 2^-26 it may
+    differ in its last bits, far below the least threshold 0.25; where ``a`` is Inf or the
+    product overflows the GPU gives NaN, which :func:`nearest_even_code` codes 7, as Inf."""
+    return np.float32(a) / np.float32(d)
+
+
+@overload(reciprocal_quotient, inline="always")
+def _reciprocal_quotient_cpu(a, d, r):
+    return lambda a, d, r: np.float32(a) / np.float32(d)
+
+
 @njit(cache=True, error_model="numpy")
 def threshold_code(x, t, zero_sign):
     """:func:`element_code` of element ``x`` (a float32 value) by decision thresholds: the

@@ -185,13 +185,41 @@ def nvfp4_block_scale(amax, recipe, tensor, clamp_low, clamp_high, zero_block, z
     return byte
 
 
+#: The least normal float32 (compressed-tensors' floor under the tensor amax).
+TINY32 = float(np.finfo(np.float32).tiny)
+
+
+@njit(cache=True, error_model="numpy")
+def nvfp4_tensor_scale(amax, encode):
+    """The stored float32 NVFP4 tensor scale of a tensor amax: ``amax / (6 * 448)`` (decode
+    direction: ModelOpt, torchao), or with ``encode`` ``2688 / amax`` as compressed-tensors'
+    ``generate_gparam`` computes it (torch's ``amax.reciprocal() * 2688``, the amax at least
+    the least normal float32, a non-finite result replaced by 1; a NaN amax stays NaN, as
+    Python's ``max`` keeps it, and so gives 1)."""
+    if not encode:
+        return f32(amax / 2688.0)
+    if amax < TINY32:
+        amax = TINY32
+    stored = f32(f32(1.0 / amax) * 2688.0)
+    return stored if math.isfinite(stored) else 1.0
+
+
+@njit(cache=True, error_model="numpy")
+def nvfp4_tensor_operand(stored, ct, encode):
+    """The recipe's tensor operand from the stored tensor scale: the scale itself where the
+    recipe's direction is the stored one (compressed-tensors' recipe multiplies by the
+    encode-direction scale, the others divide by the decode-direction one), else its
+    float32 reciprocal (IEEE: 1 / 0 is Inf)."""
+    return stored if ct == encode else divide(1.0, stored)
+
+
 #: Entries of :func:`nvfp4_scale_bounds`'s table: the zero-block prefix's end and byte, the
 #: least amax of each byte 1..126, and a sentinel above every amax.
 SCALE_BOUNDS = 129
 
 
 @njit(cache=True, error_model="numpy")
-def _amax_scale(t, recipe, tensor, clamp_low, clamp_high, zero_block, zero_scale):
+def amax_scale(t, recipe, tensor, clamp_low, clamp_high, zero_block, zero_scale):
     """:func:`nvfp4_block_scale` of the amax with float32 bits ``t``."""
     return nvfp4_block_scale(float(np.uint32(t).view(np.float32)), recipe, tensor, clamp_low,
                              clamp_high, zero_block, zero_scale)
@@ -210,7 +238,7 @@ def _in_zero_prefix(t, recipe, tensor, clamp_low, clamp_high, zero_block):
                                  clamp_low, clamp_high, True, math.nan)
         return y != y
     if recipe == RECIPE_CT:
-        return _amax_scale(t, recipe, tensor, clamp_low, clamp_high, False, 0.0) == 0
+        return amax_scale(t, recipe, tensor, clamp_low, clamp_high, False, 0.0) == 0
     return False
 
 
@@ -223,45 +251,77 @@ def nvfp4_scale_bounds(recipe, tensor, clamp_low, clamp_high, zero_block, zero_s
     rounded float32 operations by positive constants, so it rises with the amax, as do the
     clamp and the saturating round-to-nearest E4M3 cast: the byte is a non-decreasing
     function of ``t`` on 0 .. 0x7F800000 (Inf), except on the prefix where a zero block's
-    scale replaces it. Entry 0 is that prefix's end Z, entry 1 its byte, entry 1 + b the
-    least ``t`` >= Z whose byte is >= b (b = 1..126, by bisection), entry 128 a sentinel.
-    Usable when the operand is finite and > 0 and every bound checks (the byte just below
-    each is less); otherwise the kernels compute each block's byte."""
+    scale replaces it. Entry 0 is that prefix's end Z (:func:`zero_prefix_end`), entry 1 its
+    byte, entry 1 + b the least ``t`` >= Z whose byte is >= b (b = 1..126,
+    :func:`least_amax_of`), entry 128 a sentinel. Usable when :func:`bounds_apply` and every
+    bound checks (:func:`bound_checks`); otherwise the kernels compute each block's byte.
+    (The GPU builds the same table a thread an entry: :mod:`.cuda.quantize`.)"""
     table = np.zeros(SCALE_BOUNDS, np.int32)
-    usable = 0.0 < tensor < math.inf and clamp_low <= clamp_high and recipe != RECIPE_MLX
-    if not usable:
+    if not bounds_apply(recipe, tensor, clamp_low, clamp_high):
         return table, False
-    inf = 0x7F800000
-    low, high = 0, inf + 1  # the prefix: the least t outside it
+    start = zero_prefix_end(recipe, tensor, clamp_low, clamp_high, zero_block)
+    table[0] = start
+    table[1] = amax_scale(0, recipe, tensor, clamp_low, clamp_high, zero_block, zero_scale)
+    usable = amax_scale(0x7F800000, recipe, tensor, clamp_low, clamp_high, zero_block,
+                         zero_scale) <= 126
+    for b in range(1, 127):
+        table[1 + b] = least_amax_of(b, start, recipe, tensor, clamp_low, clamp_high,
+                                     zero_block, zero_scale)
+        usable &= bound_checks(b, table[1 + b], start, recipe, tensor, clamp_low, clamp_high,
+                               zero_block, zero_scale)
+    table[SCALE_BOUNDS - 1] = 0x7FFFFFFF
+    return table, usable
+
+
+@njit(cache=True, error_model="numpy")
+def bounds_apply(recipe, tensor, clamp_low, clamp_high):
+    """Whether :func:`nvfp4_scale_bounds` can hold: a finite tensor operand > 0, ordered
+    clamps, a recipe other than MLX's."""
+    return 0.0 < tensor < math.inf and clamp_low <= clamp_high and recipe != RECIPE_MLX
+
+
+@njit(cache=True, error_model="numpy")
+def zero_prefix_end(recipe, tensor, clamp_low, clamp_high, zero_block):
+    """The least amax bits outside the zero block's prefix (:func:`_in_zero_prefix`), by
+    bisection over 0 .. 0x7F800001."""
+    low, high = 0, 0x7F800000 + 1
     while low < high:
         middle = (low + high) // 2
         if _in_zero_prefix(middle, recipe, tensor, clamp_low, clamp_high, zero_block):
             low = middle + 1
         else:
             high = middle
-    start = low
-    table[0] = start
-    table[1] = _amax_scale(0, recipe, tensor, clamp_low, clamp_high, zero_block, zero_scale)
-    for b in range(1, 127):
-        low, high = start, inf + 1
-        while low < high:
-            middle = (low + high) // 2
-            if _amax_scale(middle, recipe, tensor, clamp_low, clamp_high, zero_block,
-                           zero_scale) >= b:
-                high = middle
-            else:
-                low = middle + 1
-        table[1 + b] = low
-        if low <= inf:
-            usable &= _amax_scale(low, recipe, tensor, clamp_low, clamp_high, zero_block,
-                                  zero_scale) >= b
-        if low > start:
-            usable &= _amax_scale(low - 1, recipe, tensor, clamp_low, clamp_high, zero_block,
-                                  zero_scale) < b
-    usable &= _amax_scale(inf, recipe, tensor, clamp_low, clamp_high, zero_block,
-                          zero_scale) <= 126
-    table[SCALE_BOUNDS - 1] = 0x7FFFFFFF
-    return table, usable
+    return low
+
+
+@njit(cache=True, error_model="numpy")
+def least_amax_of(b, start, recipe, tensor, clamp_low, clamp_high, zero_block, zero_scale):
+    """The least amax bits ``t`` >= ``start`` whose byte is >= ``b``, by bisection (above
+    0x7F800000 when none is)."""
+    low, high = start, 0x7F800000 + 1
+    while low < high:
+        middle = (low + high) // 2
+        if amax_scale(middle, recipe, tensor, clamp_low, clamp_high, zero_block,
+                       zero_scale) >= b:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+@njit(cache=True, error_model="numpy")
+def bound_checks(b, low, start, recipe, tensor, clamp_low, clamp_high, zero_block,
+                 zero_scale):
+    """Whether byte ``b``'s bound ``low`` holds: its byte is >= b and the bits just below
+    (past the prefix) have a byte < b."""
+    ok = True
+    if low <= 0x7F800000:
+        ok &= amax_scale(low, recipe, tensor, clamp_low, clamp_high, zero_block,
+                          zero_scale) >= b
+    if low > start:
+        ok &= amax_scale(low - 1, recipe, tensor, clamp_low, clamp_high, zero_block,
+                          zero_scale) < b
+    return ok
 
 
 @njit(cache=True, error_model="numpy")

@@ -94,6 +94,38 @@ def test_nvfp4_tensor_scale_reduced_on_the_device(profile):
     _check(_special(nan=False), oracle=False, format="nvfp4", profile=profile)
 
 
+@pytest.mark.parametrize(("profile", "data", "on_device"), [
+    ("ocp", "finite", True), ("flashinfer", "finite", True),
+    ("compressed-tensors", "finite", True), ("torchao-floor", "finite", True),
+    ("ocp", "zeros", False), ("ocp", "inf", False), ("ocp", "nan", False),
+    ("compressed-tensors", "zeros", True), ("ocp", "subnormal", True),
+    ("qwantize", "finite", False)])
+def test_nvfp4_operand_found_on_the_device(monkeypatch, profile, data, on_device):
+    """With no tensor scale given, the amax's operand and its tables are built on the GPU
+    (:func:`fp4ref.kernels.cuda.quantize.quantize_nv_by_device_amax`) where the tables
+    hold; an all-zero tensor (operand 0) or one holding NaN falls back to the host's
+    operand (an Inf amax makes it Inf), and profiles without a tensor scale never take
+    that path. Bytes and tensor scales against the CPU either way."""
+    from fp4ref.kernels.cuda import quantize as kernels
+
+    calls = []
+    real = kernels.quantize_nv_by_device_amax
+
+    def spy(*args):
+        found = real(*args)
+        calls.append(found is not None)
+        return found
+
+    monkeypatch.setattr(kernels, "quantize_nv_by_device_amax", spy)
+    finite = _special(nan=False)
+    finite[~np.isfinite(finite)] = np.float32(-3e38)
+    x = {"finite": finite, "zeros": np.zeros((2, 32), np.float32),
+         "inf": _special(nan=False), "nan": _special(nan=True),
+         "subnormal": np.float32(2.0**-140) * finite}[data]
+    _check(x, oracle=False, format="nvfp4", profile=profile)
+    assert any(calls) == on_device, calls
+
+
 @pytest.mark.parametrize("profile", ["ocp", "compressed-tensors"])
 def test_nvfp4_tensor_amax_with_nan(profile):
     x = _special(nan=True)
@@ -221,25 +253,34 @@ def test_torch_in_torch_out():
                 assert np.array_equal(array.cpu().numpy(), getattr(expected, name)), (dtype, fmt)
 
 
-@pytest.mark.parametrize("by_threshold", [False, True])
+#: The rule kernel's three ways to an NVFP4 element's code: (by_reciprocal, by_threshold).
+CODE_FORMS = {"reciprocal": (True, True), "threshold": (False, True),
+              "division": (False, False)}
+
+
+@pytest.mark.parametrize("form", list(CODE_FORMS))
 @pytest.mark.parametrize(("profile", "tensor_scale"), [
-    ("ocp", 0.02), ("ocp", 3e38), ("compressed-tensors", 100.0), ("qwantize", None)])
-def test_nvfp4_codes_by_threshold_or_by_division(monkeypatch, by_threshold, profile,
-                                                 tensor_scale):
-    """The rule kernel's two ways to an element's code (decision thresholds of the block's
-    divisor, or the division), each against the CPU; a tensor scale of 3e38 makes the
-    divisors of the larger scale bytes infinite: those blocks divide."""
+    ("ocp", 0.02), ("ocp", 3e38), ("ocp", 2.0**-110), ("ocp", 2.0**-140),
+    ("compressed-tensors", 100.0), ("qwantize", None)])
+def test_nvfp4_codes_by_each_form(monkeypatch, form, profile, tensor_scale):
+    """The rule kernel's three ways to an element's code (the quotient from the block's
+    divisor and reciprocal, decision thresholds of the divisor, or the division), each
+    against the CPU. A tensor scale of 3e38 makes the divisors of the larger scale bytes
+    infinite, and 2^-110 and 2^-140 put the smaller ones below the reciprocal's range
+    (2^-140: subnormal products): those blocks divide."""
     from fp4ref.kernels.cuda import quantize as kernels
 
+    by_reciprocal, by_threshold = CODE_FORMS[form]
+    monkeypatch.setitem(kernels.RULE_SHAPE, "by_reciprocal", by_reciprocal)
     monkeypatch.setitem(kernels.RULE_SHAPE, "by_threshold", by_threshold)
     _check(_special(nan=True), oracle=False, format="nvfp4", profile=profile,
            tensor_scale=tensor_scale)
 
 
-@pytest.mark.parametrize("by_threshold", [False, True])
+@pytest.mark.parametrize("form", list(CODE_FORMS))
 @pytest.mark.parametrize(("fmt", "profile"), [("mxfp4", "ocp"), ("mxfp4", "torchao-floor"),
                                               ("nvfp4", "ocp"), ("nvfp4", "torchao-floor")])
-def test_rule_kernels_pipelined(monkeypatch, by_threshold, fmt, profile):
+def test_rule_kernels_pipelined(monkeypatch, form, fmt, profile):
     """The rule kernels with ``pipeline`` (a warp's next step's loads issued before this
     step's work) against the CPU, over several steps a warp and a part-full last step (the
     special rows repeated: 120 x 64 floats, 7.5 MXFP4 and 15 NVFP4 steps of a warp)."""
@@ -247,6 +288,8 @@ def test_rule_kernels_pipelined(monkeypatch, by_threshold, fmt, profile):
 
     monkeypatch.setitem(kernels.RULE_SHAPE, "pipeline", True)
     monkeypatch.setitem(kernels.RULE_SHAPE, "mx_resident", 2)
+    by_reciprocal, by_threshold = CODE_FORMS[form]
+    monkeypatch.setitem(kernels.RULE_SHAPE, "by_reciprocal", by_reciprocal)
     monkeypatch.setitem(kernels.RULE_SHAPE, "by_threshold", by_threshold)
     x = np.tile(_special(nan=True), (20, 1))
     _check(x, oracle=False, format=fmt, profile=profile)

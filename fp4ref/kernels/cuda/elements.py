@@ -1,17 +1,22 @@
-"""The GPU overload of :func:`..elements.count_below`: a bisection over the seven sorted
-thresholds, three comparisons and selects instead of seven comparisons and adds (the rule
-kernels spend few instructions per element). The same count as the CPU's, so the same
-codes. In the simulator the njit functions run on the CPU, which counts; nothing is
-registered there."""
+"""The GPU overloads of :func:`..elements.count_below` (a bisection over the seven sorted
+thresholds, three comparisons and selects instead of seven comparisons and adds: the rule
+kernels spend few instructions per element; the same count as the CPU's, so the same codes)
+and :func:`..elements.reciprocal_quotient` (a product and Markstein's correction, two FMAs,
+instead of a division). In the simulator the njit functions run on the CPU, which counts
+and divides; nothing is registered there."""
 
 from __future__ import annotations
 
 from numba.cuda import config
 
-from ..elements import count_below
+from ..elements import count_below, reciprocal_quotient
+from ..unfused import mul
 
 if not config.ENABLE_CUDASIM:
+    from numba import cuda
     from numba.cuda.extending import overload
+
+    from . import unfused  # noqa: F401 (the GPU's mul)
 
     @overload(count_below, target="cuda")
     def _count_below_cuda(y, t):
@@ -22,3 +27,11 @@ if not config.ENABLE_CUDASIM:
             return 4 * high + 2 * middle + low
 
         return bisect
+
+    @overload(reciprocal_quotient, target="cuda")
+    def _reciprocal_quotient_cuda(a, d, r):
+        def markstein(a, d, r):
+            q = mul(a, r)  # rounded on its own: the residual below is then exact
+            return cuda.fma(cuda.fma(-q, d, a), r, q)
+
+        return markstein

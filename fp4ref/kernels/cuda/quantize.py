@@ -48,10 +48,12 @@ from numba import cuda, float32, float64, int32, njit, uint32, uint64
 from ..comfy import comfy_block
 from ..cpu.simd.nvfp4_search import decision_threshold
 from ..elements import (
+    RECIPROCAL_RANGE,
     THRESHOLDS,
     element_code,
     nearest_even_code,
     packed_byte,
+    reciprocal_quotient,
     scaled_element_code,
     signed_code,
     threshold_code,
@@ -74,6 +76,7 @@ from ..options import (
     NONFINITE_MODELOPT,
     NONFINITE_NAN_SCALE,
     RECIPE_COMFY,
+    RECIPE_CT,
     RECIPE_MLX,
     RECIPE_TORCHAO,
     RECIPE_VLLM,
@@ -102,12 +105,19 @@ from ..quantize_block import (
 from ..scalar import byte_elements
 from ..scale_rules import (
     SCALE_BOUNDS,
+    amax_scale,
+    bound_checks,
+    bounds_apply,
+    least_amax_of,
     mlx_exponent,
     mx_scale,
     nvfp4_block_scale,
     nvfp4_divisor,
     nvfp4_scale_bounds,
+    nvfp4_tensor_operand,
+    nvfp4_tensor_scale,
     scale_by_bounds,
+    zero_prefix_end,
 )
 from . import elements, search, unfused  # noqa: F401 (the GPU's count_below and mul overloads)
 from .codec import _grid, _simulated, resident_grid
@@ -153,10 +163,14 @@ _KERNELS: dict[tuple, object] = {}
 #: :func:`..elements.nearest_even_code` (float additions) instead of the threshold bisection
 #: (comparisons and selects on the integer pipe, which bounds that kernel).
 RULE_SHAPE = {"threads": _RULE_THREADS, "loads": "", "by_threshold": True, "resident": 2,
-              "pipeline": False, "mx_resident": 0, "by_bounds": True, "by_rounding": True}
+              "pipeline": False, "mx_resident": 0, "by_bounds": True, "by_rounding": True,
+              "by_reciprocal": True}
 
 #: Entries of a threshold table: 8 float32 a scale byte (7 decision thresholds, a pad).
 THRESHOLD_TABLE = 256 * 8
+
+#: Entries of a reciprocal table: a scale byte's divisor and its float32 reciprocal.
+RECIPROCAL_TABLE = 256 * 2
 
 _THRESHOLDS: dict[tuple, object] = {}
 
@@ -219,6 +233,34 @@ def threshold_table(recipe: int, tensor: float, tie: int):
     return _device_table(key, lambda: _threshold_rows(recipe, float(tensor), tie))
 
 
+@njit(cache=True, error_model="numpy")
+def reciprocal_row(byte, recipe, tensor):
+    """(d, r): the float32 divisor of scale byte ``byte`` and ``float32(1 / d)``, where ``d``
+    lies in :data:`..elements.RECIPROCAL_RANGE` (:func:`..elements.reciprocal_quotient`'s
+    operands); (0, 0) elsewhere (those blocks divide)."""
+    d = nvfp4_divisor(byte, recipe, tensor)[0]
+    if RECIPROCAL_RANGE[0] <= d <= RECIPROCAL_RANGE[1]:
+        return np.float32(d), np.float32(1.0) / np.float32(d)
+    return np.float32(0.0), np.float32(0.0)
+
+
+@njit(cache=True, error_model="numpy")
+def _reciprocal_rows(recipe, tensor):
+    """(float32 ``[256 * 2]``, usable): :func:`reciprocal_row` of every scale byte; usable
+    when the recipe divides."""
+    table = np.zeros(RECIPROCAL_TABLE, np.float32)
+    for b in range(256):
+        table[2 * b], table[2 * b + 1] = reciprocal_row(b, recipe, tensor)
+    return table, not nvfp4_divisor(0, recipe, tensor)[1]
+
+
+def reciprocal_table(recipe: int, tensor: float):
+    """The device table of :func:`_reciprocal_rows` for this recipe and tensor operand, or
+    None where the recipe multiplies (cached: 2 KiB each)."""
+    key = ("reciprocals", recipe, int(np.float64(tensor).view(np.uint64)))  # NaN keys match
+    return _device_table(key, lambda: _reciprocal_rows(recipe, float(tensor)))
+
+
 def _device_table(key, build):
     """The device copy of the host table ``build()`` gives with whether it is usable (None
     where not), kept under ``key`` (at most 64 kept: the tensor operand varies by call)."""
@@ -233,7 +275,7 @@ def _device_table(key, build):
 def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
                  by_threshold: bool = False, threads: int = 128, loads: str = "",
                  mlx_nonfinite: bool = False, pipeline: bool = False, by_bounds: bool = False,
-                 by_rounding: bool = False):
+                 by_rounding: bool = False, by_reciprocal: bool = False):
     """The kernel for MXFP4 rule ``rule`` (or, with ``nv``, NVFP4 recipe ``rule``) and one
     set of element options; see the module docstring. With ``by_threshold`` (NVFP4, a
     division recipe whose every scale byte but the NaN ones has a finite divisor >= 0) an
@@ -246,9 +288,13 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
     step's values (for a grid that loops over steps). ``by_bounds`` (NVFP4): each block's
     scale byte from its amax by :func:`..scale_rules.scale_by_bounds` over the table of
     :func:`scale_bounds`, copied to shared memory. ``by_rounding`` (MXFP4, ties to even):
-    codes by :func:`..elements.nearest_even_code`."""
+    codes by :func:`..elements.nearest_even_code`. ``by_reciprocal`` (NVFP4, a division
+    recipe, ties to even, zero sign keep, drop or negative; instead of ``by_threshold``):
+    codes by :func:`..elements.nearest_even_code` of
+    :func:`..elements.reciprocal_quotient`, from the block's divisor and reciprocal
+    (:func:`reciprocal_table`, passed as ``thresholds``, copied to shared memory)."""
     key = ("rule", nv, rule, order, tie, zero_sign, by_threshold, threads, loads,
-           mlx_nonfinite, pipeline, by_bounds, by_rounding)
+           mlx_nonfinite, pipeline, by_bounds, by_rounding, by_reciprocal)
     if key in _KERNELS:
         return _KERNELS[key]
     n = 16 if nv else 32
@@ -270,11 +316,15 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
             table = cuda.shared.array(THRESHOLD_TABLE, float32)
             for r in range(cuda.threadIdx.x, THRESHOLD_TABLE, threads):
                 table[r] = thresholds[r]
+        if by_reciprocal:  # a row of 2 a scale byte: d, 1 / d (0, 0: divide)
+            pairs = cuda.shared.array(RECIPROCAL_TABLE, float32)
+            for r in range(cuda.threadIdx.x, RECIPROCAL_TABLE, threads):
+                pairs[r] = thresholds[r]
         if by_bounds:
             steps_of = cuda.shared.array(SCALE_BOUNDS, int32)
             for r in range(cuda.threadIdx.x, SCALE_BOUNDS, threads):
                 steps_of[r] = bounds[r]
-        if by_threshold or by_bounds:
+        if by_threshold or by_bounds or by_reciprocal:
             cuda.syncthreads()
         lane = uint32(cuda.threadIdx.x % 32)
         part = lane % uint32(group)  # elements 4 part .. 4 part + 3 of a block
@@ -372,7 +422,7 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
             block = step * uint64(32) + uint64(part * per_load + lane // uint32(group))
             if block < nblocks:  # this lane's block: load `part`, group lane // group
                 scales[block] = scale
-            if by_threshold:  # the scale byte goes to the block's lanes
+            if by_threshold or by_reciprocal:  # the scale byte goes to the block's lanes
                 shared_d = int32(scale)
             else:
                 shared_d = int32(np.float32(d).view(np.uint32)) if d == d else (
@@ -390,8 +440,16 @@ def _rule_kernel(nv: bool, rule: int, order: int, tie: int, zero_sign: int,
                     for k in range(4):
                         v = np.uint32(values[4 * j + k]).view(np.float32)
                         codes |= uint32(threshold_code(v, t, zero_sign)) << uint32(4 * k)
+                elif (by_reciprocal and sent != _ZERO_CODES
+                      and pairs[2 * sent + 1] != float32(0)):
+                    d, r = pairs[2 * sent], pairs[2 * sent + 1]
+                    for k in range(4):  # FMA-pipe quotient and code
+                        v = np.uint32(values[4 * j + k]).view(np.float32)
+                        y = reciprocal_quotient(abs(v), d, r)
+                        code = signed_code(v, y, nearest_even_code(y), zero_sign)
+                        codes |= uint32(code) << uint32(4 * k)
                 elif sent != _ZERO_CODES:  # a byte without thresholds divides
-                    if by_threshold:
+                    if by_threshold or by_reciprocal:
                         d = float32(divisors[sent])  # exact
                     else:
                         d = np.uint32(sent).view(np.float32)
@@ -862,36 +920,66 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
     if o.optimal:
         _search(True, x, divisors, o, multiply, scales, packed, hessian)
     else:
-        shape = RULE_SHAPE
-        blocks, threads = _warp_grid((scales.size + 31) // 32, shape["threads"])
-        thresholds = None
-        if (shape["by_threshold"] and not multiply and o.nvfp4_recipe != RECIPE_MLX
-                and o.rounding != TIE_ARGMIN  # MLX: a division then a multiply; argmin
-                and o.zero_sign != ZERO_QUOTIENT  # the quotient's sign needs the division
-                and o.zero_sign != ZERO_NOT_POSITIVE):  # so does this one's
-            thresholds = threshold_table(o.nvfp4_recipe, o.tensor_operand, o.rounding)
+        form = _nv_code_form(o)
+        tables = (None if form is None else
+                  reciprocal_table(o.nvfp4_recipe, o.tensor_operand) if form == "reciprocal"
+                  else threshold_table(o.nvfp4_recipe, o.tensor_operand, o.rounding))
         bounds = None
-        if shape.get("by_bounds") and o.nonfinite != NONFINITE_MLX:
+        if RULE_SHAPE.get("by_bounds") and o.nonfinite != NONFINITE_MLX:
             bounds = scale_bounds(o.nvfp4_recipe, o.tensor_operand, o.clamp_low, o.clamp_high,
                                   o.zero_block, o.zero_block_scale)
-        loads = "" if _simulated() else shape["loads"]
-        pipeline = shape.get("pipeline", False)
-        kernel = _rule_kernel(True, o.nvfp4_recipe, o.nibble_order, o.rounding, o.zero_sign,
-                              thresholds is not None, threads, loads,
-                              o.nonfinite == NONFINITE_MLX, pipeline, bounds is not None)
-        args = (x.view(np.uint32), divisors, o.tensor_operand, o.clamp_low, o.clamp_high,
-                o.zero_block, o.zero_block_scale, o.nonfinite == NONFINITE_NAN_SCALE, 0.0, scales,
-                _rule_out(packed, o.nibble_order),
-                _no_thresholds() if thresholds is None else thresholds,
-                _no_bounds() if bounds is None else bounds)
-        tables = thresholds is not None or bounds is not None
-        if (tables or pipeline) and not _simulated() and shape["resident"]:
-            # each thread block copies the tables first: as many as fit at once, looping
-            blocks = min(blocks, shape["resident"] * resident_grid(
-                kernel, args, threads, ("nv rule", o.nvfp4_recipe, o.nibble_order, o.rounding,
-                                        o.zero_sign, threads, loads, thresholds is not None,
-                                        pipeline, bounds is not None)))
-        launch(kernel, blocks, threads, *args)
+        _nv_rule(x, divisors, o, o.tensor_operand, form if tables is not None else None,
+                 tables, bounds, scales, packed)
+    nv_after_kernel(x, o, scales, packed)
+
+
+def _nv_code_form(options) -> str | None:
+    """How the NVFP4 rule kernel codes elements under ``options`` (:data:`RULE_SHAPE`):
+    ``"reciprocal"`` (:func:`reciprocal_table`), ``"threshold"`` (:func:`threshold_table`)
+    or None (the division)."""
+    o = options
+    divides = (o.nvfp4_recipe != RECIPE_TORCHAO  # torchao multiplies by the reciprocal
+               and o.nvfp4_recipe != RECIPE_MLX  # MLX: a division, then a multiply
+               and o.zero_sign != ZERO_QUOTIENT  # the quotient's sign needs the division
+               and o.zero_sign != ZERO_NOT_POSITIVE)  # so does this one's
+    if RULE_SHAPE.get("by_reciprocal") and divides and o.rounding == TIE_EVEN:
+        return "reciprocal"
+    if RULE_SHAPE["by_threshold"] and divides and o.rounding != TIE_ARGMIN:
+        return "threshold"
+    return None
+
+
+def _nv_rule(x, divisors, options, tensor, form, table, bounds, scales, packed) -> None:
+    """Launch the NVFP4 rule kernel: element codes by ``form`` (:func:`_nv_code_form`; its
+    device ``table``), block scales from the device ``bounds`` (None: computed, from the
+    run-time ``tensor`` operand)."""
+    o, shape = options, RULE_SHAPE
+    blocks, threads = _warp_grid((scales.size + 31) // 32, shape["threads"])
+    loads = "" if _simulated() else shape["loads"]
+    pipeline = shape.get("pipeline", False)
+    kernel = _rule_kernel(True, o.nvfp4_recipe, o.nibble_order, o.rounding, o.zero_sign,
+                          form == "threshold", threads, loads, o.nonfinite == NONFINITE_MLX,
+                          pipeline, bounds is not None, False, form == "reciprocal")
+    args = (x.view(np.uint32), divisors, tensor, o.clamp_low, o.clamp_high, o.zero_block,
+            o.zero_block_scale, o.nonfinite == NONFINITE_NAN_SCALE, 0.0, scales,
+            _rule_out(packed, o.nibble_order), _no_thresholds() if table is None else table,
+            _no_bounds() if bounds is None else bounds)
+    if (table is not None or bounds is not None or pipeline) and not _simulated() and (
+            shape["resident"]):
+        # each thread block copies the tables first: as many as fit at once, looping
+        blocks = min(blocks, shape["resident"] * resident_grid(
+            kernel, args, threads, ("nv rule", o.nvfp4_recipe, o.nibble_order, o.rounding,
+                                    o.zero_sign, threads, loads, form, pipeline,
+                                    bounds is not None)))
+    launch(kernel, blocks, threads, *args)
+
+
+def nv_after_kernel(x, options, scales, packed) -> None:
+    """The passes some nonfinite conventions make after the NVFP4 kernel: x86's NaN scale
+    byte 0xFF, and the NaN/Inf blocks torchao, torchao-rceil and qwantize recode."""
+    o = options
+    if o.nvfp4_recipe == RECIPE_VLLM or o.fouroversix >= 0:
+        return
     if o.nonfinite == NONFINITE_IEEE_X86 or o.nonfinite == NONFINITE_CT:  # NaN scale 0xFF
         blocks, threads = _block_grid(scales.size)
         _x86_nan_scales[blocks, threads](x.view(np.uint32), scales)
@@ -900,6 +988,106 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
         _nv_nan_kernel[blocks, threads](x.view(np.uint32), o.nonfinite, o.tensor_operand,
                                         o.clamp_low, o.clamp_high, o.nibble_order,
                                         o.rounding, o.zero_sign, scales, packed.reshape(-1))
+
+
+def device_amax_applies(options) -> bool:
+    """Whether :func:`quantize_nv_by_device_amax` can quantize under ``options`` (the rule
+    kernel with its scale-bound table, codes by reciprocal or by division)."""
+    o = options
+    return (not o.optimal and o.fouroversix < 0 and o.nvfp4_recipe not in (
+        RECIPE_VLLM, RECIPE_COMFY, RECIPE_MLX) and not _ggml(True, None, o)
+        and o.nonfinite not in (NONFINITE_MODELOPT, NONFINITE_MLX)
+        and bool(RULE_SHAPE.get("by_bounds")) and _nv_code_form(o) != "threshold")
+
+
+#: The device operand record: the amax bits, the tensor operand, whether the tables hold.
+_RECORD = 3
+
+
+@cuda.jit
+def _operand_tables(partial, encode, ct, recipe, clamp_low, clamp_high, zero_block,
+                    zero_scale, by_reciprocal, record, divisors, pairs, bounds):
+    """One thread block of 256 threads: the tensor amax (the largest of ``partial``), its
+    stored scale and operand (:func:`..scale_rules.nvfp4_tensor_scale`,
+    :func:`..scale_rules.nvfp4_tensor_operand`), and from it the tables the host builds for
+    a given operand, a thread an entry: ``divisors`` (:func:`..scale_rules.nvfp4_divisor`),
+    with ``by_reciprocal`` ``pairs`` (:func:`reciprocal_row`), and ``bounds``
+    (:func:`..scale_rules.nvfp4_scale_bounds`, whose usability goes to ``record[2]``)."""
+    t = cuda.threadIdx.x
+    tops = cuda.shared.array(256, int32)
+    found = cuda.shared.array(2, int32)  # the prefix's end, whether every bound holds
+    top = int32(0)
+    for i in range(t, partial.size, 256):
+        top = max(top, partial[i])
+    tops[t] = top
+    cuda.syncthreads()
+    half = 128
+    while half > 0:
+        if t < half:
+            tops[t] = max(tops[t], tops[t + half])
+        cuda.syncthreads()
+        half //= 2
+    amax = float(np.uint32(tops[0]).view(np.float32))  # exact; NaN above 0x7F800000
+    operand = nvfp4_tensor_operand(nvfp4_tensor_scale(amax, encode), ct, encode)
+    divisors[t] = nvfp4_divisor(t, recipe, operand)[0]
+    if by_reciprocal:
+        pairs[2 * t], pairs[2 * t + 1] = reciprocal_row(t, recipe, operand)
+    applies = amax == amax and bounds_apply(recipe, operand, clamp_low, clamp_high)
+    if t == 0:
+        found[1] = 1 if applies else 0
+        if applies:
+            found[0] = zero_prefix_end(recipe, operand, clamp_low, clamp_high, zero_block)
+            bounds[0] = found[0]
+            bounds[1] = amax_scale(0, recipe, operand, clamp_low, clamp_high, zero_block,
+                                    zero_scale)
+            bounds[SCALE_BOUNDS - 1] = 0x7FFFFFFF
+            if amax_scale(_INF_BITS, recipe, operand, clamp_low, clamp_high, zero_block,
+                           zero_scale) > 126:
+                found[1] = 0
+    cuda.syncthreads()
+    if applies and 1 <= t <= 126:
+        low = least_amax_of(t, found[0], recipe, operand, clamp_low, clamp_high, zero_block,
+                            zero_scale)
+        bounds[1 + t] = low
+        if not bound_checks(t, low, found[0], recipe, operand, clamp_low, clamp_high,
+                            zero_block, zero_scale):
+            found[1] = 0
+    cuda.syncthreads()
+    if t == 0:
+        record[0] = float(tops[0])
+        record[1] = operand
+        record[2] = float(found[1])
+
+
+def quantize_nv_by_device_amax(x, options, encode: bool, scales, packed):
+    """NVFP4 blocks of the flat float32 device array ``x`` whose tensor scale comes of the
+    tensor amax, with no wait for the host between the passes: the amax kernel, then
+    :func:`_operand_tables` (the operand and its tables on the device), then the rule
+    kernel, then one copy back. ``options.tensor_operand`` is not read; ``encode``: the
+    profile's tensor-scale direction. Returns (amax, operand), or None where the tables do
+    not hold (a NaN, zero or infinite amax...: quantize with the host's operand instead).
+    The passes of :func:`nv_after_kernel` are the caller's, once it has the operand."""
+    o = options
+    kept = _kept_buffers()
+    key = ("operand tables", cuda.get_current_device().id if not _simulated() else 0)
+    if key not in kept:
+        kept[key] = (cuda.device_array(256, np.float64),
+                     cuda.device_array(RECIPROCAL_TABLE, np.float32),
+                     cuda.device_array(SCALE_BOUNDS, np.int32),
+                     cuda.device_array(_RECORD, np.float64),
+                     cuda.pinned_array(_RECORD, np.float64))
+    divisors, pairs, bounds, record, host = kept[key]
+    form = _nv_code_form(o)
+    partial = _magnitude_partials(x.view(np.uint32))
+    launch(_operand_tables, 1, 256, partial, encode, o.nvfp4_recipe == RECIPE_CT,
+           o.nvfp4_recipe, o.clamp_low, o.clamp_high, o.zero_block, o.zero_block_scale,
+           form == "reciprocal", record, divisors, pairs, bounds)
+    _nv_rule(x, divisors, o, math.nan, form, pairs if form == "reciprocal" else None, bounds,
+             scales, packed)
+    record.copy_to_host(host)
+    if host[2] != 1.0:
+        return None
+    return float(np.uint32(int(host[0])).view(np.float32)), float(host[1])
 
 
 @cuda.jit
@@ -1049,21 +1237,27 @@ def largest_magnitude(bits) -> int:
     the largest of those (one copy back, nothing to zero first)."""
     if not bits.size:
         return 0
+    partial, host = _magnitude_partials(bits, with_host=True)
+    partial.copy_to_host(host)
+    return int(host.max())
+
+
+def _magnitude_partials(bits, with_host: bool = False):
+    """The device int32 array of the per-thread-block maxima of ``bits & 0x7FFFFFFF``
+    (:func:`largest_magnitude`'s kernel, launched), and with ``with_host`` its pinned
+    host twin. Both are kept buffers (a fresh allocation and a pageable copy each call cost
+    more host time than a short reduction takes), one pair a thread, device and grid, for
+    work on the default stream."""
     if _simulated():
         blocks, threads = _grid(bits.size)
         partial = cuda.device_array(blocks, np.int32)
         _largest_magnitude_kernel("")[blocks, threads](bits, partial)
-        return int(partial.copy_to_host().max())
+        return (partial, np.empty(blocks, np.int32)) if with_host else partial
     device = cuda.get_current_device()
     threads = AMAX_THREADS
     blocks = max(1, min(AMAX_BLOCKS_PER_SM * device.MULTIPROCESSOR_COUNT,
                         (bits.size // 4 + threads - 1) // threads))
-    # the per-block maxima go to a kept device buffer and come back to kept pinned memory
-    # (a fresh allocation and a pageable copy each call cost more host time than a short
-    # reduction takes), one pair a thread and device, for work on the default stream
-    kept = getattr(_AMAX_BUFFERS, "kept", None)
-    if kept is None:
-        kept = _AMAX_BUFFERS.kept = {}
+    kept = _kept_buffers()
     key = (device.id, blocks)
     if key not in kept:
         if len(kept) > 16:
@@ -1071,8 +1265,15 @@ def largest_magnitude(bits) -> int:
         kept[key] = (cuda.device_array(blocks, np.int32), cuda.pinned_array(blocks, np.int32))
     partial, host = kept[key]
     launch(_largest_magnitude_kernel(AMAX_LOADS_QUALIFIERS), blocks, threads, bits, partial)
-    partial.copy_to_host(host)
-    return int(host.max())
+    return (partial, host) if with_host else partial
+
+
+def _kept_buffers() -> dict:
+    """This thread's kept device and pinned buffers (work on the default stream)."""
+    kept = getattr(_AMAX_BUFFERS, "kept", None)
+    if kept is None:
+        kept = _AMAX_BUFFERS.kept = {}
+    return kept
 
 
 _AMAX_BUFFERS = threading.local()
