@@ -56,7 +56,8 @@ for first in range(0, total, chunk):
 cuda.synchronize()
 elapsed = time.perf_counter() - start
 wrong = differ.copy_to_host()
-NAME = getattr(cuda.get_current_device(), "name", b"the simulator").decode()
+NAME = getattr(cuda.get_current_device(), "name", "the simulator")
+NAME = NAME.decode() if isinstance(NAME, bytes) else NAME
 print(f"{total} x {total} significand pairs ({total * total:.3e}): {wrong[0]} differ "
       f"from a / d, {elapsed:.1f} s on {NAME}")
 for a_bits, d_bits in examples.copy_to_host()[: min(16, wrong[1])]:

@@ -928,8 +928,8 @@ def quantize_nv(x, divisors, options, scales, packed, hessian=None) -> None:
         if RULE_SHAPE.get("by_bounds") and o.nonfinite != NONFINITE_MLX:
             bounds = scale_bounds(o.nvfp4_recipe, o.tensor_operand, o.clamp_low, o.clamp_high,
                                   o.zero_block, o.zero_block_scale)
-        _nv_rule(x, divisors, o, o.tensor_operand, form if tables is not None else None,
-                 tables, bounds, scales, packed)
+        _nv_rule(x.view(np.uint32), divisors, o, o.tensor_operand,
+                 form if tables is not None else None, tables, bounds, scales, packed)
     nv_after_kernel(x, o, scales, packed)
 
 
@@ -949,8 +949,9 @@ def _nv_code_form(options) -> str | None:
     return None
 
 
-def _nv_rule(x, divisors, options, tensor, form, table, bounds, scales, packed) -> None:
-    """Launch the NVFP4 rule kernel: element codes by ``form`` (:func:`_nv_code_form`; its
+def _nv_rule(bits, divisors, options, tensor, form, table, bounds, scales, packed) -> None:
+    """Launch the NVFP4 rule kernel on the float32 bits ``bits`` (uint32, flat): element
+    codes by ``form`` (:func:`_nv_code_form`; its
     device ``table``), block scales from the device ``bounds`` (None: computed, from the
     run-time ``tensor`` operand)."""
     o, shape = options, RULE_SHAPE
@@ -960,7 +961,7 @@ def _nv_rule(x, divisors, options, tensor, form, table, bounds, scales, packed) 
     kernel = _rule_kernel(True, o.nvfp4_recipe, o.nibble_order, o.rounding, o.zero_sign,
                           form == "threshold", threads, loads, o.nonfinite == NONFINITE_MLX,
                           pipeline, bounds is not None, False, form == "reciprocal")
-    args = (x.view(np.uint32), divisors, tensor, o.clamp_low, o.clamp_high, o.zero_block,
+    args = (bits, divisors, tensor, o.clamp_low, o.clamp_high, o.zero_block,
             o.zero_block_scale, o.nonfinite == NONFINITE_NAN_SCALE, 0.0, scales,
             _rule_out(packed, o.nibble_order), _no_thresholds() if table is None else table,
             _no_bounds() if bounds is None else bounds)
@@ -1035,6 +1036,9 @@ def _operand_tables(partial, encode, ct, recipe, clamp_low, clamp_high, zero_blo
     applies = amax == amax and bounds_apply(recipe, operand, clamp_low, clamp_high)
     if t == 0:
         found[1] = 1 if applies else 0
+        # where the tables cannot hold, a table giving every block byte 0: the rule kernel,
+        # already queued, then reads only valid entries (its bytes are not used)
+        bounds[0], bounds[1] = 0x7FFFFFFF, 0
         if applies:
             found[0] = zero_prefix_end(recipe, operand, clamp_low, clamp_high, zero_block)
             bounds[0] = found[0]
@@ -1059,17 +1063,49 @@ def _operand_tables(partial, encode, ct, recipe, clamp_low, clamp_high, zero_blo
         record[2] = float(found[1])
 
 
+def _copy_when(side, device, host) -> None:
+    """Copy ``device`` into the pinned ``host`` as soon as the event of ``side`` (a
+    :func:`_side` pair; the event recorded on the default stream) completes, not after the
+    work queued behind it: on the kept non-blocking stream (a stream created blocking waits
+    for everything queued on the default stream), then wait for that copy. The kernel
+    queued after the event runs on while the host goes on. In the simulator (``side``
+    None) a plain copy."""
+    if side is None:
+        device.copy_to_host(host)
+        return
+    stream, event = side
+    event.wait(stream)
+    device.copy_to_host(host, stream=stream)
+    stream.synchronize()
+
+
+def _side(device: int):
+    """(non-blocking stream, event) kept for this thread and ``device`` (for the process)."""
+    kept = _kept_buffers()
+    key = ("side stream", device)
+    if key not in kept:
+        from numba.cuda.cudadrv.driver import binding, driver
+
+        flags = binding.CUstream_flags.CU_STREAM_NON_BLOCKING.value
+        kept[key] = (cuda.external_stream(int(driver.cuStreamCreate(flags))),
+                     cuda.event(timing=False))
+    return kept[key]
+
+
 def quantize_nv_by_device_amax(x, options, encode: bool, scales, packed):
     """NVFP4 blocks of the flat float32 device array ``x`` whose tensor scale comes of the
     tensor amax, with no wait for the host between the passes: the amax kernel, then
     :func:`_operand_tables` (the operand and its tables on the device), then the rule
-    kernel, then one copy back. ``options.tensor_operand`` is not read; ``encode``: the
+    kernel, and the operand's copy back as soon as the tables kernel has written it
+    (:func:`_copy_when`: the host goes on while the rule kernel runs).
+    ``options.tensor_operand`` is not read; ``encode``: the
     profile's tensor-scale direction. Returns (amax, operand), or None where the tables do
     not hold (a NaN, zero or infinite amax...: quantize with the host's operand instead).
     The passes of :func:`nv_after_kernel` are the caller's, once it has the operand."""
     o = options
     kept = _kept_buffers()
-    key = ("operand tables", cuda.get_current_device().id if not _simulated() else 0)
+    device = 0 if _simulated() else cuda.get_current_device().id
+    key = ("operand tables", device)
     if key not in kept:
         kept[key] = (cuda.device_array(256, np.float64),
                      cuda.device_array(RECIPROCAL_TABLE, np.float32),
@@ -1078,13 +1114,17 @@ def quantize_nv_by_device_amax(x, options, encode: bool, scales, packed):
                      cuda.pinned_array(_RECORD, np.float64))
     divisors, pairs, bounds, record, host = kept[key]
     form = _nv_code_form(o)
-    partial = _magnitude_partials(x.view(np.uint32))
+    bits = x.view(np.uint32)
+    partial = _magnitude_partials(bits)
     launch(_operand_tables, 1, 256, partial, encode, o.nvfp4_recipe == RECIPE_CT,
            o.nvfp4_recipe, o.clamp_low, o.clamp_high, o.zero_block, o.zero_block_scale,
            form == "reciprocal", record, divisors, pairs, bounds)
-    _nv_rule(x, divisors, o, math.nan, form, pairs if form == "reciprocal" else None, bounds,
-             scales, packed)
-    record.copy_to_host(host)
+    side = None if _simulated() else _side(device)
+    if side is not None:
+        side[1].record()  # on the default stream, after the tables kernel
+    _nv_rule(bits, divisors, o, math.nan, form, pairs if form == "reciprocal" else None,
+             bounds, scales, packed)
+    _copy_when(side, record, host)
     if host[2] != 1.0:
         return None
     return float(np.uint32(int(host[0])).view(np.float32)), float(host[1])
@@ -1257,7 +1297,7 @@ def _magnitude_partials(bits, with_host: bool = False):
     threads = AMAX_THREADS
     blocks = max(1, min(AMAX_BLOCKS_PER_SM * device.MULTIPROCESSOR_COUNT,
                         (bits.size // 4 + threads - 1) // threads))
-    kept = _kept_buffers()
+    kept = _kept_buffers().setdefault("partials", {})
     key = (device.id, blocks)
     if key not in kept:
         if len(kept) > 16:
