@@ -490,9 +490,9 @@ class CudaBackend:
         count = x.size // 16
         if options.format != "nvfp4" or not count or not kernels.device_amax_applies(k):
             return None
-        scales, packed = _device.empty(count, np.uint8), _device.empty((count, 8), np.uint8)
-        found = kernels.quantize_nv_by_device_amax(x, k, encode, scales, packed)
-        return None if found is None else (scales, packed, *found)
+        return kernels.quantize_nv_by_device_amax(
+            x, k, encode, lambda: (_device.empty(count, np.uint8),
+                                   _device.empty((count, 8), np.uint8)))
 
     def quantize_after(self, x, options: QuantizeOptions, scales, packed) -> None:
         """The passes after the NVFP4 kernel of :meth:`quantize_by_device_amax`, now that

@@ -15,7 +15,9 @@ Two shapes of kernel, both built from the njit functions of :mod:`..quantize_blo
   :func:`..scale_rules.scale_by_bounds`) and stores it, and hands the block's divisor
   back to the block's lanes (:func:`.warp.index_shuffle`). Each lane then computes the
   codes of its elements (:func:`..elements.element_code`; MXFP4 under ties to even
-  :func:`..elements.nearest_even_code`, NVFP4 division recipes by decision thresholds) and
+  :func:`..elements.nearest_even_code`; NVFP4 division recipes under ties to even the same
+  of :func:`..elements.reciprocal_quotient`, the quotient from the block's divisor and
+  reciprocal, under the other ties by decision thresholds) and
   stores its packed bytes (SPLIT_HALF pairs element j with j + B/2, so there the lanes of
   the block's first half take their partner's codes by a shuffle). These kernels are bound
   by the integer pipe more than by memory (``ncu``, 2026-12-04), hence the float-pipe and
@@ -162,6 +164,10 @@ _KERNELS: dict[tuple, object] = {}
 #: fifth of that kernel's instructions). ``by_rounding``: MXFP4 codes under ties to even by
 #: :func:`..elements.nearest_even_code` (float additions) instead of the threshold bisection
 #: (comparisons and selects on the integer pipe, which bounds that kernel).
+#: ``by_reciprocal``: NVFP4 codes under ties to even the same way, of the quotient by
+#: reciprocal (:func:`reciprocal_table`), before ``by_threshold``: on the H200
+#: (2026-12-04 night, docs/benchmarks.md) the NVFP4 OCP kernel ran at 0.87-0.90 of the copy
+#: against 0.72-0.74 by thresholds and 0.67-0.69 by division, the same bytes.
 RULE_SHAPE = {"threads": _RULE_THREADS, "loads": "", "by_threshold": True, "resident": 2,
               "pipeline": False, "mx_resident": 0, "by_bounds": True, "by_rounding": True,
               "by_reciprocal": True}
@@ -1092,16 +1098,18 @@ def _side(device: int):
     return kept[key]
 
 
-def quantize_nv_by_device_amax(x, options, encode: bool, scales, packed):
+def quantize_nv_by_device_amax(x, options, encode: bool, allocate):
     """NVFP4 blocks of the flat float32 device array ``x`` whose tensor scale comes of the
     tensor amax, with no wait for the host between the passes: the amax kernel, then
     :func:`_operand_tables` (the operand and its tables on the device), then the rule
     kernel, and the operand's copy back as soon as the tables kernel has written it
     (:func:`_copy_when`: the host goes on while the rule kernel runs).
     ``options.tensor_operand`` is not read; ``encode``: the
-    profile's tensor-scale direction. Returns (amax, operand), or None where the tables do
-    not hold (a NaN, zero or infinite amax...: quantize with the host's operand instead).
-    The passes of :func:`nv_after_kernel` are the caller's, once it has the operand."""
+    profile's tensor-scale direction; ``allocate()`` gives the (scales, packed) device
+    arrays, called while the amax kernel runs. Returns (scales, packed, amax, operand), or
+    None where the tables do not hold (a NaN, zero or infinite amax...: quantize with the
+    host's operand instead). The passes of :func:`nv_after_kernel` are the caller's, once it
+    has the operand."""
     o = options
     kept = _kept_buffers()
     device = 0 if _simulated() else cuda.get_current_device().id
@@ -1122,12 +1130,13 @@ def quantize_nv_by_device_amax(x, options, encode: bool, scales, packed):
     side = None if _simulated() else _side(device)
     if side is not None:
         side[1].record()  # on the default stream, after the tables kernel
+    scales, packed = allocate()  # host work while the amax kernel runs
     _nv_rule(bits, divisors, o, math.nan, form, pairs if form == "reciprocal" else None,
              bounds, scales, packed)
     _copy_when(side, record, host)
     if host[2] != 1.0:
         return None
-    return float(np.uint32(int(host[0])).view(np.float32)), float(host[1])
+    return scales, packed, float(np.uint32(int(host[0])).view(np.float32)), float(host[1])
 
 
 @cuda.jit
