@@ -167,8 +167,10 @@ _KERNELS: dict[tuple, object] = {}
 #: ``by_reciprocal``: NVFP4 codes under ties to even the same way, of the quotient by
 #: reciprocal (:func:`reciprocal_table`), before ``by_threshold``: on the H200
 #: (2026-12-04 night, docs/benchmarks.md) the NVFP4 OCP kernel ran at 0.87-0.90 of the copy
-#: against 0.72-0.74 by thresholds and 0.67-0.69 by division, the same bytes.
-RULE_SHAPE = {"threads": _RULE_THREADS, "loads": "", "by_threshold": True, "resident": 2,
+#: against 0.72-0.74 by thresholds and 0.67-0.69 by division, the same bytes, and at
+#: 0.89-0.93 with ``resident`` 4 (four samples in two calls; 0.87-0.90 with 2, 0.82-0.85
+#: with 1), hence 4.
+RULE_SHAPE = {"threads": _RULE_THREADS, "loads": "", "by_threshold": True, "resident": 4,
               "pipeline": False, "mx_resident": 0, "by_bounds": True, "by_rounding": True,
               "by_reciprocal": True}
 
