@@ -126,6 +126,49 @@ def test_nvfp4_operand_found_on_the_device(monkeypatch, profile, data, on_device
     assert any(calls) == on_device, calls
 
 
+@pytest.mark.parametrize(("profile", "amax"), [
+    ("ocp", 7.5), ("ocp", 3e-30), ("ocp", 3.4028235e38), ("ocp", 0.0),
+    ("compressed-tensors", 7.5), ("compressed-tensors", 1e-41), ("flashinfer", 1e30),
+    ("torchao-floor", 0.02)])
+def test_operand_tables_as_the_host_builds_them(profile, amax):
+    """The device's operand and tables of a tensor amax (the largest of the partial maxima)
+    against the host's: the operand of ``fp4ref.quantize``'s front door, the divisors
+    (:func:`fp4ref.kernels.scale_rules.nvfp4_divisor`), reciprocal rows and scale bounds
+    with their usability (:func:`fp4ref.kernels.scale_rules.nvfp4_scale_bounds`)."""
+    import math
+
+    from fp4ref.kernels.cuda import quantize as kernels
+    from fp4ref.kernels.options import QuantizeOptions
+    from fp4ref.kernels.scale_rules import SCALE_BOUNDS, nvfp4_divisor, nvfp4_scale_bounds
+    from fp4ref.quantize import _tensor_scales
+
+    prof = get_profile(profile)
+    encode = prof.tensor_scale_direction == "encode"
+    o = QuantizeOptions("nvfp4", None, prof, math.nan).kernel
+    bits = int(np.float32(amax).view(np.uint32))
+    partial = cuda.to_device(np.array([0, bits, bits // 2, min(bits, 7)], np.int32))
+    record = cuda.device_array(3, np.float64)
+    divisors = cuda.device_array(256, np.float64)
+    pairs = cuda.device_array(kernels.RECIPROCAL_TABLE, np.float32)
+    bounds = cuda.device_array(SCALE_BOUNDS, np.int32)
+    kernels._operand_tables[1, 256](partial, encode, prof.nvfp4_recipe == "compressed-tensors",
+                                    o.nvfp4_recipe, o.clamp_low, o.clamp_high, o.zero_block,
+                                    o.zero_block_scale, True, record, divisors, pairs, bounds)
+    got = record.copy_to_host()
+    operand = _tensor_scales(prof, None, amax=lambda: float(np.float32(amax)))[0]
+    assert got[0] == bits
+    assert np.float64(got[1]).view(np.uint64) == np.float64(operand).view(np.uint64)
+    expected = np.array([nvfp4_divisor(b, o.nvfp4_recipe, operand)[0] for b in range(256)])
+    assert np.array_equal(divisors.copy_to_host().view(np.uint64), expected.view(np.uint64))
+    rows, _ = kernels._reciprocal_rows(o.nvfp4_recipe, operand)
+    assert np.array_equal(pairs.copy_to_host().view(np.uint32), rows.view(np.uint32))
+    table, usable = nvfp4_scale_bounds(o.nvfp4_recipe, operand, o.clamp_low, o.clamp_high,
+                                       o.zero_block, o.zero_block_scale)
+    assert got[2] == float(usable), (profile, amax)
+    if usable:
+        assert np.array_equal(bounds.copy_to_host(), table)
+
+
 @pytest.mark.parametrize("profile", ["ocp", "compressed-tensors"])
 def test_nvfp4_tensor_amax_with_nan(profile):
     x = _special(nan=True)
