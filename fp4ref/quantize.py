@@ -120,6 +120,30 @@ def _tensor_scales(profile: Profile, tensor_scale: Any, amax: Any):
     return operand, np.float32(decode), np.float32(stored)
 
 
+def _operand_on_device(engine: Any, flat: Any, rule: str, profile: Profile):
+    """(scales, packed, (operand, decode, stored)) of an NVFP4 quantization whose tensor
+    scale comes of the amax, with the operand found by the GPU (no wait between the amax and
+    the kernel: the CUDA backend's ``quantize_by_device_amax``), or None where that does not
+    apply (then the host computes the operand). The host's operand from the device's amax
+    (:func:`_tensor_scales`) must equal the device's, bit for bit."""
+    if not (profile.tensor_scale and profile.tensor_scale_direction != "amax"
+            and profile.nvfp4_recipe != "vllm" and hasattr(engine, "quantize_by_device_amax")):
+        return None
+    found = engine.quantize_by_device_amax(flat, QuantizeOptions("nvfp4", rule, profile,
+                                                                 math.nan),
+                                           profile.tensor_scale_direction == "encode")
+    if found is None:
+        return None
+    scales, packed, amax, device_operand = found
+    scalars = _tensor_scales(profile, None, amax=lambda: amax)
+    if np.float64(scalars[0]).view(np.uint64) != np.float64(device_operand).view(np.uint64):
+        raise RuntimeError(f"the GPU's NVFP4 tensor operand {device_operand!r} differs from "
+                           f"the host's {scalars[0]!r} (amax {amax!r}): a bug")
+    engine.quantize_after(flat, QuantizeOptions("nvfp4", rule, profile, scalars[0]), scales,
+                          packed)
+    return scales, packed, scalars
+
+
 def _fouroversix_tensor(rule: str, tensor_scale: Any, engine: Any, flat: Any):
     """(operand, decode multiplier, stored) of a four-over-six quantization: the tensor
     amax, given (``tensor_scale``) or max |x| (NaN if x holds one), is both the operand and
@@ -265,26 +289,17 @@ def quantize(
             raise ValueError("x holds NaN, refused under nonfinite='gfloat' (gfloat raises "
                              "'No NaN in format ocp_e2m1')")
     operand, decode, stored = 1.0, None, None
-    found = None
+    done = None
     if fmt == "nvfp4" and rule in fouroversix.RULES:  # the operand is the tensor amax
         operand, decode, stored = _fouroversix_tensor(rule, tensor_scale, engine, flat)
-    elif fmt == "nvfp4" and tensor_scale is None and prof.tensor_scale and (
-            prof.tensor_scale_direction != "amax" and prof.nvfp4_recipe != "vllm"
-            and not blocks_h.shape[0] and hasattr(engine, "quantize_by_device_amax")):
-        # the GPU finds the operand itself, with no wait between the amax and the kernel
-        found = engine.quantize_by_device_amax(flat, QuantizeOptions(fmt, rule, prof, math.nan),
-                                               prof.tensor_scale_direction == "encode")
-    if found is not None:
-        scales, packed, amax, device_operand = found
-        operand, decode, stored = _tensor_scales(prof, None, amax=lambda: amax)
-        if np.float64(operand).view(np.uint64) != np.float64(device_operand).view(np.uint64):
-            raise RuntimeError(f"the GPU's NVFP4 tensor operand {device_operand!r} differs "
-                               f"from the host's {operand!r} (amax {amax!r}): a bug")
-        engine.quantize_after(flat, QuantizeOptions(fmt, rule, prof, operand), scales, packed)
+    elif fmt == "nvfp4" and tensor_scale is None and not blocks_h.shape[0]:
+        done = _operand_on_device(engine, flat, rule, prof)
+    if fmt == "nvfp4" and rule not in fouroversix.RULES and done is None:
+        operand, decode, stored = _tensor_scales(
+            prof, tensor_scale, amax=lambda: engine.largest_magnitude(flat))
+    if done is not None:
+        scales, packed, (operand, decode, stored) = done
     else:
-        if fmt == "nvfp4" and rule not in fouroversix.RULES:
-            operand, decode, stored = _tensor_scales(
-                prof, tensor_scale, amax=lambda: engine.largest_magnitude(flat))
         scales, packed = engine.quantize(flat, QuantizeOptions(fmt, rule, prof, operand),
                                          blocks_h)
     leading = shape[:-1]
