@@ -194,7 +194,9 @@ def quantize(
     tensor_scale : float, optional
         NVFP4: the tensor scale in the profile's stored direction (decode multiplier, or
         compressed-tensors' encode scale, or MLX's ``global_scale``, the tensor amax);
-        computed from the tensor amax if omitted (none for ``"amax"``, as MLX).
+        computed from the tensor amax if omitted (none for ``"amax"``, as MLX). On the GPU
+        the amax, the operand and its tables are then computed on the device, and the
+        host reads them back while the quantize kernel runs.
     hessian : array_like, optional
         For ``scale_rule="optimal-hessian"`` (and only then): either the per-column-block
         Hessians, float ``[K/B, B, B]`` (``H_j`` for columns ``j*B .. j*B + B - 1``), or
