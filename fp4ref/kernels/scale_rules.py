@@ -259,18 +259,27 @@ def nvfp4_scale_bounds(recipe, tensor, clamp_low, clamp_high, zero_block, zero_s
     table = np.zeros(SCALE_BOUNDS, np.int32)
     if not bounds_apply(recipe, tensor, clamp_low, clamp_high):
         return table, False
-    start = zero_prefix_end(recipe, tensor, clamp_low, clamp_high, zero_block)
-    table[0] = start
-    table[1] = amax_scale(0, recipe, tensor, clamp_low, clamp_high, zero_block, zero_scale)
-    usable = amax_scale(0x7F800000, recipe, tensor, clamp_low, clamp_high, zero_block,
-                         zero_scale) <= 126
+    start, usable = bounds_head(table, recipe, tensor, clamp_low, clamp_high, zero_block,
+                                zero_scale)
     for b in range(1, 127):
         table[1 + b] = least_amax_of(b, start, recipe, tensor, clamp_low, clamp_high,
                                      zero_block, zero_scale)
         usable &= bound_checks(b, table[1 + b], start, recipe, tensor, clamp_low, clamp_high,
                                zero_block, zero_scale)
-    table[SCALE_BOUNDS - 1] = 0x7FFFFFFF
     return table, usable
+
+
+@njit(cache=True, error_model="numpy")
+def bounds_head(table, recipe, tensor, clamp_low, clamp_high, zero_block, zero_scale):
+    """Write entries 0 and 1 of :func:`nvfp4_scale_bounds`'s ``table`` (the zero block's
+    prefix end and byte) and its sentinel; return (the prefix end, whether Inf's byte is at
+    most 126, as the bisections need)."""
+    start = zero_prefix_end(recipe, tensor, clamp_low, clamp_high, zero_block)
+    table[0] = start
+    table[1] = amax_scale(0, recipe, tensor, clamp_low, clamp_high, zero_block, zero_scale)
+    table[SCALE_BOUNDS - 1] = 0x7FFFFFFF
+    return start, amax_scale(0x7F800000, recipe, tensor, clamp_low, clamp_high, zero_block,
+                             zero_scale) <= 126
 
 
 @njit(cache=True, error_model="numpy")

@@ -107,9 +107,9 @@ from ..quantize_block import (
 from ..scalar import byte_elements
 from ..scale_rules import (
     SCALE_BOUNDS,
-    amax_scale,
     bound_checks,
     bounds_apply,
+    bounds_head,
     least_amax_of,
     mlx_exponent,
     mx_scale,
@@ -119,7 +119,6 @@ from ..scale_rules import (
     nvfp4_tensor_operand,
     nvfp4_tensor_scale,
     scale_by_bounds,
-    zero_prefix_end,
 )
 from . import elements, search, unfused  # noqa: F401 (the GPU's count_below and mul overloads)
 from .codec import _grid, _simulated, resident_grid
@@ -1048,13 +1047,10 @@ def _operand_tables(partial, encode, ct, recipe, clamp_low, clamp_high, zero_blo
         # already queued, then reads only valid entries (its bytes are not used)
         bounds[0], bounds[1] = 0x7FFFFFFF, 0
         if applies:
-            found[0] = zero_prefix_end(recipe, operand, clamp_low, clamp_high, zero_block)
-            bounds[0] = found[0]
-            bounds[1] = amax_scale(0, recipe, operand, clamp_low, clamp_high, zero_block,
-                                    zero_scale)
-            bounds[SCALE_BOUNDS - 1] = 0x7FFFFFFF
-            if amax_scale(_INF_BITS, recipe, operand, clamp_low, clamp_high, zero_block,
-                           zero_scale) > 126:
+            start, inf_holds = bounds_head(_njit_view(bounds), recipe, operand, clamp_low,
+                                           clamp_high, zero_block, zero_scale)
+            found[0] = start
+            if not inf_holds:
                 found[1] = 0
     cuda.syncthreads()
     if applies and 1 <= t <= 126:
